@@ -1,0 +1,22 @@
+// Copyright 2026 The Flotilla Authors. All rights reserved.
+
+// Package engine is a store's one Pebble instance and everything Flotilla
+// keeps in it.
+//
+// It owns:
+//   - the key layout (keys.go): store-local keys, each range's replicated and
+//     unreplicated state, raft log entries and user data, and their encoding;
+//   - Open/Close of the Pebble engine with documented Options;
+//   - atomic write batches (Batch) with optional fsync, point reads, bounded
+//     scans and range deletion;
+//   - each range's raft log and raft state as a go.etcd.io/raft/v3 Storage
+//     (RaftStorage), whose writes for many ranges share one batch and so one
+//     fsync, and a store-wide, bounded cache of recent entries;
+//   - snapshot building blocks: export of key spans from a Pebble snapshot as
+//     a stream of checksummed chunks, and atomic ingestion of such a stream
+//     as SSTs that replace whatever the target held in those spans;
+//   - Pebble's metrics that matter, registered on an injected metrics.Set.
+//
+// It does not know about raft groups' lifecycles, proposals or key-value
+// commands: multiraft drives RaftStorage and shard writes user data.
+package engine

@@ -1,0 +1,325 @@
+// Copyright 2026 The Flotilla Authors. All rights reserved.
+
+package engine
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// ErrNotFound is returned by Get when the key does not exist.
+var ErrNotFound = errors.New("engine: key not found")
+
+// ErrClosed is returned by operations on a closed Engine.
+var ErrClosed = errors.New("engine: closed")
+
+// ErrNoStore is returned by Open with ErrorIfNotExists when the directory
+// holds no engine.
+var ErrNoStore = errors.New("engine: no store")
+
+// ErrReadOnly is returned by writes to an engine opened with ReadOnly.
+var ErrReadOnly = errors.New("engine: opened read-only")
+
+// ingestDir is where snapshot SSTs are written before ingestion, relative to
+// Options.Dir. Pebble ignores subdirectories of its data directory.
+const ingestDir = "auxiliary/ingest"
+
+// Engine is one store's Pebble instance: raft logs, raft state and user data
+// of every range on the store. It is safe for concurrent use. Close it only
+// after every user has stopped.
+type Engine struct {
+	opts       Options
+	pebbleOpts *pebble.Options
+	db         *pebble.DB
+	entryCache *entryCache
+
+	// ingestSeq numbers the temporary SST files of snapshot ingestion.
+	ingestSeq atomic.Uint64
+	closed    atomic.Bool
+
+	// batchPool recycles Batch structs with their scratch space.
+	batchPool sync.Pool
+
+	// storagesMu guards storages, the open RaftStorage of each range. No
+	// other lock is taken while it is held.
+	storagesMu sync.Mutex
+	storages   map[RangeID]*RaftStorage
+}
+
+// Open opens (creating if needed) the engine described by opts. It applies
+// opts.EnsureDefaults and reports invalid options as an error.
+func Open(opts Options) (*Engine, error) {
+	opts.EnsureDefaults()
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	cache := pebble.NewCache(opts.CacheSize)
+	defer cache.Unref() // the DB holds its own reference
+	po := &pebble.Options{
+		FS:                 opts.FS,
+		Cache:              cache,
+		MemTableSize:       opts.MemTableSize,
+		FormatMajorVersion: pebble.FormatNewest,
+		Logger:             pebbleLogger{opts.Logger},
+		ReadOnly:           opts.ReadOnly,
+		ErrorIfNotExists:   opts.ErrorIfNotExists,
+	}
+	po.EnsureDefaults()
+
+	if opts.ErrorIfNotExists {
+		// Pebble would take its LOCK file before noticing; Peek writes
+		// nothing.
+		desc, err := pebble.Peek(opts.Dir, opts.FS)
+		if err != nil {
+			return nil, fmt.Errorf("engine: %s: %w", opts.Dir, err)
+		}
+		if !desc.Exists {
+			return nil, fmt.Errorf("%w in %s", ErrNoStore, opts.Dir)
+		}
+	}
+	e := &Engine{opts: opts, pebbleOpts: po}
+	e.entryCache = newEntryCache(opts.RaftEntryCacheSize)
+	db, err := pebble.Open(opts.Dir, po)
+	if err != nil {
+		return nil, fmt.Errorf("engine: opening %s: %w", opts.Dir, err)
+	}
+	e.db = db
+	// Leftovers of an ingestion interrupted by a crash are garbage: the
+	// ingestion either reached Pebble's manifest (and Pebble holds its own
+	// links to the files) or did not happen.
+	if opts.ReadOnly {
+		// Nothing to clean, nothing to write.
+	} else if err := opts.FS.RemoveAll(opts.FS.PathJoin(opts.Dir, ingestDir)); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("engine: clearing %s: %w", ingestDir, err)
+	}
+	if opts.Metrics != nil {
+		registerMetrics(opts.Metrics, e)
+	}
+	return e, nil
+}
+
+// Close closes the engine. It is idempotent. Raft storages and iterators
+// must not be used afterwards.
+func (e *Engine) Close() error {
+	if !e.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	return e.db.Close()
+}
+
+func (e *Engine) checkOpen() error {
+	if e.closed.Load() {
+		return ErrClosed
+	}
+	return nil
+}
+
+// Options returns the options the engine runs with, defaults filled in.
+func (e *Engine) Options() Options { return e.opts }
+
+// Get returns a copy of the value stored at key, or ErrNotFound.
+func (e *Engine) Get(key []byte) ([]byte, error) {
+	if err := e.checkOpen(); err != nil {
+		return nil, err
+	}
+	return getCopy(e.db, key)
+}
+
+// NewIter returns an iterator over the keys in [lower, upper). A nil bound
+// is unbounded. The caller must Close it.
+func (e *Engine) NewIter(lower, upper []byte) (*Iterator, error) {
+	if err := e.checkOpen(); err != nil {
+		return nil, err
+	}
+	return newIter(e.db, lower, upper)
+}
+
+// Flush flushes the memtables to SSTs. Tests and tools use it; the engine
+// needs no help to flush.
+func (e *Engine) Flush() error {
+	if err := e.checkOpen(); err != nil {
+		return err
+	}
+	return e.db.Flush()
+}
+
+// NewSnapshot returns a consistent, point-in-time view of the engine. The
+// caller must Close it; an open snapshot pins old data in the LSM.
+func (e *Engine) NewSnapshot() (*Snapshot, error) {
+	if err := e.checkOpen(); err != nil {
+		return nil, err
+	}
+	return &Snapshot{e: e, snap: e.db.NewSnapshot()}, nil
+}
+
+// Reader is what Engine and Snapshot have in common.
+type Reader interface {
+	Get(key []byte) ([]byte, error)
+	NewIter(lower, upper []byte) (*Iterator, error)
+}
+
+var (
+	_ Reader = (*Engine)(nil)
+	_ Reader = (*Snapshot)(nil)
+)
+
+// Snapshot is a consistent view of the engine at one instant.
+type Snapshot struct {
+	e    *Engine
+	snap *pebble.Snapshot
+}
+
+// Get returns a copy of the value stored at key in the snapshot, or
+// ErrNotFound.
+func (s *Snapshot) Get(key []byte) ([]byte, error) { return getCopy(s.snap, key) }
+
+// NewIter returns an iterator over the snapshot's keys in [lower, upper).
+func (s *Snapshot) NewIter(lower, upper []byte) (*Iterator, error) {
+	return newIter(s.snap, lower, upper)
+}
+
+// Close releases the snapshot. It is idempotent.
+func (s *Snapshot) Close() error {
+	if s.snap == nil {
+		return nil
+	}
+	err := s.snap.Close()
+	s.snap = nil
+	return err
+}
+
+type pebbleReader interface {
+	Get(key []byte) ([]byte, io.Closer, error)
+	NewIter(o *pebble.IterOptions) (*pebble.Iterator, error)
+}
+
+func getCopy(r pebbleReader, key []byte) ([]byte, error) {
+	v, closer, err := r.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := bytes.Clone(v)
+	if out == nil {
+		out = []byte{}
+	}
+	return out, closer.Close()
+}
+
+func newIter(r pebbleReader, lower, upper []byte) (*Iterator, error) {
+	if lower != nil && upper != nil && bytes.Compare(lower, upper) > 0 {
+		return nil, fmt.Errorf("engine: iterator bounds inverted: %s > %s", PrettyKey(lower), PrettyKey(upper))
+	}
+	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return nil, err
+	}
+	return &Iterator{it: it}, nil
+}
+
+// Iterator walks keys in order within its bounds. Key and Value return
+// slices valid only until the iterator moves; copy them to keep them.
+type Iterator struct {
+	it *pebble.Iterator
+}
+
+// First moves to the first key and reports whether it is valid.
+func (i *Iterator) First() bool { return i.it.First() }
+
+// Last moves to the last key and reports whether it is valid.
+func (i *Iterator) Last() bool { return i.it.Last() }
+
+// SeekGE moves to the first key >= key.
+func (i *Iterator) SeekGE(key []byte) bool { return i.it.SeekGE(key) }
+
+// SeekLT moves to the last key < key.
+func (i *Iterator) SeekLT(key []byte) bool { return i.it.SeekLT(key) }
+
+// Next moves forward.
+func (i *Iterator) Next() bool { return i.it.Next() }
+
+// Prev moves backward.
+func (i *Iterator) Prev() bool { return i.it.Prev() }
+
+// Valid reports whether the iterator is at a key.
+func (i *Iterator) Valid() bool { return i.it.Valid() }
+
+// Key returns the current key.
+func (i *Iterator) Key() []byte { return i.it.Key() }
+
+// Value returns the current value.
+func (i *Iterator) Value() ([]byte, error) { return i.it.ValueAndErr() }
+
+// Error returns the error, if any, that stopped the iteration.
+func (i *Iterator) Error() error { return i.it.Error() }
+
+// Close releases the iterator and returns its error, if any.
+func (i *Iterator) Close() error { return i.it.Close() }
+
+// ScanOptions tune Scan.
+type ScanOptions struct {
+	// Limit stops the scan after this many pairs; 0 means no limit.
+	Limit int
+	// Reverse scans from the end of the span towards its start.
+	Reverse bool
+}
+
+// Scan calls fn for each pair in span, in key order (or reverse order). The
+// key and value passed to fn are valid only during the call. fn returning an
+// error stops the scan and Scan returns that error.
+func Scan(r Reader, span Span, opts ScanOptions, fn func(key, value []byte) error) error {
+	if !span.Valid() {
+		return nil
+	}
+	it, err := r.NewIter(span.Start, span.End)
+	if err != nil {
+		return err
+	}
+	n := 0
+	valid, step := it.First, it.Next
+	if opts.Reverse {
+		valid, step = it.Last, it.Prev
+	}
+	for ok := valid(); ok && (opts.Limit <= 0 || n < opts.Limit); ok = step() {
+		v, err := it.Value()
+		if err != nil {
+			_ = it.Close()
+			return err
+		}
+		if err := fn(it.Key(), v); err != nil {
+			_ = it.Close()
+			return err
+		}
+		n++
+	}
+	return it.Close()
+}
+
+// pebbleLogger sends Pebble's log lines to slog.
+type pebbleLogger struct{ l *slog.Logger }
+
+func (p pebbleLogger) Infof(format string, args ...any) {
+	p.l.Info(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+func (p pebbleLogger) Errorf(format string, args ...any) {
+	p.l.Error(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+// Fatalf is called by Pebble on unrecoverable errors (such as a failed WAL
+// fsync) and must not return.
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	p.l.Error(msg, "component", "pebble", "fatal", true)
+	panic("pebble: " + msg)
+}
