@@ -23,26 +23,37 @@ var ErrBatchDone = errors.New("engine: batch already committed or closed")
 // so that they share one fsync.
 type Batch struct {
 	e *Engine
-	b *pebble.Batch
-	// storages are the raft storages with writes staged in this batch, in
-	// the order they first staged one. Commit tells each of them when the
-	// writes become durable; Close tells them when the writes are abandoned.
+	b *pebble.Batch // nil once closed
+	// bufs is recycled scratch space; nil once closed.
+	bufs *batchBufs
+	done bool // committed, failed to commit, or closed
+	// err, once set, is why the batch may not commit: a write staged by a
+	// RaftStorage failed half-way, so the batch may hold part of it.
+	err error
+}
+
+// batchBufs is the part of a Batch worth recycling.
+type batchBufs struct {
+	// storages are the raft storages with writes staged in the batch, in the
+	// order they first staged one. Commit tells each of them when the writes
+	// become durable; Close tells them when the writes are abandoned.
 	storages []*RaftStorage
-	done     bool
 	// scratch is reused to build keys.
 	scratch []byte
 }
 
+// maxPooledStorages keeps buffers that served very many ranges out of the
+// pool, so one burst does not pin a large slice.
+const maxPooledStorages = 4096
+
 // NewBatch returns an empty batch. The caller must Close it, committed or
-// not, and must not use it after Close: batches are recycled.
+// not.
 func (e *Engine) NewBatch() *Batch {
-	b, _ := e.batchPool.Get().(*Batch)
-	if b == nil {
-		b = &Batch{e: e}
+	bufs, _ := e.batchPool.Get().(*batchBufs)
+	if bufs == nil {
+		bufs = &batchBufs{}
 	}
-	b.b = e.db.NewBatch()
-	b.done = false
-	return b
+	return &Batch{e: e, b: e.db.NewBatch(), bufs: bufs}
 }
 
 func checkKey(key []byte) error {
@@ -88,18 +99,38 @@ func (b *Batch) DeleteRange(span Span) error {
 	return b.b.DeleteRange(span.Start, span.End, nil)
 }
 
-// Empty reports whether the batch holds no writes.
-func (b *Batch) Empty() bool { return b.b.Empty() }
+// Empty reports whether the batch holds no writes (true once closed).
+func (b *Batch) Empty() bool { return b.b == nil || b.b.Empty() }
 
-// Count is the number of writes in the batch.
-func (b *Batch) Count() uint32 { return b.b.Count() }
+// Count is the number of writes in the batch (0 once closed).
+func (b *Batch) Count() uint32 {
+	if b.b == nil {
+		return 0
+	}
+	return b.b.Count()
+}
 
-// Len is the size of the batch's encoding in bytes.
-func (b *Batch) Len() int { return b.b.Len() }
+// Len is the size of the batch's encoding in bytes (0 once closed).
+func (b *Batch) Len() int {
+	if b.b == nil {
+		return 0
+	}
+	return b.b.Len()
+}
+
+// fail records that a write staged in the batch failed part-way and returns
+// err. The batch can no longer commit.
+func (b *Batch) fail(err error) error {
+	if b.err == nil {
+		b.err = err
+	}
+	return err
+}
 
 // Commit applies the batch atomically. With sync it returns only after the
-// batch is durable (unless Options.DisableSync). The batch cannot be written
-// to afterwards; Close it.
+// batch is durable (unless Options.DisableSync). It writes nothing if a raft
+// storage with writes in the batch was closed or has failed, or if a staged
+// write failed. The batch cannot be written to afterwards; Close it.
 func (b *Batch) Commit(sync bool) error {
 	if b.done {
 		return ErrBatchDone
@@ -111,7 +142,21 @@ func (b *Batch) Commit(sync bool) error {
 		return ErrReadOnly
 	}
 	b.done = true
-	for _, s := range b.storages {
+	storages := b.bufs.storages
+	if b.err != nil {
+		b.abortStorages()
+		return fmt.Errorf("engine: batch not committed, a staged write failed: %w", b.err)
+	}
+	for i, s := range storages {
+		if err := s.prepareCommit(b); err != nil {
+			for _, prepared := range storages[:i] {
+				prepared.cancelCommit(b)
+			}
+			b.abortStorages()
+			return err
+		}
+	}
+	for _, s := range storages {
 		s.preCommit(b)
 	}
 	opts := pebble.NoSync
@@ -119,12 +164,21 @@ func (b *Batch) Commit(sync bool) error {
 		opts = pebble.Sync
 	}
 	err := b.b.Commit(opts)
-	for _, s := range b.storages {
+	for _, s := range storages {
 		s.postCommit(b, err)
 	}
-	clear(b.storages)
-	b.storages = b.storages[:0]
+	clear(b.bufs.storages)
+	b.bufs.storages = b.bufs.storages[:0]
 	return err
+}
+
+// abortStorages tells every storage with writes in b that they are dropped.
+func (b *Batch) abortStorages() {
+	for _, s := range b.bufs.storages {
+		s.abort(b)
+	}
+	clear(b.bufs.storages)
+	b.bufs.storages = b.bufs.storages[:0]
 }
 
 // Close releases the batch. Uncommitted writes are discarded. It is
@@ -133,24 +187,17 @@ func (b *Batch) Close() {
 	if b.b == nil {
 		return
 	}
-	for _, s := range b.storages {
-		s.abort(b)
-	}
-	clear(b.storages)
-	b.storages = b.storages[:0]
+	b.abortStorages()
 	b.done = true
 	_ = b.b.Close()
 	b.b = nil
-	if cap(b.storages) <= maxPooledStorages {
-		b.e.batchPool.Put(b)
+	if cap(b.bufs.storages) <= maxPooledStorages {
+		b.e.batchPool.Put(b.bufs)
 	}
+	b.bufs = nil
 }
-
-// maxPooledStorages keeps batches that touched very many ranges out of the
-// pool, so one burst does not pin a large slice.
-const maxPooledStorages = 4096
 
 // register notes that s staged writes in b.
 func (b *Batch) register(s *RaftStorage) {
-	b.storages = append(b.storages, s)
+	b.bufs.storages = append(b.bufs.storages, s)
 }

@@ -179,10 +179,18 @@ type Snapshot struct {
 
 // Get returns a copy of the value stored at key in the snapshot, or
 // ErrNotFound.
-func (s *Snapshot) Get(key []byte) ([]byte, error) { return getCopy(s.snap, key) }
+func (s *Snapshot) Get(key []byte) ([]byte, error) {
+	if s.snap == nil {
+		return nil, ErrClosed
+	}
+	return getCopy(s.snap, key)
+}
 
 // NewIter returns an iterator over the snapshot's keys in [lower, upper).
 func (s *Snapshot) NewIter(lower, upper []byte) (*Iterator, error) {
+	if s.snap == nil {
+		return nil, ErrClosed
+	}
 	return newIter(s.snap, lower, upper)
 }
 

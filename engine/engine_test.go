@@ -329,3 +329,39 @@ func TestReadOnlyAndMustExist(t *testing.T) {
 		t.Fatalf("read-only ingest: %v", err)
 	}
 }
+
+// TestBatchCloseTwice: closing a batch again, after its buffers went back to
+// the pool, does not disturb the batch that reuses them.
+func TestBatchCloseTwice(t *testing.T) {
+	e := openMem(t, nil)
+	b1 := e.NewBatch()
+	b1.Close()
+	b2 := e.NewBatch()
+	if err := b2.Set(userKey(t, "k"), []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	b1.Close()
+	if b1.Count() != 0 || !b1.Empty() || b1.Len() != 0 {
+		t.Fatal("closed batch reports writes")
+	}
+	mustCommit(t, b2, true)
+	if v, err := e.Get(userKey(t, "k")); err != nil || string(v) != "v" {
+		t.Fatalf("write of the second batch lost: %q, %v", v, err)
+	}
+}
+
+func TestSnapshotClosed(t *testing.T) {
+	e := openMem(t, nil)
+	snap, err := e.NewSnapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = snap.Close()
+	_ = snap.Close()
+	if _, err := snap.Get([]byte("k")); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Get on a closed snapshot: %v", err)
+	}
+	if _, err := snap.NewIter(nil, nil); !errors.Is(err, ErrClosed) {
+		t.Fatalf("NewIter on a closed snapshot: %v", err)
+	}
+}

@@ -99,14 +99,11 @@ func (c *entryCache) evictLocked() {
 			continue
 		}
 		// One partition left and it alone is too big: trim its front.
-		n := 0
-		for c.mu.bytes > c.maxBytes && n < len(back.ents) {
-			c.mu.bytes -= int64(back.sizes[n])
-			back.bytes -= int64(back.sizes[n])
-			back.ents[n] = nil
-			n++
+		n, over := 0, c.mu.bytes-c.maxBytes
+		for ; over > 0 && n < len(back.ents); n++ {
+			over -= int64(back.sizes[n])
 		}
-		back.ents, back.sizes = back.ents[n:], back.sizes[n:]
+		c.dropFrontLocked(back, n)
 		if len(back.ents) == 0 {
 			c.removeLocked(back)
 		}
@@ -166,7 +163,11 @@ func (c *entryCache) truncateTo(rangeID RangeID, index uint64) {
 		c.removeLocked(p)
 		return
 	}
-	n := int(index - p.first() + 1)
+	c.dropFrontLocked(p, int(index-p.first()+1))
+}
+
+// dropFrontLocked drops p's first n entries.
+func (c *entryCache) dropFrontLocked(p *cachePartition, n int) {
 	for i := 0; i < n; i++ {
 		p.bytes -= int64(p.sizes[i])
 		c.mu.bytes -= int64(p.sizes[i])

@@ -91,6 +91,8 @@ type RaftStorage struct {
 
 		// pending is the batch holding this storage's staged writes, or nil.
 		pending *Batch
+		// committing: pending passed prepareCommit and is being written.
+		committing bool
 		// staged is the state once pending commits.
 		staged logState
 		// stagedAppends are the entries staged by Append, in order; after
@@ -118,27 +120,42 @@ func (e *Engine) OpenRaftStorage(rangeID RangeID) (*RaftStorage, error) {
 	if rangeID == 0 {
 		return nil, errors.New("engine: range ID 0 is invalid")
 	}
-	st, err := loadLogState(e, rangeID)
-	if err != nil {
-		return nil, fmt.Errorf("engine: loading raft state of range %d: %w", rangeID, err)
-	}
+	// Reserve the range first: a storage still registered may yet commit,
+	// and what it commits must be loaded.
 	e.storagesMu.Lock()
-	defer e.storagesMu.Unlock()
+	if _, ok := e.storages[rangeID]; ok {
+		e.storagesMu.Unlock()
+		return nil, fmt.Errorf("%w: range %d", ErrStorageOpen, rangeID)
+	}
 	if e.storages == nil {
 		e.storages = make(map[RangeID]*RaftStorage)
 	}
-	if _, ok := e.storages[rangeID]; ok {
-		return nil, fmt.Errorf("%w: range %d", ErrStorageOpen, rangeID)
+	e.storages[rangeID] = nil
+	e.storagesMu.Unlock()
+
+	st, err := loadLogState(e, rangeID)
+	if err != nil {
+		e.unregisterStorage(rangeID)
+		return nil, fmt.Errorf("engine: loading raft state of range %d: %w", rangeID, err)
 	}
 	s := &RaftStorage{e: e, rangeID: rangeID}
 	s.mu.visible = st
+	e.storagesMu.Lock()
 	e.storages[rangeID] = s
+	e.storagesMu.Unlock()
 	return s, nil
 }
 
-// Close releases the storage and its cached entries. Writes staged in an
-// uncommitted batch are not affected; committing them is an error. It is
-// idempotent.
+func (e *Engine) unregisterStorage(rangeID RangeID) {
+	e.storagesMu.Lock()
+	delete(e.storages, rangeID)
+	e.storagesMu.Unlock()
+}
+
+// Close releases the storage and its cached entries. A batch holding writes
+// staged by it will refuse to commit. If such a batch is committing right
+// now, the range stays reserved until the commit ends, so a storage opened
+// again for the range loads what it wrote. It is idempotent.
 func (s *RaftStorage) Close() {
 	s.mu.Lock()
 	if s.mu.closed {
@@ -147,11 +164,12 @@ func (s *RaftStorage) Close() {
 	}
 	s.mu.closed = true
 	s.mu.err = fmt.Errorf("engine: raft storage of range %d is closed", s.rangeID)
+	committing := s.mu.committing
 	s.mu.Unlock()
 	s.e.entryCache.drop(s.rangeID)
-	s.e.storagesMu.Lock()
-	delete(s.e.storages, s.rangeID)
-	s.e.storagesMu.Unlock()
+	if !committing {
+		s.e.unregisterStorage(s.rangeID)
+	} // else postCommit unregisters
 }
 
 // RangeID returns the storage's range.
@@ -519,12 +537,12 @@ func (s *RaftStorage) Append(b *Batch, entries []*pb.Entry) error {
 	}
 	for _, e := range entries {
 		if err := b.setRaftEntry(s.rangeID, e); err != nil {
-			return err
+			return b.fail(err)
 		}
 	}
 	if st.lastIndex > last {
 		if err := b.deleteRaftEntries(s.rangeID, last+1, st.lastIndex+1); err != nil {
-			return err
+			return b.fail(err)
 		}
 	}
 	if start <= st.lastIndex {
@@ -537,6 +555,9 @@ func (s *RaftStorage) Append(b *Batch, entries []*pb.Entry) error {
 
 // SetHardState stages saving the raft HardState.
 func (s *RaftStorage) SetHardState(b *Batch, hs *pb.HardState) error {
+	if hs == nil {
+		return errors.New("engine: nil HardState")
+	}
 	v, err := proto.Marshal(hs)
 	if err != nil {
 		return err
@@ -548,7 +569,7 @@ func (s *RaftStorage) SetHardState(b *Batch, hs *pb.HardState) error {
 		return err
 	}
 	if err := b.Set(RaftHardStateKey(s.rangeID), v); err != nil {
-		return err
+		return b.fail(err)
 	}
 	st.hardState = proto.Clone(hs).(*pb.HardState)
 	return nil
@@ -557,13 +578,18 @@ func (s *RaftStorage) SetHardState(b *Batch, hs *pb.HardState) error {
 // SetConfState stages recording cs as the range's configuration as of the
 // applied index. The state machine calls it in the batch that advances the
 // applied index past a configuration change, so that InitialState returns
-// the configuration that matches the applied state after a restart.
+// the configuration that matches the applied state after a restart. It is an
+// error for appliedIndex to be older than the configuration recorded.
 func (s *RaftStorage) SetConfState(b *Batch, appliedIndex uint64, cs *pb.ConfState) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st, err := s.stageLocked(b)
 	if err != nil {
 		return err
+	}
+	if appliedIndex < st.confIndex {
+		return fmt.Errorf("engine: range %d: configuration as of %d is older than the one recorded at %d",
+			s.rangeID, appliedIndex, st.confIndex)
 	}
 	return s.setConfStateLocked(b, st, appliedIndex, cs)
 }
@@ -576,14 +602,15 @@ func (s *RaftStorage) setConfStateLocked(b *Batch, st *logState, index uint64, c
 	}
 	v := binary.BigEndian.AppendUint64(make([]byte, 0, 8+len(enc)), index)
 	if err := b.Set(RangeConfStateKey(s.rangeID), append(v, enc...)); err != nil {
-		return err
+		return b.fail(err)
 	}
 	st.confIndex, st.confState = index, cs
 	return nil
 }
 
 // stagedTermLocked returns the term of entry i of the staged log, which
-// must hold it (truncIndex <= i <= lastIndex).
+// must hold it (truncIndex <= i <= lastIndex). It may release s.mu while
+// reading from the engine.
 func (s *RaftStorage) stagedTermLocked(st *logState, i uint64) (uint64, error) {
 	switch {
 	case i == st.truncIndex:
@@ -597,17 +624,17 @@ func (s *RaftStorage) stagedTermLocked(st *logState, i uint64) (uint64, error) {
 			return ents[i-first].GetTerm(), nil
 		}
 	}
-	// Not written by this batch, so the committed entry stands. Reading it
-	// under s.mu is safe from deadlock (the engine never takes s.mu) and
-	// happens only for truncations and snapshots, off the read path.
-	if t, ok := s.e.entryCache.term(s.rangeID, i); ok {
-		return t, nil
+	// Not written by this batch, so the committed entry stands: i lies
+	// below every staged append and within the visible log, which cannot
+	// change meanwhile (this goroutine is the only writer). Read it without
+	// holding s.mu, so readers are not held up by the I/O.
+	s.mu.Unlock()
+	term, err := s.Term(i)
+	s.mu.Lock()
+	if err == nil && s.mu.err != nil {
+		err = s.mu.err // closed meanwhile
 	}
-	v, err := s.e.Get(RaftLogKey(s.rangeID, i))
-	if err != nil {
-		return 0, fmt.Errorf("%w: range %d entry %d: %v", ErrLogCorrupt, s.rangeID, i, err)
-	}
-	return entryTerm(v)
+	return term, err
 }
 
 // Compact stages removing the entries up to and including index from the
@@ -635,10 +662,10 @@ func (s *RaftStorage) Compact(b *Batch, index uint64) error {
 		return err
 	}
 	if err := b.deleteRaftEntries(s.rangeID, st.truncIndex+1, index+1); err != nil {
-		return err
+		return b.fail(err)
 	}
 	if err := b.Set(RaftTruncatedStateKey(s.rangeID), encodeTruncatedState(index, term)); err != nil {
-		return err
+		return b.fail(err)
 	}
 	st.truncIndex, st.truncTerm = index, term
 	if st.lastIndex == index {
@@ -702,7 +729,7 @@ func (s *RaftStorage) setSnapMetaLocked(b *Batch, st *logState, meta *pb.Snapsho
 		return err
 	}
 	if err := b.Set(RaftSnapshotMetaKey(s.rangeID), v); err != nil {
-		return err
+		return b.fail(err)
 	}
 	st.snapMeta = meta
 	return nil
@@ -724,12 +751,15 @@ func (s *RaftStorage) ApplySnapshot(b *Batch, snap *pb.Snapshot) error {
 	if cur := st.snapMeta.GetIndex(); cur != 0 && cur >= meta.GetIndex() {
 		return raft.ErrSnapOutOfDate
 	}
+	if meta.GetIndex() == math.MaxUint64 {
+		return fmt.Errorf("engine: range %d: snapshot index %d leaves no room for a log", s.rangeID, meta.GetIndex())
+	}
 	if err := b.DeleteRange(RaftLogSpan(s.rangeID, 0, 0)); err != nil {
-		return err
+		return b.fail(err)
 	}
 	index, term := meta.GetIndex(), meta.GetTerm()
 	if err := b.Set(RaftTruncatedStateKey(s.rangeID), encodeTruncatedState(index, term)); err != nil {
-		return err
+		return b.fail(err)
 	}
 	if err := s.setSnapMetaLocked(b, st, meta); err != nil {
 		return err
@@ -739,12 +769,41 @@ func (s *RaftStorage) ApplySnapshot(b *Batch, snap *pb.Snapshot) error {
 	}
 	st.truncIndex, st.truncTerm = index, term
 	st.lastIndex, st.lastTerm, st.lastTermOK = index, term, true
-	s.mu.stagedAppends = s.mu.stagedAppends[:0]
+	s.clearStagedAppendsLocked()
 	s.mu.snapshotApplied = true
 	return nil
 }
 
 // ---- Commit protocol (called by Batch) -----------------------------------
+
+// prepareCommit runs before b is written and says whether it may be: not if
+// the storage was closed or has failed since it staged writes in b.
+func (s *RaftStorage) prepareCommit(b *Batch) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.pending != b {
+		return fmt.Errorf("engine: range %d: batch no longer holds its staged writes", s.rangeID)
+	}
+	if s.mu.err != nil {
+		return fmt.Errorf("engine: batch not committed: %w", s.mu.err)
+	}
+	s.mu.committing = true
+	return nil
+}
+
+// cancelCommit undoes prepareCommit when another storage of b refused.
+func (s *RaftStorage) cancelCommit(b *Batch) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.pending == b {
+		s.mu.committing = false
+	}
+}
+
+func (s *RaftStorage) clearStagedAppendsLocked() {
+	clear(s.mu.stagedAppends)
+	s.mu.stagedAppends = s.mu.stagedAppends[:0]
+}
 
 // preCommit runs just before b is written. If b removes or replaces
 // entries, readers from now on see only the part of the log that is valid
@@ -781,37 +840,45 @@ func (s *RaftStorage) preCommit(b *Batch) {
 // postCommit runs after b was written (err == nil) or failed to be.
 func (s *RaftStorage) postCommit(b *Batch, err error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.mu.pending != b {
+		s.mu.Unlock()
 		return
 	}
-	s.mu.pending = nil
-	if err != nil {
+	s.mu.pending, s.mu.committing = nil, false
+	closed := s.mu.closed
+	switch {
+	case err != nil:
 		s.mu.err = fmt.Errorf("engine: range %d: raft log commit failed, storage unusable: %w", s.rangeID, err)
-		return
+	case closed:
+		// Closed while committing: what was written is on disk for the next
+		// storage of the range to load; this one caches nothing.
+	default:
+		s.mu.visible = s.mu.staged
+		for _, ents := range s.mu.stagedAppends {
+			s.e.entryCache.add(s.rangeID, ents)
+		}
+		if s.mu.truncated || s.mu.snapshotApplied {
+			s.e.entryCache.truncateTo(s.rangeID, s.mu.visible.truncIndex)
+		}
+		if invariants.Enabled {
+			s.checkVisibleLocked()
+		}
 	}
-	s.mu.visible = s.mu.staged
-	for _, ents := range s.mu.stagedAppends {
-		s.e.entryCache.add(s.rangeID, ents)
-	}
-	if s.mu.truncated || s.mu.snapshotApplied {
-		s.e.entryCache.truncateTo(s.rangeID, s.mu.visible.truncIndex)
-	}
-	clear(s.mu.stagedAppends)
-	s.mu.stagedAppends = s.mu.stagedAppends[:0]
-	if invariants.Enabled {
-		s.checkVisibleLocked()
+	s.clearStagedAppendsLocked()
+	s.mu.Unlock()
+	if closed {
+		s.e.unregisterStorage(s.rangeID)
 	}
 }
 
-// abort runs when b is closed without committing.
+// abort runs when b's writes are dropped: b is closed without committing, or
+// its commit was refused.
 func (s *RaftStorage) abort(b *Batch) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.mu.pending == b {
-		s.mu.pending = nil
-		clear(s.mu.stagedAppends)
-		s.mu.stagedAppends = s.mu.stagedAppends[:0]
+		s.mu.pending, s.mu.committing = nil, false
+		s.clearStagedAppendsLocked()
 	}
 }
 
@@ -838,9 +905,9 @@ func (s *RaftStorage) checkVisibleLocked() {
 // buffer.
 func (b *Batch) setRaftEntry(rangeID RangeID, e *pb.Entry) error {
 	size := proto.Size(e)
-	b.scratch = AppendRaftLogKey(b.scratch[:0], rangeID, e.GetIndex())
-	op := b.b.SetDeferred(len(b.scratch), size)
-	copy(op.Key, b.scratch)
+	b.bufs.scratch = AppendRaftLogKey(b.bufs.scratch[:0], rangeID, e.GetIndex())
+	op := b.b.SetDeferred(len(b.bufs.scratch), size)
+	copy(op.Key, b.bufs.scratch)
 	out, err := proto.MarshalOptions{}.MarshalAppend(op.Value[:0:size], e)
 	if err != nil {
 		return err
@@ -861,8 +928,8 @@ func (b *Batch) deleteRaftEntries(rangeID RangeID, lo, hi uint64) error {
 		return b.DeleteRange(RaftLogSpan(rangeID, lo, hi))
 	}
 	for i := lo; i < hi; i++ {
-		b.scratch = AppendRaftLogKey(b.scratch[:0], rangeID, i)
-		if err := b.b.Delete(b.scratch, nil); err != nil {
+		b.bufs.scratch = AppendRaftLogKey(b.bufs.scratch[:0], rangeID, i)
+		if err := b.b.Delete(b.bufs.scratch, nil); err != nil {
 			return err
 		}
 	}

@@ -548,3 +548,83 @@ func TestRaftStorageConcurrentReaders(t *testing.T) {
 		}
 	}
 }
+
+// TestRaftStorageClosedWithPendingBatch: a batch holding writes of a storage
+// closed since refuses to commit, writes nothing, and a storage opened again
+// for the range sees the log as it was.
+func TestRaftStorageClosedWithPendingBatch(t *testing.T) {
+	e := openMem(t, nil)
+	s := openStorage(t, e, 1)
+	other := openStorage(t, e, 2)
+	defer other.Close()
+	b := e.NewBatch()
+	_ = s.Append(b, []*pb.Entry{entry(1, 1, nil), entry(2, 1, nil)})
+	_ = other.Append(b, []*pb.Entry{entry(1, 1, nil)})
+	s.Close()
+	s2 := openStorage(t, e, 1)
+	defer s2.Close()
+	if err := b.Commit(true); err == nil {
+		t.Fatal("batch of a closed storage committed")
+	}
+	b.Close()
+	if last, _ := s2.LastIndex(); last != 0 {
+		t.Fatalf("refused batch changed range 1: last index %d", last)
+	}
+	if last, _ := other.LastIndex(); last != 0 {
+		t.Fatalf("refused batch changed range 2: last index %d", last)
+	}
+	// Both storages work normally afterwards.
+	b = e.NewBatch()
+	if err := s2.Append(b, []*pb.Entry{entry(1, 2, nil)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Append(b, []*pb.Entry{entry(1, 2, nil)}); err != nil {
+		t.Fatal(err)
+	}
+	mustCommit(t, b, true)
+	if term, err := s2.Term(1); err != nil || term != 2 {
+		t.Fatalf("Term(1) = %d, %v", term, err)
+	}
+}
+
+// TestBatchPoisoned: a batch in which a staged write failed part-way
+// refuses to commit.
+func TestBatchPoisoned(t *testing.T) {
+	e := openMem(t, nil)
+	s := openStorage(t, e, 1)
+	defer s.Close()
+	b := e.NewBatch()
+	_ = s.Append(b, []*pb.Entry{entry(1, 1, nil)})
+	_ = b.fail(errors.New("injected"))
+	if err := b.Commit(true); err == nil {
+		t.Fatal("poisoned batch committed")
+	}
+	b.Close()
+	if last, _ := s.LastIndex(); last != 0 {
+		t.Fatalf("poisoned batch changed the log: last %d", last)
+	}
+	b = e.NewBatch() // the storage is free for the next batch
+	_ = s.Append(b, []*pb.Entry{entry(1, 1, nil)})
+	mustCommit(t, b, true)
+}
+
+func TestRaftStorageStateBadInput(t *testing.T) {
+	e := openMem(t, nil)
+	s := openStorage(t, e, 1)
+	defer s.Close()
+	b := e.NewBatch()
+	defer b.Close()
+	if err := s.SetHardState(b, nil); err == nil {
+		t.Error("nil HardState accepted")
+	}
+	if err := s.SetConfState(b, 10, &pb.ConfState{Voters: []uint64{1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetConfState(b, 9, &pb.ConfState{Voters: []uint64{2}}); err == nil {
+		t.Error("configuration moved backwards")
+	}
+	snap := &pb.Snapshot{Metadata: &pb.SnapshotMetadata{Index: new(uint64(math.MaxUint64)), Term: new(uint64(1))}}
+	if err := s.ApplySnapshot(b, snap); err == nil {
+		t.Error("snapshot at the last possible index accepted")
+	}
+}

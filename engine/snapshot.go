@@ -88,12 +88,16 @@ func consumeBytes(b []byte) (field, rest []byte, _ error) {
 	return b[w : w+int(n)], b[w+int(n):], nil
 }
 
-// validateSpans checks that spans are non-empty, sorted and disjoint.
+// validateSpans checks that spans are non-empty, sorted and disjoint, and
+// start at a possible key (engine keys are never empty).
 func validateSpans(spans []Span) error {
 	if len(spans) == 0 {
 		return errors.New("engine: no spans")
 	}
 	for i, s := range spans {
+		if len(s.Start) == 0 {
+			return fmt.Errorf("engine: span %d starts at the empty key", i)
+		}
 		if !s.Valid() {
 			return fmt.Errorf("engine: span %d %s is empty", i, s)
 		}
@@ -158,12 +162,14 @@ type Ingester struct {
 	// w writes the current SST; fileStart is the first key it covers.
 	w         *sstable.Writer
 	fileStart []byte
-	// spanIdx is the span the last key fell in; lastKey the last key added.
-	spanIdx int
-	lastKey []byte
-	pairs   uint64
-	err     error // sticky: the first error
-	done    bool
+	// spanIdx is the span the last key fell in; lastKey the last key added,
+	// if haveLast.
+	spanIdx  int
+	lastKey  []byte
+	haveLast bool
+	pairs    uint64
+	err      error // sticky: the first error
+	done     bool
 }
 
 // NewIngester prepares to ingest a stream covering spans, which must be
@@ -211,15 +217,18 @@ func (i *Ingester) startFile(start []byte) error {
 // finishFile writes the range deletions that clear the current file's part
 // of the spans, [fileStart, end), and closes it.
 func (i *Ingester) finishFile(end []byte) error {
+	var err error
 	for _, s := range i.spans {
 		start, stop := maxKey(s.Start, i.fileStart), minKey(s.End, end)
 		if bytes.Compare(start, stop) < 0 {
-			if err := i.w.DeleteRange(start, stop); err != nil {
-				return err
+			if err = i.w.DeleteRange(start, stop); err != nil {
+				break
 			}
 		}
 	}
-	err := i.w.Close()
+	if cerr := i.w.Close(); err == nil {
+		err = cerr
+	}
 	i.w = nil
 	return err
 }
@@ -253,7 +262,10 @@ func (i *Ingester) Add(chunk []byte) error {
 }
 
 func (i *Ingester) addPair(key, value []byte) error {
-	if i.lastKey != nil && bytes.Compare(key, i.lastKey) <= 0 {
+	if err := checkKey(key); err != nil {
+		return fmt.Errorf("%w: %v", ErrBadChunk, err)
+	}
+	if i.haveLast && bytes.Compare(key, i.lastKey) <= 0 {
 		return fmt.Errorf("%w: key %s not after %s", ErrBadChunk, PrettyKey(key), PrettyKey(i.lastKey))
 	}
 	for i.spanIdx < len(i.spans) && bytes.Compare(key, i.spans[i.spanIdx].End) >= 0 {
@@ -273,7 +285,7 @@ func (i *Ingester) addPair(key, value []byte) error {
 	if err := i.w.Set(key, value); err != nil {
 		return err
 	}
-	i.lastKey = append(i.lastKey[:0], key...)
+	i.lastKey, i.haveLast = append(i.lastKey[:0], key...), true
 	i.pairs++
 	return nil
 }
@@ -293,6 +305,7 @@ func (i *Ingester) Finish(ctx context.Context) (pairs uint64, _ error) {
 	i.done = true
 	defer i.removeFiles()
 	if err := i.finishFile(i.spans[len(i.spans)-1].End); err != nil {
+		i.err = err
 		return 0, err
 	}
 	if err := i.e.db.Ingest(ctx, i.files); err != nil {

@@ -203,7 +203,14 @@ func TestIngestBadInput(t *testing.T) {
 	k1, k2 := userKey(t, "b5"), userKey(t, "b4")
 	c.add(k1, nil)
 	c.add(k2, nil) // out of order
-	unordered := c.finish()
+	unordered := bytes.Clone(c.finish())
+	c.reset()
+	c.add(nil, []byte("v")) // the empty key
+	emptyKey := bytes.Clone(c.finish())
+	c.reset()
+	c.add(append([]byte{0x02}, make([]byte, MaxUserKeySize+1)...), nil)
+	hugeKey := bytes.Clone(c.finish())
+	everything := Span{Start: []byte{0x00}, End: []byte{0xff}}
 
 	for _, tc := range []struct {
 		name  string
@@ -215,6 +222,8 @@ func TestIngestBadInput(t *testing.T) {
 		{"too short", []Span{span}, []byte{1, 2}},
 		{"outside the spans", []Span{outside}, good},
 		{"keys out of order", []Span{span}, unordered},
+		{"empty key", []Span{everything}, emptyKey},
+		{"oversized key", []Span{everything}, hugeKey},
 	} {
 		ing, err := dst.NewIngester(tc.spans)
 		if err != nil {
@@ -229,7 +238,8 @@ func TestIngestBadInput(t *testing.T) {
 		}
 		ing.Abort()
 	}
-	for _, spans := range [][]Span{nil, {{Start: []byte("b"), End: []byte("a")}}, {span, span}} {
+	for _, spans := range [][]Span{nil, {{Start: []byte("b"), End: []byte("a")}}, {span, span},
+		{{Start: nil, End: []byte{0xff}}}} {
 		if _, err := dst.NewIngester(spans); err == nil {
 			t.Errorf("NewIngester(%v) accepted bad spans", spans)
 		}
@@ -300,4 +310,44 @@ func TestIngestCrash(t *testing.T) {
 		}
 		_ = dst.Close()
 	}
+}
+
+// FuzzIngestChunk feeds arbitrary bytes to an Ingester as a chunk: it must
+// return an error or ingest, never panic, and never touch keys outside its
+// span.
+func FuzzIngestChunk(f *testing.F) {
+	var c chunkBuilder
+	c.reset()
+	c.add(append([]byte{0x02}, "b1"...), []byte("v"))
+	c.add(append([]byte{0x02}, "b2"...), nil)
+	f.Add(bytes.Clone(c.finish()))
+	c.reset()
+	c.add(nil, nil)
+	f.Add(bytes.Clone(c.finish()))
+	f.Add([]byte{1, 0, 0, 0, 0})
+	span, _ := UserSpan([]byte("b"), []byte("c"))
+	everything := Span{Start: []byte{0x00}, End: []byte{0xff}}
+	f.Fuzz(func(t *testing.T, chunk []byte) {
+		e := openMem(t, nil)
+		putUser(t, e, "a", "keep", "d", "keep")
+		for _, spans := range [][]Span{{span}, {everything}} {
+			ing, err := e.NewIngester(spans)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := ing.Add(chunk); err == nil {
+				if _, err := ing.Finish(context.Background()); err != nil {
+					t.Fatalf("Finish after a valid chunk: %v", err)
+				}
+			}
+			ing.Abort()
+			if len(spans) == 1 && spans[0].Start[0] == 0x02 {
+				for _, k := range []string{"a", "d"} {
+					if v, err := e.Get(userKey(t, k)); err != nil || string(v) != "keep" {
+						t.Fatalf("ingest into %s changed %q: %q, %v", spans[0], k, v, err)
+					}
+				}
+			}
+		}
+	})
 }
