@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 
@@ -140,6 +141,29 @@ func (e *Engine) NewIter(lower, upper []byte) (*Iterator, error) {
 		return nil, err
 	}
 	return newIter(e.db, lower, upper)
+}
+
+// RangeIDs returns, in order, the IDs of the ranges with any local state in
+// the engine. It costs one seek per range, however long their logs.
+func (e *Engine) RangeIDs() ([]RangeID, error) {
+	it, err := e.NewIter(allRangesSpan.Start, allRangesSpan.End)
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var ids []RangeID
+	for valid := it.First(); valid; {
+		d, err := DecodeKey(it.Key())
+		if err != nil {
+			return nil, err
+		}
+		ids = append(ids, d.RangeID)
+		if d.RangeID == math.MaxUint64 {
+			break
+		}
+		valid = it.SeekGE(RangePrefix(d.RangeID + 1))
+	}
+	return ids, it.Error()
 }
 
 // Flush flushes the memtables to SSTs. Tests and tools use it; the engine

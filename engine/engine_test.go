@@ -365,3 +365,25 @@ func TestSnapshotClosed(t *testing.T) {
 		t.Fatalf("NewIter on a closed snapshot: %v", err)
 	}
 }
+
+func TestRangeIDs(t *testing.T) {
+	e := openMem(t, nil)
+	if ids, err := e.RangeIDs(); err != nil || len(ids) != 0 {
+		t.Fatalf("empty engine: %v, %v", ids, err)
+	}
+	b := e.NewBatch()
+	for _, id := range []RangeID{3, 1, 256, 1 << 40} {
+		_ = b.Set(RaftHardStateKey(id), []byte("x"))
+		for i := uint64(1); i <= 100; i++ {
+			_ = b.Set(RaftLogKey(id, i), []byte("e"))
+		}
+	}
+	_ = b.Set(RangeDescriptorKey(7), []byte("d"))
+	_ = b.Set(StoreIdentKey(), []byte("s"))
+	_ = b.Set(userKey(t, "k"), []byte("v"))
+	mustCommit(t, b, true)
+	ids, err := e.RangeIDs()
+	if err != nil || fmt.Sprint(ids) != "[1 3 7 256 1099511627776]" {
+		t.Fatalf("RangeIDs = %v, %v", ids, err)
+	}
+}

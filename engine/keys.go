@@ -118,6 +118,9 @@ func RangeSpan(rangeID RangeID) Span {
 	return Span{Start: p, End: prefixEnd(p)}
 }
 
+// allRangesSpan is the span of every range's local keys.
+var allRangesSpan = Span{Start: []byte{localPrefixByte, rangeLocalInfix}, End: []byte{localPrefixByte, rangeLocalInfix + 1}}
+
 func rangeStatePrefix(rangeID RangeID, infix byte) []byte {
 	return append(RangePrefix(rangeID), infix)
 }

@@ -1,0 +1,303 @@
+// Copyright 2026 The Flotilla Authors. All rights reserved.
+
+// Package testcluster runs N multiraft hosts in one process over a Network
+// that can lose, delay, reorder and partition messages, and can stop,
+// restart and crash hosts over their own data (in memory, on Pebble's
+// crash-simulating filesystem, or in real directories).
+package testcluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/flotilladb/flotilla/engine"
+	"github.com/flotilladb/flotilla/internal/testutil"
+	"github.com/flotilladb/flotilla/multiraft"
+	"go.etcd.io/raft/v3"
+)
+
+// Storage says where nodes keep their data.
+type Storage int
+
+// Storage kinds.
+const (
+	// InMemory: vfs.NewMem; data survives Stop/Restart, not a crash.
+	InMemory Storage = iota
+	// Crashable: vfs.NewCrashableMem; Crash keeps only synced data.
+	Crashable
+	// Disk: a real directory per node under t.TempDir().
+	Disk
+)
+
+// Options configure a Cluster.
+type Options struct {
+	Nodes   int
+	Seed    uint64
+	Storage Storage
+	// TickInterval defaults to 10 ms, ElectionTicks to 10.
+	TickInterval  time.Duration
+	ElectionTicks int
+	// Configure, if set, adjusts each host's config before it starts.
+	Configure func(*multiraft.Config)
+	// Logger defaults to errors only.
+	Logger *slog.Logger
+}
+
+// Cluster is N hosts in one process.
+type Cluster struct {
+	t     testing.TB
+	opts  Options
+	Net   *Network
+	mu    sync.Mutex
+	nodes map[multiraft.NodeID]*Node
+	rng   *rand.Rand
+}
+
+// Node is one host and its storage.
+type Node struct {
+	ID     multiraft.NodeID
+	fs     vfs.FS
+	dir    string
+	Engine *engine.Engine
+	Host   *multiraft.Host
+}
+
+// Running reports whether the node's host is up.
+func (n *Node) Running() bool { return n.Host != nil }
+
+// New starts a cluster of opts.Nodes hosts (IDs 1..N) and stops it when the
+// test ends.
+func New(t testing.TB, opts Options) *Cluster {
+	t.Helper()
+	if opts.TickInterval == 0 {
+		opts.TickInterval = 10 * time.Millisecond
+	}
+	if opts.ElectionTicks == 0 {
+		opts.ElectionTicks = 10
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	}
+	c := &Cluster{
+		t:     t,
+		opts:  opts,
+		Net:   NewNetwork(opts.Seed),
+		nodes: make(map[multiraft.NodeID]*Node),
+		rng:   rand.New(rand.NewPCG(opts.Seed, opts.Seed^0xabcdef)),
+	}
+	t.Cleanup(c.Close)
+	for i := 1; i <= opts.Nodes; i++ {
+		id := multiraft.NodeID(i)
+		n := &Node{ID: id}
+		switch opts.Storage {
+		case InMemory:
+			n.fs, n.dir = vfs.NewMem(), "store"
+		case Crashable:
+			n.fs, n.dir = vfs.NewCrashableMem(), "store"
+		case Disk:
+			n.fs, n.dir = vfs.Default, filepath.Join(t.TempDir(), fmt.Sprintf("node%d", i))
+		}
+		c.nodes[id] = n
+		if err := c.start(n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c
+}
+
+// Node returns node id.
+func (c *Cluster) Node(id multiraft.NodeID) *Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.nodes[id]
+}
+
+// NodeIDs returns every node's ID, in order.
+func (c *Cluster) NodeIDs() []multiraft.NodeID {
+	ids := make([]multiraft.NodeID, 0, c.opts.Nodes)
+	for i := 1; i <= c.opts.Nodes; i++ {
+		ids = append(ids, multiraft.NodeID(i))
+	}
+	return ids
+}
+
+func (c *Cluster) start(n *Node) error {
+	eng, err := engine.Open(engine.Options{
+		Dir: n.dir, FS: n.fs, CacheSize: 8 << 20, MemTableSize: 4 << 20, Logger: c.opts.Logger,
+	})
+	if err != nil {
+		return fmt.Errorf("node %d: %w", n.ID, err)
+	}
+	cfg := multiraft.Config{
+		NodeID:        n.ID,
+		Engine:        eng,
+		Transport:     c.Net.Endpoint(n.ID),
+		TickInterval:  c.opts.TickInterval,
+		ElectionTicks: c.opts.ElectionTicks,
+		Logger:        c.opts.Logger,
+		NewStateMachine: func(g multiraft.GroupID) (multiraft.StateMachine, error) {
+			return NewLogStateMachine(eng, g), nil
+		},
+	}
+	if c.opts.Configure != nil {
+		c.opts.Configure(&cfg)
+	}
+	h, err := multiraft.NewHost(cfg)
+	if err != nil {
+		_ = eng.Close()
+		return fmt.Errorf("node %d: %w", n.ID, err)
+	}
+	n.Engine, n.Host = eng, h
+	c.Net.Attach(n.ID, h.HandleBatch)
+	return nil
+}
+
+// Stop stops node's host and closes its engine; its data stays.
+func (c *Cluster) Stop(id multiraft.NodeID) {
+	c.t.Helper()
+	n := c.Node(id)
+	if !n.Running() {
+		return
+	}
+	c.Net.Detach(id)
+	n.Host.Stop()
+	if err := n.Engine.Close(); err != nil {
+		c.t.Fatalf("node %d: closing engine: %v", id, err)
+	}
+	n.Host, n.Engine = nil, nil
+}
+
+// Restart starts a stopped node over its data.
+func (c *Cluster) Restart(id multiraft.NodeID) {
+	c.t.Helper()
+	n := c.Node(id)
+	if n.Running() {
+		c.t.Fatalf("node %d is running", id)
+	}
+	if err := c.start(n); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// Crash simulates a crash of node (Crashable storage): its host stops
+// receiving at once, its disk keeps only what was synced plus a random part
+// of the rest, and it restarts over that.
+func (c *Cluster) Crash(id multiraft.NodeID) {
+	c.t.Helper()
+	n := c.Node(id)
+	mem, ok := n.fs.(*vfs.MemFS)
+	if !ok || c.opts.Storage != Crashable {
+		c.t.Fatal("Crash needs Crashable storage")
+	}
+	c.Net.Detach(id)
+	crashed := mem.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: c.rng.IntN(101), RNG: c.rng})
+	if n.Running() {
+		n.Host.Stop()
+		_ = n.Engine.Close()
+		n.Host, n.Engine = nil, nil
+	}
+	n.fs = crashed
+	if err := c.start(n); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// Close stops every node. It is idempotent.
+func (c *Cluster) Close() {
+	c.Net.Close()
+	for _, id := range c.NodeIDs() {
+		n := c.Node(id)
+		if n.Running() {
+			n.Host.Stop()
+			_ = n.Engine.Close()
+			n.Host, n.Engine = nil, nil
+		}
+	}
+}
+
+// ReplicaOn returns the replica ID tests give a group's replica on node.
+func ReplicaOn(node multiraft.NodeID) multiraft.ReplicaID { return multiraft.MakeReplicaID(node, 1) }
+
+// Bootstrap creates group with a voter on each of nodes.
+func (c *Cluster) Bootstrap(group multiraft.GroupID, nodes ...multiraft.NodeID) {
+	c.t.Helper()
+	var replicas []multiraft.Replica
+	for _, n := range nodes {
+		replicas = append(replicas, multiraft.Replica{ID: ReplicaOn(n)})
+	}
+	for _, n := range nodes {
+		if err := c.Node(n).Host.Bootstrap(group, replicas); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+}
+
+// Leader returns the node whose replica leads group in the highest term
+// seen, or an error if no running replica is leader.
+func (c *Cluster) Leader(group multiraft.GroupID) (multiraft.NodeID, error) {
+	var leader multiraft.NodeID
+	var term uint64
+	for _, id := range c.NodeIDs() {
+		n := c.Node(id)
+		if !n.Running() {
+			continue
+		}
+		st, ok := n.Host.Status(group)
+		if ok && st.State == raft.StateLeader && st.Term >= term {
+			leader, term = id, st.Term
+		}
+	}
+	if leader == 0 {
+		return 0, fmt.Errorf("group %d has no leader", group)
+	}
+	return leader, nil
+}
+
+// WaitLeader waits until group has a leader and returns its node.
+func (c *Cluster) WaitLeader(group multiraft.GroupID) multiraft.NodeID {
+	c.t.Helper()
+	var leader multiraft.NodeID
+	testutil.SucceedsSoon(c.t, func() error {
+		var err error
+		leader, err = c.Leader(group)
+		return err
+	})
+	return leader
+}
+
+// Propose proposes cmd to group at its current leader, retrying while the
+// proposal is certainly not applied (no leader yet, leadership moved), until
+// ctx ends. It returns the result or the last error (ambiguous errors are
+// returned at once: the command may have been applied).
+func (c *Cluster) Propose(ctx context.Context, group multiraft.GroupID, cmd []byte) (multiraft.Result, error) {
+	for {
+		leader, err := c.Leader(group)
+		if err == nil {
+			attemptCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			var res multiraft.Result
+			if h := c.Node(leader).Host; h != nil {
+				res, err = h.ProposeAndWait(attemptCtx, group, cmd)
+			} else {
+				err = errors.New("leader stopped")
+			}
+			cancel()
+			if err == nil || multiraft.IsAmbiguous(err) {
+				return res, err
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return multiraft.Result{}, fmt.Errorf("proposing to group %d: %w (last error: %v)", group, ctx.Err(), err)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,39 @@
+// Copyright 2026 The Flotilla Authors. All rights reserved.
+
+// Package testutil holds helpers shared by Flotilla's tests.
+package testutil
+
+import (
+	"testing"
+	"time"
+)
+
+// DefaultSucceedsSoonTimeout bounds SucceedsSoon. It is generous because
+// tests run under the race detector on a shared 2-core machine.
+const DefaultSucceedsSoonTimeout = 45 * time.Second
+
+// SucceedsSoon polls fn until it returns nil, failing the test with fn's last
+// error if that does not happen within DefaultSucceedsSoonTimeout. It backs
+// off from 1 ms to 100 ms between attempts. Use it instead of sleeping.
+func SucceedsSoon(t testing.TB, fn func() error) {
+	t.Helper()
+	SucceedsWithin(t, DefaultSucceedsSoonTimeout, fn)
+}
+
+// SucceedsWithin is SucceedsSoon with a chosen deadline.
+func SucceedsWithin(t testing.TB, d time.Duration, fn func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	wait := time.Millisecond
+	for {
+		err := fn()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met after %v: %v", d, err)
+		}
+		time.Sleep(wait)
+		wait = min(2*wait, 100*time.Millisecond)
+	}
+}

@@ -1,0 +1,162 @@
+// Copyright 2026 The Flotilla Authors. All rights reserved.
+
+package multiraft
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/flotilladb/flotilla/engine"
+)
+
+// Defaults for Config (DESIGN.md, "multiraft").
+const (
+	DefaultTickInterval    = 100 * time.Millisecond
+	DefaultHeartbeatTicks  = 2
+	DefaultElectionTicks   = 10
+	DefaultMaxSizePerMsg   = 256 << 10
+	DefaultMaxInflightMsgs = 128
+	DefaultMaxTicksQueued  = 3
+	// DefaultMaxCommittedSizePerReady bounds the committed entries applied in
+	// one go.
+	DefaultMaxCommittedSizePerReady = 4 << 20
+	// DefaultMaxOutboxMessages bounds each peer node's queue of outgoing
+	// messages; beyond it messages are dropped and their replicas reported
+	// unreachable to raft.
+	DefaultMaxOutboxMessages = 16 << 10
+)
+
+// Config configures a Host. Fill what is required, leave the rest zero for
+// the defaults; NewHost calls EnsureDefaults and Validate.
+type Config struct {
+	// NodeID is this host's ID, in [1, MaxNodeID]. Required.
+	NodeID NodeID
+	// Engine holds every group's raft log and state. Required; the host does
+	// not close it.
+	Engine *engine.Engine
+	// Transport carries messages to other hosts. Required.
+	Transport Transport
+	// NewStateMachine returns the state machine of a group. Required.
+	NewStateMachine StateMachineFactory
+
+	// TickInterval is the raft tick. Default 100 ms.
+	TickInterval time.Duration
+	// HeartbeatTicks is the number of ticks between leader heartbeats.
+	// Default 2.
+	HeartbeatTicks int
+	// ElectionTicks is the number of ticks without a leader after which a
+	// follower campaigns (raft randomizes it up to twice this). Default 10.
+	ElectionTicks int
+	// MaxTicksQueued caps the ticks queued for a group that is slow to be
+	// processed, so a backlog does not turn into an election. Default 3.
+	MaxTicksQueued int
+	// MaxSizePerMsg bounds the entries in one append message. Default 256 KiB.
+	MaxSizePerMsg uint64
+	// MaxInflightMsgs bounds the append messages in flight to one follower.
+	// Default 128.
+	MaxInflightMsgs int
+	// MaxCommittedSizePerReady bounds the committed entries applied at once.
+	// Default 4 MiB.
+	MaxCommittedSizePerReady uint64
+	// MaxOutboxMessages bounds the queue of messages to one peer node.
+	// Default 16 Ki.
+	MaxOutboxMessages int
+	// Workers is the number of goroutines that process groups. Default 4 ×
+	// GOMAXPROCS (at least 4).
+	Workers int
+
+	// Metrics receives the host's metrics if set.
+	Metrics *metrics.Set
+	// Logger receives the host's and raft's log lines. Default slog.Default().
+	Logger *slog.Logger
+
+	// Testing holds knobs for tests; nil in production.
+	Testing *TestingKnobs
+}
+
+// TestingKnobs change the host's behaviour in tests.
+type TestingKnobs struct {
+	// DisableTicker stops the store-wide ticker; tests tick with Host.Tick.
+	DisableTicker bool
+}
+
+// EnsureDefaults fills unset fields with their defaults.
+func (c *Config) EnsureDefaults() {
+	if c.TickInterval == 0 {
+		c.TickInterval = DefaultTickInterval
+	}
+	if c.HeartbeatTicks == 0 {
+		c.HeartbeatTicks = DefaultHeartbeatTicks
+	}
+	if c.ElectionTicks == 0 {
+		c.ElectionTicks = DefaultElectionTicks
+	}
+	if c.MaxTicksQueued == 0 {
+		c.MaxTicksQueued = DefaultMaxTicksQueued
+	}
+	if c.MaxSizePerMsg == 0 {
+		c.MaxSizePerMsg = DefaultMaxSizePerMsg
+	}
+	if c.MaxInflightMsgs == 0 {
+		c.MaxInflightMsgs = DefaultMaxInflightMsgs
+	}
+	if c.MaxCommittedSizePerReady == 0 {
+		c.MaxCommittedSizePerReady = DefaultMaxCommittedSizePerReady
+	}
+	if c.MaxOutboxMessages == 0 {
+		c.MaxOutboxMessages = DefaultMaxOutboxMessages
+	}
+	if c.Workers == 0 {
+		c.Workers = max(4, 4*runtime.GOMAXPROCS(0))
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Validate reports every problem at once. It expects EnsureDefaults to have
+// run.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.NodeID == 0 || c.NodeID > MaxNodeID {
+		errs = append(errs, fmt.Errorf("NodeID %d is not in [1, %d]", c.NodeID, uint64(MaxNodeID)))
+	}
+	if c.Engine == nil {
+		errs = append(errs, errors.New("no Engine given"))
+	}
+	if c.Transport == nil {
+		errs = append(errs, errors.New("no Transport given"))
+	}
+	if c.NewStateMachine == nil {
+		errs = append(errs, errors.New("no NewStateMachine given"))
+	}
+	if c.TickInterval < time.Millisecond {
+		errs = append(errs, fmt.Errorf("TickInterval %v is below 1ms", c.TickInterval))
+	}
+	if c.HeartbeatTicks < 1 {
+		errs = append(errs, fmt.Errorf("HeartbeatTicks %d must be at least 1", c.HeartbeatTicks))
+	}
+	if c.ElectionTicks <= c.HeartbeatTicks {
+		errs = append(errs, fmt.Errorf("ElectionTicks %d must exceed HeartbeatTicks %d", c.ElectionTicks, c.HeartbeatTicks))
+	}
+	if c.MaxTicksQueued < 1 {
+		errs = append(errs, fmt.Errorf("MaxTicksQueued %d must be at least 1", c.MaxTicksQueued))
+	}
+	if c.MaxInflightMsgs < 1 {
+		errs = append(errs, fmt.Errorf("MaxInflightMsgs %d must be at least 1", c.MaxInflightMsgs))
+	}
+	if c.MaxOutboxMessages < 1 {
+		errs = append(errs, fmt.Errorf("MaxOutboxMessages %d must be at least 1", c.MaxOutboxMessages))
+	}
+	if c.Workers < 1 {
+		errs = append(errs, fmt.Errorf("Workers %d must be at least 1", c.Workers))
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("multiraft: invalid config: %w", errors.Join(errs...))
+}

@@ -1,0 +1,176 @@
+// Copyright 2026 The Flotilla Authors. All rights reserved.
+
+package multiraft
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/flotilladb/flotilla/engine"
+	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// group is one replica of one raft group on this host.
+//
+// Its fields fall in three classes:
+//   - immutable after creation (id, replicaID, storage, sm);
+//   - the inbox, written by any goroutine under inboxMu;
+//   - worker-owned: only the worker processing the group touches them (the
+//     scheduler runs a group on one worker at a time).
+type group struct {
+	id        GroupID
+	replicaID ReplicaID
+	storage   *groupStorage
+	sm        StateMachine
+
+	// Scheduling state, guarded by scheduler.mu.
+	sched    uint8
+	queuedAt time.Time
+
+	inboxMu sync.Mutex
+	inbox   struct {
+		msgs        []*pb.Message // from peers and from the log writer
+		proposals   []*proposal
+		ticks       int
+		unreachable []ReplicaID
+		campaign    bool
+	}
+
+	// Worker-owned.
+	rn      *raft.RawNode
+	applied appliedState
+	// proposing holds proposals handed to raft whose entry index is not yet
+	// known, by proposal ID; pendingByIndex those whose entry was appended,
+	// by index. Each is resolved when its index is applied.
+	proposing      map[uint64]*proposal
+	pendingByIndex map[uint64]*proposal
+
+	// Published status, readable by anyone.
+	status struct {
+		leader    atomic.Uint64
+		term      atomic.Uint64
+		commit    atomic.Uint64
+		applied   atomic.Uint64
+		raftState atomic.Int32
+		lastIndex atomic.Uint64
+	}
+}
+
+func (g *group) addMessages(msgs ...*pb.Message) {
+	g.inboxMu.Lock()
+	g.inbox.msgs = append(g.inbox.msgs, msgs...)
+	g.inboxMu.Unlock()
+}
+
+// appliedState is what the host persists with every apply, in one batch with
+// the state machine's writes: the index and term of the last applied entry
+// and the configuration as of it.
+type appliedState struct {
+	index, term uint64
+	confState   *pb.ConfState
+}
+
+const appliedStateVersion = 1
+
+func (a appliedState) encode() ([]byte, error) {
+	cs, err := proto.Marshal(a.confState)
+	if err != nil {
+		return nil, err
+	}
+	buf := make([]byte, 17, 17+len(cs))
+	buf[0] = appliedStateVersion
+	binary.BigEndian.PutUint64(buf[1:], a.index)
+	binary.BigEndian.PutUint64(buf[9:], a.term)
+	return append(buf, cs...), nil
+}
+
+func decodeAppliedState(v []byte) (appliedState, error) {
+	if len(v) < 17 || v[0] != appliedStateVersion {
+		return appliedState{}, fmt.Errorf("multiraft: malformed applied state (%d bytes)", len(v))
+	}
+	a := appliedState{
+		index:     binary.BigEndian.Uint64(v[1:]),
+		term:      binary.BigEndian.Uint64(v[9:]),
+		confState: &pb.ConfState{},
+	}
+	if err := proto.Unmarshal(v[17:], a.confState); err != nil {
+		return appliedState{}, fmt.Errorf("multiraft: malformed applied state: %w", err)
+	}
+	a.confState = pb.EnsureConfState(a.confState)
+	return a, nil
+}
+
+func loadAppliedState(r engine.Reader, id GroupID) (appliedState, error) {
+	v, err := r.Get(engine.RangeAppliedStateKey(id))
+	if errors.Is(err, engine.ErrNotFound) {
+		return appliedState{confState: pb.EnsureConfState(nil)}, nil
+	}
+	if err != nil {
+		return appliedState{}, err
+	}
+	return decodeAppliedState(v)
+}
+
+func writeAppliedState(b *engine.Batch, id GroupID, a appliedState) error {
+	v, err := a.encode()
+	if err != nil {
+		return err
+	}
+	return b.Set(engine.RangeAppliedStateKey(id), v)
+}
+
+func loadReplicaID(r engine.Reader, id GroupID) (ReplicaID, error) {
+	v, err := r.Get(engine.RaftReplicaIDKey(id))
+	if err != nil {
+		return 0, err
+	}
+	if len(v) != 8 {
+		return 0, fmt.Errorf("multiraft: group %d: malformed replica ID (%d bytes)", id, len(v))
+	}
+	return ReplicaID(binary.BigEndian.Uint64(v)), nil
+}
+
+func writeReplicaID(b *engine.Batch, id GroupID, r ReplicaID) error {
+	return b.Set(engine.RaftReplicaIDKey(id), binary.BigEndian.AppendUint64(nil, uint64(r)))
+}
+
+// groupStorage is the raft.Storage of a group: the engine's RaftStorage for
+// the log and HardState, and the group's applied state for the configuration
+// and the snapshot metadata.
+type groupStorage struct {
+	*engine.RaftStorage
+	g *group
+}
+
+// InitialState returns the saved HardState and the configuration as of the
+// applied index. Applies are not synced with the HardState, so after a crash
+// the saved commit index may trail the applied index; the entries applied
+// were committed, so the commit index is raised to match.
+func (s *groupStorage) InitialState() (*pb.HardState, *pb.ConfState, error) {
+	hs, _, err := s.RaftStorage.InitialState()
+	if err != nil {
+		return nil, nil, err
+	}
+	if applied := s.g.applied.index; hs != nil && hs.GetCommit() < applied {
+		hs.Commit = new(applied)
+	}
+	return hs, proto.Clone(s.g.applied.confState).(*pb.ConfState), nil
+}
+
+// Snapshot returns the metadata of a snapshot at the applied index. Raft
+// calls it (on the worker) when a follower needs a snapshot; the data is
+// produced when the snapshot is sent, from a later, consistent point.
+func (s *groupStorage) Snapshot() (*pb.Snapshot, error) {
+	a := s.g.applied
+	return &pb.Snapshot{Metadata: &pb.SnapshotMetadata{
+		Index:     new(a.index),
+		Term:      new(a.term),
+		ConfState: proto.Clone(a.confState).(*pb.ConfState),
+	}}, nil
+}

@@ -1,0 +1,807 @@
+// Copyright 2026 The Flotilla Authors. All rights reserved.
+
+package multiraft
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/flotilladb/flotilla/engine"
+	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// Initial log position of a bootstrapped group, as in CockroachDB: the log
+// starts empty after a synthetic snapshot at this index and term, so that a
+// replica created later by a snapshot can never be confused with one that
+// was bootstrapped.
+const (
+	initialLogIndex = 10
+	initialLogTerm  = 5
+)
+
+// Host runs the raft groups of one store: many RawNodes on a few goroutines,
+// one log writer that makes every group's appends durable with shared
+// fsyncs, one ticker, and one outgoing queue per peer node. See
+// docs/multiraft.md.
+type Host struct {
+	cfg    Config
+	eng    *engine.Engine
+	logger *slog.Logger
+	rng    *lockedRand
+
+	sched     *scheduler
+	logWriter *logWriter
+	metrics   *hostMetrics
+
+	// groupsMu guards groups; groups themselves have their own locks.
+	groupsMu sync.RWMutex
+	groups   map[GroupID]*group
+
+	outboxMu sync.Mutex
+	outboxes map[NodeID]*outbox
+
+	stopper  chan struct{} // closed by Stop
+	stopOnce sync.Once
+	stopped  atomic.Bool
+	wg       sync.WaitGroup // ticker and senders
+	failed   atomic.Pointer[error]
+}
+
+// NewHost creates a host over cfg.Engine, loads every group found there and
+// starts running them.
+func NewHost(cfg Config) (*Host, error) {
+	cfg.EnsureDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	h := &Host{
+		cfg:      cfg,
+		eng:      cfg.Engine,
+		logger:   cfg.Logger.With("node", cfg.NodeID),
+		rng:      newLockedRand(),
+		groups:   make(map[GroupID]*group),
+		outboxes: make(map[NodeID]*outbox),
+		stopper:  make(chan struct{}),
+	}
+	h.metrics = newHostMetrics(cfg.Metrics, h)
+	h.sched = newScheduler(h.processGroup)
+	h.sched.queueLatency = h.metrics.observeQueueLatency
+	h.logWriter = newLogWriter(h)
+
+	ids, err := h.eng.RangeIDs()
+	if err != nil {
+		return nil, fmt.Errorf("multiraft: listing groups: %w", err)
+	}
+	for _, id := range ids {
+		replicaID, err := loadReplicaID(h.eng, id)
+		if errors.Is(err, engine.ErrNotFound) {
+			continue // local state of a range without a replica here
+		}
+		if err != nil {
+			h.closeGroups()
+			return nil, err
+		}
+		g, err := h.loadGroup(id, replicaID)
+		if err != nil {
+			h.closeGroups()
+			return nil, fmt.Errorf("multiraft: loading group %d: %w", id, err)
+		}
+		h.groups[id] = g
+	}
+
+	h.sched.start(cfg.Workers)
+	h.logWriter.start()
+	if cfg.Testing == nil || !cfg.Testing.DisableTicker {
+		h.wg.Add(1)
+		go h.runTicker()
+	}
+	// Let restarted groups hand their committed but unapplied entries to
+	// their state machines at once.
+	h.groupsMu.RLock()
+	all := make([]*group, 0, len(h.groups))
+	for _, g := range h.groups {
+		all = append(all, g)
+	}
+	h.groupsMu.RUnlock()
+	h.sched.enqueueAll(all)
+	return h, nil
+}
+
+// NodeID returns the host's node ID.
+func (h *Host) NodeID() NodeID { return h.cfg.NodeID }
+
+// loadGroup builds a group from its state in the engine.
+func (h *Host) loadGroup(id GroupID, replicaID ReplicaID) (*group, error) {
+	applied, err := loadAppliedState(h.eng, id)
+	if err != nil {
+		return nil, err
+	}
+	st, err := h.eng.OpenRaftStorage(id)
+	if err != nil {
+		return nil, err
+	}
+	g := &group{
+		id:             id,
+		replicaID:      replicaID,
+		applied:        applied,
+		proposing:      make(map[uint64]*proposal),
+		pendingByIndex: make(map[uint64]*proposal),
+	}
+	g.storage = &groupStorage{RaftStorage: st, g: g}
+	if g.sm, err = h.cfg.NewStateMachine(id); err != nil {
+		st.Close()
+		return nil, err
+	}
+	g.rn, err = raft.NewRawNode(&raft.Config{
+		ID:                        uint64(replicaID),
+		ElectionTick:              h.cfg.ElectionTicks,
+		HeartbeatTick:             h.cfg.HeartbeatTicks,
+		Storage:                   g.storage,
+		Applied:                   applied.index,
+		AsyncStorageWrites:        true,
+		MaxSizePerMsg:             h.cfg.MaxSizePerMsg,
+		MaxCommittedSizePerReady:  h.cfg.MaxCommittedSizePerReady,
+		MaxInflightMsgs:           h.cfg.MaxInflightMsgs,
+		CheckQuorum:               true,
+		PreVote:                   true,
+		StepDownOnRemoval:         true,
+		DisableProposalForwarding: true,
+		Logger:                    raftLogger{h.logger},
+	})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	g.publishStatus()
+	return g, nil
+}
+
+// Bootstrap creates a group on this host with an initial membership. Every
+// member of a new group must be bootstrapped with the same replicas (on its
+// own host); the group then elects a leader. replicas must include one on
+// this host.
+func (h *Host) Bootstrap(id GroupID, replicas []Replica) error {
+	if h.stopped.Load() {
+		return ErrStopped
+	}
+	if id == 0 {
+		return errors.New("multiraft: group ID 0 is invalid")
+	}
+	var self ReplicaID
+	cs := &pb.ConfState{}
+	seen := map[ReplicaID]bool{}
+	for _, r := range replicas {
+		if !r.ID.Valid() || seen[r.ID] {
+			return fmt.Errorf("multiraft: group %d: invalid or duplicate replica %v", id, r.ID)
+		}
+		seen[r.ID] = true
+		if r.ID.Node() == h.cfg.NodeID {
+			if self != 0 {
+				return fmt.Errorf("multiraft: group %d: two replicas on node %d", id, h.cfg.NodeID)
+			}
+			self = r.ID
+		}
+		if r.Learner {
+			cs.Learners = append(cs.Learners, uint64(r.ID))
+		} else {
+			cs.Voters = append(cs.Voters, uint64(r.ID))
+		}
+	}
+	if self == 0 {
+		return fmt.Errorf("multiraft: group %d: no replica on node %d", id, h.cfg.NodeID)
+	}
+	if len(cs.Voters) == 0 {
+		return fmt.Errorf("multiraft: group %d: no voters", id)
+	}
+	cs = pb.EnsureConfState(cs)
+
+	h.groupsMu.Lock()
+	defer h.groupsMu.Unlock()
+	if _, ok := h.groups[id]; ok {
+		return fmt.Errorf("%w: %d", ErrGroupExists, id)
+	}
+	if _, err := loadReplicaID(h.eng, id); err == nil {
+		return fmt.Errorf("%w: %d (on disk)", ErrGroupExists, id)
+	}
+	st, err := h.eng.OpenRaftStorage(id)
+	if err != nil {
+		return err
+	}
+	b := h.eng.NewBatch()
+	defer b.Close()
+	applied := appliedState{index: initialLogIndex, term: initialLogTerm, confState: cs}
+	snap := &pb.Snapshot{Metadata: &pb.SnapshotMetadata{
+		Index: new(uint64(initialLogIndex)), Term: new(uint64(initialLogTerm)), ConfState: cs,
+	}}
+	err = errors.Join(
+		st.ApplySnapshot(b, snap),
+		st.SetHardState(b, &pb.HardState{Term: new(uint64(initialLogTerm)), Commit: new(uint64(initialLogIndex))}),
+		writeAppliedState(b, id, applied),
+		writeReplicaID(b, id, self),
+	)
+	if err == nil {
+		err = b.Commit(true)
+	}
+	st.Close()
+	if err != nil {
+		return fmt.Errorf("multiraft: bootstrapping group %d: %w", id, err)
+	}
+	g, err := h.loadGroup(id, self)
+	if err != nil {
+		return err
+	}
+	h.groups[id] = g
+	return nil
+}
+
+func (h *Host) group(id GroupID) *group {
+	h.groupsMu.RLock()
+	defer h.groupsMu.RUnlock()
+	return h.groups[id]
+}
+
+// Propose proposes cmd to the group through its local replica, which must be
+// the leader. The handle resolves when the command is applied here.
+func (h *Host) Propose(id GroupID, cmd []byte) *Proposal {
+	if h.stopped.Load() {
+		return resolvedProposal(notApplied(ErrStopped))
+	}
+	g := h.group(id)
+	if g == nil {
+		return resolvedProposal(notApplied(fmt.Errorf("%w: %d", ErrGroupNotFound, id)))
+	}
+	p := &proposal{id: h.rng.nonZero(), data: cmd, done: make(chan struct{})}
+	g.inboxMu.Lock()
+	g.inbox.proposals = append(g.inbox.proposals, p)
+	g.inboxMu.Unlock()
+	h.sched.enqueue(g)
+	return &Proposal{p: p}
+}
+
+// ProposeConfChange proposes a membership change to the group through its
+// local replica, which must be the leader.
+func (h *Host) ProposeConfChange(id GroupID, cc *pb.ConfChangeV2) *Proposal {
+	if h.stopped.Load() {
+		return resolvedProposal(notApplied(ErrStopped))
+	}
+	g := h.group(id)
+	if g == nil {
+		return resolvedProposal(notApplied(fmt.Errorf("%w: %d", ErrGroupNotFound, id)))
+	}
+	p := &proposal{id: h.rng.nonZero(), cc: proto.Clone(cc).(*pb.ConfChangeV2), done: make(chan struct{})}
+	g.inboxMu.Lock()
+	g.inbox.proposals = append(g.inbox.proposals, p)
+	g.inboxMu.Unlock()
+	h.sched.enqueue(g)
+	return &Proposal{p: p}
+}
+
+// Campaign makes the local replica of the group campaign to become leader
+// (tests and leader placement use it).
+func (h *Host) Campaign(id GroupID) error {
+	g := h.group(id)
+	if g == nil {
+		return fmt.Errorf("%w: %d", ErrGroupNotFound, id)
+	}
+	g.inboxMu.Lock()
+	g.inbox.campaign = true
+	g.inboxMu.Unlock()
+	h.sched.enqueue(g)
+	return nil
+}
+
+// GroupStatus is a group's replica as seen at some recent instant.
+type GroupStatus struct {
+	Group     GroupID
+	Replica   ReplicaID
+	Leader    ReplicaID
+	Term      uint64
+	Commit    uint64
+	Applied   uint64
+	LastIndex uint64
+	State     raft.StateType
+}
+
+// Status returns the status of the local replica of a group.
+func (h *Host) Status(id GroupID) (GroupStatus, bool) {
+	g := h.group(id)
+	if g == nil {
+		return GroupStatus{}, false
+	}
+	return GroupStatus{
+		Group:     id,
+		Replica:   g.replicaID,
+		Leader:    ReplicaID(g.status.leader.Load()),
+		Term:      g.status.term.Load(),
+		Commit:    g.status.commit.Load(),
+		Applied:   g.status.applied.Load(),
+		LastIndex: g.status.lastIndex.Load(),
+		State:     raft.StateType(g.status.raftState.Load()),
+	}, true
+}
+
+// Groups returns the IDs of the groups on this host.
+func (h *Host) Groups() []GroupID {
+	h.groupsMu.RLock()
+	defer h.groupsMu.RUnlock()
+	ids := make([]GroupID, 0, len(h.groups))
+	for id := range h.groups {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// HandleBatch delivers a batch received from a peer. Transports call it from
+// any goroutine. Messages for groups not on this host, or for another
+// replica than this host's, are dropped.
+func (h *Host) HandleBatch(batch *MessageBatch) {
+	if h.stopped.Load() {
+		return
+	}
+	h.metrics.batchesReceived.Inc()
+	var touched []*group
+	h.groupsMu.RLock()
+	for _, gm := range batch.Messages {
+		h.metrics.countReceived(gm.Message.GetType())
+		g := h.groups[gm.Group]
+		if g == nil || ReplicaID(gm.Message.GetTo()) != g.replicaID {
+			h.metrics.messagesDropped.Inc()
+			continue
+		}
+		g.addMessages(gm.Message)
+		touched = append(touched, g)
+	}
+	h.groupsMu.RUnlock()
+	h.sched.enqueueAll(touched)
+}
+
+// Tick ticks every group once, as the ticker does every TickInterval.
+func (h *Host) Tick() {
+	h.groupsMu.RLock()
+	all := make([]*group, 0, len(h.groups))
+	for _, g := range h.groups {
+		g.inboxMu.Lock()
+		if g.inbox.ticks < h.cfg.MaxTicksQueued {
+			g.inbox.ticks++
+		}
+		g.inboxMu.Unlock()
+		all = append(all, g)
+	}
+	h.groupsMu.RUnlock()
+	h.sched.enqueueAll(all)
+}
+
+func (h *Host) runTicker() {
+	defer h.wg.Done()
+	t := time.NewTicker(h.cfg.TickInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-h.stopper:
+			return
+		case <-t.C:
+			h.Tick()
+		}
+	}
+}
+
+// processGroup runs on a worker: it feeds the group's inbox to raft and
+// handles what raft produces.
+func (h *Host) processGroup(g *group) {
+	if h.stopped.Load() {
+		return
+	}
+	start := time.Now()
+	g.inboxMu.Lock()
+	msgs, props, ticks, unreachable, campaign := g.inbox.msgs, g.inbox.proposals, g.inbox.ticks, g.inbox.unreachable, g.inbox.campaign
+	g.inbox.msgs, g.inbox.proposals, g.inbox.ticks, g.inbox.unreachable, g.inbox.campaign = nil, nil, 0, nil, false
+	g.inboxMu.Unlock()
+
+	for range ticks {
+		g.rn.Tick()
+	}
+	for _, m := range msgs {
+		// Errors are for messages raft ignores (stale, from unknown peers).
+		_ = g.rn.Step(m)
+	}
+	for _, r := range unreachable {
+		g.rn.ReportUnreachable(uint64(r))
+	}
+	if campaign {
+		_ = g.rn.Campaign()
+	}
+	for _, p := range props {
+		h.propose(g, p)
+	}
+	if err := h.handleReady(g); err != nil {
+		h.fail(fmt.Errorf("group %d: %w", g.id, err))
+		return
+	}
+	g.publishStatus()
+	h.metrics.observeProcessing(time.Since(start))
+}
+
+// propose hands p to raft, or resolves it if it cannot be proposed.
+func (h *Host) propose(g *group, p *proposal) {
+	if !p.state.CompareAndSwap(propQueued, propProposed) {
+		return // the caller gave up
+	}
+	st := g.rn.BasicStatus()
+	if st.RaftState != raft.StateLeader {
+		p.resolve(Result{}, &NotAppliedError{Err: ErrNotLeader, Leader: ReplicaID(st.Lead)})
+		return
+	}
+	var err error
+	if p.cc != nil {
+		cc := proto.Clone(p.cc).(*pb.ConfChangeV2)
+		cc.Context = encodeEntry(p.id, p.cc.GetContext())
+		err = g.rn.ProposeConfChange(cc)
+	} else {
+		err = g.rn.Propose(encodeEntry(p.id, p.data))
+	}
+	if err != nil {
+		p.resolve(Result{}, notApplied(fmt.Errorf("%w: %v", ErrProposalDropped, err)))
+		return
+	}
+	g.proposing[p.id] = p
+}
+
+// handleReady processes every Ready the group has.
+func (h *Host) handleReady(g *group) error {
+	for g.rn.HasReady() {
+		rd := g.rn.Ready()
+		for _, m := range rd.Messages {
+			switch m.GetTo() {
+			case raft.LocalAppendThread:
+				g.notePendingIndexes(m.GetEntries())
+				h.logWriter.enqueue(g, m)
+			case raft.LocalApplyThread:
+				if err := h.apply(g, m.GetEntries()); err != nil {
+					return err
+				}
+				for _, resp := range m.GetResponses() {
+					_ = g.rn.Step(resp)
+				}
+			default:
+				h.send(g, m)
+			}
+		}
+	}
+	if len(g.proposing) > 0 {
+		// Every proposal raft accepted is in the unstable log and so in a
+		// MsgStorageAppend of the Ready that followed it.
+		for id, p := range g.proposing {
+			p.resolve(Result{}, ambiguous(errors.New("multiraft: proposal's entry not seen in the log")))
+			delete(g.proposing, id)
+		}
+	}
+	return nil
+}
+
+// notePendingIndexes records the log positions of this host's proposals as
+// raft appends their entries.
+func (g *group) notePendingIndexes(ents []*pb.Entry) {
+	if len(g.proposing) == 0 {
+		return
+	}
+	for _, e := range ents {
+		id := entryProposalID(e)
+		p := g.proposing[id]
+		if p == nil {
+			continue
+		}
+		delete(g.proposing, id)
+		p.index, p.term = e.GetIndex(), e.GetTerm()
+		if old := g.pendingByIndex[p.index]; old != nil && old != p {
+			old.resolve(Result{}, notApplied(fmt.Errorf("%w: entry overwritten", ErrProposalDropped)))
+		}
+		g.pendingByIndex[p.index] = p
+	}
+}
+
+// apply applies committed entries to the state machine and records the
+// applied state in the same batch.
+func (h *Host) apply(g *group, ents []*pb.Entry) error {
+	if len(ents) == 0 {
+		return nil
+	}
+	cmds := make([]Command, 0, len(ents))
+	ids := make([]uint64, 0, len(ents))
+	for _, e := range ents {
+		switch e.GetType() {
+		case pb.EntryNormal:
+			if len(e.GetData()) == 0 {
+				continue // the empty entry a new leader appends
+			}
+			id, cmd, ok := decodeEntry(e.GetData())
+			if !ok {
+				h.logger.Error("skipping malformed entry", "group", g.id, "index", e.GetIndex())
+				continue
+			}
+			cmds = append(cmds, Command{Index: e.GetIndex(), Term: e.GetTerm(), Kind: CommandNormal, Data: cmd})
+			ids = append(ids, id)
+		case pb.EntryConfChange, pb.EntryConfChangeV2:
+			cc, err := decodeConfChange(e)
+			if err != nil {
+				return fmt.Errorf("entry %d: %w", e.GetIndex(), err)
+			}
+			id, _, _ := decodeEntry(cc.GetContext())
+			cmds = append(cmds, Command{Index: e.GetIndex(), Term: e.GetTerm(), Kind: CommandConfChange, ConfChange: cc})
+			ids = append(ids, id)
+		}
+	}
+	b := h.eng.NewBatch()
+	defer b.Close()
+	var results []Result
+	if len(cmds) > 0 {
+		var err error
+		if results, err = g.sm.Apply(b, cmds); err != nil {
+			return fmt.Errorf("state machine: %w", err)
+		}
+		if len(results) != len(cmds) {
+			return fmt.Errorf("state machine returned %d results for %d commands", len(results), len(cmds))
+		}
+	}
+	cs := g.applied.confState
+	for i, c := range cmds {
+		if c.Kind != CommandConfChange {
+			continue
+		}
+		cc := c.ConfChange
+		if results[i].Err != nil {
+			cc = &pb.ConfChangeV2{}
+		}
+		cs = g.rn.ApplyConfChange(cc)
+	}
+	last := ents[len(ents)-1]
+	g.applied = appliedState{index: last.GetIndex(), term: last.GetTerm(), confState: cs}
+	if err := writeAppliedState(b, g.id, g.applied); err != nil {
+		return err
+	}
+	if err := b.Commit(false); err != nil {
+		return err
+	}
+	h.metrics.entriesApplied.Add(len(ents))
+
+	// Resolve this host's proposals at the applied indexes.
+	if len(g.pendingByIndex) == 0 {
+		return nil
+	}
+	j := 0
+	for _, e := range ents {
+		p := g.pendingByIndex[e.GetIndex()]
+		for j < len(cmds) && cmds[j].Index < e.GetIndex() {
+			j++
+		}
+		if p == nil {
+			continue
+		}
+		delete(g.pendingByIndex, e.GetIndex())
+		if j < len(cmds) && cmds[j].Index == e.GetIndex() && ids[j] == p.id && e.GetTerm() == p.term {
+			p.resolve(results[j], nil)
+		} else {
+			p.resolve(Result{}, notApplied(fmt.Errorf("%w: a new leader overwrote its entry", ErrProposalDropped)))
+		}
+	}
+	return nil
+}
+
+func decodeConfChange(e *pb.Entry) (*pb.ConfChangeV2, error) {
+	if e.GetType() == pb.EntryConfChange {
+		var cc pb.ConfChange
+		if err := proto.Unmarshal(e.GetData(), &cc); err != nil {
+			return nil, err
+		}
+		return cc.AsV2(), nil
+	}
+	cc := &pb.ConfChangeV2{}
+	if err := proto.Unmarshal(e.GetData(), cc); err != nil {
+		return nil, err
+	}
+	return cc, nil
+}
+
+// publishStatus makes the replica's state readable by other goroutines.
+func (g *group) publishStatus() {
+	st := g.rn.BasicStatus()
+	g.status.leader.Store(st.Lead)
+	g.status.term.Store(st.GetTerm())
+	g.status.commit.Store(st.GetCommit())
+	g.status.applied.Store(g.applied.index)
+	g.status.raftState.Store(int32(st.RaftState))
+	if last, err := g.storage.LastIndex(); err == nil {
+		g.status.lastIndex.Store(last)
+	}
+}
+
+// ---- Outgoing messages ----------------------------------------------------
+
+// outbox queues messages to one peer node; its sender goroutine drains it
+// into one batch at a time.
+type outbox struct {
+	to   NodeID
+	mu   sync.Mutex
+	msgs []GroupMessage
+	wake chan struct{}
+}
+
+// send queues a raft message for its replica's node.
+func (h *Host) send(g *group, m *pb.Message) {
+	to := ReplicaID(m.GetTo())
+	if m.GetType() == pb.MsgSnap {
+		// Snapshots are not sent yet: tell raft, which retries later.
+		h.logger.Warn("snapshot needed but not supported yet", "group", g.id, "to", to)
+		g.inboxMu.Lock()
+		g.inbox.unreachable = append(g.inbox.unreachable, to)
+		g.inboxMu.Unlock()
+		return
+	}
+	node := to.Node()
+	if node == h.cfg.NodeID || node == 0 {
+		h.logger.Error("raft message to a replica on this node", "group", g.id, "to", to)
+		return
+	}
+	ob := h.outbox(node)
+	ob.mu.Lock()
+	full := len(ob.msgs) >= h.cfg.MaxOutboxMessages
+	if !full {
+		ob.msgs = append(ob.msgs, GroupMessage{Group: g.id, Message: m})
+	}
+	ob.mu.Unlock()
+	if full {
+		h.metrics.messagesDropped.Inc()
+		h.reportUnreachable(g, to)
+		return
+	}
+	h.metrics.countSent(m.GetType())
+	select {
+	case ob.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (h *Host) reportUnreachable(g *group, to ReplicaID) {
+	g.inboxMu.Lock()
+	g.inbox.unreachable = append(g.inbox.unreachable, to)
+	g.inboxMu.Unlock()
+	h.sched.enqueue(g)
+}
+
+func (h *Host) outbox(node NodeID) *outbox {
+	h.outboxMu.Lock()
+	defer h.outboxMu.Unlock()
+	ob := h.outboxes[node]
+	if ob == nil {
+		ob = &outbox{to: node, wake: make(chan struct{}, 1)}
+		h.outboxes[node] = ob
+		if !h.stopped.Load() {
+			h.wg.Add(1)
+			go h.runSender(ob)
+		}
+	}
+	return ob
+}
+
+func (h *Host) runSender(ob *outbox) {
+	defer h.wg.Done()
+	for {
+		select {
+		case <-h.stopper:
+			return
+		case <-ob.wake:
+		}
+		ob.mu.Lock()
+		msgs := ob.msgs
+		ob.msgs = nil
+		ob.mu.Unlock()
+		if len(msgs) == 0 {
+			continue
+		}
+		batch := &MessageBatch{From: h.cfg.NodeID, To: ob.to, Messages: msgs}
+		h.metrics.batchesSent.Inc()
+		if err := h.cfg.Transport.Send(batch); err != nil {
+			h.metrics.messagesDropped.Add(len(msgs))
+			for _, gm := range msgs {
+				if g := h.group(gm.Group); g != nil {
+					h.reportUnreachable(g, ReplicaID(gm.Message.GetTo()))
+				}
+			}
+		}
+	}
+}
+
+// ---- Lifecycle ------------------------------------------------------------
+
+// fail stops the host after an error it cannot continue from (a storage
+// failure). It returns at once; the host stops in the background.
+func (h *Host) fail(err error) {
+	if !h.failed.CompareAndSwap(nil, &err) {
+		return
+	}
+	h.logger.Error("host failed, stopping", "err", err)
+	go h.Stop()
+}
+
+// Err returns the error that made the host fail, if any.
+func (h *Host) Err() error {
+	if p := h.failed.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Stop stops every goroutine of the host and waits for them. Proposals not
+// yet handed to raft fail as not applied, the others as ambiguous. The
+// engine stays open. Stop is idempotent.
+func (h *Host) Stop() {
+	h.stopOnce.Do(func() {
+		// Outbox creation checks stopped under outboxMu, so no sender starts
+		// after this and wg.Wait below sees them all.
+		h.outboxMu.Lock()
+		h.stopped.Store(true)
+		h.outboxMu.Unlock()
+		close(h.stopper)
+		h.wg.Wait()
+		h.sched.stop()
+		h.logWriter.stop()
+		h.closeGroups()
+	})
+}
+
+// closeGroups resolves every outstanding proposal and releases the groups'
+// storages. Nothing else may run on the groups.
+func (h *Host) closeGroups() {
+	h.groupsMu.Lock()
+	defer h.groupsMu.Unlock()
+	for id, g := range h.groups {
+		g.inboxMu.Lock()
+		for _, p := range g.inbox.proposals {
+			p.resolve(Result{}, notApplied(ErrStopped))
+		}
+		g.inbox.proposals = nil
+		g.inboxMu.Unlock()
+		for _, p := range g.proposing {
+			p.resolve(Result{}, ambiguous(ErrStopped))
+		}
+		for _, p := range g.pendingByIndex {
+			p.resolve(Result{}, ambiguous(ErrStopped))
+		}
+		g.storage.Close()
+		delete(h.groups, id)
+	}
+}
+
+// lockedRand makes proposal IDs: random, so that IDs of different hosts and
+// of restarts do not collide in practice (a proposal is also matched by its
+// index and term).
+type lockedRand struct {
+	mu  sync.Mutex
+	rng *rand.Rand
+}
+
+func newLockedRand() *lockedRand {
+	return &lockedRand{rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))}
+}
+
+func (r *lockedRand) nonZero() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for {
+		if v := r.rng.Uint64(); v != 0 {
+			return v
+		}
+	}
+}
+
+// ProposeAndWait proposes cmd and waits for its outcome (see Proposal.Wait).
+func (h *Host) ProposeAndWait(ctx context.Context, id GroupID, cmd []byte) (Result, error) {
+	return h.Propose(id, cmd).Wait(ctx)
+}

@@ -1,0 +1,95 @@
+// Copyright 2026 The Flotilla Authors. All rights reserved.
+
+package multiraft
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	pb "go.etcd.io/raft/v3/raftpb"
+)
+
+// hostMetrics are the host's metrics. With no Config.Metrics they are kept
+// on a private set that nothing exports.
+//
+//	flotilla_raft_scheduler_queue_seconds         histogram: time groups wait for a worker
+//	flotilla_raft_ready_seconds                   histogram: time to process a group
+//	flotilla_raft_log_write_seconds               histogram: log writer batch write + fsync
+//	flotilla_raft_log_write_groups                histogram: appends per log writer batch
+//	flotilla_raft_log_writes_total                log writer batches (fsyncs)
+//	flotilla_raft_entries_applied_total           entries applied
+//	flotilla_raft_groups                          groups on the host
+//	flotilla_raft_message_batches_sent_total      batches handed to the transport
+//	flotilla_raft_message_batches_received_total  batches received
+//	flotilla_raft_messages_dropped_total          messages dropped (full queue, unknown group)
+//	flotilla_raft_messages_sent_total{type=...}   raft messages sent, by type
+//	flotilla_raft_messages_received_total{type=...}
+type hostMetrics struct {
+	queueLatency    *metrics.PrometheusHistogram
+	readyLatency    *metrics.PrometheusHistogram
+	logWriteLatency *metrics.PrometheusHistogram
+	logWriteGroups  *metrics.PrometheusHistogram
+	logWrites       *metrics.Counter
+	entriesApplied  *metrics.Counter
+	batchesSent     *metrics.Counter
+	batchesReceived *metrics.Counter
+	messagesDropped *metrics.Counter
+	sentByType      []*metrics.Counter
+	receivedByType  []*metrics.Counter
+}
+
+var groupCountBuckets = []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096}
+
+func newHostMetrics(set *metrics.Set, h *Host) *hostMetrics {
+	if set == nil {
+		set = metrics.NewSet()
+	}
+	m := &hostMetrics{
+		queueLatency:    set.NewPrometheusHistogram("flotilla_raft_scheduler_queue_seconds"),
+		readyLatency:    set.NewPrometheusHistogram("flotilla_raft_ready_seconds"),
+		logWriteLatency: set.NewPrometheusHistogram("flotilla_raft_log_write_seconds"),
+		logWriteGroups:  set.NewPrometheusHistogramExt("flotilla_raft_log_write_groups", groupCountBuckets),
+		logWrites:       set.NewCounter("flotilla_raft_log_writes_total"),
+		entriesApplied:  set.NewCounter("flotilla_raft_entries_applied_total"),
+		batchesSent:     set.NewCounter("flotilla_raft_message_batches_sent_total"),
+		batchesReceived: set.NewCounter("flotilla_raft_message_batches_received_total"),
+		messagesDropped: set.NewCounter("flotilla_raft_messages_dropped_total"),
+	}
+	for t := range pb.MessageType_name {
+		typ := pb.MessageType(t)
+		for len(m.sentByType) <= int(t) {
+			m.sentByType = append(m.sentByType, nil)
+			m.receivedByType = append(m.receivedByType, nil)
+		}
+		m.sentByType[t] = set.NewCounter(fmt.Sprintf(`flotilla_raft_messages_sent_total{type=%q}`, typ.String()))
+		m.receivedByType[t] = set.NewCounter(fmt.Sprintf(`flotilla_raft_messages_received_total{type=%q}`, typ.String()))
+	}
+	set.NewGauge("flotilla_raft_groups", func() float64 {
+		h.groupsMu.RLock()
+		defer h.groupsMu.RUnlock()
+		return float64(len(h.groups))
+	})
+	return m
+}
+
+func (m *hostMetrics) observeQueueLatency(d time.Duration) { m.queueLatency.Update(d.Seconds()) }
+func (m *hostMetrics) observeProcessing(d time.Duration)   { m.readyLatency.Update(d.Seconds()) }
+
+func (m *hostMetrics) observeLogWrite(groups int, d time.Duration) {
+	m.logWrites.Inc()
+	m.logWriteGroups.Update(float64(groups))
+	m.logWriteLatency.Update(d.Seconds())
+}
+
+func (m *hostMetrics) countSent(t pb.MessageType) {
+	if int(t) < len(m.sentByType) && m.sentByType[t] != nil {
+		m.sentByType[t].Inc()
+	}
+}
+
+func (m *hostMetrics) countReceived(t pb.MessageType) {
+	if int(t) < len(m.receivedByType) && m.receivedByType[t] != nil {
+		m.receivedByType[t].Inc()
+	}
+}
