@@ -153,7 +153,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("MaxOutboxMessages %d must be at least 1", c.MaxOutboxMessages))
 	}
 	if c.Workers < 1 {
-		errs = append(errs, fmt.Errorf("Workers %d must be at least 1", c.Workers))
+		errs = append(errs, fmt.Errorf("worker count (Workers) %d must be at least 1", c.Workers))
 	}
 	if len(errs) == 0 {
 		return nil

@@ -118,6 +118,9 @@ func NewHost(cfg Config) (*Host, error) {
 // NodeID returns the host's node ID.
 func (h *Host) NodeID() NodeID { return h.cfg.NodeID }
 
+// TickInterval returns the host's raft tick.
+func (h *Host) TickInterval() time.Duration { return h.cfg.TickInterval }
+
 // loadGroup builds a group from its state in the engine.
 func (h *Host) loadGroup(id GroupID, replicaID ReplicaID) (*group, error) {
 	applied, err := loadAppliedState(h.eng, id)

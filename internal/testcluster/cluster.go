@@ -43,7 +43,7 @@ type Options struct {
 	Nodes   int
 	Seed    uint64
 	Storage Storage
-	// TickInterval defaults to 10 ms, ElectionTicks to 10.
+	// TickInterval defaults to 20 ms, ElectionTicks to 10.
 	TickInterval  time.Duration
 	ElectionTicks int
 	// Configure, if set, adjusts each host's config before it starts.
@@ -64,22 +64,59 @@ type Cluster struct {
 
 // Node is one host and its storage.
 type Node struct {
-	ID     multiraft.NodeID
-	fs     vfs.FS
-	dir    string
-	Engine *engine.Engine
-	Host   *multiraft.Host
+	ID  multiraft.NodeID
+	fs  vfs.FS
+	dir string
+
+	// mu guards eng and host, which Stop, Restart and Crash replace while
+	// other goroutines use them.
+	mu   sync.Mutex
+	eng  *engine.Engine
+	host *multiraft.Host
+}
+
+// Host returns the node's running host, or nil if it is stopped.
+func (n *Node) Host() *multiraft.Host {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.host
+}
+
+// Engine returns the node's open engine, or nil if it is stopped.
+func (n *Node) Engine() *engine.Engine {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.eng
 }
 
 // Running reports whether the node's host is up.
-func (n *Node) Running() bool { return n.Host != nil }
+func (n *Node) Running() bool { return n.Host() != nil }
+
+func (n *Node) set(eng *engine.Engine, h *multiraft.Host) {
+	n.mu.Lock()
+	n.eng, n.host = eng, h
+	n.mu.Unlock()
+}
+
+// shutdown stops the host and closes the engine, if running.
+func (n *Node) shutdown() error {
+	n.mu.Lock()
+	eng, h := n.eng, n.host
+	n.eng, n.host = nil, nil
+	n.mu.Unlock()
+	if h == nil {
+		return nil
+	}
+	h.Stop()
+	return eng.Close()
+}
 
 // New starts a cluster of opts.Nodes hosts (IDs 1..N) and stops it when the
 // test ends.
 func New(t testing.TB, opts Options) *Cluster {
 	t.Helper()
 	if opts.TickInterval == 0 {
-		opts.TickInterval = 10 * time.Millisecond
+		opts.TickInterval = 20 * time.Millisecond
 	}
 	if opts.ElectionTicks == 0 {
 		opts.ElectionTicks = 10
@@ -156,7 +193,7 @@ func (c *Cluster) start(n *Node) error {
 		_ = eng.Close()
 		return fmt.Errorf("node %d: %w", n.ID, err)
 	}
-	n.Engine, n.Host = eng, h
+	n.set(eng, h)
 	c.Net.Attach(n.ID, h.HandleBatch)
 	return nil
 }
@@ -169,11 +206,9 @@ func (c *Cluster) Stop(id multiraft.NodeID) {
 		return
 	}
 	c.Net.Detach(id)
-	n.Host.Stop()
-	if err := n.Engine.Close(); err != nil {
+	if err := n.shutdown(); err != nil {
 		c.t.Fatalf("node %d: closing engine: %v", id, err)
 	}
-	n.Host, n.Engine = nil, nil
 }
 
 // Restart starts a stopped node over its data.
@@ -200,11 +235,7 @@ func (c *Cluster) Crash(id multiraft.NodeID) {
 	}
 	c.Net.Detach(id)
 	crashed := mem.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: c.rng.IntN(101), RNG: c.rng})
-	if n.Running() {
-		n.Host.Stop()
-		_ = n.Engine.Close()
-		n.Host, n.Engine = nil, nil
-	}
+	_ = n.shutdown()
 	n.fs = crashed
 	if err := c.start(n); err != nil {
 		c.t.Fatal(err)
@@ -215,12 +246,7 @@ func (c *Cluster) Crash(id multiraft.NodeID) {
 func (c *Cluster) Close() {
 	c.Net.Close()
 	for _, id := range c.NodeIDs() {
-		n := c.Node(id)
-		if n.Running() {
-			n.Host.Stop()
-			_ = n.Engine.Close()
-			n.Host, n.Engine = nil, nil
-		}
+		_ = c.Node(id).shutdown()
 	}
 }
 
@@ -235,7 +261,7 @@ func (c *Cluster) Bootstrap(group multiraft.GroupID, nodes ...multiraft.NodeID) 
 		replicas = append(replicas, multiraft.Replica{ID: ReplicaOn(n)})
 	}
 	for _, n := range nodes {
-		if err := c.Node(n).Host.Bootstrap(group, replicas); err != nil {
+		if err := c.Node(n).Host().Bootstrap(group, replicas); err != nil {
 			c.t.Fatal(err)
 		}
 	}
@@ -247,11 +273,11 @@ func (c *Cluster) Leader(group multiraft.GroupID) (multiraft.NodeID, error) {
 	var leader multiraft.NodeID
 	var term uint64
 	for _, id := range c.NodeIDs() {
-		n := c.Node(id)
-		if !n.Running() {
+		h := c.Node(id).Host()
+		if h == nil {
 			continue
 		}
-		st, ok := n.Host.Status(group)
+		st, ok := h.Status(group)
 		if ok && st.State == raft.StateLeader && st.Term >= term {
 			leader, term = id, st.Term
 		}
@@ -282,9 +308,9 @@ func (c *Cluster) Propose(ctx context.Context, group multiraft.GroupID, cmd []by
 	for {
 		leader, err := c.Leader(group)
 		if err == nil {
-			attemptCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			attemptCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			var res multiraft.Result
-			if h := c.Node(leader).Host; h != nil {
+			if h := c.Node(leader).Host(); h != nil {
 				res, err = h.ProposeAndWait(attemptCtx, group, cmd)
 			} else {
 				err = errors.New("leader stopped")

@@ -88,8 +88,8 @@ func (n *Network) Attach(node multiraft.NodeID, handler func(*multiraft.MessageB
 	go l.run()
 }
 
-// Detach disconnects node: batches to it are dropped until it is attached
-// again. It waits for deliveries in progress to finish.
+// Detach disconnects node: batches to and from it are dropped until it is
+// attached again. It waits for deliveries in progress to finish.
 func (n *Network) Detach(node multiraft.NodeID) {
 	n.mu.Lock()
 	l := n.mu.links[node]
@@ -179,7 +179,10 @@ func (n *Network) send(from multiraft.NodeID, batch *multiraft.MessageBatch) err
 	n.sent.Add(1)
 	n.mu.Lock()
 	l := n.mu.links[batch.To]
-	drop := l == nil || n.mu.cut[[2]multiraft.NodeID{from, batch.To}] ||
+	// A detached sender is stopped or crashed: nothing it sends after that
+	// may arrive (a crashed host must not acknowledge writes the crash lost).
+	_, attached := n.mu.links[from]
+	drop := l == nil || !attached || n.mu.cut[[2]multiraft.NodeID{from, batch.To}] ||
 		(n.mu.dropRate > 0 && n.mu.rng.Float64() < n.mu.dropRate)
 	delay := n.mu.minDelay
 	if n.mu.maxDelay > n.mu.minDelay {
