@@ -82,6 +82,8 @@ type Config struct {
 type TestingKnobs struct {
 	// DisableTicker stops the store-wide ticker; tests tick with Host.Tick.
 	DisableTicker bool
+	// DisableQuiescence keeps idle groups ticking and heartbeating.
+	DisableQuiescence bool
 }
 
 // EnsureDefaults fills unset fields with their defaults.

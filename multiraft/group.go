@@ -35,16 +35,30 @@ type group struct {
 
 	inboxMu sync.Mutex
 	inbox   struct {
-		msgs        []*pb.Message // from peers and from the log writer
+		msgs []*pb.Message // from peers and from the log writer; they wake the group
+		// quietMsgs are heartbeat responses and quiesce beats: stepped
+		// without waking a quiescent group.
+		quietMsgs []*pb.Message
+		// quiesceBeat is the latest quiesce beat from the leader, if any.
+		quiesceBeat *pb.Message
 		proposals   []*proposal
 		ticks       int
 		unreachable []ReplicaID
 		campaign    bool
+		// downNodes are peer nodes detected down since last processed.
+		downNodes []NodeID
 	}
 
+	// appendsInFlight counts MsgStorageAppends queued to the log writer and
+	// not yet delivered back.
+	appendsInFlight atomic.Int32
+
 	// Worker-owned.
-	rn      *raft.RawNode
-	applied appliedState
+	rn *raft.RawNode
+	// quiesced: the group neither ticks nor heartbeats (see quiesce.go).
+	// Membership in Host.active mirrors !quiesced.
+	quiesced bool
+	applied  appliedState
 	// proposing holds proposals handed to raft whose entry index is not yet
 	// known, by proposal ID; pendingByIndex those whose entry was appended,
 	// by index. Each is resolved when its index is applied.

@@ -48,6 +48,15 @@ type Host struct {
 	outboxMu sync.Mutex
 	outboxes map[NodeID]*outbox
 
+	// activeMu guards active, the groups that are not quiescent: the ones
+	// the ticker ticks.
+	activeMu sync.Mutex
+	active   map[GroupID]*group
+
+	liveness *liveness
+	// tickCount counts ticker ticks.
+	tickCount atomic.Uint64
+
 	stopper  chan struct{} // closed by Stop
 	stopOnce sync.Once
 	stopped  atomic.Bool
@@ -69,7 +78,9 @@ func NewHost(cfg Config) (*Host, error) {
 		rng:      newLockedRand(),
 		groups:   make(map[GroupID]*group),
 		outboxes: make(map[NodeID]*outbox),
+		active:   make(map[GroupID]*group),
 		stopper:  make(chan struct{}),
+		liveness: newLiveness(time.Duration(cfg.ElectionTicks) * cfg.TickInterval),
 	}
 	h.metrics = newHostMetrics(cfg.Metrics, h)
 	h.sched = newScheduler(h.processGroup)
@@ -95,6 +106,7 @@ func NewHost(cfg Config) (*Host, error) {
 			return nil, fmt.Errorf("multiraft: loading group %d: %w", id, err)
 		}
 		h.groups[id] = g
+		h.active[id] = g
 	}
 
 	h.sched.start(cfg.Workers)
@@ -117,6 +129,19 @@ func NewHost(cfg Config) (*Host, error) {
 
 // NodeID returns the host's node ID.
 func (h *Host) NodeID() NodeID { return h.cfg.NodeID }
+
+// Ticks returns how many times the host's ticker has fired.
+func (h *Host) Ticks() uint64 { return h.tickCount.Load() }
+
+// GroupTicks returns how many ticks were delivered to groups in all.
+func (h *Host) GroupTicks() uint64 { return h.metrics.ticks.Get() }
+
+// Unquiesced returns the number of groups that are not quiescent.
+func (h *Host) Unquiesced() int {
+	h.activeMu.Lock()
+	defer h.activeMu.Unlock()
+	return len(h.active)
+}
 
 // TickInterval returns the host's raft tick.
 func (h *Host) TickInterval() time.Duration { return h.cfg.TickInterval }
@@ -242,6 +267,9 @@ func (h *Host) Bootstrap(id GroupID, replicas []Replica) error {
 		return err
 	}
 	h.groups[id] = g
+	h.activeMu.Lock()
+	h.active[id] = g
+	h.activeMu.Unlock()
 	return nil
 }
 
@@ -349,37 +377,75 @@ func (h *Host) HandleBatch(batch *MessageBatch) {
 	if h.stopped.Load() {
 		return
 	}
+	h.liveness.heard(batch.From, time.Now())
 	h.metrics.batchesReceived.Inc()
 	var touched []*group
 	h.groupsMu.RLock()
+	lookup := func(group GroupID, to ReplicaID) *group {
+		g := h.groups[group]
+		if g == nil || to != g.replicaID {
+			h.metrics.messagesDropped.Inc()
+			return nil
+		}
+		touched = append(touched, g)
+		return g
+	}
 	for _, gm := range batch.Messages {
 		h.metrics.countReceived(gm.Message.GetType())
-		g := h.groups[gm.Group]
-		if g == nil || ReplicaID(gm.Message.GetTo()) != g.replicaID {
-			h.metrics.messagesDropped.Inc()
+		if g := lookup(gm.Group, ReplicaID(gm.Message.GetTo())); g != nil {
+			g.addMessages(gm.Message)
+		}
+	}
+	for i := range batch.Heartbeats {
+		hb := &batch.Heartbeats[i]
+		h.metrics.countReceived(pb.MsgHeartbeat)
+		g := lookup(hb.Group, hb.To)
+		if g == nil {
 			continue
 		}
-		g.addMessages(gm.Message)
-		touched = append(touched, g)
+		m := hb.message(pb.MsgHeartbeat)
+		g.inboxMu.Lock()
+		if hb.Quiesce {
+			g.inbox.quietMsgs = append(g.inbox.quietMsgs, m)
+			g.inbox.quiesceBeat = m
+		} else {
+			// A plain heartbeat means the leader is awake: so is the group.
+			g.inbox.msgs = append(g.inbox.msgs, m)
+			g.inbox.quiesceBeat = nil
+		}
+		g.inboxMu.Unlock()
+	}
+	for i := range batch.HeartbeatResps {
+		hb := &batch.HeartbeatResps[i]
+		h.metrics.countReceived(pb.MsgHeartbeatResp)
+		if g := lookup(hb.Group, hb.To); g != nil {
+			g.inboxMu.Lock()
+			g.inbox.quietMsgs = append(g.inbox.quietMsgs, hb.message(pb.MsgHeartbeatResp))
+			g.inboxMu.Unlock()
+		}
 	}
 	h.groupsMu.RUnlock()
 	h.sched.enqueueAll(touched)
 }
 
-// Tick ticks every group once, as the ticker does every TickInterval.
+// Tick ticks every group that is not quiescent once, as the ticker does
+// every TickInterval. Ticks queue up to MaxTicksQueued per group.
 func (h *Host) Tick() {
-	h.groupsMu.RLock()
-	all := make([]*group, 0, len(h.groups))
-	for _, g := range h.groups {
+	h.activeMu.Lock()
+	gs := make([]*group, 0, len(h.active))
+	for _, g := range h.active {
+		gs = append(gs, g)
+	}
+	h.activeMu.Unlock()
+	for _, g := range gs {
 		g.inboxMu.Lock()
 		if g.inbox.ticks < h.cfg.MaxTicksQueued {
 			g.inbox.ticks++
 		}
 		g.inboxMu.Unlock()
-		all = append(all, g)
 	}
-	h.groupsMu.RUnlock()
-	h.sched.enqueueAll(all)
+	h.metrics.ticks.Add(len(gs))
+	h.sched.enqueueAll(gs)
 }
 
 func (h *Host) runTicker() {
@@ -390,8 +456,16 @@ func (h *Host) runTicker() {
 		select {
 		case <-h.stopper:
 			return
-		case <-t.C:
+		case now := <-t.C:
 			h.Tick()
+			n := h.tickCount.Add(1)
+			// Coalesced heartbeats go out once per tick; a liveness ping
+			// once per heartbeat interval.
+			h.flushOutboxes(n%uint64(h.cfg.HeartbeatTicks) == 0)
+			if down := h.liveness.check(now); len(down) > 0 {
+				h.logger.Info("peer nodes down: waking their groups", "nodes", down)
+				h.wakeGroupsOn(down)
+			}
 		}
 	}
 }
@@ -404,12 +478,21 @@ func (h *Host) processGroup(g *group) {
 	}
 	start := time.Now()
 	g.inboxMu.Lock()
-	msgs, props, ticks, unreachable, campaign := g.inbox.msgs, g.inbox.proposals, g.inbox.ticks, g.inbox.unreachable, g.inbox.campaign
-	g.inbox.msgs, g.inbox.proposals, g.inbox.ticks, g.inbox.unreachable, g.inbox.campaign = nil, nil, 0, nil, false
+	in := g.inbox
+	g.inbox.msgs, g.inbox.quietMsgs, g.inbox.quiesceBeat, g.inbox.proposals = nil, nil, nil, nil
+	g.inbox.ticks, g.inbox.unreachable, g.inbox.campaign, g.inbox.downNodes = 0, nil, false, nil
 	g.inboxMu.Unlock()
+	msgs, props, ticks, unreachable, campaign := in.msgs, in.proposals, in.ticks, in.unreachable, in.campaign
 
+	busy := len(msgs) > 0 || len(props) > 0 || len(unreachable) > 0 || campaign
+	if g.quiesced && (busy || len(in.downNodes) > 0 && g.hasReplicaOn(in.downNodes)) {
+		h.unquiesce(g)
+	}
 	for range ticks {
 		g.rn.Tick()
+	}
+	for _, m := range in.quietMsgs {
+		_ = g.rn.Step(m)
 	}
 	for _, m := range msgs {
 		// Errors are for messages raft ignores (stale, from unknown peers).
@@ -427,6 +510,18 @@ func (h *Host) processGroup(g *group) {
 	if err := h.handleReady(g); err != nil {
 		h.fail(fmt.Errorf("group %d: %w", g.id, err))
 		return
+	}
+	switch {
+	case g.quiesced:
+		// Quiet messages alone may still have given a quiescent leader work
+		// (a follower turned out to lag): then it must wake.
+		if _, _, _, ok := h.leaderQuiescable(g); !ok && g.rn.BasicStatus().RaftState == raft.StateLeader {
+			h.unquiesce(g)
+		}
+	case in.quiesceBeat != nil && !busy:
+		h.maybeQuiesceFollower(g, in.quiesceBeat)
+	case ticks > 0 && !busy && !h.disableQuiescence():
+		h.maybeQuiesceLeader(g)
 	}
 	g.publishStatus()
 	h.metrics.observeProcessing(time.Since(start))
@@ -465,6 +560,7 @@ func (h *Host) handleReady(g *group) error {
 			switch m.GetTo() {
 			case raft.LocalAppendThread:
 				g.notePendingIndexes(m.GetEntries())
+				g.appendsInFlight.Add(1)
 				h.logWriter.enqueue(g, m)
 			case raft.LocalApplyThread:
 				if err := h.apply(g, m.GetEntries()); err != nil {
@@ -628,17 +724,64 @@ func (g *group) publishStatus() {
 // ---- Outgoing messages ----------------------------------------------------
 
 // outbox queues messages to one peer node; its sender goroutine drains it
-// into one batch at a time.
+// into one batch at a time. Heartbeats and their responses wait for the next
+// tick (unless they carry a read's context), so that every group's beats to
+// a node travel in one batch per tick.
 type outbox struct {
-	to   NodeID
-	mu   sync.Mutex
-	msgs []GroupMessage
-	wake chan struct{}
+	to        NodeID
+	mu        sync.Mutex
+	msgs      []GroupMessage
+	beats     []Heartbeat
+	beatResps []Heartbeat
+	ping      bool // a liveness ping is due
+	wake      chan struct{}
+}
+
+func (ob *outbox) queuedLocked() int { return len(ob.msgs) + len(ob.beats) + len(ob.beatResps) }
+
+func (ob *outbox) signal() {
+	select {
+	case ob.wake <- struct{}{}:
+	default:
+	}
+}
+
+// sendBeat queues a coalesced heartbeat (or response, if resp); urgent
+// beats (a read waits on them) go out at once, the others with the next
+// tick.
+func (h *Host) sendBeat(g *group, hb Heartbeat, resp bool) {
+	ob := h.outbox(hb.To.Node())
+	ob.mu.Lock()
+	full := ob.queuedLocked() >= h.cfg.MaxOutboxMessages
+	if !full {
+		if resp {
+			ob.beatResps = append(ob.beatResps, hb)
+		} else {
+			ob.beats = append(ob.beats, hb)
+		}
+	}
+	ob.mu.Unlock()
+	if full {
+		h.metrics.messagesDropped.Inc()
+		h.reportUnreachable(g, hb.To)
+		return
+	}
+	if len(hb.Context) > 0 {
+		ob.signal()
+	}
 }
 
 // send queues a raft message for its replica's node.
 func (h *Host) send(g *group, m *pb.Message) {
 	to := ReplicaID(m.GetTo())
+	switch m.GetType() {
+	case pb.MsgHeartbeat, pb.MsgHeartbeatResp:
+		if to.Node() != h.cfg.NodeID && to.Node() != 0 {
+			h.metrics.countSent(m.GetType())
+			h.sendBeat(g, heartbeatOf(g.id, m), m.GetType() == pb.MsgHeartbeatResp)
+			return
+		}
+	}
 	if m.GetType() == pb.MsgSnap {
 		// Snapshots are not sent yet: tell raft, which retries later.
 		h.logger.Warn("snapshot needed but not supported yet", "group", g.id, "to", to)
@@ -654,7 +797,7 @@ func (h *Host) send(g *group, m *pb.Message) {
 	}
 	ob := h.outbox(node)
 	ob.mu.Lock()
-	full := len(ob.msgs) >= h.cfg.MaxOutboxMessages
+	full := ob.queuedLocked() >= h.cfg.MaxOutboxMessages
 	if !full {
 		ob.msgs = append(ob.msgs, GroupMessage{Group: g.id, Message: m})
 	}
@@ -665,9 +808,45 @@ func (h *Host) send(g *group, m *pb.Message) {
 		return
 	}
 	h.metrics.countSent(m.GetType())
-	select {
-	case ob.wake <- struct{}{}:
-	default:
+	ob.signal()
+}
+
+// flushOutboxes sends every outbox's queued heartbeats; with ping, an empty
+// batch goes to peers with nothing queued, so they hear from this node.
+func (h *Host) flushOutboxes(ping bool) {
+	h.outboxMu.Lock()
+	obs := make([]*outbox, 0, len(h.outboxes))
+	for _, ob := range h.outboxes {
+		obs = append(obs, ob)
+	}
+	h.outboxMu.Unlock()
+	for _, ob := range obs {
+		ob.mu.Lock()
+		if ping {
+			ob.ping = true
+		}
+		due := ob.ping || len(ob.beats) > 0 || len(ob.beatResps) > 0
+		ob.mu.Unlock()
+		if due {
+			ob.signal()
+		}
+	}
+}
+
+// reportBatchUnreachable tells the groups of a batch the transport refused
+// that their peers are unreachable.
+func (h *Host) reportBatchUnreachable(b *MessageBatch) {
+	for _, gm := range b.Messages {
+		if g := h.group(gm.Group); g != nil {
+			h.reportUnreachable(g, ReplicaID(gm.Message.GetTo()))
+		}
+	}
+	for _, beats := range [][]Heartbeat{b.Heartbeats, b.HeartbeatResps} {
+		for _, hb := range beats {
+			if g := h.group(hb.Group); g != nil {
+				h.reportUnreachable(g, hb.To)
+			}
+		}
 	}
 }
 
@@ -702,23 +881,25 @@ func (h *Host) runSender(ob *outbox) {
 		case <-ob.wake:
 		}
 		ob.mu.Lock()
-		msgs := ob.msgs
-		ob.msgs = nil
+		batch := &MessageBatch{From: h.cfg.NodeID, To: ob.to, Messages: ob.msgs,
+			Heartbeats: ob.beats, HeartbeatResps: ob.beatResps}
+		ping := ob.ping
+		ob.msgs, ob.beats, ob.beatResps, ob.ping = nil, nil, nil, false
 		ob.mu.Unlock()
-		if len(msgs) == 0 {
+		if len(batch.Messages) == 0 && len(batch.Heartbeats) == 0 && len(batch.HeartbeatResps) == 0 && !ping {
 			continue
 		}
-		batch := &MessageBatch{From: h.cfg.NodeID, To: ob.to, Messages: msgs}
 		h.metrics.batchesSent.Inc()
+		h.metrics.heartbeatsCoalesced.Add(len(batch.Heartbeats) + len(batch.HeartbeatResps))
 		if err := h.cfg.Transport.Send(batch); err != nil {
-			h.metrics.messagesDropped.Add(len(msgs))
-			for _, gm := range msgs {
-				if g := h.group(gm.Group); g != nil {
-					h.reportUnreachable(g, ReplicaID(gm.Message.GetTo()))
-				}
-			}
+			h.metrics.messagesDropped.Add(batch.count())
+			h.reportBatchUnreachable(batch)
 		}
 	}
+}
+
+func (h *Host) disableQuiescence() bool {
+	return h.cfg.Testing != nil && h.cfg.Testing.DisableQuiescence
 }
 
 // ---- Lifecycle ------------------------------------------------------------

@@ -121,6 +121,7 @@ func (w *logWriter) write(reqs []appendReq) error {
 func (w *logWriter) deliver(reqs []appendReq) {
 	touched := make([]*group, 0, len(reqs))
 	for _, r := range reqs {
+		r.g.appendsInFlight.Add(-1)
 		local := false
 		for _, resp := range r.m.GetResponses() {
 			if ReplicaID(resp.GetTo()) == r.g.replicaID {

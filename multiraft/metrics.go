@@ -20,23 +20,28 @@ import (
 //	flotilla_raft_log_writes_total                log writer batches (fsyncs)
 //	flotilla_raft_entries_applied_total           entries applied
 //	flotilla_raft_groups                          groups on the host
+//	flotilla_raft_unquiesced_groups               groups ticking (not quiescent)
+//	flotilla_raft_group_ticks_total               ticks delivered to groups
+//	flotilla_raft_heartbeats_coalesced_total      heartbeats and responses sent coalesced
 //	flotilla_raft_message_batches_sent_total      batches handed to the transport
 //	flotilla_raft_message_batches_received_total  batches received
 //	flotilla_raft_messages_dropped_total          messages dropped (full queue, unknown group)
 //	flotilla_raft_messages_sent_total{type=...}   raft messages sent, by type
 //	flotilla_raft_messages_received_total{type=...}
 type hostMetrics struct {
-	queueLatency    *metrics.PrometheusHistogram
-	readyLatency    *metrics.PrometheusHistogram
-	logWriteLatency *metrics.PrometheusHistogram
-	logWriteGroups  *metrics.PrometheusHistogram
-	logWrites       *metrics.Counter
-	entriesApplied  *metrics.Counter
-	batchesSent     *metrics.Counter
-	batchesReceived *metrics.Counter
-	messagesDropped *metrics.Counter
-	sentByType      []*metrics.Counter
-	receivedByType  []*metrics.Counter
+	queueLatency        *metrics.PrometheusHistogram
+	readyLatency        *metrics.PrometheusHistogram
+	logWriteLatency     *metrics.PrometheusHistogram
+	logWriteGroups      *metrics.PrometheusHistogram
+	logWrites           *metrics.Counter
+	entriesApplied      *metrics.Counter
+	batchesSent         *metrics.Counter
+	heartbeatsCoalesced *metrics.Counter
+	ticks               *metrics.Counter
+	batchesReceived     *metrics.Counter
+	messagesDropped     *metrics.Counter
+	sentByType          []*metrics.Counter
+	receivedByType      []*metrics.Counter
 }
 
 var groupCountBuckets = []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096}
@@ -46,15 +51,17 @@ func newHostMetrics(set *metrics.Set, h *Host) *hostMetrics {
 		set = metrics.NewSet()
 	}
 	m := &hostMetrics{
-		queueLatency:    set.NewPrometheusHistogram("flotilla_raft_scheduler_queue_seconds"),
-		readyLatency:    set.NewPrometheusHistogram("flotilla_raft_ready_seconds"),
-		logWriteLatency: set.NewPrometheusHistogram("flotilla_raft_log_write_seconds"),
-		logWriteGroups:  set.NewPrometheusHistogramExt("flotilla_raft_log_write_groups", groupCountBuckets),
-		logWrites:       set.NewCounter("flotilla_raft_log_writes_total"),
-		entriesApplied:  set.NewCounter("flotilla_raft_entries_applied_total"),
-		batchesSent:     set.NewCounter("flotilla_raft_message_batches_sent_total"),
-		batchesReceived: set.NewCounter("flotilla_raft_message_batches_received_total"),
-		messagesDropped: set.NewCounter("flotilla_raft_messages_dropped_total"),
+		queueLatency:        set.NewPrometheusHistogram("flotilla_raft_scheduler_queue_seconds"),
+		readyLatency:        set.NewPrometheusHistogram("flotilla_raft_ready_seconds"),
+		logWriteLatency:     set.NewPrometheusHistogram("flotilla_raft_log_write_seconds"),
+		logWriteGroups:      set.NewPrometheusHistogramExt("flotilla_raft_log_write_groups", groupCountBuckets),
+		logWrites:           set.NewCounter("flotilla_raft_log_writes_total"),
+		entriesApplied:      set.NewCounter("flotilla_raft_entries_applied_total"),
+		batchesSent:         set.NewCounter("flotilla_raft_message_batches_sent_total"),
+		heartbeatsCoalesced: set.NewCounter("flotilla_raft_heartbeats_coalesced_total"),
+		ticks:               set.NewCounter("flotilla_raft_group_ticks_total"),
+		batchesReceived:     set.NewCounter("flotilla_raft_message_batches_received_total"),
+		messagesDropped:     set.NewCounter("flotilla_raft_messages_dropped_total"),
 	}
 	for t := range pb.MessageType_name {
 		typ := pb.MessageType(t)
@@ -65,6 +72,11 @@ func newHostMetrics(set *metrics.Set, h *Host) *hostMetrics {
 		m.sentByType[t] = set.NewCounter(fmt.Sprintf(`flotilla_raft_messages_sent_total{type=%q}`, typ.String()))
 		m.receivedByType[t] = set.NewCounter(fmt.Sprintf(`flotilla_raft_messages_received_total{type=%q}`, typ.String()))
 	}
+	set.NewGauge("flotilla_raft_unquiesced_groups", func() float64 {
+		h.activeMu.Lock()
+		defer h.activeMu.Unlock()
+		return float64(len(h.active))
+	})
 	set.NewGauge("flotilla_raft_groups", func() float64 {
 		h.groupsMu.RLock()
 		defer h.groupsMu.RUnlock()

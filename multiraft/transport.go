@@ -28,10 +28,50 @@ type GroupMessage struct {
 	Message *pb.Message
 }
 
-// MessageBatch is what one host sends another in one go.
+// MessageBatch is what one host sends another in one go: raft messages,
+// plus every group's heartbeats and heartbeat responses coalesced into
+// compact beats. A batch with nothing in it is a liveness ping.
 type MessageBatch struct {
-	From, To NodeID
-	Messages []GroupMessage
+	From, To       NodeID
+	Messages       []GroupMessage
+	Heartbeats     []Heartbeat
+	HeartbeatResps []Heartbeat
+}
+
+// Heartbeat is one group's raft heartbeat (or response) inside a coalesced
+// batch: all the fields raft puts in one.
+type Heartbeat struct {
+	Group    GroupID
+	From, To ReplicaID
+	Term     uint64
+	Commit   uint64
+	Context  []byte
+	// Quiesce: the leader is going quiet; the follower may too if it is
+	// caught up (leader to follower only).
+	Quiesce bool
+}
+
+// count is the number of messages and beats in the batch.
+func (b *MessageBatch) count() int {
+	return len(b.Messages) + len(b.Heartbeats) + len(b.HeartbeatResps)
+}
+
+func (b *Heartbeat) message(typ pb.MessageType) *pb.Message {
+	m := &pb.Message{
+		Type: typ.Enum(), From: new(uint64(b.From)), To: new(uint64(b.To)),
+		Term: new(b.Term), Commit: new(b.Commit),
+	}
+	if len(b.Context) > 0 {
+		m.Context = b.Context
+	}
+	return m
+}
+
+func heartbeatOf(group GroupID, m *pb.Message) Heartbeat {
+	return Heartbeat{
+		Group: group, From: ReplicaID(m.GetFrom()), To: ReplicaID(m.GetTo()),
+		Term: m.GetTerm(), Commit: m.GetCommit(), Context: m.GetContext(),
+	}
 }
 
 // ErrBadBatch is returned (wrapped) by UnmarshalBatch for input that is not
@@ -42,13 +82,78 @@ var ErrBadBatch = errors.New("multiraft: malformed message batch")
 //
 //	1: from (varint)   2: to (varint)
 //	3: repeated { 1: group (varint)  2: raftpb.Message (bytes) }
+//	4: repeated heartbeat   5: repeated heartbeat response, each
+//	   { 1: group  2: from  3: to  4: term  5: commit (varints)
+//	     6: context (bytes)  7: quiesce (varint bool) }
 const (
-	fieldFrom     = 1
-	fieldTo       = 2
-	fieldMessages = 3
-	fieldGroup    = 1
-	fieldMessage  = 2
+	fieldFrom       = 1
+	fieldTo         = 2
+	fieldMessages   = 3
+	fieldBeats      = 4
+	fieldBeatResps  = 5
+	fieldGroup      = 1
+	fieldMessage    = 2
+	fieldBeatGroup  = 1
+	fieldBeatFrom   = 2
+	fieldBeatTo     = 3
+	fieldBeatTerm   = 4
+	fieldBeatCommit = 5
+	fieldBeatCtx    = 6
+	fieldBeatQuiet  = 7
 )
+
+func appendBeat(buf []byte, field protowire.Number, hb *Heartbeat, scratch []byte) ([]byte, []byte) {
+	inner := scratch[:0]
+	for _, f := range []struct {
+		num protowire.Number
+		v   uint64
+	}{{fieldBeatGroup, uint64(hb.Group)}, {fieldBeatFrom, uint64(hb.From)}, {fieldBeatTo, uint64(hb.To)},
+		{fieldBeatTerm, hb.Term}, {fieldBeatCommit, hb.Commit}} {
+		inner = protowire.AppendTag(inner, f.num, protowire.VarintType)
+		inner = protowire.AppendVarint(inner, f.v)
+	}
+	if len(hb.Context) > 0 {
+		inner = protowire.AppendTag(inner, fieldBeatCtx, protowire.BytesType)
+		inner = protowire.AppendBytes(inner, hb.Context)
+	}
+	if hb.Quiesce {
+		inner = protowire.AppendTag(inner, fieldBeatQuiet, protowire.VarintType)
+		inner = protowire.AppendVarint(inner, 1)
+	}
+	buf = protowire.AppendTag(buf, field, protowire.BytesType)
+	return protowire.AppendBytes(buf, inner), inner
+}
+
+func decodeBeat(data []byte) (Heartbeat, error) {
+	var hb Heartbeat
+	err := forEachField(data, func(num protowire.Number, typ protowire.Type, v uint64, bytes []byte) error {
+		if typ == protowire.BytesType {
+			if num == fieldBeatCtx {
+				hb.Context = append([]byte(nil), bytes...)
+			}
+			return nil
+		}
+		switch num {
+		case fieldBeatGroup:
+			hb.Group = GroupID(v)
+		case fieldBeatFrom:
+			hb.From = ReplicaID(v)
+		case fieldBeatTo:
+			hb.To = ReplicaID(v)
+		case fieldBeatTerm:
+			hb.Term = v
+		case fieldBeatCommit:
+			hb.Commit = v
+		case fieldBeatQuiet:
+			hb.Quiesce = v != 0
+		}
+		return nil
+	})
+	if err == nil && (hb.Group == 0 || hb.To == 0) {
+		err = fmt.Errorf("%w: heartbeat without group or recipient", ErrBadBatch)
+	}
+	return hb, err
+}
 
 // Marshal encodes the batch for the wire.
 func (b *MessageBatch) Marshal() ([]byte, error) {
@@ -68,6 +173,12 @@ func (b *MessageBatch) Marshal() ([]byte, error) {
 		inner = protowire.AppendBytes(inner, msg)
 		buf = protowire.AppendTag(buf, fieldMessages, protowire.BytesType)
 		buf = protowire.AppendBytes(buf, inner)
+	}
+	for i := range b.Heartbeats {
+		buf, inner = appendBeat(buf, fieldBeats, &b.Heartbeats[i], inner)
+	}
+	for i := range b.HeartbeatResps {
+		buf, inner = appendBeat(buf, fieldBeatResps, &b.HeartbeatResps[i], inner)
 	}
 	return buf, nil
 }
@@ -103,6 +214,16 @@ func UnmarshalBatch(data []byte) (*MessageBatch, error) {
 				return fmt.Errorf("%w: message without group or body", ErrBadBatch)
 			}
 			b.Messages = append(b.Messages, gm)
+		case (num == fieldBeats || num == fieldBeatResps) && typ == protowire.BytesType:
+			hb, err := decodeBeat(bytes)
+			if err != nil {
+				return err
+			}
+			if num == fieldBeats {
+				b.Heartbeats = append(b.Heartbeats, hb)
+			} else {
+				b.HeartbeatResps = append(b.HeartbeatResps, hb)
+			}
 		}
 		return nil
 	})

@@ -4,6 +4,7 @@ package multiraft_test
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/flotilladb/flotilla/multiraft"
@@ -19,6 +20,11 @@ func sampleBatch() *multiraft.MessageBatch {
 				Term: new(uint64(3)), Entries: []*pb.Entry{{Index: new(uint64(11)), Term: new(uint64(3)), Data: []byte("x")}}}},
 			{Group: 9, Message: &pb.Message{Type: pb.MsgHeartbeat.Enum(), Commit: new(uint64(5)), Context: []byte("ctx")}},
 		},
+		Heartbeats: []multiraft.Heartbeat{
+			{Group: 3, From: 1 << 32, To: 2 << 32, Term: 4, Commit: 9, Context: []byte("read"), Quiesce: true},
+			{Group: 4, From: 1 << 32, To: 2 << 32, Term: 1},
+		},
+		HeartbeatResps: []multiraft.Heartbeat{{Group: 5, From: 1 << 32, To: 2 << 32, Term: 2}},
 	}
 }
 
@@ -34,6 +40,9 @@ func TestBatchRoundTrip(t *testing.T) {
 	}
 	if got.From != 1 || got.To != 2 || len(got.Messages) != 2 {
 		t.Fatalf("round trip: %+v", got)
+	}
+	if fmt.Sprint(got.Heartbeats, got.HeartbeatResps) != fmt.Sprint(b.Heartbeats, b.HeartbeatResps) {
+		t.Fatalf("beats: got %v %v, want %v %v", got.Heartbeats, got.HeartbeatResps, b.Heartbeats, b.HeartbeatResps)
 	}
 	for i := range b.Messages {
 		if got.Messages[i].Group != b.Messages[i].Group || !proto.Equal(got.Messages[i].Message, b.Messages[i].Message) {
@@ -63,7 +72,8 @@ func FuzzUnmarshalBatch(f *testing.F) {
 			t.Fatal(err)
 		}
 		b2, err := multiraft.UnmarshalBatch(again)
-		if err != nil || b2.From != b.From || b2.To != b.To || len(b2.Messages) != len(b.Messages) {
+		if err != nil || b2.From != b.From || b2.To != b.To || len(b2.Messages) != len(b.Messages) ||
+			fmt.Sprint(b2.Heartbeats, b2.HeartbeatResps) != fmt.Sprint(b.Heartbeats, b.HeartbeatResps) {
 			t.Fatalf("re-encoded batch differs: %v", err)
 		}
 	})

@@ -31,15 +31,19 @@ type Network struct {
 
 	// Counters of batches, for tests.
 	sent, delivered, dropped atomic.Int64
-	// heartbeatMsgs counts raft heartbeat messages (and responses) carried,
-	// coalesced or not, by (from, to).
+	// counts are per directed link.
 	countMu sync.Mutex
 	counts  map[[2]multiraft.NodeID]*LinkCounts
 }
 
-// LinkCounts are what crossed one directed link.
+// LinkCounts are what was sent over one directed link.
 type LinkCounts struct {
-	Batches, Messages, Heartbeats int64
+	// Batches counts every batch, pings included; Messages the raft
+	// messages in them (heartbeats sent uncoalesced included).
+	Batches, Messages int64
+	// Beats counts coalesced heartbeats and responses; BeatBatches the
+	// batches that carried any heartbeat, coalesced or not.
+	Beats, BeatBatches int64
 }
 
 // maxQueued bounds the batches waiting for one destination.
@@ -229,10 +233,15 @@ func (n *Network) count(from multiraft.NodeID, batch *multiraft.MessageBatch) {
 	}
 	c.Batches++
 	c.Messages += int64(len(batch.Messages))
+	beats := len(batch.Heartbeats) + len(batch.HeartbeatResps)
+	c.Beats += int64(beats)
 	for _, m := range batch.Messages {
 		if t := m.Message.GetType().String(); t == "MsgHeartbeat" || t == "MsgHeartbeatResp" {
-			c.Heartbeats++
+			beats++
 		}
+	}
+	if beats > 0 {
+		c.BeatBatches++
 	}
 }
 
