@@ -42,6 +42,7 @@ type group struct {
 		// quiesceBeat is the latest quiesce beat from the leader, if any.
 		quiesceBeat *pb.Message
 		proposals   []*proposal
+		reads       []*readReq
 		ticks       int
 		unreachable []ReplicaID
 		campaign    bool
@@ -64,6 +65,12 @@ type group struct {
 	// by index. Each is resolved when its index is applied.
 	proposing      map[uint64]*proposal
 	pendingByIndex map[uint64]*proposal
+	// readBatches are ReadIndex rounds in flight, by request context (at
+	// most one at a time); readQueue the reads waiting for the next round;
+	// readWaiters reads whose index is known but not yet applied.
+	readBatches map[string]*readBatch
+	readQueue   []*readReq
+	readWaiters []*readReq
 
 	// Published status, readable by anyone.
 	status struct {

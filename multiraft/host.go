@@ -162,6 +162,7 @@ func (h *Host) loadGroup(id GroupID, replicaID ReplicaID) (*group, error) {
 		applied:        applied,
 		proposing:      make(map[uint64]*proposal),
 		pendingByIndex: make(map[uint64]*proposal),
+		readBatches:    make(map[string]*readBatch),
 	}
 	g.storage = &groupStorage{RaftStorage: st, g: g}
 	if g.sm, err = h.cfg.NewStateMachine(id); err != nil {
@@ -479,12 +480,12 @@ func (h *Host) processGroup(g *group) {
 	start := time.Now()
 	g.inboxMu.Lock()
 	in := g.inbox
-	g.inbox.msgs, g.inbox.quietMsgs, g.inbox.quiesceBeat, g.inbox.proposals = nil, nil, nil, nil
+	g.inbox.msgs, g.inbox.quietMsgs, g.inbox.quiesceBeat, g.inbox.proposals, g.inbox.reads = nil, nil, nil, nil, nil
 	g.inbox.ticks, g.inbox.unreachable, g.inbox.campaign, g.inbox.downNodes = 0, nil, false, nil
 	g.inboxMu.Unlock()
 	msgs, props, ticks, unreachable, campaign := in.msgs, in.proposals, in.ticks, in.unreachable, in.campaign
 
-	busy := len(msgs) > 0 || len(props) > 0 || len(unreachable) > 0 || campaign
+	busy := len(msgs) > 0 || len(props) > 0 || len(in.reads) > 0 || len(unreachable) > 0 || campaign
 	if g.quiesced && (busy || len(in.downNodes) > 0 && g.hasReplicaOn(in.downNodes)) {
 		h.unquiesce(g)
 	}
@@ -507,9 +508,19 @@ func (h *Host) processGroup(g *group) {
 	for _, p := range props {
 		h.propose(g, p)
 	}
+	g.readQueue = append(g.readQueue, in.reads...)
+	h.maybeIssueReads(g)
 	if err := h.handleReady(g); err != nil {
 		h.fail(fmt.Errorf("group %d: %w", g.id, err))
 		return
+	}
+	h.expireReads(g, ticks)
+	if h.maybeIssueReads(g) {
+		// The new round's messages.
+		if err := h.handleReady(g); err != nil {
+			h.fail(fmt.Errorf("group %d: %w", g.id, err))
+			return
+		}
 	}
 	switch {
 	case g.quiesced:
@@ -572,6 +583,9 @@ func (h *Host) handleReady(g *group) error {
 			default:
 				h.send(g, m)
 			}
+		}
+		if len(rd.ReadStates) > 0 {
+			h.handleReadStates(g, rd.ReadStates)
 		}
 	}
 	if len(g.proposing) > 0 {
@@ -669,6 +683,7 @@ func (h *Host) apply(g *group, ents []*pb.Entry) error {
 		return err
 	}
 	h.metrics.entriesApplied.Add(len(ents))
+	g.releaseReads()
 
 	// Resolve this host's proposals at the applied indexes.
 	if len(g.pendingByIndex) == 0 {
@@ -958,6 +973,13 @@ func (h *Host) closeGroups() {
 		for _, p := range g.pendingByIndex {
 			p.resolve(Result{}, ambiguous(ErrStopped))
 		}
+		g.failReads(ErrStopped)
+		g.inboxMu.Lock()
+		for _, r := range g.inbox.reads {
+			r.resolve(0, ErrStopped)
+		}
+		g.inbox.reads = nil
+		g.inboxMu.Unlock()
 		g.storage.Close()
 		delete(h.groups, id)
 	}

@@ -23,6 +23,7 @@ import (
 //	flotilla_raft_unquiesced_groups               groups ticking (not quiescent)
 //	flotilla_raft_group_ticks_total               ticks delivered to groups
 //	flotilla_raft_heartbeats_coalesced_total      heartbeats and responses sent coalesced
+//	flotilla_raft_read_index_rounds_total         ReadIndex rounds (each serves a batch of reads)
 //	flotilla_raft_message_batches_sent_total      batches handed to the transport
 //	flotilla_raft_message_batches_received_total  batches received
 //	flotilla_raft_messages_dropped_total          messages dropped (full queue, unknown group)
@@ -37,6 +38,7 @@ type hostMetrics struct {
 	entriesApplied      *metrics.Counter
 	batchesSent         *metrics.Counter
 	heartbeatsCoalesced *metrics.Counter
+	readRounds          *metrics.Counter
 	ticks               *metrics.Counter
 	batchesReceived     *metrics.Counter
 	messagesDropped     *metrics.Counter
@@ -59,6 +61,7 @@ func newHostMetrics(set *metrics.Set, h *Host) *hostMetrics {
 		entriesApplied:      set.NewCounter("flotilla_raft_entries_applied_total"),
 		batchesSent:         set.NewCounter("flotilla_raft_message_batches_sent_total"),
 		heartbeatsCoalesced: set.NewCounter("flotilla_raft_heartbeats_coalesced_total"),
+		readRounds:          set.NewCounter("flotilla_raft_read_index_rounds_total"),
 		ticks:               set.NewCounter("flotilla_raft_group_ticks_total"),
 		batchesReceived:     set.NewCounter("flotilla_raft_message_batches_received_total"),
 		messagesDropped:     set.NewCounter("flotilla_raft_messages_dropped_total"),

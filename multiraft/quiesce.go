@@ -35,7 +35,7 @@ import (
 // leaderQuiescable reports whether a leader may quiesce, with its commit
 // index and followers.
 func (h *Host) leaderQuiescable(g *group) (term, commit uint64, followers []ReplicaID, ok bool) {
-	if len(g.proposing) > 0 || len(g.pendingByIndex) > 0 || g.appendsInFlight.Load() != 0 || g.rn.HasReady() {
+	if g.busy() {
 		return 0, 0, nil, false
 	}
 	st := g.rn.BasicStatus()
@@ -77,7 +77,7 @@ func (h *Host) maybeQuiesceLeader(g *group) {
 // maybeQuiesceFollower quiesces a follower that received a quiesce beat, if
 // it agrees with the leader.
 func (h *Host) maybeQuiesceFollower(g *group, beat *pb.Message) {
-	if len(g.proposing) > 0 || len(g.pendingByIndex) > 0 || g.appendsInFlight.Load() != 0 || g.rn.HasReady() {
+	if g.busy() {
 		return
 	}
 	st := g.rn.BasicStatus()
@@ -89,6 +89,13 @@ func (h *Host) maybeQuiesceFollower(g *group, beat *pb.Message) {
 		return
 	}
 	h.quiesce(g)
+}
+
+// busy reports whether the group has work of its own in flight: proposals,
+// reads, appends, or a Ready not yet handled.
+func (g *group) busy() bool {
+	return len(g.proposing) > 0 || len(g.pendingByIndex) > 0 || len(g.readBatches) > 0 ||
+		len(g.readQueue) > 0 || len(g.readWaiters) > 0 || g.appendsInFlight.Load() != 0 || g.rn.HasReady()
 }
 
 func (h *Host) quiesce(g *group) {
