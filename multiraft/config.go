@@ -68,6 +68,15 @@ type Config struct {
 	// Workers is the number of goroutines that process groups. Default 4 ×
 	// GOMAXPROCS (at least 4).
 	Workers int
+	// RaftLogTruncationThreshold is the log length, in entries, past which a
+	// leader truncates its group's log. Default 1024.
+	RaftLogTruncationThreshold uint64
+	// RaftLogMaxEntries is the log length past which lagging followers are
+	// no longer waited for: they get a snapshot. Default 64 Ki.
+	RaftLogMaxEntries uint64
+	// MaxConcurrentSnapshots bounds the snapshots this host sends at once.
+	// Default 4.
+	MaxConcurrentSnapshots int
 
 	// Metrics receives the host's metrics if set.
 	Metrics *metrics.Set
@@ -84,6 +93,9 @@ type TestingKnobs struct {
 	DisableTicker bool
 	// DisableQuiescence keeps idle groups ticking and heartbeating.
 	DisableQuiescence bool
+	// AfterSnapshotIngest runs in the log writer after a received
+	// snapshot's data was ingested and before its raft state is written.
+	AfterSnapshotIngest func(GroupID)
 }
 
 // EnsureDefaults fills unset fields with their defaults.
@@ -114,6 +126,15 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.Workers == 0 {
 		c.Workers = max(4, 4*runtime.GOMAXPROCS(0))
+	}
+	if c.RaftLogTruncationThreshold == 0 {
+		c.RaftLogTruncationThreshold = 1024
+	}
+	if c.RaftLogMaxEntries == 0 {
+		c.RaftLogMaxEntries = 64 << 10
+	}
+	if c.MaxConcurrentSnapshots == 0 {
+		c.MaxConcurrentSnapshots = 4
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -153,6 +174,16 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxOutboxMessages < 1 {
 		errs = append(errs, fmt.Errorf("MaxOutboxMessages %d must be at least 1", c.MaxOutboxMessages))
+	}
+	if c.RaftLogTruncationThreshold < 2 {
+		errs = append(errs, fmt.Errorf("RaftLogTruncationThreshold %d must be at least 2", c.RaftLogTruncationThreshold))
+	}
+	if c.RaftLogMaxEntries < c.RaftLogTruncationThreshold {
+		errs = append(errs, fmt.Errorf("RaftLogMaxEntries %d is below RaftLogTruncationThreshold %d",
+			c.RaftLogMaxEntries, c.RaftLogTruncationThreshold))
+	}
+	if c.MaxConcurrentSnapshots < 1 {
+		errs = append(errs, fmt.Errorf("MaxConcurrentSnapshots %d must be at least 1", c.MaxConcurrentSnapshots))
 	}
 	if c.Workers < 1 {
 		errs = append(errs, fmt.Errorf("worker count (Workers) %d must be at least 1", c.Workers))

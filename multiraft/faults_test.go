@@ -83,6 +83,12 @@ func (p *proposer) checkConverged(t *testing.T, groups []multiraft.GroupID) {
 	}
 }
 
+// smallLogs truncates logs often, so that followers that fall behind (down,
+// partitioned) catch up through snapshots.
+func smallLogs(cfg *multiraft.Config) {
+	cfg.RaftLogTruncationThreshold, cfg.RaftLogMaxEntries = 16, 64
+}
+
 func leaderCounts(c *testcluster.Cluster, groups []multiraft.GroupID) map[multiraft.NodeID]int {
 	counts := map[multiraft.NodeID]int{}
 	for _, g := range groups {
@@ -217,7 +223,8 @@ func TestPartitionMinority(t *testing.T) {
 // applied, and none twice.
 func TestCrashAll(t *testing.T) {
 	seed := newSeed(t)
-	c := testcluster.New(t, testcluster.Options{Nodes: 3, Seed: seed, Storage: testcluster.Crashable})
+	c := testcluster.New(t, testcluster.Options{Nodes: 3, Seed: seed, Storage: testcluster.Crashable,
+		Configure: smallLogs})
 	groups := groupRange(10)
 	for _, g := range groups {
 		c.Bootstrap(g, 1, 2, 3)
@@ -261,7 +268,7 @@ func TestRandomized(t *testing.T) {
 	seed := newSeed(t)
 	rng := newRand(seed)
 	nodes := 3 + rng.IntN(3)
-	c := testcluster.New(t, testcluster.Options{Nodes: nodes, Seed: seed})
+	c := testcluster.New(t, testcluster.Options{Nodes: nodes, Seed: seed, Configure: smallLogs})
 	groups := groupRange(30)
 	for _, g := range groups {
 		members := rng.Perm(nodes)[:3]
@@ -343,4 +350,5 @@ func TestRandomized(t *testing.T) {
 		}
 	}
 	p.checkConverged(t, groups)
+	t.Logf("%d proposals, %d snapshots", p.seq.Load(), c.Net.Snapshots())
 }

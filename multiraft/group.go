@@ -48,7 +48,15 @@ type group struct {
 		campaign    bool
 		// downNodes are peer nodes detected down since last processed.
 		downNodes []NodeID
+		// snapshots received, staged for raft; snapStatus outcomes of
+		// snapshots sent; transferTo a leadership transfer request.
+		snapshots  []*pendingSnapshot
+		snapStatus []snapStatus
+		transferTo ReplicaID
 	}
+
+	// destroyed: the replica left its group; nothing may run on it.
+	destroyed atomic.Bool
 
 	// appendsInFlight counts MsgStorageAppends queued to the log writer and
 	// not yet delivered back.
@@ -59,7 +67,11 @@ type group struct {
 	// quiesced: the group neither ticks nor heartbeats (see quiesce.go).
 	// Membership in Host.active mirrors !quiesced.
 	quiesced bool
-	applied  appliedState
+	// truncationPending: a log truncation was proposed and not yet applied.
+	truncationPending bool
+	// pendingSnap is a received snapshot stepped into raft in this pass.
+	pendingSnap *pendingSnapshot
+	applied     appliedState
 	// proposing holds proposals handed to raft whose entry index is not yet
 	// known, by proposal ID; pendingByIndex those whose entry was appended,
 	// by index. Each is resolved when its index is applied.

@@ -57,6 +57,10 @@ type Host struct {
 	// tickCount counts ticker ticks.
 	tickCount atomic.Uint64
 
+	// snapSem bounds the snapshots sent at once; snapWG waits for senders.
+	snapSem chan struct{}
+	snapWG  sync.WaitGroup
+
 	stopper  chan struct{} // closed by Stop
 	stopOnce sync.Once
 	stopped  atomic.Bool
@@ -80,6 +84,7 @@ func NewHost(cfg Config) (*Host, error) {
 		outboxes: make(map[NodeID]*outbox),
 		active:   make(map[GroupID]*group),
 		stopper:  make(chan struct{}),
+		snapSem:  make(chan struct{}, cfg.MaxConcurrentSnapshots),
 		liveness: newLiveness(time.Duration(cfg.ElectionTicks) * cfg.TickInterval),
 	}
 	h.metrics = newHostMetrics(cfg.Metrics, h)
@@ -155,6 +160,10 @@ func (h *Host) loadGroup(id GroupID, replicaID ReplicaID) (*group, error) {
 	st, err := h.eng.OpenRaftStorage(id)
 	if err != nil {
 		return nil, err
+	}
+	if err := completeSnapshot(h.eng, st, applied); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("completing an interrupted snapshot: %w", err)
 	}
 	g := &group{
 		id:             id,
@@ -382,10 +391,10 @@ func (h *Host) HandleBatch(batch *MessageBatch) {
 	h.metrics.batchesReceived.Inc()
 	var touched []*group
 	h.groupsMu.RLock()
+	var unknown []GroupMessage // for groups not here yet
 	lookup := func(group GroupID, to ReplicaID) *group {
 		g := h.groups[group]
 		if g == nil || to != g.replicaID {
-			h.metrics.messagesDropped.Inc()
 			return nil
 		}
 		touched = append(touched, g)
@@ -395,16 +404,19 @@ func (h *Host) HandleBatch(batch *MessageBatch) {
 		h.metrics.countReceived(gm.Message.GetType())
 		if g := lookup(gm.Group, ReplicaID(gm.Message.GetTo())); g != nil {
 			g.addMessages(gm.Message)
+		} else {
+			unknown = append(unknown, gm)
 		}
 	}
 	for i := range batch.Heartbeats {
 		hb := &batch.Heartbeats[i]
 		h.metrics.countReceived(pb.MsgHeartbeat)
 		g := lookup(hb.Group, hb.To)
+		m := hb.message(pb.MsgHeartbeat)
 		if g == nil {
+			unknown = append(unknown, GroupMessage{Group: hb.Group, Message: m})
 			continue
 		}
-		m := hb.message(pb.MsgHeartbeat)
 		g.inboxMu.Lock()
 		if hb.Quiesce {
 			g.inbox.quietMsgs = append(g.inbox.quietMsgs, m)
@@ -423,9 +435,24 @@ func (h *Host) HandleBatch(batch *MessageBatch) {
 			g.inboxMu.Lock()
 			g.inbox.quietMsgs = append(g.inbox.quietMsgs, hb.message(pb.MsgHeartbeatResp))
 			g.inboxMu.Unlock()
+		} else {
+			h.metrics.messagesDropped.Inc()
 		}
 	}
 	h.groupsMu.RUnlock()
+	for _, gm := range unknown {
+		if !createsReplica(gm.Message.GetType()) {
+			h.metrics.messagesDropped.Inc()
+			continue
+		}
+		g, err := h.groupFor(gm.Group, ReplicaID(gm.Message.GetTo()))
+		if err != nil {
+			h.metrics.messagesDropped.Inc()
+			continue
+		}
+		g.addMessages(gm.Message)
+		touched = append(touched, g)
+	}
 	h.sched.enqueueAll(touched)
 }
 
@@ -474,7 +501,7 @@ func (h *Host) runTicker() {
 // processGroup runs on a worker: it feeds the group's inbox to raft and
 // handles what raft produces.
 func (h *Host) processGroup(g *group) {
-	if h.stopped.Load() {
+	if h.stopped.Load() || g.destroyed.Load() {
 		return
 	}
 	start := time.Now()
@@ -482,10 +509,12 @@ func (h *Host) processGroup(g *group) {
 	in := g.inbox
 	g.inbox.msgs, g.inbox.quietMsgs, g.inbox.quiesceBeat, g.inbox.proposals, g.inbox.reads = nil, nil, nil, nil, nil
 	g.inbox.ticks, g.inbox.unreachable, g.inbox.campaign, g.inbox.downNodes = 0, nil, false, nil
+	g.inbox.snapshots, g.inbox.snapStatus, g.inbox.transferTo = nil, nil, 0
 	g.inboxMu.Unlock()
 	msgs, props, ticks, unreachable, campaign := in.msgs, in.proposals, in.ticks, in.unreachable, in.campaign
 
-	busy := len(msgs) > 0 || len(props) > 0 || len(in.reads) > 0 || len(unreachable) > 0 || campaign
+	busy := len(msgs) > 0 || len(props) > 0 || len(in.reads) > 0 || len(unreachable) > 0 || campaign ||
+		len(in.snapshots) > 0 || len(in.snapStatus) > 0 || in.transferTo != 0
 	if g.quiesced && (busy || len(in.downNodes) > 0 && g.hasReplicaOn(in.downNodes)) {
 		h.unquiesce(g)
 	}
@@ -498,6 +527,21 @@ func (h *Host) processGroup(g *group) {
 	for _, m := range msgs {
 		// Errors are for messages raft ignores (stale, from unknown peers).
 		_ = g.rn.Step(m)
+		if m.GetType() == pb.MsgStorageAppendResp && m.GetSnapshot() != nil {
+			if err := h.snapshotApplied(g, m.GetSnapshot()); err != nil {
+				h.fail(fmt.Errorf("group %d: %w", g.id, err))
+				return
+			}
+		}
+	}
+	for _, s := range in.snapStatus {
+		g.rn.ReportSnapshot(uint64(s.to), s.status)
+	}
+	for _, ps := range in.snapshots {
+		h.offerSnapshot(g, ps)
+	}
+	if in.transferTo != 0 {
+		g.rn.TransferLeader(uint64(in.transferTo))
 	}
 	for _, r := range unreachable {
 		g.rn.ReportUnreachable(uint64(r))
@@ -510,10 +554,17 @@ func (h *Host) processGroup(g *group) {
 	}
 	g.readQueue = append(g.readQueue, in.reads...)
 	h.maybeIssueReads(g)
+	if ticks > 0 && !busy {
+		h.maybeTruncateLog(g)
+	}
 	if err := h.handleReady(g); err != nil {
 		h.fail(fmt.Errorf("group %d: %w", g.id, err))
 		return
 	}
+	if g.destroyed.Load() {
+		return
+	}
+	g.dropUnacceptedSnapshot()
 	h.expireReads(g, ticks)
 	if h.maybeIssueReads(g) {
 		// The new round's messages.
@@ -571,11 +622,23 @@ func (h *Host) handleReady(g *group) error {
 			switch m.GetTo() {
 			case raft.LocalAppendThread:
 				g.notePendingIndexes(m.GetEntries())
+				var ps *pendingSnapshot
+				if snap := m.GetSnapshot(); snap != nil {
+					ps = g.pendingSnap
+					if ps == nil || ps.msg.GetSnapshot().GetMetadata().GetIndex() != snap.GetMetadata().GetIndex() {
+						return fmt.Errorf("raft accepted a snapshot at %d with no data staged for it", snap.GetMetadata().GetIndex())
+					}
+					g.pendingSnap = nil
+				}
 				g.appendsInFlight.Add(1)
-				h.logWriter.enqueue(g, m)
+				h.logWriter.enqueue(g, m, ps)
 			case raft.LocalApplyThread:
-				if err := h.apply(g, m.GetEntries()); err != nil {
+				destroyed, err := h.apply(g, m.GetEntries())
+				if err != nil {
 					return err
+				}
+				if destroyed {
+					return nil
 				}
 				for _, resp := range m.GetResponses() {
 					_ = g.rn.Step(resp)
@@ -621,18 +684,25 @@ func (g *group) notePendingIndexes(ents []*pb.Entry) {
 }
 
 // apply applies committed entries to the state machine and records the
-// applied state in the same batch.
-func (h *Host) apply(g *group, ents []*pb.Entry) error {
+// applied state in the same batch. It reports whether the replica removed
+// itself from the group (and was destroyed).
+func (h *Host) apply(g *group, ents []*pb.Entry) (destroyed bool, _ error) {
 	if len(ents) == 0 {
-		return nil
+		return false, nil
 	}
 	cmds := make([]Command, 0, len(ents))
 	ids := make([]uint64, 0, len(ents))
+	var truncateTo uint64
 	for _, e := range ents {
 		switch e.GetType() {
 		case pb.EntryNormal:
 			if len(e.GetData()) == 0 {
 				continue // the empty entry a new leader appends
+			}
+			if idx, ok := decodeInternal(e.GetData()); ok {
+				truncateTo = max(truncateTo, idx)
+				g.truncationPending = false
+				continue
 			}
 			id, cmd, ok := decodeEntry(e.GetData())
 			if !ok {
@@ -644,7 +714,7 @@ func (h *Host) apply(g *group, ents []*pb.Entry) error {
 		case pb.EntryConfChange, pb.EntryConfChangeV2:
 			cc, err := decodeConfChange(e)
 			if err != nil {
-				return fmt.Errorf("entry %d: %w", e.GetIndex(), err)
+				return false, fmt.Errorf("entry %d: %w", e.GetIndex(), err)
 			}
 			id, _, _ := decodeEntry(cc.GetContext())
 			cmds = append(cmds, Command{Index: e.GetIndex(), Term: e.GetTerm(), Kind: CommandConfChange, ConfChange: cc})
@@ -657,12 +727,13 @@ func (h *Host) apply(g *group, ents []*pb.Entry) error {
 	if len(cmds) > 0 {
 		var err error
 		if results, err = g.sm.Apply(b, cmds); err != nil {
-			return fmt.Errorf("state machine: %w", err)
+			return false, fmt.Errorf("state machine: %w", err)
 		}
 		if len(results) != len(cmds) {
-			return fmt.Errorf("state machine returned %d results for %d commands", len(results), len(cmds))
+			return false, fmt.Errorf("state machine returned %d results for %d commands", len(results), len(cmds))
 		}
 	}
+	wasMember := inConfig(g.applied.confState, g.replicaID)
 	cs := g.applied.confState
 	for i, c := range cmds {
 		if c.Kind != CommandConfChange {
@@ -677,17 +748,26 @@ func (h *Host) apply(g *group, ents []*pb.Entry) error {
 	last := ents[len(ents)-1]
 	g.applied = appliedState{index: last.GetIndex(), term: last.GetTerm(), confState: cs}
 	if err := writeAppliedState(b, g.id, g.applied); err != nil {
-		return err
+		return false, err
 	}
 	if err := b.Commit(false); err != nil {
-		return err
+		return false, err
 	}
 	h.metrics.entriesApplied.Add(len(ents))
 	g.releaseReads()
+	if truncateTo > 0 {
+		h.logWriter.enqueueCompact(g, truncateTo)
+	}
+	defer func() {
+		if wasMember && !inConfig(cs, g.replicaID) {
+			h.destroyGroup(g)
+			destroyed = true
+		}
+	}()
 
 	// Resolve this host's proposals at the applied indexes.
 	if len(g.pendingByIndex) == 0 {
-		return nil
+		return false, nil
 	}
 	j := 0
 	for _, e := range ents {
@@ -705,7 +785,7 @@ func (h *Host) apply(g *group, ents []*pb.Entry) error {
 			p.resolve(Result{}, notApplied(fmt.Errorf("%w: a new leader overwrote its entry", ErrProposalDropped)))
 		}
 	}
-	return nil
+	return false, nil
 }
 
 func decodeConfChange(e *pb.Entry) (*pb.ConfChangeV2, error) {
@@ -798,11 +878,7 @@ func (h *Host) send(g *group, m *pb.Message) {
 		}
 	}
 	if m.GetType() == pb.MsgSnap {
-		// Snapshots are not sent yet: tell raft, which retries later.
-		h.logger.Warn("snapshot needed but not supported yet", "group", g.id, "to", to)
-		g.inboxMu.Lock()
-		g.inbox.unreachable = append(g.inbox.unreachable, to)
-		g.inboxMu.Unlock()
+		h.startSnapshot(g, m) // only raft, on the worker, sends MsgSnap
 		return
 	}
 	node := to.Node()
@@ -949,6 +1025,7 @@ func (h *Host) Stop() {
 		h.outboxMu.Unlock()
 		close(h.stopper)
 		h.wg.Wait()
+		h.snapWG.Wait()
 		h.sched.stop()
 		h.logWriter.stop()
 		h.closeGroups()
@@ -974,6 +1051,18 @@ func (h *Host) closeGroups() {
 			p.resolve(Result{}, ambiguous(ErrStopped))
 		}
 		g.failReads(ErrStopped)
+		if ps := g.pendingSnap; ps != nil {
+			ps.ing.Abort()
+			ps.done <- ErrStopped
+			g.pendingSnap = nil
+		}
+		g.inboxMu.Lock()
+		for _, ps := range g.inbox.snapshots {
+			ps.ing.Abort()
+			ps.done <- ErrStopped
+		}
+		g.inbox.snapshots = nil
+		g.inboxMu.Unlock()
 		g.inboxMu.Lock()
 		for _, r := range g.inbox.reads {
 			r.resolve(0, ErrStopped)

@@ -24,6 +24,12 @@ import (
 //	flotilla_raft_group_ticks_total               ticks delivered to groups
 //	flotilla_raft_heartbeats_coalesced_total      heartbeats and responses sent coalesced
 //	flotilla_raft_read_index_rounds_total         ReadIndex rounds (each serves a batch of reads)
+//	flotilla_raft_snapshots_sent_total            snapshots started to followers
+//	flotilla_raft_snapshots_failed_total          snapshots that failed to send
+//	flotilla_raft_snapshots_applied_total         snapshots applied here
+//	flotilla_raft_replicas_created_total          uninitialized replicas created by messages
+//	flotilla_raft_replicas_destroyed_total        replicas removed from their group
+//	flotilla_raft_log_truncations_total           log truncations proposed
 //	flotilla_raft_message_batches_sent_total      batches handed to the transport
 //	flotilla_raft_message_batches_received_total  batches received
 //	flotilla_raft_messages_dropped_total          messages dropped (full queue, unknown group)
@@ -39,6 +45,12 @@ type hostMetrics struct {
 	batchesSent         *metrics.Counter
 	heartbeatsCoalesced *metrics.Counter
 	readRounds          *metrics.Counter
+	snapshotsSent       *metrics.Counter
+	snapshotsFailed     *metrics.Counter
+	snapshotsApplied    *metrics.Counter
+	replicasCreated     *metrics.Counter
+	replicasDestroyed   *metrics.Counter
+	truncationsProposed *metrics.Counter
 	ticks               *metrics.Counter
 	batchesReceived     *metrics.Counter
 	messagesDropped     *metrics.Counter
@@ -62,6 +74,12 @@ func newHostMetrics(set *metrics.Set, h *Host) *hostMetrics {
 		batchesSent:         set.NewCounter("flotilla_raft_message_batches_sent_total"),
 		heartbeatsCoalesced: set.NewCounter("flotilla_raft_heartbeats_coalesced_total"),
 		readRounds:          set.NewCounter("flotilla_raft_read_index_rounds_total"),
+		snapshotsSent:       set.NewCounter("flotilla_raft_snapshots_sent_total"),
+		snapshotsFailed:     set.NewCounter("flotilla_raft_snapshots_failed_total"),
+		snapshotsApplied:    set.NewCounter("flotilla_raft_snapshots_applied_total"),
+		replicasCreated:     set.NewCounter("flotilla_raft_replicas_created_total"),
+		replicasDestroyed:   set.NewCounter("flotilla_raft_replicas_destroyed_total"),
+		truncationsProposed: set.NewCounter("flotilla_raft_log_truncations_total"),
 		ticks:               set.NewCounter("flotilla_raft_group_ticks_total"),
 		batchesReceived:     set.NewCounter("flotilla_raft_message_batches_received_total"),
 		messagesDropped:     set.NewCounter("flotilla_raft_messages_dropped_total"),

@@ -3,6 +3,7 @@
 package multiraft
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -20,6 +21,12 @@ type Transport interface {
 	// raft. Delivery is not guaranteed: raft tolerates lost messages. The
 	// transport owns batch after the call.
 	Send(batch *MessageBatch) error
+
+	// SendSnapshot streams a snapshot to node: header, then the chunks that
+	// chunks passes to emit. It returns once the receiver applied it (its
+	// Host.HandleSnapshot returned nil), or an error. ctx ends early when
+	// the sender stops.
+	SendSnapshot(ctx context.Context, node NodeID, header *SnapshotHeader, chunks func(emit func(chunk []byte) error) error) error
 }
 
 // GroupMessage is a raft message for a replica of a group.

@@ -194,7 +194,7 @@ func (c *Cluster) start(n *Node) error {
 		return fmt.Errorf("node %d: %w", n.ID, err)
 	}
 	n.set(eng, h)
-	c.Net.Attach(n.ID, h.HandleBatch)
+	c.Net.Attach(n.ID, h)
 	return nil
 }
 
@@ -234,9 +234,37 @@ func (c *Cluster) Crash(id multiraft.NodeID) {
 		c.t.Fatal("Crash needs Crashable storage")
 	}
 	c.Net.Detach(id)
+	c.mu.Lock()
 	crashed := mem.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: c.rng.IntN(101), RNG: c.rng})
+	c.mu.Unlock()
 	_ = n.shutdown()
 	n.fs = crashed
+	if err := c.start(n); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// CrashImage returns what node's disk would hold if it crashed now (only
+// synced data, plus a random part of the rest), without stopping it. It is
+// safe to call from inside the node's own goroutines (testing knobs).
+func (c *Cluster) CrashImage(id multiraft.NodeID) vfs.FS {
+	n := c.Node(id)
+	mem, ok := n.fs.(*vfs.MemFS)
+	if !ok || c.opts.Storage != Crashable {
+		panic("CrashImage needs Crashable storage")
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return mem.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: c.rng.IntN(101), RNG: c.rng})
+}
+
+// RestartFrom stops node and restarts it over image (from CrashImage).
+func (c *Cluster) RestartFrom(id multiraft.NodeID, image vfs.FS) {
+	c.t.Helper()
+	n := c.Node(id)
+	c.Net.Detach(id)
+	_ = n.shutdown()
+	n.fs = image
 	if err := c.start(n); err != nil {
 		c.t.Fatal(err)
 	}

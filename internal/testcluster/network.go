@@ -3,7 +3,10 @@
 package testcluster
 
 import (
+	"bytes"
+	"context"
 	"errors"
+	"io"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -29,8 +32,8 @@ type Network struct {
 		rng      *rand.Rand
 	}
 
-	// Counters of batches, for tests.
-	sent, delivered, dropped atomic.Int64
+	// Counters of batches and snapshots, for tests.
+	sent, delivered, dropped, snapshots atomic.Int64
 	// counts are per directed link.
 	countMu sync.Mutex
 	counts  map[[2]multiraft.NodeID]*LinkCounts
@@ -62,15 +65,21 @@ func NewNetwork(seed uint64) *Network {
 	return n
 }
 
+// Receiver is what a host offers the network: *multiraft.Host.
+type Receiver interface {
+	HandleBatch(*multiraft.MessageBatch)
+	HandleSnapshot(ctx context.Context, header *multiraft.SnapshotHeader, next func() ([]byte, error)) error
+}
+
 // link delivers batches to one host in order (unless reordering is on).
 type link struct {
-	to      multiraft.NodeID
-	handler func(*multiraft.MessageBatch)
-	mu      sync.Mutex
-	queue   []queued
-	wake    chan struct{}
-	stop    chan struct{}
-	done    chan struct{}
+	to    multiraft.NodeID
+	recv  Receiver
+	mu    sync.Mutex
+	queue []queued
+	wake  chan struct{}
+	stop  chan struct{}
+	done  chan struct{}
 }
 
 type queued struct {
@@ -78,10 +87,11 @@ type queued struct {
 	deliverAt time.Time
 }
 
-// Attach connects a host's inbound side: batches for node are unmarshaled
-// and passed to handler. Attach again (after Detach) when a host restarts.
-func (n *Network) Attach(node multiraft.NodeID, handler func(*multiraft.MessageBatch)) {
-	l := &link{to: node, handler: handler, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+// Attach connects a host's inbound side: batches and snapshots for node are
+// unmarshaled and passed to recv. Attach again (after Detach) when a host
+// restarts.
+func (n *Network) Attach(node multiraft.NodeID, recv Receiver) {
+	l := &link{to: node, recv: recv, wake: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	n.mu.Lock()
 	old := n.mu.links[node]
 	n.mu.links[node] = l
@@ -142,7 +152,7 @@ func (l *link) run() {
 			if err != nil {
 				panic("testcluster: a batch the network marshaled does not unmarshal: " + err.Error())
 			}
-			l.handler(batch)
+			l.recv.HandleBatch(batch)
 			continue
 		}
 		l.mu.Unlock()
@@ -173,6 +183,52 @@ type endpoint struct {
 func (e endpoint) Send(batch *multiraft.MessageBatch) error {
 	return e.n.send(e.from, batch)
 }
+
+// ErrUnreachable is returned by SendSnapshot when the link is cut or down.
+var ErrUnreachable = errors.New("testcluster: node unreachable")
+
+// SendSnapshot streams a snapshot to node through the network: the header
+// and every chunk are copied across, the link's faults apply, and the
+// receiver runs in the sender's goroutine.
+func (e endpoint) SendSnapshot(ctx context.Context, node multiraft.NodeID, header *multiraft.SnapshotHeader,
+	chunks func(emit func([]byte) error) error) error {
+	n := e.n
+	n.mu.Lock()
+	l := n.mu.links[node]
+	_, attached := n.mu.links[e.from]
+	cut := n.mu.cut[[2]multiraft.NodeID{e.from, node}] || n.mu.cut[[2]multiraft.NodeID{node, e.from}]
+	n.mu.Unlock()
+	if l == nil || !attached || cut {
+		return ErrUnreachable
+	}
+	data, err := header.Marshal()
+	if err != nil {
+		return err
+	}
+	copied, err := multiraft.UnmarshalSnapshotHeader(data)
+	if err != nil {
+		return err
+	}
+	var buffered [][]byte
+	if err := chunks(func(c []byte) error {
+		buffered = append(buffered, bytes.Clone(c))
+		return nil
+	}); err != nil {
+		return err
+	}
+	n.snapshots.Add(1)
+	i := 0
+	return l.recv.HandleSnapshot(ctx, copied, func() ([]byte, error) {
+		if i == len(buffered) {
+			return nil, io.EOF
+		}
+		i++
+		return buffered[i-1], nil
+	})
+}
+
+// Snapshots returns how many snapshots crossed the network.
+func (n *Network) Snapshots() int64 { return n.snapshots.Load() }
 
 func (n *Network) send(from multiraft.NodeID, batch *multiraft.MessageBatch) error {
 	data, err := batch.Marshal()

@@ -1,0 +1,216 @@
+// Copyright 2026 The Flotilla Authors. All rights reserved.
+
+package multiraft
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/flotilladb/flotilla/engine"
+	pb "go.etcd.io/raft/v3/raftpb"
+)
+
+// Replica lifecycle.
+//
+//   - Bootstrap creates a group's first replicas.
+//   - A message for a group this host does not have, addressed to a replica
+//     on this host, creates an uninitialized replica: no log, no
+//     configuration. It may vote; it never campaigns (raft does not let a
+//     replica outside its configuration campaign); it gains data only by a
+//     snapshot. Bootstrapped logs start at index 10, so a leader can never
+//     catch such a replica up through the log.
+//   - A replica that applies a configuration without itself is destroyed:
+//     its raft state, applied state and state machine data are deleted and a
+//     tombstone records the next replica ID this node may hold in the group,
+//     so stale messages to the old replica are dropped and cannot revive it.
+
+// ErrReplicaTombstoned: the message is for a replica removed from this node.
+var ErrReplicaTombstoned = errors.New("multiraft: replica was removed")
+
+// ErrReplicaMismatch: the message is for another replica ID than the one
+// this node holds in the group.
+var ErrReplicaMismatch = errors.New("multiraft: message for another replica of the group")
+
+// creatingTypes are the message types that may create an uninitialized
+// replica: those a leader or candidate sends to a replica it believes
+// exists.
+func createsReplica(t pb.MessageType) bool {
+	switch t {
+	case pb.MsgApp, pb.MsgHeartbeat, pb.MsgVote, pb.MsgPreVote, pb.MsgSnap, pb.MsgTimeoutNow:
+		return true
+	}
+	return false
+}
+
+// groupFor returns the group's replica on this host, creating an
+// uninitialized one for replica to if the host has none and no tombstone
+// forbids it.
+func (h *Host) groupFor(id GroupID, to ReplicaID) (*group, error) {
+	h.groupsMu.RLock()
+	g := h.groups[id]
+	h.groupsMu.RUnlock()
+	if g != nil {
+		if g.replicaID != to {
+			return nil, fmt.Errorf("%w: group %d holds %v, message for %v", ErrReplicaMismatch, id, g.replicaID, to)
+		}
+		return g, nil
+	}
+	if id == 0 || !to.Valid() || to.Node() != h.cfg.NodeID {
+		return nil, fmt.Errorf("multiraft: no replica %v of group %d on node %d", to, id, h.cfg.NodeID)
+	}
+	h.groupsMu.Lock()
+	defer h.groupsMu.Unlock()
+	if h.stopped.Load() {
+		return nil, ErrStopped
+	}
+	if g := h.groups[id]; g != nil { // created meanwhile
+		if g.replicaID != to {
+			return nil, fmt.Errorf("%w: group %d holds %v, message for %v", ErrReplicaMismatch, id, g.replicaID, to)
+		}
+		return g, nil
+	}
+	next, err := loadTombstone(h.eng, id)
+	if err != nil {
+		return nil, err
+	}
+	if to < next {
+		return nil, fmt.Errorf("%w: group %d replica %v (next allowed %v)", ErrReplicaTombstoned, id, to, next)
+	}
+	b := h.eng.NewBatch()
+	defer b.Close()
+	if err := writeReplicaID(b, id, to); err != nil {
+		return nil, err
+	}
+	if err := b.Commit(true); err != nil {
+		return nil, err
+	}
+	g, err = h.loadGroup(id, to)
+	if err != nil {
+		return nil, err
+	}
+	h.groups[id] = g
+	h.activeMu.Lock()
+	h.active[id] = g
+	h.activeMu.Unlock()
+	h.metrics.replicasCreated.Inc()
+	return g, nil
+}
+
+// loadTombstone returns the smallest replica ID this node may hold in the
+// group (0 without a tombstone).
+func loadTombstone(r engine.Reader, id GroupID) (ReplicaID, error) {
+	v, err := r.Get(engine.RangeTombstoneKey(id))
+	if errors.Is(err, engine.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	if len(v) != 8 {
+		return 0, fmt.Errorf("multiraft: group %d: malformed tombstone", id)
+	}
+	return ReplicaID(binary.BigEndian.Uint64(v)), nil
+}
+
+// inConfig reports whether r is a member (voter or learner, incoming or
+// outgoing) of cs.
+func inConfig(cs *pb.ConfState, r ReplicaID) bool {
+	for _, ids := range [][]uint64{cs.GetVoters(), cs.GetLearners(), cs.GetVotersOutgoing(), cs.GetLearnersNext()} {
+		for _, id := range ids {
+			if ReplicaID(id) == r {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// destroyGroup removes a replica that left its group (worker): the group
+// disappears from the host at once, its pending work fails, and the log
+// writer deletes its data and writes its tombstone after any writes already
+// queued for it.
+func (h *Host) destroyGroup(g *group) {
+	g.destroyed.Store(true)
+	h.groupsMu.Lock()
+	delete(h.groups, g.id)
+	h.groupsMu.Unlock()
+	h.activeMu.Lock()
+	delete(h.active, g.id)
+	h.activeMu.Unlock()
+	g.failPending(ambiguous(fmt.Errorf("%w: replica removed", ErrGroupNotFound)))
+	g.failReads(fmt.Errorf("%w: replica removed", ErrGroupNotFound))
+	g.dropUnacceptedSnapshot()
+	h.logWriter.enqueueDestroy(g, g.sm.Spans())
+	h.metrics.replicasDestroyed.Inc()
+	h.logger.Info("replica removed from its group", "group", g.id, "replica", g.replicaID)
+}
+
+// failPending resolves every proposal of the group with err (and the ones
+// still queued as not applied).
+func (g *group) failPending(err error) {
+	for id, p := range g.proposing {
+		p.resolve(Result{}, err)
+		delete(g.proposing, id)
+	}
+	for idx, p := range g.pendingByIndex {
+		p.resolve(Result{}, err)
+		delete(g.pendingByIndex, idx)
+	}
+	g.inboxMu.Lock()
+	for _, p := range g.inbox.proposals {
+		p.resolve(Result{}, notApplied(ErrGroupNotFound))
+	}
+	g.inbox.proposals = nil
+	g.inboxMu.Unlock()
+}
+
+// writeDestroy deletes a destroyed replica's data and writes its tombstone
+// (log writer).
+func writeDestroy(eng *engine.Engine, g *group, spans []engine.Span) error {
+	b := eng.NewBatch()
+	defer b.Close()
+	if err := b.DeleteRange(engine.RangeSpan(g.id)); err != nil {
+		return err
+	}
+	for _, s := range spans {
+		if err := b.DeleteRange(s); err != nil {
+			return err
+		}
+	}
+	next := binary.BigEndian.AppendUint64(nil, uint64(g.replicaID)+1)
+	if err := b.Set(engine.RangeTombstoneKey(g.id), next); err != nil {
+		return err
+	}
+	return b.Commit(true)
+}
+
+// TransferLeadership asks the group's leader, on this host, to hand
+// leadership to replica to.
+func (h *Host) TransferLeadership(id GroupID, to ReplicaID) error {
+	g := h.group(id)
+	if g == nil {
+		return fmt.Errorf("%w: %d", ErrGroupNotFound, id)
+	}
+	g.inboxMu.Lock()
+	g.inbox.transferTo = to
+	g.inboxMu.Unlock()
+	h.sched.enqueue(g)
+	return nil
+}
+
+// AddLearner, AddVoter and RemoveReplica build the usual one-step changes
+// for ProposeConfChange.
+func AddLearner(r ReplicaID) *pb.ConfChangeV2 {
+	return &pb.ConfChangeV2{Changes: []*pb.ConfChangeSingle{{Type: pb.ConfChangeAddLearnerNode.Enum(), NodeId: new(uint64(r))}}}
+}
+
+// AddVoter adds a voter, or promotes a learner.
+func AddVoter(r ReplicaID) *pb.ConfChangeV2 {
+	return &pb.ConfChangeV2{Changes: []*pb.ConfChangeSingle{{Type: pb.ConfChangeAddNode.Enum(), NodeId: new(uint64(r))}}}
+}
+
+// RemoveReplica removes a voter or learner.
+func RemoveReplica(r ReplicaID) *pb.ConfChangeV2 {
+	return &pb.ConfChangeV2{Changes: []*pb.ConfChangeSingle{{Type: pb.ConfChangeRemoveNode.Enum(), NodeId: new(uint64(r))}}}
+}

@@ -1,0 +1,309 @@
+// Copyright 2026 The Flotilla Authors. All rights reserved.
+
+package multiraft_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/flotilladb/flotilla/engine"
+	"github.com/flotilladb/flotilla/internal/testcluster"
+	"github.com/flotilladb/flotilla/internal/testutil"
+	"github.com/flotilladb/flotilla/multiraft"
+	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+)
+
+func leadFrom(t *testing.T, c *testcluster.Cluster, g multiraft.GroupID, node multiraft.NodeID) {
+	t.Helper()
+	testutil.SucceedsSoon(t, func() error {
+		if l, err := c.Leader(g); err != nil || l != node {
+			_ = c.Node(node).Host().Campaign(g)
+			return fmt.Errorf("group %d led by %d (%v)", g, l, err)
+		}
+		return nil
+	})
+}
+
+// confChange proposes a membership change at the group's leader until it
+// is applied.
+func confChange(t *testing.T, ctx context.Context, c *testcluster.Cluster, g multiraft.GroupID, cc *pb.ConfChangeV2) {
+	t.Helper()
+	testutil.SucceedsSoon(t, func() error {
+		l, err := c.Leader(g)
+		if err != nil {
+			return err
+		}
+		_, err = c.Node(l).Host().ProposeConfChange(g, cc).Wait(ctx)
+		return err
+	})
+}
+
+// TestLearnerAddPromoteRemove: a learner is added on a fourth host, catches
+// up by snapshot, is promoted, and then the old leader is removed; nothing
+// acknowledged is lost, and the removed replica is gone for good.
+func TestLearnerAddPromoteRemove(t *testing.T) {
+	c := testcluster.New(t, testcluster.Options{Nodes: 4, Seed: newSeed(t)})
+	const g = 1
+	c.Bootstrap(g, 1, 2, 3)
+	leadFrom(t, c, g, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	p := newProposer(c)
+	if err := p.proposeUntilAcked(ctx, g, 20); err != nil {
+		t.Fatal(err)
+	}
+	learner := testcluster.ReplicaOn(4)
+	confChange(t, ctx, c, g, multiraft.AddLearner(learner))
+	// The learner appears on host 4 (created by the leader's messages) and
+	// catches up by snapshot.
+	testutil.SucceedsSoon(t, func() error {
+		st, ok := c.Node(4).Host().Status(g)
+		lst, _ := c.Node(1).Host().Status(g)
+		if !ok || st.Applied < lst.Commit {
+			return fmt.Errorf("learner applied %d, leader committed %d", st.Applied, lst.Commit)
+		}
+		return nil
+	})
+	if c.Net.Snapshots() == 0 {
+		t.Fatal("the learner caught up without a snapshot")
+	}
+	if err := p.proposeUntilAcked(ctx, g, 5); err != nil {
+		t.Fatal(err)
+	}
+	confChange(t, ctx, c, g, multiraft.AddVoter(learner))
+	// Remove the leader (node 1): it steps down and destroys its replica.
+	confChange(t, ctx, c, g, multiraft.RemoveReplica(testcluster.ReplicaOn(1)))
+	testutil.SucceedsSoon(t, func() error {
+		if _, ok := c.Node(1).Host().Status(g); ok {
+			return errors.New("removed replica still on node 1")
+		}
+		return nil
+	})
+	if err := p.proposeUntilAcked(ctx, g, 5); err != nil {
+		t.Fatal(err)
+	}
+	p.checkConverged(t, []multiraft.GroupID{g})
+	if l, _ := c.Leader(g); l == 1 {
+		t.Fatal("removed replica still leads")
+	}
+	// Its data is gone, and stale messages to it do not bring it back.
+	if got, err := testcluster.ReadApplied(c.Node(1).Engine(), g); err != nil || len(got) != 0 {
+		t.Fatalf("removed replica's data: %d commands, %v", len(got), err)
+	}
+	c.Node(1).Host().HandleBatch(&multiraft.MessageBatch{From: 2, To: 1, Messages: []multiraft.GroupMessage{{
+		Group:   g,
+		Message: &pb.Message{Type: pb.MsgApp.Enum(), From: new(uint64(testcluster.ReplicaOn(2))), To: new(uint64(testcluster.ReplicaOn(1))), Term: new(uint64(100))},
+	}}})
+	c.Stop(1)
+	c.Restart(1)
+	if _, ok := c.Node(1).Host().Status(g); ok {
+		t.Fatal("a stale message revived the removed replica")
+	}
+}
+
+// TestCatchUpBySnapshot: a host down while its group truncates its log
+// catches up through a snapshot when it returns.
+func TestCatchUpBySnapshot(t *testing.T) {
+	c := testcluster.New(t, testcluster.Options{Nodes: 3, Seed: newSeed(t), Configure: func(cfg *multiraft.Config) {
+		cfg.RaftLogTruncationThreshold, cfg.RaftLogMaxEntries = 20, 100
+	}})
+	groups := groupRange(3)
+	for _, g := range groups {
+		c.Bootstrap(g, 1, 2, 3)
+		leadFrom(t, c, g, 1)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	p := newProposer(c)
+	c.Stop(3)
+	for _, g := range groups {
+		if err := p.proposeUntilAcked(ctx, g, 60); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The log was truncated past what node 3 has.
+	testutil.SucceedsSoon(t, func() error {
+		for _, g := range groups {
+			if err := proposeTick(ctx, p, g); err != nil {
+				return err
+			}
+			first, err := firstIndex(c, 1, g)
+			if err != nil {
+				return err
+			}
+			if first < 30 {
+				return fmt.Errorf("group %d: log starts at %d", g, first)
+			}
+		}
+		return nil
+	})
+	before := c.Net.Snapshots()
+	c.Restart(3)
+	for _, g := range groups {
+		if err := p.proposeUntilAcked(ctx, g, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.checkConverged(t, groups)
+	if c.Net.Snapshots() <= before {
+		t.Fatal("node 3 caught up without a snapshot")
+	}
+}
+
+// proposeTick keeps a group busy so its leader gets to truncate.
+func proposeTick(ctx context.Context, p *proposer, g multiraft.GroupID) error {
+	return p.proposeUntilAcked(ctx, g, 1)
+}
+
+func firstIndex(c *testcluster.Cluster, node multiraft.NodeID, g multiraft.GroupID) (uint64, error) {
+	v, err := c.Node(node).Engine().Get(engine.RaftTruncatedStateKey(g))
+	if err != nil {
+		return 0, err
+	}
+	return uint64(v[0])<<56 | uint64(v[1])<<48 | uint64(v[2])<<40 | uint64(v[3])<<32 |
+		uint64(v[4])<<24 | uint64(v[5])<<16 | uint64(v[6])<<8 | uint64(v[7]) + 1, nil
+}
+
+// TestUninitializedReplica: a message for an unknown group creates an
+// uninitialized replica that votes but never campaigns.
+func TestUninitializedReplica(t *testing.T) {
+	c := testcluster.New(t, testcluster.Options{Nodes: 2, Seed: newSeed(t)})
+	const g = 9
+	h := c.Node(2).Host()
+	self, candidate := testcluster.ReplicaOn(2), testcluster.ReplicaOn(1)
+	// A heartbeat from a leader node 2 has never heard of creates it.
+	h.HandleBatch(&multiraft.MessageBatch{From: 1, To: 2, Heartbeats: []multiraft.Heartbeat{
+		{Group: g, From: candidate, To: self, Term: 1},
+	}})
+	testutil.SucceedsSoon(t, func() error {
+		if _, ok := h.Status(g); !ok {
+			return errors.New("not created")
+		}
+		return nil
+	})
+	waitTicks(t, c, 2, 3*10*2) // three times the longest election timeout
+	st, _ := h.Status(g)
+	if st.State != raft.StateFollower || st.Term > 1 {
+		t.Fatalf("uninitialized replica campaigned: %+v", st)
+	}
+	// It votes.
+	h.HandleBatch(&multiraft.MessageBatch{From: 1, To: 2, Messages: []multiraft.GroupMessage{{Group: g, Message: &pb.Message{
+		Type: pb.MsgVote.Enum(), From: new(uint64(candidate)), To: new(uint64(self)), Term: new(uint64(5)),
+		Index: new(uint64(10)), LogTerm: new(uint64(5)),
+	}}}})
+	testutil.SucceedsSoon(t, func() error {
+		v, err := c.Node(2).Engine().Get(engine.RaftHardStateKey(g))
+		if err != nil {
+			return err
+		}
+		var hs pb.HardState
+		if err := proto.Unmarshal(v, &hs); err != nil {
+			return err
+		}
+		if hs.GetVote() != uint64(candidate) || hs.GetTerm() != 5 {
+			return fmt.Errorf("HardState %v", &hs)
+		}
+		return nil
+	})
+	// A message for a replica ID not on this node creates nothing.
+	h.HandleBatch(&multiraft.MessageBatch{From: 1, To: 2, Messages: []multiraft.GroupMessage{{Group: 10, Message: &pb.Message{
+		Type: pb.MsgApp.Enum(), From: new(uint64(candidate)), To: new(uint64(multiraft.MakeReplicaID(3, 1))),
+	}}}})
+	if _, ok := h.Status(10); ok {
+		t.Fatal("replica created for another node")
+	}
+}
+
+// TestSnapshotCrashAfterIngest: a host crashes after a snapshot's data was
+// ingested but before its raft state was written; on restart the replica is
+// consistent and catches up.
+func TestSnapshotCrashAfterIngest(t *testing.T) {
+	var (
+		mu    sync.Mutex
+		image vfs.FS
+		c     *testcluster.Cluster
+	)
+	c = testcluster.New(t, testcluster.Options{Nodes: 3, Seed: newSeed(t), Storage: testcluster.Crashable,
+		Configure: func(cfg *multiraft.Config) {
+			cfg.RaftLogTruncationThreshold, cfg.RaftLogMaxEntries = 20, 100
+			if cfg.NodeID == 3 {
+				cfg.Testing = &multiraft.TestingKnobs{AfterSnapshotIngest: func(multiraft.GroupID) {
+					mu.Lock()
+					defer mu.Unlock()
+					if image == nil {
+						image = c.CrashImage(3)
+					}
+				}}
+			}
+		}})
+	const g = 1
+	c.Bootstrap(g, 1, 2, 3)
+	leadFrom(t, c, g, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	p := newProposer(c)
+	c.Stop(3)
+	if err := p.proposeUntilAcked(ctx, g, 60); err != nil {
+		t.Fatal(err)
+	}
+	testutil.SucceedsSoon(t, func() error {
+		if err := proposeTick(ctx, p, g); err != nil {
+			return err
+		}
+		if first, err := firstIndex(c, 1, g); err != nil || first < 30 {
+			return fmt.Errorf("log starts at %d (%v)", first, err)
+		}
+		return nil
+	})
+	c.Restart(3)
+	testutil.SucceedsSoon(t, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if image == nil {
+			return errors.New("no snapshot ingested yet")
+		}
+		return nil
+	})
+	mu.Lock()
+	crashed := image
+	mu.Unlock()
+	c.RestartFrom(3, crashed)
+	if err := p.proposeUntilAcked(ctx, g, 5); err != nil {
+		t.Fatal(err)
+	}
+	p.checkConverged(t, []multiraft.GroupID{g})
+}
+
+// TestTransferLeadership moves leadership on request.
+func TestTransferLeadership(t *testing.T) {
+	c := testcluster.New(t, testcluster.Options{Nodes: 3, Seed: newSeed(t)})
+	const g = 1
+	c.Bootstrap(g, 1, 2, 3)
+	leadFrom(t, c, g, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	p := newProposer(c)
+	if err := p.proposeUntilAcked(ctx, g, 3); err != nil {
+		t.Fatal(err)
+	}
+	testutil.SucceedsSoon(t, func() error {
+		if l, _ := c.Leader(g); l == 3 {
+			return nil
+		}
+		if l, _ := c.Leader(g); l != 0 {
+			_ = c.Node(l).Host().TransferLeadership(g, testcluster.ReplicaOn(3))
+		}
+		return errors.New("leadership not on node 3 yet")
+	})
+	if err := p.proposeUntilAcked(ctx, g, 3); err != nil {
+		t.Fatal(err)
+	}
+	p.checkConverged(t, []multiraft.GroupID{g})
+}

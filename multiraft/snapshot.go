@@ -1,0 +1,331 @@
+// Copyright 2026 The Flotilla Authors. All rights reserved.
+
+package multiraft
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+
+	"github.com/flotilladb/flotilla/engine"
+	"go.etcd.io/raft/v3"
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+)
+
+// Snapshots. When raft on a leader needs to send one (a follower is behind
+// the truncated log, or is new), the host takes a Pebble snapshot on the
+// group's worker, so that it matches the applied state exactly, and streams
+// the group's replicated range-local state and its state machine's spans to
+// the follower's host, outside the worker. The receiver stages the stream
+// into SSTs, then steps the MsgSnap into raft; only if raft accepts it does
+// the log writer ingest the SSTs (atomically) and, in its next batch, record
+// the snapshot in the raft log state. A crash between the two is completed
+// when the group is loaded (see completeSnapshot).
+
+// SnapshotHeader describes a snapshot stream.
+type SnapshotHeader struct {
+	Group GroupID
+	// Message is raft's MsgSnap: From, To, Term and the snapshot's metadata
+	// (index, term, configuration). Its Data is empty.
+	Message *pb.Message
+	// Spans are the engine spans the stream covers, sorted: the group's
+	// replicated range-local state, then the state machine's data.
+	Spans []engine.Span
+}
+
+// ErrBadSnapshot is returned (wrapped) for a snapshot stream that does not
+// decode or does not describe a snapshot this host may apply.
+var ErrBadSnapshot = errors.New("multiraft: bad snapshot")
+
+// Marshal encodes the header for the wire: 1: group, 2: MsgSnap (bytes),
+// 3: repeated span { 1: start, 2: end }.
+func (h *SnapshotHeader) Marshal() ([]byte, error) {
+	msg, err := proto.Marshal(h.Message)
+	if err != nil {
+		return nil, err
+	}
+	buf := protowire.AppendTag(nil, 1, protowire.VarintType)
+	buf = protowire.AppendVarint(buf, uint64(h.Group))
+	buf = protowire.AppendTag(buf, 2, protowire.BytesType)
+	buf = protowire.AppendBytes(buf, msg)
+	for _, s := range h.Spans {
+		var inner []byte
+		inner = protowire.AppendTag(inner, 1, protowire.BytesType)
+		inner = protowire.AppendBytes(inner, s.Start)
+		inner = protowire.AppendTag(inner, 2, protowire.BytesType)
+		inner = protowire.AppendBytes(inner, s.End)
+		buf = protowire.AppendTag(buf, 3, protowire.BytesType)
+		buf = protowire.AppendBytes(buf, inner)
+	}
+	return buf, nil
+}
+
+// UnmarshalSnapshotHeader decodes a header encoded by Marshal.
+func UnmarshalSnapshotHeader(data []byte) (*SnapshotHeader, error) {
+	h := &SnapshotHeader{}
+	err := forEachField(data, func(num protowire.Number, typ protowire.Type, v uint64, b []byte) error {
+		switch {
+		case num == 1 && typ == protowire.VarintType:
+			h.Group = GroupID(v)
+		case num == 2 && typ == protowire.BytesType:
+			h.Message = &pb.Message{}
+			if err := proto.Unmarshal(b, h.Message); err != nil {
+				return fmt.Errorf("%w: %v", ErrBadSnapshot, err)
+			}
+		case num == 3 && typ == protowire.BytesType:
+			var s engine.Span
+			if err := forEachField(b, func(num protowire.Number, typ protowire.Type, _ uint64, b []byte) error {
+				switch {
+				case num == 1 && typ == protowire.BytesType:
+					s.Start = bytes.Clone(b)
+				case num == 2 && typ == protowire.BytesType:
+					s.End = bytes.Clone(b)
+				}
+				return nil
+			}); err != nil {
+				return err
+			}
+			h.Spans = append(h.Spans, s)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// validate checks a received header: a MsgSnap for a replica on this node,
+// spans that start with the group's replicated state and otherwise stay in
+// the user keyspace (a snapshot must never overwrite another group's raft
+// state).
+func (h *SnapshotHeader) validate(self NodeID) error {
+	m := h.Message
+	switch {
+	case h.Group == 0 || m == nil:
+		return fmt.Errorf("%w: no group or message", ErrBadSnapshot)
+	case m.GetType() != pb.MsgSnap || m.GetSnapshot().GetMetadata().GetIndex() == 0:
+		return fmt.Errorf("%w: not a MsgSnap with an index", ErrBadSnapshot)
+	case ReplicaID(m.GetTo()).Node() != self || !ReplicaID(m.GetTo()).Valid():
+		return fmt.Errorf("%w: addressed to replica %v, not on node %d", ErrBadSnapshot, ReplicaID(m.GetTo()), self)
+	case len(h.Spans) == 0:
+		return fmt.Errorf("%w: no spans", ErrBadSnapshot)
+	}
+	repl := engine.RangeReplicatedSpan(h.Group)
+	if !bytes.Equal(h.Spans[0].Start, repl.Start) || !bytes.Equal(h.Spans[0].End, repl.End) {
+		return fmt.Errorf("%w: first span %s is not the group's replicated state", ErrBadSnapshot, h.Spans[0])
+	}
+	userStart, _ := engine.UserSpan(nil, nil)
+	for _, s := range h.Spans[1:] {
+		if bytes.Compare(s.Start, userStart.Start) < 0 || bytes.Compare(s.End, userStart.End) > 0 {
+			return fmt.Errorf("%w: span %s is outside the user keyspace", ErrBadSnapshot, s)
+		}
+	}
+	return nil
+}
+
+// startSnapshot intercepts raft's MsgSnap on the leader's worker: it fixes
+// the snapshot at the applied state, with a Pebble snapshot taken now, and
+// streams it in the background, reporting the outcome to raft.
+func (h *Host) startSnapshot(g *group, m *pb.Message) {
+	to := ReplicaID(m.GetTo())
+	snap, err := h.eng.NewSnapshot()
+	if err != nil {
+		g.rn.ReportSnapshot(uint64(to), raft.SnapshotFailure)
+		return
+	}
+	a := g.applied
+	msg := proto.Clone(m).(*pb.Message)
+	msg.Snapshot = &pb.Snapshot{Metadata: &pb.SnapshotMetadata{
+		Index: new(a.index), Term: new(a.term), ConfState: proto.Clone(a.confState).(*pb.ConfState),
+	}}
+	spans := append([]engine.Span{engine.RangeReplicatedSpan(g.id)}, g.sm.Spans()...)
+	slices.SortFunc(spans[1:], func(x, y engine.Span) int { return bytes.Compare(x.Start, y.Start) })
+	header := &SnapshotHeader{Group: g.id, Message: msg, Spans: spans}
+	h.metrics.snapshotsSent.Inc()
+	h.snapWG.Add(1)
+	go func() {
+		defer h.snapWG.Done()
+		defer snap.Close()
+		status := raft.SnapshotFinish
+		if err := h.sendSnapshot(to.Node(), header, snap); err != nil {
+			h.logger.Warn("sending snapshot failed", "group", g.id, "to", to, "index", a.index, "err", err)
+			h.metrics.snapshotsFailed.Inc()
+			status = raft.SnapshotFailure
+		}
+		g.inboxMu.Lock()
+		g.inbox.snapStatus = append(g.inbox.snapStatus, snapStatus{to: to, status: status})
+		g.inboxMu.Unlock()
+		h.sched.enqueue(g)
+	}()
+}
+
+func (h *Host) sendSnapshot(node NodeID, header *SnapshotHeader, snap *engine.Snapshot) error {
+	select {
+	case h.snapSem <- struct{}{}:
+		defer func() { <-h.snapSem }()
+	case <-h.stopper:
+		return ErrStopped
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-h.stopper:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return h.cfg.Transport.SendSnapshot(ctx, node, header, func(emit func([]byte) error) error {
+		return snap.Export(ctx, header.Spans, emit)
+	})
+}
+
+type snapStatus struct {
+	to     ReplicaID
+	status raft.SnapshotStatus
+}
+
+// pendingSnapshot is a received snapshot staged for its group's worker.
+type pendingSnapshot struct {
+	msg  *pb.Message
+	ing  *engine.Ingester
+	done chan error // receives the outcome once
+}
+
+var errSnapshotRejected = errors.New("multiraft: raft did not accept the snapshot")
+
+// HandleSnapshot receives a snapshot stream: next returns chunks and io.EOF
+// at the end. It returns once the snapshot is applied, or with why not.
+// Transports call it from any goroutine.
+func (h *Host) HandleSnapshot(ctx context.Context, header *SnapshotHeader, next func() ([]byte, error)) error {
+	if h.stopped.Load() {
+		return ErrStopped
+	}
+	if err := header.validate(h.cfg.NodeID); err != nil {
+		return err
+	}
+	m := header.Message
+	g, err := h.groupFor(header.Group, ReplicaID(m.GetTo()))
+	if err != nil {
+		return err
+	}
+	if idx := m.GetSnapshot().GetMetadata().GetIndex(); idx <= g.status.applied.Load() {
+		return fmt.Errorf("%w: snapshot at %d, replica applied %d", errSnapshotRejected, idx, g.status.applied.Load())
+	}
+	ing, err := h.eng.NewIngester(header.Spans)
+	if err != nil {
+		return err
+	}
+	for {
+		chunk, err := next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err == nil {
+			err = ing.Add(chunk)
+		}
+		if err != nil {
+			ing.Abort()
+			return fmt.Errorf("receiving snapshot of group %d: %w", header.Group, err)
+		}
+	}
+	ps := &pendingSnapshot{msg: m, ing: ing, done: make(chan error, 1)}
+	g.inboxMu.Lock()
+	g.inbox.snapshots = append(g.inbox.snapshots, ps)
+	g.inboxMu.Unlock()
+	h.sched.enqueue(g)
+	select {
+	case err := <-ps.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err() // the worker still finishes or aborts it
+	case <-h.stopper:
+		return ErrStopped
+	}
+}
+
+// offerSnapshot steps a received snapshot into raft on the worker. If raft
+// accepts it, the MsgStorageAppend that follows carries it, and the log
+// writer ingests the staged data (see handleReady); otherwise it is dropped
+// after this pass (see dropUnacceptedSnapshot).
+func (h *Host) offerSnapshot(g *group, ps *pendingSnapshot) {
+	if g.pendingSnap != nil {
+		g.pendingSnap.ing.Abort()
+		g.pendingSnap.done <- errors.New("multiraft: superseded by a newer snapshot")
+	}
+	g.pendingSnap = ps
+	_ = g.rn.Step(ps.msg)
+}
+
+func (g *group) dropUnacceptedSnapshot() {
+	if ps := g.pendingSnap; ps != nil {
+		g.pendingSnap = nil
+		ps.ing.Abort()
+		ps.done <- errSnapshotRejected
+	}
+}
+
+// snapshotApplied updates the replica once the log writer made a snapshot
+// durable (worker): the applied state is the snapshot's, the state machine
+// reloads, and this host's proposals at or before its index have an unknown
+// outcome.
+func (h *Host) snapshotApplied(g *group, snap *pb.Snapshot) error {
+	meta := snap.GetMetadata()
+	if meta.GetIndex() <= g.applied.index {
+		return nil
+	}
+	g.applied = appliedState{index: meta.GetIndex(), term: meta.GetTerm(), confState: pb.EnsureConfState(proto.Clone(meta.GetConfState()).(*pb.ConfState))}
+	if r, ok := g.sm.(SnapshotRestorer); ok {
+		if err := r.Restored(); err != nil {
+			return fmt.Errorf("state machine after snapshot: %w", err)
+		}
+	}
+	for idx, p := range g.pendingByIndex {
+		if idx <= meta.GetIndex() {
+			p.resolve(Result{}, ambiguous(errors.New("multiraft: replaced by a snapshot")))
+			delete(g.pendingByIndex, idx)
+		}
+	}
+	h.metrics.snapshotsApplied.Inc()
+	g.releaseReads()
+	return nil
+}
+
+// SnapshotRestorer is implemented by state machines that cache state: after
+// a snapshot replaced their data in the engine, Restored is called on the
+// worker so they can reload it.
+type SnapshotRestorer interface {
+	Restored() error
+}
+
+// completeSnapshot finishes, when a group is loaded, a snapshot whose data
+// was ingested but whose raft log state was not yet written when the host
+// stopped: the applied state (ingested with the data) is then beyond the
+// log. It writes what the log writer would have.
+func completeSnapshot(eng *engine.Engine, st *engine.RaftStorage, a appliedState) error {
+	last, err := st.LastIndex()
+	if err != nil || a.index <= last {
+		return err
+	}
+	hs, _, err := st.InitialState()
+	if err != nil {
+		return err
+	}
+	newHS := &pb.HardState{Term: new(hs.GetTerm()), Vote: new(hs.GetVote()), Commit: new(a.index)}
+	if hs.GetTerm() < a.term {
+		newHS.Term, newHS.Vote = new(a.term), new(uint64(0))
+	}
+	b := eng.NewBatch()
+	defer b.Close()
+	snap := &pb.Snapshot{Metadata: &pb.SnapshotMetadata{Index: new(a.index), Term: new(a.term), ConfState: a.confState}}
+	if err := errors.Join(st.ApplySnapshot(b, snap), st.SetHardState(b, newHS)); err != nil {
+		return err
+	}
+	return b.Commit(true)
+}
