@@ -20,7 +20,7 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-func leadFrom(t *testing.T, c *testcluster.Cluster, g multiraft.GroupID, node multiraft.NodeID) {
+func leadFrom(t testing.TB, c *testcluster.Cluster, g multiraft.GroupID, node multiraft.NodeID) {
 	t.Helper()
 	testutil.SucceedsSoon(t, func() error {
 		if l, err := c.Leader(g); err != nil || l != node {

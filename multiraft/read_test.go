@@ -66,7 +66,7 @@ func TestReadIndex(t *testing.T) {
 	}
 }
 
-func counterValue(t *testing.T, set *metrics.Set, name string) float64 {
+func counterValue(t testing.TB, set *metrics.Set, name string) float64 {
 	t.Helper()
 	var buf bytes.Buffer
 	set.WritePrometheus(&buf)
