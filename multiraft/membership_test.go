@@ -307,3 +307,92 @@ func TestTransferLeadership(t *testing.T) {
 	}
 	p.checkConverged(t, []multiraft.GroupID{g})
 }
+
+// TestJointConfChange swaps a voter in one change (joint consensus: raft
+// enters the joint configuration and leaves it automatically).
+func TestJointConfChange(t *testing.T) {
+	c := testcluster.New(t, testcluster.Options{Nodes: 4, Seed: newSeed(t)})
+	const g = 1
+	c.Bootstrap(g, 1, 2, 3)
+	leadFrom(t, c, g, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	p := newProposer(c)
+	if err := p.proposeUntilAcked(ctx, g, 10); err != nil {
+		t.Fatal(err)
+	}
+	// Catch the newcomer up as a learner first, then swap it in for node 3.
+	confChange(t, ctx, c, g, multiraft.AddLearner(testcluster.ReplicaOn(4)))
+	swap := &pb.ConfChangeV2{Changes: []*pb.ConfChangeSingle{
+		{Type: pb.ConfChangeAddNode.Enum(), NodeId: new(uint64(testcluster.ReplicaOn(4)))},
+		{Type: pb.ConfChangeRemoveNode.Enum(), NodeId: new(uint64(testcluster.ReplicaOn(3)))},
+	}}
+	confChange(t, ctx, c, g, swap)
+	testutil.SucceedsSoon(t, func() error {
+		if _, ok := c.Node(3).Host().Status(g); ok {
+			return errors.New("node 3 still holds a replica")
+		}
+		return nil
+	})
+	if err := p.proposeUntilAcked(ctx, g, 10); err != nil {
+		t.Fatal(err)
+	}
+	p.checkConverged(t, []multiraft.GroupID{g})
+	// The group works without node 3 and with node 4 voting: stop node 2
+	// and it still commits with 1 and 4.
+	c.Stop(2)
+	if err := p.proposeUntilAcked(ctx, g, 3); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestTruncationWaitsForLiveFollower: a live follower that lags (the leader's
+// messages to it are lost, its own still arrive) keeps the log from being
+// truncated past what it needs; once the link heals it catches up through
+// the log, with no snapshot.
+func TestTruncationWaitsForLiveFollower(t *testing.T) {
+	c := testcluster.New(t, testcluster.Options{Nodes: 3, Seed: newSeed(t), Configure: func(cfg *multiraft.Config) {
+		cfg.RaftLogTruncationThreshold, cfg.RaftLogMaxEntries = 20, 10000
+	}})
+	const g = 1
+	c.Bootstrap(g, 1, 2, 3)
+	leadFrom(t, c, g, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	p := newProposer(c)
+	if err := p.proposeUntilAcked(ctx, g, 5); err != nil {
+		t.Fatal(err)
+	}
+	st3, _ := c.Node(3).Host().Status(g)
+	c.Net.Cut(1, 3)
+	if err := p.proposeUntilAcked(ctx, g, 100); err != nil {
+		t.Fatal(err)
+	}
+	waitTicks(t, c, 1, 20) // quiet ticks: the leader considers truncating
+	first, err := firstIndex(c, 1, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first > st3.Applied+1 {
+		t.Fatalf("log truncated to %d past the live follower's %d", first, st3.Applied)
+	}
+	before := c.Net.Snapshots()
+	c.Net.Heal()
+	if err := p.proposeUntilAcked(ctx, g, 1); err != nil {
+		t.Fatal(err)
+	}
+	p.checkConverged(t, []multiraft.GroupID{g})
+	if c.Net.Snapshots() != before {
+		t.Fatal("the live follower needed a snapshot")
+	}
+	// With the follower caught up, the log is truncated.
+	testutil.SucceedsSoon(t, func() error {
+		if err := p.proposeUntilAcked(ctx, g, 1); err != nil {
+			return err
+		}
+		if first, err := firstIndex(c, 1, g); err != nil || first < 50 {
+			return fmt.Errorf("log starts at %d (%v)", first, err)
+		}
+		return nil
+	})
+}
