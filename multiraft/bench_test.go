@@ -18,22 +18,29 @@ import (
 	"github.com/flotilladb/flotilla/multiraft"
 )
 
-// benchCluster starts 3 hosts with a metrics set each.
-func benchCluster(b *testing.B, storage testcluster.Storage) (*testcluster.Cluster, map[multiraft.NodeID]*metrics.Set) {
+// metricsCluster starts a cluster whose hosts each report to their own
+// metrics set (kept across restarts).
+func metricsCluster(t testing.TB, opts testcluster.Options) (*testcluster.Cluster, map[multiraft.NodeID]*metrics.Set) {
 	sets := map[multiraft.NodeID]*metrics.Set{}
 	var mu sync.Mutex
-	c := testcluster.New(b, testcluster.Options{
-		Nodes: 3, Seed: 1, Storage: storage, TickInterval: multiraft.DefaultTickInterval,
-		Configure: func(cfg *multiraft.Config) {
-			mu.Lock()
-			defer mu.Unlock()
-			if sets[cfg.NodeID] == nil {
-				sets[cfg.NodeID] = metrics.NewSet()
-			}
-			cfg.Metrics = sets[cfg.NodeID]
-		},
-	})
-	return c, sets
+	configure := opts.Configure
+	opts.Configure = func(cfg *multiraft.Config) {
+		if configure != nil {
+			configure(cfg)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if sets[cfg.NodeID] == nil {
+			sets[cfg.NodeID] = metrics.NewSet()
+		}
+		cfg.Metrics = sets[cfg.NodeID]
+	}
+	return testcluster.New(t, opts), sets
+}
+
+// benchCluster starts 3 hosts with a metrics set each.
+func benchCluster(b *testing.B, storage testcluster.Storage) (*testcluster.Cluster, map[multiraft.NodeID]*metrics.Set) {
+	return metricsCluster(b, testcluster.Options{Nodes: 3, Seed: 1, Storage: storage, TickInterval: multiraft.DefaultTickInterval})
 }
 
 func sumCounter(b *testing.B, sets map[multiraft.NodeID]*metrics.Set, name string) float64 {

@@ -292,51 +292,46 @@ func (h *Host) group(id GroupID) *group {
 // Propose proposes cmd to the group through its local replica, which must be
 // the leader. The handle resolves when the command is applied here.
 func (h *Host) Propose(id GroupID, cmd []byte) *Proposal {
-	if h.stopped.Load() {
-		return resolvedProposal(notApplied(ErrStopped))
-	}
-	g := h.group(id)
-	if g == nil {
-		return resolvedProposal(notApplied(fmt.Errorf("%w: %d", ErrGroupNotFound, id)))
-	}
-	p := &proposal{id: h.rng.nonZero(), data: cmd, done: make(chan struct{})}
-	g.inboxMu.Lock()
-	g.inbox.proposals = append(g.inbox.proposals, p)
-	g.inboxMu.Unlock()
-	h.sched.enqueue(g)
-	return &Proposal{p: p}
+	return h.submit(id, &proposal{data: cmd})
 }
 
 // ProposeConfChange proposes a membership change to the group through its
 // local replica, which must be the leader.
 func (h *Host) ProposeConfChange(id GroupID, cc *pb.ConfChangeV2) *Proposal {
+	return h.submit(id, &proposal{cc: proto.Clone(cc).(*pb.ConfChangeV2)})
+}
+
+// submit queues a proposal for its group's worker.
+func (h *Host) submit(id GroupID, p *proposal) *Proposal {
 	if h.stopped.Load() {
 		return resolvedProposal(notApplied(ErrStopped))
 	}
-	g := h.group(id)
-	if g == nil {
-		return resolvedProposal(notApplied(fmt.Errorf("%w: %d", ErrGroupNotFound, id)))
+	p.id, p.done = h.rng.nonZero(), make(chan struct{})
+	err := h.toInbox(id, func(g *group) { g.inbox.proposals = append(g.inbox.proposals, p) })
+	if err != nil {
+		return resolvedProposal(notApplied(err))
 	}
-	p := &proposal{id: h.rng.nonZero(), cc: proto.Clone(cc).(*pb.ConfChangeV2), done: make(chan struct{})}
-	g.inboxMu.Lock()
-	g.inbox.proposals = append(g.inbox.proposals, p)
-	g.inboxMu.Unlock()
-	h.sched.enqueue(g)
 	return &Proposal{p: p}
 }
 
-// Campaign makes the local replica of the group campaign to become leader
-// (tests and leader placement use it).
-func (h *Host) Campaign(id GroupID) error {
+// toInbox runs add on the group's inbox, under its lock, and schedules the
+// group.
+func (h *Host) toInbox(id GroupID, add func(g *group)) error {
 	g := h.group(id)
 	if g == nil {
 		return fmt.Errorf("%w: %d", ErrGroupNotFound, id)
 	}
 	g.inboxMu.Lock()
-	g.inbox.campaign = true
+	add(g)
 	g.inboxMu.Unlock()
 	h.sched.enqueue(g)
 	return nil
+}
+
+// Campaign makes the local replica of the group campaign to become leader
+// (tests and leader placement use it).
+func (h *Host) Campaign(id GroupID) error {
+	return h.toInbox(id, func(g *group) { g.inbox.campaign = true })
 }
 
 // GroupStatus is a group's replica as seen at some recent instant.

@@ -188,15 +188,7 @@ func writeDestroy(eng *engine.Engine, g *group, spans []engine.Span) error {
 // TransferLeadership asks the group's leader, on this host, to hand
 // leadership to replica to.
 func (h *Host) TransferLeadership(id GroupID, to ReplicaID) error {
-	g := h.group(id)
-	if g == nil {
-		return fmt.Errorf("%w: %d", ErrGroupNotFound, id)
-	}
-	g.inboxMu.Lock()
-	g.inbox.transferTo = to
-	g.inboxMu.Unlock()
-	h.sched.enqueue(g)
-	return nil
+	return h.toInbox(id, func(g *group) { g.inbox.transferTo = to })
 }
 
 // AddLearner, AddVoter and RemoveReplica build the usual one-step changes

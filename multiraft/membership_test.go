@@ -31,6 +31,19 @@ func leadFrom(t testing.TB, c *testcluster.Cluster, g multiraft.GroupID, node mu
 	})
 }
 
+// groupTest starts a cluster with group 1 on members, led by the first,
+// and returns it with a proposer and a context bounding the test.
+func groupTest(t *testing.T, opts testcluster.Options, members ...multiraft.NodeID) (*testcluster.Cluster, *proposer, context.Context) {
+	t.Helper()
+	opts.Seed = newSeed(t)
+	c := testcluster.New(t, opts)
+	c.Bootstrap(1, members...)
+	leadFrom(t, c, 1, members[0])
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return c, newProposer(c), ctx
+}
+
 // confChange proposes a membership change at the group's leader until it
 // is applied.
 func confChange(t *testing.T, ctx context.Context, c *testcluster.Cluster, g multiraft.GroupID, cc *pb.ConfChangeV2) {
@@ -49,13 +62,8 @@ func confChange(t *testing.T, ctx context.Context, c *testcluster.Cluster, g mul
 // up by snapshot, is promoted, and then the old leader is removed; nothing
 // acknowledged is lost, and the removed replica is gone for good.
 func TestLearnerAddPromoteRemove(t *testing.T) {
-	c := testcluster.New(t, testcluster.Options{Nodes: 4, Seed: newSeed(t)})
 	const g = 1
-	c.Bootstrap(g, 1, 2, 3)
-	leadFrom(t, c, g, 1)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	p := newProposer(c)
+	c, p, ctx := groupTest(t, testcluster.Options{Nodes: 4}, 1, 2, 3)
 	if err := p.proposeUntilAcked(ctx, g, 20); err != nil {
 		t.Fatal(err)
 	}
@@ -124,26 +132,8 @@ func TestCatchUpBySnapshot(t *testing.T) {
 	p := newProposer(c)
 	c.Stop(3)
 	for _, g := range groups {
-		if err := p.proposeUntilAcked(ctx, g, 60); err != nil {
-			t.Fatal(err)
-		}
+		truncatePast(t, ctx, c, p, g)
 	}
-	// The log was truncated past what node 3 has.
-	testutil.SucceedsSoon(t, func() error {
-		for _, g := range groups {
-			if err := proposeTick(ctx, p, g); err != nil {
-				return err
-			}
-			first, err := firstIndex(c, 1, g)
-			if err != nil {
-				return err
-			}
-			if first < 30 {
-				return fmt.Errorf("group %d: log starts at %d", g, first)
-			}
-		}
-		return nil
-	})
 	before := c.Net.Snapshots()
 	c.Restart(3)
 	for _, g := range groups {
@@ -157,9 +147,23 @@ func TestCatchUpBySnapshot(t *testing.T) {
 	}
 }
 
-// proposeTick keeps a group busy so its leader gets to truncate.
-func proposeTick(ctx context.Context, p *proposer, g multiraft.GroupID) error {
-	return p.proposeUntilAcked(ctx, g, 1)
+// truncatePast proposes to g (led by node 1) until its log starts past
+// index 30, beyond what a stopped node holds.
+func truncatePast(t *testing.T, ctx context.Context, c *testcluster.Cluster, p *proposer, g multiraft.GroupID) {
+	t.Helper()
+	if err := p.proposeUntilAcked(ctx, g, 60); err != nil {
+		t.Fatal(err)
+	}
+	testutil.SucceedsSoon(t, func() error {
+		// Keep the group busy so its leader gets to truncate.
+		if err := p.proposeUntilAcked(ctx, g, 1); err != nil {
+			return err
+		}
+		if first, err := firstIndex(c, 1, g); err != nil || first < 30 {
+			return fmt.Errorf("group %d: log starts at %d (%v)", g, first, err)
+		}
+		return nil
+	})
 }
 
 func firstIndex(c *testcluster.Cluster, node multiraft.NodeID, g multiraft.GroupID) (uint64, error) {
@@ -250,18 +254,7 @@ func TestSnapshotCrashAfterIngest(t *testing.T) {
 	defer cancel()
 	p := newProposer(c)
 	c.Stop(3)
-	if err := p.proposeUntilAcked(ctx, g, 60); err != nil {
-		t.Fatal(err)
-	}
-	testutil.SucceedsSoon(t, func() error {
-		if err := proposeTick(ctx, p, g); err != nil {
-			return err
-		}
-		if first, err := firstIndex(c, 1, g); err != nil || first < 30 {
-			return fmt.Errorf("log starts at %d (%v)", first, err)
-		}
-		return nil
-	})
+	truncatePast(t, ctx, c, p, g)
 	c.Restart(3)
 	testutil.SucceedsSoon(t, func() error {
 		mu.Lock()
@@ -283,13 +276,8 @@ func TestSnapshotCrashAfterIngest(t *testing.T) {
 
 // TestTransferLeadership moves leadership on request.
 func TestTransferLeadership(t *testing.T) {
-	c := testcluster.New(t, testcluster.Options{Nodes: 3, Seed: newSeed(t)})
 	const g = 1
-	c.Bootstrap(g, 1, 2, 3)
-	leadFrom(t, c, g, 1)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	p := newProposer(c)
+	c, p, ctx := groupTest(t, testcluster.Options{Nodes: 3}, 1, 2, 3)
 	if err := p.proposeUntilAcked(ctx, g, 3); err != nil {
 		t.Fatal(err)
 	}
@@ -311,13 +299,8 @@ func TestTransferLeadership(t *testing.T) {
 // TestJointConfChange swaps a voter in one change (joint consensus: raft
 // enters the joint configuration and leaves it automatically).
 func TestJointConfChange(t *testing.T) {
-	c := testcluster.New(t, testcluster.Options{Nodes: 4, Seed: newSeed(t)})
 	const g = 1
-	c.Bootstrap(g, 1, 2, 3)
-	leadFrom(t, c, g, 1)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	p := newProposer(c)
+	c, p, ctx := groupTest(t, testcluster.Options{Nodes: 4}, 1, 2, 3)
 	if err := p.proposeUntilAcked(ctx, g, 10); err != nil {
 		t.Fatal(err)
 	}

@@ -6,27 +6,15 @@ import (
 	"bytes"
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/VictoriaMetrics/metrics"
 	"github.com/flotilladb/flotilla/internal/testcluster"
-	"github.com/flotilladb/flotilla/multiraft"
 )
 
 // TestHostMetrics: the host exports the metrics the issue names.
 func TestHostMetrics(t *testing.T) {
-	sets := map[multiraft.NodeID]*metrics.Set{}
-	var mu sync.Mutex
-	c := testcluster.New(t, testcluster.Options{Nodes: 3, Seed: newSeed(t), Configure: func(cfg *multiraft.Config) {
-		mu.Lock()
-		defer mu.Unlock()
-		if sets[cfg.NodeID] == nil {
-			sets[cfg.NodeID] = metrics.NewSet()
-		}
-		cfg.Metrics = sets[cfg.NodeID]
-	}})
+	c, sets := metricsCluster(t, testcluster.Options{Nodes: 3, Seed: newSeed(t)})
 	c.Bootstrap(1, 1, 2, 3)
 	leadFrom(t, c, 1, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

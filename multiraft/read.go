@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"fmt"
 
 	"go.etcd.io/raft/v3"
 )
@@ -49,15 +48,10 @@ func (h *Host) ReadIndex(ctx context.Context, id GroupID) (uint64, error) {
 	if h.stopped.Load() {
 		return 0, ErrStopped
 	}
-	g := h.group(id)
-	if g == nil {
-		return 0, fmt.Errorf("%w: %d", ErrGroupNotFound, id)
-	}
 	r := &readReq{done: make(chan struct{})}
-	g.inboxMu.Lock()
-	g.inbox.reads = append(g.inbox.reads, r)
-	g.inboxMu.Unlock()
-	h.sched.enqueue(g)
+	if err := h.toInbox(id, func(g *group) { g.inbox.reads = append(g.inbox.reads, r) }); err != nil {
+		return 0, err
+	}
 	select {
 	case <-r.done:
 		return r.index, r.err

@@ -80,16 +80,7 @@ func counterValue(t testing.TB, set *metrics.Set, name string) float64 {
 
 // TestReadIndexBatching: concurrent reads of a group share rounds.
 func TestReadIndexBatching(t *testing.T) {
-	sets := map[multiraft.NodeID]*metrics.Set{}
-	var mu sync.Mutex
-	c := testcluster.New(t, testcluster.Options{Nodes: 3, Seed: newSeed(t), Configure: func(cfg *multiraft.Config) {
-		mu.Lock()
-		defer mu.Unlock()
-		if sets[cfg.NodeID] == nil {
-			sets[cfg.NodeID] = metrics.NewSet()
-		}
-		cfg.Metrics = sets[cfg.NodeID]
-	}})
+	c, sets := metricsCluster(t, testcluster.Options{Nodes: 3, Seed: newSeed(t)})
 	c.Bootstrap(1, 1, 2, 3)
 	leader := c.WaitLeader(1)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
