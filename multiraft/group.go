@@ -53,6 +53,10 @@ type group struct {
 		snapshots  []*pendingSnapshot
 		snapStatus []snapStatus
 		transferTo ReplicaID
+		// closed: the group was destroyed or the host stopped; closeErr is
+		// what new work fails with.
+		closed   bool
+		closeErr error
 	}
 
 	// destroyed: the replica left its group; nothing may run on it.
@@ -67,10 +71,17 @@ type group struct {
 	// quiesced: the group neither ticks nor heartbeats (see quiesce.go).
 	// Membership in Host.active mirrors !quiesced.
 	quiesced bool
-	// truncationPending: a log truncation was proposed and not yet applied.
+	// truncationPending: a log truncation was proposed in term
+	// truncationTerm and not yet applied.
 	truncationPending bool
-	// pendingSnap is a received snapshot stepped into raft in this pass.
-	pendingSnap *pendingSnapshot
+	truncationTerm    uint64
+	// stagedSnaps are received snapshots stepped into raft in this pass, by
+	// index; the one raft accepts goes to the log writer, the rest are
+	// dropped at the end of the pass.
+	stagedSnaps map[uint64]*pendingSnapshot
+	// quiesceBeat is the last quiesce beat a follower could not act on yet
+	// (an append was in flight); it retries when idle.
+	quiesceBeat *pb.Message
 	applied     appliedState
 	// proposing holds proposals handed to raft whose entry index is not yet
 	// known, by proposal ID; pendingByIndex those whose entry was appended,
@@ -99,6 +110,37 @@ func (g *group) addMessages(msgs ...*pb.Message) {
 	g.inboxMu.Lock()
 	g.inbox.msgs = append(g.inbox.msgs, msgs...)
 	g.inboxMu.Unlock()
+}
+
+// addQuiet queues messages that do not wake a quiescent group.
+func (g *group) addQuiet(msgs ...*pb.Message) {
+	g.inboxMu.Lock()
+	g.inbox.quietMsgs = append(g.inbox.quietMsgs, msgs...)
+	g.inboxMu.Unlock()
+}
+
+// closeInbox stops the inbox taking work and fails what it holds: queued
+// proposals were never proposed (not applied), reads and snapshots fail
+// with err.
+func (g *group) closeInbox(err error) {
+	g.inboxMu.Lock()
+	in := g.inbox
+	g.inbox.closed, g.inbox.closeErr = true, err
+	g.inbox.proposals, g.inbox.reads, g.inbox.snapshots = nil, nil, nil
+	g.inboxMu.Unlock()
+	if in.closed {
+		return
+	}
+	for _, p := range in.proposals {
+		p.resolve(Result{}, notApplied(err))
+	}
+	for _, r := range in.reads {
+		r.resolve(0, err)
+	}
+	for _, ps := range in.snapshots {
+		ps.ing.Abort()
+		ps.done <- err
+	}
 }
 
 // appliedState is what the host persists with every apply, in one batch with

@@ -41,9 +41,14 @@ type Host struct {
 	logWriter *logWriter
 	metrics   *hostMetrics
 
-	// groupsMu guards groups; groups themselves have their own locks.
-	groupsMu sync.RWMutex
-	groups   map[GroupID]*group
+	// groupsMu guards groups and groupsClosed; groups themselves have their
+	// own locks. It is never held across I/O.
+	groupsMu     sync.RWMutex
+	groups       map[GroupID]*group
+	groupsClosed bool // Stop released the groups: no new ones
+	// createMu serializes creating groups (Bootstrap, uninitialized
+	// replicas), which does I/O; it is taken before groupsMu.
+	createMu sync.Mutex
 
 	outboxMu sync.Mutex
 	outboxes map[NodeID]*outbox
@@ -104,6 +109,13 @@ func NewHost(cfg Config) (*Host, error) {
 		if err != nil {
 			h.closeGroups()
 			return nil, err
+		}
+		if removed, err := h.destroyIfRemoved(id, replicaID); err != nil || removed {
+			if err != nil {
+				h.closeGroups()
+				return nil, err
+			}
+			continue
 		}
 		g, err := h.loadGroup(id, replicaID)
 		if err != nil {
@@ -172,6 +184,7 @@ func (h *Host) loadGroup(id GroupID, replicaID ReplicaID) (*group, error) {
 		proposing:      make(map[uint64]*proposal),
 		pendingByIndex: make(map[uint64]*proposal),
 		readBatches:    make(map[string]*readBatch),
+		stagedSnaps:    make(map[uint64]*pendingSnapshot),
 	}
 	g.storage = &groupStorage{RaftStorage: st, g: g}
 	if g.sm, err = h.cfg.NewStateMachine(id); err != nil {
@@ -241,9 +254,9 @@ func (h *Host) Bootstrap(id GroupID, replicas []Replica) error {
 	}
 	cs = pb.EnsureConfState(cs)
 
-	h.groupsMu.Lock()
-	defer h.groupsMu.Unlock()
-	if _, ok := h.groups[id]; ok {
+	h.createMu.Lock()
+	defer h.createMu.Unlock()
+	if h.group(id) != nil {
 		return fmt.Errorf("%w: %d", ErrGroupExists, id)
 	}
 	if _, err := loadReplicaID(h.eng, id); err == nil {
@@ -276,9 +289,22 @@ func (h *Host) Bootstrap(id GroupID, replicas []Replica) error {
 	if err != nil {
 		return err
 	}
-	h.groups[id] = g
+	return h.insertGroup(g)
+}
+
+// insertGroup makes a new group visible and ticking, unless the host has
+// released its groups (Stop), in which case the group is closed.
+func (h *Host) insertGroup(g *group) error {
+	h.groupsMu.Lock()
+	if h.groupsClosed {
+		h.groupsMu.Unlock()
+		g.storage.Close()
+		return ErrStopped
+	}
+	h.groups[g.id] = g
+	h.groupsMu.Unlock()
 	h.activeMu.Lock()
-	h.active[id] = g
+	h.active[g.id] = g
 	h.activeMu.Unlock()
 	return nil
 }
@@ -322,6 +348,11 @@ func (h *Host) toInbox(id GroupID, add func(g *group)) error {
 		return fmt.Errorf("%w: %d", ErrGroupNotFound, id)
 	}
 	g.inboxMu.Lock()
+	if g.inbox.closed {
+		err := g.inbox.closeErr
+		g.inboxMu.Unlock()
+		return err
+	}
 	add(g)
 	g.inboxMu.Unlock()
 	h.sched.enqueue(g)
@@ -397,6 +428,10 @@ func (h *Host) HandleBatch(batch *MessageBatch) {
 	}
 	for _, gm := range batch.Messages {
 		h.metrics.countReceived(gm.Message.GetType())
+		if !fromPeer(batch.From, gm.Message) {
+			h.metrics.messagesDropped.Inc()
+			continue
+		}
 		if g := lookup(gm.Group, ReplicaID(gm.Message.GetTo())); g != nil {
 			g.addMessages(gm.Message)
 		} else {
@@ -406,6 +441,10 @@ func (h *Host) HandleBatch(batch *MessageBatch) {
 	for i := range batch.Heartbeats {
 		hb := &batch.Heartbeats[i]
 		h.metrics.countReceived(pb.MsgHeartbeat)
+		if hb.From.Node() != batch.From || !hb.From.Valid() || !hb.To.Valid() {
+			h.metrics.messagesDropped.Inc()
+			continue
+		}
 		g := lookup(hb.Group, hb.To)
 		m := hb.message(pb.MsgHeartbeat)
 		if g == nil {
@@ -426,6 +465,10 @@ func (h *Host) HandleBatch(batch *MessageBatch) {
 	for i := range batch.HeartbeatResps {
 		hb := &batch.HeartbeatResps[i]
 		h.metrics.countReceived(pb.MsgHeartbeatResp)
+		if hb.From.Node() != batch.From || !hb.From.Valid() || !hb.To.Valid() {
+			h.metrics.messagesDropped.Inc()
+			continue
+		}
 		if g := lookup(hb.Group, hb.To); g != nil {
 			g.inboxMu.Lock()
 			g.inbox.quietMsgs = append(g.inbox.quietMsgs, hb.message(pb.MsgHeartbeatResp))
@@ -449,6 +492,21 @@ func (h *Host) HandleBatch(batch *MessageBatch) {
 		touched = append(touched, g)
 	}
 	h.sched.enqueueAll(touched)
+}
+
+// fromPeer reports whether m may come from node over the network: a raft
+// message between replicas (not one of raft's local messages, not a
+// snapshot, which has its own stream), from a valid replica on node.
+func fromPeer(node NodeID, m *pb.Message) bool {
+	switch m.GetType() {
+	case pb.MsgApp, pb.MsgAppResp, pb.MsgVote, pb.MsgVoteResp, pb.MsgPreVote, pb.MsgPreVoteResp,
+		pb.MsgHeartbeat, pb.MsgHeartbeatResp, pb.MsgTransferLeader, pb.MsgTimeoutNow,
+		pb.MsgReadIndex, pb.MsgReadIndexResp:
+	default:
+		return false
+	}
+	from, to := ReplicaID(m.GetFrom()), ReplicaID(m.GetTo())
+	return from.Valid() && to.Valid() && from.Node() == node
 }
 
 // Tick ticks every group that is not quiescent once, as the ticker does
@@ -513,17 +571,18 @@ func (h *Host) processGroup(g *group) {
 	if g.quiesced && (busy || len(in.downNodes) > 0 && g.hasReplicaOn(in.downNodes)) {
 		h.unquiesce(g)
 	}
+	switch {
+	case in.quiesceBeat != nil:
+		g.quiesceBeat = in.quiesceBeat
+	case busy:
+		g.quiesceBeat = nil
+	}
 	for range ticks {
 		g.rn.Tick()
 	}
-	for _, m := range in.quietMsgs {
-		_ = g.rn.Step(m)
-	}
-	for _, m := range msgs {
-		// Errors are for messages raft ignores (stale, from unknown peers).
-		_ = g.rn.Step(m)
-		if m.GetType() == pb.MsgStorageAppendResp && m.GetSnapshot() != nil {
-			if err := h.snapshotApplied(g, m.GetSnapshot()); err != nil {
+	for _, batch := range [][]*pb.Message{in.quietMsgs, msgs} {
+		for _, m := range batch {
+			if err := h.step(g, m); err != nil {
 				h.fail(fmt.Errorf("group %d: %w", g.id, err))
 				return
 			}
@@ -559,7 +618,7 @@ func (h *Host) processGroup(g *group) {
 	if g.destroyed.Load() {
 		return
 	}
-	g.dropUnacceptedSnapshot()
+	g.dropUnacceptedSnapshots()
 	h.expireReads(g, ticks)
 	if h.maybeIssueReads(g) {
 		// The new round's messages.
@@ -575,13 +634,26 @@ func (h *Host) processGroup(g *group) {
 		if _, _, _, ok := h.leaderQuiescable(g); !ok && g.rn.BasicStatus().RaftState == raft.StateLeader {
 			h.unquiesce(g)
 		}
-	case in.quiesceBeat != nil && !busy:
-		h.maybeQuiesceFollower(g, in.quiesceBeat)
+	case g.quiesceBeat != nil && !busy:
+		if h.maybeQuiesceFollower(g, g.quiesceBeat) {
+			g.quiesceBeat = nil
+		}
 	case ticks > 0 && !busy && !h.disableQuiescence():
 		h.maybeQuiesceLeader(g)
 	}
 	g.publishStatus()
 	h.metrics.observeProcessing(time.Since(start))
+}
+
+// step feeds one message to raft (worker). Errors from raft are for
+// messages it ignores (stale, from unknown peers); the error returned is a
+// failure to take in a snapshot the log writer made durable.
+func (h *Host) step(g *group, m *pb.Message) error {
+	_ = g.rn.Step(m)
+	if m.GetType() == pb.MsgStorageAppendResp && m.GetSnapshot() != nil {
+		return h.snapshotApplied(g, m.GetSnapshot())
+	}
+	return nil
 }
 
 // propose hands p to raft, or resolves it if it cannot be proposed.
@@ -619,11 +691,11 @@ func (h *Host) handleReady(g *group) error {
 				g.notePendingIndexes(m.GetEntries())
 				var ps *pendingSnapshot
 				if snap := m.GetSnapshot(); snap != nil {
-					ps = g.pendingSnap
-					if ps == nil || ps.msg.GetSnapshot().GetMetadata().GetIndex() != snap.GetMetadata().GetIndex() {
-						return fmt.Errorf("raft accepted a snapshot at %d with no data staged for it", snap.GetMetadata().GetIndex())
+					idx := snap.GetMetadata().GetIndex()
+					if ps = g.stagedSnaps[idx]; ps == nil {
+						return fmt.Errorf("raft accepted a snapshot at %d with no data staged for it", idx)
 					}
-					g.pendingSnap = nil
+					delete(g.stagedSnaps, idx)
 				}
 				g.appendsInFlight.Add(1)
 				h.logWriter.enqueue(g, m, ps)
@@ -648,9 +720,16 @@ func (h *Host) handleReady(g *group) error {
 	}
 	if len(g.proposing) > 0 {
 		// Every proposal raft accepted is in the unstable log and so in a
-		// MsgStorageAppend of the Ready that followed it.
+		// MsgStorageAppend of the Ready that followed it, carrying its ID;
+		// raft refuses a membership change while another is pending by
+		// appending an empty entry instead, so a change not seen was
+		// refused and will never be applied.
 		for id, p := range g.proposing {
-			p.resolve(Result{}, ambiguous(errors.New("multiraft: proposal's entry not seen in the log")))
+			if p.cc != nil {
+				p.resolve(Result{}, notApplied(fmt.Errorf("%w: another membership change is pending", ErrProposalDropped)))
+			} else {
+				p.resolve(Result{}, ambiguous(errors.New("multiraft: proposal's entry not seen in the log")))
+			}
 			delete(g.proposing, id)
 		}
 	}
@@ -735,8 +814,8 @@ func (h *Host) apply(g *group, ents []*pb.Entry) (destroyed bool, _ error) {
 			continue
 		}
 		cc := c.ConfChange
-		if results[i].Err != nil {
-			cc = &pb.ConfChangeV2{}
+		if results[i].Err != nil && !cc.LeaveJoint() {
+			cc = rejectedConfChange(cc)
 		}
 		cs = g.rn.ApplyConfChange(cc)
 	}
@@ -781,6 +860,18 @@ func (h *Host) apply(g *group, ents []*pb.Entry) (destroyed bool, _ error) {
 		}
 	}
 	return false, nil
+}
+
+// rejectedConfChange is what raft must apply for a change the state machine
+// rejected: the same change with every replica ID zeroed, which raft skips
+// (an empty ConfChangeV2 would mean "leave the joint configuration"). A
+// LeaveJoint cannot be rejected: it only finishes a change already made.
+func rejectedConfChange(cc *pb.ConfChangeV2) *pb.ConfChangeV2 {
+	r := proto.Clone(cc).(*pb.ConfChangeV2)
+	for _, c := range r.Changes {
+		c.NodeId = new(uint64(0))
+	}
+	return r
 }
 
 func decodeConfChange(e *pb.Entry) (*pb.ConfChangeV2, error) {
@@ -1020,10 +1111,13 @@ func (h *Host) Stop() {
 		h.outboxMu.Unlock()
 		close(h.stopper)
 		h.wg.Wait()
-		h.snapWG.Wait()
+		// Workers first: a worker part-way through a pass may still start a
+		// snapshot sender.
 		h.sched.stop()
+		h.snapWG.Wait()
 		h.logWriter.stop()
 		h.closeGroups()
+		h.metrics.unregister()
 	})
 }
 
@@ -1032,13 +1126,9 @@ func (h *Host) Stop() {
 func (h *Host) closeGroups() {
 	h.groupsMu.Lock()
 	defer h.groupsMu.Unlock()
+	h.groupsClosed = true
 	for id, g := range h.groups {
-		g.inboxMu.Lock()
-		for _, p := range g.inbox.proposals {
-			p.resolve(Result{}, notApplied(ErrStopped))
-		}
-		g.inbox.proposals = nil
-		g.inboxMu.Unlock()
+		g.closeInbox(ErrStopped)
 		for _, p := range g.proposing {
 			p.resolve(Result{}, ambiguous(ErrStopped))
 		}
@@ -1046,18 +1136,7 @@ func (h *Host) closeGroups() {
 			p.resolve(Result{}, ambiguous(ErrStopped))
 		}
 		g.failReads(ErrStopped)
-		if ps := g.pendingSnap; ps != nil {
-			ps.ing.Abort()
-			ps.done <- ErrStopped
-			g.pendingSnap = nil
-		}
-		g.inboxMu.Lock()
-		for _, ps := range g.inbox.snapshots {
-			ps.ing.Abort()
-			ps.done <- ErrStopped
-		}
-		g.inbox.snapshots = nil
-		g.inboxMu.Unlock()
+		g.dropUnacceptedSnapshots()
 		g.inboxMu.Lock()
 		for _, r := range g.inbox.reads {
 			r.resolve(0, ErrStopped)

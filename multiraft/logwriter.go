@@ -126,6 +126,12 @@ func (w *logWriter) run() {
 			continue
 		}
 		if err := w.write(reqs); err != nil {
+			for i := range reqs {
+				if r := &reqs[i]; r.snap != nil && !r.skipped {
+					r.snap.ing.Abort()
+					r.snap.done <- err
+				}
+			}
 			w.h.fail(fmt.Errorf("log writer: %w", err))
 			return
 		}
@@ -197,7 +203,7 @@ func (w *logWriter) write(reqs []logReq) error {
 	}
 	for i := range reqs {
 		if r := &reqs[i]; r.kind == reqDestroy {
-			if err := writeDestroy(w.h.eng, r.g, r.spans); err != nil {
+			if err := writeDestroy(w.h.eng, r.g.id, r.g.replicaID, r.spans); err != nil {
 				return fmt.Errorf("group %d: destroying replica: %w", r.g.id, err)
 			}
 			r.g.storage.Close()
@@ -224,7 +230,8 @@ func (w *logWriter) deliver(reqs []logReq) {
 		local := false
 		for _, resp := range r.m.GetResponses() {
 			if ReplicaID(resp.GetTo()) == r.g.replicaID {
-				r.g.addMessages(resp)
+				// Raft's own bookkeeping: it does not wake a quiescent group.
+				r.g.addQuiet(resp)
 				local = true
 			} else {
 				w.h.send(r.g, resp)

@@ -59,12 +59,14 @@ func (h *Host) groupFor(id GroupID, to ReplicaID) (*group, error) {
 	if id == 0 || !to.Valid() || to.Node() != h.cfg.NodeID {
 		return nil, fmt.Errorf("multiraft: no replica %v of group %d on node %d", to, id, h.cfg.NodeID)
 	}
-	h.groupsMu.Lock()
-	defer h.groupsMu.Unlock()
+	// Creation does I/O and calls the state machine factory: it is
+	// serialized by createMu, not groupsMu, so other groups' traffic flows.
+	h.createMu.Lock()
+	defer h.createMu.Unlock()
 	if h.stopped.Load() {
 		return nil, ErrStopped
 	}
-	if g := h.groups[id]; g != nil { // created meanwhile
+	if g := h.group(id); g != nil { // created meanwhile
 		if g.replicaID != to {
 			return nil, fmt.Errorf("%w: group %d holds %v, message for %v", ErrReplicaMismatch, id, g.replicaID, to)
 		}
@@ -89,10 +91,9 @@ func (h *Host) groupFor(id GroupID, to ReplicaID) (*group, error) {
 	if err != nil {
 		return nil, err
 	}
-	h.groups[id] = g
-	h.activeMu.Lock()
-	h.active[id] = g
-	h.activeMu.Unlock()
+	if err := h.insertGroup(g); err != nil {
+		return nil, err
+	}
 	h.metrics.replicasCreated.Inc()
 	return g, nil
 }
@@ -138,16 +139,18 @@ func (h *Host) destroyGroup(g *group) {
 	h.activeMu.Lock()
 	delete(h.active, g.id)
 	h.activeMu.Unlock()
-	g.failPending(ambiguous(fmt.Errorf("%w: replica removed", ErrGroupNotFound)))
-	g.failReads(fmt.Errorf("%w: replica removed", ErrGroupNotFound))
-	g.dropUnacceptedSnapshot()
+	removed := fmt.Errorf("%w: replica removed", ErrGroupNotFound)
+	g.closeInbox(removed)
+	g.failPending(ambiguous(removed))
+	g.failReads(removed)
+	g.dropUnacceptedSnapshots()
 	h.logWriter.enqueueDestroy(g, g.sm.Spans())
 	h.metrics.replicasDestroyed.Inc()
 	h.logger.Info("replica removed from its group", "group", g.id, "replica", g.replicaID)
 }
 
-// failPending resolves every proposal of the group with err (and the ones
-// still queued as not applied).
+// failPending resolves every proposal the group handed to raft with err
+// (closeInbox handles the queued ones).
 func (g *group) failPending(err error) {
 	for id, p := range g.proposing {
 		p.resolve(Result{}, err)
@@ -157,20 +160,14 @@ func (g *group) failPending(err error) {
 		p.resolve(Result{}, err)
 		delete(g.pendingByIndex, idx)
 	}
-	g.inboxMu.Lock()
-	for _, p := range g.inbox.proposals {
-		p.resolve(Result{}, notApplied(ErrGroupNotFound))
-	}
-	g.inbox.proposals = nil
-	g.inboxMu.Unlock()
 }
 
 // writeDestroy deletes a destroyed replica's data and writes its tombstone
-// (log writer).
-func writeDestroy(eng *engine.Engine, g *group, spans []engine.Span) error {
+// (log writer, or load).
+func writeDestroy(eng *engine.Engine, id GroupID, replica ReplicaID, spans []engine.Span) error {
 	b := eng.NewBatch()
 	defer b.Close()
-	if err := b.DeleteRange(engine.RangeSpan(g.id)); err != nil {
+	if err := b.DeleteRange(engine.RangeSpan(id)); err != nil {
 		return err
 	}
 	for _, s := range spans {
@@ -178,11 +175,32 @@ func writeDestroy(eng *engine.Engine, g *group, spans []engine.Span) error {
 			return err
 		}
 	}
-	next := binary.BigEndian.AppendUint64(nil, uint64(g.replicaID)+1)
-	if err := b.Set(engine.RangeTombstoneKey(g.id), next); err != nil {
+	next := binary.BigEndian.AppendUint64(nil, uint64(replica)+1)
+	if err := b.Set(engine.RangeTombstoneKey(id), next); err != nil {
 		return err
 	}
 	return b.Commit(true)
+}
+
+// destroyIfRemoved destroys, when a group is loaded, a replica whose applied
+// configuration no longer holds it: the host stopped after the removal was
+// applied and before the log writer deleted the replica. It reports whether
+// it did.
+func (h *Host) destroyIfRemoved(id GroupID, replica ReplicaID) (bool, error) {
+	a, err := loadAppliedState(h.eng, id)
+	if err != nil {
+		return false, err
+	}
+	cs := a.confState
+	if len(cs.GetVoters())+len(cs.GetLearners())+len(cs.GetVotersOutgoing()) == 0 || inConfig(cs, replica) {
+		return false, nil // uninitialized, or a member
+	}
+	sm, err := h.cfg.NewStateMachine(id)
+	if err != nil {
+		return false, err
+	}
+	h.logger.Info("destroying a replica removed before the host stopped", "group", id, "replica", replica)
+	return true, writeDestroy(h.eng, id, replica, sm.Spans())
 }
 
 // TransferLeadership asks the group's leader, on this host, to hand

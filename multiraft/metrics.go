@@ -36,6 +36,9 @@ import (
 //	flotilla_raft_messages_sent_total{type=...}   raft messages sent, by type
 //	flotilla_raft_messages_received_total{type=...}
 type hostMetrics struct {
+	set    *metrics.Set
+	gauges []string
+
 	queueLatency        *metrics.PrometheusHistogram
 	readyLatency        *metrics.PrometheusHistogram
 	logWriteLatency     *metrics.PrometheusHistogram
@@ -65,24 +68,24 @@ func newHostMetrics(set *metrics.Set, h *Host) *hostMetrics {
 		set = metrics.NewSet()
 	}
 	m := &hostMetrics{
-		queueLatency:        set.NewPrometheusHistogram("flotilla_raft_scheduler_queue_seconds"),
-		readyLatency:        set.NewPrometheusHistogram("flotilla_raft_ready_seconds"),
-		logWriteLatency:     set.NewPrometheusHistogram("flotilla_raft_log_write_seconds"),
-		logWriteGroups:      set.NewPrometheusHistogramExt("flotilla_raft_log_write_groups", groupCountBuckets),
-		logWrites:           set.NewCounter("flotilla_raft_log_writes_total"),
-		entriesApplied:      set.NewCounter("flotilla_raft_entries_applied_total"),
-		batchesSent:         set.NewCounter("flotilla_raft_message_batches_sent_total"),
-		heartbeatsCoalesced: set.NewCounter("flotilla_raft_heartbeats_coalesced_total"),
-		readRounds:          set.NewCounter("flotilla_raft_read_index_rounds_total"),
-		snapshotsSent:       set.NewCounter("flotilla_raft_snapshots_sent_total"),
-		snapshotsFailed:     set.NewCounter("flotilla_raft_snapshots_failed_total"),
-		snapshotsApplied:    set.NewCounter("flotilla_raft_snapshots_applied_total"),
-		replicasCreated:     set.NewCounter("flotilla_raft_replicas_created_total"),
-		replicasDestroyed:   set.NewCounter("flotilla_raft_replicas_destroyed_total"),
-		truncationsProposed: set.NewCounter("flotilla_raft_log_truncations_total"),
-		ticks:               set.NewCounter("flotilla_raft_group_ticks_total"),
-		batchesReceived:     set.NewCounter("flotilla_raft_message_batches_received_total"),
-		messagesDropped:     set.NewCounter("flotilla_raft_messages_dropped_total"),
+		queueLatency:        set.GetOrCreatePrometheusHistogram("flotilla_raft_scheduler_queue_seconds"),
+		readyLatency:        set.GetOrCreatePrometheusHistogram("flotilla_raft_ready_seconds"),
+		logWriteLatency:     set.GetOrCreatePrometheusHistogram("flotilla_raft_log_write_seconds"),
+		logWriteGroups:      set.GetOrCreatePrometheusHistogramExt("flotilla_raft_log_write_groups", groupCountBuckets),
+		logWrites:           set.GetOrCreateCounter("flotilla_raft_log_writes_total"),
+		entriesApplied:      set.GetOrCreateCounter("flotilla_raft_entries_applied_total"),
+		batchesSent:         set.GetOrCreateCounter("flotilla_raft_message_batches_sent_total"),
+		heartbeatsCoalesced: set.GetOrCreateCounter("flotilla_raft_heartbeats_coalesced_total"),
+		readRounds:          set.GetOrCreateCounter("flotilla_raft_read_index_rounds_total"),
+		snapshotsSent:       set.GetOrCreateCounter("flotilla_raft_snapshots_sent_total"),
+		snapshotsFailed:     set.GetOrCreateCounter("flotilla_raft_snapshots_failed_total"),
+		snapshotsApplied:    set.GetOrCreateCounter("flotilla_raft_snapshots_applied_total"),
+		replicasCreated:     set.GetOrCreateCounter("flotilla_raft_replicas_created_total"),
+		replicasDestroyed:   set.GetOrCreateCounter("flotilla_raft_replicas_destroyed_total"),
+		truncationsProposed: set.GetOrCreateCounter("flotilla_raft_log_truncations_total"),
+		ticks:               set.GetOrCreateCounter("flotilla_raft_group_ticks_total"),
+		batchesReceived:     set.GetOrCreateCounter("flotilla_raft_message_batches_received_total"),
+		messagesDropped:     set.GetOrCreateCounter("flotilla_raft_messages_dropped_total"),
 	}
 	for t := range pb.MessageType_name {
 		typ := pb.MessageType(t)
@@ -90,20 +93,36 @@ func newHostMetrics(set *metrics.Set, h *Host) *hostMetrics {
 			m.sentByType = append(m.sentByType, nil)
 			m.receivedByType = append(m.receivedByType, nil)
 		}
-		m.sentByType[t] = set.NewCounter(fmt.Sprintf(`flotilla_raft_messages_sent_total{type=%q}`, typ.String()))
-		m.receivedByType[t] = set.NewCounter(fmt.Sprintf(`flotilla_raft_messages_received_total{type=%q}`, typ.String()))
+		m.sentByType[t] = set.GetOrCreateCounter(fmt.Sprintf(`flotilla_raft_messages_sent_total{type=%q}`, typ.String()))
+		m.receivedByType[t] = set.GetOrCreateCounter(fmt.Sprintf(`flotilla_raft_messages_received_total{type=%q}`, typ.String()))
 	}
-	set.NewGauge("flotilla_raft_unquiesced_groups", func() float64 {
+	// Gauges read the host; a host restarted on the same set replaces them
+	// (and Stop removes them, so a stopped host is not kept alive).
+	m.set = set
+	m.gauge("flotilla_raft_unquiesced_groups", func() float64 {
 		h.activeMu.Lock()
 		defer h.activeMu.Unlock()
 		return float64(len(h.active))
 	})
-	set.NewGauge("flotilla_raft_groups", func() float64 {
+	m.gauge("flotilla_raft_groups", func() float64 {
 		h.groupsMu.RLock()
 		defer h.groupsMu.RUnlock()
 		return float64(len(h.groups))
 	})
 	return m
+}
+
+func (m *hostMetrics) gauge(name string, f func() float64) {
+	m.set.UnregisterMetric(name)
+	m.set.NewGauge(name, f)
+	m.gauges = append(m.gauges, name)
+}
+
+// unregister removes the metrics that refer to the host.
+func (m *hostMetrics) unregister() {
+	for _, name := range m.gauges {
+		m.set.UnregisterMetric(name)
+	}
 }
 
 func (m *hostMetrics) observeQueueLatency(d time.Duration) { m.queueLatency.Update(d.Seconds()) }
@@ -116,13 +135,13 @@ func (m *hostMetrics) observeLogWrite(groups int, d time.Duration) {
 }
 
 func (m *hostMetrics) countSent(t pb.MessageType) {
-	if int(t) < len(m.sentByType) && m.sentByType[t] != nil {
+	if t >= 0 && int(t) < len(m.sentByType) && m.sentByType[t] != nil {
 		m.sentByType[t].Inc()
 	}
 }
 
 func (m *hostMetrics) countReceived(t pb.MessageType) {
-	if int(t) < len(m.receivedByType) && m.receivedByType[t] != nil {
+	if t >= 0 && int(t) < len(m.receivedByType) && m.receivedByType[t] != nil {
 		m.receivedByType[t].Inc()
 	}
 }

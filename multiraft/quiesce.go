@@ -75,20 +75,23 @@ func (h *Host) maybeQuiesceLeader(g *group) {
 }
 
 // maybeQuiesceFollower quiesces a follower that received a quiesce beat, if
-// it agrees with the leader.
-func (h *Host) maybeQuiesceFollower(g *group, beat *pb.Message) {
+// it agrees with the leader, and reports whether it did. A follower whose
+// commit index the beat just advanced has a HardState write in flight; it
+// keeps the beat and tries again when that lands.
+func (h *Host) maybeQuiesceFollower(g *group, beat *pb.Message) bool {
 	if g.busy() {
-		return
+		return false
 	}
 	st := g.rn.BasicStatus()
 	if st.RaftState != raft.StateFollower || st.Lead != beat.GetFrom() || st.GetTerm() != beat.GetTerm() ||
 		st.GetCommit() != beat.GetCommit() || st.Applied != st.GetCommit() {
-		return
+		return false
 	}
 	if last, err := g.storage.LastIndex(); err != nil || last != st.GetCommit() {
-		return
+		return false
 	}
 	h.quiesce(g)
+	return true
 }
 
 // busy reports whether the group has work of its own in flight: proposals,

@@ -12,7 +12,9 @@ import (
 
 	"github.com/flotilladb/flotilla/engine"
 	"go.etcd.io/raft/v3"
+	"go.etcd.io/raft/v3/confchange"
 	pb "go.etcd.io/raft/v3/raftpb"
+	"go.etcd.io/raft/v3/tracker"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
@@ -100,10 +102,11 @@ func UnmarshalSnapshotHeader(data []byte) (*SnapshotHeader, error) {
 	return h, nil
 }
 
-// validate checks a received header: a MsgSnap for a replica on this node,
-// spans that start with the group's replicated state and otherwise stay in
-// the user keyspace (a snapshot must never overwrite another group's raft
-// state).
+// validate checks a received header: a MsgSnap from a replica to a replica
+// on this node, a configuration raft can restore that holds the recipient,
+// and spans that start with the group's replicated state and otherwise stay
+// in the user keyspace (a snapshot must never overwrite another group's raft
+// state; the worker then checks them against the state machine).
 func (h *SnapshotHeader) validate(self NodeID) error {
 	m := h.Message
 	switch {
@@ -111,10 +114,19 @@ func (h *SnapshotHeader) validate(self NodeID) error {
 		return fmt.Errorf("%w: no group or message", ErrBadSnapshot)
 	case m.GetType() != pb.MsgSnap || m.GetSnapshot().GetMetadata().GetIndex() == 0:
 		return fmt.Errorf("%w: not a MsgSnap with an index", ErrBadSnapshot)
-	case ReplicaID(m.GetTo()).Node() != self || !ReplicaID(m.GetTo()).Valid():
-		return fmt.Errorf("%w: addressed to replica %v, not on node %d", ErrBadSnapshot, ReplicaID(m.GetTo()), self)
+	case ReplicaID(m.GetTo()).Node() != self || !ReplicaID(m.GetTo()).Valid() || !ReplicaID(m.GetFrom()).Valid():
+		return fmt.Errorf("%w: from %v to %v, not to node %d", ErrBadSnapshot, ReplicaID(m.GetFrom()), ReplicaID(m.GetTo()), self)
 	case len(h.Spans) == 0:
 		return fmt.Errorf("%w: no spans", ErrBadSnapshot)
+	}
+	meta := m.GetSnapshot().GetMetadata()
+	cs := pb.EnsureConfState(proto.Clone(meta.GetConfState()).(*pb.ConfState))
+	chg := confchange.Changer{Tracker: tracker.MakeProgressTracker(1, 0), LastIndex: meta.GetIndex()}
+	if _, _, err := confchange.Restore(chg, cs); err != nil {
+		return fmt.Errorf("%w: configuration %v: %v", ErrBadSnapshot, cs, err)
+	}
+	if !inConfig(cs, ReplicaID(m.GetTo())) {
+		return fmt.Errorf("%w: recipient %v not in its configuration", ErrBadSnapshot, ReplicaID(m.GetTo()))
 	}
 	repl := engine.RangeReplicatedSpan(h.Group)
 	if !bytes.Equal(h.Spans[0].Start, repl.Start) || !bytes.Equal(h.Spans[0].End, repl.End) {
@@ -193,9 +205,10 @@ type snapStatus struct {
 
 // pendingSnapshot is a received snapshot staged for its group's worker.
 type pendingSnapshot struct {
-	msg  *pb.Message
-	ing  *engine.Ingester
-	done chan error // receives the outcome once
+	msg   *pb.Message
+	spans []engine.Span
+	ing   *engine.Ingester
+	done  chan error // receives the outcome once
 }
 
 var errSnapshotRejected = errors.New("multiraft: raft did not accept the snapshot")
@@ -235,11 +248,11 @@ func (h *Host) HandleSnapshot(ctx context.Context, header *SnapshotHeader, next 
 			return fmt.Errorf("receiving snapshot of group %d: %w", header.Group, err)
 		}
 	}
-	ps := &pendingSnapshot{msg: m, ing: ing, done: make(chan error, 1)}
-	g.inboxMu.Lock()
-	g.inbox.snapshots = append(g.inbox.snapshots, ps)
-	g.inboxMu.Unlock()
-	h.sched.enqueue(g)
+	ps := &pendingSnapshot{msg: m, spans: header.Spans, ing: ing, done: make(chan error, 1)}
+	if err := h.toInbox(header.Group, func(g *group) { g.inbox.snapshots = append(g.inbox.snapshots, ps) }); err != nil {
+		ing.Abort()
+		return err
+	}
 	select {
 	case err := <-ps.done:
 		return err
@@ -250,24 +263,60 @@ func (h *Host) HandleSnapshot(ctx context.Context, header *SnapshotHeader, next 
 	}
 }
 
-// offerSnapshot steps a received snapshot into raft on the worker. If raft
-// accepts it, the MsgStorageAppend that follows carries it, and the log
-// writer ingests the staged data (see handleReady); otherwise it is dropped
-// after this pass (see dropUnacceptedSnapshot).
+// offerSnapshot steps a received snapshot into raft on the worker, once its
+// spans are checked against the state machine. If raft accepts it, the
+// MsgStorageAppend that follows carries it and the log writer ingests the
+// staged data (see handleReady); snapshots raft did not take are dropped
+// at the end of the pass (dropUnacceptedSnapshots).
 func (h *Host) offerSnapshot(g *group, ps *pendingSnapshot) {
-	if g.pendingSnap != nil {
-		g.pendingSnap.ing.Abort()
-		g.pendingSnap.done <- errors.New("multiraft: superseded by a newer snapshot")
+	if err := g.checkSnapshotSpans(ps.spans); err != nil {
+		ps.ing.Abort()
+		ps.done <- err
+		return
 	}
-	g.pendingSnap = ps
+	idx := ps.msg.GetSnapshot().GetMetadata().GetIndex()
+	if old := g.stagedSnaps[idx]; old != nil {
+		old.ing.Abort()
+		old.done <- errors.New("multiraft: superseded by another snapshot at the same index")
+	}
+	g.stagedSnaps[idx] = ps
 	_ = g.rn.Step(ps.msg)
 }
 
-func (g *group) dropUnacceptedSnapshot() {
-	if ps := g.pendingSnap; ps != nil {
-		g.pendingSnap = nil
+// checkSnapshotSpans checks that a snapshot covers exactly the group's
+// replicated state and its state machine's spans (or what a
+// SnapshotSpanChecker state machine accepts), so that it can neither clear
+// data the group does not own nor leave stale data of its own behind.
+func (g *group) checkSnapshotSpans(spans []engine.Span) error {
+	if c, ok := g.sm.(SnapshotSpanChecker); ok {
+		return c.CheckSnapshotSpans(spans[1:])
+	}
+	want := append([]engine.Span(nil), g.sm.Spans()...)
+	slices.SortFunc(want, func(x, y engine.Span) int { return bytes.Compare(x.Start, y.Start) })
+	if len(want) != len(spans)-1 {
+		return fmt.Errorf("%w: %d data spans, the state machine has %d", ErrBadSnapshot, len(spans)-1, len(want))
+	}
+	for i, w := range want {
+		if s := spans[i+1]; !bytes.Equal(s.Start, w.Start) || !bytes.Equal(s.End, w.End) {
+			return fmt.Errorf("%w: span %s, the state machine's is %s", ErrBadSnapshot, s, w)
+		}
+	}
+	return nil
+}
+
+// SnapshotSpanChecker is implemented by state machines whose spans a
+// snapshot may change (a range learns its bounds from the snapshot): it
+// decides whether a snapshot's data spans are acceptable, on the worker.
+type SnapshotSpanChecker interface {
+	CheckSnapshotSpans(spans []engine.Span) error
+}
+
+// dropUnacceptedSnapshots drops the staged snapshots raft did not take.
+func (g *group) dropUnacceptedSnapshots() {
+	for idx, ps := range g.stagedSnaps {
 		ps.ing.Abort()
 		ps.done <- errSnapshotRejected
+		delete(g.stagedSnaps, idx)
 	}
 }
 
@@ -306,12 +355,20 @@ type SnapshotRestorer interface {
 
 // completeSnapshot finishes, when a group is loaded, a snapshot whose data
 // was ingested but whose raft log state was not yet written when the host
-// stopped: the applied state (ingested with the data) is then beyond the
-// log. It writes what the log writer would have.
+// stopped: the applied state (ingested with the data) then names an entry
+// the log does not hold — beyond its end, or at an index where the log has
+// another term (the log of a deposed leader, say). It writes what the log
+// writer would have: the log restarts after the snapshot.
 func completeSnapshot(eng *engine.Engine, st *engine.RaftStorage, a appliedState) error {
 	last, err := st.LastIndex()
-	if err != nil || a.index <= last {
+	if err != nil {
 		return err
+	}
+	if a.index <= last {
+		term, err := st.Term(a.index)
+		if errors.Is(err, raft.ErrCompacted) || err == nil && term == a.term {
+			return nil // the log holds the applied entry (or truncated past it)
+		}
 	}
 	hs, _, err := st.InitialState()
 	if err != nil {

@@ -45,11 +45,12 @@ func decodeInternal(data []byte) (truncateTo uint64, ok bool) {
 // maybeTruncateLog proposes a truncation if the leader's log is long enough
 // (worker, on ticks).
 func (h *Host) maybeTruncateLog(g *group) {
-	if g.truncationPending {
-		return
-	}
 	st := g.rn.BasicStatus()
-	if st.RaftState != raft.StateLeader {
+	if g.truncationPending && g.truncationTerm != st.GetTerm() {
+		// Proposed in another term: its entry may have been overwritten.
+		g.truncationPending = false
+	}
+	if g.truncationPending || st.RaftState != raft.StateLeader {
 		return
 	}
 	first, err := g.storage.FirstIndex()
@@ -81,7 +82,7 @@ func (h *Host) maybeTruncateLog(g *group) {
 		return
 	}
 	if err := g.rn.Propose(encodeTruncate(index)); err == nil {
-		g.truncationPending = true
+		g.truncationPending, g.truncationTerm = true, st.GetTerm()
 		h.metrics.truncationsProposed.Inc()
 	}
 }

@@ -1,0 +1,84 @@
+// Copyright 2026 The Flotilla Authors. All rights reserved.
+
+package multiraft
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/flotilladb/flotilla/engine"
+	pb "go.etcd.io/raft/v3/raftpb"
+)
+
+type nopTransport struct{}
+
+func (nopTransport) Send(*MessageBatch) error { return nil }
+func (nopTransport) SendSnapshot(context.Context, NodeID, *SnapshotHeader, func(func([]byte) error) error) error {
+	return errors.New("no snapshots here")
+}
+
+// spanSM owns one user span and applies nothing of interest.
+type spanSM struct{ span engine.Span }
+
+func (s spanSM) Apply(_ *engine.Batch, cmds []Command) ([]Result, error) {
+	return make([]Result, len(cmds)), nil
+}
+func (s spanSM) Spans() []engine.Span { return []engine.Span{s.span} }
+
+// TestDestroyRemovedAtLoad: a replica whose removal was applied but whose
+// destruction never ran (the host stopped in between) is destroyed when the
+// host loads it: no zombie, data gone, tombstone written.
+func TestDestroyRemovedAtLoad(t *testing.T) {
+	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	eng, err := engine.Open(engine.Options{Dir: "store", FS: vfs.NewMem(), CacheSize: 1 << 20, MemTableSize: 1 << 20, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	span, _ := engine.UserSpan([]byte("g7/"), []byte("g7/\xff"))
+	cfg := Config{
+		NodeID: 1, Engine: eng, Transport: nopTransport{}, Logger: quiet,
+		NewStateMachine: func(GroupID) (StateMachine, error) { return spanSM{span}, nil },
+		Testing:         &TestingKnobs{DisableTicker: true},
+	}
+	h, err := NewHost(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, other := MakeReplicaID(1, 1), MakeReplicaID(2, 1)
+	if err := h.Bootstrap(7, []Replica{{ID: self}, {ID: other}}); err != nil {
+		t.Fatal(err)
+	}
+	h.Stop()
+	// The removal was applied (and the state machine wrote data before).
+	b := eng.NewBatch()
+	key, _ := engine.UserKey([]byte("g7/data"))
+	_ = b.Set(key, []byte("v"))
+	_ = writeAppliedState(b, 7, appliedState{index: 20, term: 5, confState: &pb.ConfState{Voters: []uint64{uint64(other)}}})
+	if err := b.Commit(true); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+
+	h, err = NewHost(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Stop()
+	if _, ok := h.Status(7); ok {
+		t.Fatal("removed replica loaded")
+	}
+	if next, err := loadTombstone(eng, 7); err != nil || next != self+1 {
+		t.Fatalf("tombstone %v, %v; want %v", next, err, self+1)
+	}
+	if _, err := eng.Get(key); !errors.Is(err, engine.ErrNotFound) {
+		t.Fatalf("removed replica's data survived: %v", err)
+	}
+	if _, err := h.groupFor(7, self); !errors.Is(err, ErrReplicaTombstoned) {
+		t.Fatalf("old replica recreated: %v", err)
+	}
+}
