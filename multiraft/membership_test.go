@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -225,49 +226,67 @@ func TestUninitializedReplica(t *testing.T) {
 	}
 }
 
-// TestSnapshotCrashAfterIngest: a host crashes after a snapshot's data was
-// ingested but before its raft state was written; on restart the replica is
-// consistent and catches up.
-func TestSnapshotCrashAfterIngest(t *testing.T) {
-	var (
-		mu    sync.Mutex
-		image vfs.FS
-		c     *testcluster.Cluster
-	)
-	c = testcluster.New(t, testcluster.Options{Nodes: 3, Seed: newSeed(t), Storage: testcluster.Crashable,
-		Configure: func(cfg *multiraft.Config) {
-			cfg.RaftLogTruncationThreshold, cfg.RaftLogMaxEntries = 20, 100
-			if cfg.NodeID == 3 {
-				cfg.Testing = &multiraft.TestingKnobs{AfterSnapshotIngest: func(multiraft.GroupID) {
-					mu.Lock()
-					defer mu.Unlock()
-					if image == nil {
-						image = c.CrashImage(3)
-					}
-				}}
-			}
-		}})
-	const g = 1
-	c.Bootstrap(g, 1, 2, 3)
-	leadFrom(t, c, g, 1)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	p := newProposer(c)
-	c.Stop(3)
-	truncatePast(t, ctx, c, p, g)
-	c.Restart(3)
+// ingestCrash takes a crash image of node the first time a snapshot's data
+// is ingested there while armed (the testing knob runs between the ingest
+// and the write of the snapshot's raft state), so a test can restart the
+// node from that moment.
+type ingestCrash struct {
+	node  multiraft.NodeID
+	c     *testcluster.Cluster
+	armed atomic.Bool
+	mu    sync.Mutex
+	image vfs.FS
+}
+
+// configure installs the knob on ic.node's host (use in Options.Configure).
+func (ic *ingestCrash) configure(cfg *multiraft.Config) {
+	if cfg.NodeID != ic.node {
+		return
+	}
+	cfg.Testing = &multiraft.TestingKnobs{AfterSnapshotIngest: func(multiraft.GroupID) {
+		if !ic.armed.Load() {
+			return
+		}
+		ic.mu.Lock()
+		defer ic.mu.Unlock()
+		if ic.image == nil {
+			ic.image = ic.c.CrashImage(ic.node)
+		}
+	}}
+}
+
+// restartFromImage waits for the image and restarts the node from it.
+func (ic *ingestCrash) restartFromImage(t *testing.T) {
+	t.Helper()
+	var image vfs.FS
 	testutil.SucceedsSoon(t, func() error {
-		mu.Lock()
-		defer mu.Unlock()
-		if image == nil {
+		ic.mu.Lock()
+		defer ic.mu.Unlock()
+		if image = ic.image; image == nil {
 			return errors.New("no snapshot ingested yet")
 		}
 		return nil
 	})
-	mu.Lock()
-	crashed := image
-	mu.Unlock()
-	c.RestartFrom(3, crashed)
+	ic.c.RestartFrom(ic.node, image)
+}
+
+// TestSnapshotCrashAfterIngest: a host crashes after a snapshot's data was
+// ingested but before its raft state was written; on restart the replica is
+// consistent and catches up.
+func TestSnapshotCrashAfterIngest(t *testing.T) {
+	ic := &ingestCrash{node: 3}
+	ic.armed.Store(true)
+	c, p, ctx := groupTest(t, testcluster.Options{Nodes: 3, Storage: testcluster.Crashable,
+		Configure: func(cfg *multiraft.Config) {
+			cfg.RaftLogTruncationThreshold, cfg.RaftLogMaxEntries = 20, 100
+			ic.configure(cfg)
+		}}, 1, 2, 3)
+	ic.c = c
+	const g = 1
+	c.Stop(3)
+	truncatePast(t, ctx, c, p, g)
+	c.Restart(3)
+	ic.restartFromImage(t)
 	if err := p.proposeUntilAcked(ctx, g, 5); err != nil {
 		t.Fatal(err)
 	}

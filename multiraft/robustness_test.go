@@ -9,11 +9,9 @@ import (
 	"fmt"
 	"io"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/flotilladb/flotilla/engine"
 	"github.com/flotilladb/flotilla/internal/testcluster"
 	"github.com/flotilladb/flotilla/internal/testutil"
@@ -44,34 +42,14 @@ func stillUp(t *testing.T, ctx context.Context, c *testcluster.Cluster, p *propo
 // crashes after the ingest: on restart the log is rebuilt from the snapshot
 // (its tail disagrees with it), and the replica converges.
 func TestSnapshotCrashDivergentTail(t *testing.T) {
-	var (
-		mu    sync.Mutex
-		image vfs.FS
-		armed atomic.Bool
-		c     *testcluster.Cluster
-	)
-	c = testcluster.New(t, testcluster.Options{Nodes: 3, Seed: newSeed(t), Storage: testcluster.Crashable,
+	ic := &ingestCrash{node: 1}
+	c, p, ctx := groupTest(t, testcluster.Options{Nodes: 3, Storage: testcluster.Crashable,
 		Configure: func(cfg *multiraft.Config) {
 			cfg.RaftLogTruncationThreshold, cfg.RaftLogMaxEntries = 20, 100
-			if cfg.NodeID == 1 {
-				cfg.Testing = &multiraft.TestingKnobs{AfterSnapshotIngest: func(multiraft.GroupID) {
-					if !armed.Load() {
-						return
-					}
-					mu.Lock()
-					defer mu.Unlock()
-					if image == nil {
-						image = c.CrashImage(1)
-					}
-				}}
-			}
-		}})
+			ic.configure(cfg)
+		}}, 1, 2, 3)
+	ic.c = c
 	const g = 1
-	c.Bootstrap(g, 1, 2, 3)
-	leadFrom(t, c, g, 1)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	p := newProposer(c)
 	if err := p.proposeUntilAcked(ctx, g, 5); err != nil {
 		t.Fatal(err)
 	}
@@ -111,20 +89,9 @@ func TestSnapshotCrashDivergentTail(t *testing.T) {
 		}
 		return nil
 	})
-	armed.Store(true)
+	ic.armed.Store(true)
 	c.Net.Heal()
-	testutil.SucceedsSoon(t, func() error {
-		mu.Lock()
-		defer mu.Unlock()
-		if image == nil {
-			return errors.New("no snapshot ingested yet")
-		}
-		return nil
-	})
-	mu.Lock()
-	crashed := image
-	mu.Unlock()
-	c.RestartFrom(1, crashed)
+	ic.restartFromImage(t)
 	if err := p.proposeUntilAcked(ctx, g, 5); err != nil {
 		t.Fatal(err)
 	}
