@@ -568,10 +568,15 @@ func (h *Host) processGroup(g *group) {
 
 	busy := len(msgs) > 0 || len(props) > 0 || len(in.reads) > 0 || len(unreachable) > 0 || campaign ||
 		len(in.snapshots) > 0 || len(in.snapStatus) > 0 || in.transferTo != 0
-	if g.quiesced && (busy || len(in.downNodes) > 0 && g.hasReplicaOn(in.downNodes)) {
+	peerDown := len(in.downNodes) > 0 && g.hasReplicaOn(in.downNodes)
+	if g.quiesced && (busy || peerDown) {
 		h.unquiesce(g)
 	}
 	switch {
+	case peerDown:
+		// A replica's node died: forget any quiesce beat, from it or not;
+		// the group must run until it is settled again.
+		g.quiesceBeat = nil
 	case in.quiesceBeat != nil:
 		g.quiesceBeat = in.quiesceBeat
 	case busy:

@@ -8,9 +8,11 @@ import (
 	"log/slog"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/flotilladb/flotilla/engine"
+	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
 )
 
@@ -81,4 +83,73 @@ func TestDestroyRemovedAtLoad(t *testing.T) {
 	if _, err := h.groupFor(7, self); !errors.Is(err, ErrReplicaTombstoned) {
 		t.Fatalf("old replica recreated: %v", err)
 	}
+}
+
+// TestNoQuiesceUnderDeadLeader: a follower must not stay quiet under a leader
+// whose node is down. Nothing would wake it a second time, and it could
+// never elect. The quiesce beat it keeps while a write lands must not put it
+// back to sleep once the leader's node is known down; and a delayed beat from
+// the dead node (which counts as hearing from it) only delays the wake until
+// the next liveness check.
+func TestNoQuiesceUnderDeadLeader(t *testing.T) {
+	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	eng, err := engine.Open(engine.Options{Dir: "store", FS: vfs.NewMem(), CacheSize: 1 << 20, MemTableSize: 1 << 20, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	span, _ := engine.UserSpan([]byte("g7/"), []byte("g7/\xff"))
+	h, err := NewHost(Config{
+		NodeID: 1, Engine: eng, Transport: nopTransport{}, Logger: quiet,
+		NewStateMachine: func(GroupID) (StateMachine, error) { return spanSM{span}, nil },
+		Testing:         &TestingKnobs{DisableTicker: true},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Stop()
+	self, leader := MakeReplicaID(1, 1), MakeReplicaID(2, 1)
+	if err := h.Bootstrap(7, []Replica{{ID: self}, {ID: leader}, {ID: MakeReplicaID(3, 1)}}); err != nil {
+		t.Fatal(err)
+	}
+	beatMsg := &Heartbeat{Group: 7, From: leader, To: self, Term: 6, Commit: 10, Quiesce: true}
+	beat := func() { h.HandleBatch(&MessageBatch{From: 2, To: 1, Heartbeats: []Heartbeat{*beatMsg}}) }
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	// The leader quiesces the follower (after its term change lands: the
+	// log writer reschedules the group even though raft expects no answer).
+	beat()
+	waitFor("the follower to go quiet", func() bool { return h.Unquiesced() == 0 })
+
+	// The guard: with the leader's node known down, the follower refuses to
+	// quiesce on that leader's beat. (Nothing else runs the group now: it is
+	// quiet, the ticker is off and no message is in flight.)
+	down := h.liveness.check(time.Now().Add(time.Hour))
+	if len(down) != 1 || down[0] != 2 {
+		t.Fatalf("nodes down: %v", down)
+	}
+	if h.maybeQuiesceFollower(h.group(7), beatMsg.message(pb.MsgHeartbeat)) {
+		t.Fatal("follower agreed to quiesce under a leader whose node is down")
+	}
+
+	// The flow: the follower wakes; a delayed beat from the dead node makes
+	// it look alive for a moment; ticking as the ticker does (with liveness
+	// checks), the follower ends up campaigning.
+	h.wakeGroupsOn(down)
+	waitFor("the follower to wake", func() bool { return h.Unquiesced() == 1 })
+	beat()
+	waitFor("the follower to campaign", func() bool {
+		h.Tick()
+		h.wakeGroupsOn(h.liveness.check(time.Now().Add(time.Hour)))
+		st, _ := h.Status(7)
+		return st.State != raft.StateFollower
+	})
 }

@@ -220,7 +220,7 @@ func (w *logWriter) deliver(reqs []logReq) {
 		if r.kind != reqAppend {
 			continue
 		}
-		r.g.appendsInFlight.Add(-1)
+		inFlight := r.g.appendsInFlight.Add(-1)
 		if r.skipped {
 			continue
 		}
@@ -237,7 +237,10 @@ func (w *logWriter) deliver(reqs []logReq) {
 				w.h.send(r.g, resp)
 			}
 		}
-		if local {
+		// Raft expects no answer to an append of the HardState alone, but the
+		// group's worker may be waiting for its last append to land (a
+		// follower holding a quiesce beat): let it run.
+		if local || inFlight == 0 {
 			touched = append(touched, r.g)
 		}
 	}

@@ -75,9 +75,10 @@ func (h *Host) maybeQuiesceLeader(g *group) {
 }
 
 // maybeQuiesceFollower quiesces a follower that received a quiesce beat, if
-// it agrees with the leader, and reports whether it did. A follower whose
-// commit index the beat just advanced has a HardState write in flight; it
-// keeps the beat and tries again when that lands.
+// it agrees with the leader and the leader's node is not down, and reports
+// whether it did. A follower whose commit index the beat just advanced has a
+// HardState write in flight; it keeps the beat and tries again when that
+// lands.
 func (h *Host) maybeQuiesceFollower(g *group, beat *pb.Message) bool {
 	if g.busy() {
 		return false
@@ -85,6 +86,11 @@ func (h *Host) maybeQuiesceFollower(g *group, beat *pb.Message) bool {
 	st := g.rn.BasicStatus()
 	if st.RaftState != raft.StateFollower || st.Lead != beat.GetFrom() || st.GetTerm() != beat.GetTerm() ||
 		st.GetCommit() != beat.GetCommit() || st.Applied != st.GetCommit() {
+		return false
+	}
+	// Never go quiet under a leader whose node is down: nothing would wake
+	// the group again (a node is reported down once), and it must elect.
+	if h.liveness.isDown(ReplicaID(st.Lead).Node()) {
 		return false
 	}
 	if last, err := g.storage.LastIndex(); err != nil || last != st.GetCommit() {
