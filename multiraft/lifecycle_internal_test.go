@@ -31,22 +31,30 @@ func (s spanSM) Apply(_ *engine.Batch, cmds []Command) ([]Result, error) {
 }
 func (s spanSM) Spans() []engine.Span { return []engine.Span{s.span} }
 
-// TestDestroyRemovedAtLoad: a replica whose removal was applied but whose
-// destruction never ran (the host stopped in between) is destroyed when the
-// host loads it: no zombie, data gone, tombstone written.
-func TestDestroyRemovedAtLoad(t *testing.T) {
+// testHostConfig opens an in-memory engine (closed when the test ends) and
+// returns it with the config of a host on node 1 over it: no network, no
+// ticker, state machines owning the span "g7/".
+func testHostConfig(t *testing.T) (*engine.Engine, Config) {
+	t.Helper()
 	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	eng, err := engine.Open(engine.Options{Dir: "store", FS: vfs.NewMem(), CacheSize: 1 << 20, MemTableSize: 1 << 20, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer eng.Close()
+	t.Cleanup(func() { _ = eng.Close() })
 	span, _ := engine.UserSpan([]byte("g7/"), []byte("g7/\xff"))
-	cfg := Config{
+	return eng, Config{
 		NodeID: 1, Engine: eng, Transport: nopTransport{}, Logger: quiet,
 		NewStateMachine: func(GroupID) (StateMachine, error) { return spanSM{span}, nil },
 		Testing:         &TestingKnobs{DisableTicker: true},
 	}
+}
+
+// TestDestroyRemovedAtLoad: a replica whose removal was applied but whose
+// destruction never ran (the host stopped in between) is destroyed when the
+// host loads it: no zombie, data gone, tombstone written.
+func TestDestroyRemovedAtLoad(t *testing.T) {
+	eng, cfg := testHostConfig(t)
 	h, err := NewHost(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -92,18 +100,8 @@ func TestDestroyRemovedAtLoad(t *testing.T) {
 // the dead node (which counts as hearing from it) only delays the wake until
 // the next liveness check.
 func TestNoQuiesceUnderDeadLeader(t *testing.T) {
-	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
-	eng, err := engine.Open(engine.Options{Dir: "store", FS: vfs.NewMem(), CacheSize: 1 << 20, MemTableSize: 1 << 20, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close()
-	span, _ := engine.UserSpan([]byte("g7/"), []byte("g7/\xff"))
-	h, err := NewHost(Config{
-		NodeID: 1, Engine: eng, Transport: nopTransport{}, Logger: quiet,
-		NewStateMachine: func(GroupID) (StateMachine, error) { return spanSM{span}, nil },
-		Testing:         &TestingKnobs{DisableTicker: true},
-	})
+	_, cfg := testHostConfig(t)
+	h, err := NewHost(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
