@@ -65,6 +65,8 @@ const (
 	confStateSuffix    = 'c' // raft ConfState as of the applied index
 	descriptorSuffix   = 'd' // RangeDescriptor
 	leaseSuffix        = 'e' // leader lease
+	statsSuffix        = 'm' // RangeStats: the range's key and byte counts
+	placementSuffix    = 'p' // the placement group's state (ClusterMeta)
 
 	// Unreplicated.
 	hardStateSuffix      = 'h' // raft HardState
@@ -162,6 +164,17 @@ func RangeDescriptorKey(rangeID RangeID) []byte {
 // RangeLeaseKey holds the range's leader lease.
 func RangeLeaseKey(rangeID RangeID) []byte {
 	return rangeStateKey(rangeID, replicatedInfix, leaseSuffix)
+}
+
+// RangeStatsKey holds the range's replicated statistics (keys and bytes).
+func RangeStatsKey(rangeID RangeID) []byte {
+	return rangeStateKey(rangeID, replicatedInfix, statsSuffix)
+}
+
+// PlacementStateKey holds the placement group's replicated state; rangeID is
+// the placement group's ID.
+func PlacementStateKey(rangeID RangeID) []byte {
+	return rangeStateKey(rangeID, replicatedInfix, placementSuffix)
 }
 
 // RaftHardStateKey holds the replica's raft HardState.
@@ -403,6 +416,8 @@ var suffixNames = map[[2]byte]string{
 	{replicatedInfix, confStateSuffix}:        "ConfState",
 	{replicatedInfix, descriptorSuffix}:       "RangeDescriptor",
 	{replicatedInfix, leaseSuffix}:            "Lease",
+	{replicatedInfix, statsSuffix}:            "RangeStats",
+	{replicatedInfix, placementSuffix}:        "PlacementState",
 	{unreplicatedInfix, hardStateSuffix}:      "HardState",
 	{unreplicatedInfix, replicaIDSuffix}:      "ReplicaID",
 	{unreplicatedInfix, snapshotMetaSuffix}:   "SnapshotMeta",

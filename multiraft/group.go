@@ -103,6 +103,12 @@ type group struct {
 		applied   atomic.Uint64
 		raftState atomic.Int32
 		lastIndex atomic.Uint64
+		// confState is the applied configuration; it is replaced, never
+		// modified.
+		confState atomic.Pointer[pb.ConfState]
+		// learnerMatch is, on a leader of a group with learners, each
+		// learner's matched log index; nil otherwise.
+		learnerMatch atomic.Pointer[map[ReplicaID]uint64]
 	}
 }
 
@@ -248,4 +254,16 @@ func (s *groupStorage) Snapshot() (*pb.Snapshot, error) {
 		Term:      new(a.term),
 		ConfState: proto.Clone(a.confState).(*pb.ConfState),
 	}}, nil
+}
+
+// ReadAppliedIndex returns the applied index of group id as recorded in r (an
+// engine or a snapshot of it), 0 if the group has none. A state machine
+// reading its data from the same snapshot sees exactly the state as of that
+// index.
+func ReadAppliedIndex(r engine.Reader, id GroupID) (uint64, error) {
+	a, err := loadAppliedState(r, id)
+	if err != nil {
+		return 0, err
+	}
+	return a.index, nil
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -15,6 +16,7 @@ import (
 	"github.com/flotilladb/flotilla/engine"
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
+	"go.etcd.io/raft/v3/tracker"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -220,6 +222,14 @@ func (h *Host) loadGroup(id GroupID, replicaID ReplicaID) (*group, error) {
 // own host); the group then elects a leader. replicas must include one on
 // this host.
 func (h *Host) Bootstrap(id GroupID, replicas []Replica) error {
+	return h.BootstrapWith(id, replicas, nil)
+}
+
+// BootstrapWith is Bootstrap, with the state machine's initial state written
+// by init into the batch that creates the group (so a crash leaves both or
+// neither). Everything init writes must lie in the group's replicated state
+// or the state machine's spans, so that snapshots carry it to new replicas.
+func (h *Host) BootstrapWith(id GroupID, replicas []Replica, init func(b *engine.Batch) error) error {
 	if h.stopped.Load() {
 		return ErrStopped
 	}
@@ -278,6 +288,9 @@ func (h *Host) Bootstrap(id GroupID, replicas []Replica) error {
 		writeAppliedState(b, id, applied),
 		writeReplicaID(b, id, self),
 	)
+	if err == nil && init != nil {
+		err = init(b)
+	}
 	if err == nil {
 		err = b.Commit(true)
 	}
@@ -375,6 +388,13 @@ type GroupStatus struct {
 	Applied   uint64
 	LastIndex uint64
 	State     raft.StateType
+	// Voters and Learners are the applied configuration (the incoming one
+	// while Joint).
+	Voters, Learners []ReplicaID
+	Joint            bool
+	// LearnerMatch is each learner's matched log index, known on the leader
+	// only.
+	LearnerMatch map[ReplicaID]uint64
 }
 
 // Status returns the status of the local replica of a group.
@@ -383,7 +403,7 @@ func (h *Host) Status(id GroupID) (GroupStatus, bool) {
 	if g == nil {
 		return GroupStatus{}, false
 	}
-	return GroupStatus{
+	st := GroupStatus{
 		Group:     id,
 		Replica:   g.replicaID,
 		Leader:    ReplicaID(g.status.leader.Load()),
@@ -392,7 +412,20 @@ func (h *Host) Status(id GroupID) (GroupStatus, bool) {
 		Applied:   g.status.applied.Load(),
 		LastIndex: g.status.lastIndex.Load(),
 		State:     raft.StateType(g.status.raftState.Load()),
-	}, true
+	}
+	if cs := g.status.confState.Load(); cs != nil {
+		for _, id := range cs.GetVoters() {
+			st.Voters = append(st.Voters, ReplicaID(id))
+		}
+		for _, id := range cs.GetLearners() {
+			st.Learners = append(st.Learners, ReplicaID(id))
+		}
+		st.Joint = len(cs.GetVotersOutgoing()) > 0
+	}
+	if m := g.status.learnerMatch.Load(); m != nil {
+		st.LearnerMatch = maps.Clone(*m)
+	}
+	return st, true
 }
 
 // Groups returns the IDs of the groups on this host.
@@ -904,6 +937,22 @@ func (g *group) publishStatus() {
 	g.status.raftState.Store(int32(st.RaftState))
 	if last, err := g.storage.LastIndex(); err == nil {
 		g.status.lastIndex.Store(last)
+	}
+	if g.status.confState.Load() != g.applied.confState {
+		g.status.confState.Store(g.applied.confState)
+	}
+	// Learners are rare and short-lived (a replica catching up before its
+	// promotion), so the map is built only while there are some.
+	if st.RaftState == raft.StateLeader && len(g.applied.confState.GetLearners()) > 0 {
+		m := make(map[ReplicaID]uint64, len(g.applied.confState.GetLearners()))
+		g.rn.WithProgress(func(id uint64, typ raft.ProgressType, pr tracker.Progress) {
+			if pr.IsLearner {
+				m[ReplicaID(id)] = pr.Match
+			}
+		})
+		g.status.learnerMatch.Store(&m)
+	} else if g.status.learnerMatch.Load() != nil {
+		g.status.learnerMatch.Store(nil)
 	}
 }
 

@@ -1,0 +1,24 @@
+// Copyright 2026 The Flotilla Authors. All rights reserved.
+
+package flotillapb
+
+import "fmt"
+
+// Error makes *Error an error, so that servers can return it as is and
+// rpc/ can carry it as a gRPC status detail.
+func (e *Error) Error() string {
+	if e == nil {
+		return "<nil>"
+	}
+	msg := e.GetMessage()
+	if msg == "" {
+		msg = fmt.Sprintf("%T", e.GetDetail())
+	}
+	switch e.GetOutcome() {
+	case Outcome_NOT_APPLIED:
+		return msg + " (not applied)"
+	case Outcome_UNKNOWN:
+		return msg + " (outcome unknown)"
+	}
+	return msg
+}
