@@ -14,11 +14,11 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 PROTOC_VERSION             := 3.21.12
 
 # The core packages run under the race detector and with invariant checks.
-CORE_PKGS  := ./engine/... ./multiraft/... ./shard/...
-OTHER_PKGS  = $(shell $(GO) list ./... | grep -v -E '/(engine|multiraft|shard)(/|$$)')
+CORE_PKGS  := ./engine/... ./multiraft/... ./shard/... ./rpc/...
+OTHER_PKGS  = $(shell $(GO) list ./... | grep -v -E '/(engine|multiraft|shard|rpc)(/|$$)')
 PROTO_FILES = $(wildcard rpc/flotillapb/*.proto)
 
-.PHONY: all build test testrace lint proto bench run clean help
+.PHONY: all build test testrace lint proto proto-check bench run clean help
 
 all: build
 
@@ -28,8 +28,9 @@ help:
 	@echo "make testrace  every package under the race detector"
 	@echo "make lint      go vet, gofmt check, staticcheck $(STATICCHECK_VERSION)"
 	@echo "make proto     regenerate rpc/flotillapb from its .proto files"
+	@echo "make proto-check  regenerate and fail if the committed code differs (CI)"
 	@echo "make bench     Go benchmarks (BENCH=regexp, COUNT=n, PKGS=packages)"
-	@echo "make run       run Flotilla locally"
+	@echo "make run       a local 3-node demo cluster (flotilla demo; RUN_ARGS=flags)"
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/flotilla ./cmd/flotilla
@@ -58,10 +59,16 @@ proto: $(TOOLS)/protoc-gen-go $(TOOLS)/protoc-gen-go-grpc
 	@if [ -z "$(PROTO_FILES)" ]; then echo "no .proto files in rpc/flotillapb yet: nothing to generate"; exit 0; fi; \
 	command -v protoc >/dev/null || { echo "protoc not found: apt-get install protobuf-compiler (pinned $(PROTOC_VERSION))"; exit 1; }; \
 	protoc --version | grep -q "$(PROTOC_VERSION)" || { echo "protoc $(PROTOC_VERSION) required, found $$(protoc --version)"; exit 1; }; \
-	PATH=$(abspath $(TOOLS)):$$PATH protoc -I rpc/flotillapb \
-		--go_out=rpc/flotillapb --go_opt=paths=source_relative \
-		--go-grpc_out=rpc/flotillapb --go-grpc_opt=paths=source_relative \
+	PATH=$(abspath $(TOOLS)):$$PATH protoc -I rpc \
+		--go_out=rpc --go_opt=paths=source_relative \
+		--go-grpc_out=rpc --go-grpc_opt=paths=source_relative \
 		$(PROTO_FILES)
+
+# proto-check regenerates the code and fails if that changed anything: the
+# committed code must be what the pinned tools generate from the .proto files.
+proto-check: proto
+	@git diff --exit-code --stat -- rpc/flotillapb || { echo "rpc/flotillapb: generated code is stale: run 'make proto' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- rpc/flotillapb)" || { echo "rpc/flotillapb: untracked generated files:"; git status --porcelain -- rpc/flotillapb; exit 1; }
 
 BENCH ?= .
 COUNT ?= 1
@@ -69,12 +76,12 @@ PKGS  ?= ./...
 bench:
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count $(COUNT) $(PKGS)
 
-# Until the cluster exists (the cluster issue), there is nothing to run: say
-# so plainly and succeed, so that `make run` always works.
+# A 3-node cluster in one process on 127.0.0.1:7400-7402 (HTTP 7480-7482),
+# data in a temporary directory; Ctrl-C stops it. RUN_ARGS passes flags to
+# `flotilla demo` (e.g. RUN_ARGS='--base-port 0' for free ports).
+RUN_ARGS ?=
 run: build
-	@echo "Flotilla $(VERSION): the storage engine is built; a runnable node or cluster is not yet."
-	@echo "'make run' will start a local 3-node cluster ('flotilla demo') once the cluster issue lands."
-	@echo "Today you can inspect a store with: $(BIN)/flotilla debug keys --store DIR"
+	$(BIN)/flotilla demo $(RUN_ARGS)
 
 clean:
 	rm -rf $(BIN)

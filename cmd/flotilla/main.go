@@ -1,8 +1,9 @@
 // Copyright 2026 The Flotilla Authors. All rights reserved.
 
-// Command flotilla is Flotilla's one binary. Today it has the commands that
-// the storage engine alone supports: `version` and `debug keys`. Later issues
-// add start, init, demo, kv, cluster and bench.
+// Command flotilla is Flotilla's one binary: start a node (start), create a
+// cluster (init), run a 3-node cluster in one process (demo), read and write
+// keys (kv), inspect the cluster (cluster status), and inspect a stopped
+// store (debug keys). `flotilla help` lists them.
 package main
 
 import (

@@ -1,7 +1,6 @@
 // Copyright 2026 The Flotilla Authors. All rights reserved.
 
-// Package flotillapb will hold Flotilla's .proto files and the code
-// generated from them (`make proto`). It is a leaf any package may import.
-//
-// Not built yet: see the cluster issue.
+// Package flotillapb holds Flotilla's .proto files and the code generated
+// from them (`make proto`), and the error method of Error. It is a leaf any
+// package may import.
 package flotillapb

@@ -8,7 +8,7 @@
 // versions:
 // 	protoc-gen-go v1.36.11
 // 	protoc        v3.21.12
-// source: meta.proto
+// source: flotillapb/meta.proto
 
 package flotillapb
 
@@ -57,11 +57,11 @@ func (x ReplicaType) String() string {
 }
 
 func (ReplicaType) Descriptor() protoreflect.EnumDescriptor {
-	return file_meta_proto_enumTypes[0].Descriptor()
+	return file_flotillapb_meta_proto_enumTypes[0].Descriptor()
 }
 
 func (ReplicaType) Type() protoreflect.EnumType {
-	return &file_meta_proto_enumTypes[0]
+	return &file_flotillapb_meta_proto_enumTypes[0]
 }
 
 func (x ReplicaType) Number() protoreflect.EnumNumber {
@@ -70,7 +70,7 @@ func (x ReplicaType) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ReplicaType.Descriptor instead.
 func (ReplicaType) EnumDescriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{0}
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{0}
 }
 
 // RangeEpoch orders descriptors of one range: version bumps on split and
@@ -85,7 +85,7 @@ type RangeEpoch struct {
 
 func (x *RangeEpoch) Reset() {
 	*x = RangeEpoch{}
-	mi := &file_meta_proto_msgTypes[0]
+	mi := &file_flotillapb_meta_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -97,7 +97,7 @@ func (x *RangeEpoch) String() string {
 func (*RangeEpoch) ProtoMessage() {}
 
 func (x *RangeEpoch) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[0]
+	mi := &file_flotillapb_meta_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -110,7 +110,7 @@ func (x *RangeEpoch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeEpoch.ProtoReflect.Descriptor instead.
 func (*RangeEpoch) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{0}
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{0}
 }
 
 func (x *RangeEpoch) GetConfVer() uint64 {
@@ -138,7 +138,7 @@ type ReplicaDescriptor struct {
 
 func (x *ReplicaDescriptor) Reset() {
 	*x = ReplicaDescriptor{}
-	mi := &file_meta_proto_msgTypes[1]
+	mi := &file_flotillapb_meta_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -150,7 +150,7 @@ func (x *ReplicaDescriptor) String() string {
 func (*ReplicaDescriptor) ProtoMessage() {}
 
 func (x *ReplicaDescriptor) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[1]
+	mi := &file_flotillapb_meta_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -163,7 +163,7 @@ func (x *ReplicaDescriptor) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaDescriptor.ProtoReflect.Descriptor instead.
 func (*ReplicaDescriptor) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{1}
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *ReplicaDescriptor) GetStoreId() uint64 {
@@ -202,7 +202,7 @@ type RangeDescriptor struct {
 
 func (x *RangeDescriptor) Reset() {
 	*x = RangeDescriptor{}
-	mi := &file_meta_proto_msgTypes[2]
+	mi := &file_flotillapb_meta_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -214,7 +214,7 @@ func (x *RangeDescriptor) String() string {
 func (*RangeDescriptor) ProtoMessage() {}
 
 func (x *RangeDescriptor) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[2]
+	mi := &file_flotillapb_meta_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -227,7 +227,7 @@ func (x *RangeDescriptor) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeDescriptor.ProtoReflect.Descriptor instead.
 func (*RangeDescriptor) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{2}
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *RangeDescriptor) GetRangeId() uint64 {
@@ -279,7 +279,7 @@ type RangeStats struct {
 
 func (x *RangeStats) Reset() {
 	*x = RangeStats{}
-	mi := &file_meta_proto_msgTypes[3]
+	mi := &file_flotillapb_meta_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -291,7 +291,7 @@ func (x *RangeStats) String() string {
 func (*RangeStats) ProtoMessage() {}
 
 func (x *RangeStats) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[3]
+	mi := &file_flotillapb_meta_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -304,7 +304,7 @@ func (x *RangeStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeStats.ProtoReflect.Descriptor instead.
 func (*RangeStats) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{3}
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *RangeStats) GetKeys() int64 {
@@ -335,14 +335,17 @@ type NodeDescriptor struct {
 	// address is the node's advertised gRPC address.
 	Address string `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
 	// http_address is its admin HTTP address (metrics, status).
-	HttpAddress   string `protobuf:"bytes,3,opt,name=http_address,json=httpAddress,proto3" json:"http_address,omitempty"`
+	HttpAddress string `protobuf:"bytes,3,opt,name=http_address,json=httpAddress,proto3" json:"http_address,omitempty"`
+	// join_token identifies the joining process, so that a join retried after
+	// a lost response gets the same node ID.
+	JoinToken     string `protobuf:"bytes,4,opt,name=join_token,json=joinToken,proto3" json:"join_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *NodeDescriptor) Reset() {
 	*x = NodeDescriptor{}
-	mi := &file_meta_proto_msgTypes[4]
+	mi := &file_flotillapb_meta_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -354,7 +357,7 @@ func (x *NodeDescriptor) String() string {
 func (*NodeDescriptor) ProtoMessage() {}
 
 func (x *NodeDescriptor) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[4]
+	mi := &file_flotillapb_meta_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -367,7 +370,7 @@ func (x *NodeDescriptor) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeDescriptor.ProtoReflect.Descriptor instead.
 func (*NodeDescriptor) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{4}
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *NodeDescriptor) GetNodeId() uint64 {
@@ -391,6 +394,13 @@ func (x *NodeDescriptor) GetHttpAddress() string {
 	return ""
 }
 
+func (x *NodeDescriptor) GetJoinToken() string {
+	if x != nil {
+		return x.JoinToken
+	}
+	return ""
+}
+
 // StoreIdent is written once in a store when it becomes part of a cluster.
 type StoreIdent struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -402,7 +412,7 @@ type StoreIdent struct {
 
 func (x *StoreIdent) Reset() {
 	*x = StoreIdent{}
-	mi := &file_meta_proto_msgTypes[5]
+	mi := &file_flotillapb_meta_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -414,7 +424,7 @@ func (x *StoreIdent) String() string {
 func (*StoreIdent) ProtoMessage() {}
 
 func (x *StoreIdent) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[5]
+	mi := &file_flotillapb_meta_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -427,7 +437,7 @@ func (x *StoreIdent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreIdent.ProtoReflect.Descriptor instead.
 func (*StoreIdent) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{5}
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *StoreIdent) GetClusterId() string {
@@ -457,7 +467,7 @@ type ClusterMeta struct {
 
 func (x *ClusterMeta) Reset() {
 	*x = ClusterMeta{}
-	mi := &file_meta_proto_msgTypes[6]
+	mi := &file_flotillapb_meta_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -469,7 +479,7 @@ func (x *ClusterMeta) String() string {
 func (*ClusterMeta) ProtoMessage() {}
 
 func (x *ClusterMeta) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[6]
+	mi := &file_flotillapb_meta_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -482,7 +492,7 @@ func (x *ClusterMeta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterMeta.ProtoReflect.Descriptor instead.
 func (*ClusterMeta) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{6}
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ClusterMeta) GetClusterId() string {
@@ -520,7 +530,7 @@ type MetaCommand struct {
 
 func (x *MetaCommand) Reset() {
 	*x = MetaCommand{}
-	mi := &file_meta_proto_msgTypes[7]
+	mi := &file_flotillapb_meta_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -532,7 +542,7 @@ func (x *MetaCommand) String() string {
 func (*MetaCommand) ProtoMessage() {}
 
 func (x *MetaCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[7]
+	mi := &file_flotillapb_meta_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -545,7 +555,7 @@ func (x *MetaCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetaCommand.ProtoReflect.Descriptor instead.
 func (*MetaCommand) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{7}
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *MetaCommand) GetCommand() isMetaCommand_Command {
@@ -591,16 +601,19 @@ func (*MetaCommand_UpdateNode) isMetaCommand_Command() {}
 
 // AddNode allocates a node ID for a joining node.
 type AddNode struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Address       string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
-	HttpAddress   string                 `protobuf:"bytes,2,opt,name=http_address,json=httpAddress,proto3" json:"http_address,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Address     string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
+	HttpAddress string                 `protobuf:"bytes,2,opt,name=http_address,json=httpAddress,proto3" json:"http_address,omitempty"`
+	// join_token: an AddNode with the token of a node already added returns
+	// that node's ID.
+	JoinToken     string `protobuf:"bytes,3,opt,name=join_token,json=joinToken,proto3" json:"join_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AddNode) Reset() {
 	*x = AddNode{}
-	mi := &file_meta_proto_msgTypes[8]
+	mi := &file_flotillapb_meta_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -612,7 +625,7 @@ func (x *AddNode) String() string {
 func (*AddNode) ProtoMessage() {}
 
 func (x *AddNode) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[8]
+	mi := &file_flotillapb_meta_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -625,7 +638,7 @@ func (x *AddNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddNode.ProtoReflect.Descriptor instead.
 func (*AddNode) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{8}
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *AddNode) GetAddress() string {
@@ -642,6 +655,13 @@ func (x *AddNode) GetHttpAddress() string {
 	return ""
 }
 
+func (x *AddNode) GetJoinToken() string {
+	if x != nil {
+		return x.JoinToken
+	}
+	return ""
+}
+
 // UpdateNode records a node's new addresses.
 type UpdateNode struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -652,7 +672,7 @@ type UpdateNode struct {
 
 func (x *UpdateNode) Reset() {
 	*x = UpdateNode{}
-	mi := &file_meta_proto_msgTypes[9]
+	mi := &file_flotillapb_meta_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -664,7 +684,7 @@ func (x *UpdateNode) String() string {
 func (*UpdateNode) ProtoMessage() {}
 
 func (x *UpdateNode) ProtoReflect() protoreflect.Message {
-	mi := &file_meta_proto_msgTypes[9]
+	mi := &file_flotillapb_meta_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -677,7 +697,7 @@ func (x *UpdateNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNode.ProtoReflect.Descriptor instead.
 func (*UpdateNode) Descriptor() ([]byte, []int) {
-	return file_meta_proto_rawDescGZIP(), []int{9}
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *UpdateNode) GetNode() *NodeDescriptor {
@@ -687,12 +707,11 @@ func (x *UpdateNode) GetNode() *NodeDescriptor {
 	return nil
 }
 
-var File_meta_proto protoreflect.FileDescriptor
+var File_flotillapb_meta_proto protoreflect.FileDescriptor
 
-const file_meta_proto_rawDesc = "" +
+const file_flotillapb_meta_proto_rawDesc = "" +
 	"\n" +
-	"\n" +
-	"meta.proto\x12\vflotilla.v1\"A\n" +
+	"\x15flotillapb/meta.proto\x12\vflotilla.v1\"A\n" +
 	"\n" +
 	"RangeEpoch\x12\x19\n" +
 	"\bconf_ver\x18\x01 \x01(\x04R\aconfVer\x12\x18\n" +
@@ -713,11 +732,13 @@ const file_meta_proto_rawDesc = "" +
 	"\x04keys\x18\x01 \x01(\x03R\x04keys\x12\x1b\n" +
 	"\tkey_bytes\x18\x02 \x01(\x03R\bkeyBytes\x12\x1f\n" +
 	"\vvalue_bytes\x18\x03 \x01(\x03R\n" +
-	"valueBytes\"f\n" +
+	"valueBytes\"\x85\x01\n" +
 	"\x0eNodeDescriptor\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12!\n" +
-	"\fhttp_address\x18\x03 \x01(\tR\vhttpAddress\"D\n" +
+	"\fhttp_address\x18\x03 \x01(\tR\vhttpAddress\x12\x1d\n" +
+	"\n" +
+	"join_token\x18\x04 \x01(\tR\tjoinToken\"D\n" +
 	"\n" +
 	"StoreIdent\x12\x1d\n" +
 	"\n" +
@@ -733,10 +754,12 @@ const file_meta_proto_rawDesc = "" +
 	"\badd_node\x18\x01 \x01(\v2\x14.flotilla.v1.AddNodeH\x00R\aaddNode\x12:\n" +
 	"\vupdate_node\x18\x02 \x01(\v2\x17.flotilla.v1.UpdateNodeH\x00R\n" +
 	"updateNodeB\t\n" +
-	"\acommand\"F\n" +
+	"\acommand\"e\n" +
 	"\aAddNode\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12!\n" +
-	"\fhttp_address\x18\x02 \x01(\tR\vhttpAddress\"=\n" +
+	"\fhttp_address\x18\x02 \x01(\tR\vhttpAddress\x12\x1d\n" +
+	"\n" +
+	"join_token\x18\x03 \x01(\tR\tjoinToken\"=\n" +
 	"\n" +
 	"UpdateNode\x12/\n" +
 	"\x04node\x18\x01 \x01(\v2\x1b.flotilla.v1.NodeDescriptorR\x04node*%\n" +
@@ -745,20 +768,20 @@ const file_meta_proto_rawDesc = "" +
 	"\aLEARNER\x10\x01B/Z-github.com/flotilladb/flotilla/rpc/flotillapbb\x06proto3"
 
 var (
-	file_meta_proto_rawDescOnce sync.Once
-	file_meta_proto_rawDescData []byte
+	file_flotillapb_meta_proto_rawDescOnce sync.Once
+	file_flotillapb_meta_proto_rawDescData []byte
 )
 
-func file_meta_proto_rawDescGZIP() []byte {
-	file_meta_proto_rawDescOnce.Do(func() {
-		file_meta_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_meta_proto_rawDesc), len(file_meta_proto_rawDesc)))
+func file_flotillapb_meta_proto_rawDescGZIP() []byte {
+	file_flotillapb_meta_proto_rawDescOnce.Do(func() {
+		file_flotillapb_meta_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_flotillapb_meta_proto_rawDesc), len(file_flotillapb_meta_proto_rawDesc)))
 	})
-	return file_meta_proto_rawDescData
+	return file_flotillapb_meta_proto_rawDescData
 }
 
-var file_meta_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_meta_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
-var file_meta_proto_goTypes = []any{
+var file_flotillapb_meta_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_flotillapb_meta_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_flotillapb_meta_proto_goTypes = []any{
 	(ReplicaType)(0),          // 0: flotilla.v1.ReplicaType
 	(*RangeEpoch)(nil),        // 1: flotilla.v1.RangeEpoch
 	(*ReplicaDescriptor)(nil), // 2: flotilla.v1.ReplicaDescriptor
@@ -771,7 +794,7 @@ var file_meta_proto_goTypes = []any{
 	(*AddNode)(nil),           // 9: flotilla.v1.AddNode
 	(*UpdateNode)(nil),        // 10: flotilla.v1.UpdateNode
 }
-var file_meta_proto_depIdxs = []int32{
+var file_flotillapb_meta_proto_depIdxs = []int32{
 	0,  // 0: flotilla.v1.ReplicaDescriptor.type:type_name -> flotilla.v1.ReplicaType
 	1,  // 1: flotilla.v1.RangeDescriptor.epoch:type_name -> flotilla.v1.RangeEpoch
 	2,  // 2: flotilla.v1.RangeDescriptor.replicas:type_name -> flotilla.v1.ReplicaDescriptor
@@ -786,12 +809,12 @@ var file_meta_proto_depIdxs = []int32{
 	0,  // [0:7] is the sub-list for field type_name
 }
 
-func init() { file_meta_proto_init() }
-func file_meta_proto_init() {
-	if File_meta_proto != nil {
+func init() { file_flotillapb_meta_proto_init() }
+func file_flotillapb_meta_proto_init() {
+	if File_flotillapb_meta_proto != nil {
 		return
 	}
-	file_meta_proto_msgTypes[7].OneofWrappers = []any{
+	file_flotillapb_meta_proto_msgTypes[7].OneofWrappers = []any{
 		(*MetaCommand_AddNode)(nil),
 		(*MetaCommand_UpdateNode)(nil),
 	}
@@ -799,18 +822,18 @@ func file_meta_proto_init() {
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
-			RawDescriptor: unsafe.Slice(unsafe.StringData(file_meta_proto_rawDesc), len(file_meta_proto_rawDesc)),
+			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flotillapb_meta_proto_rawDesc), len(file_flotillapb_meta_proto_rawDesc)),
 			NumEnums:      1,
 			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
-		GoTypes:           file_meta_proto_goTypes,
-		DependencyIndexes: file_meta_proto_depIdxs,
-		EnumInfos:         file_meta_proto_enumTypes,
-		MessageInfos:      file_meta_proto_msgTypes,
+		GoTypes:           file_flotillapb_meta_proto_goTypes,
+		DependencyIndexes: file_flotillapb_meta_proto_depIdxs,
+		EnumInfos:         file_flotillapb_meta_proto_enumTypes,
+		MessageInfos:      file_flotillapb_meta_proto_msgTypes,
 	}.Build()
-	File_meta_proto = out.File
-	file_meta_proto_goTypes = nil
-	file_meta_proto_depIdxs = nil
+	File_flotillapb_meta_proto = out.File
+	file_flotillapb_meta_proto_goTypes = nil
+	file_flotillapb_meta_proto_depIdxs = nil
 }

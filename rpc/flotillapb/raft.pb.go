@@ -6,7 +6,7 @@
 // versions:
 // 	protoc-gen-go v1.36.11
 // 	protoc        v3.21.12
-// source: raft.proto
+// source: flotillapb/raft.proto
 
 package flotillapb
 
@@ -55,11 +55,11 @@ func (x Compression) String() string {
 }
 
 func (Compression) Descriptor() protoreflect.EnumDescriptor {
-	return file_raft_proto_enumTypes[0].Descriptor()
+	return file_flotillapb_raft_proto_enumTypes[0].Descriptor()
 }
 
 func (Compression) Type() protoreflect.EnumType {
-	return &file_raft_proto_enumTypes[0]
+	return &file_flotillapb_raft_proto_enumTypes[0]
 }
 
 func (x Compression) Number() protoreflect.EnumNumber {
@@ -68,7 +68,7 @@ func (x Compression) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Compression.Descriptor instead.
 func (Compression) EnumDescriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{0}
+	return file_flotillapb_raft_proto_rawDescGZIP(), []int{0}
 }
 
 // StreamClass separates latency-sensitive traffic (heartbeats, liveness
@@ -103,11 +103,11 @@ func (x StreamClass) String() string {
 }
 
 func (StreamClass) Descriptor() protoreflect.EnumDescriptor {
-	return file_raft_proto_enumTypes[1].Descriptor()
+	return file_flotillapb_raft_proto_enumTypes[1].Descriptor()
 }
 
 func (StreamClass) Type() protoreflect.EnumType {
-	return &file_raft_proto_enumTypes[1]
+	return &file_flotillapb_raft_proto_enumTypes[1]
 }
 
 func (x StreamClass) Number() protoreflect.EnumNumber {
@@ -116,7 +116,7 @@ func (x StreamClass) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use StreamClass.Descriptor instead.
 func (StreamClass) EnumDescriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{1}
+	return file_flotillapb_raft_proto_rawDescGZIP(), []int{1}
 }
 
 // PeerHeader identifies the sending node; it leads every stream.
@@ -133,7 +133,7 @@ type PeerHeader struct {
 
 func (x *PeerHeader) Reset() {
 	*x = PeerHeader{}
-	mi := &file_raft_proto_msgTypes[0]
+	mi := &file_flotillapb_raft_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -145,7 +145,7 @@ func (x *PeerHeader) String() string {
 func (*PeerHeader) ProtoMessage() {}
 
 func (x *PeerHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[0]
+	mi := &file_flotillapb_raft_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -158,7 +158,7 @@ func (x *PeerHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PeerHeader.ProtoReflect.Descriptor instead.
 func (*PeerHeader) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{0}
+	return file_flotillapb_raft_proto_rawDescGZIP(), []int{0}
 }
 
 func (x *PeerHeader) GetClusterId() string {
@@ -209,7 +209,7 @@ type RaftFrame struct {
 
 func (x *RaftFrame) Reset() {
 	*x = RaftFrame{}
-	mi := &file_raft_proto_msgTypes[1]
+	mi := &file_flotillapb_raft_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -221,7 +221,7 @@ func (x *RaftFrame) String() string {
 func (*RaftFrame) ProtoMessage() {}
 
 func (x *RaftFrame) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[1]
+	mi := &file_flotillapb_raft_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -234,7 +234,7 @@ func (x *RaftFrame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftFrame.ProtoReflect.Descriptor instead.
 func (*RaftFrame) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{1}
+	return file_flotillapb_raft_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *RaftFrame) GetHeader() *PeerHeader {
@@ -266,7 +266,7 @@ type RaftStreamResponse struct {
 
 func (x *RaftStreamResponse) Reset() {
 	*x = RaftStreamResponse{}
-	mi := &file_raft_proto_msgTypes[2]
+	mi := &file_flotillapb_raft_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -278,7 +278,7 @@ func (x *RaftStreamResponse) String() string {
 func (*RaftStreamResponse) ProtoMessage() {}
 
 func (x *RaftStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[2]
+	mi := &file_flotillapb_raft_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -291,7 +291,7 @@ func (x *RaftStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftStreamResponse.ProtoReflect.Descriptor instead.
 func (*RaftStreamResponse) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{2}
+	return file_flotillapb_raft_proto_rawDescGZIP(), []int{2}
 }
 
 type SnapshotFrame struct {
@@ -308,7 +308,7 @@ type SnapshotFrame struct {
 
 func (x *SnapshotFrame) Reset() {
 	*x = SnapshotFrame{}
-	mi := &file_raft_proto_msgTypes[3]
+	mi := &file_flotillapb_raft_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -320,7 +320,7 @@ func (x *SnapshotFrame) String() string {
 func (*SnapshotFrame) ProtoMessage() {}
 
 func (x *SnapshotFrame) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[3]
+	mi := &file_flotillapb_raft_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -333,7 +333,7 @@ func (x *SnapshotFrame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotFrame.ProtoReflect.Descriptor instead.
 func (*SnapshotFrame) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{3}
+	return file_flotillapb_raft_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *SnapshotFrame) GetHeader() *PeerHeader {
@@ -372,7 +372,7 @@ type SnapshotResponse struct {
 
 func (x *SnapshotResponse) Reset() {
 	*x = SnapshotResponse{}
-	mi := &file_raft_proto_msgTypes[4]
+	mi := &file_flotillapb_raft_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -384,7 +384,7 @@ func (x *SnapshotResponse) String() string {
 func (*SnapshotResponse) ProtoMessage() {}
 
 func (x *SnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[4]
+	mi := &file_flotillapb_raft_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -397,15 +397,14 @@ func (x *SnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotResponse.ProtoReflect.Descriptor instead.
 func (*SnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{4}
+	return file_flotillapb_raft_proto_rawDescGZIP(), []int{4}
 }
 
-var File_raft_proto protoreflect.FileDescriptor
+var File_flotillapb_raft_proto protoreflect.FileDescriptor
 
-const file_raft_proto_rawDesc = "" +
+const file_flotillapb_raft_proto_rawDesc = "" +
 	"\n" +
-	"\n" +
-	"raft.proto\x12\vflotilla.v1\"\xb4\x01\n" +
+	"\x15flotillapb/raft.proto\x12\vflotilla.v1\"\xb4\x01\n" +
 	"\n" +
 	"PeerHeader\x12\x1d\n" +
 	"\n" +
@@ -438,20 +437,20 @@ const file_raft_proto_rawDesc = "" +
 	"\bSnapshot\x12\x1a.flotilla.v1.SnapshotFrame\x1a\x1d.flotilla.v1.SnapshotResponse(\x01B/Z-github.com/flotilladb/flotilla/rpc/flotillapbb\x06proto3"
 
 var (
-	file_raft_proto_rawDescOnce sync.Once
-	file_raft_proto_rawDescData []byte
+	file_flotillapb_raft_proto_rawDescOnce sync.Once
+	file_flotillapb_raft_proto_rawDescData []byte
 )
 
-func file_raft_proto_rawDescGZIP() []byte {
-	file_raft_proto_rawDescOnce.Do(func() {
-		file_raft_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_raft_proto_rawDesc), len(file_raft_proto_rawDesc)))
+func file_flotillapb_raft_proto_rawDescGZIP() []byte {
+	file_flotillapb_raft_proto_rawDescOnce.Do(func() {
+		file_flotillapb_raft_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_flotillapb_raft_proto_rawDesc), len(file_flotillapb_raft_proto_rawDesc)))
 	})
-	return file_raft_proto_rawDescData
+	return file_flotillapb_raft_proto_rawDescData
 }
 
-var file_raft_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
-var file_raft_proto_goTypes = []any{
+var file_flotillapb_raft_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_flotillapb_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_flotillapb_raft_proto_goTypes = []any{
 	(Compression)(0),           // 0: flotilla.v1.Compression
 	(StreamClass)(0),           // 1: flotilla.v1.StreamClass
 	(*PeerHeader)(nil),         // 2: flotilla.v1.PeerHeader
@@ -460,7 +459,7 @@ var file_raft_proto_goTypes = []any{
 	(*SnapshotFrame)(nil),      // 5: flotilla.v1.SnapshotFrame
 	(*SnapshotResponse)(nil),   // 6: flotilla.v1.SnapshotResponse
 }
-var file_raft_proto_depIdxs = []int32{
+var file_flotillapb_raft_proto_depIdxs = []int32{
 	1, // 0: flotilla.v1.PeerHeader.class:type_name -> flotilla.v1.StreamClass
 	2, // 1: flotilla.v1.RaftFrame.header:type_name -> flotilla.v1.PeerHeader
 	0, // 2: flotilla.v1.RaftFrame.compression:type_name -> flotilla.v1.Compression
@@ -477,27 +476,27 @@ var file_raft_proto_depIdxs = []int32{
 	0, // [0:5] is the sub-list for field type_name
 }
 
-func init() { file_raft_proto_init() }
-func file_raft_proto_init() {
-	if File_raft_proto != nil {
+func init() { file_flotillapb_raft_proto_init() }
+func file_flotillapb_raft_proto_init() {
+	if File_flotillapb_raft_proto != nil {
 		return
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
-			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raft_proto_rawDesc), len(file_raft_proto_rawDesc)),
+			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flotillapb_raft_proto_rawDesc), len(file_flotillapb_raft_proto_rawDesc)),
 			NumEnums:      2,
 			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
-		GoTypes:           file_raft_proto_goTypes,
-		DependencyIndexes: file_raft_proto_depIdxs,
-		EnumInfos:         file_raft_proto_enumTypes,
-		MessageInfos:      file_raft_proto_msgTypes,
+		GoTypes:           file_flotillapb_raft_proto_goTypes,
+		DependencyIndexes: file_flotillapb_raft_proto_depIdxs,
+		EnumInfos:         file_flotillapb_raft_proto_enumTypes,
+		MessageInfos:      file_flotillapb_raft_proto_msgTypes,
 	}.Build()
-	File_raft_proto = out.File
-	file_raft_proto_goTypes = nil
-	file_raft_proto_depIdxs = nil
+	File_flotillapb_raft_proto = out.File
+	file_flotillapb_raft_proto_goTypes = nil
+	file_flotillapb_raft_proto_depIdxs = nil
 }

@@ -1,0 +1,153 @@
+// Copyright 2026 The Flotilla Authors. All rights reserved.
+
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/flotilladb/flotilla"
+	"github.com/flotilladb/flotilla/placement"
+	"github.com/spf13/cobra"
+)
+
+const demoNodes = 3
+
+func newDemoCmd() *cobra.Command {
+	var (
+		store    string
+		basePort int
+		logLevel string
+	)
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Run a 3-node cluster in this process, for trying Flotilla out",
+		Long: `Run a 3-node cluster in one process on local ports: node i listens for gRPC on
+127.0.0.1:BASE+i-1 and for HTTP on 127.0.0.1:BASE+80+i-1 (--base-port 0 picks free
+ports). Data goes to a temporary directory that is removed at exit, or to --store,
+which is kept. Stop it with Ctrl-C.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if basePort < 0 || basePort > 65535-100 {
+				return fmt.Errorf("--base-port %d: want 0 (free ports) or a port below 65435", basePort)
+			}
+			log, err := newLogger(logLevel)
+			if err != nil {
+				return err
+			}
+			dir := store
+			if dir == "" {
+				if dir, err = os.MkdirTemp("", "flotilla-demo-"); err != nil {
+					return err
+				}
+				defer os.RemoveAll(dir)
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			flotilla.Version = version
+			nodes, err := startDemo(ctx, dir, basePort, log)
+			defer func() {
+				for _, n := range nodes {
+					_ = n.Close()
+				}
+			}()
+			if err != nil {
+				return err
+			}
+			printDemo(cmd.OutOrStdout(), dir, nodes, store == "")
+			<-ctx.Done()
+			fmt.Fprintln(cmd.ErrOrStderr(), "flotilla demo: shutting down")
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&store, "store", "", "keep the nodes' data under this directory (default: a temporary one, removed at exit)")
+	cmd.Flags().IntVar(&basePort, "base-port", 7400, "first gRPC port (HTTP ports start 80 higher); 0 picks free ports")
+	cmd.Flags().StringVar(&logLevel, "log-level", "warn", "log level: debug, info, warn or error")
+	return cmd
+}
+
+func demoAddr(basePort, offset int) string {
+	if basePort == 0 {
+		return "127.0.0.1:0"
+	}
+	return "127.0.0.1:" + strconv.Itoa(basePort+offset)
+}
+
+// startDemo starts the nodes and waits until the first range has a replica
+// on each.
+func startDemo(ctx context.Context, dir string, basePort int, log *slog.Logger) ([]*flotilla.Node, error) {
+	var nodes []*flotilla.Node
+	for i := range demoNodes {
+		cfg := flotilla.Config{
+			Dir:        filepath.Join(dir, fmt.Sprintf("node%d", i+1)),
+			ListenAddr: demoAddr(basePort, i),
+			HTTPAddr:   demoAddr(basePort, 80+i),
+			Logger:     log,
+		}
+		if i == 0 {
+			cfg.Bootstrap = true
+		} else {
+			cfg.Join = []string{nodes[0].Addr()}
+		}
+		n, err := flotilla.Open(ctx, cfg)
+		if err != nil {
+			return nodes, fmt.Errorf("starting node %d: %w", i+1, err)
+		}
+		nodes = append(nodes, n)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if demoReplicated(nodes) {
+			return nodes, nil
+		}
+		if time.Now().After(deadline) {
+			return nodes, errors.New("the demo cluster did not replicate its first range to 3 nodes within 60s")
+		}
+		select {
+		case <-ctx.Done():
+			return nodes, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// demoReplicated reports whether every node holds a voter of the first
+// range and of the placement group.
+func demoReplicated(nodes []*flotilla.Node) bool {
+	for _, n := range nodes {
+		st := n.Status(false)
+		voters := 0
+		for _, r := range st.GetReplicas() {
+			if r.GetGroupId() == uint64(placement.FirstRangeID) && len(r.GetDescriptor_().GetReplicas()) == demoNodes {
+				voters++
+			}
+		}
+		if voters == 0 || st.GetState() != "running" {
+			return false
+		}
+	}
+	return true
+}
+
+func printDemo(w io.Writer, dir string, nodes []*flotilla.Node, temporary bool) {
+	where := dir
+	if temporary {
+		where += " (removed at exit)"
+	}
+	fmt.Fprintf(w, "Flotilla demo cluster: %d nodes, data in %s\n", len(nodes), where)
+	for i, n := range nodes {
+		fmt.Fprintf(w, "  node %d: grpc %s  http http://%s\n", i+1, n.Addr(), n.HTTPAddr())
+	}
+	first := nodes[0].Addr()
+	fmt.Fprintf(w, "Try:\n  flotilla kv put --host %s hello world\n  flotilla kv get --host %s hello\n  flotilla cluster status --host %s\n", first, first, first)
+	fmt.Fprintln(w, "Press Ctrl-C to stop.")
+}

@@ -1,0 +1,155 @@
+// Copyright 2026 The Flotilla Authors. All rights reserved.
+
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/flotilladb/flotilla"
+	"github.com/flotilladb/flotilla/rpc/flotillapb"
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+func newLogger(level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}
+
+// parseOverrides parses repeated ADVERTISED=ACTUAL flags.
+func parseOverrides(vals []string) (map[string]string, error) {
+	m := map[string]string{}
+	for _, v := range vals {
+		adv, actual, ok := strings.Cut(v, "=")
+		if !ok || adv == "" || actual == "" {
+			return nil, fmt.Errorf("--dial-override %q: want ADVERTISED=ACTUAL (both HOST:PORT)", v)
+		}
+		m[adv] = actual
+	}
+	return m, nil
+}
+
+func newStartCmd() *cobra.Command {
+	var (
+		cfg       flotilla.Config
+		join      []string
+		overrides []string
+		logLevel  string
+	)
+	cmd := &cobra.Command{
+		Use:   "start",
+		Short: "Start a node",
+		Long: `Start a node over the store in --store. A new store waits until the cluster is
+initialized ("flotilla init --host ADDR" on one node) or, with --join, joins the
+cluster of the listed nodes. A store that is already part of a cluster rejoins it.
+SIGINT or SIGTERM stops the node cleanly.`,
+		Example: `  flotilla start --store n1 --listen-addr 127.0.0.1:7400 --http-addr 127.0.0.1:7480
+  flotilla start --store n2 --listen-addr 127.0.0.1:7401 --http-addr 127.0.0.1:7481 --join 127.0.0.1:7400
+  flotilla init --host 127.0.0.1:7400`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := newLogger(logLevel)
+			if err != nil {
+				return err
+			}
+			if cfg.DialOverrides, err = parseOverrides(overrides); err != nil {
+				return err
+			}
+			for _, j := range join {
+				for _, a := range strings.Split(j, ",") {
+					if a = strings.TrimSpace(a); a != "" {
+						cfg.Join = append(cfg.Join, a)
+					}
+				}
+			}
+			cfg.Logger = log
+			flotilla.Version = version
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			n, err := flotilla.Open(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "flotilla %s: node listening on %s (admin HTTP %s), store %s\n",
+				version, n.Addr(), orOff(n.HTTPAddr()), cfg.Dir)
+			<-ctx.Done()
+			fmt.Fprintln(cmd.ErrOrStderr(), "flotilla: shutting down")
+			return n.Close()
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Dir, "store", "flotilla-data", "the store's data directory (created if missing)")
+	f.StringVar(&cfg.ListenAddr, "listen-addr", flotilla.DefaultListenAddr, "gRPC address to listen on, HOST:PORT (peers and clients)")
+	f.StringVar(&cfg.AdvertiseAddr, "advertise-addr", "", "gRPC address other nodes and clients reach this one at (default: the listen address)")
+	f.StringVar(&cfg.HTTPAddr, "http-addr", flotilla.DefaultHTTPAddr, `admin HTTP address (/metrics, /health, /status, /debug/pprof/); "off" disables it`)
+	f.StringSliceVar(&join, "join", nil, "nodes of the cluster to join, HOST:PORT[,HOST:PORT...]")
+	f.StringArrayVar(&overrides, "dial-override", nil, "dial ACTUAL when a peer advertises ADVERTISED, as ADVERTISED=ACTUAL (repeatable)")
+	f.IntVar(&cfg.MaxValueSize, "max-value-size", flotilla.DefaultMaxValueSize, "largest value accepted, in bytes")
+	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	return cmd
+}
+
+func orOff(addr string) string {
+	if addr == "" {
+		return "off"
+	}
+	return addr
+}
+
+func newInitCmd() *cobra.Command {
+	var (
+		host    string
+		timeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "init",
+		Short: "Initialize a new cluster on a started node",
+		Long: `Make the node at --host create a new cluster. Run it once, on one node; the other
+nodes join it with --join. Initializing a node that is already part of a cluster
+is refused.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			conn, closeConn, err := dial(host)
+			if err != nil {
+				return err
+			}
+			defer closeConn()
+			resp, err := flotillapb.NewNodeClient(conn).Init(ctx, &flotillapb.InitRequest{})
+			if err != nil {
+				if status.Code(err) == codes.FailedPrecondition {
+					return fmt.Errorf("cluster already initialized: %s", status.Convert(err).Message())
+				}
+				return fmt.Errorf("init %s: %s", host, describe(err))
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "cluster %s initialized; node %d is its first node\n", resp.GetClusterId(), resp.GetNodeId())
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&host, "host", flotilla.DefaultListenAddr, "the node to initialize, HOST:PORT")
+	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "give up after this long")
+	return cmd
+}
+
+// describe renders an RPC error for people.
+func describe(err error) string {
+	if st, ok := status.FromError(err); ok {
+		if st.Code() == codes.Unavailable && !strings.Contains(st.Message(), "flotilla") {
+			return "node unreachable: " + st.Message()
+		}
+		return st.Message()
+	}
+	return err.Error()
+}

@@ -1,0 +1,132 @@
+// Copyright 2026 The Flotilla Authors. All rights reserved.
+
+package flotilla
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/flotilladb/flotilla/multiraft"
+)
+
+// Defaults for Config.
+const (
+	DefaultListenAddr = "127.0.0.1:7400"
+	DefaultHTTPAddr   = "127.0.0.1:7480"
+)
+
+// Config configures a node run in this process by Open. Fill Dir, leave the
+// rest zero for the defaults.
+type Config struct {
+	// Dir is the store's directory; it is created if missing. Required.
+	Dir string
+	// ListenAddr is the gRPC address (peers and clients), HOST:PORT. Port 0
+	// picks a free port. Default 127.0.0.1:7400.
+	ListenAddr string
+	// AdvertiseAddr is the gRPC address other nodes and clients use to reach
+	// this one. Default: the address actually listened on.
+	AdvertiseAddr string
+	// HTTPAddr is the admin HTTP address (/metrics, /health, /status,
+	// /debug/pprof/). Default 127.0.0.1:7480; "off" disables it.
+	HTTPAddr string
+	// Join lists nodes of an existing cluster to join (HOST:PORT). A node
+	// that is not yet part of a cluster asks them, in turn, until one admits
+	// it. Ignored by a node that is already a member.
+	Join []string
+	// Bootstrap makes a node that is not part of a cluster, and has no Join
+	// list, create a new single-node cluster at once (as `flotilla init`
+	// would). For embedded use.
+	Bootstrap bool
+	// DialOverrides maps a peer's advertised address to the address to dial
+	// instead (to put proxies between nodes in tests).
+	DialOverrides map[string]string
+	// MaxValueSize is the largest value accepted. Default 8 MiB.
+	MaxValueSize int
+	// TickInterval is the raft tick. Default 100 ms.
+	TickInterval time.Duration
+	// ReplicationFactor is how many replicas the first range and the
+	// placement group get (on the first nodes to join). Default 3.
+	ReplicationFactor int
+	// Logger receives the node's log lines. Default slog.Default().
+	Logger *slog.Logger
+
+	// Testing holds knobs for tests; nil in production.
+	Testing *TestingKnobs
+}
+
+// TestingKnobs change a node's behaviour in tests.
+type TestingKnobs struct {
+	// UnsafeFollowerReads serves reads from the local replica without
+	// ReadIndex: stale reads become possible. It exists to show that the
+	// linearizability checker catches them.
+	UnsafeFollowerReads bool
+	// DisableSync turns fsync off (acknowledged writes are lost on a
+	// machine crash; a process crash keeps them).
+	DisableSync bool
+}
+
+// EnsureDefaults fills unset fields with their defaults.
+func (c *Config) EnsureDefaults() {
+	if c.ListenAddr == "" {
+		c.ListenAddr = DefaultListenAddr
+	}
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = DefaultHTTPAddr
+	}
+	if c.MaxValueSize == 0 {
+		c.MaxValueSize = DefaultMaxValueSize
+	}
+	if c.TickInterval == 0 {
+		c.TickInterval = multiraft.DefaultTickInterval
+	}
+	if c.ReplicationFactor == 0 {
+		c.ReplicationFactor = 3
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Validate reports every problem at once. It expects EnsureDefaults to have
+// run.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Dir == "" {
+		errs = append(errs, errors.New("a Dir is required"))
+	}
+	checkAddr := func(name, addr string) {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q: want HOST:PORT: %v", name, addr, err))
+		}
+	}
+	checkAddr("ListenAddr", c.ListenAddr)
+	if c.AdvertiseAddr != "" {
+		checkAddr("AdvertiseAddr", c.AdvertiseAddr)
+	}
+	if c.HTTPAddr != "off" {
+		checkAddr("HTTPAddr", c.HTTPAddr)
+	}
+	for _, j := range c.Join {
+		checkAddr("Join address", j)
+	}
+	for adv, actual := range c.DialOverrides {
+		checkAddr("DialOverrides key", adv)
+		checkAddr("DialOverrides value", actual)
+	}
+	if c.MaxValueSize < 0 {
+		errs = append(errs, fmt.Errorf("MaxValueSize %d is negative", c.MaxValueSize))
+	}
+	if c.TickInterval < 0 {
+		errs = append(errs, fmt.Errorf("TickInterval %v is negative", c.TickInterval))
+	}
+	if c.ReplicationFactor < 1 || c.ReplicationFactor > 7 {
+		errs = append(errs, fmt.Errorf("ReplicationFactor %d is not in [1, 7]", c.ReplicationFactor))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("flotilla: invalid config: %w", errors.Join(errs...))
+	}
+	return nil
+}

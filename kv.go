@@ -1,0 +1,172 @@
+// Copyright 2026 The Flotilla Authors. All rights reserved.
+
+package flotilla
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/flotilladb/flotilla/rpc/flotillapb"
+)
+
+// KV is Flotilla's key-value API, served by a Client (Connect) and by an
+// embedded Node (Open). Every method is safe for concurrent use. Keys are
+// non-empty and at most MaxKeySize bytes; values at most the cluster's
+// maximum (8 MiB by default). Byte slices passed in may be reused once a
+// method returns; slices returned belong to the caller.
+type KV interface {
+	// Get returns key's value, or an error matching ErrKeyNotFound.
+	Get(ctx context.Context, key []byte) ([]byte, error)
+	// Put sets key to value.
+	Put(ctx context.Context, key, value []byte) error
+	// Delete removes key and reports whether it existed.
+	Delete(ctx context.Context, key []byte) (existed bool, err error)
+	// DeleteRange removes every key in [start, end) (an empty end means the
+	// end of the keyspace) and returns how many it removed.
+	DeleteRange(ctx context.Context, start, end []byte) (deleted int64, err error)
+	// Scan returns the pairs in [start, end) in key order (descending with
+	// Reverse), at most opts.Limit of them if it is positive.
+	Scan(ctx context.Context, start, end []byte, opts ScanOptions) ([]KeyValue, error)
+	// CompareAndSwap sets key to value if its current value satisfies cond.
+	CompareAndSwap(ctx context.Context, key []byte, cond Condition, value []byte) (CASResult, error)
+	// Batch applies ops atomically and in order; all their keys must lie in
+	// one range (today the keyspace is one range). A failed
+	// compare-and-swap inside a batch does not stop the batch: see its
+	// OpResult.
+	Batch(ctx context.Context, ops ...Op) ([]OpResult, error)
+	// Close releases the KV's resources (for a Node: stops it).
+	Close() error
+}
+
+// MaxKeySize is the largest key.
+const MaxKeySize = 4 << 10
+
+// DefaultMaxValueSize is the largest value unless configured otherwise.
+const DefaultMaxValueSize = 8 << 20
+
+// KeyValue is a key and its value.
+type KeyValue struct {
+	Key, Value []byte
+}
+
+// ScanOptions modify a Scan.
+type ScanOptions struct {
+	// Limit bounds the pairs returned; 0 means no limit.
+	Limit int
+	// Reverse returns pairs in descending key order.
+	Reverse bool
+}
+
+// Condition is what a compare-and-swap expects of the current value.
+type Condition struct {
+	absent   bool
+	expected []byte
+}
+
+// ExpectValue is the condition "the key holds exactly v".
+func ExpectValue(v []byte) Condition { return Condition{expected: v} }
+
+// ExpectAbsent is the condition "the key does not exist".
+func ExpectAbsent() Condition { return Condition{absent: true} }
+
+// CASResult is the outcome of a compare-and-swap whose request succeeded.
+type CASResult struct {
+	// Swapped says the condition held and the value was written.
+	Swapped bool
+	// Found and Current are the key's value when the swap did not happen.
+	Found   bool
+	Current []byte
+}
+
+// Op is one write in a Batch; build it with PutOp, DeleteOp, DeleteRangeOp
+// or CompareAndSwapOp.
+type Op struct {
+	pb *flotillapb.Op
+}
+
+// PutOp sets key to value.
+func PutOp(key, value []byte) Op {
+	return Op{&flotillapb.Op{Op: &flotillapb.Op_Put{Put: &flotillapb.PutOp{Key: key, Value: value}}}}
+}
+
+// DeleteOp removes key.
+func DeleteOp(key []byte) Op {
+	return Op{&flotillapb.Op{Op: &flotillapb.Op_Delete{Delete: &flotillapb.DeleteOp{Key: key}}}}
+}
+
+// DeleteRangeOp removes the keys in [start, end).
+func DeleteRangeOp(start, end []byte) Op {
+	return Op{&flotillapb.Op{Op: &flotillapb.Op_DeleteRange{DeleteRange: &flotillapb.DeleteRangeOp{StartKey: start, EndKey: end}}}}
+}
+
+// CompareAndSwapOp sets key to value if cond holds.
+func CompareAndSwapOp(key []byte, cond Condition, value []byte) Op {
+	return Op{&flotillapb.Op{Op: &flotillapb.Op_Cas{Cas: &flotillapb.CompareAndSwapOp{
+		Key: key, Expected: cond.expected, ExpectAbsent: cond.absent, Value: value,
+	}}}}
+}
+
+// OpResult is the outcome of one Op of a Batch.
+type OpResult struct {
+	// Found: the key existed (delete; compare-and-swap that did not swap).
+	Found bool
+	// Swapped: the compare-and-swap's condition held.
+	Swapped bool
+	// Current: the value a compare-and-swap found when it did not swap.
+	Current []byte
+	// Deleted counts the keys a delete-range removed.
+	Deleted int64
+}
+
+// Errors, tested with errors.Is against any error a KV returns.
+var (
+	// ErrKeyNotFound: Get found no value.
+	ErrKeyNotFound = errors.New("flotilla: key not found")
+	// ErrInvalidArgument: the request is malformed (an empty or oversized
+	// key, an oversized value, start after end). Nothing was written.
+	ErrInvalidArgument = errors.New("flotilla: invalid argument")
+	// ErrUnavailable: the cluster could not serve the request in time (no
+	// leader, no quorum, unreachable nodes).
+	ErrUnavailable = errors.New("flotilla: unavailable")
+	// ErrNotApplied: the write was certainly not applied; retrying it is
+	// safe.
+	ErrNotApplied = errors.New("flotilla: write not applied")
+	// ErrOutcomeUnknown: the write may or may not have been applied (it
+	// timed out after being proposed, or the connection broke).
+	ErrOutcomeUnknown = errors.New("flotilla: write outcome unknown")
+	// ErrClosed: the client or node was closed.
+	ErrClosed = errors.New("flotilla: closed")
+)
+
+// Error is the error of a failed request, carrying the server's detail.
+type Error struct {
+	// Op is the operation, e.g. "put".
+	Op string
+	// Detail is the server's error.
+	Detail *flotillapb.Error
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("flotilla: %s: %s", e.Op, e.Detail.Error()) }
+
+// Is makes errors.Is match the sentinel errors by the detail's kind and the
+// write's outcome.
+func (e *Error) Is(target error) bool {
+	switch target {
+	case ErrInvalidArgument:
+		return e.Detail.GetInvalidArgument() != nil
+	case ErrUnavailable:
+		return e.Detail.GetInvalidArgument() == nil
+	case ErrNotApplied:
+		return e.Detail.GetOutcome() == flotillapb.Outcome_NOT_APPLIED
+	case ErrOutcomeUnknown:
+		return e.Detail.GetOutcome() == flotillapb.Outcome_UNKNOWN
+	}
+	return false
+}
+
+// NotApplied reports whether err says the write was certainly not applied.
+func NotApplied(err error) bool { return errors.Is(err, ErrNotApplied) }
+
+// OutcomeUnknown reports whether err says the write may have been applied.
+func OutcomeUnknown(err error) bool { return errors.Is(err, ErrOutcomeUnknown) }

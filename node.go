@@ -1,0 +1,557 @@
+// Copyright 2026 The Flotilla Authors. All rights reserved.
+
+package flotilla
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/flotilladb/flotilla/engine"
+	"github.com/flotilladb/flotilla/multiraft"
+	"github.com/flotilladb/flotilla/placement"
+	"github.com/flotilladb/flotilla/rpc"
+	"github.com/flotilladb/flotilla/rpc/flotillapb"
+	"github.com/flotilladb/flotilla/shard"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+)
+
+// Version is the running binary's version; the flotilla command sets it.
+var Version = "dev"
+
+// nodeState is where a node is in its life.
+type nodeState int
+
+const (
+	// stateWaiting: not part of a cluster; waiting for init or to join.
+	stateWaiting nodeState = iota
+	// stateRunning: a member serving its replicas.
+	stateRunning
+	// stateStopped: closed.
+	stateStopped
+)
+
+func (s nodeState) String() string {
+	return [...]string{"waiting", "running", "stopped"}[s]
+}
+
+// Node is a Flotilla node running in this process: its store, its raft
+// groups, a gRPC server for peers and clients, and an HTTP admin server.
+// It implements KV: requests go through its gateway, which serves them from
+// local replicas or routes them to the node that can.
+type Node struct {
+	kvAPI
+
+	cfg       Config
+	log       *slog.Logger
+	eng       *engine.Engine
+	metrics   *metrics.Set
+	pool      *rpc.Pool
+	transport *rpc.Transport
+	store     *shard.Store
+	gw        *gateway
+
+	lis        net.Listener
+	grpcServer *grpc.Server
+	httpLis    net.Listener
+	httpServer *http.Server
+	addr       string // advertised gRPC address
+	httpAddr   string // HTTP address listened on ("" when off)
+	started    time.Time
+	joinToken  string
+
+	// ready is closed when the node becomes a running member.
+	ready chan struct{}
+	// stopCtx ends when Close starts; background goroutines watch it.
+	stopCtx context.Context
+	stop    context.CancelFunc
+	wg      sync.WaitGroup
+
+	// memberMu serializes becoming a member (init, join) and Close. It is
+	// acquired before mu.
+	memberMu sync.Mutex
+	mu       struct {
+		sync.Mutex
+		state nodeState
+		ident *flotillapb.StoreIdent
+		host  *multiraft.Host
+		meta  *placement.Meta
+		// directory is the cluster's nodes as last learned (from the
+		// placement group's state if this node holds a replica of it, else
+		// from the join response).
+		directory map[multiraft.NodeID]*flotillapb.NodeDescriptor
+	}
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ KV = (*Node)(nil)
+
+// Open starts a node in this process over cfg.Dir. A store that is part of a
+// cluster rejoins it; a new store waits to be initialized (Node.Init or
+// `flotilla init`), joins the cluster named by cfg.Join, or with
+// cfg.Bootstrap creates a new cluster. Open returns once the node listens;
+// use WaitReady to wait until it is a running member. Close stops it.
+func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
+	cfg.EnsureDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	n := &Node{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		metrics: metrics.NewSet(),
+		started: time.Now(),
+		ready:   make(chan struct{}),
+	}
+	n.stopCtx, n.stop = context.WithCancel(context.Background())
+	n.mu.state = stateWaiting
+	n.mu.directory = map[multiraft.NodeID]*flotillapb.NodeDescriptor{}
+	n.joinToken = randomHex(16)
+	defer func() {
+		if err != nil {
+			_ = n.Close()
+		}
+	}()
+
+	eopts := engine.Options{Dir: cfg.Dir, Metrics: n.metrics, Logger: cfg.Logger}
+	if cfg.Testing != nil {
+		eopts.DisableSync = cfg.Testing.DisableSync
+	}
+	if n.eng, err = engine.Open(eopts); err != nil {
+		return nil, fmt.Errorf("flotilla: opening store %s: %w", cfg.Dir, err)
+	}
+	if n.lis, err = net.Listen("tcp", cfg.ListenAddr); err != nil {
+		return nil, fmt.Errorf("flotilla: listen %s: %w", cfg.ListenAddr, err)
+	}
+	n.addr = cfg.AdvertiseAddr
+	if n.addr == "" {
+		n.addr = n.lis.Addr().String()
+	}
+	if cfg.HTTPAddr != "off" {
+		if n.httpLis, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+			return nil, fmt.Errorf("flotilla: listen (HTTP) %s: %w", cfg.HTTPAddr, err)
+		}
+		n.httpAddr = n.httpLis.Addr().String()
+	}
+
+	n.pool = rpc.NewPool(rpc.PoolConfig{DialOverrides: cfg.DialOverrides, Logger: cfg.Logger})
+	if n.transport, err = rpc.NewTransport(rpc.TransportConfig{Pool: n.pool, Metrics: n.metrics, Logger: cfg.Logger}); err != nil {
+		return nil, err
+	}
+	scfg := shard.Config{Engine: n.eng, MaxValueSize: cfg.MaxValueSize, Logger: cfg.Logger}
+	if cfg.Testing != nil && cfg.Testing.UnsafeFollowerReads {
+		scfg.Testing = &shard.TestingKnobs{UnsafeFollowerReads: true}
+	}
+	if n.store, err = shard.NewStore(scfg); err != nil {
+		return nil, err
+	}
+	n.gw = &gateway{n: n}
+	n.kvAPI = kvAPI{h: n.gw, close: n.Close}
+
+	n.grpcServer = grpc.NewServer(rpc.ServerOptions()...)
+	n.transport.Register(n.grpcServer)
+	rpc.RegisterKV(n.grpcServer, n.gw)
+	rpc.RegisterNode(n.grpcServer, (*nodeService)(n))
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.grpcServer.Serve(n.lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			n.log.Error("gRPC server failed", "err", err)
+		}
+	}()
+	if n.httpLis != nil {
+		n.httpServer = &http.Server{Handler: n.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			if err := n.httpServer.Serve(n.httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				n.log.Error("HTTP server failed", "err", err)
+			}
+		}()
+	}
+
+	ident, err := readIdent(n.eng)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case ident != nil:
+		if err := n.becomeMember(ident, nil); err != nil {
+			return nil, err
+		}
+	case cfg.Bootstrap && len(cfg.Join) == 0:
+		if _, err := n.initCluster(); err != nil {
+			return nil, err
+		}
+	case len(cfg.Join) > 0:
+		n.wg.Add(1)
+		go n.joinLoop()
+	default:
+		n.log.Info("node is not part of a cluster: waiting for `flotilla init` or for other nodes to join it", "addr", n.addr)
+	}
+	n.wg.Add(1)
+	go n.replicateLoop()
+	return n, nil
+}
+
+// Addr returns the advertised gRPC address.
+func (n *Node) Addr() string { return n.addr }
+
+// HTTPAddr returns the admin HTTP address, "" if it is off.
+func (n *Node) HTTPAddr() string { return n.httpAddr }
+
+// NodeID returns the node's ID, 0 while it is not part of a cluster.
+func (n *Node) NodeID() uint64 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.mu.ident.GetNodeId()
+}
+
+// ClusterID returns the cluster's ID, "" while the node is not part of one.
+func (n *Node) ClusterID() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.mu.ident.GetClusterId()
+}
+
+// WaitReady waits until the node is a running member of a cluster.
+func (n *Node) WaitReady(ctx context.Context) error {
+	select {
+	case <-n.ready:
+		return nil
+	case <-n.stopCtx.Done():
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Init makes this node create a new cluster, as `flotilla init` does. It
+// fails with an error matching rpc.ErrAlreadyInitialized on a node that is
+// already part of a cluster.
+func (n *Node) Init(ctx context.Context) (clusterID string, err error) {
+	ident, err := n.initCluster()
+	if err != nil {
+		return "", err
+	}
+	return ident.GetClusterId(), nil
+}
+
+// running returns the node's host and store if it is a running member.
+func (n *Node) running() (*multiraft.Host, *placement.Meta, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.mu.state != stateRunning {
+		return nil, nil, false
+	}
+	return n.mu.host, n.mu.meta, true
+}
+
+func readIdent(eng *engine.Engine) (*flotillapb.StoreIdent, error) {
+	v, err := eng.Get(engine.StoreIdentKey())
+	if errors.Is(err, engine.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	ident := &flotillapb.StoreIdent{}
+	if err := proto.Unmarshal(v, ident); err != nil || ident.GetNodeId() == 0 || ident.GetClusterId() == "" {
+		return nil, fmt.Errorf("flotilla: store ident is corrupt (%v)", err)
+	}
+	return ident, nil
+}
+
+func writeIdent(eng *engine.Engine, ident *flotillapb.StoreIdent) error {
+	v, err := proto.Marshal(ident)
+	if err != nil {
+		return err
+	}
+	b := eng.NewBatch()
+	defer b.Close()
+	if err := b.Set(engine.StoreIdentKey(), v); err != nil {
+		return err
+	}
+	return b.Commit(true)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// newHostLocked starts the multiraft host as node id.
+func (n *Node) newHost(id multiraft.NodeID) (*multiraft.Host, error) {
+	return multiraft.NewHost(multiraft.Config{
+		NodeID:          id,
+		Engine:          n.eng,
+		Transport:       n.transport,
+		NewStateMachine: n.newStateMachine,
+		TickInterval:    n.cfg.TickInterval,
+		Metrics:         n.metrics,
+		Logger:          n.log,
+	})
+}
+
+// newStateMachine is the host's state machine factory: the placement group
+// gets the cluster metadata, every other group is a key range.
+func (n *Node) newStateMachine(group multiraft.GroupID) (multiraft.StateMachine, error) {
+	if group == placement.GroupID {
+		m, err := placement.NewMeta(n.eng, n.metaChanged)
+		if err != nil {
+			return nil, err
+		}
+		n.mu.Lock()
+		n.mu.meta = m
+		n.mu.Unlock()
+		n.metaChanged(m.State())
+		return m, nil
+	}
+	return n.store.NewStateMachine(group)
+}
+
+// metaChanged learns the nodes' addresses from the placement group's state
+// (on the group's worker).
+func (n *Node) metaChanged(st *flotillapb.ClusterMeta) {
+	n.learnNodes(st.GetNodes())
+}
+
+func (n *Node) learnNodes(nodes []*flotillapb.NodeDescriptor) {
+	n.mu.Lock()
+	self := multiraft.NodeID(n.mu.ident.GetNodeId())
+	for _, d := range nodes {
+		n.mu.directory[multiraft.NodeID(d.GetNodeId())] = d
+	}
+	n.mu.Unlock()
+	for _, d := range nodes {
+		if id := multiraft.NodeID(d.GetNodeId()); id != self && d.GetAddress() != "" {
+			n.transport.SetAddress(id, d.GetAddress())
+		}
+	}
+}
+
+// directory returns the known nodes sorted by ID.
+func (n *Node) directory() []*flotillapb.NodeDescriptor {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	out := make([]*flotillapb.NodeDescriptor, 0, len(n.mu.directory))
+	for _, d := range n.mu.directory {
+		out = append(out, d)
+	}
+	slices.SortFunc(out, func(a, b *flotillapb.NodeDescriptor) int { return cmp.Compare(a.GetNodeId(), b.GetNodeId()) })
+	return out
+}
+
+// becomeMember starts the node's raft host as a member of ident's cluster.
+// nodes, if given, are the cluster's nodes as a join response listed them.
+func (n *Node) becomeMember(ident *flotillapb.StoreIdent, nodes []*flotillapb.NodeDescriptor) error {
+	n.mu.Lock()
+	n.mu.ident = ident
+	n.mu.Unlock()
+	n.learnNodes(nodes)
+	host, err := n.newHost(multiraft.NodeID(ident.GetNodeId()))
+	if err != nil {
+		return err
+	}
+	return n.startMember(ident, host)
+}
+
+func (n *Node) startMember(ident *flotillapb.StoreIdent, host *multiraft.Host) error {
+	if err := n.transport.Start(multiraft.NodeID(ident.GetNodeId()), ident.GetClusterId(), n.addr, host); err != nil {
+		host.Stop()
+		return err
+	}
+	n.store.SetHost(host)
+	n.mu.Lock()
+	n.mu.ident = ident
+	n.mu.host = host
+	n.mu.state = stateRunning
+	n.mu.Unlock()
+	close(n.ready)
+	n.log.Info("node running", "node", ident.GetNodeId(), "cluster", ident.GetClusterId(), "addr", n.addr, "http", n.httpAddr)
+	return nil
+}
+
+// initCluster creates a new cluster with this node as node 1: the placement
+// group and the first range, each with one replica here, then the store's
+// ident. A crash before the ident is written leaves groups that a second
+// init finds and keeps.
+func (n *Node) initCluster() (*flotillapb.StoreIdent, error) {
+	n.memberMu.Lock()
+	defer n.memberMu.Unlock()
+	n.mu.Lock()
+	state := n.mu.state
+	n.mu.Unlock()
+	switch state {
+	case stateRunning:
+		return nil, fmt.Errorf("%w (cluster %s)", rpc.ErrAlreadyInitialized, n.ClusterID())
+	case stateStopped:
+		return nil, ErrClosed
+	}
+	const first multiraft.NodeID = 1
+	ident := &flotillapb.StoreIdent{ClusterId: newClusterID(), NodeId: uint64(first)}
+	n.mu.Lock()
+	n.mu.ident = ident
+	n.mu.Unlock()
+	host, err := n.newHost(first)
+	if err != nil {
+		return nil, err
+	}
+	replicas := []multiraft.Replica{{ID: multiraft.MakeReplicaID(first, 1)}}
+	self := &flotillapb.NodeDescriptor{NodeId: uint64(first), Address: n.addr, HttpAddress: n.httpAddr, JoinToken: n.joinToken}
+	err = host.BootstrapWith(placement.GroupID, replicas, func(b *engine.Batch) error {
+		return placement.WriteInitialMeta(b, ident.GetClusterId(), self)
+	})
+	if err == nil || errors.Is(err, multiraft.ErrGroupExists) {
+		desc := &flotillapb.RangeDescriptor{
+			RangeId:  uint64(placement.FirstRangeID),
+			Epoch:    &flotillapb.RangeEpoch{ConfVer: 1, Version: 1},
+			Replicas: []*flotillapb.ReplicaDescriptor{{StoreId: uint64(first), ReplicaId: uint64(replicas[0].ID)}},
+		}
+		err = host.BootstrapWith(placement.FirstRangeID, replicas, func(b *engine.Batch) error {
+			return shard.WriteInitialState(b, desc)
+		})
+	}
+	if err != nil && !errors.Is(err, multiraft.ErrGroupExists) {
+		host.Stop()
+		return nil, fmt.Errorf("flotilla: bootstrapping the cluster: %w", err)
+	}
+	// After a crash between bootstrap and ident, the groups name the
+	// cluster.
+	if st, err := placement.ReadMeta(n.eng); err == nil && st != nil {
+		ident.ClusterId = st.GetClusterId()
+	}
+	if err := writeIdent(n.eng, ident); err != nil {
+		host.Stop()
+		return nil, err
+	}
+	if err := n.startMember(ident, host); err != nil {
+		return nil, err
+	}
+	n.log.Info("cluster initialized", "cluster", ident.GetClusterId())
+	return ident, nil
+}
+
+func newClusterID() string {
+	b := randomHex(16)
+	return b[0:8] + "-" + b[8:12] + "-" + b[12:16] + "-" + b[16:20] + "-" + b[20:32]
+}
+
+// joinLoop asks the join addresses, in turn, to admit this node until one
+// does, the node is initialized some other way, or it stops.
+func (n *Node) joinLoop() {
+	defer n.wg.Done()
+	backoff := 100 * time.Millisecond
+	var lastLog time.Time
+	for attempt := 0; ; attempt++ {
+		if _, _, ok := n.running(); ok {
+			return
+		}
+		addr := n.cfg.Join[attempt%len(n.cfg.Join)]
+		err := n.joinOnce(addr)
+		if err == nil {
+			return
+		}
+		if time.Since(lastLog) > 5*time.Second {
+			n.log.Info("joining the cluster", "via", addr, "err", err)
+			lastLog = time.Now()
+		}
+		select {
+		case <-n.stopCtx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+func (n *Node) joinOnce(addr string) error {
+	if addr == n.addr {
+		return errors.New("not joining through this node itself")
+	}
+	conn, err := n.pool.Conn(addr)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(n.stopCtx, 5*time.Second)
+	defer cancel()
+	resp, err := flotillapb.NewNodeClient(conn).Join(ctx, &flotillapb.JoinRequest{
+		Address: n.addr, HttpAddress: n.httpAddr, JoinToken: n.joinToken,
+	})
+	if err != nil {
+		return err
+	}
+	n.memberMu.Lock()
+	defer n.memberMu.Unlock()
+	if _, _, ok := n.running(); ok || n.stopCtx.Err() != nil {
+		return nil
+	}
+	ident := &flotillapb.StoreIdent{ClusterId: resp.GetClusterId(), NodeId: resp.GetNodeId()}
+	if ident.GetClusterId() == "" || ident.GetNodeId() == 0 || ident.GetNodeId() > multiraft.MaxNodeID {
+		return fmt.Errorf("bad join response from %s", addr)
+	}
+	if err := writeIdent(n.eng, ident); err != nil {
+		return err
+	}
+	if err := n.becomeMember(ident, resp.GetNodes()); err != nil {
+		n.log.Error("starting as a member failed", "err", err)
+		return err
+	}
+	n.log.Info("joined the cluster", "via", addr, "node", ident.GetNodeId())
+	return nil
+}
+
+// Close stops the node: it stops serving, stops its raft groups and closes
+// its store. It is idempotent.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		n.stop()
+		n.memberMu.Lock()
+		defer n.memberMu.Unlock()
+		n.mu.Lock()
+		n.mu.state = stateStopped
+		host := n.mu.host
+		n.mu.Unlock()
+		if n.httpServer != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			_ = n.httpServer.Shutdown(ctx)
+			cancel()
+		} else if n.httpLis != nil {
+			_ = n.httpLis.Close()
+		}
+		if n.grpcServer != nil {
+			n.grpcServer.Stop()
+		} else if n.lis != nil {
+			_ = n.lis.Close()
+		}
+		if host != nil {
+			host.Stop()
+		}
+		n.wg.Wait()
+		var errs []error
+		if n.transport != nil {
+			errs = append(errs, n.transport.Close())
+		}
+		if n.pool != nil {
+			errs = append(errs, n.pool.Close())
+		}
+		if n.eng != nil {
+			errs = append(errs, n.eng.Close())
+		}
+		n.closeErr = errors.Join(errs...)
+	})
+	return n.closeErr
+}

@@ -1,0 +1,244 @@
+// Copyright 2026 The Flotilla Authors. All rights reserved.
+
+package flotilla_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flotilladb/flotilla"
+	"github.com/flotilladb/flotilla/internal/testutil"
+	"github.com/flotilladb/flotilla/placement"
+	"github.com/flotilladb/flotilla/rpc"
+)
+
+// quietLogger discards the nodes' logs unless FLOTILLA_TEST_LOG is set.
+func quietLogger() *slog.Logger {
+	if os.Getenv("FLOTILLA_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+func openNode(t *testing.T, cfg flotilla.Config) *flotilla.Node {
+	t.Helper()
+	if cfg.ListenAddr == "" {
+		cfg.ListenAddr = "127.0.0.1:0"
+	}
+	if cfg.HTTPAddr == "" {
+		cfg.HTTPAddr = "127.0.0.1:0"
+	}
+	if cfg.TickInterval == 0 {
+		cfg.TickInterval = 20 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = quietLogger()
+	}
+	n, err := flotilla.Open(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Close() })
+	return n
+}
+
+func TestConfigValidate(t *testing.T) {
+	cfg := flotilla.Config{ListenAddr: "nonsense", HTTPAddr: "also:bad:addr", MaxValueSize: -1, ReplicationFactor: 9,
+		Join: []string{"x"}, DialOverrides: map[string]string{"a:1": "b"}}
+	cfg.EnsureDefaults()
+	err := cfg.Validate()
+	if err == nil {
+		t.Fatal("want an error")
+	}
+	for _, want := range []string{"Dir is required", "ListenAddr", "HTTPAddr", "Join", "DialOverrides value", "MaxValueSize", "ReplicationFactor"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %s", err, want)
+		}
+	}
+	if _, err := flotilla.Open(context.Background(), flotilla.Config{}); err == nil {
+		t.Fatal("Open with an empty config should fail")
+	}
+}
+
+// TestEmbedded runs one node in this process: it bootstraps a cluster,
+// serves the KV interface, and keeps its data across a restart.
+func TestEmbedded(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	n := openNode(t, flotilla.Config{Dir: dir, Bootstrap: true})
+	if err := n.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var kv flotilla.KV = n
+	if err := kv.Put(ctx, []byte("a"), []byte("1")); err != nil {
+		t.Fatal(err)
+	}
+	res, err := kv.Batch(ctx,
+		flotilla.PutOp([]byte("b"), []byte("2")),
+		flotilla.CompareAndSwapOp([]byte("b"), flotilla.ExpectValue([]byte("2")), []byte("3")),
+		flotilla.DeleteOp([]byte("a")),
+		flotilla.PutOp([]byte("c"), []byte{}),
+	)
+	if err != nil || len(res) != 4 || !res[1].Swapped || !res[2].Found {
+		t.Fatalf("batch: %+v %v", res, err)
+	}
+	kvs, err := kv.Scan(ctx, nil, nil, flotilla.ScanOptions{})
+	if err != nil || fmt.Sprint(kvs) != "[{[98] [51]} {[99] []}]" {
+		t.Fatalf("scan: %v %v", kvs, err)
+	}
+	kvs, err = kv.Scan(ctx, nil, nil, flotilla.ScanOptions{Reverse: true, Limit: 1})
+	if err != nil || len(kvs) != 1 || string(kvs[0].Key) != "c" {
+		t.Fatalf("reverse scan: %v %v", kvs, err)
+	}
+	if v, err := kv.Get(ctx, []byte("c")); err != nil || v == nil || len(v) != 0 {
+		t.Fatalf("empty value: %q %v", v, err)
+	}
+	if _, err := kv.Get(ctx, []byte("a")); !errors.Is(err, flotilla.ErrKeyNotFound) {
+		t.Fatalf("deleted key: %v", err)
+	}
+	if deleted, err := kv.DeleteRange(ctx, []byte("b"), []byte("c")); err != nil || deleted != 1 {
+		t.Fatalf("delete-range: %d %v", deleted, err)
+	}
+	// Bad input: a clear error, nothing written.
+	for name, err := range map[string]error{
+		"empty key":      kv.Put(ctx, nil, []byte("v")),
+		"oversize key":   kv.Put(ctx, make([]byte, flotilla.MaxKeySize+1), []byte("v")),
+		"oversize value": kv.Put(ctx, []byte("k"), make([]byte, flotilla.DefaultMaxValueSize+1)),
+	} {
+		if !errors.Is(err, flotilla.ErrInvalidArgument) || !errors.Is(err, flotilla.ErrNotApplied) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	big := make([]byte, flotilla.DefaultMaxValueSize)
+	if _, err := kv.Batch(ctx, flotilla.PutOp([]byte("b1"), big), flotilla.PutOp([]byte("b2"), big),
+		flotilla.PutOp([]byte("b3"), big), flotilla.PutOp([]byte("b4"), big), flotilla.PutOp([]byte("b5"), big),
+	); !errors.Is(err, flotilla.ErrInvalidArgument) || !errors.Is(err, flotilla.ErrNotApplied) {
+		t.Errorf("oversize batch: %v", err)
+	}
+	if _, err := kv.Scan(ctx, []byte("z"), []byte("a"), flotilla.ScanOptions{}); !errors.Is(err, flotilla.ErrInvalidArgument) {
+		t.Errorf("scan start > end: %v", err)
+	}
+	if _, err := kv.Scan(ctx, nil, nil, flotilla.ScanOptions{Limit: -1}); !errors.Is(err, flotilla.ErrInvalidArgument) {
+		t.Errorf("negative limit: %v", err)
+	}
+	if _, err := n.Init(ctx); !errors.Is(err, rpc.ErrAlreadyInitialized) {
+		t.Errorf("second init: %v", err)
+	}
+	// Admin endpoints.
+	for _, path := range []string{"/health", "/status", "/metrics", "/debug/pprof/"} {
+		resp, err := http.Get("http://" + n.HTTPAddr() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || len(body) == 0 {
+			t.Errorf("%s: %d %q", path, resp.StatusCode, body)
+		}
+		if path == "/metrics" && !strings.Contains(string(body), "process_cpu_seconds_total") {
+			t.Errorf("/metrics lacks process metrics")
+		}
+		if path == "/status" && !strings.Contains(string(body), `"data_hash"`) {
+			t.Errorf("/status lacks the data hash: %s", body)
+		}
+	}
+
+	clusterID := n.ClusterID()
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Put(ctx, []byte("x"), []byte("y")); err == nil {
+		t.Fatal("put on a closed node succeeded")
+	}
+	n = openNode(t, flotilla.Config{Dir: dir})
+	if err := n.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n.ClusterID() != clusterID {
+		t.Fatalf("cluster ID changed across a restart: %s, then %s", clusterID, n.ClusterID())
+	}
+	if v, err := n.Get(ctx, []byte("c")); err != nil || len(v) != 0 {
+		t.Fatalf("after restart: %q %v", v, err)
+	}
+}
+
+// TestJoinAndGateway joins four nodes: the first range and the placement
+// group get replicas on the first three, and the fourth, with no replica,
+// still serves reads and writes as a gateway.
+func TestJoinAndGateway(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	n1 := openNode(t, flotilla.Config{Dir: t.TempDir()})
+	nodes := []*flotilla.Node{n1}
+	for range 3 {
+		nodes = append(nodes, openNode(t, flotilla.Config{Dir: t.TempDir(), Join: []string{n1.Addr()}}))
+	}
+	// Nothing happens before init: the joiners wait.
+	if err := n1.Put(ctx, []byte("k"), []byte("v")); !errors.Is(err, flotilla.ErrUnavailable) {
+		t.Fatalf("put before init: %v", err)
+	}
+	if _, err := n1.Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes {
+		if err := n.WaitReady(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testutil.SucceedsWithin(t, time.Minute, func() error {
+		for i, n := range nodes {
+			groups := map[uint64]bool{}
+			for _, r := range n.Status(false).GetReplicas() {
+				groups[r.GetGroupId()] = true
+				if r.GetGroupId() == uint64(placement.FirstRangeID) && len(r.GetDescriptor_().GetReplicas()) != 3 {
+					return fmt.Errorf("node %d: descriptor %v", i+1, r.GetDescriptor_())
+				}
+			}
+			want := i < 3
+			if groups[uint64(placement.GroupID)] != want || groups[uint64(placement.FirstRangeID)] != want {
+				return fmt.Errorf("node %d holds groups %v", i+1, groups)
+			}
+		}
+		return nil
+	})
+	ids := map[uint64]bool{}
+	for _, n := range nodes {
+		ids[n.NodeID()] = true
+		if n.ClusterID() != n1.ClusterID() {
+			t.Fatalf("node %d is in cluster %s, want %s", n.NodeID(), n.ClusterID(), n1.ClusterID())
+		}
+	}
+	if len(ids) != 4 {
+		t.Fatalf("node IDs %v", ids)
+	}
+	// Every node serves every request.
+	for i, n := range nodes {
+		key := []byte(fmt.Sprintf("from-%d", i))
+		if err := n.Put(ctx, key, key); err != nil {
+			t.Fatalf("put through node %d: %v", i+1, err)
+		}
+		for j, m := range nodes {
+			if v, err := m.Get(ctx, key); err != nil || string(v) != string(key) {
+				t.Fatalf("get through node %d of a key written through node %d: %q %v", j+1, i+1, v, err)
+			}
+		}
+	}
+	c, err := flotilla.Connect(ctx, nodes[3].Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	kvs, err := c.Scan(ctx, []byte("from-"), []byte("from."), flotilla.ScanOptions{})
+	if err != nil || len(kvs) != 4 {
+		t.Fatalf("scan through the replica-less node: %v %v", kvs, err)
+	}
+}

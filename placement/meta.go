@@ -1,0 +1,225 @@
+// Copyright 2026 The Flotilla Authors. All rights reserved.
+
+package placement
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/flotilladb/flotilla/engine"
+	"github.com/flotilladb/flotilla/multiraft"
+	"github.com/flotilladb/flotilla/rpc/flotillapb"
+	"google.golang.org/protobuf/proto"
+)
+
+// GroupID is the placement group's ID. Range IDs start after it.
+const GroupID multiraft.GroupID = 1
+
+// FirstRangeID is the ID of the range that covers the whole keyspace when a
+// cluster is bootstrapped.
+const FirstRangeID multiraft.GroupID = 2
+
+// ErrBadCommand is returned (wrapped) in a Result for a command that does
+// not decode or names nothing valid.
+var ErrBadCommand = errors.New("placement: bad command")
+
+// Meta is the placement group's state machine on one node: the cluster
+// ID, the member nodes and the node ID allocator (flotillapb.ClusterMeta),
+// kept under engine.PlacementStateKey so that snapshots carry it.
+//
+// Apply runs on the group's worker; State may be called from any goroutine.
+type Meta struct {
+	eng *engine.Engine
+	// onChange, if set, is called (on the worker, without locks held) with
+	// the new state after every apply or snapshot that changed it.
+	onChange func(*flotillapb.ClusterMeta)
+
+	mu struct {
+		sync.Mutex
+		// state is replaced, never modified in place, so readers may keep
+		// the pointer.
+		state *flotillapb.ClusterMeta
+	}
+}
+
+var _ multiraft.StateMachine = (*Meta)(nil)
+var _ multiraft.SnapshotRestorer = (*Meta)(nil)
+
+// NewMeta returns the placement group's state machine over eng, loading its
+// state if the engine holds one. onChange may be nil.
+func NewMeta(eng *engine.Engine, onChange func(*flotillapb.ClusterMeta)) (*Meta, error) {
+	m := &Meta{eng: eng, onChange: onChange}
+	if err := m.load(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// ReadMeta reads the placement group's state from r; it returns nil, nil if
+// there is none.
+func ReadMeta(r engine.Reader) (*flotillapb.ClusterMeta, error) {
+	v, err := r.Get(engine.PlacementStateKey(GroupID))
+	if errors.Is(err, engine.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	st := &flotillapb.ClusterMeta{}
+	if err := proto.Unmarshal(v, st); err != nil {
+		return nil, fmt.Errorf("placement: decoding cluster state: %w", err)
+	}
+	return st, nil
+}
+
+func (m *Meta) load() error {
+	st, err := ReadMeta(m.eng)
+	if err != nil {
+		return err
+	}
+	if st == nil {
+		st = &flotillapb.ClusterMeta{}
+	}
+	m.mu.Lock()
+	m.mu.state = st
+	m.mu.Unlock()
+	return nil
+}
+
+// WriteInitialMeta writes a new cluster's placement state into b: the
+// cluster ID and its first node. Use it with Host.BootstrapWith.
+func WriteInitialMeta(b *engine.Batch, clusterID string, first *flotillapb.NodeDescriptor) error {
+	if clusterID == "" || first.GetNodeId() == 0 {
+		return fmt.Errorf("%w: a cluster needs an ID and a first node", ErrBadCommand)
+	}
+	st := &flotillapb.ClusterMeta{
+		ClusterId:  clusterID,
+		NextNodeId: first.GetNodeId() + 1,
+		Nodes:      []*flotillapb.NodeDescriptor{proto.Clone(first).(*flotillapb.NodeDescriptor)},
+	}
+	v, err := proto.Marshal(st)
+	if err != nil {
+		return err
+	}
+	return b.Set(engine.PlacementStateKey(GroupID), v)
+}
+
+// State returns the current state. The caller must not modify it.
+func (m *Meta) State() *flotillapb.ClusterMeta {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.mu.state
+}
+
+// Spans implements multiraft.StateMachine: the state lives in the group's
+// replicated range-local keys, which snapshots carry anyway.
+func (m *Meta) Spans() []engine.Span { return nil }
+
+// Restored implements multiraft.SnapshotRestorer.
+func (m *Meta) Restored() error {
+	if err := m.load(); err != nil {
+		return err
+	}
+	if m.onChange != nil {
+		m.onChange(m.State())
+	}
+	return nil
+}
+
+// Apply implements multiraft.StateMachine. An AddNode command's result is
+// the new node's ID, 8 bytes big-endian. Membership changes of the group
+// are accepted as they come.
+func (m *Meta) Apply(b *engine.Batch, cmds []multiraft.Command) ([]multiraft.Result, error) {
+	results := make([]multiraft.Result, len(cmds))
+	st := m.State()
+	changed := false
+	for i, c := range cmds {
+		if c.Kind != multiraft.CommandNormal {
+			continue
+		}
+		var cmd flotillapb.MetaCommand
+		if err := proto.Unmarshal(c.Data, &cmd); err != nil {
+			results[i].Err = fmt.Errorf("%w: %v", ErrBadCommand, err)
+			continue
+		}
+		next, value, err := applyMeta(st, &cmd)
+		if err != nil {
+			results[i].Err = err
+			continue
+		}
+		st, changed = next, true
+		results[i].Value = value
+	}
+	if !changed {
+		return results, nil
+	}
+	v, err := proto.Marshal(st)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.Set(engine.PlacementStateKey(GroupID), v); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	m.mu.state = st
+	m.mu.Unlock()
+	if m.onChange != nil {
+		m.onChange(st)
+	}
+	return results, nil
+}
+
+// applyMeta returns the state after cmd (a new value; st is not modified)
+// and the command's result value.
+func applyMeta(st *flotillapb.ClusterMeta, cmd *flotillapb.MetaCommand) (*flotillapb.ClusterMeta, []byte, error) {
+	if st.GetClusterId() == "" {
+		return nil, nil, fmt.Errorf("%w: the cluster is not bootstrapped", ErrBadCommand)
+	}
+	next := proto.Clone(st).(*flotillapb.ClusterMeta)
+	switch c := cmd.GetCommand().(type) {
+	case *flotillapb.MetaCommand_AddNode:
+		if c.AddNode.GetAddress() == "" {
+			return nil, nil, fmt.Errorf("%w: a node needs an address", ErrBadCommand)
+		}
+		if tok := c.AddNode.GetJoinToken(); tok != "" {
+			for _, n := range st.GetNodes() {
+				if n.GetJoinToken() == tok {
+					return st, encodeNodeID(n.GetNodeId()), nil // a retried join
+				}
+			}
+		}
+		id := next.GetNextNodeId()
+		if id == 0 || id > multiraft.MaxNodeID {
+			return nil, nil, fmt.Errorf("%w: node IDs exhausted", ErrBadCommand)
+		}
+		next.NextNodeId = id + 1
+		next.Nodes = append(next.Nodes, &flotillapb.NodeDescriptor{
+			NodeId: id, Address: c.AddNode.GetAddress(), HttpAddress: c.AddNode.GetHttpAddress(),
+			JoinToken: c.AddNode.GetJoinToken(),
+		})
+		return next, encodeNodeID(id), nil
+	case *flotillapb.MetaCommand_UpdateNode:
+		n := c.UpdateNode.GetNode()
+		i := slices.IndexFunc(next.Nodes, func(d *flotillapb.NodeDescriptor) bool { return d.GetNodeId() == n.GetNodeId() })
+		if i < 0 || n.GetAddress() == "" {
+			return nil, nil, fmt.Errorf("%w: unknown node %d or no address", ErrBadCommand, n.GetNodeId())
+		}
+		next.Nodes[i] = proto.Clone(n).(*flotillapb.NodeDescriptor)
+		return next, nil, nil
+	default:
+		return nil, nil, fmt.Errorf("%w: empty command", ErrBadCommand)
+	}
+}
+
+func encodeNodeID(id uint64) []byte { return binary.BigEndian.AppendUint64(nil, id) }
+
+// DecodeNodeID decodes an AddNode command's result.
+func DecodeNodeID(v []byte) (multiraft.NodeID, error) {
+	if len(v) != 8 {
+		return 0, fmt.Errorf("%w: node ID result of %d bytes", ErrBadCommand, len(v))
+	}
+	return multiraft.NodeID(binary.BigEndian.Uint64(v)), nil
+}

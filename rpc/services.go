@@ -1,0 +1,136 @@
+// Copyright 2026 The Flotilla Authors. All rights reserved.
+
+package rpc
+
+import (
+	"context"
+	"time"
+
+	"github.com/flotilladb/flotilla/rpc/flotillapb"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/connectivity"
+)
+
+// KVHandler serves the KV service; the node's gateway implements it. Its
+// methods are called from gRPC's goroutines, concurrently. Errors are
+// *flotillapb.Error (or context errors); StatusError turns them into gRPC
+// statuses.
+type KVHandler interface {
+	Get(context.Context, *flotillapb.GetRequest) (*flotillapb.GetResponse, error)
+	Put(context.Context, *flotillapb.PutRequest) (*flotillapb.PutResponse, error)
+	Delete(context.Context, *flotillapb.DeleteRequest) (*flotillapb.DeleteResponse, error)
+	DeleteRange(context.Context, *flotillapb.DeleteRangeRequest) (*flotillapb.DeleteRangeResponse, error)
+	Scan(context.Context, *flotillapb.ScanRequest) (*flotillapb.ScanResponse, error)
+	CompareAndSwap(context.Context, *flotillapb.CompareAndSwapRequest) (*flotillapb.CompareAndSwapResponse, error)
+	Batch(context.Context, *flotillapb.BatchRequest) (*flotillapb.BatchResponse, error)
+}
+
+// RegisterKV registers the KV service on s, served by h.
+func RegisterKV(s *grpc.Server, h KVHandler) {
+	flotillapb.RegisterKVServer(s, kvService{h: h})
+}
+
+type kvService struct {
+	flotillapb.UnimplementedKVServer
+	h KVHandler
+}
+
+func (s kvService) Get(ctx context.Context, r *flotillapb.GetRequest) (*flotillapb.GetResponse, error) {
+	resp, err := s.h.Get(ctx, r)
+	return resp, StatusError(err)
+}
+
+func (s kvService) Put(ctx context.Context, r *flotillapb.PutRequest) (*flotillapb.PutResponse, error) {
+	resp, err := s.h.Put(ctx, r)
+	return resp, StatusError(err)
+}
+
+func (s kvService) Delete(ctx context.Context, r *flotillapb.DeleteRequest) (*flotillapb.DeleteResponse, error) {
+	resp, err := s.h.Delete(ctx, r)
+	return resp, StatusError(err)
+}
+
+func (s kvService) DeleteRange(ctx context.Context, r *flotillapb.DeleteRangeRequest) (*flotillapb.DeleteRangeResponse, error) {
+	resp, err := s.h.DeleteRange(ctx, r)
+	return resp, StatusError(err)
+}
+
+func (s kvService) Scan(ctx context.Context, r *flotillapb.ScanRequest) (*flotillapb.ScanResponse, error) {
+	resp, err := s.h.Scan(ctx, r)
+	return resp, StatusError(err)
+}
+
+func (s kvService) CompareAndSwap(ctx context.Context, r *flotillapb.CompareAndSwapRequest) (*flotillapb.CompareAndSwapResponse, error) {
+	resp, err := s.h.CompareAndSwap(ctx, r)
+	return resp, StatusError(err)
+}
+
+func (s kvService) Batch(ctx context.Context, r *flotillapb.BatchRequest) (*flotillapb.BatchResponse, error) {
+	resp, err := s.h.Batch(ctx, r)
+	return resp, StatusError(err)
+}
+
+// NodeHandler serves the Node service; the node assembly implements it.
+type NodeHandler interface {
+	Init(context.Context, *flotillapb.InitRequest) (*flotillapb.InitResponse, error)
+	Join(context.Context, *flotillapb.JoinRequest) (*flotillapb.JoinResponse, error)
+	Status(context.Context, *flotillapb.StatusRequest) (*flotillapb.NodeStatus, error)
+	ClusterStatus(context.Context, *flotillapb.ClusterStatusRequest) (*flotillapb.ClusterStatusResponse, error)
+}
+
+// RegisterNode registers the Node service on s, served by h.
+func RegisterNode(s *grpc.Server, h NodeHandler) {
+	flotillapb.RegisterNodeServer(s, nodeService{h: h})
+}
+
+type nodeService struct {
+	flotillapb.UnimplementedNodeServer
+	h NodeHandler
+}
+
+func (s nodeService) Init(ctx context.Context, r *flotillapb.InitRequest) (*flotillapb.InitResponse, error) {
+	resp, err := s.h.Init(ctx, r)
+	return resp, StatusError(err)
+}
+
+func (s nodeService) Join(ctx context.Context, r *flotillapb.JoinRequest) (*flotillapb.JoinResponse, error) {
+	resp, err := s.h.Join(ctx, r)
+	return resp, StatusError(err)
+}
+
+func (s nodeService) Status(ctx context.Context, r *flotillapb.StatusRequest) (*flotillapb.NodeStatus, error) {
+	resp, err := s.h.Status(ctx, r)
+	return resp, StatusError(err)
+}
+
+func (s nodeService) ClusterStatus(ctx context.Context, r *flotillapb.ClusterStatusRequest) (*flotillapb.ClusterStatusResponse, error) {
+	resp, err := s.h.ClusterStatus(ctx, r)
+	return resp, StatusError(err)
+}
+
+// EnsureReady waits, up to wait, for conn to have a working connection, and
+// reports whether it has one. Callers check it before sending a write: a
+// write that fails on a connection that was never ready was certainly not
+// sent, so it was not applied; once it is sent, a connection failure leaves
+// its outcome unknown.
+func EnsureReady(ctx context.Context, conn *grpc.ClientConn, wait time.Duration) bool {
+	state := conn.GetState()
+	if state == connectivity.Ready {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	conn.Connect()
+	for {
+		state = conn.GetState()
+		switch state {
+		case connectivity.Ready:
+			return true
+		case connectivity.TransientFailure, connectivity.Shutdown:
+			return false
+		}
+		if !conn.WaitForStateChange(ctx, state) {
+			return false
+		}
+	}
+}

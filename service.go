@@ -1,0 +1,244 @@
+// Copyright 2026 The Flotilla Authors. All rights reserved.
+
+package flotilla
+
+import (
+	"cmp"
+	"context"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/flotilladb/flotilla/multiraft"
+	"github.com/flotilladb/flotilla/placement"
+	"github.com/flotilladb/flotilla/rpc"
+	"github.com/flotilladb/flotilla/rpc/flotillapb"
+	"google.golang.org/protobuf/proto"
+)
+
+// nodeService serves the Node gRPC service.
+type nodeService Node
+
+var _ rpc.NodeHandler = (*nodeService)(nil)
+
+func (s *nodeService) node() *Node { return (*Node)(s) }
+
+func (s *nodeService) Init(ctx context.Context, _ *flotillapb.InitRequest) (*flotillapb.InitResponse, error) {
+	if err := s.node().checkPeersUninitialized(ctx); err != nil {
+		return nil, err
+	}
+	ident, err := s.node().initCluster()
+	if err != nil {
+		return nil, err
+	}
+	return &flotillapb.InitResponse{ClusterId: ident.GetClusterId(), NodeId: ident.GetNodeId()}, nil
+}
+
+// checkPeersUninitialized refuses to create a cluster when a node this one
+// was told to join already belongs to one: the waiting node would otherwise
+// found a second cluster instead of joining the first.
+func (n *Node) checkPeersUninitialized(ctx context.Context) error {
+	for _, addr := range n.cfg.Join {
+		if addr == n.addr {
+			continue
+		}
+		conn, err := n.pool.Conn(addr)
+		if err != nil {
+			continue
+		}
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		st, err := flotillapb.NewNodeClient(conn).Status(cctx, &flotillapb.StatusRequest{})
+		cancel()
+		if err == nil && st.GetClusterId() != "" {
+			return fmt.Errorf("%w: %s is a node of cluster %s; this node joins it", rpc.ErrAlreadyInitialized, addr, st.GetClusterId())
+		}
+	}
+	return nil
+}
+
+// Join admits a node: the placement group's leader allocates its ID. A
+// member that does not lead the group forwards the request to the node that
+// does (or, holding no replica of it, to the other nodes it knows).
+func (s *nodeService) Join(ctx context.Context, req *flotillapb.JoinRequest) (*flotillapb.JoinResponse, error) {
+	n := s.node()
+	host, meta, ok := n.running()
+	if !ok {
+		return nil, rpc.ErrNotInitialized
+	}
+	if req.GetAddress() == "" {
+		return nil, invalidArgument("address", "a joining node must give its address")
+	}
+	if meta != nil {
+		st, _ := host.Status(placement.GroupID)
+		if st.Leader == st.Replica {
+			data, err := proto.Marshal(&flotillapb.MetaCommand{Command: &flotillapb.MetaCommand_AddNode{AddNode: &flotillapb.AddNode{
+				Address: req.GetAddress(), HttpAddress: req.GetHttpAddress(), JoinToken: req.GetJoinToken(),
+			}}})
+			if err != nil {
+				return nil, err
+			}
+			res, err := host.ProposeAndWait(ctx, placement.GroupID, data)
+			if err == nil {
+				err = res.Err
+			}
+			if err != nil {
+				return nil, unavailable(fmt.Sprintf("admitting the node: %v", err))
+			}
+			id, err := placement.DecodeNodeID(res.Value)
+			if err != nil {
+				return nil, err
+			}
+			cm := meta.State()
+			n.log.Info("node joined", "node", id, "addr", req.GetAddress())
+			return &flotillapb.JoinResponse{ClusterId: cm.GetClusterId(), NodeId: uint64(id), Nodes: cm.GetNodes()}, nil
+		}
+		if req.GetForwarded() {
+			return nil, unavailable("this node does not lead the placement group")
+		}
+		if st.Leader == 0 {
+			return nil, unavailable("the placement group has no leader yet")
+		}
+		return s.forwardJoin(ctx, req, []multiraft.NodeID{st.Leader.Node()})
+	}
+	if req.GetForwarded() {
+		return nil, unavailable("this node holds no replica of the placement group")
+	}
+	var targets []multiraft.NodeID
+	for _, d := range n.directory() {
+		if d.GetNodeId() != n.NodeID() {
+			targets = append(targets, multiraft.NodeID(d.GetNodeId()))
+		}
+	}
+	return s.forwardJoin(ctx, req, targets)
+}
+
+func (s *nodeService) forwardJoin(ctx context.Context, req *flotillapb.JoinRequest, targets []multiraft.NodeID) (*flotillapb.JoinResponse, error) {
+	n := s.node()
+	fwd := proto.Clone(req).(*flotillapb.JoinRequest)
+	fwd.Forwarded = true
+	lastErr := unavailable("no node to forward the join to")
+	for _, t := range targets {
+		addr, ok := n.transport.Address(t)
+		if !ok {
+			continue
+		}
+		conn, err := n.pool.Conn(addr)
+		if err != nil {
+			continue
+		}
+		resp, err := flotillapb.NewNodeClient(conn).Join(ctx, fwd)
+		if err == nil {
+			return resp, nil
+		}
+		lastErr = unavailable(fmt.Sprintf("forwarding the join to node %d: %v", t, err))
+	}
+	return nil, lastErr
+}
+
+func unavailable(msg string) *flotillapb.Error {
+	return &flotillapb.Error{
+		Message: msg,
+		Outcome: flotillapb.Outcome_NOT_APPLIED,
+		Detail:  &flotillapb.Error_Unavailable{Unavailable: &flotillapb.Unavailable{}},
+	}
+}
+
+func (s *nodeService) Status(ctx context.Context, req *flotillapb.StatusRequest) (*flotillapb.NodeStatus, error) {
+	return s.node().Status(req.GetWithHash()), nil
+}
+
+// Status reports the node and its replicas (with each range's data hash if
+// withHash: it reads all their data).
+func (n *Node) Status(withHash bool) *flotillapb.NodeStatus {
+	n.mu.Lock()
+	st := &flotillapb.NodeStatus{
+		NodeId:           n.mu.ident.GetNodeId(),
+		ClusterId:        n.mu.ident.GetClusterId(),
+		Address:          n.addr,
+		HttpAddress:      n.httpAddr,
+		Version:          Version,
+		State:            n.mu.state.String(),
+		StartedUnixNanos: n.started.UnixNano(),
+	}
+	host := n.mu.host
+	n.mu.Unlock()
+	st.Nodes = n.directory()
+	if host == nil || st.State != stateRunning.String() {
+		return st
+	}
+	groups := host.Groups()
+	for _, g := range groups {
+		gs, ok := host.Status(g)
+		if !ok {
+			continue
+		}
+		rs := &flotillapb.ReplicaStatus{
+			GroupId:         uint64(g),
+			Kind:            "range",
+			ReplicaId:       uint64(gs.Replica),
+			LeaderReplicaId: uint64(gs.Leader),
+			RaftState:       gs.State.String(),
+			Term:            gs.Term,
+			CommitIndex:     gs.Commit,
+			AppliedIndex:    gs.Applied,
+		}
+		if g == placement.GroupID {
+			rs.Kind = "placement"
+		} else if r, ok := n.store.Replica(g); ok {
+			rs.Descriptor_ = r.Descriptor()
+			stats := r.Stats()
+			rs.Stats = &flotillapb.RangeStats{Keys: stats.Keys, KeyBytes: stats.KeyBytes, ValueBytes: stats.ValueBytes}
+			rs.ReadsPerSecond = stats.ReadsPerSecond
+			rs.WritesPerSecond = stats.WritesPerSecond
+			if withHash && rs.Descriptor_ != nil {
+				if idx, sum, err := r.Hash(); err == nil {
+					rs.DataHash = hex.EncodeToString(sum[:])
+					rs.HashAppliedIndex = idx
+				}
+			}
+		}
+		st.Replicas = append(st.Replicas, rs)
+	}
+	slices.SortFunc(st.Replicas, func(a, b *flotillapb.ReplicaStatus) int { return cmp.Compare(a.GetGroupId(), b.GetGroupId()) })
+	return st
+}
+
+// ClusterStatus asks every known node for its status.
+func (s *nodeService) ClusterStatus(ctx context.Context, _ *flotillapb.ClusterStatusRequest) (*flotillapb.ClusterStatusResponse, error) {
+	n := s.node()
+	if _, _, ok := n.running(); !ok {
+		return nil, rpc.ErrNotInitialized
+	}
+	nodes := n.directory()
+	resp := &flotillapb.ClusterStatusResponse{ClusterId: n.ClusterID(), Nodes: make([]*flotillapb.NodeEntry, len(nodes))}
+	var wg sync.WaitGroup
+	for i, d := range nodes {
+		e := &flotillapb.NodeEntry{Node: d}
+		resp.Nodes[i] = e
+		if d.GetNodeId() == n.NodeID() {
+			e.Live, e.Status = true, n.Status(false)
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conn, err := n.pool.Conn(d.GetAddress())
+			if err != nil {
+				e.Error = err.Error()
+				return
+			}
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			st, err := flotillapb.NewNodeClient(conn).Status(cctx, &flotillapb.StatusRequest{})
+			if err != nil {
+				e.Error = err.Error()
+				return
+			}
+			e.Live, e.Status = true, st
+		}()
+	}
+	wg.Wait()
+	return resp, nil
+}

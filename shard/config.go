@@ -1,0 +1,115 @@
+// Copyright 2026 The Flotilla Authors. All rights reserved.
+
+package shard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/flotilladb/flotilla/engine"
+	"github.com/flotilladb/flotilla/multiraft"
+)
+
+// Limits on requests (DESIGN.md, "Identifiers and metadata").
+const (
+	// DefaultMaxValueSize is the default for Config.MaxValueSize: 8 MiB.
+	DefaultMaxValueSize = 8 << 20
+	// MaxKeySize is the largest key accepted, in bytes.
+	MaxKeySize = engine.MaxUserKeySize
+	// DefaultMaxCommandSize is the default for Config.MaxCommandSize: 32 MiB.
+	DefaultMaxCommandSize = 32 << 20
+	// DefaultMaxScanBytes is the default for Config.MaxScanBytes: 4 MiB.
+	DefaultMaxScanBytes = 4 << 20
+)
+
+// Config configures a Store. Fill what is required, leave the rest zero for
+// the defaults; NewStore calls EnsureDefaults and Validate.
+type Config struct {
+	// Engine is the store's engine, shared with multiraft. Required; the
+	// store does not close it.
+	Engine *engine.Engine
+	// MaxValueSize is the largest value a write may carry, in bytes (also
+	// bounds a compare-and-swap's expected value). Checked before proposing
+	// only: replicas with different settings apply the same commands.
+	// Default DefaultMaxValueSize.
+	MaxValueSize int
+	// MaxCommandSize bounds the encoded size of one write (a batch's ops
+	// together), which becomes one raft log entry. It must leave room for
+	// one maximal value. Default DefaultMaxCommandSize, or MaxValueSize plus
+	// 1 MiB if that is larger.
+	MaxCommandSize int
+	// MaxScanBytes bounds a scan's response: once this many key and value
+	// bytes are gathered the scan stops with More set. A scan always returns
+	// at least one pair if there is one. Default DefaultMaxScanBytes.
+	MaxScanBytes int
+	// Logger receives the store's log lines. Default slog.Default().
+	Logger *slog.Logger
+	// Testing holds knobs for tests; nil in production.
+	Testing *TestingKnobs
+}
+
+// TestingKnobs change the store's behaviour in tests.
+type TestingKnobs struct {
+	// UnsafeFollowerReads serves Get and Scan from the local replica without
+	// ReadIndex, so stale reads are possible. It exists only so that the
+	// linearizability checker can be shown to catch them.
+	UnsafeFollowerReads bool
+}
+
+// EnsureDefaults fills unset fields with their defaults.
+func (c *Config) EnsureDefaults() {
+	if c.MaxValueSize == 0 {
+		c.MaxValueSize = DefaultMaxValueSize
+	}
+	if c.MaxCommandSize == 0 {
+		c.MaxCommandSize = max(DefaultMaxCommandSize, c.MaxValueSize+1<<20)
+	}
+	if c.MaxScanBytes == 0 {
+		c.MaxScanBytes = DefaultMaxScanBytes
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Validate reports every problem at once. It expects EnsureDefaults to have
+// run.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Engine == nil {
+		errs = append(errs, errors.New("no Engine given"))
+	}
+	if c.MaxValueSize <= 0 {
+		errs = append(errs, fmt.Errorf("MaxValueSize %d is not positive", c.MaxValueSize))
+	}
+	if c.MaxCommandSize < c.MaxValueSize+2*MaxKeySize+64 {
+		errs = append(errs, fmt.Errorf("MaxCommandSize %d leaves no room for a value of MaxValueSize %d", c.MaxCommandSize, c.MaxValueSize))
+	}
+	if c.MaxScanBytes <= 0 {
+		errs = append(errs, fmt.Errorf("MaxScanBytes %d is not positive", c.MaxScanBytes))
+	}
+	if c.Logger == nil {
+		errs = append(errs, errors.New("no Logger given"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("shard: invalid config: %w", err)
+	}
+	return nil
+}
+
+// RaftHost is what a Store needs from its node's multiraft.Host, which
+// implements it. Its methods may be called from any goroutine.
+type RaftHost interface {
+	// Propose proposes cmd to the group through its local replica.
+	Propose(id multiraft.GroupID, cmd []byte) *multiraft.Proposal
+	// ReadIndex returns once a linearizable read of the group may be served
+	// from the local replica, with the index it may be served at.
+	ReadIndex(ctx context.Context, id multiraft.GroupID) (uint64, error)
+	// Status returns the local replica's status, or false if the host has no
+	// replica of the group (never had one, or it was removed).
+	Status(id multiraft.GroupID) (multiraft.GroupStatus, bool)
+}
+
+var _ RaftHost = (*multiraft.Host)(nil)

@@ -1,0 +1,336 @@
+// Copyright 2026 The Flotilla Authors. All rights reserved.
+
+package shard
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/flotilladb/flotilla/engine"
+	"github.com/flotilladb/flotilla/internal/invariants"
+	"github.com/flotilladb/flotilla/multiraft"
+	"github.com/flotilladb/flotilla/rpc/flotillapb"
+	"google.golang.org/protobuf/proto"
+)
+
+// Replica is one replica of one range on this store: the multiraft state
+// machine of the range's group.
+//
+// Apply, Spans, CheckSnapshotSpans and Restored are called by multiraft on
+// the group's worker goroutine, one at a time. The other methods may be
+// called from any goroutine.
+type Replica struct {
+	store *Store
+	id    multiraft.GroupID
+
+	// reads and writes count served reads and applied write ops, for the
+	// in-memory rates Stats reports.
+	reads, writes rateCounter
+
+	// mu guards the replica's cached replicated state. It is written only on
+	// the worker (Apply, Restored) and read anywhere; nothing does I/O while
+	// holding it. Lock order: Store.mu before Replica.mu.
+	mu struct {
+		sync.Mutex
+		// desc is the range's descriptor, nil while the replica is
+		// uninitialized (it has no data yet and learns its bounds from a
+		// snapshot). It is never modified in place: a change replaces it, so
+		// readers may keep the pointer they got.
+		desc *flotillapb.RangeDescriptor
+		// span is desc's user span (user keys, not engine keys).
+		span userSpan
+		// stats are the replicated statistics as of the last Apply. Apply
+		// publishes them (and desc) before the host commits its batch, so
+		// they may briefly run ahead of the engine; Hash reads the engine.
+		stats rangeStats
+	}
+
+	// checkedSpans are the data spans snapshot checks accepted since the
+	// last Restored (worker only): the descriptor a snapshot carries must
+	// describe one of them.
+	checkedSpans []engine.Span
+}
+
+// rangeStats are the replicated statistics of a range.
+type rangeStats struct {
+	keys, keyBytes, valueBytes int64
+}
+
+func (s rangeStats) proto() *flotillapb.RangeStats {
+	return &flotillapb.RangeStats{Keys: s.keys, KeyBytes: s.keyBytes, ValueBytes: s.valueBytes}
+}
+
+// Stats describe a range's size and load as seen by one replica.
+type Stats struct {
+	// Keys, KeyBytes and ValueBytes are replicated: every replica at the same
+	// applied index has the same.
+	Keys, KeyBytes, ValueBytes int64
+	// ReadsPerSecond (reads served by this replica) and WritesPerSecond
+	// (write ops applied by it) are averaged over about ten seconds, in
+	// memory.
+	ReadsPerSecond, WritesPerSecond float64
+}
+
+// RangeID returns the replica's range.
+func (r *Replica) RangeID() multiraft.GroupID { return r.id }
+
+// Descriptor returns a copy of the range's descriptor, or nil if the replica
+// is uninitialized.
+func (r *Replica) Descriptor() *flotillapb.RangeDescriptor {
+	return cloneDesc(r.descriptor())
+}
+
+// descriptor returns the shared, immutable descriptor (or nil).
+func (r *Replica) descriptor() *flotillapb.RangeDescriptor {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.mu.desc
+}
+
+func (r *Replica) initialized() bool { return r.descriptor() != nil }
+
+// Stats returns the range's statistics.
+func (r *Replica) Stats() Stats {
+	r.mu.Lock()
+	st := r.mu.stats
+	r.mu.Unlock()
+	now := time.Now()
+	return Stats{
+		Keys: st.keys, KeyBytes: st.keyBytes, ValueBytes: st.valueBytes,
+		ReadsPerSecond: r.reads.rate(now), WritesPerSecond: r.writes.rate(now),
+	}
+}
+
+// Hash returns a SHA-256 over the range's user data — for every pair in key
+// order, the key's length (8 bytes, big endian), the key, the value's length
+// and the value — together with the applied index it reflects, both read from
+// one engine snapshot, so replicas at the same applied index report the same
+// hash.
+func (r *Replica) Hash() (appliedIndex uint64, sum [32]byte, err error) {
+	snap, err := r.store.eng.NewSnapshot()
+	if err != nil {
+		return 0, sum, err
+	}
+	defer snap.Close()
+	appliedIndex, err = multiraft.ReadAppliedIndex(snap, r.id)
+	if err != nil {
+		return 0, sum, err
+	}
+	desc, _, err := loadState(snap, r.id)
+	if err != nil {
+		return 0, sum, err
+	}
+	if desc == nil {
+		return 0, sum, fmt.Errorf("shard: range %d: replica not initialized", r.id)
+	}
+	span, err := engine.UserSpan(desc.GetStartKey(), desc.GetEndKey())
+	if err != nil {
+		return 0, sum, err
+	}
+	h := sha256.New()
+	var lenBuf [8]byte
+	err = engine.Scan(snap, span, engine.ScanOptions{}, func(k, v []byte) error {
+		uk, err := engine.DecodeUserKey(k)
+		if err != nil {
+			return err
+		}
+		binary.BigEndian.PutUint64(lenBuf[:], uint64(len(uk)))
+		h.Write(lenBuf[:])
+		h.Write(uk)
+		binary.BigEndian.PutUint64(lenBuf[:], uint64(len(v)))
+		h.Write(lenBuf[:])
+		h.Write(v)
+		return nil
+	})
+	if err != nil {
+		return 0, sum, err
+	}
+	copy(sum[:], h.Sum(nil))
+	return appliedIndex, sum, nil
+}
+
+// Spans implements multiraft.StateMachine: the range's user span, nil while
+// uninitialized.
+func (r *Replica) Spans() []engine.Span {
+	desc := r.descriptor()
+	if desc == nil {
+		return nil
+	}
+	span, err := engine.UserSpan(desc.GetStartKey(), desc.GetEndKey())
+	if err != nil {
+		// setState only installs descriptors with valid bounds.
+		panic(fmt.Sprintf("shard: range %d: descriptor with invalid bounds: %v", r.id, err))
+	}
+	return []engine.Span{span}
+}
+
+// CheckSnapshotSpans implements multiraft.SnapshotSpanChecker. An initialized
+// replica accepts only its own span. An uninitialized one accepts exactly one
+// valid user span that overlaps no other initialized replica on this store.
+func (r *Replica) CheckSnapshotSpans(spans []engine.Span) error {
+	if len(spans) != 1 {
+		return fmt.Errorf("%w: range %d: %d data spans, want 1", multiraft.ErrBadSnapshot, r.id, len(spans))
+	}
+	got := spans[0]
+	if own := r.Spans(); own != nil {
+		if !bytes.Equal(got.Start, own[0].Start) || !bytes.Equal(got.End, own[0].End) {
+			return fmt.Errorf("%w: range %d: snapshot span %s, the replica's is %s", multiraft.ErrBadSnapshot, r.id, got, own[0])
+		}
+		r.checkedSpans = append(r.checkedSpans, own[0])
+		return nil
+	}
+	us, ok := decodeUserSpan(got)
+	if !ok {
+		return fmt.Errorf("%w: range %d: snapshot span %s is not a user span", multiraft.ErrBadSnapshot, r.id, got)
+	}
+	if other := r.store.overlapping(us, r.id); other != nil {
+		od := other.descriptor()
+		return fmt.Errorf("%w: range %d: snapshot span %s overlaps range %d [%q, %q) on this store",
+			multiraft.ErrBadSnapshot, r.id, got, other.id, od.GetStartKey(), od.GetEndKey())
+	}
+	r.checkedSpans = append(r.checkedSpans, got)
+	return nil
+}
+
+// decodeUserSpan returns the user span whose engine span is s, if s is one.
+func decodeUserSpan(s engine.Span) (userSpan, bool) {
+	all, err := engine.UserSpan(nil, nil)
+	if err != nil || len(s.Start) == 0 || s.Start[0] != all.Start[0] {
+		return userSpan{}, false
+	}
+	us := userSpan{start: s.Start[1:]}
+	if !bytes.Equal(s.End, all.End) {
+		if len(s.End) < 2 || s.End[0] != all.Start[0] {
+			return userSpan{}, false
+		}
+		us.end = s.End[1:]
+	}
+	check, err := engine.UserSpan(us.start, us.end)
+	if err != nil || !bytes.Equal(check.Start, s.Start) || !bytes.Equal(check.End, s.End) {
+		return userSpan{}, false
+	}
+	return us, true
+}
+
+// Restored implements multiraft.SnapshotRestorer: a snapshot replaced the
+// range's data and replicated state, so the replica reloads its descriptor
+// and statistics and registers its (possibly new) bounds with the store.
+func (r *Replica) Restored() error {
+	desc, stats, err := loadState(r.store.eng, r.id)
+	if err != nil {
+		return fmt.Errorf("shard: range %d: reloading after a snapshot: %w", r.id, err)
+	}
+	if desc == nil {
+		return fmt.Errorf("shard: range %d: a snapshot left no range descriptor", r.id)
+	}
+	if checked := r.checkedSpans; len(checked) > 0 {
+		span, err := engine.UserSpan(desc.GetStartKey(), desc.GetEndKey())
+		if err != nil || !slices.ContainsFunc(checked, func(c engine.Span) bool {
+			return bytes.Equal(span.Start, c.Start) && bytes.Equal(span.End, c.End)
+		}) {
+			return fmt.Errorf("shard: range %d: the snapshot's descriptor [%q, %q) matches none of the data spans accepted %v",
+				r.id, desc.GetStartKey(), desc.GetEndKey(), checked)
+		}
+	}
+	r.checkedSpans = nil
+	if invariants.Enabled {
+		if err := checkStats(r.store.eng, desc, stats); err != nil {
+			return fmt.Errorf("shard: range %d after a snapshot: %w", r.id, err)
+		}
+	}
+	r.setState(desc, stats)
+	r.store.register(r)
+	return nil
+}
+
+// setState installs a new descriptor and statistics (worker, or before the
+// replica is shared).
+func (r *Replica) setState(desc *flotillapb.RangeDescriptor, stats rangeStats) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.mu.desc = desc
+	if desc != nil {
+		r.mu.span = userSpan{start: desc.GetStartKey(), end: desc.GetEndKey()}
+	}
+	r.mu.stats = stats
+}
+
+// loadState reads a range's descriptor and statistics from r: nil if it has
+// no descriptor (an uninitialized replica).
+func loadState(r engine.Reader, id multiraft.GroupID) (*flotillapb.RangeDescriptor, rangeStats, error) {
+	data, err := r.Get(engine.RangeDescriptorKey(id))
+	if errors.Is(err, engine.ErrNotFound) {
+		return nil, rangeStats{}, nil
+	}
+	if err != nil {
+		return nil, rangeStats{}, err
+	}
+	desc := &flotillapb.RangeDescriptor{}
+	if err := proto.Unmarshal(data, desc); err != nil {
+		return nil, rangeStats{}, fmt.Errorf("decoding the descriptor of range %d: %w", id, err)
+	}
+	if err := validateDescriptor(desc); err != nil {
+		return nil, rangeStats{}, fmt.Errorf("range %d's stored descriptor: %w", id, err)
+	}
+	if desc.GetRangeId() != uint64(id) {
+		return nil, rangeStats{}, fmt.Errorf("range %d's stored descriptor names range %d", id, desc.GetRangeId())
+	}
+	var stats rangeStats
+	data, err = r.Get(engine.RangeStatsKey(id))
+	switch {
+	case errors.Is(err, engine.ErrNotFound):
+	case err != nil:
+		return nil, rangeStats{}, err
+	default:
+		var ps flotillapb.RangeStats
+		if err := proto.Unmarshal(data, &ps); err != nil {
+			return nil, rangeStats{}, fmt.Errorf("decoding the stats of range %d: %w", id, err)
+		}
+		stats = rangeStats{keys: ps.GetKeys(), keyBytes: ps.GetKeyBytes(), valueBytes: ps.GetValueBytes()}
+	}
+	return desc, stats, nil
+}
+
+// computeStats counts the user data of desc's range in r.
+func computeStats(r engine.Reader, desc *flotillapb.RangeDescriptor) (rangeStats, error) {
+	span, err := engine.UserSpan(desc.GetStartKey(), desc.GetEndKey())
+	if err != nil {
+		return rangeStats{}, err
+	}
+	var st rangeStats
+	err = engine.Scan(r, span, engine.ScanOptions{}, func(k, v []byte) error {
+		uk, err := engine.DecodeUserKey(k)
+		if err != nil {
+			return err
+		}
+		st.keys++
+		st.keyBytes += int64(len(uk))
+		st.valueBytes += int64(len(v))
+		return nil
+	})
+	return st, err
+}
+
+// checkStats is an invariant check: the stored statistics match the data.
+func checkStats(r engine.Reader, desc *flotillapb.RangeDescriptor, stats rangeStats) error {
+	actual, err := computeStats(r, desc)
+	if err != nil {
+		return err
+	}
+	if actual != stats {
+		return fmt.Errorf("stored stats %+v, the data has %+v", stats, actual)
+	}
+	return nil
+}
+
+var (
+	_ multiraft.StateMachine        = (*Replica)(nil)
+	_ multiraft.SnapshotSpanChecker = (*Replica)(nil)
+	_ multiraft.SnapshotRestorer    = (*Replica)(nil)
+)

@@ -1,0 +1,494 @@
+// Copyright 2026 The Flotilla Authors. All rights reserved.
+
+package shard
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/flotilladb/flotilla/engine"
+	"github.com/flotilladb/flotilla/internal/invariants"
+	"github.com/flotilladb/flotilla/multiraft"
+	"github.com/flotilladb/flotilla/rpc/flotillapb"
+	"google.golang.org/protobuf/proto"
+)
+
+// The request path. Every request names its range in its header, or leaves
+// range_id 0 to be served by the local replica whose range holds its (first)
+// key. It is checked, in this order, for: well-formed input
+// (InvalidArgument); a host (Unavailable); a local initialized replica of
+// the range (RangeNotFound); the header's epoch version, when set
+// (EpochNotMatch); every key inside the range (KeyNotInRange). Writes are
+// then proposed to the range's raft group on this node, which must lead it
+// (NotLeader), and checked again when applied; reads wait for ReadIndex and
+// check the range again before reading. Every error is a *flotillapb.Error:
+// NOT_APPLIED or UNKNOWN for writes, OUTCOME_UNSPECIFIED for reads.
+
+const (
+	readOutcome  = flotillapb.Outcome_OUTCOME_UNSPECIFIED
+	writeOutcome = flotillapb.Outcome_NOT_APPLIED
+)
+
+// Get returns the value of a key.
+func (s *Store) Get(ctx context.Context, req *flotillapb.GetRequest) (*flotillapb.GetResponse, error) {
+	if req == nil {
+		return nil, invalidArgument(readOutcome, "request", "nil request")
+	}
+	if p := checkKey(req.GetKey()); p != "" {
+		return nil, invalidArgument(readOutcome, "key", "%s", p)
+	}
+	rd, err := s.startRead(ctx, req.GetHeader(), req.GetKey(), func(desc *flotillapb.RangeDescriptor) *flotillapb.Error {
+		if !spanOf(desc).contains(req.GetKey()) {
+			return keyNotInRange(readOutcome, req.GetKey(), desc)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer rd.close()
+	resp := &flotillapb.GetResponse{Header: rd.header()}
+	ek, kerr := engine.UserKey(req.GetKey())
+	if kerr != nil {
+		return nil, invalidArgument(readOutcome, "key", "%v", kerr)
+	}
+	v, gerr := rd.snap.Get(ek)
+	switch {
+	case errors.Is(gerr, engine.ErrNotFound):
+	case gerr != nil:
+		return nil, storageError(readOutcome, rd.r.id, gerr)
+	default:
+		resp.Found, resp.Value = true, v
+	}
+	return resp, nil
+}
+
+// Scan returns the pairs in [start_key, end_key), in key order or reverse
+// order, at most limit of them (0: no limit) and, whatever the limit, stops
+// after about Config.MaxScanBytes of keys and values; More says it stopped
+// before the end of the span.
+func (s *Store) Scan(ctx context.Context, req *flotillapb.ScanRequest) (*flotillapb.ScanResponse, error) {
+	if req == nil {
+		return nil, invalidArgument(readOutcome, "request", "nil request")
+	}
+	span := userSpan{start: req.GetStartKey(), end: req.GetEndKey()}
+	if field, p := checkSpan("", span); p != "" {
+		return nil, invalidArgument(readOutcome, field, "%s", p)
+	}
+	if req.GetLimit() < 0 {
+		return nil, invalidArgument(readOutcome, "limit", "negative limit %d", req.GetLimit())
+	}
+	rd, err := s.startRead(ctx, req.GetHeader(), span.start, func(desc *flotillapb.RangeDescriptor) *flotillapb.Error {
+		if bad, ok := spanWithin(spanOf(desc), span); !ok {
+			return keyNotInRange(readOutcome, bad, desc)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer rd.close()
+	resp := &flotillapb.ScanResponse{Header: rd.header()}
+	if span.empty() {
+		return resp, nil
+	}
+	es, serr := engine.UserSpan(span.start, span.end)
+	if serr != nil {
+		return nil, invalidArgument(readOutcome, "end_key", "%v", serr)
+	}
+	errStop := errors.New("stop")
+	size := 0
+	serr = engine.Scan(rd.snap, es, engine.ScanOptions{Reverse: req.GetReverse()}, func(k, v []byte) error {
+		if req.GetLimit() > 0 && int64(len(resp.Kvs)) >= req.GetLimit() || size >= s.cfg.MaxScanBytes {
+			resp.More = true
+			return errStop
+		}
+		uk, err := engine.DecodeUserKey(k)
+		if err != nil {
+			return err
+		}
+		resp.Kvs = append(resp.Kvs, &flotillapb.KeyValue{Key: bytes.Clone(uk), Value: bytes.Clone(v)})
+		size += len(uk) + len(v)
+		return nil
+	})
+	if serr != nil && !errors.Is(serr, errStop) {
+		return nil, storageError(readOutcome, rd.r.id, serr)
+	}
+	return resp, nil
+}
+
+// read is a read in progress: the replica, an engine snapshot taken after
+// ReadIndex, and the applied index the snapshot reflects.
+type read struct {
+	r       *Replica
+	snap    *engine.Snapshot
+	applied uint64
+}
+
+func (rd *read) header() *flotillapb.ResponseHeader {
+	return &flotillapb.ResponseHeader{RangeId: uint64(rd.r.id), AppliedIndex: rd.applied}
+}
+
+func (rd *read) close() { _ = rd.snap.Close() }
+
+// startRead resolves the replica, checks the request against its
+// descriptor, waits until the replica may serve a linearizable read, and
+// takes the engine snapshot to read from. check reports a key outside the
+// range.
+func (s *Store) startRead(ctx context.Context, h *flotillapb.RequestHeader, routeKey []byte,
+	check func(*flotillapb.RangeDescriptor) *flotillapb.Error,
+) (*read, error) {
+	host := s.raftHost()
+	if host == nil {
+		return nil, unavailable(readOutcome, "the store is not running yet")
+	}
+	r, desc, e := s.resolve(h, routeKey, readOutcome)
+	if e != nil {
+		return nil, e
+	}
+	if e := check(desc); e != nil {
+		return nil, e
+	}
+	var readIndex uint64
+	if s.cfg.Testing == nil || !s.cfg.Testing.UnsafeFollowerReads {
+		idx, err := host.ReadIndex(ctx, r.id)
+		if err != nil {
+			return nil, readIndexError(r.id, err)
+		}
+		readIndex = idx
+	}
+	snap, err := s.eng.NewSnapshot()
+	if err != nil {
+		return nil, storageError(readOutcome, r.id, err)
+	}
+	rd := &read{r: r, snap: snap}
+	// Check again, now that the snapshot is taken: the range may have
+	// changed while we waited, and the replica may have been removed (its
+	// data is deleted after the host forgets it, so a replica the host
+	// still has holds its data in the snapshot). The in-memory descriptor
+	// is published before the engine commits, so it is at least as new as
+	// the snapshot's.
+	if !s.live(r.id) {
+		rd.close()
+		return nil, rangeNotFound(readOutcome, r.id, "range %d was removed from this store", r.id)
+	}
+	desc = r.descriptor()
+	if v := h.GetVersion(); v != 0 && v != desc.GetEpoch().GetVersion() {
+		rd.close()
+		return nil, epochNotMatch(readOutcome, desc, v)
+	}
+	if e := check(desc); e != nil {
+		rd.close()
+		return nil, e
+	}
+	if rd.applied, err = multiraft.ReadAppliedIndex(snap, r.id); err != nil {
+		rd.close()
+		return nil, storageError(readOutcome, r.id, err)
+	}
+	if invariants.Enabled && rd.applied < readIndex {
+		panic(fmt.Sprintf("shard: range %d: read at applied index %d after ReadIndex returned %d", r.id, rd.applied, readIndex))
+	}
+	r.reads.add(time.Now(), 1)
+	return rd, nil
+}
+
+// resolve finds the replica a request is for and checks its epoch version.
+func (s *Store) resolve(h *flotillapb.RequestHeader, routeKey []byte, outcome flotillapb.Outcome) (*Replica, *flotillapb.RangeDescriptor, *flotillapb.Error) {
+	var r *Replica
+	if id := multiraft.GroupID(h.GetRangeId()); id != 0 {
+		var ok bool
+		if r, ok = s.Replica(id); !ok || !r.initialized() {
+			return nil, nil, rangeNotFound(outcome, id, "range %d has no replica on this store", id)
+		}
+	} else {
+		var ok bool
+		if r, ok = s.LookupKey(routeKey); !ok {
+			return nil, nil, rangeNotFound(outcome, 0, "no replica on this store holds key %q", routeKey)
+		}
+	}
+	desc := r.descriptor()
+	if desc == nil {
+		return nil, nil, rangeNotFound(outcome, r.id, "range %d has no replica on this store", r.id)
+	}
+	if v := h.GetVersion(); v != 0 && v != desc.GetEpoch().GetVersion() {
+		return nil, nil, epochNotMatch(outcome, desc, v)
+	}
+	return r, desc, nil
+}
+
+// Put writes a key.
+func (s *Store) Put(ctx context.Context, req *flotillapb.PutRequest) (*flotillapb.PutResponse, error) {
+	if req == nil {
+		return nil, invalidArgument(writeOutcome, "request", "nil request")
+	}
+	op := &flotillapb.Op{Op: &flotillapb.Op_Put{Put: &flotillapb.PutOp{Key: req.GetKey(), Value: req.GetValue()}}}
+	h, _, err := s.write(ctx, req.GetHeader(), []*flotillapb.Op{op}, "")
+	if err != nil {
+		return nil, err
+	}
+	return &flotillapb.PutResponse{Header: h}, nil
+}
+
+// Delete removes a key.
+func (s *Store) Delete(ctx context.Context, req *flotillapb.DeleteRequest) (*flotillapb.DeleteResponse, error) {
+	if req == nil {
+		return nil, invalidArgument(writeOutcome, "request", "nil request")
+	}
+	op := &flotillapb.Op{Op: &flotillapb.Op_Delete{Delete: &flotillapb.DeleteOp{Key: req.GetKey()}}}
+	h, res, err := s.write(ctx, req.GetHeader(), []*flotillapb.Op{op}, "")
+	if err != nil {
+		return nil, err
+	}
+	return &flotillapb.DeleteResponse{Header: h, Found: res[0].GetFound()}, nil
+}
+
+// DeleteRange removes every key in [start_key, end_key).
+func (s *Store) DeleteRange(ctx context.Context, req *flotillapb.DeleteRangeRequest) (*flotillapb.DeleteRangeResponse, error) {
+	if req == nil {
+		return nil, invalidArgument(writeOutcome, "request", "nil request")
+	}
+	op := &flotillapb.Op{Op: &flotillapb.Op_DeleteRange{DeleteRange: &flotillapb.DeleteRangeOp{StartKey: req.GetStartKey(), EndKey: req.GetEndKey()}}}
+	h, res, err := s.write(ctx, req.GetHeader(), []*flotillapb.Op{op}, "")
+	if err != nil {
+		return nil, err
+	}
+	return &flotillapb.DeleteRangeResponse{Header: h, Deleted: res[0].GetDeleted()}, nil
+}
+
+// CompareAndSwap writes value if the key holds expected (or, with
+// expect_absent, does not exist); otherwise it reports what the key holds.
+func (s *Store) CompareAndSwap(ctx context.Context, req *flotillapb.CompareAndSwapRequest) (*flotillapb.CompareAndSwapResponse, error) {
+	if req == nil {
+		return nil, invalidArgument(writeOutcome, "request", "nil request")
+	}
+	op := &flotillapb.Op{Op: &flotillapb.Op_Cas{Cas: &flotillapb.CompareAndSwapOp{
+		Key: req.GetKey(), Expected: req.GetExpected(), ExpectAbsent: req.GetExpectAbsent(), Value: req.GetValue(),
+	}}}
+	h, res, err := s.write(ctx, req.GetHeader(), []*flotillapb.Op{op}, "")
+	if err != nil {
+		return nil, err
+	}
+	r := res[0]
+	return &flotillapb.CompareAndSwapResponse{Header: h, Swapped: r.GetSwapped(), Found: r.GetFound(), Current: r.GetCurrent()}, nil
+}
+
+// Batch applies ops atomically and in order; all their keys must lie in one
+// range. A compare-and-swap that does not match does not fail the batch.
+func (s *Store) Batch(ctx context.Context, req *flotillapb.BatchRequest) (*flotillapb.BatchResponse, error) {
+	if req == nil {
+		return nil, invalidArgument(writeOutcome, "request", "nil request")
+	}
+	h, res, err := s.write(ctx, req.GetHeader(), req.GetOps(), "ops")
+	if err != nil {
+		return nil, err
+	}
+	return &flotillapb.BatchResponse{Header: h, Results: res}, nil
+}
+
+// write validates ops, proposes them as one command and returns the
+// outcome. field names the ops in errors: "ops" for a batch, "" for the
+// single op of a request (whose fields are then named as the request's).
+func (s *Store) write(ctx context.Context, h *flotillapb.RequestHeader, ops []*flotillapb.Op, field string) (*flotillapb.ResponseHeader, []*flotillapb.OpResult, error) {
+	if e := validateOps(ops, field, s.cfg.MaxValueSize, writeOutcome); e != nil {
+		return nil, nil, e
+	}
+	host := s.raftHost()
+	if host == nil {
+		return nil, nil, unavailable(writeOutcome, "the store is not running yet")
+	}
+	r, desc, e := s.resolve(h, routeKey(ops[0]), writeOutcome)
+	if e != nil {
+		return nil, nil, e
+	}
+	if e := opsInRange(ops, desc, writeOutcome); e != nil {
+		return nil, nil, e
+	}
+	st, ok := host.Status(r.id)
+	if !ok {
+		return nil, nil, rangeNotFound(writeOutcome, r.id, "range %d has no replica on this store", r.id)
+	}
+	if st.Leader != st.Replica {
+		return nil, nil, notLeader(writeOutcome, r.id, st.Leader)
+	}
+	cmd, err := proto.Marshal(&flotillapb.KVCommand{RangeId: uint64(r.id), Version: desc.GetEpoch().GetVersion(), Ops: ops})
+	if err != nil {
+		return nil, nil, invalidArgument(writeOutcome, "ops", "%v", err)
+	}
+	if len(cmd) > s.cfg.MaxCommandSize {
+		return nil, nil, invalidArgument(writeOutcome, "ops", "the write is %d bytes, over the limit of %d", len(cmd), s.cfg.MaxCommandSize)
+	}
+	res, err := host.Propose(r.id, cmd).Wait(ctx)
+	if err != nil {
+		return nil, nil, proposalError(r.id, err)
+	}
+	if res.Err != nil {
+		var pe *flotillapb.Error
+		if errors.As(res.Err, &pe) {
+			return nil, nil, pe
+		}
+		return nil, nil, unavailable(writeOutcome, "range %d: %v", r.id, res.Err)
+	}
+	kv, index, err := decodeResult(res.Value)
+	if err != nil || kv.GetError() == nil && len(kv.GetResults()) != len(ops) {
+		// It was applied, but we cannot tell what it did.
+		return nil, nil, unavailable(flotillapb.Outcome_UNKNOWN, "range %d: undecodable command result (%v)", r.id, err)
+	}
+	if kv.GetError() != nil {
+		return nil, nil, kv.GetError()
+	}
+	return &flotillapb.ResponseHeader{RangeId: uint64(r.id), AppliedIndex: index}, kv.GetResults(), nil
+}
+
+// routeKey is the key that picks the range of an op when the request names
+// none.
+func routeKey(op *flotillapb.Op) []byte {
+	switch o := op.GetOp().(type) {
+	case *flotillapb.Op_Put:
+		return o.Put.GetKey()
+	case *flotillapb.Op_Delete:
+		return o.Delete.GetKey()
+	case *flotillapb.Op_DeleteRange:
+		return o.DeleteRange.GetStartKey()
+	case *flotillapb.Op_Cas:
+		return o.Cas.GetKey()
+	}
+	return nil
+}
+
+// validateOps checks ops for malformed input: no op, an op with nothing
+// set, bad keys, values longer than maxValue (unless negative), inverted
+// spans. field is the request field holding ops ("" when the request is a
+// single op, whose fields are named as the request's).
+func validateOps(ops []*flotillapb.Op, field string, maxValue int, outcome flotillapb.Outcome) *flotillapb.Error {
+	if len(ops) == 0 {
+		return invalidArgument(outcome, orDefault(field, "ops"), "no operations")
+	}
+	for i, op := range ops {
+		prefix := ""
+		if field != "" {
+			prefix = fmt.Sprintf("%s[%d].", field, i)
+		}
+		bad, p := checkOp(op, prefix, maxValue)
+		if p != "" {
+			return invalidArgument(outcome, bad, "%s", p)
+		}
+	}
+	return nil
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// checkOp returns the offending field and the problem, or "" for a good op.
+// prefix names the op ("ops[2]." in a batch) and is followed by the op kind
+// in a batch ("ops[2].put.key").
+func checkOp(op *flotillapb.Op, prefix string, maxValue int) (field, problem string) {
+	kind := func(k string) string {
+		if prefix == "" {
+			return ""
+		}
+		return prefix + k + "."
+	}
+	checkValue := func(field string, v []byte) (string, string) {
+		if maxValue >= 0 && len(v) > maxValue {
+			return field, fmt.Sprintf("%d bytes, more than the limit of %d", len(v), maxValue)
+		}
+		return "", ""
+	}
+	switch o := op.GetOp().(type) {
+	case *flotillapb.Op_Put:
+		p := kind("put")
+		if pr := checkKey(o.Put.GetKey()); pr != "" {
+			return p + "key", pr
+		}
+		return checkValue(p+"value", o.Put.GetValue())
+	case *flotillapb.Op_Delete:
+		if pr := checkKey(o.Delete.GetKey()); pr != "" {
+			return kind("delete") + "key", pr
+		}
+		return "", ""
+	case *flotillapb.Op_DeleteRange:
+		return checkSpan(kind("delete_range"), userSpan{start: o.DeleteRange.GetStartKey(), end: o.DeleteRange.GetEndKey()})
+	case *flotillapb.Op_Cas:
+		p := kind("cas")
+		if pr := checkKey(o.Cas.GetKey()); pr != "" {
+			return p + "key", pr
+		}
+		if f, pr := checkValue(p+"expected", o.Cas.GetExpected()); pr != "" {
+			return f, pr
+		}
+		return checkValue(p+"value", o.Cas.GetValue())
+	}
+	if prefix == "" {
+		return "op", "no operation set"
+	}
+	return prefix + "op", "no operation set"
+}
+
+// checkKey returns what is wrong with a key, or "".
+func checkKey(key []byte) string {
+	switch {
+	case len(key) == 0:
+		return "empty key"
+	case len(key) > MaxKeySize:
+		return fmt.Sprintf("key of %d bytes, more than the limit of %d", len(key), MaxKeySize)
+	}
+	return ""
+}
+
+// checkSpan returns the offending field and what is wrong with a span of a
+// delete-range or scan, or "". An empty start is the start of the keyspace,
+// an empty end its end; start == end is an empty span.
+func checkSpan(prefix string, s userSpan) (field, problem string) {
+	switch {
+	case len(s.start) > MaxKeySize:
+		return prefix + "start_key", fmt.Sprintf("key of %d bytes, more than the limit of %d", len(s.start), MaxKeySize)
+	case len(s.end) > MaxKeySize:
+		return prefix + "end_key", fmt.Sprintf("key of %d bytes, more than the limit of %d", len(s.end), MaxKeySize)
+	case len(s.end) > 0 && bytes.Compare(s.start, s.end) > 0:
+		return prefix + "end_key", fmt.Sprintf("end key %q before start key %q", s.end, s.start)
+	}
+	return "", ""
+}
+
+// spanWithin reports whether span s lies inside outer; if not, it returns a
+// key s covers (or starts at) that outer does not hold.
+func spanWithin(outer, s userSpan) (bad []byte, ok bool) {
+	if bytes.Compare(s.start, outer.start) < 0 {
+		return s.start, false
+	}
+	if len(outer.end) == 0 {
+		return nil, true
+	}
+	if len(s.end) == 0 || bytes.Compare(s.end, outer.end) > 0 {
+		return outer.end, false
+	}
+	if bytes.Compare(s.start, outer.end) > 0 {
+		return s.start, false // an empty span beyond the range
+	}
+	return nil, true
+}
+
+// opsInRange checks that every key of ops lies in desc's range.
+func opsInRange(ops []*flotillapb.Op, desc *flotillapb.RangeDescriptor, outcome flotillapb.Outcome) *flotillapb.Error {
+	rs := spanOf(desc)
+	for _, op := range ops {
+		if o, ok := op.GetOp().(*flotillapb.Op_DeleteRange); ok {
+			if bad, ok := spanWithin(rs, userSpan{start: o.DeleteRange.GetStartKey(), end: o.DeleteRange.GetEndKey()}); !ok {
+				return keyNotInRange(outcome, bad, desc)
+			}
+			continue
+		}
+		if k := routeKey(op); !rs.contains(k) {
+			return keyNotInRange(outcome, k, desc)
+		}
+	}
+	return nil
+}
