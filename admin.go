@@ -44,6 +44,11 @@ func (n *Node) adminHandler() http.Handler {
 		writeJSON(w, code, body)
 	})
 	mux.HandleFunc("/status", func(w http.ResponseWriter, r *http.Request) {
+		if !n.enter() {
+			http.Error(w, "node is stopping", http.StatusServiceUnavailable)
+			return
+		}
+		defer n.exit()
 		withHash := true
 		if v := r.URL.Query().Get("hash"); v != "" {
 			b, err := strconv.ParseBool(v)

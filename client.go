@@ -90,8 +90,13 @@ func call[Req, Resp any](ctx context.Context, r *remote, write bool, req Req,
 		defer cancel()
 	}
 	backoff := 10 * time.Millisecond
+	n := uint32(len(r.endpoints))
 	for attempt := 0; ; attempt++ {
-		i := r.next.Load() % uint32(len(r.endpoints))
+		if r.closed.Load() {
+			return zero, ErrClosed
+		}
+		old := r.next.Load()
+		i := old % n
 		actx, cancel := ctx, context.CancelFunc(func() {})
 		if !write {
 			actx, cancel = context.WithTimeout(ctx, readAttemptTimeout)
@@ -116,7 +121,7 @@ func call[Req, Resp any](ctx context.Context, r *remote, write bool, req Req,
 			return zero, fe
 		}
 		// Try another node next: this one could not serve.
-		r.next.CompareAndSwap(i, i+1)
+		r.next.CompareAndSwap(old, (i+1)%n)
 		if attempt+1 >= len(r.endpoints) {
 			t := time.NewTimer(backoff/2 + rand.N(backoff/2+1))
 			select {

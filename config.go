@@ -47,6 +47,10 @@ type Config struct {
 	MaxValueSize int
 	// TickInterval is the raft tick. Default 100 ms.
 	TickInterval time.Duration
+	// MaxInflightRequests bounds the KV requests a node serves at once
+	// (its own and those forwarded to it); beyond it requests fail at once
+	// with ServerBusy (not applied) and clients back off. Default 8192.
+	MaxInflightRequests int
 	// ReplicationFactor is how many replicas the first range and the
 	// placement group get (on the first nodes to join). Default 3.
 	ReplicationFactor int
@@ -63,6 +67,9 @@ type TestingKnobs struct {
 	// ReadIndex: stale reads become possible. It exists to show that the
 	// linearizability checker catches them.
 	UnsafeFollowerReads bool
+	// BeforeServe, if set, runs in the gateway before each attempt to
+	// serve a request.
+	BeforeServe func()
 	// DisableSync turns fsync off (acknowledged writes are lost on a
 	// machine crash; a process crash keeps them).
 	DisableSync bool
@@ -84,6 +91,9 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.ReplicationFactor == 0 {
 		c.ReplicationFactor = 3
+	}
+	if c.MaxInflightRequests == 0 {
+		c.MaxInflightRequests = 8192
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -121,6 +131,9 @@ func (c *Config) Validate() error {
 	}
 	if c.TickInterval < 0 {
 		errs = append(errs, fmt.Errorf("TickInterval %v is negative", c.TickInterval))
+	}
+	if c.MaxInflightRequests < 0 {
+		errs = append(errs, fmt.Errorf("MaxInflightRequests %d is negative", c.MaxInflightRequests))
 	}
 	if c.ReplicationFactor < 1 || c.ReplicationFactor > 7 {
 		errs = append(errs, fmt.Errorf("ReplicationFactor %d is not in [1, 7]", c.ReplicationFactor))

@@ -36,6 +36,26 @@ type gateway struct {
 	// hint is the node that last named itself or was named leader of such
 	// a range.
 	hint atomic.Uint64
+	// inflight counts the requests being served, bounded by
+	// Config.MaxInflightRequests.
+	inflight atomic.Int64
+}
+
+// admit takes a slot for a request, or says the node is busy.
+func (g *gateway) admit() bool {
+	if g.inflight.Add(1) > int64(g.n.cfg.MaxInflightRequests) {
+		g.inflight.Add(-1)
+		return false
+	}
+	return true
+}
+
+func serverBusy(n int) *flotillapb.Error {
+	return &flotillapb.Error{
+		Message: "the node is serving its maximum of " + strconv.Itoa(n) + " requests; back off and retry",
+		Outcome: flotillapb.Outcome_NOT_APPLIED,
+		Detail:  &flotillapb.Error_ServerBusy{ServerBusy: &flotillapb.ServerBusy{}},
+	}
 }
 
 var _ rpc.KVHandler = (*gateway)(nil)
@@ -56,9 +76,21 @@ func routeKV[Req request, Resp any](ctx context.Context, g *gateway, key []byte,
 	}
 	// A node that is not (or no longer) a running member fails at once: a
 	// client moves on to another node.
+	if !g.n.enter() {
+		return zero, g.n.notRunningError()
+	}
+	defer g.n.exit()
 	if _, _, ok := g.n.running(); !ok {
 		return zero, g.n.notRunningError()
 	}
+	if !g.admit() {
+		fe := serverBusy(g.n.cfg.MaxInflightRequests)
+		if !write {
+			fe.Outcome = flotillapb.Outcome_OUTCOME_UNSPECIFIED
+		}
+		return zero, fe
+	}
+	defer g.inflight.Add(-1)
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, DefaultRequestTimeout)
@@ -82,6 +114,12 @@ func routeKV[Req request, Resp any](ctx context.Context, g *gateway, key []byte,
 		}
 		t := time.NewTimer(backoff/2 + rand.N(backoff/2+1))
 		select {
+		case <-g.n.stopCtx.Done():
+			t.Stop()
+			if write && fe.GetOutcome() != flotillapb.Outcome_NOT_APPLIED {
+				fe.Outcome = flotillapb.Outcome_UNKNOWN
+			}
+			return zero, fe
 		case <-ctx.Done():
 			t.Stop()
 			if write && fe.GetOutcome() != flotillapb.Outcome_NOT_APPLIED {
@@ -109,6 +147,9 @@ func attemptKV[Req request, Resp any](ctx context.Context, g *gateway, key []byt
 	remote func(flotillapb.KVClient, context.Context, Req, ...grpc.CallOption) (Resp, error),
 ) (Resp, error) {
 	var zero Resp
+	if t := g.n.cfg.Testing; t != nil && t.BeforeServe != nil {
+		t.BeforeServe()
+	}
 	host, _, ok := g.n.running()
 	if !ok {
 		return zero, g.n.notRunningError()
@@ -138,15 +179,16 @@ func attemptKV[Req request, Resp any](ctx context.Context, g *gateway, key []byt
 	}
 	addr, ok := g.n.transport.Address(target)
 	if !ok {
+		g.forgetHint()
 		return zero, unavailable("no address known for node " + strconv.FormatUint(uint64(target), 10))
 	}
 	conn, err := g.n.pool.Conn(addr)
 	if err != nil {
+		g.forgetHint()
 		return zero, unavailable(err.Error())
 	}
 	if !rpc.EnsureReady(ctx, conn, connectWait) {
-		g.hint.Store(0)
-		g.guess.Add(1)
+		g.forgetHint()
 		return zero, unavailable("node " + strconv.FormatUint(uint64(target), 10) + " is unreachable")
 	}
 	fwd := proto.Clone(req).(Req)
@@ -157,13 +199,18 @@ func attemptKV[Req request, Resp any](ctx context.Context, g *gateway, key []byt
 		if nl := fe.GetNotLeader(); nl != nil && nl.GetLeader().GetStoreId() != 0 {
 			g.hint.Store(nl.GetLeader().GetStoreId())
 		} else {
-			g.hint.Store(0)
-			g.guess.Add(1)
+			g.forgetHint()
 		}
 		return zero, fe
 	}
 	g.hint.Store(uint64(target))
 	return resp, nil
+}
+
+// forgetHint drops the leader hint and moves the guess on.
+func (g *gateway) forgetHint() {
+	g.hint.Store(0)
+	g.guess.Add(1)
 }
 
 // notRunningError says why the node cannot serve requests.

@@ -92,9 +92,27 @@ type Node struct {
 		// from the join response).
 		directory map[multiraft.NodeID]*flotillapb.NodeDescriptor
 	}
+	// gate keeps Close from closing the store under a request: requests
+	// hold it shared; Close takes it exclusively once the host stopped.
+	gate struct {
+		sync.RWMutex
+		closed bool
+	}
 	closeOnce sync.Once
 	closeErr  error
 }
+
+// enter admits a request unless the node is closing; exit must follow.
+func (n *Node) enter() bool {
+	n.gate.RLock()
+	if n.gate.closed {
+		n.gate.RUnlock()
+		return false
+	}
+	return true
+}
+
+func (n *Node) exit() { n.gate.RUnlock() }
 
 var _ KV = (*Node)(nil)
 
@@ -118,7 +136,6 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.stopCtx, n.stop = context.WithCancel(context.Background())
 	n.mu.state = stateWaiting
 	n.mu.directory = map[multiraft.NodeID]*flotillapb.NodeDescriptor{}
-	n.joinToken = randomHex(16)
 	defer func() {
 		if err != nil {
 			_ = n.Close()
@@ -160,10 +177,40 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.gw = &gateway{n: n}
 	n.kvAPI = kvAPI{h: n.gw, close: n.Close}
 
-	n.grpcServer = grpc.NewServer(rpc.ServerOptions()...)
+	// WaitForHandlers: Close must not close the store under a running
+	// request.
+	n.grpcServer = grpc.NewServer(append(rpc.ServerOptions(), grpc.WaitForHandlers(true))...)
 	n.transport.Register(n.grpcServer)
 	rpc.RegisterKV(n.grpcServer, n.gw)
 	rpc.RegisterNode(n.grpcServer, (*nodeService)(n))
+	if n.joinToken, err = loadJoinToken(n.eng); err != nil {
+		return nil, err
+	}
+	// Become a member (or not) before serving, so that no request, Init
+	// in particular, sees a half-started node.
+	ident, err := readIdent(n.eng)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case ident != nil:
+		nodes, err := loadNodes(n.eng)
+		if err != nil {
+			return nil, err
+		}
+		if err := n.becomeMember(ident, nodes); err != nil {
+			return nil, err
+		}
+	case cfg.Bootstrap && len(cfg.Join) == 0:
+		if _, err := n.initCluster(); err != nil {
+			return nil, err
+		}
+	case len(cfg.Join) > 0:
+		n.wg.Add(1)
+		go n.joinLoop()
+	default:
+		n.log.Info("node is not part of a cluster: waiting for `flotilla init` or for other nodes to join it", "addr", n.addr)
+	}
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -182,29 +229,13 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		}()
 	}
 
-	ident, err := readIdent(n.eng)
-	if err != nil {
-		return nil, err
-	}
-	switch {
-	case ident != nil:
-		if err := n.becomeMember(ident, nil); err != nil {
-			return nil, err
-		}
-	case cfg.Bootstrap && len(cfg.Join) == 0:
-		if _, err := n.initCluster(); err != nil {
-			return nil, err
-		}
-	case len(cfg.Join) > 0:
-		n.wg.Add(1)
-		go n.joinLoop()
-	default:
-		n.log.Info("node is not part of a cluster: waiting for `flotilla init` or for other nodes to join it", "addr", n.addr)
-	}
 	n.wg.Add(1)
 	go n.replicateLoop()
 	return n, nil
 }
+
+// Dir returns the store's directory.
+func (n *Node) Dir() string { return n.cfg.Dir }
 
 // Addr returns the advertised gRPC address.
 func (n *Node) Addr() string { return n.addr }
@@ -287,6 +318,58 @@ func writeIdent(eng *engine.Engine, ident *flotillapb.StoreIdent) error {
 	return b.Commit(true)
 }
 
+// loadJoinToken returns the store's join token, creating it on first use:
+// it must survive restarts so that a join whose response was lost gets the
+// same node ID when retried.
+func loadJoinToken(eng *engine.Engine) (string, error) {
+	v, err := eng.Get(engine.StoreJoinTokenKey())
+	if err == nil && len(v) > 0 {
+		return string(v), nil
+	}
+	if err != nil && !errors.Is(err, engine.ErrNotFound) {
+		return "", err
+	}
+	tok := randomHex(16)
+	b := eng.NewBatch()
+	defer b.Close()
+	if err := b.Set(engine.StoreJoinTokenKey(), []byte(tok)); err != nil {
+		return "", err
+	}
+	return tok, b.Commit(true)
+}
+
+// loadNodes returns the cluster's nodes as last saved by saveNodes.
+func loadNodes(eng *engine.Engine) ([]*flotillapb.NodeDescriptor, error) {
+	v, err := eng.Get(engine.StoreNodesKey())
+	if errors.Is(err, engine.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var m flotillapb.ClusterMeta
+	if err := proto.Unmarshal(v, &m); err != nil {
+		return nil, fmt.Errorf("flotilla: the store's node list is corrupt: %w", err)
+	}
+	return m.GetNodes(), nil
+}
+
+// saveNodes keeps the node directory in the store, so that a node holding
+// no replica of the placement group still knows its peers after a restart.
+// It is a cache: it is not synced.
+func saveNodes(eng *engine.Engine, nodes []*flotillapb.NodeDescriptor) error {
+	v, err := proto.Marshal(&flotillapb.ClusterMeta{Nodes: nodes})
+	if err != nil {
+		return err
+	}
+	b := eng.NewBatch()
+	defer b.Close()
+	if err := b.Set(engine.StoreNodesKey(), v); err != nil {
+		return err
+	}
+	return b.Commit(false)
+}
+
 func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
@@ -332,10 +415,20 @@ func (n *Node) metaChanged(st *flotillapb.ClusterMeta) {
 func (n *Node) learnNodes(nodes []*flotillapb.NodeDescriptor) {
 	n.mu.Lock()
 	self := multiraft.NodeID(n.mu.ident.GetNodeId())
+	changed := false
 	for _, d := range nodes {
-		n.mu.directory[multiraft.NodeID(d.GetNodeId())] = d
+		id := multiraft.NodeID(d.GetNodeId())
+		if old := n.mu.directory[id]; old == nil || !proto.Equal(old, d) {
+			n.mu.directory[id] = d
+			changed = true
+		}
 	}
 	n.mu.Unlock()
+	if changed {
+		if err := saveNodes(n.eng, n.directory()); err != nil {
+			n.log.Warn("saving the node directory", "err", err)
+		}
+	}
 	for _, d := range nodes {
 		if id := multiraft.NodeID(d.GetNodeId()); id != self && d.GetAddress() != "" {
 			n.transport.SetAddress(id, d.GetAddress())
@@ -376,6 +469,11 @@ func (n *Node) startMember(ident *flotillapb.StoreIdent, host *multiraft.Host) e
 	}
 	n.store.SetHost(host)
 	n.mu.Lock()
+	if n.mu.state != stateWaiting {
+		n.mu.Unlock()
+		host.Stop()
+		return fmt.Errorf("flotilla: node is %s, cannot start as a member", n.mu.state)
+	}
 	n.mu.ident = ident
 	n.mu.host = host
 	n.mu.state = stateRunning
@@ -526,8 +624,10 @@ func (n *Node) Close() error {
 		host := n.mu.host
 		n.mu.Unlock()
 		if n.httpServer != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			_ = n.httpServer.Shutdown(ctx)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if n.httpServer.Shutdown(ctx) != nil {
+				_ = n.httpServer.Close()
+			}
 			cancel()
 		} else if n.httpLis != nil {
 			_ = n.httpLis.Close()
@@ -538,8 +638,11 @@ func (n *Node) Close() error {
 			_ = n.lis.Close()
 		}
 		if host != nil {
-			host.Stop()
+			host.Stop() // in-flight proposals and reads fail now
 		}
+		n.gate.Lock()
+		n.gate.closed = true
+		n.gate.Unlock()
 		n.wg.Wait()
 		var errs []error
 		if n.transport != nil {

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -240,5 +241,65 @@ func TestJoinAndGateway(t *testing.T) {
 	kvs, err := c.Scan(ctx, []byte("from-"), []byte("from."), flotilla.ScanOptions{})
 	if err != nil || len(kvs) != 4 {
 		t.Fatalf("scan through the replica-less node: %v %v", kvs, err)
+	}
+
+	// The replica-less node restarts on another port, without --join: it
+	// still knows its peers (saved in its store) and the cluster learns its
+	// new address.
+	dir4, id4 := nodes[3].Dir(), nodes[3].NodeID()
+	if err := nodes[3].Close(); err != nil {
+		t.Fatal(err)
+	}
+	n4 := openNode(t, flotilla.Config{Dir: dir4})
+	if err := n4.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n4.NodeID() != id4 {
+		t.Fatalf("restarted node has ID %d, want %d", n4.NodeID(), id4)
+	}
+	if v, err := n4.Get(ctx, []byte("from-0")); err != nil || string(v) != "from-0" {
+		t.Fatalf("get through the restarted replica-less node: %q %v", v, err)
+	}
+	testutil.SucceedsWithin(t, 30*time.Second, func() error {
+		for _, d := range n1.Status(false).GetNodes() {
+			if d.GetNodeId() == id4 && d.GetAddress() == n4.Addr() {
+				return nil
+			}
+		}
+		return fmt.Errorf("node 1 does not know node %d's new address %s: %v", id4, n4.Addr(), n1.Status(false).GetNodes())
+	})
+}
+
+// TestServerBusy: a node serving its maximum of requests turns more away at
+// once with ServerBusy, not applied.
+func TestServerBusy(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	entered, release := make(chan struct{}), make(chan struct{})
+	var first atomic.Bool
+	n := openNode(t, flotilla.Config{Dir: t.TempDir(), Bootstrap: true, MaxInflightRequests: 1,
+		Testing: &flotilla.TestingKnobs{BeforeServe: func() {
+			if first.CompareAndSwap(false, true) {
+				close(entered)
+				<-release
+			}
+		}}})
+	if err := n.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- n.Put(ctx, []byte("a"), []byte("1")) }()
+	<-entered
+	err := n.Put(ctx, []byte("b"), []byte("2"))
+	var fe *flotilla.Error
+	if !errors.As(err, &fe) || fe.Detail.GetServerBusy() == nil || !errors.Is(err, flotilla.ErrNotApplied) {
+		t.Fatalf("second request while the node is full: %v", err)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Put(ctx, []byte("b"), []byte("2")); err != nil {
+		t.Fatalf("after the first finished: %v", err)
 	}
 }

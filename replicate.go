@@ -8,21 +8,48 @@ import (
 	"time"
 
 	"github.com/flotilladb/flotilla/multiraft"
+	"github.com/flotilladb/flotilla/placement"
+	"github.com/flotilladb/flotilla/rpc/flotillapb"
 	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/grpc"
 )
 
-// learnerCatchUpLag is how far behind the leader's commit index a learner
-// may be and still be promoted to voter.
-const learnerCatchUpLag = 64
+const (
+	// learnerCatchUpLag is how far behind the leader's commit index a
+	// learner may be and still be promoted to voter.
+	learnerCatchUpLag = 64
+	// learnerTimeout is how long a learner may go without acknowledging
+	// anything before it is removed (its node is down or was never there),
+	// freeing its slot for another node.
+	learnerTimeout = 30 * time.Second
+	// maintenanceInterval is how often a node refreshes its node directory
+	// and checks that the cluster has its current addresses.
+	maintenanceInterval = 2 * time.Second
+)
 
-// replicateLoop up-replicates the groups this node leads onto the first
-// nodes of the cluster (by node ID) until each has ReplicationFactor
-// replicas: add a learner, let it catch up (by snapshot), promote it. It is
-// the stand-in for the placement driver's replica checker (the
+type learnerKey struct {
+	group   multiraft.GroupID
+	replica multiraft.ReplicaID
+}
+
+// replicator up-replicates the groups this node leads onto the first nodes
+// of the cluster (by node ID) until each has ReplicationFactor replicas: add
+// a learner on a node that answers, let it catch up (by snapshot), promote
+// it. It is the stand-in for the placement driver's replica checker (the
 // placement-driver issue), and makes "the first range is replicated on the
-// first three nodes that join" hold.
+// first three nodes that join" hold. Its state is owned by replicateLoop's
+// goroutine.
+type replicator struct {
+	n *Node
+	// learnerSince is when each learner of a group led here was first seen
+	// without progress.
+	learnerSince map[learnerKey]time.Time
+	lastMaint    time.Time
+}
+
 func (n *Node) replicateLoop() {
 	defer n.wg.Done()
+	r := &replicator{n: n, learnerSince: map[learnerKey]time.Time{}}
 	interval := max(2*n.cfg.TickInterval, 50*time.Millisecond)
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -37,21 +64,46 @@ func (n *Node) replicateLoop() {
 			continue
 		}
 		for _, g := range host.Groups() {
-			n.replicateGroup(host, g)
+			r.replicateGroup(host, g)
+		}
+		if time.Since(r.lastMaint) >= maintenanceInterval {
+			r.lastMaint = time.Now()
+			n.maintainMembership()
 		}
 	}
 }
 
 // replicateGroup makes at most one membership change to group g, if this
 // node leads it.
-func (n *Node) replicateGroup(host *multiraft.Host, g multiraft.GroupID) {
+func (r *replicator) replicateGroup(host *multiraft.Host, g multiraft.GroupID) {
+	n := r.n
 	st, ok := host.Status(g)
 	if !ok || st.Leader != st.Replica || st.Replica == 0 || st.Joint {
 		return
 	}
 	for _, l := range st.Learners {
-		if match, ok := st.LearnerMatch[l]; ok && match+learnerCatchUpLag >= st.Commit {
+		key := learnerKey{g, l}
+		match, known := st.LearnerMatch[l]
+		if !known {
+			continue // the leader just changed; progress comes with the next status
+		}
+		// A new learner starts at match 0: it has acknowledged nothing, and
+		// promoting it would count a possibly dead node in the quorum.
+		if match > 0 && match+learnerCatchUpLag >= st.Commit {
+			delete(r.learnerSince, key)
 			n.proposeChange(host, g, multiraft.AddVoter(l), "promote learner", l)
+			return
+		}
+		if match > 0 {
+			delete(r.learnerSince, key) // catching up
+			continue
+		}
+		since, seen := r.learnerSince[key]
+		if !seen {
+			r.learnerSince[key] = time.Now()
+		} else if time.Since(since) > learnerTimeout {
+			delete(r.learnerSince, key)
+			n.proposeChange(host, g, multiraft.RemoveReplica(l), "remove unresponsive learner", l)
 			return
 		}
 	}
@@ -64,12 +116,31 @@ func (n *Node) replicateGroup(host *multiraft.Host, g multiraft.GroupID) {
 	}
 	for _, d := range n.directory() {
 		node := multiraft.NodeID(d.GetNodeId())
-		if node == 0 || node > multiraft.MaxNodeID || has(node) {
+		if node == 0 || node > multiraft.MaxNodeID || has(node) || !n.nodeAnswers(d) {
 			continue
 		}
-		n.proposeChange(host, g, multiraft.AddLearner(multiraft.MakeReplicaID(node, 1)), "add learner", multiraft.MakeReplicaID(node, 1))
+		// Replica IDs are never reused in a group; until replicas are
+		// removed and re-added (the placement driver), sequence 1 is unique.
+		id := multiraft.MakeReplicaID(node, 1)
+		n.proposeChange(host, g, multiraft.AddLearner(id), "add learner", id)
 		return
 	}
+}
+
+// nodeAnswers reports whether node d is up and a running member of this
+// cluster, so that a replica placed on it can catch up.
+func (n *Node) nodeAnswers(d *flotillapb.NodeDescriptor) bool {
+	if d.GetNodeId() == n.NodeID() {
+		return true
+	}
+	conn, err := n.pool.Conn(d.GetAddress())
+	if err != nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(n.stopCtx, time.Second)
+	defer cancel()
+	st, err := flotillapb.NewNodeClient(conn).Status(ctx, &flotillapb.StatusRequest{}, grpc.WaitForReady(true))
+	return err == nil && st.GetNodeId() == d.GetNodeId() && st.GetClusterId() == n.ClusterID() && st.GetState() == stateRunning.String()
 }
 
 func (n *Node) proposeChange(host *multiraft.Host, g multiraft.GroupID, cc *pb.ConfChangeV2, what string, r multiraft.ReplicaID) {
@@ -81,4 +152,60 @@ func (n *Node) proposeChange(host *multiraft.Host, g multiraft.GroupID, cc *pb.C
 		return
 	}
 	n.log.Info("membership changed", "group", g, "change", what, "replica", r)
+}
+
+// maintainMembership keeps the node's view of the cluster and the
+// cluster's view of the node current: a node without a replica of the
+// placement group refreshes its node directory from a peer, and a node
+// whose address changed (a restart on another port) re-announces itself.
+func (n *Node) maintainMembership() {
+	host, meta, ok := n.running()
+	if !ok {
+		return
+	}
+	if _, has := host.Status(placement.GroupID); !has || meta == nil {
+		n.refreshDirectory()
+	}
+	self := n.NodeID()
+	for _, d := range n.directory() {
+		if d.GetNodeId() != self || (d.GetAddress() == n.addr && d.GetHttpAddress() == n.httpAddr) {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(n.stopCtx, 5*time.Second)
+		resp, err := (*nodeService)(n).Join(ctx, &flotillapb.JoinRequest{Address: n.addr, HttpAddress: n.httpAddr, JoinToken: n.joinToken})
+		cancel()
+		if err != nil {
+			n.log.Debug("announcing this node's new address", "err", err)
+		} else {
+			n.learnNodes(resp.GetNodes())
+		}
+	}
+}
+
+// refreshDirectory asks a known node (or a join address) for the cluster's
+// nodes.
+func (n *Node) refreshDirectory() {
+	var addrs []string
+	for _, d := range n.directory() {
+		if d.GetNodeId() != n.NodeID() {
+			addrs = append(addrs, d.GetAddress())
+		}
+	}
+	addrs = append(addrs, n.cfg.Join...)
+	for _, addr := range addrs {
+		if addr == n.addr {
+			continue
+		}
+		conn, err := n.pool.Conn(addr)
+		if err != nil {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(n.stopCtx, time.Second)
+		st, err := flotillapb.NewNodeClient(conn).Status(ctx, &flotillapb.StatusRequest{}, grpc.WaitForReady(true))
+		cancel()
+		if err == nil && st.GetClusterId() == n.ClusterID() && len(st.GetNodes()) > 0 {
+			n.learnNodes(st.GetNodes())
+			return
+		}
+	}
 }

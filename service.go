@@ -11,6 +11,9 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/status"
+
 	"github.com/flotilladb/flotilla/multiraft"
 	"github.com/flotilladb/flotilla/placement"
 	"github.com/flotilladb/flotilla/rpc"
@@ -36,22 +39,31 @@ func (s *nodeService) Init(ctx context.Context, _ *flotillapb.InitRequest) (*flo
 	return &flotillapb.InitResponse{ClusterId: ident.GetClusterId(), NodeId: ident.GetNodeId()}, nil
 }
 
-// checkPeersUninitialized refuses to create a cluster when a node this one
-// was told to join already belongs to one: the waiting node would otherwise
-// found a second cluster instead of joining the first.
+// checkPeersUninitialized refuses to create a cluster unless every node this
+// one was told to join answers and belongs to no cluster: a waiting node
+// must not found a second cluster instead of joining the first. (A node
+// started without --join has nobody to ask.)
 func (n *Node) checkPeersUninitialized(ctx context.Context) error {
+	if _, _, ok := n.running(); ok {
+		return nil // initCluster refuses with the cluster's ID
+	}
 	for _, addr := range n.cfg.Join {
 		if addr == n.addr {
 			continue
 		}
 		conn, err := n.pool.Conn(addr)
 		if err != nil {
-			continue
+			return fmt.Errorf("%w: --join peer %s: %v", rpc.ErrPeerUnreachable, addr, err)
 		}
-		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		st, err := flotillapb.NewNodeClient(conn).Status(cctx, &flotillapb.StatusRequest{})
+		// WaitForReady: a connection still backing off from an earlier
+		// failure (the peer started after this node) must be retried.
+		cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		st, err := flotillapb.NewNodeClient(conn).Status(cctx, &flotillapb.StatusRequest{}, grpc.WaitForReady(true))
 		cancel()
-		if err == nil && st.GetClusterId() != "" {
+		if err != nil {
+			return fmt.Errorf("%w: --join peer %s did not answer (%v); start it, or start this node without it in --join, before init", rpc.ErrPeerUnreachable, addr, status.Convert(err).Message())
+		}
+		if st.GetClusterId() != "" {
 			return fmt.Errorf("%w: %s is a node of cluster %s; this node joins it", rpc.ErrAlreadyInitialized, addr, st.GetClusterId())
 		}
 	}
@@ -70,8 +82,7 @@ func (s *nodeService) Join(ctx context.Context, req *flotillapb.JoinRequest) (*f
 	if req.GetAddress() == "" {
 		return nil, invalidArgument("address", "a joining node must give its address")
 	}
-	if meta != nil {
-		st, _ := host.Status(placement.GroupID)
+	if st, ok := host.Status(placement.GroupID); ok && meta != nil {
 		if st.Leader == st.Replica {
 			data, err := proto.Marshal(&flotillapb.MetaCommand{Command: &flotillapb.MetaCommand_AddNode{AddNode: &flotillapb.AddNode{
 				Address: req.GetAddress(), HttpAddress: req.GetHttpAddress(), JoinToken: req.GetJoinToken(),
@@ -146,7 +157,12 @@ func unavailable(msg string) *flotillapb.Error {
 }
 
 func (s *nodeService) Status(ctx context.Context, req *flotillapb.StatusRequest) (*flotillapb.NodeStatus, error) {
-	return s.node().Status(req.GetWithHash()), nil
+	n := s.node()
+	if !n.enter() {
+		return nil, n.notRunningError()
+	}
+	defer n.exit()
+	return n.Status(req.GetWithHash()), nil
 }
 
 // Status reports the node and its replicas (with each range's data hash if

@@ -54,6 +54,8 @@ const (
 const (
 	storeIdentSuffix = "ident"
 	clusterIDSuffix  = "clusterid"
+	joinTokenSuffix  = "jointoken"
+	nodesSuffix      = "nodes"
 )
 
 // Suffixes of per-range keys. A suffix is one byte; replicated and
@@ -101,6 +103,13 @@ func StoreIdentKey() []byte { return storeLocalKey(storeIdentSuffix) }
 
 // ClusterIDKey holds the ID of the cluster the store belongs to.
 func ClusterIDKey() []byte { return storeLocalKey(clusterIDSuffix) }
+
+// StoreJoinTokenKey holds the token the store joins its cluster with, so
+// that a join retried after a restart gets the same node ID.
+func StoreJoinTokenKey() []byte { return storeLocalKey(joinTokenSuffix) }
+
+// StoreNodesKey holds the cluster's nodes as the store last learned them.
+func StoreNodesKey() []byte { return storeLocalKey(nodesSuffix) }
 
 // ---- Per-range keys ------------------------------------------------------
 

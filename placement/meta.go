@@ -185,9 +185,12 @@ func applyMeta(st *flotillapb.ClusterMeta, cmd *flotillapb.MetaCommand) (*flotil
 			return nil, nil, fmt.Errorf("%w: a node needs an address", ErrBadCommand)
 		}
 		if tok := c.AddNode.GetJoinToken(); tok != "" {
-			for _, n := range st.GetNodes() {
+			for _, n := range next.GetNodes() {
 				if n.GetJoinToken() == tok {
-					return st, encodeNodeID(n.GetNodeId()), nil // a retried join
+					// A retried join, or a member that came back at
+					// another address: same ID, addresses updated.
+					n.Address, n.HttpAddress = c.AddNode.GetAddress(), c.AddNode.GetHttpAddress()
+					return next, encodeNodeID(n.GetNodeId()), nil
 				}
 			}
 		}

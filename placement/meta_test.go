@@ -58,7 +58,7 @@ func TestMeta(t *testing.T) {
 	cmds := []multiraft.Command{
 		{Index: 10, Data: addNode(t, "a2:1", "tok2")},
 		{Index: 11, Data: addNode(t, "a3:1", "tok3")},
-		{Index: 12, Data: addNode(t, "a2:1", "tok2")}, // a retried join
+		{Index: 12, Data: addNode(t, "a2:9", "tok2")}, // a retried join, from a new address
 		{Index: 13, Data: addNode(t, "", "x")},        // no address
 		{Index: 14, Data: []byte("garbage")},
 		{Index: 15, Data: metaCmd(t, &flotillapb.MetaCommand{})},
@@ -99,7 +99,7 @@ func TestMeta(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.GetNextNodeId() != 4 || len(st.GetNodes()) != 3 || st.GetNodes()[2].GetAddress() != "a3:2" {
+	if st.GetNextNodeId() != 4 || len(st.GetNodes()) != 3 || st.GetNodes()[2].GetAddress() != "a3:2" || st.GetNodes()[1].GetAddress() != "a2:9" {
 		t.Fatalf("state after apply: %v", st)
 	}
 	if !proto.Equal(st, m.State()) {

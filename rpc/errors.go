@@ -19,6 +19,9 @@ var (
 	// ErrNotInitialized: the node is not part of a cluster yet (it waits for
 	// init or to join).
 	ErrNotInitialized = errors.New("node is not part of a cluster yet")
+	// ErrPeerUnreachable: Init was refused because a peer that could
+	// already belong to a cluster did not answer.
+	ErrPeerUnreachable = errors.New("cannot tell whether a cluster exists")
 )
 
 // StatusError converts a service's error to a gRPC status error. A
@@ -40,7 +43,7 @@ func StatusError(err error) error {
 	switch {
 	case errors.Is(err, ErrAlreadyInitialized):
 		return status.Error(codes.FailedPrecondition, err.Error())
-	case errors.Is(err, ErrNotInitialized):
+	case errors.Is(err, ErrNotInitialized), errors.Is(err, ErrPeerUnreachable):
 		return status.Error(codes.Unavailable, err.Error())
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, err.Error())
@@ -88,9 +91,16 @@ func ErrorFromStatus(err error, write bool) *flotillapb.Error {
 		}
 	}
 	switch st.Code() {
-	case codes.InvalidArgument, codes.ResourceExhausted, codes.OutOfRange:
-		// gRPC refuses oversized or malformed messages before any handler
-		// runs.
+	case codes.ResourceExhausted:
+		// An oversized request is refused before any handler runs, but an
+		// oversized response is refused after it ran.
+		return &flotillapb.Error{
+			Message: st.Message(),
+			Outcome: writeOutcome(write, flotillapb.Outcome_UNKNOWN),
+			Detail:  &flotillapb.Error_InvalidArgument{InvalidArgument: &flotillapb.InvalidArgument{}},
+		}
+	case codes.InvalidArgument, codes.OutOfRange:
+		// gRPC refuses malformed messages before any handler runs.
 		return &flotillapb.Error{
 			Message: st.Message(),
 			Outcome: writeOutcome(write, flotillapb.Outcome_NOT_APPLIED),
