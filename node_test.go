@@ -29,7 +29,7 @@ func quietLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-func openNode(t *testing.T, cfg flotilla.Config) *flotilla.Node {
+func openNode(t testing.TB, cfg flotilla.Config) *flotilla.Node {
 	t.Helper()
 	if cfg.ListenAddr == "" {
 		cfg.ListenAddr = "127.0.0.1:0"
