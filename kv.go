@@ -26,7 +26,10 @@ type KV interface {
 	// end of the keyspace) and returns how many it removed.
 	DeleteRange(ctx context.Context, start, end []byte) (deleted int64, err error)
 	// Scan returns the pairs in [start, end) in key order (descending with
-	// Reverse), at most opts.Limit of them if it is positive.
+	// Reverse), at most opts.Limit of them if it is positive. A large scan
+	// is served in pages (each at most a few MiB); each page is a
+	// linearizable read, but the pages are read at successive points in
+	// time, not at one snapshot.
 	Scan(ctx context.Context, start, end []byte, opts ScanOptions) ([]KeyValue, error)
 	// CompareAndSwap sets key to value if its current value satisfies cond.
 	CompareAndSwap(ctx context.Context, key []byte, cond Condition, value []byte) (CASResult, error)
