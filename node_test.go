@@ -173,8 +173,8 @@ func TestEmbedded(t *testing.T) {
 }
 
 // TestJoinAndGateway joins four nodes: the first range and the placement
-// group get replicas on the first three, and the fourth, with no replica,
-// still serves reads and writes as a gateway.
+// group get replicas on the first three by node ID (join order), and the
+// fourth, with no replica, still serves reads and writes as a gateway.
 func TestJoinAndGateway(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -204,7 +204,7 @@ func TestJoinAndGateway(t *testing.T) {
 					return fmt.Errorf("node %d: descriptor %v", i+1, r.GetDescriptor_())
 				}
 			}
-			want := i < 3
+			want := n.NodeID() <= 3 // the first three nodes by ID, in join order
 			if groups[uint64(placement.GroupID)] != want || groups[uint64(placement.FirstRangeID)] != want {
 				return fmt.Errorf("node %d holds groups %v", i+1, groups)
 			}
@@ -233,7 +233,13 @@ func TestJoinAndGateway(t *testing.T) {
 			}
 		}
 	}
-	c, err := flotilla.Connect(ctx, nodes[3].Addr())
+	var spare *flotilla.Node // the node with no replicas
+	for _, n := range nodes {
+		if n.NodeID() == 4 {
+			spare = n
+		}
+	}
+	c, err := flotilla.Connect(ctx, spare.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,8 +252,8 @@ func TestJoinAndGateway(t *testing.T) {
 	// The replica-less node restarts on another port, without --join: it
 	// still knows its peers (saved in its store) and the cluster learns its
 	// new address.
-	dir4, id4 := nodes[3].Dir(), nodes[3].NodeID()
-	if err := nodes[3].Close(); err != nil {
+	dir4, id4 := spare.Dir(), spare.NodeID()
+	if err := spare.Close(); err != nil {
 		t.Fatal(err)
 	}
 	n4 := openNode(t, flotilla.Config{Dir: dir4})
