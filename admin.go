@@ -23,6 +23,11 @@ import (
 func (n *Node) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
+		if !n.enter() {
+			http.Error(w, "node is stopping", http.StatusServiceUnavailable)
+			return
+		}
+		defer n.exit()
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		n.metrics.WritePrometheus(w)
 		metrics.WriteProcessMetrics(w)

@@ -193,7 +193,11 @@ func attemptKV[Req request, Resp any](ctx context.Context, g *gateway, key []byt
 	}
 	fwd := proto.Clone(req).(Req)
 	setForwarded(fwd)
-	resp, err := remote(flotillapb.NewKVClient(conn), ctx, fwd)
+	// Close waits for requests: a forwarded one ends when the node stops.
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(g.n.stopCtx, cancel)()
+	resp, err := remote(flotillapb.NewKVClient(conn), fctx, fwd)
 	if err != nil {
 		fe := rpc.ErrorFromStatus(err, write)
 		if nl := fe.GetNotLeader(); nl != nil && nl.GetLeader().GetStoreId() != 0 {

@@ -84,9 +84,12 @@ type Node struct {
 	mu       struct {
 		sync.Mutex
 		state nodeState
-		ident *flotillapb.StoreIdent
-		host  *multiraft.Host
-		meta  *placement.Meta
+		// initializing: an Init is asking the --join peers whether a
+		// cluster exists; Status reports it so that peers refuse to init.
+		initializing bool
+		ident        *flotillapb.StoreIdent
+		host         *multiraft.Host
+		meta         *placement.Meta
 		// directory is the cluster's nodes as last learned (from the
 		// placement group's state if this node holds a replica of it, else
 		// from the join response).
@@ -183,7 +186,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.transport.Register(n.grpcServer)
 	rpc.RegisterKV(n.grpcServer, n.gw)
 	rpc.RegisterNode(n.grpcServer, (*nodeService)(n))
-	if n.joinToken, err = loadJoinToken(n.eng); err != nil {
+	if n.joinToken, err = loadJoinToken(n.eng, false); err != nil {
 		return nil, err
 	}
 	// Become a member (or not) before serving, so that no request, Init
@@ -273,11 +276,37 @@ func (n *Node) WaitReady(ctx context.Context) error {
 // fails with an error matching rpc.ErrAlreadyInitialized on a node that is
 // already part of a cluster.
 func (n *Node) Init(ctx context.Context) (clusterID string, err error) {
-	ident, err := n.initCluster()
+	ident, err := n.initChecked(ctx)
 	if err != nil {
 		return "", err
 	}
 	return ident.GetClusterId(), nil
+}
+
+// initChecked is Init: it creates the cluster unless a --join peer belongs
+// to one or is itself being initialized. While it asks, this node reports
+// itself as initializing, so that two nodes told to init at once both
+// refuse rather than found two clusters.
+func (n *Node) initChecked(ctx context.Context) (*flotillapb.StoreIdent, error) {
+	n.memberMu.Lock()
+	defer n.memberMu.Unlock()
+	n.mu.Lock()
+	state := n.mu.state
+	if state == stateWaiting {
+		n.mu.initializing = true
+	}
+	n.mu.Unlock()
+	defer func() {
+		n.mu.Lock()
+		n.mu.initializing = false
+		n.mu.Unlock()
+	}()
+	if state == stateWaiting {
+		if err := n.checkPeersUninitialized(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return n.initClusterLocked()
 }
 
 // running returns the node's host and store if it is a running member.
@@ -318,16 +347,21 @@ func writeIdent(eng *engine.Engine, ident *flotillapb.StoreIdent) error {
 	return b.Commit(true)
 }
 
-// loadJoinToken returns the store's join token, creating it on first use:
-// it must survive restarts so that a join whose response was lost gets the
-// same node ID when retried.
-func loadJoinToken(eng *engine.Engine) (string, error) {
+// loadJoinToken returns the store's join token ("" if it has none), creating
+// it if create: it must survive restarts so that a join whose response was
+// lost gets the same node ID when retried. It is created only when the
+// store first joins or founds a cluster, so that copies of an unused store
+// do not share it.
+func loadJoinToken(eng *engine.Engine, create bool) (string, error) {
 	v, err := eng.Get(engine.StoreJoinTokenKey())
 	if err == nil && len(v) > 0 {
 		return string(v), nil
 	}
 	if err != nil && !errors.Is(err, engine.ErrNotFound) {
 		return "", err
+	}
+	if !create {
+		return "", nil
 	}
 	tok := randomHex(16)
 	b := eng.NewBatch()
@@ -413,6 +447,7 @@ func (n *Node) metaChanged(st *flotillapb.ClusterMeta) {
 }
 
 func (n *Node) learnNodes(nodes []*flotillapb.NodeDescriptor) {
+	nodes = withoutTokens(nodes) // only the placement group keeps tokens
 	n.mu.Lock()
 	self := multiraft.NodeID(n.mu.ident.GetNodeId())
 	changed := false
@@ -490,6 +525,11 @@ func (n *Node) startMember(ident *flotillapb.StoreIdent, host *multiraft.Host) e
 func (n *Node) initCluster() (*flotillapb.StoreIdent, error) {
 	n.memberMu.Lock()
 	defer n.memberMu.Unlock()
+	return n.initClusterLocked()
+}
+
+// initClusterLocked is initCluster with memberMu held.
+func (n *Node) initClusterLocked() (*flotillapb.StoreIdent, error) {
 	n.mu.Lock()
 	state := n.mu.state
 	n.mu.Unlock()
@@ -498,6 +538,9 @@ func (n *Node) initCluster() (*flotillapb.StoreIdent, error) {
 		return nil, fmt.Errorf("%w (cluster %s)", rpc.ErrAlreadyInitialized, n.ClusterID())
 	case stateStopped:
 		return nil, ErrClosed
+	}
+	if err := n.ensureJoinToken(); err != nil {
+		return nil, err
 	}
 	const first multiraft.NodeID = 1
 	ident := &flotillapb.StoreIdent{ClusterId: newClusterID(), NodeId: uint64(first)}
@@ -543,6 +586,20 @@ func (n *Node) initCluster() (*flotillapb.StoreIdent, error) {
 	return ident, nil
 }
 
+// ensureJoinToken creates the store's join token if it has none yet
+// (memberMu held).
+func (n *Node) ensureJoinToken() error {
+	if n.joinToken != "" {
+		return nil
+	}
+	tok, err := loadJoinToken(n.eng, true)
+	if err != nil {
+		return err
+	}
+	n.joinToken = tok
+	return nil
+}
+
 func newClusterID() string {
 	b := randomHex(16)
 	return b[0:8] + "-" + b[8:12] + "-" + b[12:16] + "-" + b[16:20] + "-" + b[20:32]
@@ -579,6 +636,12 @@ func (n *Node) joinLoop() {
 func (n *Node) joinOnce(addr string) error {
 	if addr == n.addr {
 		return errors.New("not joining through this node itself")
+	}
+	n.memberMu.Lock()
+	err := n.ensureJoinToken()
+	n.memberMu.Unlock()
+	if err != nil {
+		return err
 	}
 	conn, err := n.pool.Conn(addr)
 	if err != nil {
@@ -617,12 +680,15 @@ func (n *Node) joinOnce(addr string) error {
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		n.stop()
+		// memberMu only waits out an init or join in progress: once the
+		// state is stopped they refuse to start. It must not be held
+		// while handlers drain (an Init handler may be waiting for it).
 		n.memberMu.Lock()
-		defer n.memberMu.Unlock()
 		n.mu.Lock()
 		n.mu.state = stateStopped
 		host := n.mu.host
 		n.mu.Unlock()
+		n.memberMu.Unlock()
 		if n.httpServer != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			if n.httpServer.Shutdown(ctx) != nil {

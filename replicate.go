@@ -18,19 +18,10 @@ const (
 	// learnerCatchUpLag is how far behind the leader's commit index a
 	// learner may be and still be promoted to voter.
 	learnerCatchUpLag = 64
-	// learnerTimeout is how long a learner may go without acknowledging
-	// anything before it is removed (its node is down or was never there),
-	// freeing its slot for another node.
-	learnerTimeout = 30 * time.Second
 	// maintenanceInterval is how often a node refreshes its node directory
 	// and checks that the cluster has its current addresses.
 	maintenanceInterval = 2 * time.Second
 )
-
-type learnerKey struct {
-	group   multiraft.GroupID
-	replica multiraft.ReplicaID
-}
 
 // replicator up-replicates the groups this node leads onto the first nodes
 // of the cluster (by node ID) until each has ReplicationFactor replicas: add
@@ -40,16 +31,13 @@ type learnerKey struct {
 // first three nodes that join" hold. Its state is owned by replicateLoop's
 // goroutine.
 type replicator struct {
-	n *Node
-	// learnerSince is when each learner of a group led here was first seen
-	// without progress.
-	learnerSince map[learnerKey]time.Time
-	lastMaint    time.Time
+	n         *Node
+	lastMaint time.Time
 }
 
 func (n *Node) replicateLoop() {
 	defer n.wg.Done()
-	r := &replicator{n: n, learnerSince: map[learnerKey]time.Time{}}
+	r := &replicator{n: n}
 	interval := max(2*n.cfg.TickInterval, 50*time.Millisecond)
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -82,28 +70,14 @@ func (r *replicator) replicateGroup(host *multiraft.Host, g multiraft.GroupID) {
 		return
 	}
 	for _, l := range st.Learners {
-		key := learnerKey{g, l}
-		match, known := st.LearnerMatch[l]
-		if !known {
-			continue // the leader just changed; progress comes with the next status
-		}
 		// A new learner starts at match 0: it has acknowledged nothing, and
-		// promoting it would count a possibly dead node in the quorum.
-		if match > 0 && match+learnerCatchUpLag >= st.Commit {
-			delete(r.learnerSince, key)
+		// promoting it would count a possibly dead node in the quorum. A
+		// learner that never catches up (its node died after it was
+		// added) stays a learner: it costs no quorum, and replacing it
+		// needs fresh replica IDs, which the placement driver will
+		// allocate.
+		if match := st.LearnerMatch[l]; match > 0 && match+learnerCatchUpLag >= st.Commit {
 			n.proposeChange(host, g, multiraft.AddVoter(l), "promote learner", l)
-			return
-		}
-		if match > 0 {
-			delete(r.learnerSince, key) // catching up
-			continue
-		}
-		since, seen := r.learnerSince[key]
-		if !seen {
-			r.learnerSince[key] = time.Now()
-		} else if time.Since(since) > learnerTimeout {
-			delete(r.learnerSince, key)
-			n.proposeChange(host, g, multiraft.RemoveReplica(l), "remove unresponsive learner", l)
 			return
 		}
 	}

@@ -29,10 +29,7 @@ var _ rpc.NodeHandler = (*nodeService)(nil)
 func (s *nodeService) node() *Node { return (*Node)(s) }
 
 func (s *nodeService) Init(ctx context.Context, _ *flotillapb.InitRequest) (*flotillapb.InitResponse, error) {
-	if err := s.node().checkPeersUninitialized(ctx); err != nil {
-		return nil, err
-	}
-	ident, err := s.node().initCluster()
+	ident, err := s.node().initChecked(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -44,9 +41,6 @@ func (s *nodeService) Init(ctx context.Context, _ *flotillapb.InitRequest) (*flo
 // must not found a second cluster instead of joining the first. (A node
 // started without --join has nobody to ask.)
 func (n *Node) checkPeersUninitialized(ctx context.Context) error {
-	if _, _, ok := n.running(); ok {
-		return nil // initCluster refuses with the cluster's ID
-	}
 	for _, addr := range n.cfg.Join {
 		if addr == n.addr {
 			continue
@@ -65,6 +59,9 @@ func (n *Node) checkPeersUninitialized(ctx context.Context) error {
 		}
 		if st.GetClusterId() != "" {
 			return fmt.Errorf("%w: %s is a node of cluster %s; this node joins it", rpc.ErrAlreadyInitialized, addr, st.GetClusterId())
+		}
+		if st.GetState() == stateInitializing {
+			return fmt.Errorf("%w: %s is being initialized at the same time; init one node only", rpc.ErrPeerUnreachable, addr)
 		}
 	}
 	return nil
@@ -103,7 +100,7 @@ func (s *nodeService) Join(ctx context.Context, req *flotillapb.JoinRequest) (*f
 			}
 			cm := meta.State()
 			n.log.Info("node joined", "node", id, "addr", req.GetAddress())
-			return &flotillapb.JoinResponse{ClusterId: cm.GetClusterId(), NodeId: uint64(id), Nodes: cm.GetNodes()}, nil
+			return &flotillapb.JoinResponse{ClusterId: cm.GetClusterId(), NodeId: uint64(id), Nodes: withoutTokens(cm.GetNodes())}, nil
 		}
 		if req.GetForwarded() {
 			return nil, unavailable("this node does not lead the placement group")
@@ -148,6 +145,23 @@ func (s *nodeService) forwardJoin(ctx context.Context, req *flotillapb.JoinReque
 	return nil, lastErr
 }
 
+// stateInitializing is the state Status reports while an Init asks the
+// --join peers whether a cluster exists.
+const stateInitializing = "initializing"
+
+// withoutTokens returns copies of nodes without their join tokens, which
+// only the placement group needs (a token lets its holder change the node's
+// addresses).
+func withoutTokens(nodes []*flotillapb.NodeDescriptor) []*flotillapb.NodeDescriptor {
+	out := make([]*flotillapb.NodeDescriptor, len(nodes))
+	for i, d := range nodes {
+		c := proto.Clone(d).(*flotillapb.NodeDescriptor)
+		c.JoinToken = ""
+		out[i] = c
+	}
+	return out
+}
+
 func unavailable(msg string) *flotillapb.Error {
 	return &flotillapb.Error{
 		Message: msg,
@@ -178,9 +192,12 @@ func (n *Node) Status(withHash bool) *flotillapb.NodeStatus {
 		State:            n.mu.state.String(),
 		StartedUnixNanos: n.started.UnixNano(),
 	}
+	if n.mu.initializing && n.mu.state == stateWaiting {
+		st.State = stateInitializing
+	}
 	host := n.mu.host
 	n.mu.Unlock()
-	st.Nodes = n.directory()
+	st.Nodes = withoutTokens(n.directory())
 	if host == nil || st.State != stateRunning.String() {
 		return st
 	}
@@ -227,7 +244,7 @@ func (s *nodeService) ClusterStatus(ctx context.Context, _ *flotillapb.ClusterSt
 	if _, _, ok := n.running(); !ok {
 		return nil, rpc.ErrNotInitialized
 	}
-	nodes := n.directory()
+	nodes := withoutTokens(n.directory())
 	resp := &flotillapb.ClusterStatusResponse{ClusterId: n.ClusterID(), Nodes: make([]*flotillapb.NodeEntry, len(nodes))}
 	var wg sync.WaitGroup
 	for i, d := range nodes {

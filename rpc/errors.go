@@ -20,7 +20,8 @@ var (
 	// init or to join).
 	ErrNotInitialized = errors.New("node is not part of a cluster yet")
 	// ErrPeerUnreachable: Init was refused because a peer that could
-	// already belong to a cluster did not answer.
+	// already belong to a cluster did not answer (or is being initialized
+	// itself); retry once the peers are up. gRPC code Aborted.
 	ErrPeerUnreachable = errors.New("cannot tell whether a cluster exists")
 )
 
@@ -43,8 +44,10 @@ func StatusError(err error) error {
 	switch {
 	case errors.Is(err, ErrAlreadyInitialized):
 		return status.Error(codes.FailedPrecondition, err.Error())
-	case errors.Is(err, ErrNotInitialized), errors.Is(err, ErrPeerUnreachable):
+	case errors.Is(err, ErrNotInitialized):
 		return status.Error(codes.Unavailable, err.Error())
+	case errors.Is(err, ErrPeerUnreachable):
+		return status.Error(codes.Aborted, err.Error())
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, err.Error())
 	case errors.Is(err, context.Canceled):
