@@ -250,6 +250,18 @@ func (ic *ingestCrash) configure(cfg *multiraft.Config) {
 		ic.mu.Lock()
 		defer ic.mu.Unlock()
 		if ic.image == nil {
+			// A crash stops the node: nothing it does after the image may
+			// reach its peers, or they would count acknowledgements of
+			// entries the image lacks (and, after the restart, send it a
+			// commit index beyond its log). Cutting it off is enough; the
+			// restart heals the network.
+			var others []multiraft.NodeID
+			for _, id := range ic.c.NodeIDs() {
+				if id != ic.node {
+					others = append(others, id)
+				}
+			}
+			ic.c.Net.Partition([]multiraft.NodeID{ic.node}, others)
 			ic.image = ic.c.CrashImage(ic.node)
 		}
 	}}
@@ -268,6 +280,7 @@ func (ic *ingestCrash) restartFromImage(t *testing.T) {
 		return nil
 	})
 	ic.c.RestartFrom(ic.node, image)
+	ic.c.Net.Heal()
 }
 
 // TestSnapshotCrashAfterIngest: a host crashes after a snapshot's data was
