@@ -9,8 +9,15 @@
 // exists the node assembly up-replicates the first range and the placement
 // group onto the first three nodes that join.
 //
+// The driver's decisions exist as pure functions over a ClusterView
+// (checker.go): the replica checker (missing, extra, down, decommissioning)
+// and the replica and leader balancers, which return Operators (add
+// learner, promote, transfer leader, remove) and never propose a removal
+// that would leave a range without a quorum of live voters. They are tested
+// alone, including a randomized simulation with failing stores and stale
+// operators; nothing runs them yet.
+//
 // Not built yet (the placement-driver issue): store and range heartbeats,
-// liveness, the newest descriptor of every range, range ID allocation, and
-// the checkers and schedulers whose operators add, move and remove replicas,
-// balance leaders and split ranges.
+// liveness, the newest descriptor of every range, range and replica ID
+// allocation, executing operators on range leaders, and splits.
 package placement

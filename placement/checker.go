@@ -1,0 +1,409 @@
+// Copyright 2026 The Flotilla Authors. All rights reserved.
+
+package placement
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+
+	"github.com/flotilladb/flotilla/multiraft"
+	"github.com/flotilladb/flotilla/rpc/flotillapb"
+)
+
+// This file holds the placement driver's decisions as pure functions over a
+// view of the cluster: the replica checker and the replica and leader
+// balancers. They return operators; they do not execute them. Each is a
+// separate unit, tested alone (checker_test.go), and none may propose a
+// step that leaves a range without a quorum of live voters.
+
+// StoreState is a store's membership state.
+type StoreState int
+
+// Store states.
+const (
+	// StoreUp: the store takes replicas.
+	StoreUp StoreState = iota
+	// StoreDecommissioning: every replica is to move off the store.
+	StoreDecommissioning
+	// StoreDecommissioned: the store holds nothing and takes nothing.
+	StoreDecommissioned
+)
+
+func (s StoreState) String() string {
+	switch s {
+	case StoreUp:
+		return "up"
+	case StoreDecommissioning:
+		return "decommissioning"
+	case StoreDecommissioned:
+		return "decommissioned"
+	}
+	return fmt.Sprintf("StoreState(%d)", int(s))
+}
+
+// StoreView is what the driver knows of a store.
+type StoreView struct {
+	ID    multiraft.NodeID
+	State StoreState
+	// Live: the store heartbeated recently; its replicas can vote.
+	Live bool
+	// Down: the store has not heartbeated for longer than the store-down
+	// timeout; its replicas are to be rebuilt elsewhere.
+	Down bool
+	// Ranges and Leaders count the replicas and leaders on the store.
+	Ranges, Leaders int
+	// Snapshots counts the snapshots the store is receiving (moves in
+	// flight towards it).
+	Snapshots int
+}
+
+// usable reports whether the store may take a new replica.
+func (s *StoreView) usable() bool { return s != nil && s.State == StoreUp && s.Live && !s.Down }
+
+// RangeView is what the driver knows of a range.
+type RangeView struct {
+	Desc *flotillapb.RangeDescriptor
+	// Leader is the leader's replica ID, 0 if unknown.
+	Leader multiraft.ReplicaID
+	// Pending are replicas known to be behind the leader's log (a learner
+	// catching up).
+	Pending []multiraft.ReplicaID
+}
+
+// ClusterView is the input of every decision.
+type ClusterView struct {
+	Stores map[multiraft.NodeID]*StoreView
+	Ranges []*RangeView
+	// ReplicationFactor is the number of voters each range should have.
+	ReplicationFactor int
+	// MaxSnapshotsPerStore bounds the moves in flight towards one store.
+	MaxSnapshotsPerStore int
+}
+
+// StepKind says what an operator step does.
+type StepKind int
+
+// Step kinds.
+const (
+	// StepAddLearner adds Replica as a learner (it catches up by snapshot).
+	StepAddLearner StepKind = iota
+	// StepPromote makes learner Replica a voter once it caught up.
+	StepPromote
+	// StepRemove removes Replica (a learner, or a voter whose removal keeps
+	// a quorum of live voters).
+	StepRemove
+	// StepTransferLeader hands leadership to voter Replica.
+	StepTransferLeader
+)
+
+func (k StepKind) String() string {
+	return [...]string{"add-learner", "promote", "remove", "transfer-leader"}[k]
+}
+
+// Step is one step of an operator.
+type Step struct {
+	Kind    StepKind
+	Replica multiraft.ReplicaID
+}
+
+func (s Step) String() string { return fmt.Sprintf("%s %v", s.Kind, s.Replica) }
+
+// Operator is a sequence of steps for one range, computed against the
+// range's configuration version ConfVer. A range leader executes the steps
+// in order; a step whose effect is already there is skipped, which makes an
+// operator idempotent. An operator whose ConfVer is older than the range's,
+// other than by its own steps, is stale and is dropped.
+type Operator struct {
+	RangeID multiraft.GroupID
+	ConfVer uint64
+	Steps   []Step
+	Reason  string
+}
+
+func (o *Operator) String() string {
+	return fmt.Sprintf("range %d @conf_ver %d: %v (%s)", o.RangeID, o.ConfVer, o.Steps, o.Reason)
+}
+
+// ReplicaAllocator returns a new replica ID for a range on a store: replica
+// IDs are never reused within a range.
+type ReplicaAllocator func(rangeID multiraft.GroupID, store multiraft.NodeID) multiraft.ReplicaID
+
+func quorum(n int) int { return n/2 + 1 }
+
+// voters and learners of a descriptor.
+func membersOf(d *flotillapb.RangeDescriptor) (voters, learners []*flotillapb.ReplicaDescriptor) {
+	for _, r := range d.GetReplicas() {
+		if r.GetType() == flotillapb.ReplicaType_LEARNER {
+			learners = append(learners, r)
+		} else {
+			voters = append(voters, r)
+		}
+	}
+	return voters, learners
+}
+
+// liveVoters counts the voters on live stores.
+func (c *ClusterView) liveVoters(voters []*flotillapb.ReplicaDescriptor) int {
+	n := 0
+	for _, v := range voters {
+		if s := c.Stores[multiraft.NodeID(v.GetStoreId())]; s != nil && s.Live {
+			n++
+		}
+	}
+	return n
+}
+
+// SafeToRemove reports whether removing replica from r keeps a quorum of
+// live voters in the new configuration. Removing a learner is always safe.
+func (c *ClusterView) SafeToRemove(r *RangeView, replica multiraft.ReplicaID) bool {
+	voters, _ := membersOf(r.Desc)
+	var rest []*flotillapb.ReplicaDescriptor
+	found := false
+	for _, v := range voters {
+		if multiraft.ReplicaID(v.GetReplicaId()) == replica {
+			found = true
+			continue
+		}
+		rest = append(rest, v)
+	}
+	if !found {
+		return true
+	}
+	return len(rest) > 0 && c.liveVoters(rest) >= quorum(len(rest))
+}
+
+func (c *ClusterView) hasReplicaOn(d *flotillapb.RangeDescriptor, store multiraft.NodeID) bool {
+	return slices.ContainsFunc(d.GetReplicas(), func(r *flotillapb.ReplicaDescriptor) bool {
+		return multiraft.NodeID(r.GetStoreId()) == store
+	})
+}
+
+// pickTarget returns the usable store with the fewest ranges that holds no
+// replica of d and may take another snapshot, or 0.
+func (c *ClusterView) pickTarget(d *flotillapb.RangeDescriptor) multiraft.NodeID {
+	var best *StoreView
+	for _, s := range c.sortedStores() {
+		if !s.usable() || c.hasReplicaOn(d, s.ID) {
+			continue
+		}
+		if c.MaxSnapshotsPerStore > 0 && s.Snapshots >= c.MaxSnapshotsPerStore {
+			continue
+		}
+		if best == nil || s.Ranges < best.Ranges {
+			best = s
+		}
+	}
+	if best == nil {
+		return 0
+	}
+	return best.ID
+}
+
+// sortedStores returns the stores by ID, so decisions are deterministic.
+func (c *ClusterView) sortedStores() []*StoreView {
+	out := make([]*StoreView, 0, len(c.Stores))
+	for _, s := range c.Stores {
+		out = append(out, s)
+	}
+	slices.SortFunc(out, func(a, b *StoreView) int { return cmp.Compare(a.ID, b.ID) })
+	return out
+}
+
+func (c *ClusterView) isPending(r *RangeView, id multiraft.ReplicaID) bool {
+	return slices.Contains(r.Pending, id)
+}
+
+// needsReplacing reports whether a replica's store must lose it.
+func (c *ClusterView) needsReplacing(rep *flotillapb.ReplicaDescriptor) bool {
+	s := c.Stores[multiraft.NodeID(rep.GetStoreId())]
+	return s == nil || s.Down || s.State != StoreUp
+}
+
+// moveOff returns the steps that move replica from off its store to a new
+// replica on target: add a learner, promote it, then remove the old one
+// (handing leadership away first if it leads).
+func moveOff(r *RangeView, from, to multiraft.ReplicaID, fromIsVoter bool) []Step {
+	steps := []Step{{StepAddLearner, to}}
+	if fromIsVoter {
+		steps = append(steps, Step{StepPromote, to})
+		if r.Leader == from {
+			steps = append(steps, Step{StepTransferLeader, to})
+		}
+	}
+	return append(steps, Step{StepRemove, from})
+}
+
+// CheckReplicas is the replica checker: it returns the operator that brings
+// r towards ReplicationFactor healthy voters, or nil. In order: finish a
+// learner that caught up (promote it if voters are missing, remove it if
+// not); add a missing voter; replace a replica on a down, decommissioning
+// or unknown store; remove an extra voter. It never proposes a removal that
+// SafeToRemove refuses.
+func (c *ClusterView) CheckReplicas(r *RangeView, alloc ReplicaAllocator) *Operator {
+	d := r.Desc
+	id := multiraft.GroupID(d.GetRangeId())
+	op := func(reason string, steps ...Step) *Operator {
+		return &Operator{RangeID: id, ConfVer: d.GetEpoch().GetConfVer(), Steps: steps, Reason: reason}
+	}
+	voters, learners := membersOf(d)
+	want := c.ReplicationFactor
+
+	// A learner: left over from a move, or being added. One change at a
+	// time: the first learner decides.
+	if len(learners) > 0 {
+		l := learners[0]
+		lid := multiraft.ReplicaID(l.GetReplicaId())
+		if c.needsReplacing(l) {
+			return op("learner on an unusable store", Step{StepRemove, lid})
+		}
+		if c.isPending(r, lid) {
+			return nil // let it catch up; one change at a time
+		}
+		if len(voters) < want {
+			return op("promote a caught-up learner", Step{StepPromote, lid})
+		}
+		return op("extra learner", Step{StepRemove, lid})
+	}
+
+	// A missing voter.
+	if len(voters) < want {
+		if t := c.pickTarget(d); t != 0 {
+			n := alloc(id, t)
+			return op(fmt.Sprintf("missing voter: %d of %d", len(voters), want), Step{StepAddLearner, n}, Step{StepPromote, n})
+		}
+		return nil
+	}
+
+	// A voter on a store that must lose it.
+	for _, v := range voters {
+		if !c.needsReplacing(v) {
+			continue
+		}
+		vid := multiraft.ReplicaID(v.GetReplicaId())
+		if len(voters) > want && c.SafeToRemove(r, vid) {
+			return op("extra voter on an unusable store", Step{StepRemove, vid})
+		}
+		t := c.pickTarget(d)
+		if t == 0 {
+			return nil
+		}
+		return op(fmt.Sprintf("replace the replica on store %d", v.GetStoreId()), moveOff(r, vid, alloc(id, t), true)...)
+	}
+
+	// An extra voter: remove the one on the fullest store, if safe.
+	if len(voters) > want {
+		slices.SortFunc(voters, func(a, b *flotillapb.ReplicaDescriptor) int {
+			return cmp.Compare(c.rangesOn(b.GetStoreId()), c.rangesOn(a.GetStoreId()))
+		})
+		for _, v := range voters {
+			vid := multiraft.ReplicaID(v.GetReplicaId())
+			if vid == r.Leader || !c.SafeToRemove(r, vid) {
+				continue
+			}
+			return op("extra voter", Step{StepRemove, vid})
+		}
+	}
+	return nil
+}
+
+func (c *ClusterView) rangesOn(store uint64) int {
+	if s := c.Stores[multiraft.NodeID(store)]; s != nil {
+		return s.Ranges
+	}
+	return 0
+}
+
+// BalanceReplicas moves one replica from the usable store with the most
+// ranges to the one with the fewest, if they differ by more than one: it
+// returns the operator, or nil. Ranges that are not fully healthy (missing
+// voters, learners, pending replicas, a voter on a non-live store) are not
+// moved: the replica checker comes first.
+func (c *ClusterView) BalanceReplicas(alloc ReplicaAllocator) *Operator {
+	var from, to *StoreView
+	for _, s := range c.sortedStores() {
+		if !s.usable() {
+			continue
+		}
+		if from == nil || s.Ranges > from.Ranges {
+			from = s
+		}
+		if to == nil || s.Ranges < to.Ranges {
+			to = s
+		}
+	}
+	if from == nil || to == nil || from.Ranges-to.Ranges <= 1 {
+		return nil
+	}
+	if c.MaxSnapshotsPerStore > 0 && to.Snapshots >= c.MaxSnapshotsPerStore {
+		return nil
+	}
+	for _, r := range c.Ranges {
+		if !c.healthy(r) || !c.hasReplicaOn(r.Desc, from.ID) || c.hasReplicaOn(r.Desc, to.ID) {
+			continue
+		}
+		for _, rep := range r.Desc.GetReplicas() {
+			if multiraft.NodeID(rep.GetStoreId()) != from.ID {
+				continue
+			}
+			id := multiraft.GroupID(r.Desc.GetRangeId())
+			steps := moveOff(r, multiraft.ReplicaID(rep.GetReplicaId()), alloc(id, to.ID), true)
+			return &Operator{RangeID: id, ConfVer: r.Desc.GetEpoch().GetConfVer(), Steps: steps,
+				Reason: fmt.Sprintf("balance replicas: store %d has %d, store %d has %d", from.ID, from.Ranges, to.ID, to.Ranges)}
+		}
+	}
+	return nil
+}
+
+// healthy reports whether r has exactly its voters, all on live usable
+// stores, no learners and nothing pending.
+func (c *ClusterView) healthy(r *RangeView) bool {
+	voters, learners := membersOf(r.Desc)
+	if len(learners) > 0 || len(r.Pending) > 0 || len(voters) != c.ReplicationFactor || r.Leader == 0 {
+		return false
+	}
+	for _, v := range voters {
+		if !c.Stores[multiraft.NodeID(v.GetStoreId())].usable() {
+			return false
+		}
+	}
+	return true
+}
+
+// BalanceLeaders moves one leadership from the usable store leading the most
+// ranges to a store leading the fewest that holds a voter of such a range,
+// if their counts differ by more than one: it returns the operator, or nil.
+func (c *ClusterView) BalanceLeaders() *Operator {
+	stores := c.sortedStores()
+	var from *StoreView
+	for _, s := range stores {
+		if s.usable() && (from == nil || s.Leaders > from.Leaders) {
+			from = s
+		}
+	}
+	if from == nil {
+		return nil
+	}
+	var best *Operator
+	bestLeaders := 0
+	for _, r := range c.Ranges {
+		if r.Leader == 0 || r.Leader.Node() != from.ID || !c.healthy(r) {
+			continue
+		}
+		voters, _ := membersOf(r.Desc)
+		for _, v := range voters {
+			s := c.Stores[multiraft.NodeID(v.GetStoreId())]
+			if s.ID == from.ID || !s.usable() || from.Leaders-s.Leaders <= 1 {
+				continue
+			}
+			if best == nil || s.Leaders < bestLeaders {
+				id := multiraft.GroupID(r.Desc.GetRangeId())
+				best = &Operator{RangeID: id, ConfVer: r.Desc.GetEpoch().GetConfVer(),
+					Steps:  []Step{{StepTransferLeader, multiraft.ReplicaID(v.GetReplicaId())}},
+					Reason: fmt.Sprintf("balance leaders: store %d leads %d, store %d leads %d", from.ID, from.Leaders, s.ID, s.Leaders)}
+				bestLeaders = s.Leaders
+			}
+		}
+	}
+	return best
+}

@@ -1,0 +1,472 @@
+// Copyright 2026 The Flotilla Authors. All rights reserved.
+
+package placement
+
+import (
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/flotilladb/flotilla/multiraft"
+	"github.com/flotilladb/flotilla/rpc/flotillapb"
+)
+
+var seedFlag = flag.Uint64("seed", 0, "seed for randomized tests (0: pick one and print it)")
+
+func newSeed(t *testing.T) uint64 {
+	seed := *seedFlag
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	t.Logf("seed %d (rerun with -run '^%s$' -seed %d)", seed, t.Name(), seed)
+	return seed
+}
+
+func rid(store multiraft.NodeID, seq uint32) multiraft.ReplicaID {
+	return multiraft.MakeReplicaID(store, seq)
+}
+
+func desc(id uint64, confVer uint64, voters []multiraft.ReplicaID, learners ...multiraft.ReplicaID) *flotillapb.RangeDescriptor {
+	d := &flotillapb.RangeDescriptor{RangeId: id, Epoch: &flotillapb.RangeEpoch{ConfVer: confVer, Version: 1}}
+	for _, v := range voters {
+		d.Replicas = append(d.Replicas, &flotillapb.ReplicaDescriptor{StoreId: uint64(v.Node()), ReplicaId: uint64(v)})
+	}
+	for _, l := range learners {
+		d.Replicas = append(d.Replicas, &flotillapb.ReplicaDescriptor{StoreId: uint64(l.Node()), ReplicaId: uint64(l), Type: flotillapb.ReplicaType_LEARNER})
+	}
+	return d
+}
+
+func stores(n int) map[multiraft.NodeID]*StoreView {
+	m := map[multiraft.NodeID]*StoreView{}
+	for i := 1; i <= n; i++ {
+		m[multiraft.NodeID(i)] = &StoreView{ID: multiraft.NodeID(i), Live: true}
+	}
+	return m
+}
+
+// seqAlloc allocates replica IDs with a global sequence, never reused.
+func seqAlloc(next *uint32) ReplicaAllocator {
+	return func(_ multiraft.GroupID, s multiraft.NodeID) multiraft.ReplicaID {
+		*next++
+		return rid(s, *next)
+	}
+}
+
+func TestCheckReplicas(t *testing.T) {
+	a, b, c, d := rid(1, 1), rid(2, 1), rid(3, 1), rid(4, 1)
+	for _, tc := range []struct {
+		name  string
+		setup func(cv *ClusterView)
+		r     *RangeView
+		want  string // Operator.Steps as printed, "" for none
+	}{
+		{name: "healthy", r: &RangeView{Desc: desc(7, 3, []multiraft.ReplicaID{a, b, c}), Leader: a}, want: ""},
+		{name: "missing voter goes to the emptiest store", setup: func(cv *ClusterView) { cv.Stores[4].Ranges = 5 },
+			r: &RangeView{Desc: desc(7, 3, []multiraft.ReplicaID{a, b}), Leader: a}, want: "[add-learner 3/100 promote 3/100]"},
+		{name: "no usable store for a missing voter", setup: func(cv *ClusterView) { cv.Stores[3].Live = false; cv.Stores[4].Down = true },
+			r: &RangeView{Desc: desc(7, 3, []multiraft.ReplicaID{a, b}), Leader: a}, want: ""},
+		{name: "pending learner waits", r: &RangeView{Desc: desc(7, 3, []multiraft.ReplicaID{a, b}, c), Leader: a, Pending: []multiraft.ReplicaID{c}}, want: ""},
+		{name: "caught-up learner promoted", r: &RangeView{Desc: desc(7, 3, []multiraft.ReplicaID{a, b}, c), Leader: a}, want: "[promote 3/1]"},
+		{name: "extra learner removed", r: &RangeView{Desc: desc(7, 3, []multiraft.ReplicaID{a, b, c}, d), Leader: a}, want: "[remove 4/1]"},
+		{name: "learner on a down store removed", setup: func(cv *ClusterView) { cv.Stores[3].Down, cv.Stores[3].Live = true, false },
+			r: &RangeView{Desc: desc(7, 3, []multiraft.ReplicaID{a, b}, c), Leader: a, Pending: []multiraft.ReplicaID{c}}, want: "[remove 3/1]"},
+		{name: "voter on a down store replaced", setup: func(cv *ClusterView) { cv.Stores[3].Down, cv.Stores[3].Live = true, false },
+			r: &RangeView{Desc: desc(7, 3, []multiraft.ReplicaID{a, b, c}), Leader: a}, want: "[add-learner 4/100 promote 4/100 remove 3/1]"},
+		{name: "leader on a decommissioning store hands over first", setup: func(cv *ClusterView) { cv.Stores[1].State = StoreDecommissioning },
+			r: &RangeView{Desc: desc(7, 3, []multiraft.ReplicaID{a, b, c}), Leader: a}, want: "[add-learner 4/100 promote 4/100 transfer-leader 4/100 remove 1/1]"},
+		{name: "extra voter on a down store removed directly", setup: func(cv *ClusterView) { cv.Stores[4].Down, cv.Stores[4].Live = true, false },
+			r: &RangeView{Desc: desc(7, 3, []multiraft.ReplicaID{a, b, c, d}), Leader: a}, want: "[remove 4/1]"},
+		{name: "extra voter: never the leader", setup: func(cv *ClusterView) { cv.Stores[1].Ranges = 9 },
+			r: &RangeView{Desc: desc(7, 3, []multiraft.ReplicaID{a, b, c, d}), Leader: a}, want: "[remove 2/1]"},
+		{name: "extra voter not removed when that loses the quorum",
+			setup: func(cv *ClusterView) { cv.Stores[2].Live, cv.Stores[3].Live, cv.Stores[4].Live = false, false, false },
+			r:     &RangeView{Desc: desc(7, 3, []multiraft.ReplicaID{a, b, c, d}), Leader: a}, want: ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cv := &ClusterView{Stores: stores(4), ReplicationFactor: 3}
+			if tc.setup != nil {
+				tc.setup(cv)
+			}
+			next := uint32(99)
+			op := cv.CheckReplicas(tc.r, seqAlloc(&next))
+			got := ""
+			if op != nil {
+				got = fmt.Sprint(op.Steps)
+				if op.ConfVer != 3 || op.RangeID != 7 {
+					t.Errorf("operator %v: wrong range or conf_ver", op)
+				}
+			}
+			if got != tc.want {
+				t.Fatalf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestBalance(t *testing.T) {
+	a, b, c := rid(1, 1), rid(2, 1), rid(3, 1)
+	cv := &ClusterView{Stores: stores(4), ReplicationFactor: 3}
+	cv.Stores[1].Ranges, cv.Stores[2].Ranges, cv.Stores[3].Ranges, cv.Stores[4].Ranges = 2, 2, 2, 0
+	cv.Stores[1].Leaders = 2
+	cv.Ranges = []*RangeView{
+		{Desc: desc(7, 3, []multiraft.ReplicaID{a, b, c}), Leader: a},
+		{Desc: desc(8, 3, []multiraft.ReplicaID{rid(1, 2), rid(2, 2), rid(3, 2)}), Leader: rid(1, 2)},
+	}
+	next := uint32(99)
+	op := cv.BalanceReplicas(seqAlloc(&next))
+	if op == nil || fmt.Sprint(op.Steps) != "[add-learner 4/100 promote 4/100 transfer-leader 4/100 remove 1/1]" {
+		t.Fatalf("balance replicas: %v", op)
+	}
+	op = cv.BalanceLeaders()
+	if op == nil || len(op.Steps) != 1 || op.Steps[0].Kind != StepTransferLeader || op.Steps[0].Replica.Node() == 1 {
+		t.Fatalf("balance leaders: %v", op)
+	}
+	cv.Stores[4].Ranges = 1
+	cv.Stores[2].Leaders, cv.Stores[3].Leaders = 1, 1
+	if op := cv.BalanceReplicas(seqAlloc(&next)); op != nil {
+		t.Fatalf("within one of each other: %v", op)
+	}
+	if op := cv.BalanceLeaders(); op != nil {
+		t.Fatalf("leaders within one: %v", op)
+	}
+}
+
+// sim is a simulated cluster in which operators execute step by step, as
+// range leaders would, with the checks a leader makes before each step.
+type sim struct {
+	t      *testing.T
+	rng    *rand.Rand
+	cv     *ClusterView
+	ranges map[multiraft.GroupID]*RangeView
+	// downFor counts the rounds a store has been dead; past downAfter it is
+	// marked Down.
+	downFor map[multiraft.NodeID]int
+	// catchUp counts the rounds a learner still needs.
+	catchUp map[multiraft.ReplicaID]int
+	used    map[multiraft.ReplicaID]bool
+	nextSeq uint32
+	// ops are the operators in flight, with their next step; old holds
+	// operators already finished or dropped, replayed later as stale
+	// duplicates.
+	ops   map[multiraft.GroupID]*runningOp
+	old   []*Operator
+	steps int
+	// scheduled counts the operators scheduled so far.
+	scheduled int
+}
+
+type runningOp struct {
+	op   *Operator
+	next int
+	// confVer is the range's conf_ver the next step expects.
+	confVer uint64
+}
+
+const downAfter = 3
+
+func (s *sim) alloc(_ multiraft.GroupID, store multiraft.NodeID) multiraft.ReplicaID {
+	s.nextSeq++
+	r := rid(store, s.nextSeq)
+	if s.used[r] {
+		s.t.Fatalf("replica ID %v allocated twice", r)
+	}
+	s.used[r] = true
+	return r
+}
+
+// refresh recomputes the view's counts from the ranges.
+func (s *sim) refresh() {
+	for _, st := range s.cv.Stores {
+		st.Ranges, st.Leaders, st.Snapshots = 0, 0, 0
+	}
+	s.cv.Ranges = s.cv.Ranges[:0]
+	ids := make([]multiraft.GroupID, 0, len(s.ranges))
+	for id := range s.ranges {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		r := s.ranges[id]
+		r.Pending = r.Pending[:0]
+		for _, rep := range r.Desc.GetReplicas() {
+			st := s.cv.Stores[multiraft.NodeID(rep.GetStoreId())]
+			st.Ranges++
+			if s.catchUp[multiraft.ReplicaID(rep.GetReplicaId())] > 0 {
+				r.Pending = append(r.Pending, multiraft.ReplicaID(rep.GetReplicaId()))
+				st.Snapshots++
+			}
+		}
+		if r.Leader != 0 {
+			s.cv.Stores[r.Leader.Node()].Leaders++
+		}
+		s.cv.Ranges = append(s.cv.Ranges, r)
+	}
+}
+
+// quorumOK reports whether r has a quorum of live voters.
+func (s *sim) quorumOK(r *RangeView) bool {
+	voters, _ := membersOf(r.Desc)
+	return len(voters) > 0 && s.cv.liveVoters(voters) >= quorum(len(voters))
+}
+
+// exec runs the next step of ro, as the range's leader would: it drops a
+// stale operator, skips a step already done, waits (returns false) when
+// the step cannot run yet, and refuses an unsafe removal.
+func (s *sim) exec(ro *runningOp) (done bool) {
+	r := s.ranges[ro.op.RangeID]
+	if r.Leader == 0 || !s.cv.Stores[r.Leader.Node()].Live {
+		return false // no leader to execute it
+	}
+	if r.Desc.GetEpoch().GetConfVer() != ro.confVer {
+		return true // stale: the configuration moved under it
+	}
+	if ro.next >= len(ro.op.Steps) {
+		return true
+	}
+	step := ro.op.Steps[ro.next]
+	d := r.Desc
+	idx := slices.IndexFunc(d.GetReplicas(), func(x *flotillapb.ReplicaDescriptor) bool {
+		return multiraft.ReplicaID(x.GetReplicaId()) == step.Replica
+	})
+	before := s.quorumOK(r)
+	change := func() {
+		d.Epoch.ConfVer++
+		ro.confVer++
+	}
+	switch step.Kind {
+	case StepAddLearner:
+		if idx >= 0 {
+			break // done already
+		}
+		if !s.cv.Stores[step.Replica.Node()].usable() {
+			return true // the target went away: drop the operator
+		}
+		d.Replicas = append(d.Replicas, &flotillapb.ReplicaDescriptor{StoreId: uint64(step.Replica.Node()), ReplicaId: uint64(step.Replica), Type: flotillapb.ReplicaType_LEARNER})
+		s.catchUp[step.Replica] = 1 + s.rng.IntN(3)
+		change()
+	case StepPromote:
+		if idx < 0 {
+			return true
+		}
+		if d.Replicas[idx].GetType() == flotillapb.ReplicaType_VOTER {
+			break
+		}
+		if s.catchUp[step.Replica] > 0 || !s.cv.Stores[step.Replica.Node()].Live {
+			return false // wait until it caught up
+		}
+		d.Replicas[idx].Type = flotillapb.ReplicaType_VOTER
+		change()
+	case StepTransferLeader:
+		if idx < 0 || d.Replicas[idx].GetType() != flotillapb.ReplicaType_VOTER || !s.cv.Stores[step.Replica.Node()].Live {
+			return true
+		}
+		r.Leader = step.Replica
+	case StepRemove:
+		if idx < 0 {
+			break
+		}
+		if !s.cv.SafeToRemove(r, step.Replica) {
+			return true // the leader refuses: drop the operator
+		}
+		if step.Replica == r.Leader {
+			// The leader hands leadership to another live voter first
+			// (it became leader after the operator was computed).
+			voters, _ := membersOf(d)
+			for _, v := range voters {
+				if id := multiraft.ReplicaID(v.GetReplicaId()); id != r.Leader && s.cv.Stores[id.Node()].Live {
+					r.Leader = id
+					return false
+				}
+			}
+			return true
+		}
+		d.Replicas = slices.Delete(d.Replicas, idx, idx+1)
+		delete(s.catchUp, step.Replica)
+		change()
+	}
+	s.steps++
+	if before && !s.quorumOK(r) {
+		s.t.Fatalf("step %v of %v left range %d without a quorum of live voters: %v", step, ro.op, ro.op.RangeID, d.GetReplicas())
+	}
+	ro.next++
+	return ro.next >= len(ro.op.Steps)
+}
+
+// round advances the simulation: learners catch up, leaders move off dead
+// stores, the checkers schedule, operators (and stale replays) execute.
+func (s *sim) round(schedule bool) {
+	for id, st := range s.cv.Stores {
+		if st.Live {
+			s.downFor[id] = 0
+			st.Down = false
+		} else if s.downFor[id]++; s.downFor[id] > downAfter {
+			st.Down = true
+		}
+	}
+	for rep, n := range s.catchUp {
+		if n > 0 && s.cv.Stores[rep.Node()].Live {
+			s.catchUp[rep] = n - 1
+		}
+	}
+	for _, r := range s.ranges {
+		if r.Leader != 0 && s.cv.Stores[r.Leader.Node()].Live {
+			continue
+		}
+		// An election among the live voters, if they have a quorum.
+		r.Leader = 0
+		if s.quorumOK(r) {
+			voters, _ := membersOf(r.Desc)
+			for _, v := range voters {
+				if s.cv.Stores[multiraft.NodeID(v.GetStoreId())].Live {
+					r.Leader = multiraft.ReplicaID(v.GetReplicaId())
+					break
+				}
+			}
+		}
+	}
+	s.refresh()
+	if schedule {
+		for _, r := range s.cv.Ranges {
+			id := multiraft.GroupID(r.Desc.GetRangeId())
+			if s.ops[id] != nil {
+				continue
+			}
+			if op := s.cv.CheckReplicas(r, s.alloc); op != nil {
+				s.ops[id] = &runningOp{op: op, confVer: op.ConfVer}
+				s.scheduled++
+			}
+		}
+		s.refresh()
+		if len(s.ops) < 4 {
+			for _, op := range []*Operator{s.cv.BalanceReplicas(s.alloc), s.cv.BalanceLeaders()} {
+				if op != nil && s.ops[op.RangeID] == nil {
+					s.ops[op.RangeID] = &runningOp{op: op, confVer: op.ConfVer}
+					s.scheduled++
+				}
+			}
+		}
+	}
+	// Execute in random order; replay stale operators now and then.
+	ids := make([]multiraft.GroupID, 0, len(s.ops))
+	for id := range s.ops {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	s.rng.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
+	for _, id := range ids {
+		ro := s.ops[id]
+		for range 1 + s.rng.IntN(2) {
+			if s.exec(ro) {
+				s.old = append(s.old, ro.op)
+				delete(s.ops, id)
+				break
+			}
+		}
+		s.refresh()
+	}
+	if len(s.old) > 0 && s.rng.IntN(3) == 0 {
+		stale := s.old[s.rng.IntN(len(s.old))]
+		if s.ops[stale.RangeID] == nil {
+			// A duplicated or reordered instruction: it carries the
+			// conf_ver it was computed against.
+			s.exec(&runningOp{op: stale, confVer: stale.ConfVer, next: s.rng.IntN(len(stale.Steps))})
+			s.refresh()
+		}
+	}
+}
+
+// TestOperatorSafetyRandomized schedules and executes operators while
+// stores die, come back and are decommissioned, and stale operators are
+// replayed: no step may leave a range without a quorum of live voters, and
+// once the faults stop every range ends with ReplicationFactor voters on
+// up stores, and replica and leader counts balanced.
+func TestOperatorSafetyRandomized(t *testing.T) {
+	for run := range 4 {
+		t.Run(fmt.Sprint(run), func(t *testing.T) {
+			seed := newSeed(t)
+			rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b9))
+			nStores := 5 + rng.IntN(3)
+			s := &sim{t: t, rng: rng, ranges: map[multiraft.GroupID]*RangeView{}, downFor: map[multiraft.NodeID]int{},
+				catchUp: map[multiraft.ReplicaID]int{}, used: map[multiraft.ReplicaID]bool{}, ops: map[multiraft.GroupID]*runningOp{},
+				cv: &ClusterView{Stores: stores(nStores), ReplicationFactor: 3, MaxSnapshotsPerStore: 2}}
+			for i := range 10 + rng.IntN(20) {
+				id := multiraft.GroupID(100 + i)
+				var voters []multiraft.ReplicaID
+				for _, st := range rng.Perm(nStores)[:3] {
+					voters = append(voters, s.alloc(id, multiraft.NodeID(st+1)))
+				}
+				s.ranges[id] = &RangeView{Desc: desc(uint64(id), 1, voters), Leader: voters[0]}
+			}
+			decommissioned := 0
+			for range 300 {
+				switch x := rng.IntN(20); {
+				case x == 0: // a store dies (keeping enough alive for quorums most of the time)
+					st := s.cv.Stores[multiraft.NodeID(1+rng.IntN(nStores))]
+					st.Live = false
+				case x < 3: // a store comes back
+					st := s.cv.Stores[multiraft.NodeID(1+rng.IntN(nStores))]
+					st.Live = true
+				case x == 3 && decommissioned < nStores-4:
+					st := s.cv.Stores[multiraft.NodeID(1+rng.IntN(nStores))]
+					if st.State == StoreUp {
+						st.State = StoreDecommissioning
+						decommissioned++
+					}
+				}
+				s.round(true)
+			}
+			// Heal: every store lives; run until nothing is scheduled.
+			for _, st := range s.cv.Stores {
+				st.Live = true
+			}
+			quiet := 0
+			for i := 0; i < 2000 && quiet < 5; i++ {
+				before := s.scheduled
+				s.round(true)
+				if len(s.ops) == 0 && s.scheduled == before {
+					quiet++
+				} else {
+					quiet = 0
+				}
+			}
+			if quiet < 5 {
+				for _, ro := range s.ops {
+					t.Errorf("still running: %v, next step %d, range %v leader %v pending %v", ro.op, ro.next,
+						s.ranges[ro.op.RangeID].Desc.GetReplicas(), s.ranges[ro.op.RangeID].Leader, s.ranges[ro.op.RangeID].Pending)
+				}
+				t.Fatal("operators still running after healing")
+			}
+			s.refresh()
+			for _, r := range s.cv.Ranges {
+				voters, learners := membersOf(r.Desc)
+				if len(voters) != 3 || len(learners) != 0 {
+					t.Errorf("range %d ends with %d voters and %d learners", r.Desc.GetRangeId(), len(voters), len(learners))
+				}
+				for _, v := range voters {
+					if st := s.cv.Stores[multiraft.NodeID(v.GetStoreId())]; st.State != StoreUp {
+						t.Errorf("range %d keeps a voter on %s store %d", r.Desc.GetRangeId(), st.State, st.ID)
+					}
+				}
+			}
+			minR, maxR, minL, maxL := 1<<30, 0, 1<<30, 0
+			for _, st := range s.cv.Stores {
+				if st.State != StoreUp {
+					if st.Ranges != 0 {
+						t.Errorf("%s store %d still holds %d replicas", st.State, st.ID, st.Ranges)
+					}
+					continue
+				}
+				minR, maxR = min(minR, st.Ranges), max(maxR, st.Ranges)
+				minL, maxL = min(minL, st.Leaders), max(maxL, st.Leaders)
+			}
+			if maxR-minR > 1 || maxL-minL > 1 {
+				t.Errorf("unbalanced after healing: replicas %d..%d, leaders %d..%d", minR, maxR, minL, maxL)
+			}
+			t.Logf("%d stores, %d ranges, %d steps executed", nStores, len(s.ranges), s.steps)
+		})
+	}
+}
