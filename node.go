@@ -553,15 +553,15 @@ func (n *Node) initClusterLocked() (*flotillapb.StoreIdent, error) {
 	}
 	replicas := []multiraft.Replica{{ID: multiraft.MakeReplicaID(first, 1)}}
 	self := &flotillapb.NodeDescriptor{NodeId: uint64(first), Address: n.addr, HttpAddress: n.httpAddr, JoinToken: n.joinToken}
+	desc := &flotillapb.RangeDescriptor{
+		RangeId:  uint64(placement.FirstRangeID),
+		Epoch:    &flotillapb.RangeEpoch{ConfVer: 1, Version: 1},
+		Replicas: []*flotillapb.ReplicaDescriptor{{StoreId: uint64(first), ReplicaId: uint64(replicas[0].ID)}},
+	}
 	err = host.BootstrapWith(placement.GroupID, replicas, func(b *engine.Batch) error {
-		return placement.WriteInitialMeta(b, ident.GetClusterId(), self)
+		return placement.WriteInitialMeta(b, ident.GetClusterId(), self, desc)
 	})
 	if err == nil || errors.Is(err, multiraft.ErrGroupExists) {
-		desc := &flotillapb.RangeDescriptor{
-			RangeId:  uint64(placement.FirstRangeID),
-			Epoch:    &flotillapb.RangeEpoch{ConfVer: 1, Version: 1},
-			Replicas: []*flotillapb.ReplicaDescriptor{{StoreId: uint64(first), ReplicaId: uint64(replicas[0].ID)}},
-		}
 		err = host.BootstrapWith(placement.FirstRangeID, replicas, func(b *engine.Batch) error {
 			return shard.WriteInitialState(b, desc)
 		})

@@ -3,6 +3,7 @@
 package placement
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -21,6 +22,11 @@ const GroupID multiraft.GroupID = 1
 // FirstRangeID is the ID of the range that covers the whole keyspace when a
 // cluster is bootstrapped.
 const FirstRangeID multiraft.GroupID = 2
+
+// firstFreeReplicaSeq is the first replica sequence number the allocator
+// hands out: bootstrapping and the up-replication that predates the
+// driver use 1.
+const firstFreeReplicaSeq = 2
 
 // ErrBadCommand is returned (wrapped) in a Result for a command that does
 // not decode or names nothing valid.
@@ -90,15 +96,24 @@ func (m *Meta) load() error {
 }
 
 // WriteInitialMeta writes a new cluster's placement state into b: the
-// cluster ID and its first node. Use it with Host.BootstrapWith.
-func WriteInitialMeta(b *engine.Batch, clusterID string, first *flotillapb.NodeDescriptor) error {
+// cluster ID, its first node and its first ranges. Use it with
+// Host.BootstrapWith.
+func WriteInitialMeta(b *engine.Batch, clusterID string, first *flotillapb.NodeDescriptor, ranges ...*flotillapb.RangeDescriptor) error {
 	if clusterID == "" || first.GetNodeId() == 0 {
 		return fmt.Errorf("%w: a cluster needs an ID and a first node", ErrBadCommand)
 	}
 	st := &flotillapb.ClusterMeta{
-		ClusterId:  clusterID,
-		NextNodeId: first.GetNodeId() + 1,
-		Nodes:      []*flotillapb.NodeDescriptor{proto.Clone(first).(*flotillapb.NodeDescriptor)},
+		ClusterId:      clusterID,
+		NextNodeId:     first.GetNodeId() + 1,
+		Nodes:          []*flotillapb.NodeDescriptor{proto.Clone(first).(*flotillapb.NodeDescriptor)},
+		NextRangeId:    uint64(FirstRangeID) + 1,
+		NextReplicaSeq: firstFreeReplicaSeq,
+	}
+	for _, d := range ranges {
+		if d.GetRangeId() == 0 || d.GetRangeId() >= st.NextRangeId {
+			return fmt.Errorf("%w: initial range %d", ErrBadCommand, d.GetRangeId())
+		}
+		st.Ranges = append(st.Ranges, proto.Clone(d).(*flotillapb.RangeDescriptor))
 	}
 	v, err := proto.Marshal(st)
 	if err != nil {
@@ -150,7 +165,9 @@ func (m *Meta) Apply(b *engine.Batch, cmds []multiraft.Command) ([]multiraft.Res
 			results[i].Err = err
 			continue
 		}
-		st, changed = next, true
+		if next != st {
+			st, changed = next, true
+		}
 		results[i].Value = value
 	}
 	if !changed {
@@ -212,9 +229,70 @@ func applyMeta(st *flotillapb.ClusterMeta, cmd *flotillapb.MetaCommand) (*flotil
 		}
 		next.Nodes[i] = proto.Clone(n).(*flotillapb.NodeDescriptor)
 		return next, nil, nil
+	case *flotillapb.MetaCommand_UpdateRange:
+		d := c.UpdateRange.GetDescriptor_()
+		if d.GetRangeId() == 0 || d.GetEpoch() == nil {
+			return nil, nil, fmt.Errorf("%w: a descriptor needs a range ID and an epoch", ErrBadCommand)
+		}
+		i, found := slices.BinarySearchFunc(next.Ranges, d.GetRangeId(), func(x *flotillapb.RangeDescriptor, id uint64) int {
+			return cmp.Compare(x.GetRangeId(), id)
+		})
+		switch {
+		case !found:
+			next.Ranges = slices.Insert(next.Ranges, i, proto.Clone(d).(*flotillapb.RangeDescriptor))
+		case NewerEpoch(d.GetEpoch(), next.Ranges[i].GetEpoch()):
+			next.Ranges[i] = proto.Clone(d).(*flotillapb.RangeDescriptor)
+		default:
+			return st, nil, nil // stale or duplicated: nothing changes
+		}
+		return next, nil, nil
+	case *flotillapb.MetaCommand_SetStoreState:
+		i := slices.IndexFunc(next.Nodes, func(d *flotillapb.NodeDescriptor) bool { return d.GetNodeId() == c.SetStoreState.GetNodeId() })
+		if i < 0 {
+			return nil, nil, fmt.Errorf("%w: unknown node %d", ErrBadCommand, c.SetStoreState.GetNodeId())
+		}
+		next.Nodes[i].State = c.SetStoreState.GetState()
+		return next, nil, nil
+	case *flotillapb.MetaCommand_AllocIds:
+		n := c.AllocIds.GetCount()
+		if n == 0 || n > 1<<20 {
+			return nil, nil, fmt.Errorf("%w: allocating %d IDs", ErrBadCommand, n)
+		}
+		var first uint64
+		switch c.AllocIds.GetKind() {
+		case flotillapb.AllocIDs_RANGE:
+			first = max(next.GetNextRangeId(), uint64(FirstRangeID)+1)
+			next.NextRangeId = first + n
+		case flotillapb.AllocIDs_REPLICA_SEQ:
+			first = max(next.GetNextReplicaSeq(), firstFreeReplicaSeq)
+			if first+n > 1<<32 {
+				return nil, nil, fmt.Errorf("%w: replica sequence numbers exhausted", ErrBadCommand)
+			}
+			next.NextReplicaSeq = first + n
+		default:
+			return nil, nil, fmt.Errorf("%w: unknown ID kind %v", ErrBadCommand, c.AllocIds.GetKind())
+		}
+		return next, binary.BigEndian.AppendUint64(nil, first), nil
 	default:
 		return nil, nil, fmt.Errorf("%w: empty command", ErrBadCommand)
 	}
+}
+
+// NewerEpoch reports whether epoch a is newer than b: a later version
+// (split or merge), or the same version and a later configuration.
+func NewerEpoch(a, b *flotillapb.RangeEpoch) bool {
+	if a.GetVersion() != b.GetVersion() {
+		return a.GetVersion() > b.GetVersion()
+	}
+	return a.GetConfVer() > b.GetConfVer()
+}
+
+// DecodeID decodes an AllocIDs command's result: the first ID allocated.
+func DecodeID(v []byte) (uint64, error) {
+	if len(v) != 8 {
+		return 0, fmt.Errorf("%w: ID result of %d bytes", ErrBadCommand, len(v))
+	}
+	return binary.BigEndian.Uint64(v), nil
 }
 
 func encodeNodeID(id uint64) []byte { return binary.BigEndian.AppendUint64(nil, id) }

@@ -4,6 +4,7 @@ package placement
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -107,5 +108,102 @@ func TestMeta(t *testing.T) {
 	}
 	if _, err := DecodeNodeID([]byte{1}); !errors.Is(err, ErrBadCommand) {
 		t.Fatalf("DecodeNodeID of a short value: %v", err)
+	}
+}
+
+func TestMetaRangesStoresIDs(t *testing.T) {
+	eng, err := engine.Open(engine.Options{Dir: "m", FS: vfs.NewMem()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	first := &flotillapb.RangeDescriptor{RangeId: uint64(FirstRangeID), Epoch: &flotillapb.RangeEpoch{ConfVer: 1, Version: 1}}
+	b := eng.NewBatch()
+	if err := WriteInitialMeta(b, "c1", &flotillapb.NodeDescriptor{NodeId: 1, Address: "a1:1"}, first); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Commit(true); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	if err := WriteInitialMeta(eng.NewBatch(), "c1", &flotillapb.NodeDescriptor{NodeId: 1}, &flotillapb.RangeDescriptor{RangeId: 99}); !errors.Is(err, ErrBadCommand) {
+		t.Fatalf("an initial range beyond the allocator: %v", err)
+	}
+	changes := 0
+	m, err := NewMeta(eng, func(*flotillapb.ClusterMeta) { changes++ })
+	if err != nil {
+		t.Fatal(err)
+	}
+	update := func(id, version, confVer uint64) []byte {
+		return metaCmd(t, &flotillapb.MetaCommand{Command: &flotillapb.MetaCommand_UpdateRange{UpdateRange: &flotillapb.UpdateRange{
+			Descriptor_: &flotillapb.RangeDescriptor{RangeId: id, Epoch: &flotillapb.RangeEpoch{Version: version, ConfVer: confVer}}}}})
+	}
+	alloc := func(kind flotillapb.AllocIDs_Kind, n uint64) []byte {
+		return metaCmd(t, &flotillapb.MetaCommand{Command: &flotillapb.MetaCommand_AllocIds{AllocIds: &flotillapb.AllocIDs{Kind: kind, Count: n}}})
+	}
+	apply := func(cmds ...[]byte) []multiraft.Result {
+		t.Helper()
+		var cs []multiraft.Command
+		for i, c := range cmds {
+			cs = append(cs, multiraft.Command{Index: uint64(100 + i), Data: c})
+		}
+		b := eng.NewBatch()
+		defer b.Close()
+		res, err := m.Apply(b, cs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Commit(false); err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	res := apply(
+		update(2, 1, 3), // newer configuration
+		update(2, 1, 2), // stale: ignored
+		update(7, 2, 1), // a new range
+		update(5, 1, 1), // another, inserted in order
+		update(7, 1, 9), // older version, later conf_ver: stale
+		update(2, 1, 3), // duplicate
+		update(0, 1, 1), // bad
+		alloc(flotillapb.AllocIDs_RANGE, 2),
+		alloc(flotillapb.AllocIDs_RANGE, 1),
+		alloc(flotillapb.AllocIDs_REPLICA_SEQ, 10),
+		alloc(flotillapb.AllocIDs_REPLICA_SEQ, 0),
+		metaCmd(t, &flotillapb.MetaCommand{Command: &flotillapb.MetaCommand_SetStoreState{SetStoreState: &flotillapb.SetStoreState{NodeId: 1, State: flotillapb.StoreState_STORE_DECOMMISSIONING}}}),
+		metaCmd(t, &flotillapb.MetaCommand{Command: &flotillapb.MetaCommand_SetStoreState{SetStoreState: &flotillapb.SetStoreState{NodeId: 9}}}),
+	)
+	for _, i := range []int{6, 10, 12} {
+		if !errors.Is(res[i].Err, ErrBadCommand) {
+			t.Errorf("command %d: %v, want ErrBadCommand", i, res[i].Err)
+		}
+	}
+	for i, want := range map[int]uint64{7: 3, 8: 5, 9: 2} {
+		if got, err := DecodeID(res[i].Value); err != nil || got != want {
+			t.Errorf("allocation %d: %d %v, want %d", i, got, err, want)
+		}
+	}
+	st := m.State()
+	var got []string
+	for _, d := range st.GetRanges() {
+		got = append(got, fmt.Sprintf("%d@%d.%d", d.GetRangeId(), d.GetEpoch().GetVersion(), d.GetEpoch().GetConfVer()))
+	}
+	if fmt.Sprint(got) != "[2@1.3 5@1.1 7@2.1]" {
+		t.Errorf("ranges %v", got)
+	}
+	if st.GetNodes()[0].GetState() != flotillapb.StoreState_STORE_DECOMMISSIONING {
+		t.Errorf("store state %v", st.GetNodes()[0].GetState())
+	}
+	if changes != 1 {
+		t.Errorf("onChange called %d times", changes)
+	}
+	// An apply of only stale reports changes nothing and writes nothing.
+	apply(update(2, 1, 1))
+	if changes != 1 {
+		t.Errorf("a stale report counted as a change")
+	}
+	if !NewerEpoch(&flotillapb.RangeEpoch{Version: 2}, &flotillapb.RangeEpoch{Version: 1, ConfVer: 9}) ||
+		NewerEpoch(&flotillapb.RangeEpoch{Version: 1, ConfVer: 1}, &flotillapb.RangeEpoch{Version: 1, ConfVer: 1}) {
+		t.Error("NewerEpoch")
 	}
 }

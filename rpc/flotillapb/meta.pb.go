@@ -73,6 +73,106 @@ func (ReplicaType) EnumDescriptor() ([]byte, []int) {
 	return file_flotillapb_meta_proto_rawDescGZIP(), []int{0}
 }
 
+// StoreState is a store's membership state, decided by the placement
+// driver (liveness is not replicated: each driver leader observes it).
+type StoreState int32
+
+const (
+	// STORE_UP: the store takes replicas.
+	StoreState_STORE_UP StoreState = 0
+	// STORE_DECOMMISSIONING: every replica is to move off the store.
+	StoreState_STORE_DECOMMISSIONING StoreState = 1
+	// STORE_DECOMMISSIONED: the store holds nothing and takes nothing.
+	StoreState_STORE_DECOMMISSIONED StoreState = 2
+)
+
+// Enum value maps for StoreState.
+var (
+	StoreState_name = map[int32]string{
+		0: "STORE_UP",
+		1: "STORE_DECOMMISSIONING",
+		2: "STORE_DECOMMISSIONED",
+	}
+	StoreState_value = map[string]int32{
+		"STORE_UP":              0,
+		"STORE_DECOMMISSIONING": 1,
+		"STORE_DECOMMISSIONED":  2,
+	}
+)
+
+func (x StoreState) Enum() *StoreState {
+	p := new(StoreState)
+	*p = x
+	return p
+}
+
+func (x StoreState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (StoreState) Descriptor() protoreflect.EnumDescriptor {
+	return file_flotillapb_meta_proto_enumTypes[1].Descriptor()
+}
+
+func (StoreState) Type() protoreflect.EnumType {
+	return &file_flotillapb_meta_proto_enumTypes[1]
+}
+
+func (x StoreState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use StoreState.Descriptor instead.
+func (StoreState) EnumDescriptor() ([]byte, []int) {
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{1}
+}
+
+type AllocIDs_Kind int32
+
+const (
+	AllocIDs_RANGE       AllocIDs_Kind = 0
+	AllocIDs_REPLICA_SEQ AllocIDs_Kind = 1
+)
+
+// Enum value maps for AllocIDs_Kind.
+var (
+	AllocIDs_Kind_name = map[int32]string{
+		0: "RANGE",
+		1: "REPLICA_SEQ",
+	}
+	AllocIDs_Kind_value = map[string]int32{
+		"RANGE":       0,
+		"REPLICA_SEQ": 1,
+	}
+)
+
+func (x AllocIDs_Kind) Enum() *AllocIDs_Kind {
+	p := new(AllocIDs_Kind)
+	*p = x
+	return p
+}
+
+func (x AllocIDs_Kind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AllocIDs_Kind) Descriptor() protoreflect.EnumDescriptor {
+	return file_flotillapb_meta_proto_enumTypes[2].Descriptor()
+}
+
+func (AllocIDs_Kind) Type() protoreflect.EnumType {
+	return &file_flotillapb_meta_proto_enumTypes[2]
+}
+
+func (x AllocIDs_Kind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AllocIDs_Kind.Descriptor instead.
+func (AllocIDs_Kind) EnumDescriptor() ([]byte, []int) {
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{10, 0}
+}
+
 // RangeEpoch orders descriptors of one range: version bumps on split and
 // merge, conf_ver on membership change.
 type RangeEpoch struct {
@@ -338,7 +438,9 @@ type NodeDescriptor struct {
 	HttpAddress string `protobuf:"bytes,3,opt,name=http_address,json=httpAddress,proto3" json:"http_address,omitempty"`
 	// join_token identifies the joining process, so that a join retried after
 	// a lost response gets the same node ID.
-	JoinToken     string `protobuf:"bytes,4,opt,name=join_token,json=joinToken,proto3" json:"join_token,omitempty"`
+	JoinToken string `protobuf:"bytes,4,opt,name=join_token,json=joinToken,proto3" json:"join_token,omitempty"`
+	// state is the store's membership state.
+	State         StoreState `protobuf:"varint,5,opt,name=state,proto3,enum=flotilla.v1.StoreState" json:"state,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -401,6 +503,13 @@ func (x *NodeDescriptor) GetJoinToken() string {
 	return ""
 }
 
+func (x *NodeDescriptor) GetState() StoreState {
+	if x != nil {
+		return x.State
+	}
+	return StoreState_STORE_UP
+}
+
 // StoreIdent is written once in a store when it becomes part of a cluster.
 type StoreIdent struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -454,15 +563,25 @@ func (x *StoreIdent) GetNodeId() uint64 {
 	return 0
 }
 
-// ClusterMeta is the placement group's replicated state.
+// ClusterMeta is the placement group's replicated state. It is one value,
+// rewritten by every change; descriptors change only with a range's epoch
+// (membership changes, splits), not with every heartbeat.
 type ClusterMeta struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	ClusterId string                 `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
 	// next_node_id is the ID the next joining node gets.
-	NextNodeId    uint64            `protobuf:"varint,2,opt,name=next_node_id,json=nextNodeId,proto3" json:"next_node_id,omitempty"`
-	Nodes         []*NodeDescriptor `protobuf:"bytes,3,rep,name=nodes,proto3" json:"nodes,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	NextNodeId uint64            `protobuf:"varint,2,opt,name=next_node_id,json=nextNodeId,proto3" json:"next_node_id,omitempty"`
+	Nodes      []*NodeDescriptor `protobuf:"bytes,3,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	// ranges holds the newest descriptor of every range the driver was told
+	// about, by epoch, sorted by range ID.
+	Ranges []*RangeDescriptor `protobuf:"bytes,4,rep,name=ranges,proto3" json:"ranges,omitempty"`
+	// next_range_id and next_replica_seq allocate range IDs and the sequence
+	// numbers of replica IDs (unique across the cluster, so never reused
+	// within a range).
+	NextRangeId    uint64 `protobuf:"varint,5,opt,name=next_range_id,json=nextRangeId,proto3" json:"next_range_id,omitempty"`
+	NextReplicaSeq uint64 `protobuf:"varint,6,opt,name=next_replica_seq,json=nextReplicaSeq,proto3" json:"next_replica_seq,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ClusterMeta) Reset() {
@@ -516,6 +635,27 @@ func (x *ClusterMeta) GetNodes() []*NodeDescriptor {
 	return nil
 }
 
+func (x *ClusterMeta) GetRanges() []*RangeDescriptor {
+	if x != nil {
+		return x.Ranges
+	}
+	return nil
+}
+
+func (x *ClusterMeta) GetNextRangeId() uint64 {
+	if x != nil {
+		return x.NextRangeId
+	}
+	return 0
+}
+
+func (x *ClusterMeta) GetNextReplicaSeq() uint64 {
+	if x != nil {
+		return x.NextReplicaSeq
+	}
+	return 0
+}
+
 // MetaCommand is a command of the placement group.
 type MetaCommand struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -523,6 +663,9 @@ type MetaCommand struct {
 	//
 	//	*MetaCommand_AddNode
 	//	*MetaCommand_UpdateNode
+	//	*MetaCommand_UpdateRange
+	//	*MetaCommand_SetStoreState
+	//	*MetaCommand_AllocIds
 	Command       isMetaCommand_Command `protobuf_oneof:"command"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -583,6 +726,33 @@ func (x *MetaCommand) GetUpdateNode() *UpdateNode {
 	return nil
 }
 
+func (x *MetaCommand) GetUpdateRange() *UpdateRange {
+	if x != nil {
+		if x, ok := x.Command.(*MetaCommand_UpdateRange); ok {
+			return x.UpdateRange
+		}
+	}
+	return nil
+}
+
+func (x *MetaCommand) GetSetStoreState() *SetStoreState {
+	if x != nil {
+		if x, ok := x.Command.(*MetaCommand_SetStoreState); ok {
+			return x.SetStoreState
+		}
+	}
+	return nil
+}
+
+func (x *MetaCommand) GetAllocIds() *AllocIDs {
+	if x != nil {
+		if x, ok := x.Command.(*MetaCommand_AllocIds); ok {
+			return x.AllocIds
+		}
+	}
+	return nil
+}
+
 type isMetaCommand_Command interface {
 	isMetaCommand_Command()
 }
@@ -595,9 +765,179 @@ type MetaCommand_UpdateNode struct {
 	UpdateNode *UpdateNode `protobuf:"bytes,2,opt,name=update_node,json=updateNode,proto3,oneof"`
 }
 
+type MetaCommand_UpdateRange struct {
+	UpdateRange *UpdateRange `protobuf:"bytes,3,opt,name=update_range,json=updateRange,proto3,oneof"`
+}
+
+type MetaCommand_SetStoreState struct {
+	SetStoreState *SetStoreState `protobuf:"bytes,4,opt,name=set_store_state,json=setStoreState,proto3,oneof"`
+}
+
+type MetaCommand_AllocIds struct {
+	AllocIds *AllocIDs `protobuf:"bytes,5,opt,name=alloc_ids,json=allocIds,proto3,oneof"`
+}
+
 func (*MetaCommand_AddNode) isMetaCommand_Command() {}
 
 func (*MetaCommand_UpdateNode) isMetaCommand_Command() {}
+
+func (*MetaCommand_UpdateRange) isMetaCommand_Command() {}
+
+func (*MetaCommand_SetStoreState) isMetaCommand_Command() {}
+
+func (*MetaCommand_AllocIds) isMetaCommand_Command() {}
+
+// UpdateRange records a range's descriptor if it is newer (by epoch) than
+// the one held: a stale or duplicated report changes nothing.
+type UpdateRange struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Descriptor_   *RangeDescriptor       `protobuf:"bytes,1,opt,name=descriptor,proto3" json:"descriptor,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateRange) Reset() {
+	*x = UpdateRange{}
+	mi := &file_flotillapb_meta_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateRange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateRange) ProtoMessage() {}
+
+func (x *UpdateRange) ProtoReflect() protoreflect.Message {
+	mi := &file_flotillapb_meta_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateRange.ProtoReflect.Descriptor instead.
+func (*UpdateRange) Descriptor() ([]byte, []int) {
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *UpdateRange) GetDescriptor_() *RangeDescriptor {
+	if x != nil {
+		return x.Descriptor_
+	}
+	return nil
+}
+
+// SetStoreState changes a store's membership state.
+type SetStoreState struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        uint64                 `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	State         StoreState             `protobuf:"varint,2,opt,name=state,proto3,enum=flotilla.v1.StoreState" json:"state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetStoreState) Reset() {
+	*x = SetStoreState{}
+	mi := &file_flotillapb_meta_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetStoreState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetStoreState) ProtoMessage() {}
+
+func (x *SetStoreState) ProtoReflect() protoreflect.Message {
+	mi := &file_flotillapb_meta_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetStoreState.ProtoReflect.Descriptor instead.
+func (*SetStoreState) Descriptor() ([]byte, []int) {
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *SetStoreState) GetNodeId() uint64 {
+	if x != nil {
+		return x.NodeId
+	}
+	return 0
+}
+
+func (x *SetStoreState) GetState() StoreState {
+	if x != nil {
+		return x.State
+	}
+	return StoreState_STORE_UP
+}
+
+// AllocIDs reserves count IDs of a kind; the result is the first.
+type AllocIDs struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Kind          AllocIDs_Kind          `protobuf:"varint,1,opt,name=kind,proto3,enum=flotilla.v1.AllocIDs_Kind" json:"kind,omitempty"`
+	Count         uint64                 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AllocIDs) Reset() {
+	*x = AllocIDs{}
+	mi := &file_flotillapb_meta_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AllocIDs) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AllocIDs) ProtoMessage() {}
+
+func (x *AllocIDs) ProtoReflect() protoreflect.Message {
+	mi := &file_flotillapb_meta_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AllocIDs.ProtoReflect.Descriptor instead.
+func (*AllocIDs) Descriptor() ([]byte, []int) {
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *AllocIDs) GetKind() AllocIDs_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return AllocIDs_RANGE
+}
+
+func (x *AllocIDs) GetCount() uint64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
 
 // AddNode allocates a node ID for a joining node.
 type AddNode struct {
@@ -613,7 +953,7 @@ type AddNode struct {
 
 func (x *AddNode) Reset() {
 	*x = AddNode{}
-	mi := &file_flotillapb_meta_proto_msgTypes[8]
+	mi := &file_flotillapb_meta_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -625,7 +965,7 @@ func (x *AddNode) String() string {
 func (*AddNode) ProtoMessage() {}
 
 func (x *AddNode) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_meta_proto_msgTypes[8]
+	mi := &file_flotillapb_meta_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -638,7 +978,7 @@ func (x *AddNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddNode.ProtoReflect.Descriptor instead.
 func (*AddNode) Descriptor() ([]byte, []int) {
-	return file_flotillapb_meta_proto_rawDescGZIP(), []int{8}
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AddNode) GetAddress() string {
@@ -672,7 +1012,7 @@ type UpdateNode struct {
 
 func (x *UpdateNode) Reset() {
 	*x = UpdateNode{}
-	mi := &file_flotillapb_meta_proto_msgTypes[9]
+	mi := &file_flotillapb_meta_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -684,7 +1024,7 @@ func (x *UpdateNode) String() string {
 func (*UpdateNode) ProtoMessage() {}
 
 func (x *UpdateNode) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_meta_proto_msgTypes[9]
+	mi := &file_flotillapb_meta_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -697,7 +1037,7 @@ func (x *UpdateNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNode.ProtoReflect.Descriptor instead.
 func (*UpdateNode) Descriptor() ([]byte, []int) {
-	return file_flotillapb_meta_proto_rawDescGZIP(), []int{9}
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *UpdateNode) GetNode() *NodeDescriptor {
@@ -732,29 +1072,49 @@ const file_flotillapb_meta_proto_rawDesc = "" +
 	"\x04keys\x18\x01 \x01(\x03R\x04keys\x12\x1b\n" +
 	"\tkey_bytes\x18\x02 \x01(\x03R\bkeyBytes\x12\x1f\n" +
 	"\vvalue_bytes\x18\x03 \x01(\x03R\n" +
-	"valueBytes\"\x85\x01\n" +
+	"valueBytes\"\xb4\x01\n" +
 	"\x0eNodeDescriptor\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12!\n" +
 	"\fhttp_address\x18\x03 \x01(\tR\vhttpAddress\x12\x1d\n" +
 	"\n" +
-	"join_token\x18\x04 \x01(\tR\tjoinToken\"D\n" +
+	"join_token\x18\x04 \x01(\tR\tjoinToken\x12-\n" +
+	"\x05state\x18\x05 \x01(\x0e2\x17.flotilla.v1.StoreStateR\x05state\"D\n" +
 	"\n" +
 	"StoreIdent\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\x17\n" +
-	"\anode_id\x18\x02 \x01(\x04R\x06nodeId\"\x81\x01\n" +
+	"\anode_id\x18\x02 \x01(\x04R\x06nodeId\"\x85\x02\n" +
 	"\vClusterMeta\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12 \n" +
 	"\fnext_node_id\x18\x02 \x01(\x04R\n" +
 	"nextNodeId\x121\n" +
-	"\x05nodes\x18\x03 \x03(\v2\x1b.flotilla.v1.NodeDescriptorR\x05nodes\"\x87\x01\n" +
+	"\x05nodes\x18\x03 \x03(\v2\x1b.flotilla.v1.NodeDescriptorR\x05nodes\x124\n" +
+	"\x06ranges\x18\x04 \x03(\v2\x1c.flotilla.v1.RangeDescriptorR\x06ranges\x12\"\n" +
+	"\rnext_range_id\x18\x05 \x01(\x04R\vnextRangeId\x12(\n" +
+	"\x10next_replica_seq\x18\x06 \x01(\x04R\x0enextReplicaSeq\"\xc2\x02\n" +
 	"\vMetaCommand\x121\n" +
 	"\badd_node\x18\x01 \x01(\v2\x14.flotilla.v1.AddNodeH\x00R\aaddNode\x12:\n" +
 	"\vupdate_node\x18\x02 \x01(\v2\x17.flotilla.v1.UpdateNodeH\x00R\n" +
-	"updateNodeB\t\n" +
-	"\acommand\"e\n" +
+	"updateNode\x12=\n" +
+	"\fupdate_range\x18\x03 \x01(\v2\x18.flotilla.v1.UpdateRangeH\x00R\vupdateRange\x12D\n" +
+	"\x0fset_store_state\x18\x04 \x01(\v2\x1a.flotilla.v1.SetStoreStateH\x00R\rsetStoreState\x124\n" +
+	"\talloc_ids\x18\x05 \x01(\v2\x15.flotilla.v1.AllocIDsH\x00R\ballocIdsB\t\n" +
+	"\acommand\"K\n" +
+	"\vUpdateRange\x12<\n" +
+	"\n" +
+	"descriptor\x18\x01 \x01(\v2\x1c.flotilla.v1.RangeDescriptorR\n" +
+	"descriptor\"W\n" +
+	"\rSetStoreState\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12-\n" +
+	"\x05state\x18\x02 \x01(\x0e2\x17.flotilla.v1.StoreStateR\x05state\"t\n" +
+	"\bAllocIDs\x12.\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x1a.flotilla.v1.AllocIDs.KindR\x04kind\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\x04R\x05count\"\"\n" +
+	"\x04Kind\x12\t\n" +
+	"\x05RANGE\x10\x00\x12\x0f\n" +
+	"\vREPLICA_SEQ\x10\x01\"e\n" +
 	"\aAddNode\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12!\n" +
 	"\fhttp_address\x18\x02 \x01(\tR\vhttpAddress\x12\x1d\n" +
@@ -765,7 +1125,12 @@ const file_flotillapb_meta_proto_rawDesc = "" +
 	"\x04node\x18\x01 \x01(\v2\x1b.flotilla.v1.NodeDescriptorR\x04node*%\n" +
 	"\vReplicaType\x12\t\n" +
 	"\x05VOTER\x10\x00\x12\v\n" +
-	"\aLEARNER\x10\x01B/Z-github.com/flotilladb/flotilla/rpc/flotillapbb\x06proto3"
+	"\aLEARNER\x10\x01*O\n" +
+	"\n" +
+	"StoreState\x12\f\n" +
+	"\bSTORE_UP\x10\x00\x12\x19\n" +
+	"\x15STORE_DECOMMISSIONING\x10\x01\x12\x18\n" +
+	"\x14STORE_DECOMMISSIONED\x10\x02B/Z-github.com/flotilladb/flotilla/rpc/flotillapbb\x06proto3"
 
 var (
 	file_flotillapb_meta_proto_rawDescOnce sync.Once
@@ -779,34 +1144,47 @@ func file_flotillapb_meta_proto_rawDescGZIP() []byte {
 	return file_flotillapb_meta_proto_rawDescData
 }
 
-var file_flotillapb_meta_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_flotillapb_meta_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_flotillapb_meta_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_flotillapb_meta_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_flotillapb_meta_proto_goTypes = []any{
 	(ReplicaType)(0),          // 0: flotilla.v1.ReplicaType
-	(*RangeEpoch)(nil),        // 1: flotilla.v1.RangeEpoch
-	(*ReplicaDescriptor)(nil), // 2: flotilla.v1.ReplicaDescriptor
-	(*RangeDescriptor)(nil),   // 3: flotilla.v1.RangeDescriptor
-	(*RangeStats)(nil),        // 4: flotilla.v1.RangeStats
-	(*NodeDescriptor)(nil),    // 5: flotilla.v1.NodeDescriptor
-	(*StoreIdent)(nil),        // 6: flotilla.v1.StoreIdent
-	(*ClusterMeta)(nil),       // 7: flotilla.v1.ClusterMeta
-	(*MetaCommand)(nil),       // 8: flotilla.v1.MetaCommand
-	(*AddNode)(nil),           // 9: flotilla.v1.AddNode
-	(*UpdateNode)(nil),        // 10: flotilla.v1.UpdateNode
+	(StoreState)(0),           // 1: flotilla.v1.StoreState
+	(AllocIDs_Kind)(0),        // 2: flotilla.v1.AllocIDs.Kind
+	(*RangeEpoch)(nil),        // 3: flotilla.v1.RangeEpoch
+	(*ReplicaDescriptor)(nil), // 4: flotilla.v1.ReplicaDescriptor
+	(*RangeDescriptor)(nil),   // 5: flotilla.v1.RangeDescriptor
+	(*RangeStats)(nil),        // 6: flotilla.v1.RangeStats
+	(*NodeDescriptor)(nil),    // 7: flotilla.v1.NodeDescriptor
+	(*StoreIdent)(nil),        // 8: flotilla.v1.StoreIdent
+	(*ClusterMeta)(nil),       // 9: flotilla.v1.ClusterMeta
+	(*MetaCommand)(nil),       // 10: flotilla.v1.MetaCommand
+	(*UpdateRange)(nil),       // 11: flotilla.v1.UpdateRange
+	(*SetStoreState)(nil),     // 12: flotilla.v1.SetStoreState
+	(*AllocIDs)(nil),          // 13: flotilla.v1.AllocIDs
+	(*AddNode)(nil),           // 14: flotilla.v1.AddNode
+	(*UpdateNode)(nil),        // 15: flotilla.v1.UpdateNode
 }
 var file_flotillapb_meta_proto_depIdxs = []int32{
 	0,  // 0: flotilla.v1.ReplicaDescriptor.type:type_name -> flotilla.v1.ReplicaType
-	1,  // 1: flotilla.v1.RangeDescriptor.epoch:type_name -> flotilla.v1.RangeEpoch
-	2,  // 2: flotilla.v1.RangeDescriptor.replicas:type_name -> flotilla.v1.ReplicaDescriptor
-	5,  // 3: flotilla.v1.ClusterMeta.nodes:type_name -> flotilla.v1.NodeDescriptor
-	9,  // 4: flotilla.v1.MetaCommand.add_node:type_name -> flotilla.v1.AddNode
-	10, // 5: flotilla.v1.MetaCommand.update_node:type_name -> flotilla.v1.UpdateNode
-	5,  // 6: flotilla.v1.UpdateNode.node:type_name -> flotilla.v1.NodeDescriptor
-	7,  // [7:7] is the sub-list for method output_type
-	7,  // [7:7] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	3,  // 1: flotilla.v1.RangeDescriptor.epoch:type_name -> flotilla.v1.RangeEpoch
+	4,  // 2: flotilla.v1.RangeDescriptor.replicas:type_name -> flotilla.v1.ReplicaDescriptor
+	1,  // 3: flotilla.v1.NodeDescriptor.state:type_name -> flotilla.v1.StoreState
+	7,  // 4: flotilla.v1.ClusterMeta.nodes:type_name -> flotilla.v1.NodeDescriptor
+	5,  // 5: flotilla.v1.ClusterMeta.ranges:type_name -> flotilla.v1.RangeDescriptor
+	14, // 6: flotilla.v1.MetaCommand.add_node:type_name -> flotilla.v1.AddNode
+	15, // 7: flotilla.v1.MetaCommand.update_node:type_name -> flotilla.v1.UpdateNode
+	11, // 8: flotilla.v1.MetaCommand.update_range:type_name -> flotilla.v1.UpdateRange
+	12, // 9: flotilla.v1.MetaCommand.set_store_state:type_name -> flotilla.v1.SetStoreState
+	13, // 10: flotilla.v1.MetaCommand.alloc_ids:type_name -> flotilla.v1.AllocIDs
+	5,  // 11: flotilla.v1.UpdateRange.descriptor:type_name -> flotilla.v1.RangeDescriptor
+	1,  // 12: flotilla.v1.SetStoreState.state:type_name -> flotilla.v1.StoreState
+	2,  // 13: flotilla.v1.AllocIDs.kind:type_name -> flotilla.v1.AllocIDs.Kind
+	7,  // 14: flotilla.v1.UpdateNode.node:type_name -> flotilla.v1.NodeDescriptor
+	15, // [15:15] is the sub-list for method output_type
+	15, // [15:15] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_flotillapb_meta_proto_init() }
@@ -817,14 +1195,17 @@ func file_flotillapb_meta_proto_init() {
 	file_flotillapb_meta_proto_msgTypes[7].OneofWrappers = []any{
 		(*MetaCommand_AddNode)(nil),
 		(*MetaCommand_UpdateNode)(nil),
+		(*MetaCommand_UpdateRange)(nil),
+		(*MetaCommand_SetStoreState)(nil),
+		(*MetaCommand_AllocIds)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flotillapb_meta_proto_rawDesc), len(file_flotillapb_meta_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   10,
+			NumEnums:      3,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
