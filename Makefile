@@ -14,8 +14,8 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 PROTOC_VERSION             := 3.21.12
 
 # The core packages run under the race detector and with invariant checks.
-CORE_PKGS  := ./engine/... ./multiraft/... ./shard/... ./rpc/...
-OTHER_PKGS  = $(shell $(GO) list ./... | grep -v -E '/(engine|multiraft|shard|rpc)(/|$$)')
+CORE_PKGS  := ./engine/... ./multiraft/... ./shard/... ./rpc/... ./router/...
+OTHER_PKGS  = $(shell $(GO) list ./... | grep -v -E '/(engine|multiraft|shard|rpc|router)(/|$$)')
 PROTO_FILES = $(wildcard rpc/flotillapb/*.proto)
 
 .PHONY: all build test testrace lint proto proto-check bench run clean help

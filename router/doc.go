@@ -1,10 +1,67 @@
 // Copyright 2026 The Flotilla Authors. All rights reserved.
 
-// Package router will send each request to the replica that can serve it: a
-// range cache (B-tree by start key, with TTL and single-flight misses to the
-// placement driver), request splitting across ranges, and the retry protocol
-// of DESIGN.md (NotLeader, EpochNotMatch, KeyNotInRange, RangeNotFound,
-// ServerBusy, deadlines, ambiguous outcomes).
+// Package router sends each request to the replica that can serve it. It
+// owns the client side of routing: a cache of ranges and their leaders, the
+// lookups that fill it, and the retry protocol of DESIGN.md ("router").
+// It does not own the transport (callers send each attempt themselves, so
+// the same router serves the Go client and each node's gateway), the
+// placement driver (a Resolver answers cache misses), nor the splitting of
+// span requests across ranges (Do routes one key; Target.Range tells the
+// caller where the range ends, so it can clip a span and continue).
 //
-// Not built yet: see the placement-driver issue.
+// # Cache
+//
+// A B-tree of ranges by start key (github.com/google/btree, the ordered map
+// DESIGN.md names for this) finds the range holding a key: the entry with
+// the greatest start key ≤ key, if key < its end key (an empty end key is
+// +∞). Inserting a range evicts the entries it overlaps and the previous
+// entry of the same range, unless that one is newer by epoch: a lookup
+// that raced a refresh never puts back an older descriptor of a range.
+// Entries live for Config.TTL; an expired entry is looked up again, but it
+// is still used when the lookup fails, because a replica refuses a request
+// routed by an outdated descriptor (so the cost is a retry), while failing
+// would stop all traffic whenever the placement driver is unreachable.
+//
+// Concurrent misses share one Resolver call (misses of the same key, and
+// refreshes of the same expired entry) through
+// golang.org/x/sync/singleflight: the standard library has no single-flight
+// group, and this one is maintained by the Go team, already in the module
+// graph, and does what a hand-written one would (DoChan lets each waiter
+// leave when its own context ends). The flight runs under the context of
+// the request that started it; a waiter whose flight was cut short by that
+// context starts another.
+//
+// # Retries
+//
+// Do sends an attempt to the cached leader's store, or else to the
+// replicas in turn (voters in descriptor order, then, for reads, learners),
+// with the range's ID and epoch version in the request header, and reacts
+// to the errors of the protocol:
+//
+//   - NotLeader with a hint: the hint becomes the cached leader and the
+//     attempt is retried there at once. Without a hint: the next replica.
+//   - EpochNotMatch: the descriptors it carries replace the cached ones;
+//     retried at once with the new version.
+//   - KeyNotInRange, RangeNotFound: the entry is invalidated (a carried
+//     descriptor cached) and the key looked up again; retried at once.
+//   - ServerBusy: retried after a backoff.
+//   - Unavailable: the next replica; for a write only if it was certainly
+//     not applied.
+//   - InvalidArgument: returned at once.
+//
+// Retries "at once" are bounded (Config.MaxImmediateRetries in a row),
+// then back off; moving to the next replica backs off once every replica
+// failed in a round. Backoff starts at Config.MinBackoff, doubles up to
+// Config.MaxBackoff, and sleeps a uniformly random part of it (full
+// jitter). A request has one deadline, its context's or
+// Config.DefaultTimeout; nothing is retried after it.
+//
+// Every error Do returns is a *flotillapb.Error whose Outcome, for a
+// write, says whether it was certainly not applied (NOT_APPLIED) or may
+// have been (UNKNOWN: some attempt's outcome was unknown). A write is never
+// sent again after an unknown outcome unless the request says it is
+// idempotent.
+//
+// The router runs no goroutines of its own; a single-flight lookup runs in
+// one that ends when the Resolver returns.
 package router

@@ -1,0 +1,398 @@
+// Copyright 2026 The Flotilla Authors. All rights reserved.
+
+package router
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/flotilladb/flotilla/multiraft"
+	"github.com/flotilladb/flotilla/rpc/flotillapb"
+	"google.golang.org/protobuf/proto"
+)
+
+// Request is what Do needs to know of a request.
+type Request struct {
+	// Key is the key the request is routed by: its only key, or the first
+	// key of a span or batch, all of which must lie in Key's range.
+	Key []byte
+	// Write says the request changes data. Only reads are retried after an
+	// attempt whose outcome is unknown, and only writes' errors carry an
+	// outcome.
+	Write bool
+	// Idempotent says a write may be applied twice with the effect of once
+	// (a put of a fixed value, a delete), so it is retried after an unknown
+	// outcome.
+	Idempotent bool
+}
+
+// Target is where one attempt of a request goes.
+type Target struct {
+	// Store is the store (node) to send the attempt to.
+	Store multiraft.NodeID
+	// Replica is the replica on Store the router expects to serve it. It
+	// comes from a descriptor or a leader hint, so it may lack its type.
+	Replica *flotillapb.ReplicaDescriptor
+	// Range is the descriptor the attempt was routed by. A request that
+	// covers a span must clip it to Range's bounds (and continue past them
+	// with another Do). Shared with the cache: read only.
+	Range *flotillapb.RangeDescriptor
+	// Header is the header to put in the request: Range's ID and version,
+	// and forwarded, so that the receiver serves it from its own replica or
+	// fails. A new one for each attempt; send may keep it.
+	Header *flotillapb.RequestHeader
+}
+
+// Do sends a request to the range that holds req.Key and retries it as the
+// errors allow (DESIGN.md, "router"), until it succeeds, fails for good or
+// its deadline passes: ctx's, or Config.DefaultTimeout if ctx has none.
+//
+// send makes one attempt: it sends the request to t.Store with t.Header and
+// returns the response or a *flotillapb.Error (the caller converts
+// transport errors, e.g. with rpc.ErrorFromStatus; any other error counts
+// as Unavailable with, for a write, an unknown outcome). Do calls send on
+// the caller's goroutine, one attempt at a time; a read's ctx is bounded by
+// Config.ReadAttemptTimeout.
+//
+// Do returns send's response, or the last error as a *flotillapb.Error
+// whose Outcome, for a write, is UNKNOWN if any attempt may have been
+// applied and NOT_APPLIED otherwise (reads carry OUTCOME_UNSPECIFIED). A
+// write is never sent again after an attempt with an unknown outcome,
+// unless req.Idempotent.
+func Do[Resp any](ctx context.Context, r *Router, req Request,
+	send func(ctx context.Context, t Target) (Resp, error)) (Resp, error) {
+	var zero Resp
+	r.metrics.requests.Inc()
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, r.cfg.DefaultTimeout)
+		defer cancel()
+	}
+	rt := retrier{r: r, req: req, nextBackoff: r.cfg.MinBackoff}
+	for {
+		if err := ctx.Err(); err != nil {
+			return zero, rt.fail(err)
+		}
+		info, err := r.Lookup(ctx, req.Key)
+		if ctx.Err() != nil {
+			// Never retry once ctx is done (Lookup may have returned a
+			// stale entry regardless).
+			return zero, rt.fail(ctx.Err())
+		}
+		if err != nil {
+			var fe *flotillapb.Error
+			if errors.As(err, &fe) && fe.GetInvalidArgument() != nil {
+				rt.lastErr = fe
+				return zero, rt.fail(nil)
+			}
+			rt.lastErr = &flotillapb.Error{
+				Message: err.Error(),
+				Outcome: flotillapb.Outcome_NOT_APPLIED,
+				Detail:  &flotillapb.Error_Unavailable{Unavailable: &flotillapb.Unavailable{}},
+			}
+			r.metrics.retries[reasonLookup].Inc()
+			if !rt.backoff(ctx) {
+				return zero, rt.fail(ctx.Err())
+			}
+			continue
+		}
+		replica := rt.choose(info)
+		if replica == nil {
+			// Every replica failed in this round: start another after a
+			// backoff.
+			r.metrics.retries[reasonNoReplica].Inc()
+			rt.avoid = rt.avoid[:0]
+			if rt.lastErr == nil {
+				rt.lastErr = &flotillapb.Error{
+					Message: fmt.Sprintf("router: range %d has no replica to send to", info.Desc.GetRangeId()),
+					Outcome: flotillapb.Outcome_NOT_APPLIED,
+					Detail:  &flotillapb.Error_Unavailable{Unavailable: &flotillapb.Unavailable{}},
+				}
+			}
+			if len(info.Desc.GetReplicas()) == 0 && info.Leader == nil {
+				r.Invalidate(info.Desc)
+			}
+			if !rt.backoff(ctx) {
+				return zero, rt.fail(ctx.Err())
+			}
+			continue
+		}
+		t := Target{
+			Store:   multiraft.NodeID(replica.GetStoreId()),
+			Replica: replica,
+			Range:   info.Desc,
+			Header: &flotillapb.RequestHeader{
+				RangeId:   info.Desc.GetRangeId(),
+				Version:   info.Desc.GetEpoch().GetVersion(),
+				Forwarded: true,
+			},
+		}
+		rt.attempts++
+		actx, cancel := ctx, context.CancelFunc(func() {})
+		if !req.Write {
+			actx, cancel = context.WithTimeout(ctx, r.cfg.ReadAttemptTimeout)
+		}
+		resp, err := send(actx, t)
+		cancel()
+		if err == nil {
+			if req.Write && info.Leader.GetStoreId() != replica.GetStoreId() {
+				// Only the leader accepts writes.
+				r.cache.setLeader(multiraft.GroupID(info.Desc.GetRangeId()), replica, 0)
+			}
+			return resp, nil
+		}
+		switch rt.handle(asError(err, req.Write), info, t) {
+		case fail:
+			return zero, rt.fail(nil)
+		case retryNow:
+			if rt.immediate < r.cfg.MaxImmediateRetries {
+				rt.immediate++
+				continue
+			}
+			if !rt.backoff(ctx) {
+				return zero, rt.fail(ctx.Err())
+			}
+		case retryNext:
+			// choose moves on to a replica not yet tried in this round.
+		case retryBackoff:
+			if !rt.backoff(ctx) {
+				return zero, rt.fail(ctx.Err())
+			}
+		}
+	}
+}
+
+// action is what to do after a failed attempt.
+type action int
+
+const (
+	// fail returns the error.
+	fail action = iota
+	// retryNow retries at once, unless MaxImmediateRetries retries in a
+	// row did so already: then after a backoff.
+	retryNow
+	// retryNext retries at once at a replica not yet tried in this round
+	// (the failed one is in retrier.avoid); when none is left, the round
+	// ends with a backoff.
+	retryNext
+	// retryBackoff retries after a backoff.
+	retryBackoff
+)
+
+// retrier is the state of one Do call.
+type retrier struct {
+	r   *Router
+	req Request
+	// lastErr is the error of the last failed attempt (or lookup).
+	lastErr *flotillapb.Error
+	// unknown says an attempt of a write may have been applied.
+	unknown  bool
+	attempts int
+	// immediate counts the retryNow retries since the last backoff.
+	immediate   int
+	nextBackoff time.Duration
+	// avoid lists the stores of avoidRange that failed in this round.
+	avoidRange uint64
+	avoid      []uint64
+}
+
+// choose picks the replica to send the next attempt to: the leader if
+// known, else the voters in the descriptor's order, then (for reads) the
+// learners, skipping the stores that failed in this round. It returns nil
+// when none is left.
+func (rt *retrier) choose(info RangeInfo) *flotillapb.ReplicaDescriptor {
+	if id := info.Desc.GetRangeId(); id != rt.avoidRange {
+		rt.avoidRange, rt.avoid = id, rt.avoid[:0]
+	}
+	if l := info.Leader; l.GetStoreId() != 0 && !rt.avoided(l.GetStoreId()) {
+		return l
+	}
+	for _, typ := range []flotillapb.ReplicaType{flotillapb.ReplicaType_VOTER, flotillapb.ReplicaType_LEARNER} {
+		if typ == flotillapb.ReplicaType_LEARNER && rt.req.Write {
+			break // a learner cannot lead, so cannot take a write
+		}
+		for _, rep := range info.Desc.GetReplicas() {
+			if rep.GetType() == typ && rep.GetStoreId() != 0 && !rt.avoided(rep.GetStoreId()) {
+				return rep
+			}
+		}
+	}
+	return nil
+}
+
+func (rt *retrier) avoided(store uint64) bool {
+	for _, s := range rt.avoid {
+		if s == store {
+			return true
+		}
+	}
+	return false
+}
+
+// handle records what a failed attempt at t teaches (in the cache and in
+// rt) and says what to do next.
+func (rt *retrier) handle(fe *flotillapb.Error, info RangeInfo, t Target) action {
+	r := rt.r
+	rt.lastErr = fe
+	rangeID := multiraft.GroupID(info.Desc.GetRangeId())
+	store := uint64(t.Store)
+	if rt.req.Write && outcomeUnknown(fe) {
+		rt.unknown = true
+		if !rt.req.Idempotent {
+			return fail
+		}
+	}
+	switch d := fe.GetDetail().(type) {
+	case *flotillapb.Error_InvalidArgument:
+		return fail
+
+	case *flotillapb.Error_NotLeader:
+		r.metrics.retries[reasonNotLeader].Inc()
+		rt.avoid = append(rt.avoid, store)
+		if hint := d.NotLeader.GetLeader(); hint.GetStoreId() != 0 && hint.GetStoreId() != store {
+			r.cache.setLeader(rangeID, hint, 0)
+			if !rt.avoided(hint.GetStoreId()) {
+				return retryNow
+			}
+			return retryNext
+		}
+		r.cache.setLeader(rangeID, nil, store)
+		return retryNext
+
+	case *flotillapb.Error_EpochNotMatch:
+		r.metrics.retries[reasonEpochNotMatch].Inc()
+		replaced := false
+		for _, cur := range d.EpochNotMatch.GetCurrent() {
+			if checkDesc(cur) != nil {
+				continue
+			}
+			if cur.GetRangeId() == info.Desc.GetRangeId() && dominates(info.Desc.GetEpoch(), cur.GetEpoch()) {
+				// The replica is behind the descriptor we routed by: it has
+				// not applied the change yet. Try another.
+				rt.avoid = append(rt.avoid, store)
+				return retryNext
+			}
+			r.cache.insert(cur, nil, r.now().Add(r.cfg.TTL))
+			replaced = replaced || containsKey(cur, rt.req.Key)
+		}
+		if !replaced {
+			r.cache.invalidate(info.Desc)
+		}
+		return retryNow
+
+	case *flotillapb.Error_KeyNotInRange:
+		r.metrics.retries[reasonKeyNotInRange].Inc()
+		cur := d.KeyNotInRange.GetRange()
+		if checkDesc(cur) == nil {
+			if cur.GetRangeId() == info.Desc.GetRangeId() && dominates(info.Desc.GetEpoch(), cur.GetEpoch()) {
+				// The replica is behind the descriptor we routed by.
+				rt.avoid = append(rt.avoid, store)
+				return retryNext
+			}
+			if k := d.KeyNotInRange.GetKey(); len(k) > 0 && !bytes.Equal(k, rt.req.Key) && containsKey(cur, rt.req.Key) {
+				// The request reaches past its range (a batch or span
+				// across ranges): the caller must split it.
+				return fail
+			}
+			r.cache.insert(cur, nil, r.now().Add(r.cfg.TTL))
+		}
+		r.cache.invalidate(info.Desc)
+		return retryNow
+
+	case *flotillapb.Error_RangeNotFound:
+		r.metrics.retries[reasonRangeNotFound].Inc()
+		rt.avoid = append(rt.avoid, store)
+		r.cache.setLeader(rangeID, nil, store)
+		r.cache.invalidate(info.Desc)
+		return retryNow
+
+	case *flotillapb.Error_ServerBusy:
+		r.metrics.retries[reasonServerBusy].Inc()
+		return retryBackoff
+	}
+	// Unavailable, or an error Do does not know: this replica cannot serve
+	// now; another may. A write gets here only if it was certainly not
+	// applied, or is idempotent.
+	r.metrics.retries[reasonUnavailable].Inc()
+	rt.avoid = append(rt.avoid, store)
+	r.cache.setLeader(rangeID, nil, store)
+	return retryNext
+}
+
+// backoff sleeps before the next retry, for a uniformly random part of the
+// current backoff, which then doubles up to MaxBackoff. It returns false if
+// ctx ended first.
+func (rt *retrier) backoff(ctx context.Context) bool {
+	r := rt.r
+	r.metrics.backoffs.Inc()
+	d := r.jitter(rt.nextBackoff)
+	rt.nextBackoff = min(2*rt.nextBackoff, r.cfg.MaxBackoff)
+	rt.immediate = 0
+	return r.sleep(ctx, d) == nil && ctx.Err() == nil
+}
+
+// fail returns the error Do returns: the last one, with the outcome of the
+// whole request, and ctxErr (the reason Do gave up) if not nil.
+func (rt *retrier) fail(ctxErr error) *flotillapb.Error {
+	rt.r.metrics.requestErrors.Inc()
+	var fe *flotillapb.Error
+	if rt.lastErr == nil {
+		fe = &flotillapb.Error{
+			Message: "router: the request was not sent",
+			Detail:  &flotillapb.Error_Unavailable{Unavailable: &flotillapb.Unavailable{}},
+		}
+	} else {
+		fe = proto.Clone(rt.lastErr).(*flotillapb.Error)
+	}
+	if ctxErr != nil {
+		fe.Message = fmt.Sprintf("%s (gave up after %d attempts: %v)", fe.GetMessage(), rt.attempts, ctxErr)
+	}
+	switch {
+	case !rt.req.Write:
+		fe.Outcome = flotillapb.Outcome_OUTCOME_UNSPECIFIED
+	case rt.unknown:
+		fe.Outcome = flotillapb.Outcome_UNKNOWN
+	default:
+		fe.Outcome = flotillapb.Outcome_NOT_APPLIED
+	}
+	return fe
+}
+
+// outcomeUnknown reports whether a write's failed attempt may have been
+// applied. Without an explicit outcome, the refusals that come before a
+// proposal are taken as not applied, and anything else as unknown.
+func outcomeUnknown(fe *flotillapb.Error) bool {
+	switch fe.GetOutcome() {
+	case flotillapb.Outcome_UNKNOWN:
+		return true
+	case flotillapb.Outcome_NOT_APPLIED:
+		return false
+	}
+	switch fe.GetDetail().(type) {
+	case *flotillapb.Error_NotLeader, *flotillapb.Error_EpochNotMatch, *flotillapb.Error_KeyNotInRange,
+		*flotillapb.Error_RangeNotFound, *flotillapb.Error_ServerBusy, *flotillapb.Error_InvalidArgument:
+		return false
+	}
+	return true
+}
+
+// asError makes send's error a *flotillapb.Error. An error of another type
+// counts as Unavailable, with an unknown outcome for a write.
+func asError(err error, write bool) *flotillapb.Error {
+	var fe *flotillapb.Error
+	if errors.As(err, &fe) && fe != nil {
+		return fe
+	}
+	outcome := flotillapb.Outcome_OUTCOME_UNSPECIFIED
+	if write {
+		outcome = flotillapb.Outcome_UNKNOWN
+	}
+	return &flotillapb.Error{
+		Message: err.Error(),
+		Outcome: outcome,
+		Detail:  &flotillapb.Error_Unavailable{Unavailable: &flotillapb.Unavailable{}},
+	}
+}
