@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/flotilladb/flotilla/multiraft"
+	"github.com/flotilladb/flotilla/placement"
 )
 
 // Defaults for Config.
@@ -54,6 +55,15 @@ type Config struct {
 	// ReplicationFactor is how many replicas the first range and the
 	// placement group get (on the first nodes to join). Default 3.
 	ReplicationFactor int
+	// HeartbeatInterval is how often the node reports itself and the
+	// ranges it leads to the placement driver. Default 1 s.
+	HeartbeatInterval time.Duration
+	// LivenessWindow: the placement driver counts a store live if it
+	// heartbeated within it. Default 5 s.
+	LivenessWindow time.Duration
+	// StoreDownTimeout: the placement driver counts a store down, and its
+	// replicas as lost, after this long without a heartbeat. Default 60 s.
+	StoreDownTimeout time.Duration
 	// Logger receives the node's log lines. Default slog.Default().
 	Logger *slog.Logger
 
@@ -91,6 +101,15 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.ReplicationFactor == 0 {
 		c.ReplicationFactor = 3
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = time.Second
+	}
+	if c.LivenessWindow == 0 {
+		c.LivenessWindow = placement.DefaultLivenessWindow
+	}
+	if c.StoreDownTimeout == 0 {
+		c.StoreDownTimeout = placement.DefaultStoreDownTimeout
 	}
 	if c.MaxInflightRequests == 0 {
 		c.MaxInflightRequests = 8192
@@ -131,6 +150,11 @@ func (c *Config) Validate() error {
 	}
 	if c.TickInterval < 0 {
 		errs = append(errs, fmt.Errorf("TickInterval %v is negative", c.TickInterval))
+	}
+	if c.HeartbeatInterval < 0 || c.LivenessWindow < 0 || c.StoreDownTimeout < 0 {
+		errs = append(errs, fmt.Errorf("HeartbeatInterval %v, LivenessWindow %v and StoreDownTimeout %v must not be negative", c.HeartbeatInterval, c.LivenessWindow, c.StoreDownTimeout))
+	} else if c.LivenessWindow < c.HeartbeatInterval || c.StoreDownTimeout < c.LivenessWindow {
+		errs = append(errs, fmt.Errorf("want HeartbeatInterval (%v) <= LivenessWindow (%v) <= StoreDownTimeout (%v)", c.HeartbeatInterval, c.LivenessWindow, c.StoreDownTimeout))
 	}
 	if c.MaxInflightRequests < 0 {
 		errs = append(errs, fmt.Errorf("MaxInflightRequests %d is negative", c.MaxInflightRequests))

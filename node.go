@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -61,6 +62,10 @@ type Node struct {
 	transport *rpc.Transport
 	store     *shard.Store
 	gw        *gateway
+	// driver is what this node observes while it leads the placement
+	// group; driverTerm is the term it was last reset for.
+	driver     *placement.Driver
+	driverTerm atomic.Uint64
 
 	lis        net.Listener
 	grpcServer *grpc.Server
@@ -178,6 +183,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.gw = &gateway{n: n}
+	n.driver = placement.NewDriver(placement.DriverConfig{LivenessWindow: cfg.LivenessWindow, StoreDownTimeout: cfg.StoreDownTimeout})
 	n.kvAPI = kvAPI{h: n.gw, close: n.Close}
 
 	// WaitForHandlers: Close must not close the store under a running
@@ -186,6 +192,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.transport.Register(n.grpcServer)
 	rpc.RegisterKV(n.grpcServer, n.gw)
 	rpc.RegisterNode(n.grpcServer, (*nodeService)(n))
+	rpc.RegisterPlacement(n.grpcServer, (*placementService)(n))
 	if n.joinToken, err = loadJoinToken(n.eng, false); err != nil {
 		return nil, err
 	}
@@ -232,8 +239,9 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		}()
 	}
 
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.replicateLoop()
+	go n.heartbeatLoop()
 	return n, nil
 }
 

@@ -19,6 +19,9 @@ import (
 	"github.com/flotilladb/flotilla/internal/testutil"
 	"github.com/flotilladb/flotilla/placement"
 	"github.com/flotilladb/flotilla/rpc"
+	"github.com/flotilladb/flotilla/rpc/flotillapb"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 // quietLogger discards the nodes' logs unless FLOTILLA_TEST_LOG is set.
@@ -247,6 +250,43 @@ func TestJoinAndGateway(t *testing.T) {
 	kvs, err := c.Scan(ctx, []byte("from-"), []byte("from."), flotilla.ScanOptions{})
 	if err != nil || len(kvs) != 4 {
 		t.Fatalf("scan through the replica-less node: %v %v", kvs, err)
+	}
+
+	// The placement driver's view, asked through the replica-less node
+	// (which forwards to the placement group's leader): four live stores
+	// once they heartbeated, and the first range with its leader.
+	pool := rpc.NewPool(rpc.PoolConfig{})
+	defer pool.Close()
+	conn, err := pool.Conn(spare.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc := flotillapb.NewPlacementClient(conn)
+	testutil.SucceedsWithin(t, 30*time.Second, func() error {
+		resp, err := pc.ListStores(ctx, &flotillapb.ListStoresRequest{})
+		if err != nil {
+			return err
+		}
+		live := 0
+		for _, s := range resp.GetStores() {
+			if s.GetLive() {
+				live++
+			}
+		}
+		if live != 4 {
+			return fmt.Errorf("%d of %d stores live", live, len(resp.GetStores()))
+		}
+		lr, err := pc.LookupRange(ctx, &flotillapb.LookupRangeRequest{Key: []byte("from-1")})
+		if err != nil {
+			return err
+		}
+		if lr.GetDescriptor_().GetRangeId() != uint64(placement.FirstRangeID) || lr.GetLeader() == nil || len(lr.GetDescriptor_().GetReplicas()) != 3 {
+			return fmt.Errorf("lookup: %v", lr)
+		}
+		return nil
+	})
+	if _, err := pc.StoreHeartbeat(ctx, &flotillapb.StoreHeartbeatRequest{}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("a store heartbeat without a node ID: %v", err)
 	}
 
 	// The replica-less node restarts on another port, without --join: it

@@ -134,3 +134,48 @@ func EnsureReady(ctx context.Context, conn *grpc.ClientConn, wait time.Duration)
 		}
 	}
 }
+
+// PlacementHandler serves the Placement service; the node assembly
+// implements it over package placement.
+type PlacementHandler interface {
+	StoreHeartbeat(context.Context, *flotillapb.StoreHeartbeatRequest) (*flotillapb.StoreHeartbeatResponse, error)
+	RangeHeartbeat(context.Context, *flotillapb.RangeHeartbeatRequest) (*flotillapb.RangeHeartbeatResponse, error)
+	LookupRange(context.Context, *flotillapb.LookupRangeRequest) (*flotillapb.LookupRangeResponse, error)
+	ListStores(context.Context, *flotillapb.ListStoresRequest) (*flotillapb.ListStoresResponse, error)
+	ListRanges(context.Context, *flotillapb.ListRangesRequest) (*flotillapb.ListRangesResponse, error)
+}
+
+// RegisterPlacement registers the Placement service on s, served by h.
+func RegisterPlacement(s *grpc.Server, h PlacementHandler) {
+	flotillapb.RegisterPlacementServer(s, placementService{h: h})
+}
+
+type placementService struct {
+	flotillapb.UnimplementedPlacementServer
+	h PlacementHandler
+}
+
+func (s placementService) StoreHeartbeat(ctx context.Context, r *flotillapb.StoreHeartbeatRequest) (*flotillapb.StoreHeartbeatResponse, error) {
+	resp, err := s.h.StoreHeartbeat(ctx, r)
+	return resp, StatusError(err)
+}
+
+func (s placementService) RangeHeartbeat(ctx context.Context, r *flotillapb.RangeHeartbeatRequest) (*flotillapb.RangeHeartbeatResponse, error) {
+	resp, err := s.h.RangeHeartbeat(ctx, r)
+	return resp, StatusError(err)
+}
+
+func (s placementService) LookupRange(ctx context.Context, r *flotillapb.LookupRangeRequest) (*flotillapb.LookupRangeResponse, error) {
+	resp, err := s.h.LookupRange(ctx, r)
+	return resp, StatusError(err)
+}
+
+func (s placementService) ListStores(ctx context.Context, r *flotillapb.ListStoresRequest) (*flotillapb.ListStoresResponse, error) {
+	resp, err := s.h.ListStores(ctx, r)
+	return resp, StatusError(err)
+}
+
+func (s placementService) ListRanges(ctx context.Context, r *flotillapb.ListRangesRequest) (*flotillapb.ListRangesResponse, error) {
+	resp, err := s.h.ListRanges(ctx, r)
+	return resp, StatusError(err)
+}

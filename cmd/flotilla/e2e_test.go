@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -309,9 +310,40 @@ func TestEndToEnd(t *testing.T) {
 		if _, errOut, err := cli(t, "kv", "get", "--host", h, "date"); err == nil || !strings.Contains(errOut, "not found") {
 			t.Fatalf("get of a deleted key: %v, %q", err, errOut)
 		}
-		out, errOut, err := cli(t, "cluster", "status", "--host", procs[0].addr)
-		if err != nil || strings.Count(out, " yes ") != 3 {
-			t.Fatalf("cluster status: %v %q\n%s", err, errOut, out)
+		// Stores report to the placement driver every second.
+		testutil.SucceedsWithin(t, 30*time.Second, func() error {
+			out, errOut, err := cli(t, "cluster", "status", "--host", procs[2].addr)
+			if err != nil || strings.Count(out, " yes ") != 3 {
+				return fmt.Errorf("cluster status: %v %q\n%s", err, errOut, out)
+			}
+			return nil
+		})
+		testutil.SucceedsWithin(t, 30*time.Second, func() error {
+			out, errOut, err := cli(t, "cluster", "ranges", "--host", procs[1].addr, "--format", "json")
+			if err != nil {
+				return fmt.Errorf("cluster ranges: %v %q", err, errOut)
+			}
+			var ranges []struct {
+				RangeID     uint64 `json:"range_id"`
+				LeaderStore uint64 `json:"leader_store"`
+				ConfVer     uint64 `json:"conf_ver"`
+				Keys        int64  `json:"keys"`
+				Replicas    []struct {
+					StoreID uint64 `json:"store_id"`
+					Type    string `json:"type"`
+				} `json:"replicas"`
+			}
+			if err := json.Unmarshal([]byte(out), &ranges); err != nil {
+				return fmt.Errorf("cluster ranges JSON: %v\n%s", err, out)
+			}
+			if len(ranges) != 1 || ranges[0].RangeID != uint64(placement.FirstRangeID) || ranges[0].LeaderStore == 0 ||
+				len(ranges[0].Replicas) != 3 || ranges[0].Keys != 3 {
+				return fmt.Errorf("cluster ranges: %s", out)
+			}
+			return nil
+		})
+		if _, errOut, err := cli(t, "cluster", "ranges", "--host", h, "--format", "yaml"); err == nil || !strings.Contains(errOut, "--format") {
+			t.Errorf("unknown format: %v %q", err, errOut)
 		}
 	})
 

@@ -96,6 +96,7 @@ SIGINT or SIGTERM stops the node cleanly.`,
 	f.StringSliceVar(&join, "join", nil, "nodes of the cluster to join, HOST:PORT[,HOST:PORT...]")
 	f.StringArrayVar(&overrides, "dial-override", nil, "dial ACTUAL when a peer advertises ADVERTISED, as ADVERTISED=ACTUAL (repeatable)")
 	f.IntVar(&cfg.MaxValueSize, "max-value-size", flotilla.DefaultMaxValueSize, "largest value accepted, in bytes")
+	f.DurationVar(&cfg.StoreDownTimeout, "store-down-timeout", 0, "the placement driver counts a store down after this long without a heartbeat (default 60s)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return cmd
 }

@@ -1,0 +1,186 @@
+// Copyright 2026 The Flotilla Authors. All rights reserved.
+
+package placement
+
+import (
+	"bytes"
+	"cmp"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/flotilladb/flotilla/multiraft"
+	"github.com/flotilladb/flotilla/rpc/flotillapb"
+	"google.golang.org/protobuf/proto"
+)
+
+// Defaults for DriverConfig.
+const (
+	DefaultLivenessWindow   = 5 * time.Second
+	DefaultStoreDownTimeout = 60 * time.Second
+)
+
+// DriverConfig configures a Driver.
+type DriverConfig struct {
+	// LivenessWindow: a store that heartbeated within it is live. Default
+	// 5 s.
+	LivenessWindow time.Duration
+	// StoreDownTimeout: a store silent for longer is down, and its
+	// replicas are to be rebuilt elsewhere. Default 60 s.
+	StoreDownTimeout time.Duration
+	// Clock returns the time; default time.Now (tests inject one).
+	Clock func() time.Time
+}
+
+// Driver is what the placement group's leader observes: the latest store
+// and range heartbeats. It is not replicated: a new leader starts with
+// nothing (Reset) and waits a liveness window before calling any store
+// dead, and StoreDownTimeout before calling one down. It is safe for
+// concurrent use.
+type Driver struct {
+	cfg DriverConfig
+	mu  struct {
+		sync.Mutex
+		// since is when this view started (Reset).
+		since  time.Time
+		stores map[multiraft.NodeID]storeObservation
+		ranges map[multiraft.GroupID]rangeObservation
+	}
+}
+
+type storeObservation struct {
+	at    time.Time
+	stats *flotillapb.StoreStats
+}
+
+type rangeObservation struct {
+	at time.Time
+	hb *flotillapb.RangeHeartbeatRequest
+}
+
+// NewDriver returns an empty Driver.
+func NewDriver(cfg DriverConfig) *Driver {
+	if cfg.LivenessWindow == 0 {
+		cfg.LivenessWindow = DefaultLivenessWindow
+	}
+	if cfg.StoreDownTimeout == 0 {
+		cfg.StoreDownTimeout = DefaultStoreDownTimeout
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	d := &Driver{cfg: cfg}
+	d.Reset()
+	return d
+}
+
+// Reset forgets every observation: the node just became the group's
+// leader, and what it saw before may be stale.
+func (d *Driver) Reset() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.mu.since = d.cfg.Clock()
+	d.mu.stores = map[multiraft.NodeID]storeObservation{}
+	d.mu.ranges = map[multiraft.GroupID]rangeObservation{}
+}
+
+// ObserveStore records a store heartbeat.
+func (d *Driver) ObserveStore(req *flotillapb.StoreHeartbeatRequest) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.mu.stores[multiraft.NodeID(req.GetNodeId())] = storeObservation{at: d.cfg.Clock(), stats: req.GetStats()}
+}
+
+// ObserveRange records a range leader's heartbeat. A heartbeat older (by
+// epoch, then term) than the one held is ignored, so a deposed leader's
+// late report cannot hide the current one.
+func (d *Driver) ObserveRange(req *flotillapb.RangeHeartbeatRequest) {
+	id := multiraft.GroupID(req.GetDescriptor_().GetRangeId())
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if old, ok := d.mu.ranges[id]; ok {
+		oe, ne := old.hb.GetDescriptor_().GetEpoch(), req.GetDescriptor_().GetEpoch()
+		if NewerEpoch(oe, ne) || (proto.Equal(oe, ne) && old.hb.GetTerm() > req.GetTerm()) {
+			return
+		}
+	}
+	d.mu.ranges[id] = rangeObservation{at: d.cfg.Clock(), hb: proto.Clone(req).(*flotillapb.RangeHeartbeatRequest)}
+}
+
+// storeLiveness returns whether a store is live and down, and the seconds
+// since its last heartbeat (-1 if none since Reset).
+func (d *Driver) storeLivenessLocked(id multiraft.NodeID, now time.Time) (live, down bool, age float64) {
+	obs, ok := d.mu.stores[id]
+	if !ok {
+		// Nothing heard since this view began: not live, and down only
+		// once the view is older than the down timeout.
+		return false, now.Sub(d.mu.since) > d.cfg.StoreDownTimeout, -1
+	}
+	silent := now.Sub(obs.at)
+	return silent <= d.cfg.LivenessWindow, silent > d.cfg.StoreDownTimeout, silent.Seconds()
+}
+
+// Stores returns every member store of meta with its liveness and latest
+// statistics, by node ID.
+func (d *Driver) Stores(meta *flotillapb.ClusterMeta) []*flotillapb.StoreStatus {
+	now := d.cfg.Clock()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []*flotillapb.StoreStatus
+	for _, n := range meta.GetNodes() {
+		live, _, age := d.storeLivenessLocked(multiraft.NodeID(n.GetNodeId()), now)
+		node := proto.Clone(n).(*flotillapb.NodeDescriptor)
+		node.JoinToken = ""
+		out = append(out, &flotillapb.StoreStatus{Node: node, Live: live, SecondsSinceHeartbeat: age,
+			Stats: d.mu.stores[multiraft.NodeID(n.GetNodeId())].stats})
+	}
+	slices.SortFunc(out, func(a, b *flotillapb.StoreStatus) int { return cmp.Compare(a.GetNode().GetNodeId(), b.GetNode().GetNodeId()) })
+	return out
+}
+
+// Ranges returns every range: the newest descriptor among meta's and the
+// latest heartbeat's, with the leader and statistics heartbeats reported,
+// by start key.
+func (d *Driver) Ranges(meta *flotillapb.ClusterMeta) []*flotillapb.RangeStatus {
+	now := d.cfg.Clock()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	byID := map[multiraft.GroupID]*flotillapb.RangeStatus{}
+	for _, desc := range meta.GetRanges() {
+		byID[multiraft.GroupID(desc.GetRangeId())] = &flotillapb.RangeStatus{Descriptor_: desc, SecondsSinceHeartbeat: -1}
+	}
+	for id, obs := range d.mu.ranges {
+		rs := byID[id]
+		if rs == nil || NewerEpoch(obs.hb.GetDescriptor_().GetEpoch(), rs.GetDescriptor_().GetEpoch()) {
+			rs = &flotillapb.RangeStatus{Descriptor_: obs.hb.GetDescriptor_()}
+			byID[id] = rs
+		}
+		rs.Stats = obs.hb.GetStats()
+		rs.ReadsPerSecond, rs.WritesPerSecond = obs.hb.GetReadsPerSecond(), obs.hb.GetWritesPerSecond()
+		rs.SecondsSinceHeartbeat = now.Sub(obs.at).Seconds()
+		for _, r := range rs.GetDescriptor_().GetReplicas() {
+			if r.GetReplicaId() == obs.hb.GetLeaderReplicaId() {
+				rs.Leader = r
+			}
+		}
+	}
+	out := make([]*flotillapb.RangeStatus, 0, len(byID))
+	for _, rs := range byID {
+		out = append(out, rs)
+	}
+	slices.SortFunc(out, func(a, b *flotillapb.RangeStatus) int {
+		return bytes.Compare(a.GetDescriptor_().GetStartKey(), b.GetDescriptor_().GetStartKey())
+	})
+	return out
+}
+
+// Lookup returns the range holding key, and its last reported leader.
+func (d *Driver) Lookup(meta *flotillapb.ClusterMeta, key []byte) (*flotillapb.RangeStatus, bool) {
+	for _, rs := range d.Ranges(meta) {
+		desc := rs.GetDescriptor_()
+		if bytes.Compare(key, desc.GetStartKey()) >= 0 && (len(desc.GetEndKey()) == 0 || bytes.Compare(key, desc.GetEndKey()) < 0) {
+			return rs, true
+		}
+	}
+	return nil, false
+}

@@ -1,0 +1,92 @@
+// Copyright 2026 The Flotilla Authors. All rights reserved.
+
+package placement
+
+import (
+	"testing"
+	"time"
+
+	"github.com/flotilladb/flotilla/rpc/flotillapb"
+)
+
+type fakeClock struct{ now time.Time }
+
+func (c *fakeClock) Now() time.Time          { return c.now }
+func (c *fakeClock) Advance(d time.Duration) { c.now = c.now.Add(d) }
+
+func TestDriver(t *testing.T) {
+	clock := &fakeClock{now: time.Unix(1000, 0)}
+	d := NewDriver(DriverConfig{LivenessWindow: 5 * time.Second, StoreDownTimeout: 30 * time.Second, Clock: clock.Now})
+	meta := &flotillapb.ClusterMeta{
+		Nodes: []*flotillapb.NodeDescriptor{{NodeId: 2, Address: "b:1", JoinToken: "secret"}, {NodeId: 1, Address: "a:1"}},
+		Ranges: []*flotillapb.RangeDescriptor{
+			{RangeId: 2, EndKey: []byte("m"), Epoch: &flotillapb.RangeEpoch{Version: 2, ConfVer: 1}},
+			{RangeId: 3, StartKey: []byte("m"), Epoch: &flotillapb.RangeEpoch{Version: 2, ConfVer: 1}},
+		},
+	}
+	st := d.Stores(meta)
+	if len(st) != 2 || st[0].GetNode().GetNodeId() != 1 || st[0].GetLive() || st[0].GetSecondsSinceHeartbeat() != -1 || st[1].GetNode().GetJoinToken() != "" {
+		t.Fatalf("stores before heartbeats: %v", st)
+	}
+	d.ObserveStore(&flotillapb.StoreHeartbeatRequest{NodeId: 1, Stats: &flotillapb.StoreStats{RangeCount: 2}})
+	clock.Advance(3 * time.Second)
+	st = d.Stores(meta)
+	if !st[0].GetLive() || st[0].GetSecondsSinceHeartbeat() != 3 || st[0].GetStats().GetRangeCount() != 2 || st[1].GetLive() {
+		t.Fatalf("stores after a heartbeat: %v", st)
+	}
+	clock.Advance(3 * time.Second)
+	if d.Stores(meta)[0].GetLive() {
+		t.Fatal("a store silent past the liveness window is live")
+	}
+	d.mu.Lock()
+	_, down1, _ := d.storeLivenessLocked(1, clock.now)
+	_, down2, _ := d.storeLivenessLocked(2, clock.now)
+	d.mu.Unlock()
+	if down1 || down2 {
+		t.Fatal("down before the timeout")
+	}
+	clock.Advance(30 * time.Second)
+	d.mu.Lock()
+	_, down1, _ = d.storeLivenessLocked(1, clock.now)
+	_, down2, _ = d.storeLivenessLocked(2, clock.now)
+	d.mu.Unlock()
+	if !down1 || !down2 {
+		t.Fatal("not down after the timeout (also a store never heard from)")
+	}
+
+	// Range heartbeats: the leader's report, newer descriptors win, stale
+	// and deposed reports are ignored.
+	hb := func(id, version, confVer, term, leader uint64) *flotillapb.RangeHeartbeatRequest {
+		start := []byte(nil)
+		if id == 3 {
+			start = []byte("m")
+		}
+		return &flotillapb.RangeHeartbeatRequest{Term: term, LeaderReplicaId: leader,
+			Stats: &flotillapb.RangeStats{Keys: int64(term)},
+			Descriptor_: &flotillapb.RangeDescriptor{RangeId: id, StartKey: start, Epoch: &flotillapb.RangeEpoch{Version: version, ConfVer: confVer},
+				Replicas: []*flotillapb.ReplicaDescriptor{{StoreId: 1, ReplicaId: 11}, {StoreId: 2, ReplicaId: 22}}}}
+	}
+	d.ObserveRange(hb(3, 2, 2, 5, 22))
+	d.ObserveRange(hb(3, 2, 2, 4, 11)) // a deposed leader's late report
+	d.ObserveRange(hb(3, 2, 1, 9, 11)) // an older configuration
+	rs := d.Ranges(meta)
+	if len(rs) != 2 || rs[0].GetDescriptor_().GetRangeId() != 2 || rs[0].GetSecondsSinceHeartbeat() != -1 {
+		t.Fatalf("ranges: %v", rs)
+	}
+	if r := rs[1]; r.GetLeader().GetStoreId() != 2 || r.GetDescriptor_().GetEpoch().GetConfVer() != 2 || r.GetStats().GetKeys() != 5 {
+		t.Fatalf("range 3: %v", r)
+	}
+	if r, ok := d.Lookup(meta, []byte("z")); !ok || r.GetDescriptor_().GetRangeId() != 3 {
+		t.Fatalf("lookup z: %v %v", r, ok)
+	}
+	if r, ok := d.Lookup(meta, []byte("a")); !ok || r.GetDescriptor_().GetRangeId() != 2 {
+		t.Fatalf("lookup a: %v %v", r, ok)
+	}
+	if _, ok := d.Lookup(&flotillapb.ClusterMeta{}, []byte("a")); ok {
+		t.Fatal("lookup in an empty cluster")
+	}
+	d.Reset()
+	if rs := d.Ranges(meta); rs[1].GetLeader() != nil || rs[1].GetDescriptor_().GetEpoch().GetConfVer() != 1 {
+		t.Fatalf("after reset: %v", rs[1])
+	}
+}
