@@ -134,7 +134,9 @@ func (d *Driver) Stores(meta *flotillapb.ClusterMeta) []*flotillapb.StoreStatus 
 		out = append(out, &flotillapb.StoreStatus{Node: node, Live: live, SecondsSinceHeartbeat: age,
 			Stats: d.mu.stores[multiraft.NodeID(n.GetNodeId())].stats})
 	}
-	slices.SortFunc(out, func(a, b *flotillapb.StoreStatus) int { return cmp.Compare(a.GetNode().GetNodeId(), b.GetNode().GetNodeId()) })
+	slices.SortFunc(out, func(a, b *flotillapb.StoreStatus) int {
+		return cmp.Compare(a.GetNode().GetNodeId(), b.GetNode().GetNodeId())
+	})
 	return out
 }
 
