@@ -234,13 +234,7 @@ func (g *gateway) guessNode() multiraft.NodeID {
 	if h := g.hint.Load(); h != 0 {
 		return multiraft.NodeID(h)
 	}
-	self := g.n.NodeID()
-	var others []multiraft.NodeID
-	for _, d := range g.n.directory() {
-		if d.GetNodeId() != self {
-			others = append(others, multiraft.NodeID(d.GetNodeId()))
-		}
-	}
+	others := g.n.otherNodes()
 	if len(others) == 0 {
 		return 0
 	}
@@ -285,22 +279,7 @@ func (g *gateway) CompareAndSwap(ctx context.Context, req *flotillapb.CompareAnd
 func (g *gateway) Batch(ctx context.Context, req *flotillapb.BatchRequest) (*flotillapb.BatchResponse, error) {
 	var key []byte
 	if ops := req.GetOps(); len(ops) > 0 {
-		key = opKey(ops[0])
+		key = ops[0].RouteKey()
 	}
 	return routeKV(ctx, g, key, true, req, (*shard.Store).Batch, flotillapb.KVClient.Batch)
-}
-
-// opKey is the key an op is routed by.
-func opKey(op *flotillapb.Op) []byte {
-	switch o := op.GetOp().(type) {
-	case *flotillapb.Op_Put:
-		return o.Put.GetKey()
-	case *flotillapb.Op_Delete:
-		return o.Delete.GetKey()
-	case *flotillapb.Op_DeleteRange:
-		return o.DeleteRange.GetStartKey()
-	case *flotillapb.Op_Cas:
-		return o.Cas.GetKey()
-	}
-	return nil
 }

@@ -51,42 +51,16 @@ func placementRequest[Req proto.Message, Resp any](ctx context.Context, n *Node,
 			targets = []multiraft.NodeID{st.Leader.Node()}
 		}
 	} else {
-		for _, d := range n.directory() {
-			if d.GetNodeId() != n.NodeID() {
-				targets = append(targets, multiraft.NodeID(d.GetNodeId()))
-			}
-		}
+		targets = n.otherNodes()
 	}
 	if forwarded || len(targets) == 0 {
 		return zero, unavailable("this node does not lead the placement group and cannot tell which does")
 	}
 	fwd := proto.Clone(req).(Req)
 	markForwarded(fwd)
-	var lastErr error = unavailable("no node to forward the request to")
-	for _, t := range targets {
-		addr, ok := n.transport.Address(t)
-		if !ok {
-			continue
-		}
-		conn, err := n.pool.Conn(addr)
-		if err != nil {
-			continue
-		}
-		fctx, cancel := context.WithCancel(ctx)
-		stop := context.AfterFunc(n.stopCtx, cancel)
-		resp, err := remote(flotillapb.NewPlacementClient(conn), fctx, fwd)
-		stop()
-		cancel()
-		if err == nil {
-			return resp, nil
-		}
-		fe := rpc.ErrorFromStatus(err, false)
-		if fe.GetUnavailable() == nil {
-			return zero, fe // the leader answered: the request itself failed
-		}
-		lastErr = fe // not the leader, or unreachable: try the next
-	}
-	return zero, lastErr
+	return forwardToNodes(ctx, n, targets, func(ctx context.Context, conn *grpc.ClientConn) (Resp, error) {
+		return remote(flotillapb.NewPlacementClient(conn), ctx, fwd)
+	})
 }
 
 // syncDriver resets the driver's observations when this node starts a new

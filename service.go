@@ -113,20 +113,25 @@ func (s *nodeService) Join(ctx context.Context, req *flotillapb.JoinRequest) (*f
 	if req.GetForwarded() {
 		return nil, unavailable("this node holds no replica of the placement group")
 	}
-	var targets []multiraft.NodeID
-	for _, d := range n.directory() {
-		if d.GetNodeId() != n.NodeID() {
-			targets = append(targets, multiraft.NodeID(d.GetNodeId()))
-		}
-	}
-	return s.forwardJoin(ctx, req, targets)
+	return s.forwardJoin(ctx, req, n.otherNodes())
 }
 
 func (s *nodeService) forwardJoin(ctx context.Context, req *flotillapb.JoinRequest, targets []multiraft.NodeID) (*flotillapb.JoinResponse, error) {
-	n := s.node()
 	fwd := proto.Clone(req).(*flotillapb.JoinRequest)
 	fwd.Forwarded = true
-	lastErr := unavailable("no node to forward the join to")
+	return forwardToNodes(ctx, s.node(), targets, func(ctx context.Context, conn *grpc.ClientConn) (*flotillapb.JoinResponse, error) {
+		return flotillapb.NewNodeClient(conn).Join(ctx, fwd)
+	})
+}
+
+// forwardToNodes sends a request, already marked forwarded, to the first
+// of targets that serves it: a target that cannot (not the leader,
+// unreachable) passes it on to the next; any other answer, success or
+// failure, is the result. The call ends when the node stops.
+func forwardToNodes[Resp any](ctx context.Context, n *Node, targets []multiraft.NodeID,
+	call func(context.Context, *grpc.ClientConn) (Resp, error)) (Resp, error) {
+	var zero Resp
+	var lastErr error = unavailable("no node to forward the request to")
 	for _, t := range targets {
 		addr, ok := n.transport.Address(t)
 		if !ok {
@@ -136,13 +141,34 @@ func (s *nodeService) forwardJoin(ctx context.Context, req *flotillapb.JoinReque
 		if err != nil {
 			continue
 		}
-		resp, err := flotillapb.NewNodeClient(conn).Join(ctx, fwd)
+		fctx, cancel := context.WithCancel(ctx)
+		stop := context.AfterFunc(n.stopCtx, cancel)
+		resp, err := call(fctx, conn)
+		stop()
+		cancel()
 		if err == nil {
 			return resp, nil
 		}
-		lastErr = unavailable(fmt.Sprintf("forwarding the join to node %d: %v", t, err))
+		fe := rpc.ErrorFromStatus(err, false)
+		if fe.GetUnavailable() == nil {
+			return zero, fe
+		}
+		fe.Message = fmt.Sprintf("forwarding to node %d: %s", t, fe.GetMessage())
+		lastErr = fe
 	}
-	return nil, lastErr
+	return zero, lastErr
+}
+
+// otherNodes returns the IDs of the known nodes other than this one.
+func (n *Node) otherNodes() []multiraft.NodeID {
+	self := n.NodeID()
+	var out []multiraft.NodeID
+	for _, d := range n.directory() {
+		if d.GetNodeId() != self {
+			out = append(out, multiraft.NodeID(d.GetNodeId()))
+		}
+	}
+	return out
 }
 
 // stateInitializing is the state Status reports while an Init asks the

@@ -299,7 +299,7 @@ func (s *Store) write(ctx context.Context, h *flotillapb.RequestHeader, ops []*f
 	if host == nil {
 		return nil, nil, unavailable(writeOutcome, "the store is not running yet")
 	}
-	r, desc, e := s.resolve(h, routeKey(ops[0]), writeOutcome)
+	r, desc, e := s.resolve(h, ops[0].RouteKey(), writeOutcome)
 	if e != nil {
 		return nil, nil, e
 	}
@@ -340,22 +340,6 @@ func (s *Store) write(ctx context.Context, h *flotillapb.RequestHeader, ops []*f
 		return nil, nil, kv.GetError()
 	}
 	return &flotillapb.ResponseHeader{RangeId: uint64(r.id), AppliedIndex: index}, kv.GetResults(), nil
-}
-
-// routeKey is the key that picks the range of an op when the request names
-// none.
-func routeKey(op *flotillapb.Op) []byte {
-	switch o := op.GetOp().(type) {
-	case *flotillapb.Op_Put:
-		return o.Put.GetKey()
-	case *flotillapb.Op_Delete:
-		return o.Delete.GetKey()
-	case *flotillapb.Op_DeleteRange:
-		return o.DeleteRange.GetStartKey()
-	case *flotillapb.Op_Cas:
-		return o.Cas.GetKey()
-	}
-	return nil
 }
 
 // validateOps checks ops for malformed input: no op, an op with nothing
@@ -486,7 +470,7 @@ func opsInRange(ops []*flotillapb.Op, desc *flotillapb.RangeDescriptor, outcome 
 			}
 			continue
 		}
-		if k := routeKey(op); !rs.contains(k) {
+		if k := op.RouteKey(); !rs.contains(k) {
 			return keyNotInRange(outcome, k, desc)
 		}
 	}
