@@ -126,6 +126,15 @@ func TestNoQuiesceUnderDeadLeader(t *testing.T) {
 	// log writer reschedules the group even though raft expects no answer).
 	beat()
 	waitFor("the follower to go quiet", func() bool { return h.Unquiesced() == 0 })
+	// The worker may still be finishing the pass that quiesced the group;
+	// the test calls worker-only code next, so it waits until no worker
+	// holds the group (the scheduler's mutex orders the two).
+	g := h.group(7)
+	waitFor("the worker to let go of the group", func() bool {
+		h.sched.mu.Lock()
+		defer h.sched.mu.Unlock()
+		return g.sched == 0
+	})
 
 	// The guard: with the leader's node known down, the follower refuses to
 	// quiesce on that leader's beat. (Nothing else runs the group now: it is
@@ -134,7 +143,7 @@ func TestNoQuiesceUnderDeadLeader(t *testing.T) {
 	if len(down) != 1 || down[0] != 2 {
 		t.Fatalf("nodes down: %v", down)
 	}
-	if h.maybeQuiesceFollower(h.group(7), beatMsg.message(pb.MsgHeartbeat)) {
+	if h.maybeQuiesceFollower(g, beatMsg.message(pb.MsgHeartbeat)) {
 		t.Fatal("follower agreed to quiesce under a leader whose node is down")
 	}
 
