@@ -143,6 +143,11 @@ type PlacementHandler interface {
 	LookupRange(context.Context, *flotillapb.LookupRangeRequest) (*flotillapb.LookupRangeResponse, error)
 	ListStores(context.Context, *flotillapb.ListStoresRequest) (*flotillapb.ListStoresResponse, error)
 	ListRanges(context.Context, *flotillapb.ListRangesRequest) (*flotillapb.ListRangesResponse, error)
+	ListOperators(context.Context, *flotillapb.ListOperatorsRequest) (*flotillapb.ListOperatorsResponse, error)
+	TransferLeader(context.Context, *flotillapb.TransferLeaderRequest) (*flotillapb.OperatorResponse, error)
+	AddReplica(context.Context, *flotillapb.AddReplicaRequest) (*flotillapb.OperatorResponse, error)
+	RemoveReplica(context.Context, *flotillapb.RemoveReplicaRequest) (*flotillapb.OperatorResponse, error)
+	SetStoreState(context.Context, *flotillapb.SetStoreStateRequest) (*flotillapb.SetStoreStateResponse, error)
 }
 
 // RegisterPlacement registers the Placement service on s, served by h.
@@ -177,5 +182,30 @@ func (s placementService) ListStores(ctx context.Context, r *flotillapb.ListStor
 
 func (s placementService) ListRanges(ctx context.Context, r *flotillapb.ListRangesRequest) (*flotillapb.ListRangesResponse, error) {
 	resp, err := s.h.ListRanges(ctx, r)
+	return resp, StatusError(err)
+}
+
+func (s placementService) ListOperators(ctx context.Context, r *flotillapb.ListOperatorsRequest) (*flotillapb.ListOperatorsResponse, error) {
+	resp, err := s.h.ListOperators(ctx, r)
+	return resp, StatusError(err)
+}
+
+func (s placementService) TransferLeader(ctx context.Context, r *flotillapb.TransferLeaderRequest) (*flotillapb.OperatorResponse, error) {
+	resp, err := s.h.TransferLeader(ctx, r)
+	return resp, StatusError(err)
+}
+
+func (s placementService) AddReplica(ctx context.Context, r *flotillapb.AddReplicaRequest) (*flotillapb.OperatorResponse, error) {
+	resp, err := s.h.AddReplica(ctx, r)
+	return resp, StatusError(err)
+}
+
+func (s placementService) RemoveReplica(ctx context.Context, r *flotillapb.RemoveReplicaRequest) (*flotillapb.OperatorResponse, error) {
+	resp, err := s.h.RemoveReplica(ctx, r)
+	return resp, StatusError(err)
+}
+
+func (s placementService) SetStoreState(ctx context.Context, r *flotillapb.SetStoreStateRequest) (*flotillapb.SetStoreStateResponse, error) {
+	resp, err := s.h.SetStoreState(ctx, r)
 	return resp, StatusError(err)
 }

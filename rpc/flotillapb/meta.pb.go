@@ -580,6 +580,9 @@ type ClusterMeta struct {
 	// within a range).
 	NextRangeId    uint64 `protobuf:"varint,5,opt,name=next_range_id,json=nextRangeId,proto3" json:"next_range_id,omitempty"`
 	NextReplicaSeq uint64 `protobuf:"varint,6,opt,name=next_replica_seq,json=nextReplicaSeq,proto3" json:"next_replica_seq,omitempty"`
+	// placement_group describes the placement group's own replicas (range_id
+	// 1, no keys): its membership changes are applied to it like a range's.
+	PlacementGroup *RangeDescriptor `protobuf:"bytes,7,opt,name=placement_group,json=placementGroup,proto3" json:"placement_group,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -654,6 +657,13 @@ func (x *ClusterMeta) GetNextReplicaSeq() uint64 {
 		return x.NextReplicaSeq
 	}
 	return 0
+}
+
+func (x *ClusterMeta) GetPlacementGroup() *RangeDescriptor {
+	if x != nil {
+		return x.PlacementGroup
+	}
+	return nil
 }
 
 // MetaCommand is a command of the placement group.
@@ -1084,7 +1094,7 @@ const file_flotillapb_meta_proto_rawDesc = "" +
 	"StoreIdent\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\x17\n" +
-	"\anode_id\x18\x02 \x01(\x04R\x06nodeId\"\x85\x02\n" +
+	"\anode_id\x18\x02 \x01(\x04R\x06nodeId\"\xcc\x02\n" +
 	"\vClusterMeta\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12 \n" +
@@ -1093,7 +1103,8 @@ const file_flotillapb_meta_proto_rawDesc = "" +
 	"\x05nodes\x18\x03 \x03(\v2\x1b.flotilla.v1.NodeDescriptorR\x05nodes\x124\n" +
 	"\x06ranges\x18\x04 \x03(\v2\x1c.flotilla.v1.RangeDescriptorR\x06ranges\x12\"\n" +
 	"\rnext_range_id\x18\x05 \x01(\x04R\vnextRangeId\x12(\n" +
-	"\x10next_replica_seq\x18\x06 \x01(\x04R\x0enextReplicaSeq\"\xc2\x02\n" +
+	"\x10next_replica_seq\x18\x06 \x01(\x04R\x0enextReplicaSeq\x12E\n" +
+	"\x0fplacement_group\x18\a \x01(\v2\x1c.flotilla.v1.RangeDescriptorR\x0eplacementGroup\"\xc2\x02\n" +
 	"\vMetaCommand\x121\n" +
 	"\badd_node\x18\x01 \x01(\v2\x14.flotilla.v1.AddNodeH\x00R\aaddNode\x12:\n" +
 	"\vupdate_node\x18\x02 \x01(\v2\x17.flotilla.v1.UpdateNodeH\x00R\n" +
@@ -1171,20 +1182,21 @@ var file_flotillapb_meta_proto_depIdxs = []int32{
 	1,  // 3: flotilla.v1.NodeDescriptor.state:type_name -> flotilla.v1.StoreState
 	7,  // 4: flotilla.v1.ClusterMeta.nodes:type_name -> flotilla.v1.NodeDescriptor
 	5,  // 5: flotilla.v1.ClusterMeta.ranges:type_name -> flotilla.v1.RangeDescriptor
-	14, // 6: flotilla.v1.MetaCommand.add_node:type_name -> flotilla.v1.AddNode
-	15, // 7: flotilla.v1.MetaCommand.update_node:type_name -> flotilla.v1.UpdateNode
-	11, // 8: flotilla.v1.MetaCommand.update_range:type_name -> flotilla.v1.UpdateRange
-	12, // 9: flotilla.v1.MetaCommand.set_store_state:type_name -> flotilla.v1.SetStoreState
-	13, // 10: flotilla.v1.MetaCommand.alloc_ids:type_name -> flotilla.v1.AllocIDs
-	5,  // 11: flotilla.v1.UpdateRange.descriptor:type_name -> flotilla.v1.RangeDescriptor
-	1,  // 12: flotilla.v1.SetStoreState.state:type_name -> flotilla.v1.StoreState
-	2,  // 13: flotilla.v1.AllocIDs.kind:type_name -> flotilla.v1.AllocIDs.Kind
-	7,  // 14: flotilla.v1.UpdateNode.node:type_name -> flotilla.v1.NodeDescriptor
-	15, // [15:15] is the sub-list for method output_type
-	15, // [15:15] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	5,  // 6: flotilla.v1.ClusterMeta.placement_group:type_name -> flotilla.v1.RangeDescriptor
+	14, // 7: flotilla.v1.MetaCommand.add_node:type_name -> flotilla.v1.AddNode
+	15, // 8: flotilla.v1.MetaCommand.update_node:type_name -> flotilla.v1.UpdateNode
+	11, // 9: flotilla.v1.MetaCommand.update_range:type_name -> flotilla.v1.UpdateRange
+	12, // 10: flotilla.v1.MetaCommand.set_store_state:type_name -> flotilla.v1.SetStoreState
+	13, // 11: flotilla.v1.MetaCommand.alloc_ids:type_name -> flotilla.v1.AllocIDs
+	5,  // 12: flotilla.v1.UpdateRange.descriptor:type_name -> flotilla.v1.RangeDescriptor
+	1,  // 13: flotilla.v1.SetStoreState.state:type_name -> flotilla.v1.StoreState
+	2,  // 14: flotilla.v1.AllocIDs.kind:type_name -> flotilla.v1.AllocIDs.Kind
+	7,  // 15: flotilla.v1.UpdateNode.node:type_name -> flotilla.v1.NodeDescriptor
+	16, // [16:16] is the sub-list for method output_type
+	16, // [16:16] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_flotillapb_meta_proto_init() }

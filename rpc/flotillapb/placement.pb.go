@@ -26,6 +26,64 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type OperatorStepKind int32
+
+const (
+	// ADD_LEARNER adds replica_id as a learner; it catches up by snapshot.
+	OperatorStepKind_ADD_LEARNER OperatorStepKind = 0
+	// PROMOTE makes learner replica_id a voter once it has caught up. With
+	// demote_replica_id, it also demotes that voter to a learner in the same
+	// joint configuration change.
+	OperatorStepKind_PROMOTE OperatorStepKind = 1
+	// REMOVE removes replica_id from the range.
+	OperatorStepKind_REMOVE OperatorStepKind = 2
+	// TRANSFER_LEADER hands the range's leadership to voter replica_id.
+	OperatorStepKind_TRANSFER_LEADER OperatorStepKind = 3
+)
+
+// Enum value maps for OperatorStepKind.
+var (
+	OperatorStepKind_name = map[int32]string{
+		0: "ADD_LEARNER",
+		1: "PROMOTE",
+		2: "REMOVE",
+		3: "TRANSFER_LEADER",
+	}
+	OperatorStepKind_value = map[string]int32{
+		"ADD_LEARNER":     0,
+		"PROMOTE":         1,
+		"REMOVE":          2,
+		"TRANSFER_LEADER": 3,
+	}
+)
+
+func (x OperatorStepKind) Enum() *OperatorStepKind {
+	p := new(OperatorStepKind)
+	*p = x
+	return p
+}
+
+func (x OperatorStepKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (OperatorStepKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_flotillapb_placement_proto_enumTypes[0].Descriptor()
+}
+
+func (OperatorStepKind) Type() protoreflect.EnumType {
+	return &file_flotillapb_placement_proto_enumTypes[0]
+}
+
+func (x OperatorStepKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use OperatorStepKind.Descriptor instead.
+func (OperatorStepKind) EnumDescriptor() ([]byte, []int) {
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{0}
+}
+
 type StoreStats struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	CapacityBytes   uint64                 `protobuf:"varint,1,opt,name=capacity_bytes,json=capacityBytes,proto3" json:"capacity_bytes,omitempty"`
@@ -317,7 +375,9 @@ func (x *RangeHeartbeatRequest) GetForwarded() bool {
 }
 
 type RangeHeartbeatResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// step is the next step of the range's operator, if it has one.
+	Step          *OperatorStep `protobuf:"bytes,1,opt,name=step,proto3" json:"step,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -352,6 +412,93 @@ func (*RangeHeartbeatResponse) Descriptor() ([]byte, []int) {
 	return file_flotillapb_placement_proto_rawDescGZIP(), []int{4}
 }
 
+func (x *RangeHeartbeatResponse) GetStep() *OperatorStep {
+	if x != nil {
+		return x.Step
+	}
+	return nil
+}
+
+// OperatorStep is one step of an operator, for the range's leader to run.
+type OperatorStep struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	OperatorId      uint64                 `protobuf:"varint,1,opt,name=operator_id,json=operatorId,proto3" json:"operator_id,omitempty"`
+	Kind            OperatorStepKind       `protobuf:"varint,2,opt,name=kind,proto3,enum=flotilla.v1.OperatorStepKind" json:"kind,omitempty"`
+	ReplicaId       uint64                 `protobuf:"varint,3,opt,name=replica_id,json=replicaId,proto3" json:"replica_id,omitempty"`
+	DemoteReplicaId uint64                 `protobuf:"varint,4,opt,name=demote_replica_id,json=demoteReplicaId,proto3" json:"demote_replica_id,omitempty"`
+	// conf_ver is the configuration version the range must be at: a leader
+	// whose descriptor is at another one refuses the step, and so does the
+	// range when it applies the change.
+	ConfVer       uint64 `protobuf:"varint,5,opt,name=conf_ver,json=confVer,proto3" json:"conf_ver,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OperatorStep) Reset() {
+	*x = OperatorStep{}
+	mi := &file_flotillapb_placement_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OperatorStep) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OperatorStep) ProtoMessage() {}
+
+func (x *OperatorStep) ProtoReflect() protoreflect.Message {
+	mi := &file_flotillapb_placement_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OperatorStep.ProtoReflect.Descriptor instead.
+func (*OperatorStep) Descriptor() ([]byte, []int) {
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *OperatorStep) GetOperatorId() uint64 {
+	if x != nil {
+		return x.OperatorId
+	}
+	return 0
+}
+
+func (x *OperatorStep) GetKind() OperatorStepKind {
+	if x != nil {
+		return x.Kind
+	}
+	return OperatorStepKind_ADD_LEARNER
+}
+
+func (x *OperatorStep) GetReplicaId() uint64 {
+	if x != nil {
+		return x.ReplicaId
+	}
+	return 0
+}
+
+func (x *OperatorStep) GetDemoteReplicaId() uint64 {
+	if x != nil {
+		return x.DemoteReplicaId
+	}
+	return 0
+}
+
+func (x *OperatorStep) GetConfVer() uint64 {
+	if x != nil {
+		return x.ConfVer
+	}
+	return 0
+}
+
 type LookupRangeRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
@@ -362,7 +509,7 @@ type LookupRangeRequest struct {
 
 func (x *LookupRangeRequest) Reset() {
 	*x = LookupRangeRequest{}
-	mi := &file_flotillapb_placement_proto_msgTypes[5]
+	mi := &file_flotillapb_placement_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -374,7 +521,7 @@ func (x *LookupRangeRequest) String() string {
 func (*LookupRangeRequest) ProtoMessage() {}
 
 func (x *LookupRangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_placement_proto_msgTypes[5]
+	mi := &file_flotillapb_placement_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -387,7 +534,7 @@ func (x *LookupRangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LookupRangeRequest.ProtoReflect.Descriptor instead.
 func (*LookupRangeRequest) Descriptor() ([]byte, []int) {
-	return file_flotillapb_placement_proto_rawDescGZIP(), []int{5}
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *LookupRangeRequest) GetKey() []byte {
@@ -408,14 +555,17 @@ type LookupRangeResponse struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	Descriptor_ *RangeDescriptor       `protobuf:"bytes,1,opt,name=descriptor,proto3" json:"descriptor,omitempty"`
 	// leader is the leader the range last reported, if any.
-	Leader        *ReplicaDescriptor `protobuf:"bytes,2,opt,name=leader,proto3" json:"leader,omitempty"`
+	Leader *ReplicaDescriptor `protobuf:"bytes,2,opt,name=leader,proto3" json:"leader,omitempty"`
+	// nodes are the member nodes of the cluster with their addresses (no
+	// join tokens), so the caller can reach the range's replicas.
+	Nodes         []*NodeDescriptor `protobuf:"bytes,3,rep,name=nodes,proto3" json:"nodes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *LookupRangeResponse) Reset() {
 	*x = LookupRangeResponse{}
-	mi := &file_flotillapb_placement_proto_msgTypes[6]
+	mi := &file_flotillapb_placement_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -427,7 +577,7 @@ func (x *LookupRangeResponse) String() string {
 func (*LookupRangeResponse) ProtoMessage() {}
 
 func (x *LookupRangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_placement_proto_msgTypes[6]
+	mi := &file_flotillapb_placement_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -440,7 +590,7 @@ func (x *LookupRangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LookupRangeResponse.ProtoReflect.Descriptor instead.
 func (*LookupRangeResponse) Descriptor() ([]byte, []int) {
-	return file_flotillapb_placement_proto_rawDescGZIP(), []int{6}
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *LookupRangeResponse) GetDescriptor_() *RangeDescriptor {
@@ -457,6 +607,13 @@ func (x *LookupRangeResponse) GetLeader() *ReplicaDescriptor {
 	return nil
 }
 
+func (x *LookupRangeResponse) GetNodes() []*NodeDescriptor {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
 type ListStoresRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Forwarded     bool                   `protobuf:"varint,1,opt,name=forwarded,proto3" json:"forwarded,omitempty"`
@@ -466,7 +623,7 @@ type ListStoresRequest struct {
 
 func (x *ListStoresRequest) Reset() {
 	*x = ListStoresRequest{}
-	mi := &file_flotillapb_placement_proto_msgTypes[7]
+	mi := &file_flotillapb_placement_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -478,7 +635,7 @@ func (x *ListStoresRequest) String() string {
 func (*ListStoresRequest) ProtoMessage() {}
 
 func (x *ListStoresRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_placement_proto_msgTypes[7]
+	mi := &file_flotillapb_placement_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -491,7 +648,7 @@ func (x *ListStoresRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListStoresRequest.ProtoReflect.Descriptor instead.
 func (*ListStoresRequest) Descriptor() ([]byte, []int) {
-	return file_flotillapb_placement_proto_rawDescGZIP(), []int{7}
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListStoresRequest) GetForwarded() bool {
@@ -511,13 +668,17 @@ type StoreStatus struct {
 	// from the store since it became leader.
 	SecondsSinceHeartbeat float64     `protobuf:"fixed64,3,opt,name=seconds_since_heartbeat,json=secondsSinceHeartbeat,proto3" json:"seconds_since_heartbeat,omitempty"`
 	Stats                 *StoreStats `protobuf:"bytes,4,opt,name=stats,proto3" json:"stats,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// replicas and leaders count the ranges with a replica on the store and
+	// those it leads, from the ranges' latest heartbeats.
+	Replicas      uint32 `protobuf:"varint,5,opt,name=replicas,proto3" json:"replicas,omitempty"`
+	Leaders       uint32 `protobuf:"varint,6,opt,name=leaders,proto3" json:"leaders,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StoreStatus) Reset() {
 	*x = StoreStatus{}
-	mi := &file_flotillapb_placement_proto_msgTypes[8]
+	mi := &file_flotillapb_placement_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -529,7 +690,7 @@ func (x *StoreStatus) String() string {
 func (*StoreStatus) ProtoMessage() {}
 
 func (x *StoreStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_placement_proto_msgTypes[8]
+	mi := &file_flotillapb_placement_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -542,7 +703,7 @@ func (x *StoreStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreStatus.ProtoReflect.Descriptor instead.
 func (*StoreStatus) Descriptor() ([]byte, []int) {
-	return file_flotillapb_placement_proto_rawDescGZIP(), []int{8}
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *StoreStatus) GetNode() *NodeDescriptor {
@@ -573,6 +734,20 @@ func (x *StoreStatus) GetStats() *StoreStats {
 	return nil
 }
 
+func (x *StoreStatus) GetReplicas() uint32 {
+	if x != nil {
+		return x.Replicas
+	}
+	return 0
+}
+
+func (x *StoreStatus) GetLeaders() uint32 {
+	if x != nil {
+		return x.Leaders
+	}
+	return 0
+}
+
 type ListStoresResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Stores        []*StoreStatus         `protobuf:"bytes,1,rep,name=stores,proto3" json:"stores,omitempty"`
@@ -582,7 +757,7 @@ type ListStoresResponse struct {
 
 func (x *ListStoresResponse) Reset() {
 	*x = ListStoresResponse{}
-	mi := &file_flotillapb_placement_proto_msgTypes[9]
+	mi := &file_flotillapb_placement_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -594,7 +769,7 @@ func (x *ListStoresResponse) String() string {
 func (*ListStoresResponse) ProtoMessage() {}
 
 func (x *ListStoresResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_placement_proto_msgTypes[9]
+	mi := &file_flotillapb_placement_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -607,7 +782,7 @@ func (x *ListStoresResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListStoresResponse.ProtoReflect.Descriptor instead.
 func (*ListStoresResponse) Descriptor() ([]byte, []int) {
-	return file_flotillapb_placement_proto_rawDescGZIP(), []int{9}
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListStoresResponse) GetStores() []*StoreStatus {
@@ -626,7 +801,7 @@ type ListRangesRequest struct {
 
 func (x *ListRangesRequest) Reset() {
 	*x = ListRangesRequest{}
-	mi := &file_flotillapb_placement_proto_msgTypes[10]
+	mi := &file_flotillapb_placement_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -638,7 +813,7 @@ func (x *ListRangesRequest) String() string {
 func (*ListRangesRequest) ProtoMessage() {}
 
 func (x *ListRangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_placement_proto_msgTypes[10]
+	mi := &file_flotillapb_placement_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -651,7 +826,7 @@ func (x *ListRangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRangesRequest.ProtoReflect.Descriptor instead.
 func (*ListRangesRequest) Descriptor() ([]byte, []int) {
-	return file_flotillapb_placement_proto_rawDescGZIP(), []int{10}
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListRangesRequest) GetForwarded() bool {
@@ -676,7 +851,7 @@ type RangeStatus struct {
 
 func (x *RangeStatus) Reset() {
 	*x = RangeStatus{}
-	mi := &file_flotillapb_placement_proto_msgTypes[11]
+	mi := &file_flotillapb_placement_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -688,7 +863,7 @@ func (x *RangeStatus) String() string {
 func (*RangeStatus) ProtoMessage() {}
 
 func (x *RangeStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_placement_proto_msgTypes[11]
+	mi := &file_flotillapb_placement_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -701,7 +876,7 @@ func (x *RangeStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeStatus.ProtoReflect.Descriptor instead.
 func (*RangeStatus) Descriptor() ([]byte, []int) {
-	return file_flotillapb_placement_proto_rawDescGZIP(), []int{11}
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RangeStatus) GetDescriptor_() *RangeDescriptor {
@@ -755,7 +930,7 @@ type ListRangesResponse struct {
 
 func (x *ListRangesResponse) Reset() {
 	*x = ListRangesResponse{}
-	mi := &file_flotillapb_placement_proto_msgTypes[12]
+	mi := &file_flotillapb_placement_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -767,7 +942,7 @@ func (x *ListRangesResponse) String() string {
 func (*ListRangesResponse) ProtoMessage() {}
 
 func (x *ListRangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_placement_proto_msgTypes[12]
+	mi := &file_flotillapb_placement_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -780,7 +955,7 @@ func (x *ListRangesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRangesResponse.ProtoReflect.Descriptor instead.
 func (*ListRangesResponse) Descriptor() ([]byte, []int) {
-	return file_flotillapb_placement_proto_rawDescGZIP(), []int{12}
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListRangesResponse) GetRanges() []*RangeStatus {
@@ -788,6 +963,586 @@ func (x *ListRangesResponse) GetRanges() []*RangeStatus {
 		return x.Ranges
 	}
 	return nil
+}
+
+type ListOperatorsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Forwarded     bool                   `protobuf:"varint,1,opt,name=forwarded,proto3" json:"forwarded,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListOperatorsRequest) Reset() {
+	*x = ListOperatorsRequest{}
+	mi := &file_flotillapb_placement_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListOperatorsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListOperatorsRequest) ProtoMessage() {}
+
+func (x *ListOperatorsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flotillapb_placement_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListOperatorsRequest.ProtoReflect.Descriptor instead.
+func (*ListOperatorsRequest) Descriptor() ([]byte, []int) {
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ListOperatorsRequest) GetForwarded() bool {
+	if x != nil {
+		return x.Forwarded
+	}
+	return false
+}
+
+// OperatorStatus is an operator as the placement driver tracks it.
+type OperatorStatus struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Id      uint64                 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	RangeId uint64                 `protobuf:"varint,2,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	// source is what started it: replica-checker, balance-replicas,
+	// balance-leaders or admin.
+	Source string `protobuf:"bytes,3,opt,name=source,proto3" json:"source,omitempty"`
+	Reason string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	// steps describes the steps, e.g. "add-learner 4/7, promote 4/7".
+	Steps []string `protobuf:"bytes,5,rep,name=steps,proto3" json:"steps,omitempty"`
+	// done counts the steps finished.
+	Done uint32 `protobuf:"varint,6,opt,name=done,proto3" json:"done,omitempty"`
+	// state is running, finished, failed or expired.
+	State string `protobuf:"bytes,7,opt,name=state,proto3" json:"state,omitempty"`
+	// error says why a failed or expired operator stopped.
+	Error         string  `protobuf:"bytes,8,opt,name=error,proto3" json:"error,omitempty"`
+	AgeSeconds    float64 `protobuf:"fixed64,9,opt,name=age_seconds,json=ageSeconds,proto3" json:"age_seconds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OperatorStatus) Reset() {
+	*x = OperatorStatus{}
+	mi := &file_flotillapb_placement_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OperatorStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OperatorStatus) ProtoMessage() {}
+
+func (x *OperatorStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_flotillapb_placement_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OperatorStatus.ProtoReflect.Descriptor instead.
+func (*OperatorStatus) Descriptor() ([]byte, []int) {
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *OperatorStatus) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *OperatorStatus) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
+}
+
+func (x *OperatorStatus) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *OperatorStatus) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *OperatorStatus) GetSteps() []string {
+	if x != nil {
+		return x.Steps
+	}
+	return nil
+}
+
+func (x *OperatorStatus) GetDone() uint32 {
+	if x != nil {
+		return x.Done
+	}
+	return 0
+}
+
+func (x *OperatorStatus) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *OperatorStatus) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *OperatorStatus) GetAgeSeconds() float64 {
+	if x != nil {
+		return x.AgeSeconds
+	}
+	return 0
+}
+
+type ListOperatorsResponse struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Operators []*OperatorStatus      `protobuf:"bytes,1,rep,name=operators,proto3" json:"operators,omitempty"`
+	// counts are the operators finished, failed and expired since this node
+	// became the placement group's leader, by state.
+	Counts map[string]uint64 `protobuf:"bytes,2,rep,name=counts,proto3" json:"counts,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// replica_balance and leader_balance are the spread (max - min) of
+	// replica and leader counts over the live stores that take replicas.
+	ReplicaBalance uint32 `protobuf:"varint,3,opt,name=replica_balance,json=replicaBalance,proto3" json:"replica_balance,omitempty"`
+	LeaderBalance  uint32 `protobuf:"varint,4,opt,name=leader_balance,json=leaderBalance,proto3" json:"leader_balance,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ListOperatorsResponse) Reset() {
+	*x = ListOperatorsResponse{}
+	mi := &file_flotillapb_placement_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListOperatorsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListOperatorsResponse) ProtoMessage() {}
+
+func (x *ListOperatorsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_flotillapb_placement_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListOperatorsResponse.ProtoReflect.Descriptor instead.
+func (*ListOperatorsResponse) Descriptor() ([]byte, []int) {
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ListOperatorsResponse) GetOperators() []*OperatorStatus {
+	if x != nil {
+		return x.Operators
+	}
+	return nil
+}
+
+func (x *ListOperatorsResponse) GetCounts() map[string]uint64 {
+	if x != nil {
+		return x.Counts
+	}
+	return nil
+}
+
+func (x *ListOperatorsResponse) GetReplicaBalance() uint32 {
+	if x != nil {
+		return x.ReplicaBalance
+	}
+	return 0
+}
+
+func (x *ListOperatorsResponse) GetLeaderBalance() uint32 {
+	if x != nil {
+		return x.LeaderBalance
+	}
+	return 0
+}
+
+type TransferLeaderRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RangeId       uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	StoreId       uint64                 `protobuf:"varint,2,opt,name=store_id,json=storeId,proto3" json:"store_id,omitempty"`
+	Forwarded     bool                   `protobuf:"varint,3,opt,name=forwarded,proto3" json:"forwarded,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeaderRequest) Reset() {
+	*x = TransferLeaderRequest{}
+	mi := &file_flotillapb_placement_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeaderRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeaderRequest) ProtoMessage() {}
+
+func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flotillapb_placement_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeaderRequest.ProtoReflect.Descriptor instead.
+func (*TransferLeaderRequest) Descriptor() ([]byte, []int) {
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *TransferLeaderRequest) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
+}
+
+func (x *TransferLeaderRequest) GetStoreId() uint64 {
+	if x != nil {
+		return x.StoreId
+	}
+	return 0
+}
+
+func (x *TransferLeaderRequest) GetForwarded() bool {
+	if x != nil {
+		return x.Forwarded
+	}
+	return false
+}
+
+type AddReplicaRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	RangeId uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	StoreId uint64                 `protobuf:"varint,2,opt,name=store_id,json=storeId,proto3" json:"store_id,omitempty"`
+	// learner: add a learner (a non-voting replica) instead of a voter.
+	Learner       bool `protobuf:"varint,3,opt,name=learner,proto3" json:"learner,omitempty"`
+	Forwarded     bool `protobuf:"varint,4,opt,name=forwarded,proto3" json:"forwarded,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddReplicaRequest) Reset() {
+	*x = AddReplicaRequest{}
+	mi := &file_flotillapb_placement_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddReplicaRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddReplicaRequest) ProtoMessage() {}
+
+func (x *AddReplicaRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flotillapb_placement_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddReplicaRequest.ProtoReflect.Descriptor instead.
+func (*AddReplicaRequest) Descriptor() ([]byte, []int) {
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *AddReplicaRequest) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
+}
+
+func (x *AddReplicaRequest) GetStoreId() uint64 {
+	if x != nil {
+		return x.StoreId
+	}
+	return 0
+}
+
+func (x *AddReplicaRequest) GetLearner() bool {
+	if x != nil {
+		return x.Learner
+	}
+	return false
+}
+
+func (x *AddReplicaRequest) GetForwarded() bool {
+	if x != nil {
+		return x.Forwarded
+	}
+	return false
+}
+
+type RemoveReplicaRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RangeId       uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	StoreId       uint64                 `protobuf:"varint,2,opt,name=store_id,json=storeId,proto3" json:"store_id,omitempty"`
+	Forwarded     bool                   `protobuf:"varint,3,opt,name=forwarded,proto3" json:"forwarded,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveReplicaRequest) Reset() {
+	*x = RemoveReplicaRequest{}
+	mi := &file_flotillapb_placement_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveReplicaRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveReplicaRequest) ProtoMessage() {}
+
+func (x *RemoveReplicaRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flotillapb_placement_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveReplicaRequest.ProtoReflect.Descriptor instead.
+func (*RemoveReplicaRequest) Descriptor() ([]byte, []int) {
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *RemoveReplicaRequest) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
+}
+
+func (x *RemoveReplicaRequest) GetStoreId() uint64 {
+	if x != nil {
+		return x.StoreId
+	}
+	return 0
+}
+
+func (x *RemoveReplicaRequest) GetForwarded() bool {
+	if x != nil {
+		return x.Forwarded
+	}
+	return false
+}
+
+type OperatorResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Operator      *OperatorStatus        `protobuf:"bytes,1,opt,name=operator,proto3" json:"operator,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OperatorResponse) Reset() {
+	*x = OperatorResponse{}
+	mi := &file_flotillapb_placement_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OperatorResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OperatorResponse) ProtoMessage() {}
+
+func (x *OperatorResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_flotillapb_placement_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OperatorResponse.ProtoReflect.Descriptor instead.
+func (*OperatorResponse) Descriptor() ([]byte, []int) {
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *OperatorResponse) GetOperator() *OperatorStatus {
+	if x != nil {
+		return x.Operator
+	}
+	return nil
+}
+
+type SetStoreStateRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	StoreId uint64                 `protobuf:"varint,1,opt,name=store_id,json=storeId,proto3" json:"store_id,omitempty"`
+	// state is STORE_DECOMMISSIONING (decommission) or STORE_UP
+	// (recommission); the driver sets STORE_DECOMMISSIONED itself once a
+	// decommissioning store holds no replica.
+	State         StoreState `protobuf:"varint,2,opt,name=state,proto3,enum=flotilla.v1.StoreState" json:"state,omitempty"`
+	Forwarded     bool       `protobuf:"varint,3,opt,name=forwarded,proto3" json:"forwarded,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetStoreStateRequest) Reset() {
+	*x = SetStoreStateRequest{}
+	mi := &file_flotillapb_placement_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetStoreStateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetStoreStateRequest) ProtoMessage() {}
+
+func (x *SetStoreStateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flotillapb_placement_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetStoreStateRequest.ProtoReflect.Descriptor instead.
+func (*SetStoreStateRequest) Descriptor() ([]byte, []int) {
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *SetStoreStateRequest) GetStoreId() uint64 {
+	if x != nil {
+		return x.StoreId
+	}
+	return 0
+}
+
+func (x *SetStoreStateRequest) GetState() StoreState {
+	if x != nil {
+		return x.State
+	}
+	return StoreState_STORE_UP
+}
+
+func (x *SetStoreStateRequest) GetForwarded() bool {
+	if x != nil {
+		return x.Forwarded
+	}
+	return false
+}
+
+type SetStoreStateResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Store *StoreStatus           `protobuf:"bytes,1,opt,name=store,proto3" json:"store,omitempty"`
+	// replicas is the number of replicas still on the store.
+	Replicas      uint32 `protobuf:"varint,2,opt,name=replicas,proto3" json:"replicas,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetStoreStateResponse) Reset() {
+	*x = SetStoreStateResponse{}
+	mi := &file_flotillapb_placement_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetStoreStateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetStoreStateResponse) ProtoMessage() {}
+
+func (x *SetStoreStateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_flotillapb_placement_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetStoreStateResponse.ProtoReflect.Descriptor instead.
+func (*SetStoreStateResponse) Descriptor() ([]byte, []int) {
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *SetStoreStateResponse) GetStore() *StoreStatus {
+	if x != nil {
+		return x.Store
+	}
+	return nil
+}
+
+func (x *SetStoreStateResponse) GetReplicas() uint32 {
+	if x != nil {
+		return x.Replicas
+	}
+	return 0
 }
 
 var File_flotillapb_placement_proto protoreflect.FileDescriptor
@@ -821,23 +1576,35 @@ const file_flotillapb_placement_proto_rawDesc = "" +
 	"\x10reads_per_second\x18\x05 \x01(\x01R\x0ereadsPerSecond\x12*\n" +
 	"\x11writes_per_second\x18\x06 \x01(\x01R\x0fwritesPerSecond\x12)\n" +
 	"\x10pending_replicas\x18\a \x03(\x04R\x0fpendingReplicas\x12\x1c\n" +
-	"\tforwarded\x18\b \x01(\bR\tforwarded\"\x18\n" +
-	"\x16RangeHeartbeatResponse\"D\n" +
+	"\tforwarded\x18\b \x01(\bR\tforwarded\"G\n" +
+	"\x16RangeHeartbeatResponse\x12-\n" +
+	"\x04step\x18\x01 \x01(\v2\x19.flotilla.v1.OperatorStepR\x04step\"\xc8\x01\n" +
+	"\fOperatorStep\x12\x1f\n" +
+	"\voperator_id\x18\x01 \x01(\x04R\n" +
+	"operatorId\x121\n" +
+	"\x04kind\x18\x02 \x01(\x0e2\x1d.flotilla.v1.OperatorStepKindR\x04kind\x12\x1d\n" +
+	"\n" +
+	"replica_id\x18\x03 \x01(\x04R\treplicaId\x12*\n" +
+	"\x11demote_replica_id\x18\x04 \x01(\x04R\x0fdemoteReplicaId\x12\x19\n" +
+	"\bconf_ver\x18\x05 \x01(\x04R\aconfVer\"D\n" +
 	"\x12LookupRangeRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x1c\n" +
-	"\tforwarded\x18\x02 \x01(\bR\tforwarded\"\x8b\x01\n" +
+	"\tforwarded\x18\x02 \x01(\bR\tforwarded\"\xbe\x01\n" +
 	"\x13LookupRangeResponse\x12<\n" +
 	"\n" +
 	"descriptor\x18\x01 \x01(\v2\x1c.flotilla.v1.RangeDescriptorR\n" +
 	"descriptor\x126\n" +
-	"\x06leader\x18\x02 \x01(\v2\x1e.flotilla.v1.ReplicaDescriptorR\x06leader\"1\n" +
+	"\x06leader\x18\x02 \x01(\v2\x1e.flotilla.v1.ReplicaDescriptorR\x06leader\x121\n" +
+	"\x05nodes\x18\x03 \x03(\v2\x1b.flotilla.v1.NodeDescriptorR\x05nodes\"1\n" +
 	"\x11ListStoresRequest\x12\x1c\n" +
-	"\tforwarded\x18\x01 \x01(\bR\tforwarded\"\xb9\x01\n" +
+	"\tforwarded\x18\x01 \x01(\bR\tforwarded\"\xef\x01\n" +
 	"\vStoreStatus\x12/\n" +
 	"\x04node\x18\x01 \x01(\v2\x1b.flotilla.v1.NodeDescriptorR\x04node\x12\x12\n" +
 	"\x04live\x18\x02 \x01(\bR\x04live\x126\n" +
 	"\x17seconds_since_heartbeat\x18\x03 \x01(\x01R\x15secondsSinceHeartbeat\x12-\n" +
-	"\x05stats\x18\x04 \x01(\v2\x17.flotilla.v1.StoreStatsR\x05stats\"F\n" +
+	"\x05stats\x18\x04 \x01(\v2\x17.flotilla.v1.StoreStatsR\x05stats\x12\x1a\n" +
+	"\breplicas\x18\x05 \x01(\rR\breplicas\x12\x18\n" +
+	"\aleaders\x18\x06 \x01(\rR\aleaders\"F\n" +
 	"\x12ListStoresResponse\x120\n" +
 	"\x06stores\x18\x01 \x03(\v2\x18.flotilla.v1.StoreStatusR\x06stores\"1\n" +
 	"\x11ListRangesRequest\x12\x1c\n" +
@@ -852,7 +1619,56 @@ const file_flotillapb_placement_proto_rawDesc = "" +
 	"\x11writes_per_second\x18\x05 \x01(\x01R\x0fwritesPerSecond\x126\n" +
 	"\x17seconds_since_heartbeat\x18\x06 \x01(\x01R\x15secondsSinceHeartbeat\"F\n" +
 	"\x12ListRangesResponse\x120\n" +
-	"\x06ranges\x18\x01 \x03(\v2\x18.flotilla.v1.RangeStatusR\x06ranges2\xb1\x03\n" +
+	"\x06ranges\x18\x01 \x03(\v2\x18.flotilla.v1.RangeStatusR\x06ranges\"4\n" +
+	"\x14ListOperatorsRequest\x12\x1c\n" +
+	"\tforwarded\x18\x01 \x01(\bR\tforwarded\"\xe2\x01\n" +
+	"\x0eOperatorStatus\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12\x19\n" +
+	"\brange_id\x18\x02 \x01(\x04R\arangeId\x12\x16\n" +
+	"\x06source\x18\x03 \x01(\tR\x06source\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x14\n" +
+	"\x05steps\x18\x05 \x03(\tR\x05steps\x12\x12\n" +
+	"\x04done\x18\x06 \x01(\rR\x04done\x12\x14\n" +
+	"\x05state\x18\a \x01(\tR\x05state\x12\x14\n" +
+	"\x05error\x18\b \x01(\tR\x05error\x12\x1f\n" +
+	"\vage_seconds\x18\t \x01(\x01R\n" +
+	"ageSeconds\"\xa5\x02\n" +
+	"\x15ListOperatorsResponse\x129\n" +
+	"\toperators\x18\x01 \x03(\v2\x1b.flotilla.v1.OperatorStatusR\toperators\x12F\n" +
+	"\x06counts\x18\x02 \x03(\v2..flotilla.v1.ListOperatorsResponse.CountsEntryR\x06counts\x12'\n" +
+	"\x0freplica_balance\x18\x03 \x01(\rR\x0ereplicaBalance\x12%\n" +
+	"\x0eleader_balance\x18\x04 \x01(\rR\rleaderBalance\x1a9\n" +
+	"\vCountsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"k\n" +
+	"\x15TransferLeaderRequest\x12\x19\n" +
+	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x19\n" +
+	"\bstore_id\x18\x02 \x01(\x04R\astoreId\x12\x1c\n" +
+	"\tforwarded\x18\x03 \x01(\bR\tforwarded\"\x81\x01\n" +
+	"\x11AddReplicaRequest\x12\x19\n" +
+	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x19\n" +
+	"\bstore_id\x18\x02 \x01(\x04R\astoreId\x12\x18\n" +
+	"\alearner\x18\x03 \x01(\bR\alearner\x12\x1c\n" +
+	"\tforwarded\x18\x04 \x01(\bR\tforwarded\"j\n" +
+	"\x14RemoveReplicaRequest\x12\x19\n" +
+	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x19\n" +
+	"\bstore_id\x18\x02 \x01(\x04R\astoreId\x12\x1c\n" +
+	"\tforwarded\x18\x03 \x01(\bR\tforwarded\"K\n" +
+	"\x10OperatorResponse\x127\n" +
+	"\boperator\x18\x01 \x01(\v2\x1b.flotilla.v1.OperatorStatusR\boperator\"~\n" +
+	"\x14SetStoreStateRequest\x12\x19\n" +
+	"\bstore_id\x18\x01 \x01(\x04R\astoreId\x12-\n" +
+	"\x05state\x18\x02 \x01(\x0e2\x17.flotilla.v1.StoreStateR\x05state\x12\x1c\n" +
+	"\tforwarded\x18\x03 \x01(\bR\tforwarded\"c\n" +
+	"\x15SetStoreStateResponse\x12.\n" +
+	"\x05store\x18\x01 \x01(\v2\x18.flotilla.v1.StoreStatusR\x05store\x12\x1a\n" +
+	"\breplicas\x18\x02 \x01(\rR\breplicas*Q\n" +
+	"\x10OperatorStepKind\x12\x0f\n" +
+	"\vADD_LEARNER\x10\x00\x12\v\n" +
+	"\aPROMOTE\x10\x01\x12\n" +
+	"\n" +
+	"\x06REMOVE\x10\x02\x12\x13\n" +
+	"\x0fTRANSFER_LEADER\x10\x032\xd6\x06\n" +
 	"\tPlacement\x12Y\n" +
 	"\x0eStoreHeartbeat\x12\".flotilla.v1.StoreHeartbeatRequest\x1a#.flotilla.v1.StoreHeartbeatResponse\x12Y\n" +
 	"\x0eRangeHeartbeat\x12\".flotilla.v1.RangeHeartbeatRequest\x1a#.flotilla.v1.RangeHeartbeatResponse\x12P\n" +
@@ -860,7 +1676,13 @@ const file_flotillapb_placement_proto_rawDesc = "" +
 	"\n" +
 	"ListStores\x12\x1e.flotilla.v1.ListStoresRequest\x1a\x1f.flotilla.v1.ListStoresResponse\x12M\n" +
 	"\n" +
-	"ListRanges\x12\x1e.flotilla.v1.ListRangesRequest\x1a\x1f.flotilla.v1.ListRangesResponseB/Z-github.com/flotilladb/flotilla/rpc/flotillapbb\x06proto3"
+	"ListRanges\x12\x1e.flotilla.v1.ListRangesRequest\x1a\x1f.flotilla.v1.ListRangesResponse\x12V\n" +
+	"\rListOperators\x12!.flotilla.v1.ListOperatorsRequest\x1a\".flotilla.v1.ListOperatorsResponse\x12S\n" +
+	"\x0eTransferLeader\x12\".flotilla.v1.TransferLeaderRequest\x1a\x1d.flotilla.v1.OperatorResponse\x12K\n" +
+	"\n" +
+	"AddReplica\x12\x1e.flotilla.v1.AddReplicaRequest\x1a\x1d.flotilla.v1.OperatorResponse\x12Q\n" +
+	"\rRemoveReplica\x12!.flotilla.v1.RemoveReplicaRequest\x1a\x1d.flotilla.v1.OperatorResponse\x12V\n" +
+	"\rSetStoreState\x12!.flotilla.v1.SetStoreStateRequest\x1a\".flotilla.v1.SetStoreStateResponseB/Z-github.com/flotilladb/flotilla/rpc/flotillapbb\x06proto3"
 
 var (
 	file_flotillapb_placement_proto_rawDescOnce sync.Once
@@ -874,54 +1696,86 @@ func file_flotillapb_placement_proto_rawDescGZIP() []byte {
 	return file_flotillapb_placement_proto_rawDescData
 }
 
-var file_flotillapb_placement_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_flotillapb_placement_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_flotillapb_placement_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_flotillapb_placement_proto_goTypes = []any{
-	(*StoreStats)(nil),             // 0: flotilla.v1.StoreStats
-	(*StoreHeartbeatRequest)(nil),  // 1: flotilla.v1.StoreHeartbeatRequest
-	(*StoreHeartbeatResponse)(nil), // 2: flotilla.v1.StoreHeartbeatResponse
-	(*RangeHeartbeatRequest)(nil),  // 3: flotilla.v1.RangeHeartbeatRequest
-	(*RangeHeartbeatResponse)(nil), // 4: flotilla.v1.RangeHeartbeatResponse
-	(*LookupRangeRequest)(nil),     // 5: flotilla.v1.LookupRangeRequest
-	(*LookupRangeResponse)(nil),    // 6: flotilla.v1.LookupRangeResponse
-	(*ListStoresRequest)(nil),      // 7: flotilla.v1.ListStoresRequest
-	(*StoreStatus)(nil),            // 8: flotilla.v1.StoreStatus
-	(*ListStoresResponse)(nil),     // 9: flotilla.v1.ListStoresResponse
-	(*ListRangesRequest)(nil),      // 10: flotilla.v1.ListRangesRequest
-	(*RangeStatus)(nil),            // 11: flotilla.v1.RangeStatus
-	(*ListRangesResponse)(nil),     // 12: flotilla.v1.ListRangesResponse
-	(*RangeDescriptor)(nil),        // 13: flotilla.v1.RangeDescriptor
-	(*RangeStats)(nil),             // 14: flotilla.v1.RangeStats
-	(*ReplicaDescriptor)(nil),      // 15: flotilla.v1.ReplicaDescriptor
-	(*NodeDescriptor)(nil),         // 16: flotilla.v1.NodeDescriptor
+	(OperatorStepKind)(0),          // 0: flotilla.v1.OperatorStepKind
+	(*StoreStats)(nil),             // 1: flotilla.v1.StoreStats
+	(*StoreHeartbeatRequest)(nil),  // 2: flotilla.v1.StoreHeartbeatRequest
+	(*StoreHeartbeatResponse)(nil), // 3: flotilla.v1.StoreHeartbeatResponse
+	(*RangeHeartbeatRequest)(nil),  // 4: flotilla.v1.RangeHeartbeatRequest
+	(*RangeHeartbeatResponse)(nil), // 5: flotilla.v1.RangeHeartbeatResponse
+	(*OperatorStep)(nil),           // 6: flotilla.v1.OperatorStep
+	(*LookupRangeRequest)(nil),     // 7: flotilla.v1.LookupRangeRequest
+	(*LookupRangeResponse)(nil),    // 8: flotilla.v1.LookupRangeResponse
+	(*ListStoresRequest)(nil),      // 9: flotilla.v1.ListStoresRequest
+	(*StoreStatus)(nil),            // 10: flotilla.v1.StoreStatus
+	(*ListStoresResponse)(nil),     // 11: flotilla.v1.ListStoresResponse
+	(*ListRangesRequest)(nil),      // 12: flotilla.v1.ListRangesRequest
+	(*RangeStatus)(nil),            // 13: flotilla.v1.RangeStatus
+	(*ListRangesResponse)(nil),     // 14: flotilla.v1.ListRangesResponse
+	(*ListOperatorsRequest)(nil),   // 15: flotilla.v1.ListOperatorsRequest
+	(*OperatorStatus)(nil),         // 16: flotilla.v1.OperatorStatus
+	(*ListOperatorsResponse)(nil),  // 17: flotilla.v1.ListOperatorsResponse
+	(*TransferLeaderRequest)(nil),  // 18: flotilla.v1.TransferLeaderRequest
+	(*AddReplicaRequest)(nil),      // 19: flotilla.v1.AddReplicaRequest
+	(*RemoveReplicaRequest)(nil),   // 20: flotilla.v1.RemoveReplicaRequest
+	(*OperatorResponse)(nil),       // 21: flotilla.v1.OperatorResponse
+	(*SetStoreStateRequest)(nil),   // 22: flotilla.v1.SetStoreStateRequest
+	(*SetStoreStateResponse)(nil),  // 23: flotilla.v1.SetStoreStateResponse
+	nil,                            // 24: flotilla.v1.ListOperatorsResponse.CountsEntry
+	(*RangeDescriptor)(nil),        // 25: flotilla.v1.RangeDescriptor
+	(*RangeStats)(nil),             // 26: flotilla.v1.RangeStats
+	(*ReplicaDescriptor)(nil),      // 27: flotilla.v1.ReplicaDescriptor
+	(*NodeDescriptor)(nil),         // 28: flotilla.v1.NodeDescriptor
+	(StoreState)(0),                // 29: flotilla.v1.StoreState
 }
 var file_flotillapb_placement_proto_depIdxs = []int32{
-	0,  // 0: flotilla.v1.StoreHeartbeatRequest.stats:type_name -> flotilla.v1.StoreStats
-	13, // 1: flotilla.v1.RangeHeartbeatRequest.descriptor:type_name -> flotilla.v1.RangeDescriptor
-	14, // 2: flotilla.v1.RangeHeartbeatRequest.stats:type_name -> flotilla.v1.RangeStats
-	13, // 3: flotilla.v1.LookupRangeResponse.descriptor:type_name -> flotilla.v1.RangeDescriptor
-	15, // 4: flotilla.v1.LookupRangeResponse.leader:type_name -> flotilla.v1.ReplicaDescriptor
-	16, // 5: flotilla.v1.StoreStatus.node:type_name -> flotilla.v1.NodeDescriptor
-	0,  // 6: flotilla.v1.StoreStatus.stats:type_name -> flotilla.v1.StoreStats
-	8,  // 7: flotilla.v1.ListStoresResponse.stores:type_name -> flotilla.v1.StoreStatus
-	13, // 8: flotilla.v1.RangeStatus.descriptor:type_name -> flotilla.v1.RangeDescriptor
-	15, // 9: flotilla.v1.RangeStatus.leader:type_name -> flotilla.v1.ReplicaDescriptor
-	14, // 10: flotilla.v1.RangeStatus.stats:type_name -> flotilla.v1.RangeStats
-	11, // 11: flotilla.v1.ListRangesResponse.ranges:type_name -> flotilla.v1.RangeStatus
-	1,  // 12: flotilla.v1.Placement.StoreHeartbeat:input_type -> flotilla.v1.StoreHeartbeatRequest
-	3,  // 13: flotilla.v1.Placement.RangeHeartbeat:input_type -> flotilla.v1.RangeHeartbeatRequest
-	5,  // 14: flotilla.v1.Placement.LookupRange:input_type -> flotilla.v1.LookupRangeRequest
-	7,  // 15: flotilla.v1.Placement.ListStores:input_type -> flotilla.v1.ListStoresRequest
-	10, // 16: flotilla.v1.Placement.ListRanges:input_type -> flotilla.v1.ListRangesRequest
-	2,  // 17: flotilla.v1.Placement.StoreHeartbeat:output_type -> flotilla.v1.StoreHeartbeatResponse
-	4,  // 18: flotilla.v1.Placement.RangeHeartbeat:output_type -> flotilla.v1.RangeHeartbeatResponse
-	6,  // 19: flotilla.v1.Placement.LookupRange:output_type -> flotilla.v1.LookupRangeResponse
-	9,  // 20: flotilla.v1.Placement.ListStores:output_type -> flotilla.v1.ListStoresResponse
-	12, // 21: flotilla.v1.Placement.ListRanges:output_type -> flotilla.v1.ListRangesResponse
-	17, // [17:22] is the sub-list for method output_type
-	12, // [12:17] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	1,  // 0: flotilla.v1.StoreHeartbeatRequest.stats:type_name -> flotilla.v1.StoreStats
+	25, // 1: flotilla.v1.RangeHeartbeatRequest.descriptor:type_name -> flotilla.v1.RangeDescriptor
+	26, // 2: flotilla.v1.RangeHeartbeatRequest.stats:type_name -> flotilla.v1.RangeStats
+	6,  // 3: flotilla.v1.RangeHeartbeatResponse.step:type_name -> flotilla.v1.OperatorStep
+	0,  // 4: flotilla.v1.OperatorStep.kind:type_name -> flotilla.v1.OperatorStepKind
+	25, // 5: flotilla.v1.LookupRangeResponse.descriptor:type_name -> flotilla.v1.RangeDescriptor
+	27, // 6: flotilla.v1.LookupRangeResponse.leader:type_name -> flotilla.v1.ReplicaDescriptor
+	28, // 7: flotilla.v1.LookupRangeResponse.nodes:type_name -> flotilla.v1.NodeDescriptor
+	28, // 8: flotilla.v1.StoreStatus.node:type_name -> flotilla.v1.NodeDescriptor
+	1,  // 9: flotilla.v1.StoreStatus.stats:type_name -> flotilla.v1.StoreStats
+	10, // 10: flotilla.v1.ListStoresResponse.stores:type_name -> flotilla.v1.StoreStatus
+	25, // 11: flotilla.v1.RangeStatus.descriptor:type_name -> flotilla.v1.RangeDescriptor
+	27, // 12: flotilla.v1.RangeStatus.leader:type_name -> flotilla.v1.ReplicaDescriptor
+	26, // 13: flotilla.v1.RangeStatus.stats:type_name -> flotilla.v1.RangeStats
+	13, // 14: flotilla.v1.ListRangesResponse.ranges:type_name -> flotilla.v1.RangeStatus
+	16, // 15: flotilla.v1.ListOperatorsResponse.operators:type_name -> flotilla.v1.OperatorStatus
+	24, // 16: flotilla.v1.ListOperatorsResponse.counts:type_name -> flotilla.v1.ListOperatorsResponse.CountsEntry
+	16, // 17: flotilla.v1.OperatorResponse.operator:type_name -> flotilla.v1.OperatorStatus
+	29, // 18: flotilla.v1.SetStoreStateRequest.state:type_name -> flotilla.v1.StoreState
+	10, // 19: flotilla.v1.SetStoreStateResponse.store:type_name -> flotilla.v1.StoreStatus
+	2,  // 20: flotilla.v1.Placement.StoreHeartbeat:input_type -> flotilla.v1.StoreHeartbeatRequest
+	4,  // 21: flotilla.v1.Placement.RangeHeartbeat:input_type -> flotilla.v1.RangeHeartbeatRequest
+	7,  // 22: flotilla.v1.Placement.LookupRange:input_type -> flotilla.v1.LookupRangeRequest
+	9,  // 23: flotilla.v1.Placement.ListStores:input_type -> flotilla.v1.ListStoresRequest
+	12, // 24: flotilla.v1.Placement.ListRanges:input_type -> flotilla.v1.ListRangesRequest
+	15, // 25: flotilla.v1.Placement.ListOperators:input_type -> flotilla.v1.ListOperatorsRequest
+	18, // 26: flotilla.v1.Placement.TransferLeader:input_type -> flotilla.v1.TransferLeaderRequest
+	19, // 27: flotilla.v1.Placement.AddReplica:input_type -> flotilla.v1.AddReplicaRequest
+	20, // 28: flotilla.v1.Placement.RemoveReplica:input_type -> flotilla.v1.RemoveReplicaRequest
+	22, // 29: flotilla.v1.Placement.SetStoreState:input_type -> flotilla.v1.SetStoreStateRequest
+	3,  // 30: flotilla.v1.Placement.StoreHeartbeat:output_type -> flotilla.v1.StoreHeartbeatResponse
+	5,  // 31: flotilla.v1.Placement.RangeHeartbeat:output_type -> flotilla.v1.RangeHeartbeatResponse
+	8,  // 32: flotilla.v1.Placement.LookupRange:output_type -> flotilla.v1.LookupRangeResponse
+	11, // 33: flotilla.v1.Placement.ListStores:output_type -> flotilla.v1.ListStoresResponse
+	14, // 34: flotilla.v1.Placement.ListRanges:output_type -> flotilla.v1.ListRangesResponse
+	17, // 35: flotilla.v1.Placement.ListOperators:output_type -> flotilla.v1.ListOperatorsResponse
+	21, // 36: flotilla.v1.Placement.TransferLeader:output_type -> flotilla.v1.OperatorResponse
+	21, // 37: flotilla.v1.Placement.AddReplica:output_type -> flotilla.v1.OperatorResponse
+	21, // 38: flotilla.v1.Placement.RemoveReplica:output_type -> flotilla.v1.OperatorResponse
+	23, // 39: flotilla.v1.Placement.SetStoreState:output_type -> flotilla.v1.SetStoreStateResponse
+	30, // [30:40] is the sub-list for method output_type
+	20, // [20:30] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_flotillapb_placement_proto_init() }
@@ -935,13 +1789,14 @@ func file_flotillapb_placement_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flotillapb_placement_proto_rawDesc), len(file_flotillapb_placement_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   13,
+			NumEnums:      1,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_flotillapb_placement_proto_goTypes,
 		DependencyIndexes: file_flotillapb_placement_proto_depIdxs,
+		EnumInfos:         file_flotillapb_placement_proto_enumTypes,
 		MessageInfos:      file_flotillapb_placement_proto_msgTypes,
 	}.Build()
 	File_flotillapb_placement_proto = out.File

@@ -29,6 +29,11 @@ const (
 	Placement_LookupRange_FullMethodName    = "/flotilla.v1.Placement/LookupRange"
 	Placement_ListStores_FullMethodName     = "/flotilla.v1.Placement/ListStores"
 	Placement_ListRanges_FullMethodName     = "/flotilla.v1.Placement/ListRanges"
+	Placement_ListOperators_FullMethodName  = "/flotilla.v1.Placement/ListOperators"
+	Placement_TransferLeader_FullMethodName = "/flotilla.v1.Placement/TransferLeader"
+	Placement_AddReplica_FullMethodName     = "/flotilla.v1.Placement/AddReplica"
+	Placement_RemoveReplica_FullMethodName  = "/flotilla.v1.Placement/RemoveReplica"
+	Placement_SetStoreState_FullMethodName  = "/flotilla.v1.Placement/SetStoreState"
 )
 
 // PlacementClient is the client API for Placement service.
@@ -44,6 +49,17 @@ type PlacementClient interface {
 	LookupRange(ctx context.Context, in *LookupRangeRequest, opts ...grpc.CallOption) (*LookupRangeResponse, error)
 	ListStores(ctx context.Context, in *ListStoresRequest, opts ...grpc.CallOption) (*ListStoresResponse, error)
 	ListRanges(ctx context.Context, in *ListRangesRequest, opts ...grpc.CallOption) (*ListRangesResponse, error)
+	// ListOperators returns the operators running and recently finished.
+	ListOperators(ctx context.Context, in *ListOperatorsRequest, opts ...grpc.CallOption) (*ListOperatorsResponse, error)
+	// Admin requests. Each starts an operator on the range (replacing the one
+	// running there, if any) and returns it; the range's leader executes it
+	// through its heartbeats.
+	TransferLeader(ctx context.Context, in *TransferLeaderRequest, opts ...grpc.CallOption) (*OperatorResponse, error)
+	AddReplica(ctx context.Context, in *AddReplicaRequest, opts ...grpc.CallOption) (*OperatorResponse, error)
+	RemoveReplica(ctx context.Context, in *RemoveReplicaRequest, opts ...grpc.CallOption) (*OperatorResponse, error)
+	// SetStoreState decommissions (every replica moves off, then the store is
+	// marked decommissioned) or recommissions a store.
+	SetStoreState(ctx context.Context, in *SetStoreStateRequest, opts ...grpc.CallOption) (*SetStoreStateResponse, error)
 }
 
 type placementClient struct {
@@ -104,6 +120,56 @@ func (c *placementClient) ListRanges(ctx context.Context, in *ListRangesRequest,
 	return out, nil
 }
 
+func (c *placementClient) ListOperators(ctx context.Context, in *ListOperatorsRequest, opts ...grpc.CallOption) (*ListOperatorsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListOperatorsResponse)
+	err := c.cc.Invoke(ctx, Placement_ListOperators_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *placementClient) TransferLeader(ctx context.Context, in *TransferLeaderRequest, opts ...grpc.CallOption) (*OperatorResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(OperatorResponse)
+	err := c.cc.Invoke(ctx, Placement_TransferLeader_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *placementClient) AddReplica(ctx context.Context, in *AddReplicaRequest, opts ...grpc.CallOption) (*OperatorResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(OperatorResponse)
+	err := c.cc.Invoke(ctx, Placement_AddReplica_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *placementClient) RemoveReplica(ctx context.Context, in *RemoveReplicaRequest, opts ...grpc.CallOption) (*OperatorResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(OperatorResponse)
+	err := c.cc.Invoke(ctx, Placement_RemoveReplica_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *placementClient) SetStoreState(ctx context.Context, in *SetStoreStateRequest, opts ...grpc.CallOption) (*SetStoreStateResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetStoreStateResponse)
+	err := c.cc.Invoke(ctx, Placement_SetStoreState_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PlacementServer is the server API for Placement service.
 // All implementations must embed UnimplementedPlacementServer
 // for forward compatibility.
@@ -117,6 +183,17 @@ type PlacementServer interface {
 	LookupRange(context.Context, *LookupRangeRequest) (*LookupRangeResponse, error)
 	ListStores(context.Context, *ListStoresRequest) (*ListStoresResponse, error)
 	ListRanges(context.Context, *ListRangesRequest) (*ListRangesResponse, error)
+	// ListOperators returns the operators running and recently finished.
+	ListOperators(context.Context, *ListOperatorsRequest) (*ListOperatorsResponse, error)
+	// Admin requests. Each starts an operator on the range (replacing the one
+	// running there, if any) and returns it; the range's leader executes it
+	// through its heartbeats.
+	TransferLeader(context.Context, *TransferLeaderRequest) (*OperatorResponse, error)
+	AddReplica(context.Context, *AddReplicaRequest) (*OperatorResponse, error)
+	RemoveReplica(context.Context, *RemoveReplicaRequest) (*OperatorResponse, error)
+	// SetStoreState decommissions (every replica moves off, then the store is
+	// marked decommissioned) or recommissions a store.
+	SetStoreState(context.Context, *SetStoreStateRequest) (*SetStoreStateResponse, error)
 	mustEmbedUnimplementedPlacementServer()
 }
 
@@ -141,6 +218,21 @@ func (UnimplementedPlacementServer) ListStores(context.Context, *ListStoresReque
 }
 func (UnimplementedPlacementServer) ListRanges(context.Context, *ListRangesRequest) (*ListRangesResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListRanges not implemented")
+}
+func (UnimplementedPlacementServer) ListOperators(context.Context, *ListOperatorsRequest) (*ListOperatorsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListOperators not implemented")
+}
+func (UnimplementedPlacementServer) TransferLeader(context.Context, *TransferLeaderRequest) (*OperatorResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method TransferLeader not implemented")
+}
+func (UnimplementedPlacementServer) AddReplica(context.Context, *AddReplicaRequest) (*OperatorResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AddReplica not implemented")
+}
+func (UnimplementedPlacementServer) RemoveReplica(context.Context, *RemoveReplicaRequest) (*OperatorResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemoveReplica not implemented")
+}
+func (UnimplementedPlacementServer) SetStoreState(context.Context, *SetStoreStateRequest) (*SetStoreStateResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetStoreState not implemented")
 }
 func (UnimplementedPlacementServer) mustEmbedUnimplementedPlacementServer() {}
 func (UnimplementedPlacementServer) testEmbeddedByValue()                   {}
@@ -253,6 +345,96 @@ func _Placement_ListRanges_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Placement_ListOperators_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListOperatorsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PlacementServer).ListOperators(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Placement_ListOperators_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PlacementServer).ListOperators(ctx, req.(*ListOperatorsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Placement_TransferLeader_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TransferLeaderRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PlacementServer).TransferLeader(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Placement_TransferLeader_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PlacementServer).TransferLeader(ctx, req.(*TransferLeaderRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Placement_AddReplica_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AddReplicaRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PlacementServer).AddReplica(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Placement_AddReplica_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PlacementServer).AddReplica(ctx, req.(*AddReplicaRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Placement_RemoveReplica_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveReplicaRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PlacementServer).RemoveReplica(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Placement_RemoveReplica_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PlacementServer).RemoveReplica(ctx, req.(*RemoveReplicaRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Placement_SetStoreState_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetStoreStateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PlacementServer).SetStoreState(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Placement_SetStoreState_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PlacementServer).SetStoreState(ctx, req.(*SetStoreStateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Placement_ServiceDesc is the grpc.ServiceDesc for Placement service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -279,6 +461,26 @@ var Placement_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListRanges",
 			Handler:    _Placement_ListRanges_Handler,
+		},
+		{
+			MethodName: "ListOperators",
+			Handler:    _Placement_ListOperators_Handler,
+		},
+		{
+			MethodName: "TransferLeader",
+			Handler:    _Placement_TransferLeader_Handler,
+		},
+		{
+			MethodName: "AddReplica",
+			Handler:    _Placement_AddReplica_Handler,
+		},
+		{
+			MethodName: "RemoveReplica",
+			Handler:    _Placement_RemoveReplica_Handler,
+		},
+		{
+			MethodName: "SetStoreState",
+			Handler:    _Placement_SetStoreState_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
