@@ -52,9 +52,14 @@ type Config struct {
 	// (its own and those forwarded to it); beyond it requests fail at once
 	// with ServerBusy (not applied) and clients back off. Default 8192.
 	MaxInflightRequests int
-	// ReplicationFactor is how many replicas the first range and the
-	// placement group get (on the first nodes to join). Default 3.
+	// ReplicationFactor is how many voters the placement driver keeps for
+	// each range. It is read on the node leading the placement group: set
+	// it alike on every node. Default 3.
 	ReplicationFactor int
+	// PlacementReplicationFactor is how many voters the placement driver
+	// keeps for its own group (3 or 5 are usual). Read like
+	// ReplicationFactor. Default 3.
+	PlacementReplicationFactor int
 	// HeartbeatInterval is how often the node reports itself and the
 	// ranges it leads to the placement driver. Default 1 s.
 	HeartbeatInterval time.Duration
@@ -101,6 +106,9 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.ReplicationFactor == 0 {
 		c.ReplicationFactor = 3
+	}
+	if c.PlacementReplicationFactor == 0 {
+		c.PlacementReplicationFactor = 3
 	}
 	if c.HeartbeatInterval == 0 {
 		c.HeartbeatInterval = time.Second
@@ -161,6 +169,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ReplicationFactor < 1 || c.ReplicationFactor > 7 {
 		errs = append(errs, fmt.Errorf("ReplicationFactor %d is not in [1, 7]", c.ReplicationFactor))
+	}
+	if c.PlacementReplicationFactor < 1 || c.PlacementReplicationFactor > 7 {
+		errs = append(errs, fmt.Errorf("PlacementReplicationFactor %d is not in [1, 7]", c.PlacementReplicationFactor))
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("flotilla: invalid config: %w", errors.Join(errs...))

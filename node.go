@@ -66,6 +66,10 @@ type Node struct {
 	// group; driverTerm is the term it was last reset for.
 	driver     *placement.Driver
 	driverTerm atomic.Uint64
+	// allocMu serializes the allocation of replica IDs for the driver.
+	allocMu sync.Mutex
+	// executing holds the groups an operator step runs for.
+	executing sync.Map
 
 	lis        net.Listener
 	grpcServer *grpc.Server
@@ -183,7 +187,10 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, err
 	}
 	n.gw = &gateway{n: n}
-	n.driver = placement.NewDriver(placement.DriverConfig{LivenessWindow: cfg.LivenessWindow, StoreDownTimeout: cfg.StoreDownTimeout})
+	n.driver = placement.NewDriver(placement.DriverConfig{
+		LivenessWindow: cfg.LivenessWindow, StoreDownTimeout: cfg.StoreDownTimeout,
+		ReplicationFactor: cfg.ReplicationFactor, PlacementReplicationFactor: cfg.PlacementReplicationFactor,
+	})
 	n.kvAPI = kvAPI{h: n.gw, close: n.Close}
 
 	// WaitForHandlers: Close must not close the store under a running
@@ -240,7 +247,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 
 	n.wg.Add(2)
-	go n.replicateLoop()
+	go n.maintenanceLoop()
 	go n.heartbeatLoop()
 	return n, nil
 }

@@ -5,9 +5,7 @@ package flotilla
 import (
 	"context"
 	"fmt"
-	"syscall"
-	"time"
-
+		
 	"github.com/flotilladb/flotilla/multiraft"
 	"github.com/flotilladb/flotilla/placement"
 	"github.com/flotilladb/flotilla/rpc"
@@ -95,7 +93,9 @@ func (s *placementService) RangeHeartbeat(ctx context.Context, req *flotillapb.R
 				return nil, invalidArgument("descriptor", "a range heartbeat needs a descriptor with a range ID and an epoch")
 			}
 			n.driver.ObserveRange(req)
-			if known := knownDescriptor(meta.State(), desc.GetRangeId()); known == nil || placement.NewerEpoch(desc.GetEpoch(), known.GetEpoch()) {
+			id := multiraft.GroupID(desc.GetRangeId())
+			if known := knownDescriptor(meta.State(), desc.GetRangeId()); id != placement.GroupID &&
+				(known == nil || placement.NewerEpoch(desc.GetEpoch(), known.GetEpoch())) {
 				// The driver's copy is stale: record the newer one.
 				data, err := proto.Marshal(&flotillapb.MetaCommand{Command: &flotillapb.MetaCommand_UpdateRange{
 					UpdateRange: &flotillapb.UpdateRange{Descriptor_: desc}}})
@@ -106,7 +106,8 @@ func (s *placementService) RangeHeartbeat(ctx context.Context, req *flotillapb.R
 					n.log.Debug("recording a range descriptor", "range", desc.GetRangeId(), "err", err, "result", res.Err)
 				}
 			}
-			return &flotillapb.RangeHeartbeatResponse{}, nil
+			n.ensureReplicaSeqs(ctx, host)
+			return &flotillapb.RangeHeartbeatResponse{Step: n.driver.Schedule(meta.State(), id)}, nil
 		})
 }
 
@@ -154,7 +155,13 @@ func (s *placementService) ListStores(ctx context.Context, req *flotillapb.ListS
 		func(r *flotillapb.ListStoresRequest) { r.Forwarded = true },
 		flotillapb.PlacementClient.ListStores,
 		func(_ *multiraft.Host, meta *placement.Meta) (*flotillapb.ListStoresResponse, error) {
-			return &flotillapb.ListStoresResponse{Stores: n.driver.Stores(meta.State())}, nil
+			stores := n.driver.Stores(meta.State())
+			counts := n.driver.StoreCounts(meta.State())
+			for _, st := range stores {
+				c := counts[multiraft.NodeID(st.GetNode().GetNodeId())]
+				st.Replicas, st.Leaders = uint32(c[0]), uint32(c[1])
+			}
+			return &flotillapb.ListStoresResponse{Stores: stores}, nil
 		})
 }
 
@@ -166,79 +173,4 @@ func (s *placementService) ListRanges(ctx context.Context, req *flotillapb.ListR
 		func(_ *multiraft.Host, meta *placement.Meta) (*flotillapb.ListRangesResponse, error) {
 			return &flotillapb.ListRangesResponse{Ranges: n.driver.Ranges(meta.State())}, nil
 		})
-}
-
-// heartbeatLoop reports this store, and every range it leads, to the
-// placement driver every HeartbeatInterval.
-func (n *Node) heartbeatLoop() {
-	defer n.wg.Done()
-	t := time.NewTicker(n.cfg.HeartbeatInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-n.stopCtx.Done():
-			return
-		case <-t.C:
-		}
-		if _, _, ok := n.running(); ok {
-			n.sendHeartbeats()
-		}
-	}
-}
-
-func (n *Node) sendHeartbeats() {
-	host, _, ok := n.running()
-	if !ok {
-		return
-	}
-	ctx, cancel := context.WithTimeout(n.stopCtx, n.cfg.HeartbeatInterval)
-	defer cancel()
-	ps := (*placementService)(n)
-	stats := &flotillapb.StoreStats{}
-	var fs syscall.Statfs_t
-	if syscall.Statfs(n.cfg.Dir, &fs) == nil {
-		stats.CapacityBytes = fs.Blocks * uint64(fs.Bsize)
-		stats.AvailableBytes = fs.Bavail * uint64(fs.Bsize)
-	}
-	var ranges []*flotillapb.RangeHeartbeatRequest
-	for _, g := range host.Groups() {
-		gs, ok := host.Status(g)
-		if !ok {
-			continue
-		}
-		if g == placement.GroupID {
-			continue // not a key range
-		}
-		stats.RangeCount++
-		if gs.Leader != gs.Replica || gs.Replica == 0 {
-			continue
-		}
-		stats.LeaderCount++
-		r, ok := n.store.Replica(g)
-		if !ok || r.Descriptor() == nil {
-			continue
-		}
-		rs := r.Stats()
-		stats.ReadsPerSecond += rs.ReadsPerSecond
-		stats.WritesPerSecond += rs.WritesPerSecond
-		hb := &flotillapb.RangeHeartbeatRequest{
-			Descriptor_: r.Descriptor(), LeaderReplicaId: uint64(gs.Replica), Term: gs.Term,
-			Stats:          &flotillapb.RangeStats{Keys: rs.Keys, KeyBytes: rs.KeyBytes, ValueBytes: rs.ValueBytes},
-			ReadsPerSecond: rs.ReadsPerSecond, WritesPerSecond: rs.WritesPerSecond,
-		}
-		for _, l := range gs.Learners {
-			if match := gs.LearnerMatch[l]; match+learnerCatchUpLag < gs.Commit {
-				hb.PendingReplicas = append(hb.PendingReplicas, uint64(l))
-			}
-		}
-		ranges = append(ranges, hb)
-	}
-	if _, err := ps.StoreHeartbeat(ctx, &flotillapb.StoreHeartbeatRequest{NodeId: n.NodeID(), Stats: stats}); err != nil {
-		n.log.Debug("store heartbeat", "err", err)
-	}
-	for _, hb := range ranges {
-		if _, err := ps.RangeHeartbeat(ctx, hb); err != nil {
-			n.log.Debug("range heartbeat", "range", hb.GetDescriptor_().GetRangeId(), "err", err)
-		}
-	}
 }

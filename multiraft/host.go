@@ -901,15 +901,13 @@ func (h *Host) apply(g *group, ents []*pb.Entry) (destroyed bool, _ error) {
 }
 
 // rejectedConfChange is what raft must apply for a change the state machine
-// rejected: the same change with every replica ID zeroed, which raft skips
-// (an empty ConfChangeV2 would mean "leave the joint configuration"). A
-// LeaveJoint cannot be rejected: it only finishes a change already made.
+// rejected: one change of replica ID zero, which raft skips. (An empty
+// ConfChangeV2 would mean "leave the joint configuration", and a rejected
+// change of several replicas kept whole would still enter a joint
+// configuration, of nothing.) A LeaveJoint cannot be rejected: it only
+// finishes a change already made.
 func rejectedConfChange(cc *pb.ConfChangeV2) *pb.ConfChangeV2 {
-	r := proto.Clone(cc).(*pb.ConfChangeV2)
-	for _, c := range r.Changes {
-		c.NodeId = new(uint64(0))
-	}
-	return r
+	return &pb.ConfChangeV2{Changes: []*pb.ConfChangeSingle{{Type: cc.GetChanges()[0].Type, NodeId: new(uint64(0))}}}
 }
 
 func decodeConfChange(e *pb.Entry) (*pb.ConfChangeV2, error) {

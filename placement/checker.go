@@ -88,7 +88,10 @@ type StepKind int
 const (
 	// StepAddLearner adds Replica as a learner (it catches up by snapshot).
 	StepAddLearner StepKind = iota
-	// StepPromote makes learner Replica a voter once it caught up.
+	// StepPromote makes learner Replica a voter once it caught up; with
+	// Demote, it also demotes that voter to a learner in the same (joint)
+	// configuration change, so a replacement never passes through an even
+	// number of voters.
 	StepPromote
 	// StepRemove removes Replica (a learner, or a voter whose removal keeps
 	// a quorum of live voters).
@@ -105,9 +108,50 @@ func (k StepKind) String() string {
 type Step struct {
 	Kind    StepKind
 	Replica multiraft.ReplicaID
+	// Demote is, for StepPromote, the voter demoted in the same change.
+	Demote multiraft.ReplicaID
 }
 
-func (s Step) String() string { return fmt.Sprintf("%s %v", s.Kind, s.Replica) }
+func (s Step) String() string {
+	if s.Demote != 0 {
+		return fmt.Sprintf("%s %v demote %v", s.Kind, s.Replica, s.Demote)
+	}
+	return fmt.Sprintf("%s %v", s.Kind, s.Replica)
+}
+
+// changesConf reports whether the step is a membership change (which bumps
+// the range's conf_ver by one).
+func (s Step) changesConf() bool { return s.Kind != StepTransferLeader }
+
+// doneIn reports whether the step's effect is already in the range.
+func (s Step) doneIn(r *RangeView) bool {
+	rep := replicaIn(r.Desc, s.Replica)
+	switch s.Kind {
+	case StepAddLearner:
+		return rep != nil
+	case StepPromote:
+		if rep == nil || rep.GetType() != flotillapb.ReplicaType_VOTER {
+			return false
+		}
+		d := replicaIn(r.Desc, s.Demote)
+		return s.Demote == 0 || d == nil || d.GetType() != flotillapb.ReplicaType_VOTER
+	case StepRemove:
+		return rep == nil
+	case StepTransferLeader:
+		return r.Leader == s.Replica
+	}
+	return false
+}
+
+// replicaIn returns replica id of d, or nil.
+func replicaIn(d *flotillapb.RangeDescriptor, id multiraft.ReplicaID) *flotillapb.ReplicaDescriptor {
+	for _, r := range d.GetReplicas() {
+		if multiraft.ReplicaID(r.GetReplicaId()) == id {
+			return r
+		}
+	}
+	return nil
+}
 
 // Operator is a sequence of steps for one range, computed against the
 // range's configuration version ConfVer. A range leader executes the steps
@@ -173,6 +217,24 @@ func (c *ClusterView) SafeToRemove(r *RangeView, replica multiraft.ReplicaID) bo
 	return len(rest) > 0 && c.liveVoters(rest) >= quorum(len(rest))
 }
 
+// SafeToReplace reports whether promoting learner promote and demoting
+// voter demote in one joint change is safe: both the current voters and
+// the new ones have a quorum on live stores.
+func (c *ClusterView) SafeToReplace(r *RangeView, promote, demote multiraft.ReplicaID) bool {
+	voters, _ := membersOf(r.Desc)
+	if len(voters) == 0 || c.liveVoters(voters) < quorum(len(voters)) {
+		return false
+	}
+	var next []*flotillapb.ReplicaDescriptor
+	for _, v := range voters {
+		if multiraft.ReplicaID(v.GetReplicaId()) != demote {
+			next = append(next, v)
+		}
+	}
+	next = append(next, &flotillapb.ReplicaDescriptor{StoreId: uint64(promote.Node()), ReplicaId: uint64(promote)})
+	return c.liveVoters(next) >= quorum(len(next))
+}
+
 func (c *ClusterView) hasReplicaOn(d *flotillapb.RangeDescriptor, store multiraft.NodeID) bool {
 	return slices.ContainsFunc(d.GetReplicas(), func(r *flotillapb.ReplicaDescriptor) bool {
 		return multiraft.NodeID(r.GetStoreId()) == store
@@ -221,17 +283,19 @@ func (c *ClusterView) needsReplacing(rep *flotillapb.ReplicaDescriptor) bool {
 }
 
 // moveOff returns the steps that move replica from off its store to a new
-// replica on target: add a learner, promote it, then remove the old one
-// (handing leadership away first if it leads).
+// replica on target: add a learner; once it caught up, promote it and
+// demote the old voter in one joint change; remove the old replica. If the
+// old replica leads, the new one is promoted alone and takes the
+// leadership before the old one goes (raft cannot demote its leader).
 func moveOff(r *RangeView, from, to multiraft.ReplicaID, fromIsVoter bool) []Step {
-	steps := []Step{{StepAddLearner, to}}
-	if fromIsVoter {
-		steps = append(steps, Step{StepPromote, to})
-		if r.Leader == from {
-			steps = append(steps, Step{StepTransferLeader, to})
-		}
+	steps := []Step{{Kind: StepAddLearner, Replica: to}}
+	switch {
+	case fromIsVoter && r.Leader == from:
+		steps = append(steps, Step{Kind: StepPromote, Replica: to}, Step{Kind: StepTransferLeader, Replica: to})
+	case fromIsVoter:
+		steps = append(steps, Step{Kind: StepPromote, Replica: to, Demote: from})
 	}
-	return append(steps, Step{StepRemove, from})
+	return append(steps, Step{Kind: StepRemove, Replica: from})
 }
 
 // CheckReplicas is the replica checker: it returns the operator that brings
@@ -255,22 +319,22 @@ func (c *ClusterView) CheckReplicas(r *RangeView, alloc ReplicaAllocator) *Opera
 		l := learners[0]
 		lid := multiraft.ReplicaID(l.GetReplicaId())
 		if c.needsReplacing(l) {
-			return op("learner on an unusable store", Step{StepRemove, lid})
+			return op("learner on an unusable store", Step{Kind: StepRemove, Replica: lid})
 		}
 		if c.isPending(r, lid) {
 			return nil // let it catch up; one change at a time
 		}
 		if len(voters) < want {
-			return op("promote a caught-up learner", Step{StepPromote, lid})
+			return op("promote a caught-up learner", Step{Kind: StepPromote, Replica: lid})
 		}
-		return op("extra learner", Step{StepRemove, lid})
+		return op("extra learner", Step{Kind: StepRemove, Replica: lid})
 	}
 
 	// A missing voter.
 	if len(voters) < want {
 		if t := c.pickTarget(d); t != 0 {
 			n := alloc(id, t)
-			return op(fmt.Sprintf("missing voter: %d of %d", len(voters), want), Step{StepAddLearner, n}, Step{StepPromote, n})
+			return op(fmt.Sprintf("missing voter: %d of %d", len(voters), want), Step{Kind: StepAddLearner, Replica: n}, Step{Kind: StepPromote, Replica: n})
 		}
 		return nil
 	}
@@ -282,7 +346,7 @@ func (c *ClusterView) CheckReplicas(r *RangeView, alloc ReplicaAllocator) *Opera
 		}
 		vid := multiraft.ReplicaID(v.GetReplicaId())
 		if len(voters) > want && c.SafeToRemove(r, vid) {
-			return op("extra voter on an unusable store", Step{StepRemove, vid})
+			return op("extra voter on an unusable store", Step{Kind: StepRemove, Replica: vid})
 		}
 		t := c.pickTarget(d)
 		if t == 0 {
@@ -301,7 +365,7 @@ func (c *ClusterView) CheckReplicas(r *RangeView, alloc ReplicaAllocator) *Opera
 			if vid == r.Leader || !c.SafeToRemove(r, vid) {
 				continue
 			}
-			return op("extra voter", Step{StepRemove, vid})
+			return op("extra voter", Step{Kind: StepRemove, Replica: vid})
 		}
 	}
 	return nil
@@ -399,7 +463,7 @@ func (c *ClusterView) BalanceLeaders() *Operator {
 			if best == nil || s.Leaders < bestLeaders {
 				id := multiraft.GroupID(r.Desc.GetRangeId())
 				best = &Operator{RangeID: id, ConfVer: r.Desc.GetEpoch().GetConfVer(),
-					Steps:  []Step{{StepTransferLeader, multiraft.ReplicaID(v.GetReplicaId())}},
+					Steps:  []Step{{Kind: StepTransferLeader, Replica: multiraft.ReplicaID(v.GetReplicaId())}},
 					Reason: fmt.Sprintf("balance leaders: store %d leads %d, store %d leads %d", from.ID, from.Leaders, s.ID, s.Leaders)}
 				bestLeaders = s.Leaders
 			}

@@ -75,7 +75,7 @@ func TestCheckReplicas(t *testing.T) {
 		{name: "learner on a down store removed", setup: func(cv *ClusterView) { cv.Stores[3].Down, cv.Stores[3].Live = true, false },
 			r: &RangeView{Desc: desc(7, 3, []multiraft.ReplicaID{a, b}, c), Leader: a, Pending: []multiraft.ReplicaID{c}}, want: "[remove 3/1]"},
 		{name: "voter on a down store replaced", setup: func(cv *ClusterView) { cv.Stores[3].Down, cv.Stores[3].Live = true, false },
-			r: &RangeView{Desc: desc(7, 3, []multiraft.ReplicaID{a, b, c}), Leader: a}, want: "[add-learner 4/100 promote 4/100 remove 3/1]"},
+			r: &RangeView{Desc: desc(7, 3, []multiraft.ReplicaID{a, b, c}), Leader: a}, want: "[add-learner 4/100 promote 4/100 demote 3/1 remove 3/1]"},
 		{name: "leader on a decommissioning store hands over first", setup: func(cv *ClusterView) { cv.Stores[1].State = StoreDecommissioning },
 			r: &RangeView{Desc: desc(7, 3, []multiraft.ReplicaID{a, b, c}), Leader: a}, want: "[add-learner 4/100 promote 4/100 transfer-leader 4/100 remove 1/1]"},
 		{name: "extra voter on a down store removed directly", setup: func(cv *ClusterView) { cv.Stores[4].Down, cv.Stores[4].Live = true, false },
@@ -252,13 +252,31 @@ func (s *sim) exec(ro *runningOp) (done bool) {
 		if idx < 0 {
 			return true
 		}
-		if d.Replicas[idx].GetType() == flotillapb.ReplicaType_VOTER {
+		if step.doneIn(r) {
 			break
 		}
 		if s.catchUp[step.Replica] > 0 || !s.cv.Stores[step.Replica.Node()].Live {
 			return false // wait until it caught up
 		}
+		if step.Demote != 0 && step.Demote == r.Leader {
+			// Raft cannot demote its leader: it hands leadership to
+			// another live voter first.
+			voters, _ := membersOf(d)
+			for _, v := range voters {
+				if id := multiraft.ReplicaID(v.GetReplicaId()); id != r.Leader && s.cv.Stores[id.Node()].Live {
+					r.Leader = id
+					return false
+				}
+			}
+			return true
+		}
+		if step.Demote != 0 && !s.cv.SafeToReplace(r, step.Replica, step.Demote) {
+			return true // the leader refuses: drop the operator
+		}
 		d.Replicas[idx].Type = flotillapb.ReplicaType_VOTER
+		if rep := replicaIn(d, step.Demote); rep != nil {
+			rep.Type = flotillapb.ReplicaType_LEARNER
+		}
 		change()
 	case StepTransferLeader:
 		if idx < 0 || d.Replicas[idx].GetType() != flotillapb.ReplicaType_VOTER || !s.cv.Stores[step.Replica.Node()].Live {

@@ -28,9 +28,31 @@ type DriverConfig struct {
 	// StoreDownTimeout: a store silent for longer is down, and its
 	// replicas are to be rebuilt elsewhere. Default 60 s.
 	StoreDownTimeout time.Duration
+	// ReplicationFactor is the number of voters of each range. Default 3.
+	ReplicationFactor int
+	// PlacementReplicationFactor is the number of voters of the placement
+	// group. Default 3.
+	PlacementReplicationFactor int
+	// MaxSnapshotsPerStore bounds the replicas being added to one store at
+	// once. Default 2.
+	MaxSnapshotsPerStore int
+	// MaxBalanceOperators bounds the balance operators running at once.
+	// Default 2.
+	MaxBalanceOperators int
+	// OperatorTimeout expires an operator none of whose steps finished for
+	// that long. Default 2 min.
+	OperatorTimeout time.Duration
 	// Clock returns the time; default time.Now (tests inject one).
 	Clock func() time.Time
 }
+
+// Defaults for the scheduling fields of DriverConfig.
+const (
+	DefaultReplicationFactor    = 3
+	DefaultMaxSnapshotsPerStore = 2
+	DefaultMaxBalanceOperators  = 2
+	DefaultOperatorTimeout      = 2 * time.Minute
+)
 
 // Driver is what the placement group's leader observes: the latest store
 // and range heartbeats. It is not replicated: a new leader starts with
@@ -45,6 +67,18 @@ type Driver struct {
 		since  time.Time
 		stores map[multiraft.NodeID]storeObservation
 		ranges map[multiraft.GroupID]rangeObservation
+		// placement is the placement group's latest report.
+		placement rangeObservation
+
+		// ops are the running operators by range; history the last
+		// ended ones; counts the ended ones by state.
+		ops      map[multiraft.GroupID]*trackedOp
+		history  []*trackedOp
+		counts   map[string]uint64
+		nextOpID uint64
+		// [seqNext, seqEnd) are replica sequence numbers allocated
+		// through the placement group and not handed out yet.
+		seqNext, seqEnd uint64
 	}
 }
 
@@ -69,6 +103,21 @@ func NewDriver(cfg DriverConfig) *Driver {
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
+	if cfg.ReplicationFactor == 0 {
+		cfg.ReplicationFactor = DefaultReplicationFactor
+	}
+	if cfg.PlacementReplicationFactor == 0 {
+		cfg.PlacementReplicationFactor = DefaultReplicationFactor
+	}
+	if cfg.MaxSnapshotsPerStore == 0 {
+		cfg.MaxSnapshotsPerStore = DefaultMaxSnapshotsPerStore
+	}
+	if cfg.MaxBalanceOperators == 0 {
+		cfg.MaxBalanceOperators = DefaultMaxBalanceOperators
+	}
+	if cfg.OperatorTimeout == 0 {
+		cfg.OperatorTimeout = DefaultOperatorTimeout
+	}
 	d := &Driver{cfg: cfg}
 	d.Reset()
 	return d
@@ -82,6 +131,12 @@ func (d *Driver) Reset() {
 	d.mu.since = d.cfg.Clock()
 	d.mu.stores = map[multiraft.NodeID]storeObservation{}
 	d.mu.ranges = map[multiraft.GroupID]rangeObservation{}
+	d.mu.placement = rangeObservation{}
+	d.mu.ops = map[multiraft.GroupID]*trackedOp{}
+	d.mu.history = nil
+	d.mu.counts = map[string]uint64{}
+	// The sequence numbers already allocated stay valid: a new term does
+	// not reuse them.
 }
 
 // ObserveStore records a store heartbeat.
@@ -91,20 +146,30 @@ func (d *Driver) ObserveStore(req *flotillapb.StoreHeartbeatRequest) {
 	d.mu.stores[multiraft.NodeID(req.GetNodeId())] = storeObservation{at: d.cfg.Clock(), stats: req.GetStats()}
 }
 
-// ObserveRange records a range leader's heartbeat. A heartbeat older (by
-// epoch, then term) than the one held is ignored, so a deposed leader's
-// late report cannot hide the current one.
+// ObserveRange records a range leader's heartbeat (or the placement
+// group's: range ID 1). A heartbeat older (by epoch, then term) than the
+// one held is ignored, so a deposed leader's late report cannot hide the
+// current one.
 func (d *Driver) ObserveRange(req *flotillapb.RangeHeartbeatRequest) {
 	id := multiraft.GroupID(req.GetDescriptor_().GetRangeId())
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if old, ok := d.mu.ranges[id]; ok {
+	old, ok := d.mu.ranges[id]
+	if id == GroupID {
+		old, ok = d.mu.placement, d.mu.placement.hb != nil
+	}
+	if ok {
 		oe, ne := old.hb.GetDescriptor_().GetEpoch(), req.GetDescriptor_().GetEpoch()
 		if NewerEpoch(oe, ne) || (proto.Equal(oe, ne) && old.hb.GetTerm() > req.GetTerm()) {
 			return
 		}
 	}
-	d.mu.ranges[id] = rangeObservation{at: d.cfg.Clock(), hb: proto.Clone(req).(*flotillapb.RangeHeartbeatRequest)}
+	obs := rangeObservation{at: d.cfg.Clock(), hb: proto.Clone(req).(*flotillapb.RangeHeartbeatRequest)}
+	if id == GroupID {
+		d.mu.placement = obs
+		return
+	}
+	d.mu.ranges[id] = obs
 }
 
 // storeLiveness returns whether a store is live and down, and the seconds

@@ -108,6 +108,14 @@ func WriteInitialMeta(b *engine.Batch, clusterID string, first *flotillapb.NodeD
 		Nodes:          []*flotillapb.NodeDescriptor{proto.Clone(first).(*flotillapb.NodeDescriptor)},
 		NextRangeId:    uint64(FirstRangeID) + 1,
 		NextReplicaSeq: firstFreeReplicaSeq,
+		// Bootstrap makes the first node's replica 1 the group's only one.
+		PlacementGroup: &flotillapb.RangeDescriptor{
+			RangeId: uint64(GroupID),
+			Epoch:   &flotillapb.RangeEpoch{ConfVer: 1, Version: 1},
+			Replicas: []*flotillapb.ReplicaDescriptor{{
+				StoreId: first.GetNodeId(), ReplicaId: uint64(multiraft.MakeReplicaID(multiraft.NodeID(first.GetNodeId()), 1)),
+			}},
+		},
 	}
 	for _, d := range ranges {
 		if d.GetRangeId() == 0 || d.GetRangeId() >= st.NextRangeId {
@@ -146,12 +154,29 @@ func (m *Meta) Restored() error {
 
 // Apply implements multiraft.StateMachine. An AddNode command's result is
 // the new node's ID, 8 bytes big-endian. Membership changes of the group
-// are accepted as they come.
+// update its descriptor (ClusterMeta.placement_group) like a range's, and
+// are rejected when the descriptor cannot take them (ChangeReplicas).
 func (m *Meta) Apply(b *engine.Batch, cmds []multiraft.Command) ([]multiraft.Result, error) {
 	results := make([]multiraft.Result, len(cmds))
 	st := m.State()
 	changed := false
 	for i, c := range cmds {
+		if c.Kind == multiraft.CommandConfChange {
+			if st.GetPlacementGroup() == nil {
+				continue // a state from before the group had a descriptor
+			}
+			desc, err := ChangeReplicas(st.GetPlacementGroup(), c.ConfChange)
+			if err != nil {
+				results[i].Err = fmt.Errorf("%w: %v", ErrBadCommand, err)
+				continue
+			}
+			if desc != st.GetPlacementGroup() {
+				next := proto.Clone(st).(*flotillapb.ClusterMeta)
+				next.PlacementGroup = desc
+				st, changed = next, true
+			}
+			continue
+		}
 		if c.Kind != multiraft.CommandNormal {
 			continue
 		}

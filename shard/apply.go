@@ -9,8 +9,8 @@ import (
 
 	"github.com/flotilladb/flotilla/engine"
 	"github.com/flotilladb/flotilla/multiraft"
+	"github.com/flotilladb/flotilla/placement"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
-	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -219,79 +219,21 @@ func (a *applier) delete(key []byte) (found bool, _ error) {
 }
 
 // applyConfChange updates the descriptor's replicas from a membership
-// change: AddNode makes a voter (or promotes a learner), AddLearnerNode a
-// learner, RemoveNode removes; the conf_ver goes up by one. Leaving a joint
-// configuration changes nothing. A change the descriptor cannot take (an
-// invalid replica ID, two replicas on one store, no voter left) is rejected
-// with Result.Err, and raft then applies it as no change.
+// change (placement.ChangeReplicas): the conf_ver goes up by one; leaving a
+// joint configuration changes nothing. A change the descriptor cannot take
+// (another expected conf_ver, an invalid replica ID, two replicas on one
+// store, no voter left) is rejected with Result.Err, and raft then applies
+// it as no change.
 func (a *applier) applyConfChange(c multiraft.Command) (multiraft.Result, error) {
-	cc := c.ConfChange
-	if len(cc.GetChanges()) == 0 {
-		return multiraft.Result{}, nil
-	}
-	reject := func(format string, args ...any) (multiraft.Result, error) {
-		e := invalidArgument(flotillapb.Outcome_NOT_APPLIED, "conf_change", format, args...)
+	desc, err := placement.ChangeReplicas(a.desc, c.ConfChange)
+	if err != nil {
+		e := invalidArgument(flotillapb.Outcome_NOT_APPLIED, "conf_change", "%v", err)
 		a.r.store.logger.Warn("rejecting a membership change", "range", a.r.id, "index", c.Index, "err", e)
 		return multiraft.Result{Err: e}, nil
 	}
-	replicas := make([]*flotillapb.ReplicaDescriptor, 0, len(a.desc.GetReplicas())+len(cc.GetChanges()))
-	for _, rd := range a.desc.GetReplicas() {
-		replicas = append(replicas, proto.Clone(rd).(*flotillapb.ReplicaDescriptor))
+	if desc == a.desc {
+		return multiraft.Result{}, nil
 	}
-	find := func(id multiraft.ReplicaID) int {
-		for i, rd := range replicas {
-			if rd.GetReplicaId() == uint64(id) {
-				return i
-			}
-		}
-		return -1
-	}
-	upsert := func(id multiraft.ReplicaID, typ flotillapb.ReplicaType) {
-		if i := find(id); i >= 0 {
-			replicas[i].Type = typ
-			return
-		}
-		replicas = append(replicas, &flotillapb.ReplicaDescriptor{StoreId: uint64(id.Node()), ReplicaId: uint64(id), Type: typ})
-	}
-	for _, ch := range cc.GetChanges() {
-		id := multiraft.ReplicaID(ch.GetNodeId())
-		if !id.Valid() {
-			return reject("invalid replica ID %d", ch.GetNodeId())
-		}
-		switch ch.GetType() {
-		case pb.ConfChangeAddNode:
-			upsert(id, flotillapb.ReplicaType_VOTER)
-		case pb.ConfChangeAddLearnerNode:
-			upsert(id, flotillapb.ReplicaType_LEARNER)
-		case pb.ConfChangeRemoveNode:
-			if i := find(id); i >= 0 {
-				replicas = append(replicas[:i], replicas[i+1:]...)
-			}
-		case pb.ConfChangeUpdateNode:
-		default:
-			return reject("unknown change type %v", ch.GetType())
-		}
-	}
-	voters := 0
-	stores := map[uint64]bool{}
-	for _, rd := range replicas {
-		if stores[rd.GetStoreId()] {
-			return reject("two replicas of range %d on store %d", a.r.id, rd.GetStoreId())
-		}
-		stores[rd.GetStoreId()] = true
-		if rd.GetType() == flotillapb.ReplicaType_VOTER {
-			voters++
-		}
-	}
-	if voters == 0 {
-		return reject("range %d would have no voter", a.r.id)
-	}
-	desc := cloneDesc(a.desc)
-	desc.Replicas = replicas
-	if desc.Epoch == nil {
-		desc.Epoch = &flotillapb.RangeEpoch{}
-	}
-	desc.Epoch.ConfVer++
 	data, err := proto.MarshalOptions{Deterministic: true}.Marshal(desc)
 	if err != nil {
 		return multiraft.Result{}, err

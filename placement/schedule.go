@@ -1,0 +1,499 @@
+// Copyright 2026 The Flotilla Authors. All rights reserved.
+
+package placement
+
+import (
+	"bytes"
+	"cmp"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/flotilladb/flotilla/multiraft"
+	"github.com/flotilladb/flotilla/rpc/flotillapb"
+)
+
+// This file is the driver's scheduling: it turns the checker's and the
+// balancers' operators into steps for range leaders, one step per range
+// heartbeat, and tracks every operator until it finishes, fails or
+// expires. Operators live in memory on the placement group's leader (a new
+// leader starts with none: a half-done operator leaves a range the replica
+// checker repairs, e.g. an extra learner).
+//
+// Safety does not rest on the heartbeats being fresh or in order:
+//   - a step carries the conf_ver of the descriptor it was computed
+//     against, and both the range's leader and the range's state machine
+//     refuse it at any other conf_ver, so a step runs at most once;
+//   - an operator expects the range's conf_ver to move only by its own
+//     steps; any other change fails it;
+//   - a removal or demotion is handed out only while the driver sees a
+//     quorum of live voters after it (SafeToRemove, SafeToReplace).
+
+// Operator sources.
+const (
+	SourceReplicaChecker  = "replica-checker"
+	SourceBalanceReplicas = "balance-replicas"
+	SourceBalanceLeaders  = "balance-leaders"
+	SourceAdmin           = "admin"
+)
+
+// Operator states.
+const (
+	OpRunning  = "running"
+	OpFinished = "finished"
+	OpFailed   = "failed"
+	OpExpired  = "expired"
+)
+
+// historySize is how many ended operators the driver remembers for status.
+const historySize = 64
+
+// trackedOp is an operator the driver hands out.
+type trackedOp struct {
+	id     uint64
+	op     *Operator
+	source string
+	// done counts the steps finished; confVer is the range's conf_ver the
+	// next step expects.
+	done    int
+	confVer uint64
+	started time.Time
+	// progressed is when a step last finished (or the operator started).
+	progressed time.Time
+	state      string
+	err        string
+	ended      time.Time
+}
+
+func (t *trackedOp) status(now time.Time) *flotillapb.OperatorStatus {
+	st := &flotillapb.OperatorStatus{
+		Id: t.id, RangeId: uint64(t.op.RangeID), Source: t.source, Reason: t.op.Reason,
+		Done: uint32(t.done), State: t.state, Error: t.err, AgeSeconds: now.Sub(t.started).Seconds(),
+	}
+	for _, s := range t.op.Steps {
+		st.Steps = append(st.Steps, s.String())
+	}
+	return st
+}
+
+// view builds the ClusterView the checker and balancers decide on: member
+// stores with their state and liveness, every range with its newest
+// descriptor, leader and pending replicas, and per-store counts from those
+// ranges (not from store heartbeats, which lag the descriptors). The
+// placement group is not among the ranges; it is returned apart.
+func (d *Driver) viewLocked(meta *flotillapb.ClusterMeta, now time.Time) (*ClusterView, *RangeView) {
+	cv := &ClusterView{
+		Stores:               map[multiraft.NodeID]*StoreView{},
+		ReplicationFactor:    d.cfg.ReplicationFactor,
+		MaxSnapshotsPerStore: d.cfg.MaxSnapshotsPerStore,
+	}
+	for _, n := range meta.GetNodes() {
+		id := multiraft.NodeID(n.GetNodeId())
+		live, down, _ := d.storeLivenessLocked(id, now)
+		cv.Stores[id] = &StoreView{ID: id, State: StoreState(n.GetState()), Live: live, Down: down}
+	}
+	byID := map[multiraft.GroupID]*RangeView{}
+	for _, desc := range meta.GetRanges() {
+		byID[multiraft.GroupID(desc.GetRangeId())] = &RangeView{Desc: desc}
+	}
+	for id, obs := range d.mu.ranges {
+		rv := byID[id]
+		hd := obs.hb.GetDescriptor_()
+		if rv == nil || !NewerEpoch(rv.Desc.GetEpoch(), hd.GetEpoch()) {
+			rv = &RangeView{Desc: hd}
+			byID[id] = rv
+		}
+		rangeLeader(rv, obs.hb)
+	}
+	for _, rv := range byID {
+		cv.Ranges = append(cv.Ranges, rv)
+		for _, rep := range rv.Desc.GetReplicas() {
+			if s := cv.Stores[multiraft.NodeID(rep.GetStoreId())]; s != nil {
+				s.Ranges++
+			}
+		}
+		if s := cv.Stores[rv.Leader.Node()]; s != nil && rv.Leader != 0 {
+			s.Leaders++
+		}
+	}
+	slices.SortFunc(cv.Ranges, func(a, b *RangeView) int {
+		return bytes.Compare(a.Desc.GetStartKey(), b.Desc.GetStartKey())
+	})
+	for _, t := range d.mu.ops {
+		for _, s := range t.op.Steps[t.done:] {
+			if s.Kind == StepAddLearner || (s.Kind == StepPromote && s.Replica != 0) {
+				if st := cv.Stores[s.Replica.Node()]; st != nil {
+					st.Snapshots++
+				}
+				break
+			}
+		}
+	}
+	pg := &RangeView{Desc: meta.GetPlacementGroup()}
+	if obs := d.mu.placement; obs.hb != nil {
+		if pg.Desc == nil || NewerEpoch(obs.hb.GetDescriptor_().GetEpoch(), pg.Desc.GetEpoch()) {
+			pg.Desc = obs.hb.GetDescriptor_()
+		}
+		rangeLeader(pg, obs.hb)
+	}
+	if pg.Desc == nil {
+		pg = nil
+	}
+	return cv, pg
+}
+
+// rangeLeader fills rv's leader and pending replicas from a heartbeat, if
+// the heartbeat's leader is a replica of rv's descriptor.
+func rangeLeader(rv *RangeView, hb *flotillapb.RangeHeartbeatRequest) {
+	if replicaIn(rv.Desc, multiraft.ReplicaID(hb.GetLeaderReplicaId())) == nil {
+		return
+	}
+	rv.Leader = multiraft.ReplicaID(hb.GetLeaderReplicaId())
+	rv.Pending = rv.Pending[:0]
+	for _, p := range hb.GetPendingReplicas() {
+		rv.Pending = append(rv.Pending, multiraft.ReplicaID(p))
+	}
+}
+
+// rangeView returns the view of range id in cv (the placement group's is
+// pg), and the ClusterView to decide it with.
+func (d *Driver) rangeView(cv *ClusterView, pg *RangeView, id multiraft.GroupID) (*RangeView, *ClusterView) {
+	if id == GroupID {
+		if pg == nil {
+			return nil, nil
+		}
+		pcv := *cv
+		pcv.ReplicationFactor = d.cfg.PlacementReplicationFactor
+		return pg, &pcv
+	}
+	for _, r := range cv.Ranges {
+		if multiraft.GroupID(r.Desc.GetRangeId()) == id {
+			return r, cv
+		}
+	}
+	return nil, nil
+}
+
+// ReplicaSeqsNeeded returns how many replica sequence numbers the caller
+// should allocate (AllocIDs) and hand to AddReplicaSeqs before scheduling,
+// 0 if the driver holds enough.
+func (d *Driver) ReplicaSeqsNeeded() uint64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.mu.seqEnd-d.mu.seqNext >= 16 {
+		return 0
+	}
+	return 64
+}
+
+// AddReplicaSeqs gives the driver the replica sequence numbers [first,
+// first+n), allocated through the placement group.
+func (d *Driver) AddReplicaSeqs(first, n uint64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.mu.seqNext, d.mu.seqEnd = first, first+n
+}
+
+// allocLocked is the ReplicaAllocator over the driver's block of sequence
+// numbers; it returns 0 when the block is empty.
+func (d *Driver) allocLocked(_ multiraft.GroupID, store multiraft.NodeID) multiraft.ReplicaID {
+	if d.mu.seqNext >= d.mu.seqEnd || d.mu.seqNext >= 1<<32 {
+		return 0
+	}
+	seq := d.mu.seqNext
+	d.mu.seqNext++
+	return multiraft.MakeReplicaID(store, uint32(seq))
+}
+
+// validOp reports whether every replica an operator names is valid (the
+// allocator did not run dry).
+func validOp(op *Operator) bool {
+	if op == nil || len(op.Steps) == 0 {
+		return false
+	}
+	for _, s := range op.Steps {
+		if !s.Replica.Valid() {
+			return false
+		}
+	}
+	return true
+}
+
+// startLocked tracks op, replacing the range's operator if any.
+func (d *Driver) startLocked(op *Operator, source string, now time.Time) *trackedOp {
+	if old := d.mu.ops[op.RangeID]; old != nil {
+		d.endLocked(old, OpFailed, "replaced by operator "+fmt.Sprint(d.mu.nextOpID+1), now)
+	}
+	d.mu.nextOpID++
+	t := &trackedOp{id: d.mu.nextOpID, op: op, source: source, confVer: op.ConfVer,
+		started: now, progressed: now, state: OpRunning}
+	d.mu.ops[op.RangeID] = t
+	return t
+}
+
+func (d *Driver) endLocked(t *trackedOp, state, err string, now time.Time) {
+	t.state, t.err, t.ended = state, err, now
+	if d.mu.ops[t.op.RangeID] == t {
+		delete(d.mu.ops, t.op.RangeID)
+	}
+	d.mu.counts[state]++
+	d.mu.history = append(d.mu.history, t)
+	if len(d.mu.history) > historySize {
+		d.mu.history = slices.Delete(d.mu.history, 0, len(d.mu.history)-historySize)
+	}
+}
+
+// advanceLocked moves t past the steps the range shows done and returns the
+// next step to hand to the range's leader: nil if the operator ended or
+// must wait.
+func (d *Driver) advanceLocked(t *trackedOp, r *RangeView, cv *ClusterView, now time.Time) *flotillapb.OperatorStep {
+	confVer := r.Desc.GetEpoch().GetConfVer()
+	if confVer < t.confVer {
+		return nil // an older report than the one that advanced t: wait
+	}
+	for t.done < len(t.op.Steps) {
+		s := t.op.Steps[t.done]
+		if !s.doneIn(r) {
+			break
+		}
+		if s.changesConf() {
+			// Done by a change of the configuration the operator has not
+			// counted yet.
+			if confVer <= t.confVer {
+				break
+			}
+			t.confVer++
+		}
+		t.done++
+		t.progressed = now
+	}
+	if t.done == len(t.op.Steps) && confVer == t.confVer {
+		d.endLocked(t, OpFinished, "", now)
+		return nil
+	}
+	if confVer != t.confVer {
+		d.endLocked(t, OpFailed, fmt.Sprintf("the range's configuration changed under the operator (conf_ver %d, expected %d)", confVer, t.confVer), now)
+		return nil
+	}
+	if now.Sub(t.progressed) > d.cfg.OperatorTimeout {
+		d.endLocked(t, OpExpired, fmt.Sprintf("no progress for %v", d.cfg.OperatorTimeout), now)
+		return nil
+	}
+	s := t.op.Steps[t.done]
+	step := &flotillapb.OperatorStep{OperatorId: t.id, ReplicaId: uint64(s.Replica), DemoteReplicaId: uint64(s.Demote), ConfVer: confVer}
+	storeOf := func(id multiraft.ReplicaID) *StoreView { return cv.Stores[id.Node()] }
+	// handOff is the step that moves the leadership off the replica a
+	// removal or demotion would take out from under it.
+	handOff := func() *flotillapb.OperatorStep {
+		voters, _ := membersOf(r.Desc)
+		for _, v := range voters {
+			id := multiraft.ReplicaID(v.GetReplicaId())
+			if id != r.Leader && id != s.Demote && storeOf(id).usable() && !slices.Contains(r.Pending, id) {
+				return &flotillapb.OperatorStep{OperatorId: t.id, Kind: flotillapb.OperatorStepKind_TRANSFER_LEADER,
+					ReplicaId: uint64(id), ConfVer: confVer}
+			}
+		}
+		return nil
+	}
+	switch s.Kind {
+	case StepAddLearner:
+		if !storeOf(s.Replica).usable() {
+			d.endLocked(t, OpFailed, fmt.Sprintf("store %d cannot take a replica", s.Replica.Node()), now)
+			return nil
+		}
+		step.Kind = flotillapb.OperatorStepKind_ADD_LEARNER
+	case StepPromote:
+		if replicaIn(r.Desc, s.Replica) == nil {
+			d.endLocked(t, OpFailed, fmt.Sprintf("replica %v to promote is gone", s.Replica), now)
+			return nil
+		}
+		if slices.Contains(r.Pending, s.Replica) || !storeOf(s.Replica).usable() {
+			return nil // catching up
+		}
+		if s.Demote != 0 && s.Demote == r.Leader {
+			return handOff()
+		}
+		if s.Demote != 0 && !cv.SafeToReplace(r, s.Replica, s.Demote) {
+			return nil
+		}
+		step.Kind = flotillapb.OperatorStepKind_PROMOTE
+	case StepRemove:
+		if s.Replica == r.Leader {
+			return handOff()
+		}
+		if !cv.SafeToRemove(r, s.Replica) {
+			return nil
+		}
+		step.Kind = flotillapb.OperatorStepKind_REMOVE
+	case StepTransferLeader:
+		rep := replicaIn(r.Desc, s.Replica)
+		if rep == nil || rep.GetType() != flotillapb.ReplicaType_VOTER || !storeOf(s.Replica).usable() {
+			d.endLocked(t, OpFailed, fmt.Sprintf("replica %v cannot lead", s.Replica), now)
+			return nil
+		}
+		step.Kind = flotillapb.OperatorStepKind_TRANSFER_LEADER
+	}
+	return step
+}
+
+// Schedule returns the next step for the range a heartbeat (already given
+// to ObserveRange) reports: the step of its running operator, or of a new
+// operator from the replica checker. nil means nothing to do now.
+func (d *Driver) Schedule(meta *flotillapb.ClusterMeta, rangeID multiraft.GroupID) *flotillapb.OperatorStep {
+	now := d.cfg.Clock()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	cv, pg := d.viewLocked(meta, now)
+	r, rcv := d.rangeView(cv, pg, rangeID)
+	if r == nil || r.Leader == 0 {
+		return nil
+	}
+	if t := d.mu.ops[rangeID]; t != nil {
+		if step := d.advanceLocked(t, r, rcv, now); step != nil || d.mu.ops[rangeID] != nil {
+			return step
+		}
+	}
+	// The first liveness window after a reset, the driver has not heard
+	// from every store yet: it would take them all for dead.
+	if now.Sub(d.mu.since) < d.cfg.LivenessWindow {
+		return nil
+	}
+	op := rcv.CheckReplicas(r, d.allocLocked)
+	if !validOp(op) {
+		return nil
+	}
+	return d.advanceLocked(d.startLocked(op, SourceReplicaChecker, now), r, rcv, now)
+}
+
+// Balance runs the replica and leader balancers if fewer than
+// MaxBalanceOperators balance operators run, and returns the stores that
+// finished decommissioning: STORE_DECOMMISSIONING, and no replica of any
+// range or of the placement group left on them. It also expires operators
+// that made no progress.
+func (d *Driver) Balance(meta *flotillapb.ClusterMeta) (decommissioned []multiraft.NodeID) {
+	now := d.cfg.Clock()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, t := range d.mu.ops {
+		if now.Sub(t.progressed) > d.cfg.OperatorTimeout {
+			d.endLocked(t, OpExpired, fmt.Sprintf("no progress for %v", d.cfg.OperatorTimeout), now)
+		}
+	}
+	if now.Sub(d.mu.since) < d.cfg.LivenessWindow {
+		return nil
+	}
+	cv, pg := d.viewLocked(meta, now)
+	for _, s := range cv.sortedStores() {
+		if s.State != StoreDecommissioning || s.Ranges > 0 || (pg != nil && cv.hasReplicaOn(pg.Desc, s.ID)) {
+			continue
+		}
+		// Every range the driver knows of must have reported since it
+		// became leader, so that no older descriptor hides a replica.
+		if len(d.mu.ranges) < len(meta.GetRanges()) {
+			continue
+		}
+		decommissioned = append(decommissioned, s.ID)
+	}
+	running := 0
+	for _, t := range d.mu.ops {
+		if t.source == SourceBalanceReplicas || t.source == SourceBalanceLeaders {
+			running++
+		}
+	}
+	if running >= d.cfg.MaxBalanceOperators {
+		return decommissioned
+	}
+	// Ranges with an operator are not balanced until it ends.
+	busy := *cv
+	busy.Ranges = slices.DeleteFunc(slices.Clone(cv.Ranges), func(r *RangeView) bool {
+		return d.mu.ops[multiraft.GroupID(r.Desc.GetRangeId())] != nil
+	})
+	if op := busy.BalanceReplicas(d.allocLocked); validOp(op) {
+		d.startLocked(op, SourceBalanceReplicas, now)
+	} else if op := busy.BalanceLeaders(); validOp(op) {
+		d.startLocked(op, SourceBalanceLeaders, now)
+	}
+	return decommissioned
+}
+
+// AdminOperator builds an operator an administrator asked for, with build
+// over the current view of the range and the cluster, and tracks it in
+// place of the range's running one; it returns the operator's status.
+func (d *Driver) AdminOperator(meta *flotillapb.ClusterMeta, rangeID multiraft.GroupID,
+	build func(cv *ClusterView, r *RangeView, alloc ReplicaAllocator) (*Operator, error)) (*flotillapb.OperatorStatus, error) {
+	now := d.cfg.Clock()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	cv, pg := d.viewLocked(meta, now)
+	r, rcv := d.rangeView(cv, pg, rangeID)
+	if r == nil {
+		return nil, fmt.Errorf("range %d is unknown to the placement driver", rangeID)
+	}
+	op, err := build(rcv, r, d.allocLocked)
+	if err != nil {
+		return nil, err
+	}
+	if !validOp(op) {
+		return nil, fmt.Errorf("no replica IDs are allocated yet; retry")
+	}
+	return d.startLocked(op, SourceAdmin, now).status(now), nil
+}
+
+// Operators returns the running operators and the recently ended ones
+// (newest last), the counts of ended operators by state, and the balance
+// scores: the spread (max - min) of replica and leader counts over the
+// live stores that take replicas.
+func (d *Driver) Operators(meta *flotillapb.ClusterMeta) *flotillapb.ListOperatorsResponse {
+	now := d.cfg.Clock()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	resp := &flotillapb.ListOperatorsResponse{Counts: map[string]uint64{}}
+	for _, t := range d.mu.history {
+		resp.Operators = append(resp.Operators, t.status(now))
+	}
+	running := make([]*trackedOp, 0, len(d.mu.ops))
+	for _, t := range d.mu.ops {
+		running = append(running, t)
+	}
+	slices.SortFunc(running, func(a, b *trackedOp) int { return cmp.Compare(a.id, b.id) })
+	for _, t := range running {
+		resp.Operators = append(resp.Operators, t.status(now))
+	}
+	for k, v := range d.mu.counts {
+		resp.Counts[k] = v
+	}
+	resp.Counts[OpRunning] = uint64(len(d.mu.ops))
+	cv, _ := d.viewLocked(meta, now)
+	minR, maxR, minL, maxL, n := 0, 0, 0, 0, 0
+	for _, s := range cv.sortedStores() {
+		if !s.usable() {
+			continue
+		}
+		if n == 0 {
+			minR, maxR, minL, maxL = s.Ranges, s.Ranges, s.Leaders, s.Leaders
+		}
+		minR, maxR = min(minR, s.Ranges), max(maxR, s.Ranges)
+		minL, maxL = min(minL, s.Leaders), max(maxL, s.Leaders)
+		n++
+	}
+	resp.ReplicaBalance, resp.LeaderBalance = uint32(maxR-minR), uint32(maxL-minL)
+	return resp
+}
+
+// StoreCounts returns, per store, the replicas and leaders the ranges'
+// latest reports put on it (the placement group not included).
+func (d *Driver) StoreCounts(meta *flotillapb.ClusterMeta) map[multiraft.NodeID][2]int {
+	now := d.cfg.Clock()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	cv, pg := d.viewLocked(meta, now)
+	out := map[multiraft.NodeID][2]int{}
+	for id, s := range cv.Stores {
+		n := s.Ranges
+		if pg != nil && cv.hasReplicaOn(pg.Desc, id) {
+			n++ // the store still holds the placement group
+		}
+		out[id] = [2]int{n, s.Leaders}
+	}
+	return out
+}
