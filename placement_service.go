@@ -5,7 +5,7 @@ package flotilla
 import (
 	"context"
 	"fmt"
-		
+
 	"github.com/flotilladb/flotilla/multiraft"
 	"github.com/flotilladb/flotilla/placement"
 	"github.com/flotilladb/flotilla/rpc"
