@@ -4,28 +4,174 @@ package flotilla
 
 import (
 	"context"
+	"fmt"
 
+	"github.com/flotilladb/flotilla/multiraft"
+	"github.com/flotilladb/flotilla/placement"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
+// The placement driver's admin requests. Each runs on the placement
+// group's leader (placementRequest forwards it there) and starts an
+// operator, which the range's leader then executes through its heartbeats
+// like any other: the request returns once the operator is scheduled, and
+// ListOperators follows it.
+
 func (s *placementService) ListOperators(ctx context.Context, req *flotillapb.ListOperatorsRequest) (*flotillapb.ListOperatorsResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "not yet")
+	n := s.node()
+	return placementRequest(ctx, n, req, req.GetForwarded(),
+		func(r *flotillapb.ListOperatorsRequest) { r.Forwarded = true },
+		flotillapb.PlacementClient.ListOperators,
+		func(_ *multiraft.Host, meta *placement.Meta) (*flotillapb.ListOperatorsResponse, error) {
+			return n.driver.Operators(meta.State()), nil
+		})
+}
+
+// adminOperator builds and starts an operator for rangeID with build.
+func (n *Node) adminOperator(ctx context.Context, host *multiraft.Host, meta *placement.Meta, rangeID uint64,
+	build func(cv *placement.ClusterView, r *placement.RangeView, alloc placement.ReplicaAllocator) (*placement.Operator, error),
+) (*flotillapb.OperatorResponse, error) {
+	if rangeID == 0 {
+		return nil, invalidArgument("range_id", "a range ID is required")
+	}
+	n.ensureReplicaSeqs(ctx, host)
+	st, err := n.driver.AdminOperator(meta.State(), multiraft.GroupID(rangeID), build)
+	if err != nil {
+		return nil, invalidArgument("range_id", err.Error())
+	}
+	n.log.Info("admin operator", "range", rangeID, "steps", st.GetSteps())
+	return &flotillapb.OperatorResponse{Operator: st}, nil
+}
+
+func replicaOnStore(d *flotillapb.RangeDescriptor, store uint64) *flotillapb.ReplicaDescriptor {
+	for _, r := range d.GetReplicas() {
+		if r.GetStoreId() == store {
+			return r
+		}
+	}
+	return nil
 }
 
 func (s *placementService) TransferLeader(ctx context.Context, req *flotillapb.TransferLeaderRequest) (*flotillapb.OperatorResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "not yet")
+	n := s.node()
+	return placementRequest(ctx, n, req, req.GetForwarded(),
+		func(r *flotillapb.TransferLeaderRequest) { r.Forwarded = true },
+		flotillapb.PlacementClient.TransferLeader,
+		func(host *multiraft.Host, meta *placement.Meta) (*flotillapb.OperatorResponse, error) {
+			return n.adminOperator(ctx, host, meta, req.GetRangeId(), func(cv *placement.ClusterView, r *placement.RangeView, _ placement.ReplicaAllocator) (*placement.Operator, error) {
+				rep := replicaOnStore(r.Desc, req.GetStoreId())
+				if rep == nil || rep.GetType() != flotillapb.ReplicaType_VOTER {
+					return nil, fmt.Errorf("range %d has no voter on store %d", req.GetRangeId(), req.GetStoreId())
+				}
+				if st := cv.Stores[multiraft.NodeID(req.GetStoreId())]; st == nil || !st.Live {
+					return nil, fmt.Errorf("store %d is not live", req.GetStoreId())
+				}
+				return &placement.Operator{RangeID: multiraft.GroupID(req.GetRangeId()), ConfVer: r.Desc.GetEpoch().GetConfVer(),
+					Steps:  []placement.Step{{Kind: placement.StepTransferLeader, Replica: multiraft.ReplicaID(rep.GetReplicaId())}},
+					Reason: fmt.Sprintf("transfer the leadership to store %d", req.GetStoreId())}, nil
+			})
+		})
 }
 
 func (s *placementService) AddReplica(ctx context.Context, req *flotillapb.AddReplicaRequest) (*flotillapb.OperatorResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "not yet")
+	n := s.node()
+	return placementRequest(ctx, n, req, req.GetForwarded(),
+		func(r *flotillapb.AddReplicaRequest) { r.Forwarded = true },
+		flotillapb.PlacementClient.AddReplica,
+		func(host *multiraft.Host, meta *placement.Meta) (*flotillapb.OperatorResponse, error) {
+			return n.adminOperator(ctx, host, meta, req.GetRangeId(), func(cv *placement.ClusterView, r *placement.RangeView, alloc placement.ReplicaAllocator) (*placement.Operator, error) {
+				store := multiraft.NodeID(req.GetStoreId())
+				st := cv.Stores[store]
+				switch {
+				case st == nil:
+					return nil, fmt.Errorf("store %d is not a member of the cluster", req.GetStoreId())
+				case st.State != placement.StoreUp || !st.Live:
+					return nil, fmt.Errorf("store %d cannot take a replica (%s, live %v)", req.GetStoreId(), st.State, st.Live)
+				case replicaOnStore(r.Desc, req.GetStoreId()) != nil:
+					return nil, fmt.Errorf("range %d already has a replica on store %d", req.GetRangeId(), req.GetStoreId())
+				}
+				id := alloc(multiraft.GroupID(req.GetRangeId()), store)
+				steps := []placement.Step{{Kind: placement.StepAddLearner, Replica: id}}
+				what := "learner"
+				if !req.GetLearner() {
+					steps = append(steps, placement.Step{Kind: placement.StepPromote, Replica: id})
+					what = "voter"
+				}
+				return &placement.Operator{RangeID: multiraft.GroupID(req.GetRangeId()), ConfVer: r.Desc.GetEpoch().GetConfVer(),
+					Steps: steps, Reason: fmt.Sprintf("add a %s on store %d", what, store)}, nil
+			})
+		})
 }
 
 func (s *placementService) RemoveReplica(ctx context.Context, req *flotillapb.RemoveReplicaRequest) (*flotillapb.OperatorResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "not yet")
+	n := s.node()
+	return placementRequest(ctx, n, req, req.GetForwarded(),
+		func(r *flotillapb.RemoveReplicaRequest) { r.Forwarded = true },
+		flotillapb.PlacementClient.RemoveReplica,
+		func(host *multiraft.Host, meta *placement.Meta) (*flotillapb.OperatorResponse, error) {
+			return n.adminOperator(ctx, host, meta, req.GetRangeId(), func(cv *placement.ClusterView, r *placement.RangeView, _ placement.ReplicaAllocator) (*placement.Operator, error) {
+				rep := replicaOnStore(r.Desc, req.GetStoreId())
+				if rep == nil {
+					return nil, fmt.Errorf("range %d has no replica on store %d", req.GetRangeId(), req.GetStoreId())
+				}
+				id := multiraft.ReplicaID(rep.GetReplicaId())
+				if !cv.SafeToRemove(r, id) {
+					return nil, fmt.Errorf("removing the replica on store %d would leave range %d without a quorum of live voters", req.GetStoreId(), req.GetRangeId())
+				}
+				return &placement.Operator{RangeID: multiraft.GroupID(req.GetRangeId()), ConfVer: r.Desc.GetEpoch().GetConfVer(),
+					Steps:  []placement.Step{{Kind: placement.StepRemove, Replica: id}},
+					Reason: fmt.Sprintf("remove the replica on store %d", req.GetStoreId())}, nil
+			})
+		})
 }
 
 func (s *placementService) SetStoreState(ctx context.Context, req *flotillapb.SetStoreStateRequest) (*flotillapb.SetStoreStateResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "not yet")
+	n := s.node()
+	return placementRequest(ctx, n, req, req.GetForwarded(),
+		func(r *flotillapb.SetStoreStateRequest) { r.Forwarded = true },
+		flotillapb.PlacementClient.SetStoreState,
+		func(host *multiraft.Host, meta *placement.Meta) (*flotillapb.SetStoreStateResponse, error) {
+			var node *flotillapb.NodeDescriptor
+			for _, d := range meta.State().GetNodes() {
+				if d.GetNodeId() == req.GetStoreId() {
+					node = d
+				}
+			}
+			if node == nil {
+				return nil, invalidArgument("store_id", fmt.Sprintf("store %d is not a member of the cluster", req.GetStoreId()))
+			}
+			switch want := req.GetState(); {
+			case want != flotillapb.StoreState_STORE_UP && want != flotillapb.StoreState_STORE_DECOMMISSIONING:
+				return nil, invalidArgument("state", fmt.Sprintf("a store can be set %v or %v, not %v",
+					flotillapb.StoreState_STORE_UP, flotillapb.StoreState_STORE_DECOMMISSIONING, want))
+			case want == flotillapb.StoreState_STORE_DECOMMISSIONING && node.GetState() == flotillapb.StoreState_STORE_DECOMMISSIONED:
+				// Already done: decommissioning again is a no-op.
+			case want == flotillapb.StoreState_STORE_DECOMMISSIONING && n.usableStores(meta.State(), req.GetStoreId()) < n.cfg.ReplicationFactor:
+				return nil, invalidArgument("store_id", fmt.Sprintf(
+					"decommissioning store %d would leave fewer than %d stores to hold each range's replicas", req.GetStoreId(), n.cfg.ReplicationFactor))
+			case want != node.GetState():
+				if err := n.setStoreState(ctx, host, multiraft.NodeID(req.GetStoreId()), want); err != nil {
+					return nil, err
+				}
+			}
+			for _, st := range n.driver.Stores(meta.State()) {
+				if st.GetNode().GetNodeId() == req.GetStoreId() {
+					c := n.driver.StoreCounts(meta.State())[multiraft.NodeID(req.GetStoreId())]
+					st.Replicas, st.Leaders = uint32(c[0]), uint32(c[1])
+					return &flotillapb.SetStoreStateResponse{Store: st, Replicas: uint32(c[0])}, nil
+				}
+			}
+			return nil, unavailable("the store vanished from the placement state")
+		})
+}
+
+// usableStores counts the member stores that are up, other than except.
+func (n *Node) usableStores(meta *flotillapb.ClusterMeta, except uint64) int {
+	c := 0
+	for _, d := range meta.GetNodes() {
+		if d.GetNodeId() != except && d.GetState() == flotillapb.StoreState_STORE_UP {
+			c++
+		}
+	}
+	return c
 }

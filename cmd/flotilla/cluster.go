@@ -28,7 +28,7 @@ func newClusterCmd() *cobra.Command {
 	)
 	cluster := &cobra.Command{
 		Use:   "cluster",
-		Short: "Inspect the cluster",
+		Short: "Inspect and manage the cluster: stores, ranges, operators, decommissioning",
 	}
 	cluster.PersistentFlags().StringVar(&host, "host", flotilla.DefaultListenAddr, "a node of the cluster, HOST:PORT")
 	cluster.PersistentFlags().DurationVar(&timeout, "timeout", 10*time.Second, "give up after this long")
@@ -51,7 +51,7 @@ func newClusterCmd() *cobra.Command {
 		Short: "Show the cluster's stores: address, liveness, replica and leader counts",
 		Long: `Show every store of the cluster as the placement driver sees it: its address,
 whether it heartbeated recently (live), its membership state, and the replicas
-and leaders it reported. --format json prints an array of objects with
+and leaders it holds by the ranges' latest reports. --format json prints an array of objects with
 store_id, address, http_address, live, state, ranges, leaders,
 seconds_since_heartbeat, capacity_bytes and available_bytes.`,
 		Args: cobra.NoArgs,
@@ -89,8 +89,277 @@ are printed as text when they are printable UTF-8, else as 0x-prefixed hex.`,
 			})
 		},
 	}
-	cluster.AddCommand(status, ranges)
+	operators := &cobra.Command{
+		Use:   "operators",
+		Short: "Show the placement driver's operators: running and recently ended",
+		Long: `Show the operators the placement driver runs (replica checker, balancers, admin
+requests) and the last ones that ended, with the balance scores (the spread of
+replica and leader counts over the live stores). --format json prints an
+object with operators (id, range_id, source, reason, steps, done, state,
+error, age_seconds), counts by state, replica_balance and leader_balance.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return run(cmd, func(ctx context.Context, pc flotillapb.PlacementClient, out io.Writer) error {
+				resp, err := pc.ListOperators(ctx, &flotillapb.ListOperatorsRequest{})
+				if err != nil {
+					return fmt.Errorf("cluster operators via %s: %s", host, describe(err))
+				}
+				if format == "json" {
+					return printJSON(out, operatorsJSON(resp))
+				}
+				return printOperators(out, resp)
+			})
+		},
+	}
+	// operatorCmd is an admin command that starts an operator on a range.
+	operatorCmd := func(use, short, long string, send func(ctx context.Context, pc flotillapb.PlacementClient, rangeID, store uint64) (*flotillapb.OperatorResponse, error)) *cobra.Command {
+		return &cobra.Command{
+			Use: use, Short: short, Long: long,
+			Args: cobra.ExactArgs(2),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				rangeID, err := parseID("RANGE", args[0])
+				if err != nil {
+					return err
+				}
+				store, err := parseID("STORE", args[1])
+				if err != nil {
+					return err
+				}
+				return run(cmd, func(ctx context.Context, pc flotillapb.PlacementClient, out io.Writer) error {
+					resp, err := send(ctx, pc, rangeID, store)
+					if err != nil {
+						return fmt.Errorf("cluster %s via %s: %s", cmd.Name(), host, describe(err))
+					}
+					if format == "json" {
+						return printJSON(out, operatorJSONOf(resp.GetOperator()))
+					}
+					return printOperators(out, &flotillapb.ListOperatorsResponse{Operators: []*flotillapb.OperatorStatus{resp.GetOperator()}})
+				})
+			},
+		}
+	}
+	const opNote = `
+The placement driver starts an operator on the range (replacing the one running
+there, if any); the range's leader executes it step by step. The command
+returns once the operator is scheduled: follow it with 'flotilla cluster
+operators' and 'flotilla cluster ranges'.`
+	transfer := operatorCmd("transfer-leader RANGE STORE", "Move a range's leadership to its voter on STORE",
+		"Move range RANGE's leadership to its voter on store STORE.\n"+opNote,
+		func(ctx context.Context, pc flotillapb.PlacementClient, rangeID, store uint64) (*flotillapb.OperatorResponse, error) {
+			return pc.TransferLeader(ctx, &flotillapb.TransferLeaderRequest{RangeId: rangeID, StoreId: store})
+		})
+	var learner bool
+	add := operatorCmd("add-replica RANGE STORE", "Add a replica of a range on STORE",
+		"Add a replica of range RANGE on store STORE: a learner that catches up by\nsnapshot, then (unless --learner) promoted to voter. The replica checker\nlater removes a voter beyond the replication factor.\n"+opNote,
+		func(ctx context.Context, pc flotillapb.PlacementClient, rangeID, store uint64) (*flotillapb.OperatorResponse, error) {
+			return pc.AddReplica(ctx, &flotillapb.AddReplicaRequest{RangeId: rangeID, StoreId: store, Learner: learner})
+		})
+	add.Flags().BoolVar(&learner, "learner", false, "add a learner (a non-voting replica) and leave it one")
+	remove := operatorCmd("remove-replica RANGE STORE", "Remove a range's replica from STORE",
+		"Remove range RANGE's replica on store STORE. It is refused if the range would\nlose its quorum of live voters. The replica checker later adds a voter\nelsewhere if the range has fewer than the replication factor.\n"+opNote,
+		func(ctx context.Context, pc flotillapb.PlacementClient, rangeID, store uint64) (*flotillapb.OperatorResponse, error) {
+			return pc.RemoveReplica(ctx, &flotillapb.RemoveReplicaRequest{RangeId: rangeID, StoreId: store})
+		})
+	var (
+		wait        bool
+		waitTimeout time.Duration
+	)
+	decommission := &cobra.Command{
+		Use:   "decommission NODE",
+		Short: "Move every replica off a node, then mark it decommissioned",
+		Long: `Mark node NODE decommissioning: the placement driver moves every replica off it
+(new replicas elsewhere first, so no range loses its quorum), then marks it
+decommissioned; it takes no replicas from then on and can be stopped. The
+command shows the replicas left every second until the node is decommissioned
+(or --wait=false to return at once). With --format json the progress goes to
+stderr and the final store status (store_id, state, replicas) to stdout.
+Refused if fewer stores than the replication factor would remain.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := parseID("NODE", args[0])
+			if err != nil {
+				return err
+			}
+			return runDecommission(cmd, run, host, format, id, wait, waitTimeout)
+		},
+	}
+	decommission.Flags().BoolVar(&wait, "wait", true, "wait until the node holds no replica and is decommissioned")
+	decommission.Flags().DurationVar(&waitTimeout, "wait-timeout", 30*time.Minute, "give up waiting after this long (the decommission goes on)")
+	recommission := &cobra.Command{
+		Use:   "recommission NODE",
+		Short: "Let a decommissioning or decommissioned node take replicas again",
+		Long: `Mark node NODE up again: it stops shedding replicas and the balancer moves
+replicas back onto it over time.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := parseID("NODE", args[0])
+			if err != nil {
+				return err
+			}
+			return run(cmd, func(ctx context.Context, pc flotillapb.PlacementClient, out io.Writer) error {
+				resp, err := pc.SetStoreState(ctx, &flotillapb.SetStoreStateRequest{StoreId: id, State: flotillapb.StoreState_STORE_UP})
+				if err != nil {
+					return fmt.Errorf("cluster recommission via %s: %s", host, describe(err))
+				}
+				return printStoreState(out, format, resp)
+			})
+		},
+	}
+	cluster.AddCommand(status, ranges, operators, transfer, add, remove, decommission, recommission)
 	return cluster
+}
+
+// parseID parses a positive ID argument.
+func parseID(what, arg string) (uint64, error) {
+	id, err := strconv.ParseUint(arg, 10, 64)
+	if err != nil || id == 0 {
+		return 0, fmt.Errorf("%s %q: want a positive integer", what, arg)
+	}
+	return id, nil
+}
+
+type storeStateJSON struct {
+	StoreID  uint64 `json:"store_id"`
+	State    string `json:"state"`
+	Live     bool   `json:"live"`
+	Replicas uint32 `json:"replicas"`
+}
+
+func storeStateOf(resp *flotillapb.SetStoreStateResponse) storeStateJSON {
+	return storeStateJSON{StoreID: resp.GetStore().GetNode().GetNodeId(), State: storeState(resp.GetStore().GetNode().GetState()),
+		Live: resp.GetStore().GetLive(), Replicas: resp.GetReplicas()}
+}
+
+func printStoreState(out io.Writer, format string, resp *flotillapb.SetStoreStateResponse) error {
+	s := storeStateOf(resp)
+	if format == "json" {
+		return printJSON(out, s)
+	}
+	_, err := fmt.Fprintf(out, "store %d: %s, %d replicas\n", s.StoreID, s.State, s.Replicas)
+	return err
+}
+
+// runDecommission marks a store decommissioning and, if wait, polls it
+// every second, printing the replicas left, until it is decommissioned.
+func runDecommission(cmd *cobra.Command, run func(*cobra.Command, func(context.Context, flotillapb.PlacementClient, io.Writer) error) error,
+	host, format string, id uint64, wait bool, waitTimeout time.Duration) error {
+	var resp *flotillapb.SetStoreStateResponse
+	err := run(cmd, func(ctx context.Context, pc flotillapb.PlacementClient, out io.Writer) error {
+		var err error
+		resp, err = pc.SetStoreState(ctx, &flotillapb.SetStoreStateRequest{StoreId: id, State: flotillapb.StoreState_STORE_DECOMMISSIONING})
+		if err != nil {
+			return fmt.Errorf("cluster decommission via %s: %s", host, describe(err))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	progress := cmd.OutOrStdout()
+	if format == "json" {
+		progress = cmd.ErrOrStderr()
+	}
+	deadline := time.Now().Add(waitTimeout)
+	last := ""
+	for {
+		s := storeStateOf(resp)
+		line := fmt.Sprintf("store %d: %s, %d replicas left", s.StoreID, s.State, s.Replicas)
+		if line != last {
+			fmt.Fprintf(progress, "%s %s\n", time.Now().Format("15:04:05"), line)
+			last = line
+		}
+		if !wait || resp.GetStore().GetNode().GetState() == flotillapb.StoreState_STORE_DECOMMISSIONED {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("store %d is still decommissioning after %v (%d replicas left); the decommission goes on", id, waitTimeout, s.Replicas)
+		}
+		select {
+		case <-cmd.Context().Done():
+			return cmd.Context().Err()
+		case <-time.After(time.Second):
+		}
+		// Asking again for the same state only reads it.
+		err := run(cmd, func(ctx context.Context, pc flotillapb.PlacementClient, out io.Writer) error {
+			r, err := pc.SetStoreState(ctx, &flotillapb.SetStoreStateRequest{StoreId: id, State: flotillapb.StoreState_STORE_DECOMMISSIONING})
+			if err != nil {
+				return err
+			}
+			resp = r
+			return nil
+		})
+		if err != nil {
+			fmt.Fprintf(cmd.ErrOrStderr(), "checking progress: %s (retrying)\n", describe(err))
+		}
+	}
+	if format == "json" {
+		return printJSON(cmd.OutOrStdout(), storeStateOf(resp))
+	}
+	if wait {
+		fmt.Fprintf(cmd.OutOrStdout(), "store %d is decommissioned: it holds no replica and can be stopped\n", id)
+	}
+	return nil
+}
+
+type operatorJSON struct {
+	ID         uint64   `json:"id"`
+	RangeID    uint64   `json:"range_id"`
+	Source     string   `json:"source"`
+	Reason     string   `json:"reason"`
+	Steps      []string `json:"steps"`
+	Done       uint32   `json:"done"`
+	State      string   `json:"state"`
+	Error      string   `json:"error,omitempty"`
+	AgeSeconds float64  `json:"age_seconds"`
+}
+
+func operatorJSONOf(o *flotillapb.OperatorStatus) operatorJSON {
+	steps := o.GetSteps()
+	if steps == nil {
+		steps = []string{}
+	}
+	return operatorJSON{ID: o.GetId(), RangeID: o.GetRangeId(), Source: o.GetSource(), Reason: o.GetReason(),
+		Steps: steps, Done: o.GetDone(), State: o.GetState(), Error: o.GetError(), AgeSeconds: o.GetAgeSeconds()}
+}
+
+type operatorsJSONOut struct {
+	Operators      []operatorJSON    `json:"operators"`
+	Counts         map[string]uint64 `json:"counts"`
+	ReplicaBalance uint32            `json:"replica_balance"`
+	LeaderBalance  uint32            `json:"leader_balance"`
+}
+
+func operatorsJSON(resp *flotillapb.ListOperatorsResponse) operatorsJSONOut {
+	out := operatorsJSONOut{Operators: []operatorJSON{}, Counts: resp.GetCounts(),
+		ReplicaBalance: resp.GetReplicaBalance(), LeaderBalance: resp.GetLeaderBalance()}
+	if out.Counts == nil {
+		out.Counts = map[string]uint64{}
+	}
+	for _, o := range resp.GetOperators() {
+		out.Operators = append(out.Operators, operatorJSONOf(o))
+	}
+	return out
+}
+
+func printOperators(w io.Writer, resp *flotillapb.ListOperatorsResponse) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tRANGE\tSOURCE\tSTATE\tDONE\tSTEPS\tREASON")
+	for _, o := range operatorsJSON(resp).Operators {
+		reason := o.Reason
+		if o.Error != "" {
+			reason += " (" + o.Error + ")"
+		}
+		fmt.Fprintf(tw, "%d\t%d\t%s\t%s\t%d/%d\t%s\t%s\n", o.ID, o.RangeID, o.Source, o.State, o.Done, len(o.Steps), strings.Join(o.Steps, ", "), reason)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if resp.GetCounts() != nil {
+		_, err := fmt.Fprintf(w, "finished %d, failed %d, expired %d; replica balance %d, leader balance %d\n",
+			resp.GetCounts()["finished"], resp.GetCounts()["failed"], resp.GetCounts()["expired"], resp.GetReplicaBalance(), resp.GetLeaderBalance())
+		return err
+	}
+	return nil
 }
 
 type storeJSON struct {
@@ -116,7 +385,7 @@ func storesJSON(stores []*flotillapb.StoreStatus) []storeJSON {
 		out = append(out, storeJSON{
 			StoreID: s.GetNode().GetNodeId(), Address: s.GetNode().GetAddress(), HTTPAddress: s.GetNode().GetHttpAddress(),
 			Live: s.GetLive(), State: storeState(s.GetNode().GetState()),
-			Ranges: s.GetStats().GetRangeCount(), Leaders: s.GetStats().GetLeaderCount(),
+			Ranges: s.GetReplicas(), Leaders: s.GetLeaders(),
 			SecondsSinceHeartbeat: s.GetSecondsSinceHeartbeat(),
 			CapacityBytes:         s.GetStats().GetCapacityBytes(), AvailableBytes: s.GetStats().GetAvailableBytes(),
 		})
