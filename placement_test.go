@@ -152,7 +152,10 @@ func TestPlacementOperators(t *testing.T) {
 			_, err := pc.TransferLeader(ctx, &flotillapb.TransferLeaderRequest{RangeId: r, StoreId: 99})
 			return err
 		}(),
-		func() error { _, err := pc.AddReplica(ctx, &flotillapb.AddReplicaRequest{RangeId: 77, StoreId: 1}); return err }(),
+		func() error {
+			_, err := pc.AddReplica(ctx, &flotillapb.AddReplicaRequest{RangeId: 77, StoreId: 1})
+			return err
+		}(),
 		func() error {
 			_, err := pc.SetStoreState(ctx, &flotillapb.SetStoreStateRequest{StoreId: 1, State: flotillapb.StoreState_STORE_DECOMMISSIONED})
 			return err
