@@ -61,10 +61,12 @@ type Config struct {
 	// ReplicationFactor. Default 3.
 	PlacementReplicationFactor int
 	// HeartbeatInterval is how often the node reports itself and the
-	// ranges it leads to the placement driver. Default 1 s.
+	// ranges it leads to the placement driver. Default 1 s, or a third of
+	// LivenessWindow if that is shorter.
 	HeartbeatInterval time.Duration
 	// LivenessWindow: the placement driver counts a store live if it
-	// heartbeated within it. Default 5 s.
+	// heartbeated within it. Default 5 s, or StoreDownTimeout if that is
+	// shorter.
 	LivenessWindow time.Duration
 	// StoreDownTimeout: the placement driver counts a store down, and its
 	// replicas as lost, after this long without a heartbeat. Default 60 s.
@@ -110,14 +112,19 @@ func (c *Config) EnsureDefaults() {
 	if c.PlacementReplicationFactor == 0 {
 		c.PlacementReplicationFactor = 3
 	}
-	if c.HeartbeatInterval == 0 {
-		c.HeartbeatInterval = time.Second
-	}
+	// Unset timings follow the ones given: a short store-down timeout
+	// shortens the liveness window, which shortens the heartbeat interval.
 	if c.LivenessWindow == 0 {
 		c.LivenessWindow = placement.DefaultLivenessWindow
+		if c.StoreDownTimeout > 0 {
+			c.LivenessWindow = min(c.LivenessWindow, c.StoreDownTimeout)
+		}
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = min(time.Second, max(c.LivenessWindow/3, time.Millisecond))
 	}
 	if c.StoreDownTimeout == 0 {
-		c.StoreDownTimeout = placement.DefaultStoreDownTimeout
+		c.StoreDownTimeout = max(placement.DefaultStoreDownTimeout, c.LivenessWindow)
 	}
 	if c.MaxInflightRequests == 0 {
 		c.MaxInflightRequests = 8192

@@ -96,7 +96,11 @@ SIGINT or SIGTERM stops the node cleanly.`,
 	f.StringSliceVar(&join, "join", nil, "nodes of the cluster to join, HOST:PORT[,HOST:PORT...]")
 	f.StringArrayVar(&overrides, "dial-override", nil, "dial ACTUAL when a peer advertises ADVERTISED, as ADVERTISED=ACTUAL (repeatable)")
 	f.IntVar(&cfg.MaxValueSize, "max-value-size", flotilla.DefaultMaxValueSize, "largest value accepted, in bytes")
-	f.DurationVar(&cfg.StoreDownTimeout, "store-down-timeout", 0, "the placement driver counts a store down after this long without a heartbeat (default 60s)")
+	f.DurationVar(&cfg.StoreDownTimeout, "store-down-timeout", 0, "the placement driver counts a store down, and rebuilds its replicas elsewhere, after this long without a heartbeat (default 60s)")
+	f.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", 0, "how often the node reports itself and the ranges it leads to the placement driver (default 1s)")
+	f.DurationVar(&cfg.LivenessWindow, "liveness-window", 0, "the placement driver counts a store live if it heartbeated within this window (default 5s)")
+	f.IntVar(&cfg.ReplicationFactor, "replicas", 0, "voters the placement driver keeps for each range; set it alike on every node (default 3)")
+	f.IntVar(&cfg.PlacementReplicationFactor, "placement-replicas", 0, "voters of the placement driver's own group, e.g. 3 or 5; set it alike on every node (default 3)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return cmd
 }
