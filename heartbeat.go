@@ -11,7 +11,6 @@ import (
 	"github.com/flotilladb/flotilla/multiraft"
 	"github.com/flotilladb/flotilla/placement"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
-	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -20,9 +19,6 @@ import (
 // at the next HeartbeatInterval.
 const heartbeatPoll = 100 * time.Millisecond
 
-// learnerCatchUpLag is how far behind the leader's commit index a learner
-// may be and still be promoted to voter.
-const learnerCatchUpLag = 64
 
 // reported is what this node last told the placement driver about a range
 // it leads.
@@ -109,7 +105,7 @@ func (n *Node) sendHeartbeats(last map[multiraft.GroupID]reported, full bool) {
 		}
 		hb.LeaderReplicaId, hb.Term = uint64(gs.Replica), gs.Term
 		for _, l := range gs.Learners {
-			if match := gs.LearnerMatch[l]; match == 0 || match+learnerCatchUpLag < gs.Commit {
+			if match := gs.LearnerMatch[l]; match == 0 || match+placement.LearnerCatchUpLag < gs.Commit {
 				hb.PendingReplicas = append(hb.PendingReplicas, uint64(l))
 			}
 		}
@@ -262,20 +258,8 @@ func (n *Node) groupDescriptor(g multiraft.GroupID, meta *placement.Meta) *floti
 	return nil
 }
 
-func findReplica(d *flotillapb.RangeDescriptor, id multiraft.ReplicaID) *flotillapb.ReplicaDescriptor {
-	for _, r := range d.GetReplicas() {
-		if r.GetReplicaId() == uint64(id) {
-			return r
-		}
-	}
-	return nil
-}
-
-// runStep runs one operator step as group g's leader, with the checks a
-// leader makes whatever the driver believed: the descriptor must be at the
-// step's conf_ver (and the change carries it, so the group refuses it at
-// any other); a step already done is skipped; a learner is promoted only
-// once it has caught up; the leader never removes or demotes itself.
+// runStep runs one operator step as group g's leader (placement.PlanStep
+// decides what that takes).
 func (n *Node) runStep(g multiraft.GroupID, step *flotillapb.OperatorStep) error {
 	host, meta, ok := n.running()
 	if !ok {
@@ -289,65 +273,19 @@ func (n *Node) runStep(g multiraft.GroupID, step *flotillapb.OperatorStep) error
 	if desc == nil {
 		return fmt.Errorf("no descriptor")
 	}
-	if cv := desc.GetEpoch().GetConfVer(); cv != step.GetConfVer() {
-		return fmt.Errorf("stale: the range is at conf_ver %d", cv)
-	}
-	if st.Joint {
-		return nil // leaving a joint configuration first
-	}
-	id := multiraft.ReplicaID(step.GetReplicaId())
-	if !id.Valid() {
-		return fmt.Errorf("invalid replica ID %d", step.GetReplicaId())
-	}
-	rep := findReplica(desc, id)
-	var cc *pb.ConfChangeV2
-	switch step.GetKind() {
-	case flotillapb.OperatorStepKind_ADD_LEARNER:
-		if rep != nil {
-			return nil
-		}
-		cc = multiraft.AddLearner(id)
-	case flotillapb.OperatorStepKind_PROMOTE:
-		if rep == nil {
-			return fmt.Errorf("no replica %v to promote", id)
-		}
-		demote := multiraft.ReplicaID(step.GetDemoteReplicaId())
-		if demote == st.Replica {
-			return fmt.Errorf("the leader does not demote itself")
-		}
-		if rep.GetType() == flotillapb.ReplicaType_LEARNER {
-			if match := st.LearnerMatch[id]; match == 0 || match+learnerCatchUpLag < st.Commit {
-				return nil // still catching up
-			}
-		}
-		cc = multiraft.AddVoter(id)
-		if d := findReplica(desc, demote); demote != 0 && d != nil && d.GetType() == flotillapb.ReplicaType_VOTER {
-			cc.Changes = append(cc.Changes, multiraft.AddLearner(demote).Changes...)
-		} else if rep.GetType() == flotillapb.ReplicaType_VOTER {
-			return nil
-		}
-	case flotillapb.OperatorStepKind_REMOVE:
-		if rep == nil {
-			return nil
-		}
-		if id == st.Replica {
-			return fmt.Errorf("the leader does not remove itself")
-		}
-		cc = multiraft.RemoveReplica(id)
-	case flotillapb.OperatorStepKind_TRANSFER_LEADER:
-		if rep == nil || rep.GetType() != flotillapb.ReplicaType_VOTER {
-			return fmt.Errorf("replica %v is not a voter", id)
-		}
-		if id == st.Replica {
-			return nil
-		}
-		return host.TransferLeadership(g, id)
-	default:
-		return fmt.Errorf("unknown step kind %v", step.GetKind())
+	act, err := placement.PlanStep(desc, placement.LeaderStatus{Self: st.Replica, Commit: st.Commit,
+		LearnerMatch: st.LearnerMatch, Joint: st.Joint, Active: host.NodeActive}, step)
+	switch {
+	case err != nil:
+		return err
+	case act.TransferTo != 0:
+		return host.TransferLeadership(g, act.TransferTo)
+	case act.ConfChange == nil:
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(n.stopCtx, 10*time.Second)
 	defer cancel()
-	res, err := host.ProposeConfChange(g, placement.WithConfVer(cc, step.GetConfVer())).Wait(ctx)
+	res, err := host.ProposeConfChange(g, act.ConfChange).Wait(ctx)
 	if err == nil {
 		err = res.Err
 	}

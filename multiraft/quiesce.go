@@ -205,3 +205,19 @@ func (h *Host) wakeGroupsOn(nodes []NodeID) {
 	h.groupsMu.RUnlock()
 	h.sched.enqueueAll(gs)
 }
+
+// heardWithin reports whether this host heard from node n within the
+// liveness timeout.
+func (l *liveness) heardWithin(n NodeID, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	t, ok := l.mu.lastHeard[n]
+	return ok && now.Sub(t) <= l.timeout
+}
+
+// NodeActive reports whether this host heard from node n within the
+// election timeout (always true for itself): what a leader checks before
+// a membership change that needs n's vote.
+func (h *Host) NodeActive(n NodeID) bool {
+	return n == h.cfg.NodeID || h.liveness.heardWithin(n, time.Now())
+}

@@ -81,7 +81,13 @@ func (t *trackedOp) status(now time.Time) *flotillapb.OperatorStatus {
 // descriptor, leader and pending replicas, and per-store counts from those
 // ranges (not from store heartbeats, which lag the descriptors). The
 // placement group is not among the ranges; it is returned apart.
-func (d *Driver) viewLocked(meta *flotillapb.ClusterMeta, now time.Time) (*ClusterView, *RangeView) {
+//
+// With influence, the counts are those the running operators will leave
+// (a replica still to add counts on its target, one still to remove no
+// longer counts, a leadership still to move counts on its new store), so
+// that balancing does not start a second move for an imbalance a running
+// one already corrects. Decommission and status counts are without.
+func (d *Driver) viewLocked(meta *flotillapb.ClusterMeta, now time.Time, influence bool) (*ClusterView, *RangeView) {
 	cv := &ClusterView{
 		Stores:               map[multiraft.NodeID]*StoreView{},
 		ReplicationFactor:    d.cfg.ReplicationFactor,
@@ -129,6 +135,9 @@ func (d *Driver) viewLocked(meta *flotillapb.ClusterMeta, now time.Time) (*Clust
 			}
 		}
 	}
+	if influence {
+		d.addInfluenceLocked(cv, byID)
+	}
 	pg := &RangeView{Desc: meta.GetPlacementGroup()}
 	if obs := d.mu.placement; obs.hb != nil {
 		if pg.Desc == nil || NewerEpoch(obs.hb.GetDescriptor_().GetEpoch(), pg.Desc.GetEpoch()) {
@@ -140,6 +149,34 @@ func (d *Driver) viewLocked(meta *flotillapb.ClusterMeta, now time.Time) (*Clust
 		pg = nil
 	}
 	return cv, pg
+}
+
+// addInfluenceLocked adjusts cv's counts by what the running operators
+// still have to do.
+func (d *Driver) addInfluenceLocked(cv *ClusterView, ranges map[multiraft.GroupID]*RangeView) {
+	for id, t := range d.mu.ops {
+		r := ranges[id]
+		if r == nil {
+			continue
+		}
+		for _, s := range t.op.Steps[t.done:] {
+			st := cv.Stores[s.Replica.Node()]
+			if st == nil {
+				continue
+			}
+			switch {
+			case s.Kind == StepAddLearner && replicaIn(r.Desc, s.Replica) == nil:
+				st.Ranges++
+			case s.Kind == StepRemove && replicaIn(r.Desc, s.Replica) != nil:
+				st.Ranges--
+			case s.Kind == StepTransferLeader && r.Leader != s.Replica:
+				st.Leaders++
+				if from := cv.Stores[r.Leader.Node()]; from != nil && r.Leader != 0 {
+					from.Leaders--
+				}
+			}
+		}
+	}
 }
 
 // rangeLeader fills rv's leader and pending replicas from a heartbeat, if
@@ -343,7 +380,7 @@ func (d *Driver) Schedule(meta *flotillapb.ClusterMeta, rangeID multiraft.GroupI
 	now := d.cfg.Clock()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	cv, pg := d.viewLocked(meta, now)
+	cv, pg := d.viewLocked(meta, now, true)
 	r, rcv := d.rangeView(cv, pg, rangeID)
 	if r == nil || r.Leader == 0 {
 		return nil
@@ -382,7 +419,7 @@ func (d *Driver) Balance(meta *flotillapb.ClusterMeta) (decommissioned []multira
 	if now.Sub(d.mu.since) < d.cfg.LivenessWindow {
 		return nil
 	}
-	cv, pg := d.viewLocked(meta, now)
+	cv, pg := d.viewLocked(meta, now, false)
 	for _, s := range cv.sortedStores() {
 		if s.State != StoreDecommissioning || s.Ranges > 0 || (pg != nil && cv.hasReplicaOn(pg.Desc, s.ID)) {
 			continue
@@ -404,6 +441,7 @@ func (d *Driver) Balance(meta *flotillapb.ClusterMeta) (decommissioned []multira
 		return decommissioned
 	}
 	// Ranges with an operator are not balanced until it ends.
+	cv, _ = d.viewLocked(meta, now, true)
 	busy := *cv
 	busy.Ranges = slices.DeleteFunc(slices.Clone(cv.Ranges), func(r *RangeView) bool {
 		return d.mu.ops[multiraft.GroupID(r.Desc.GetRangeId())] != nil
@@ -424,7 +462,7 @@ func (d *Driver) AdminOperator(meta *flotillapb.ClusterMeta, rangeID multiraft.G
 	now := d.cfg.Clock()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	cv, pg := d.viewLocked(meta, now)
+	cv, pg := d.viewLocked(meta, now, true)
 	r, rcv := d.rangeView(cv, pg, rangeID)
 	if r == nil {
 		return nil, fmt.Errorf("range %d is unknown to the placement driver", rangeID)
@@ -463,7 +501,7 @@ func (d *Driver) Operators(meta *flotillapb.ClusterMeta) *flotillapb.ListOperato
 		resp.Counts[k] = v
 	}
 	resp.Counts[OpRunning] = uint64(len(d.mu.ops))
-	cv, _ := d.viewLocked(meta, now)
+	cv, _ := d.viewLocked(meta, now, false)
 	minR, maxR, minL, maxL, n := 0, 0, 0, 0, 0
 	for _, s := range cv.sortedStores() {
 		if !s.usable() {
@@ -486,7 +524,7 @@ func (d *Driver) StoreCounts(meta *flotillapb.ClusterMeta) map[multiraft.NodeID]
 	now := d.cfg.Clock()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	cv, pg := d.viewLocked(meta, now)
+	cv, pg := d.viewLocked(meta, now, false)
 	out := map[multiraft.NodeID][2]int{}
 	for id, s := range cv.Stores {
 		n := s.Ranges
