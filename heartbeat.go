@@ -19,7 +19,6 @@ import (
 // at the next HeartbeatInterval.
 const heartbeatPoll = 100 * time.Millisecond
 
-
 // reported is what this node last told the placement driver about a range
 // it leads.
 type reported struct {
