@@ -175,15 +175,15 @@ func TestEmbedded(t *testing.T) {
 	}
 }
 
-// TestJoinAndGateway joins four nodes: the first range and the placement
-// group get replicas on the first three by node ID (join order), and the
-// fourth, with no replica, still serves reads and writes as a gateway.
+// TestJoinAndGateway joins three nodes: the first range and the placement
+// group get replicas on all three; a fourth joins, gets no replica, and
+// still serves reads and writes as a gateway.
 func TestJoinAndGateway(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	n1 := openNode(t, flotilla.Config{Dir: t.TempDir()})
 	nodes := []*flotilla.Node{n1}
-	for range 3 {
+	for range 2 {
 		nodes = append(nodes, openNode(t, flotilla.Config{Dir: t.TempDir(), Join: []string{n1.Addr()}}))
 	}
 	// Nothing happens before init: the joiners wait.
@@ -197,6 +197,21 @@ func TestJoinAndGateway(t *testing.T) {
 		if err := n.WaitReady(ctx); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// Both groups reach three replicas, then a fourth node joins: one
+	// range with a replica on each of three stores is balanced, so the
+	// fourth gets none.
+	testutil.SucceedsWithin(t, time.Minute, func() error {
+		for i, n := range nodes {
+			if len(n.Status(false).GetReplicas()) != 2 {
+				return fmt.Errorf("node %d holds %v", i+1, n.Status(false).GetReplicas())
+			}
+		}
+		return nil
+	})
+	nodes = append(nodes, openNode(t, flotilla.Config{Dir: t.TempDir(), Join: []string{n1.Addr()}}))
+	if err := nodes[3].WaitReady(ctx); err != nil {
+		t.Fatal(err)
 	}
 	testutil.SucceedsWithin(t, time.Minute, func() error {
 		for i, n := range nodes {
