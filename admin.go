@@ -18,7 +18,9 @@ import (
 //	/health        200 with {"status":"ok"} when the node is a running member, else 503
 //	/status        JSON: the node, the nodes it knows, and its replicas with descriptor,
 //	               leader, term, applied index, statistics and data hash
-//	               (?hash=false skips the hash, which reads every range's data)
+//	               (?hash=false skips the hash, which reads every range's data); on the
+//	               placement group's leader also the driver's view: stores with the
+//	               time since their last heartbeat, operators, balance scores
 //	/debug/pprof/  Go's profiler
 func (n *Node) adminHandler() http.Handler {
 	mux := http.NewServeMux()

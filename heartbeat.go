@@ -187,9 +187,11 @@ func (n *Node) scheduleBalance() {
 	}
 	st, ok := host.Status(placement.GroupID)
 	if !ok || st.Leader != st.Replica || st.Replica == 0 {
+		n.placementView.Store(nil)
 		return
 	}
 	n.syncDriver(st.Term)
+	defer n.publishPlacementView(meta.State())
 	ctx, cancel := context.WithTimeout(n.stopCtx, n.cfg.HeartbeatInterval)
 	defer cancel()
 	n.ensureReplicaSeqs(ctx, host)
@@ -293,4 +295,48 @@ func (n *Node) runStep(g multiraft.GroupID, step *flotillapb.OperatorStep) error
 	}
 	n.log.Info("operator step done", "range", g, "step", stepString(step))
 	return nil
+}
+
+// publishPlacementView keeps the driver's view for /status and /metrics,
+// and registers a heartbeat-age gauge for every store.
+func (n *Node) publishPlacementView(meta *flotillapb.ClusterMeta) {
+	stores := n.driver.Stores(meta)
+	counts := n.driver.StoreCounts(meta)
+	for _, st := range stores {
+		id := st.GetNode().GetNodeId()
+		c := counts[multiraft.NodeID(id)]
+		st.Replicas, st.Leaders = uint32(c[0]), uint32(c[1])
+		n.metrics.GetOrCreateGauge(fmt.Sprintf(`flotilla_placement_store_heartbeat_age_seconds{store="%d"}`, id), func() float64 {
+			for _, s := range n.placementView.Load().GetStores() {
+				if s.GetNode().GetNodeId() == id {
+					return s.GetSecondsSinceHeartbeat()
+				}
+			}
+			return -1
+		})
+	}
+	n.placementView.Store(&flotillapb.PlacementView{Stores: stores, Operators: n.driver.Operators(meta)})
+}
+
+// registerPlacementMetrics registers the placement driver's gauges; they
+// read the view the node published while it led the placement group, and
+// are 0 on other nodes.
+func (n *Node) registerPlacementMetrics() {
+	for _, state := range []string{placement.OpRunning, placement.OpFinished, placement.OpFailed, placement.OpExpired} {
+		n.metrics.NewGauge(fmt.Sprintf(`flotilla_placement_operators{state=%q}`, state), func() float64 {
+			return float64(n.placementView.Load().GetOperators().GetCounts()[state])
+		})
+	}
+	n.metrics.NewGauge(`flotilla_placement_replica_balance`, func() float64 {
+		return float64(n.placementView.Load().GetOperators().GetReplicaBalance())
+	})
+	n.metrics.NewGauge(`flotilla_placement_leader_balance`, func() float64 {
+		return float64(n.placementView.Load().GetOperators().GetLeaderBalance())
+	})
+	n.metrics.NewGauge(`flotilla_placement_leader`, func() float64 {
+		if n.placementView.Load() != nil {
+			return 1
+		}
+		return 0
+	})
 }

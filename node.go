@@ -70,6 +70,9 @@ type Node struct {
 	allocMu sync.Mutex
 	// executing holds the groups an operator step runs for.
 	executing sync.Map
+	// placementView is the driver's view while this node leads the
+	// placement group, for /status and /metrics; nil otherwise.
+	placementView atomic.Pointer[flotillapb.PlacementView]
 
 	lis        net.Listener
 	grpcServer *grpc.Server
@@ -192,6 +195,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		ReplicationFactor: cfg.ReplicationFactor, PlacementReplicationFactor: cfg.PlacementReplicationFactor,
 	})
 	n.kvAPI = kvAPI{h: n.gw, close: n.Close}
+	n.registerPlacementMetrics()
 
 	// WaitForHandlers: Close must not close the store under a running
 	// request.

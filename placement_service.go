@@ -134,19 +134,8 @@ func (s *placementService) LookupRange(ctx context.Context, req *flotillapb.Look
 				}
 			}
 			return &flotillapb.LookupRangeResponse{Descriptor_: rs.GetDescriptor_(), Leader: rs.GetLeader(),
-				Nodes: publicNodes(meta.State().GetNodes())}, nil
+				Nodes: withoutTokens(meta.State().GetNodes())}, nil
 		})
-}
-
-// publicNodes returns copies of nodes without their join tokens.
-func publicNodes(nodes []*flotillapb.NodeDescriptor) []*flotillapb.NodeDescriptor {
-	out := make([]*flotillapb.NodeDescriptor, len(nodes))
-	for i, d := range nodes {
-		c := proto.Clone(d).(*flotillapb.NodeDescriptor)
-		c.JoinToken = ""
-		out[i] = c
-	}
-	return out
 }
 
 func (s *placementService) ListStores(ctx context.Context, req *flotillapb.ListStoresRequest) (*flotillapb.ListStoresResponse, error) {

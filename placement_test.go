@@ -5,6 +5,9 @@ package flotilla_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
+	"strings"
 	"slices"
 	"testing"
 	"time"
@@ -215,6 +218,35 @@ func TestPlacementOperators(t *testing.T) {
 		}
 		return 0
 	}
+	// The driver's leader shows its view in /status and /metrics.
+	testutil.SucceedsWithin(t, 10*time.Second, func() error {
+		for _, n := range live {
+			pv := n.Status(false).GetPlacement()
+			if pv == nil {
+				continue
+			}
+			if len(pv.GetStores()) != 5 || pv.GetOperators().GetCounts()["finished"] == 0 || pv.GetStores()[0].GetSecondsSinceHeartbeat() < 0 {
+				return fmt.Errorf("placement view: %v", pv)
+			}
+			resp, err := http.Get("http://" + n.HTTPAddr() + "/metrics")
+			if err != nil {
+				return err
+			}
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil {
+				return err
+			}
+			for _, want := range []string{`flotilla_placement_operators{state="finished"}`, `flotilla_placement_replica_balance`,
+				`flotilla_placement_store_heartbeat_age_seconds{store="1"}`} {
+				if !strings.Contains(string(body), want) {
+					return fmt.Errorf("/metrics lacks %s", want)
+				}
+			}
+			return nil
+		}
+		return fmt.Errorf("no node shows the placement view")
+	})
 	v, _, _, _ = rangeStores(ctx, pc, r)
 	var victim uint64
 	for _, id := range v {

@@ -227,6 +227,7 @@ func (n *Node) Status(withHash bool) *flotillapb.NodeStatus {
 	if host == nil || st.State != stateRunning.String() {
 		return st
 	}
+	st.Placement = n.placementView.Load()
 	groups := host.Groups()
 	for _, g := range groups {
 		gs, ok := host.Status(g)

@@ -301,8 +301,11 @@ type NodeStatus struct {
 	StartedUnixNanos int64             `protobuf:"varint,7,opt,name=started_unix_nanos,json=startedUnixNanos,proto3" json:"started_unix_nanos,omitempty"`
 	Replicas         []*ReplicaStatus  `protobuf:"bytes,8,rep,name=replicas,proto3" json:"replicas,omitempty"`
 	Nodes            []*NodeDescriptor `protobuf:"bytes,9,rep,name=nodes,proto3" json:"nodes,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// placement is the placement driver's view, on the node that leads the
+	// placement group (as of its last heartbeat round); absent elsewhere.
+	Placement     *PlacementView `protobuf:"bytes,10,opt,name=placement,proto3" json:"placement,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *NodeStatus) Reset() {
@@ -398,6 +401,70 @@ func (x *NodeStatus) GetNodes() []*NodeDescriptor {
 	return nil
 }
 
+func (x *NodeStatus) GetPlacement() *PlacementView {
+	if x != nil {
+		return x.Placement
+	}
+	return nil
+}
+
+// PlacementView is what the placement driver's leader sees.
+type PlacementView struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// stores are the member stores with liveness, seconds since their last
+	// heartbeat, and replica and leader counts.
+	Stores []*StoreStatus `protobuf:"bytes,1,rep,name=stores,proto3" json:"stores,omitempty"`
+	// operators holds the running and recent operators, the counts of ended
+	// ones by state, and the balance scores.
+	Operators     *ListOperatorsResponse `protobuf:"bytes,2,opt,name=operators,proto3" json:"operators,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlacementView) Reset() {
+	*x = PlacementView{}
+	mi := &file_flotillapb_node_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlacementView) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlacementView) ProtoMessage() {}
+
+func (x *PlacementView) ProtoReflect() protoreflect.Message {
+	mi := &file_flotillapb_node_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlacementView.ProtoReflect.Descriptor instead.
+func (*PlacementView) Descriptor() ([]byte, []int) {
+	return file_flotillapb_node_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *PlacementView) GetStores() []*StoreStatus {
+	if x != nil {
+		return x.Stores
+	}
+	return nil
+}
+
+func (x *PlacementView) GetOperators() *ListOperatorsResponse {
+	if x != nil {
+		return x.Operators
+	}
+	return nil
+}
+
 // ReplicaStatus is one replica on a node.
 type ReplicaStatus struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -424,7 +491,7 @@ type ReplicaStatus struct {
 
 func (x *ReplicaStatus) Reset() {
 	*x = ReplicaStatus{}
-	mi := &file_flotillapb_node_proto_msgTypes[6]
+	mi := &file_flotillapb_node_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -436,7 +503,7 @@ func (x *ReplicaStatus) String() string {
 func (*ReplicaStatus) ProtoMessage() {}
 
 func (x *ReplicaStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_node_proto_msgTypes[6]
+	mi := &file_flotillapb_node_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -449,7 +516,7 @@ func (x *ReplicaStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaStatus.ProtoReflect.Descriptor instead.
 func (*ReplicaStatus) Descriptor() ([]byte, []int) {
-	return file_flotillapb_node_proto_rawDescGZIP(), []int{6}
+	return file_flotillapb_node_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ReplicaStatus) GetGroupId() uint64 {
@@ -558,7 +625,7 @@ type ClusterStatusRequest struct {
 
 func (x *ClusterStatusRequest) Reset() {
 	*x = ClusterStatusRequest{}
-	mi := &file_flotillapb_node_proto_msgTypes[7]
+	mi := &file_flotillapb_node_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -570,7 +637,7 @@ func (x *ClusterStatusRequest) String() string {
 func (*ClusterStatusRequest) ProtoMessage() {}
 
 func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_node_proto_msgTypes[7]
+	mi := &file_flotillapb_node_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -583,7 +650,7 @@ func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusRequest.ProtoReflect.Descriptor instead.
 func (*ClusterStatusRequest) Descriptor() ([]byte, []int) {
-	return file_flotillapb_node_proto_rawDescGZIP(), []int{7}
+	return file_flotillapb_node_proto_rawDescGZIP(), []int{8}
 }
 
 type ClusterStatusResponse struct {
@@ -596,7 +663,7 @@ type ClusterStatusResponse struct {
 
 func (x *ClusterStatusResponse) Reset() {
 	*x = ClusterStatusResponse{}
-	mi := &file_flotillapb_node_proto_msgTypes[8]
+	mi := &file_flotillapb_node_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -608,7 +675,7 @@ func (x *ClusterStatusResponse) String() string {
 func (*ClusterStatusResponse) ProtoMessage() {}
 
 func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_node_proto_msgTypes[8]
+	mi := &file_flotillapb_node_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -621,7 +688,7 @@ func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusResponse.ProtoReflect.Descriptor instead.
 func (*ClusterStatusResponse) Descriptor() ([]byte, []int) {
-	return file_flotillapb_node_proto_rawDescGZIP(), []int{8}
+	return file_flotillapb_node_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ClusterStatusResponse) GetClusterId() string {
@@ -650,7 +717,7 @@ type NodeEntry struct {
 
 func (x *NodeEntry) Reset() {
 	*x = NodeEntry{}
-	mi := &file_flotillapb_node_proto_msgTypes[9]
+	mi := &file_flotillapb_node_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -662,7 +729,7 @@ func (x *NodeEntry) String() string {
 func (*NodeEntry) ProtoMessage() {}
 
 func (x *NodeEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_node_proto_msgTypes[9]
+	mi := &file_flotillapb_node_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -675,7 +742,7 @@ func (x *NodeEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeEntry.ProtoReflect.Descriptor instead.
 func (*NodeEntry) Descriptor() ([]byte, []int) {
-	return file_flotillapb_node_proto_rawDescGZIP(), []int{9}
+	return file_flotillapb_node_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *NodeEntry) GetNode() *NodeDescriptor {
@@ -710,7 +777,7 @@ var File_flotillapb_node_proto protoreflect.FileDescriptor
 
 const file_flotillapb_node_proto_rawDesc = "" +
 	"\n" +
-	"\x15flotillapb/node.proto\x12\vflotilla.v1\x1a\x15flotillapb/meta.proto\"\r\n" +
+	"\x15flotillapb/node.proto\x12\vflotilla.v1\x1a\x15flotillapb/meta.proto\x1a\x1aflotillapb/placement.proto\"\r\n" +
 	"\vInitRequest\"F\n" +
 	"\fInitResponse\x12\x1d\n" +
 	"\n" +
@@ -728,7 +795,7 @@ const file_flotillapb_node_proto_rawDesc = "" +
 	"\anode_id\x18\x02 \x01(\x04R\x06nodeId\x121\n" +
 	"\x05nodes\x18\x03 \x03(\v2\x1b.flotilla.v1.NodeDescriptorR\x05nodes\",\n" +
 	"\rStatusRequest\x12\x1b\n" +
-	"\twith_hash\x18\x01 \x01(\bR\bwithHash\"\xca\x02\n" +
+	"\twith_hash\x18\x01 \x01(\bR\bwithHash\"\x84\x03\n" +
 	"\n" +
 	"NodeStatus\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x1d\n" +
@@ -740,7 +807,12 @@ const file_flotillapb_node_proto_rawDesc = "" +
 	"\x05state\x18\x06 \x01(\tR\x05state\x12,\n" +
 	"\x12started_unix_nanos\x18\a \x01(\x03R\x10startedUnixNanos\x126\n" +
 	"\breplicas\x18\b \x03(\v2\x1a.flotilla.v1.ReplicaStatusR\breplicas\x121\n" +
-	"\x05nodes\x18\t \x03(\v2\x1b.flotilla.v1.NodeDescriptorR\x05nodes\"\x92\x04\n" +
+	"\x05nodes\x18\t \x03(\v2\x1b.flotilla.v1.NodeDescriptorR\x05nodes\x128\n" +
+	"\tplacement\x18\n" +
+	" \x01(\v2\x1a.flotilla.v1.PlacementViewR\tplacement\"\x83\x01\n" +
+	"\rPlacementView\x120\n" +
+	"\x06stores\x18\x01 \x03(\v2\x18.flotilla.v1.StoreStatusR\x06stores\x12@\n" +
+	"\toperators\x18\x02 \x01(\v2\".flotilla.v1.ListOperatorsResponseR\toperators\"\x92\x04\n" +
 	"\rReplicaStatus\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12<\n" +
@@ -789,7 +861,7 @@ func file_flotillapb_node_proto_rawDescGZIP() []byte {
 	return file_flotillapb_node_proto_rawDescData
 }
 
-var file_flotillapb_node_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_flotillapb_node_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_flotillapb_node_proto_goTypes = []any{
 	(*InitRequest)(nil),           // 0: flotilla.v1.InitRequest
 	(*InitResponse)(nil),          // 1: flotilla.v1.InitResponse
@@ -797,36 +869,42 @@ var file_flotillapb_node_proto_goTypes = []any{
 	(*JoinResponse)(nil),          // 3: flotilla.v1.JoinResponse
 	(*StatusRequest)(nil),         // 4: flotilla.v1.StatusRequest
 	(*NodeStatus)(nil),            // 5: flotilla.v1.NodeStatus
-	(*ReplicaStatus)(nil),         // 6: flotilla.v1.ReplicaStatus
-	(*ClusterStatusRequest)(nil),  // 7: flotilla.v1.ClusterStatusRequest
-	(*ClusterStatusResponse)(nil), // 8: flotilla.v1.ClusterStatusResponse
-	(*NodeEntry)(nil),             // 9: flotilla.v1.NodeEntry
-	(*NodeDescriptor)(nil),        // 10: flotilla.v1.NodeDescriptor
-	(*RangeDescriptor)(nil),       // 11: flotilla.v1.RangeDescriptor
-	(*RangeStats)(nil),            // 12: flotilla.v1.RangeStats
+	(*PlacementView)(nil),         // 6: flotilla.v1.PlacementView
+	(*ReplicaStatus)(nil),         // 7: flotilla.v1.ReplicaStatus
+	(*ClusterStatusRequest)(nil),  // 8: flotilla.v1.ClusterStatusRequest
+	(*ClusterStatusResponse)(nil), // 9: flotilla.v1.ClusterStatusResponse
+	(*NodeEntry)(nil),             // 10: flotilla.v1.NodeEntry
+	(*NodeDescriptor)(nil),        // 11: flotilla.v1.NodeDescriptor
+	(*StoreStatus)(nil),           // 12: flotilla.v1.StoreStatus
+	(*ListOperatorsResponse)(nil), // 13: flotilla.v1.ListOperatorsResponse
+	(*RangeDescriptor)(nil),       // 14: flotilla.v1.RangeDescriptor
+	(*RangeStats)(nil),            // 15: flotilla.v1.RangeStats
 }
 var file_flotillapb_node_proto_depIdxs = []int32{
-	10, // 0: flotilla.v1.JoinResponse.nodes:type_name -> flotilla.v1.NodeDescriptor
-	6,  // 1: flotilla.v1.NodeStatus.replicas:type_name -> flotilla.v1.ReplicaStatus
-	10, // 2: flotilla.v1.NodeStatus.nodes:type_name -> flotilla.v1.NodeDescriptor
-	11, // 3: flotilla.v1.ReplicaStatus.descriptor:type_name -> flotilla.v1.RangeDescriptor
-	12, // 4: flotilla.v1.ReplicaStatus.stats:type_name -> flotilla.v1.RangeStats
-	9,  // 5: flotilla.v1.ClusterStatusResponse.nodes:type_name -> flotilla.v1.NodeEntry
-	10, // 6: flotilla.v1.NodeEntry.node:type_name -> flotilla.v1.NodeDescriptor
-	5,  // 7: flotilla.v1.NodeEntry.status:type_name -> flotilla.v1.NodeStatus
-	0,  // 8: flotilla.v1.Node.Init:input_type -> flotilla.v1.InitRequest
-	2,  // 9: flotilla.v1.Node.Join:input_type -> flotilla.v1.JoinRequest
-	4,  // 10: flotilla.v1.Node.Status:input_type -> flotilla.v1.StatusRequest
-	7,  // 11: flotilla.v1.Node.ClusterStatus:input_type -> flotilla.v1.ClusterStatusRequest
-	1,  // 12: flotilla.v1.Node.Init:output_type -> flotilla.v1.InitResponse
-	3,  // 13: flotilla.v1.Node.Join:output_type -> flotilla.v1.JoinResponse
-	5,  // 14: flotilla.v1.Node.Status:output_type -> flotilla.v1.NodeStatus
-	8,  // 15: flotilla.v1.Node.ClusterStatus:output_type -> flotilla.v1.ClusterStatusResponse
-	12, // [12:16] is the sub-list for method output_type
-	8,  // [8:12] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	11, // 0: flotilla.v1.JoinResponse.nodes:type_name -> flotilla.v1.NodeDescriptor
+	7,  // 1: flotilla.v1.NodeStatus.replicas:type_name -> flotilla.v1.ReplicaStatus
+	11, // 2: flotilla.v1.NodeStatus.nodes:type_name -> flotilla.v1.NodeDescriptor
+	6,  // 3: flotilla.v1.NodeStatus.placement:type_name -> flotilla.v1.PlacementView
+	12, // 4: flotilla.v1.PlacementView.stores:type_name -> flotilla.v1.StoreStatus
+	13, // 5: flotilla.v1.PlacementView.operators:type_name -> flotilla.v1.ListOperatorsResponse
+	14, // 6: flotilla.v1.ReplicaStatus.descriptor:type_name -> flotilla.v1.RangeDescriptor
+	15, // 7: flotilla.v1.ReplicaStatus.stats:type_name -> flotilla.v1.RangeStats
+	10, // 8: flotilla.v1.ClusterStatusResponse.nodes:type_name -> flotilla.v1.NodeEntry
+	11, // 9: flotilla.v1.NodeEntry.node:type_name -> flotilla.v1.NodeDescriptor
+	5,  // 10: flotilla.v1.NodeEntry.status:type_name -> flotilla.v1.NodeStatus
+	0,  // 11: flotilla.v1.Node.Init:input_type -> flotilla.v1.InitRequest
+	2,  // 12: flotilla.v1.Node.Join:input_type -> flotilla.v1.JoinRequest
+	4,  // 13: flotilla.v1.Node.Status:input_type -> flotilla.v1.StatusRequest
+	8,  // 14: flotilla.v1.Node.ClusterStatus:input_type -> flotilla.v1.ClusterStatusRequest
+	1,  // 15: flotilla.v1.Node.Init:output_type -> flotilla.v1.InitResponse
+	3,  // 16: flotilla.v1.Node.Join:output_type -> flotilla.v1.JoinResponse
+	5,  // 17: flotilla.v1.Node.Status:output_type -> flotilla.v1.NodeStatus
+	9,  // 18: flotilla.v1.Node.ClusterStatus:output_type -> flotilla.v1.ClusterStatusResponse
+	15, // [15:19] is the sub-list for method output_type
+	11, // [11:15] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_flotillapb_node_proto_init() }
@@ -835,13 +913,14 @@ func file_flotillapb_node_proto_init() {
 		return
 	}
 	file_flotillapb_meta_proto_init()
+	file_flotillapb_placement_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flotillapb_node_proto_rawDesc), len(file_flotillapb_node_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
