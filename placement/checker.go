@@ -434,40 +434,41 @@ func (c *ClusterView) healthy(r *RangeView) bool {
 	return true
 }
 
-// BalanceLeaders moves one leadership from the usable store leading the most
-// ranges to a store leading the fewest that holds a voter of such a range,
-// if their counts differ by more than one: it returns the operator, or nil.
+// BalanceLeaders moves one leadership from a usable store leading more
+// ranges to a usable store holding a voter of such a range and leading at
+// least two fewer: it tries the stores leading the most first, and returns
+// the operator, or nil.
 func (c *ClusterView) BalanceLeaders() *Operator {
 	stores := c.sortedStores()
-	var from *StoreView
-	for _, s := range stores {
-		if s.usable() && (from == nil || s.Leaders > from.Leaders) {
-			from = s
-		}
-	}
-	if from == nil {
-		return nil
-	}
-	var best *Operator
-	bestLeaders := 0
-	for _, r := range c.Ranges {
-		if r.Leader == 0 || r.Leader.Node() != from.ID || !c.healthy(r) {
+	slices.SortStableFunc(stores, func(a, b *StoreView) int { return cmp.Compare(b.Leaders, a.Leaders) })
+	for _, from := range stores {
+		if !from.usable() {
 			continue
 		}
-		voters, _ := membersOf(r.Desc)
-		for _, v := range voters {
-			s := c.Stores[multiraft.NodeID(v.GetStoreId())]
-			if s.ID == from.ID || !s.usable() || from.Leaders-s.Leaders <= 1 {
+		var best *Operator
+		bestLeaders := 0
+		for _, r := range c.Ranges {
+			if r.Leader == 0 || r.Leader.Node() != from.ID || !c.healthy(r) {
 				continue
 			}
-			if best == nil || s.Leaders < bestLeaders {
-				id := multiraft.GroupID(r.Desc.GetRangeId())
-				best = &Operator{RangeID: id, ConfVer: r.Desc.GetEpoch().GetConfVer(),
-					Steps:  []Step{{Kind: StepTransferLeader, Replica: multiraft.ReplicaID(v.GetReplicaId())}},
-					Reason: fmt.Sprintf("balance leaders: store %d leads %d, store %d leads %d", from.ID, from.Leaders, s.ID, s.Leaders)}
-				bestLeaders = s.Leaders
+			voters, _ := membersOf(r.Desc)
+			for _, v := range voters {
+				s := c.Stores[multiraft.NodeID(v.GetStoreId())]
+				if s.ID == from.ID || !s.usable() || from.Leaders-s.Leaders <= 1 {
+					continue
+				}
+				if best == nil || s.Leaders < bestLeaders {
+					id := multiraft.GroupID(r.Desc.GetRangeId())
+					best = &Operator{RangeID: id, ConfVer: r.Desc.GetEpoch().GetConfVer(),
+						Steps:  []Step{{Kind: StepTransferLeader, Replica: multiraft.ReplicaID(v.GetReplicaId())}},
+						Reason: fmt.Sprintf("balance leaders: store %d leads %d, store %d leads %d", from.ID, from.Leaders, s.ID, s.Leaders)}
+					bestLeaders = s.Leaders
+				}
 			}
 		}
+		if best != nil {
+			return best
+		}
 	}
-	return best
+	return nil
 }
