@@ -4,14 +4,17 @@ package flotilla
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync/atomic"
 	"time"
 
+	"github.com/flotilladb/flotilla/router"
 	"github.com/flotilladb/flotilla/rpc"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 )
 
 // DefaultRequestTimeout bounds a request whose context has no deadline.
@@ -26,11 +29,17 @@ const readAttemptTimeout = 2 * time.Second
 // moves on to another node.
 const connectWait = time.Second
 
-// Client is a client of a Flotilla cluster. It sends each request to one of
-// its endpoints (every node is a gateway that routes requests), moving to
-// another when a node is unreachable or cannot serve, and retries what is
-// safe to retry: reads, and writes that were certainly not applied. A write
-// whose outcome is unknown is returned, never retried.
+// Client is a client of a Flotilla cluster. It routes each request to the
+// node of its range's leader through a router (package router), whose cache
+// of ranges it fills by asking its endpoints (Placement.LookupRange): a
+// request normally takes one hop. The router retries what is safe to retry:
+// reads, and writes that were certainly not applied. A write whose outcome
+// is unknown is returned, never retried.
+//
+// When the router cannot find a key's range at all (the cluster is not
+// initialized, or no endpoint can reach the placement driver), the request
+// goes to an endpoint without a range in its header, to be routed by that
+// node's gateway, as it would with no router.
 type Client struct {
 	kvAPI
 }
@@ -49,36 +58,81 @@ func Connect(ctx context.Context, endpoints ...string) (*Client, error) {
 			_ = r.pool.Close()
 			return nil, fmt.Errorf("flotilla: endpoint %q: %w", ep, err)
 		}
-		r.endpoints = append(r.endpoints, endpoint{conn: conn, kv: flotillapb.NewKVClient(conn)})
+		r.endpoints = append(r.endpoints, endpoint{conn: conn, kv: flotillapb.NewKVClient(conn), placement: flotillapb.NewPlacementClient(conn)})
 	}
 	r.next.Store(uint32(rand.IntN(len(endpoints))))
+	r.resolver = newPlacementResolver(r.lookupRange)
+	rt, err := router.New(router.Config{Resolver: r.resolver, DefaultTimeout: DefaultRequestTimeout, ReadAttemptTimeout: readAttemptTimeout})
+	if err != nil {
+		_ = r.pool.Close()
+		return nil, err
+	}
+	r.router = rt
+	r.stopCtx, r.stop = context.WithCancel(context.Background())
 	return &Client{kvAPI{h: r, close: r.close}}, nil
 }
 
 type endpoint struct {
-	conn *grpc.ClientConn
-	kv   flotillapb.KVClient
+	conn      *grpc.ClientConn
+	kv        flotillapb.KVClient
+	placement flotillapb.PlacementClient
 }
 
 // remote handles KV requests by sending them to a cluster's nodes.
 type remote struct {
 	pool      *rpc.Pool
 	endpoints []endpoint
+	// resolver and router send each request to its range's leader.
+	resolver *placementResolver
+	router   *router.Router
 	// next is the endpoint to use first; it moves on after a failure.
-	next   atomic.Uint32
-	closed atomic.Bool
+	next atomic.Uint32
+	// stopCtx ends when the client is closed: requests in flight end with
+	// it (the router would otherwise retry them until their deadline).
+	stopCtx context.Context
+	stop    context.CancelFunc
+	closed  atomic.Bool
 }
 
 func (r *remote) close() error {
 	if r.closed.Swap(true) {
 		return nil
 	}
+	r.stop()
 	return r.pool.Close()
 }
 
-// call runs one request with retries across endpoints until it succeeds,
+// lookupRange asks the endpoints in turn, from the current one, for the
+// range holding a key (the router's Resolver). The one that answers becomes
+// the current one.
+func (r *remote) lookupRange(ctx context.Context, req *flotillapb.LookupRangeRequest) (*flotillapb.LookupRangeResponse, error) {
+	n := uint32(len(r.endpoints))
+	first := r.next.Load()
+	var lastErr error
+	for i := range n {
+		ep := r.endpoints[(first+i)%n]
+		if !rpc.EnsureReady(ctx, ep.conn, connectWait) {
+			lastErr = unavailable(fmt.Sprintf("node %s is unreachable", ep.conn.Target()))
+		} else {
+			lctx, cancel := context.WithTimeout(ctx, lookupTimeout)
+			resp, err := ep.placement.LookupRange(lctx, req)
+			cancel()
+			if err == nil {
+				r.next.CompareAndSwap(first, (first+i)%n)
+				return resp, nil
+			}
+			lastErr = rpc.ErrorFromStatus(err, false)
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, lastErr
+}
+
+// call runs one request, routed by key, with retries until it succeeds,
 // fails for good, or ctx ends.
-func call[Req, Resp any](ctx context.Context, r *remote, write bool, req Req,
+func call[Req request, Resp any](ctx context.Context, r *remote, key []byte, write bool, req Req,
 	send func(flotillapb.KVClient, context.Context, Req, ...grpc.CallOption) (Resp, error)) (Resp, error) {
 	var zero Resp
 	if r.closed.Load() {
@@ -89,6 +143,68 @@ func call[Req, Resp any](ctx context.Context, r *remote, write bool, req Req,
 		ctx, cancel = context.WithTimeout(ctx, DefaultRequestTimeout)
 		defer cancel()
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(r.stopCtx, cancel)()
+	// The router caches the key's range (or keeps a stale entry when the
+	// lookup fails), so this costs a lookup only on a miss. Without any
+	// entry the router would only back off and ask again; an endpoint's
+	// gateway may still route the request (its node may hold the range).
+	if _, err := r.router.Lookup(ctx, key); err != nil {
+		return callEndpoints(ctx, r, write, req, send)
+	}
+	resp, err := router.Do(ctx, r.router, router.Request{Key: key, Write: write},
+		func(ctx context.Context, t router.Target) (Resp, error) {
+			return sendTo(ctx, r, t, write, req, send)
+		})
+	if err != nil && r.closed.Load() && !mayBeApplied(err, write) {
+		return zero, ErrClosed
+	}
+	return resp, err
+}
+
+// mayBeApplied reports whether err leaves a write's outcome unknown: such an
+// error must reach the caller, even once the client is closed.
+func mayBeApplied(err error, write bool) bool {
+	var fe *flotillapb.Error
+	return write && errors.As(err, &fe) && fe.GetOutcome() == flotillapb.Outcome_UNKNOWN
+}
+
+// sendTo makes one attempt of the router's: it sends the request to t.Store
+// with t.Header. A request that could not be sent (the node's address is not
+// known, or its connection is not ready) fails with Unavailable, not
+// applied, so that the router moves on to another replica.
+func sendTo[Req request, Resp any](ctx context.Context, r *remote, t router.Target, write bool, req Req,
+	send func(flotillapb.KVClient, context.Context, Req, ...grpc.CallOption) (Resp, error)) (Resp, error) {
+	var zero Resp
+	addr, ok := r.resolver.address(t.Store)
+	if !ok {
+		return zero, unavailable(fmt.Sprintf("no address known for node %d", t.Store))
+	}
+	conn, err := r.pool.Conn(addr)
+	if err != nil {
+		return zero, unavailable(fmt.Sprintf("node %d: %v", t.Store, err))
+	}
+	if !rpc.EnsureReady(ctx, conn, connectWait) {
+		// Never sent: certainly not applied.
+		return zero, unavailable(fmt.Sprintf("node %d (%s) is unreachable", t.Store, addr))
+	}
+	routed := proto.Clone(req).(Req)
+	setHeader(routed, t.Header)
+	resp, err := send(flotillapb.NewKVClient(conn), ctx, routed)
+	if err != nil {
+		return zero, rpc.ErrorFromStatus(err, write)
+	}
+	return resp, nil
+}
+
+// callEndpoints sends a request, as given (no range in its header), to the
+// endpoints' gateways, moving to another endpoint when one fails, with
+// retries until it succeeds, fails for good, or ctx ends. It is the path
+// for requests the router cannot route.
+func callEndpoints[Req, Resp any](ctx context.Context, r *remote, write bool, req Req,
+	send func(flotillapb.KVClient, context.Context, Req, ...grpc.CallOption) (Resp, error)) (Resp, error) {
+	var zero Resp
 	backoff := 10 * time.Millisecond
 	n := uint32(len(r.endpoints))
 	for attempt := 0; ; attempt++ {
@@ -150,29 +266,33 @@ func retriable(fe *flotillapb.Error, write bool) bool {
 var _ rpc.KVHandler = (*remote)(nil)
 
 func (r *remote) Get(ctx context.Context, req *flotillapb.GetRequest) (*flotillapb.GetResponse, error) {
-	return call(ctx, r, false, req, flotillapb.KVClient.Get)
+	return call(ctx, r, req.GetKey(), false, req, flotillapb.KVClient.Get)
 }
 
 func (r *remote) Put(ctx context.Context, req *flotillapb.PutRequest) (*flotillapb.PutResponse, error) {
-	return call(ctx, r, true, req, flotillapb.KVClient.Put)
+	return call(ctx, r, req.GetKey(), true, req, flotillapb.KVClient.Put)
 }
 
 func (r *remote) Delete(ctx context.Context, req *flotillapb.DeleteRequest) (*flotillapb.DeleteResponse, error) {
-	return call(ctx, r, true, req, flotillapb.KVClient.Delete)
+	return call(ctx, r, req.GetKey(), true, req, flotillapb.KVClient.Delete)
 }
 
 func (r *remote) DeleteRange(ctx context.Context, req *flotillapb.DeleteRangeRequest) (*flotillapb.DeleteRangeResponse, error) {
-	return call(ctx, r, true, req, flotillapb.KVClient.DeleteRange)
+	return call(ctx, r, req.GetStartKey(), true, req, flotillapb.KVClient.DeleteRange)
 }
 
 func (r *remote) Scan(ctx context.Context, req *flotillapb.ScanRequest) (*flotillapb.ScanResponse, error) {
-	return call(ctx, r, false, req, flotillapb.KVClient.Scan)
+	return call(ctx, r, req.GetStartKey(), false, req, flotillapb.KVClient.Scan)
 }
 
 func (r *remote) CompareAndSwap(ctx context.Context, req *flotillapb.CompareAndSwapRequest) (*flotillapb.CompareAndSwapResponse, error) {
-	return call(ctx, r, true, req, flotillapb.KVClient.CompareAndSwap)
+	return call(ctx, r, req.GetKey(), true, req, flotillapb.KVClient.CompareAndSwap)
 }
 
 func (r *remote) Batch(ctx context.Context, req *flotillapb.BatchRequest) (*flotillapb.BatchResponse, error) {
-	return call(ctx, r, true, req, flotillapb.KVClient.Batch)
+	var key []byte
+	if ops := req.GetOps(); len(ops) > 0 {
+		key = ops[0].RouteKey()
+	}
+	return call(ctx, r, key, true, req, flotillapb.KVClient.Batch)
 }

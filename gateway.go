@@ -9,7 +9,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/flotilladb/flotilla/multiraft"
+	"github.com/flotilladb/flotilla/router"
 	"github.com/flotilladb/flotilla/rpc"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
 	"github.com/flotilladb/flotilla/shard"
@@ -20,18 +22,28 @@ import (
 
 // gateway serves KV requests for any key on any node: from a local replica
 // when it can (any replica serves linearizable reads through ReadIndex; the
-// leader serves writes), else by forwarding the request once to the node
-// that can. It retries what is safe to retry until the request's deadline:
-// reads, and writes that were certainly not applied. A forwarded request is
+// leader serves writes), else through the node's router, which sends the
+// request to the node of the range's leader with the range's ID and version
+// in its header and follows the error protocol (NotLeader hints, new
+// descriptors, backoff). It retries what is safe to retry until the
+// request's deadline: reads, and writes that were certainly not applied. A
+// forwarded request, or one whose header names its range (the router's), is
 // served locally or fails; it is never forwarded again.
 //
-// Until the router exists (the placement-driver issue), a node that holds
-// no replica of a key's range asks the other nodes it knows in turn and
-// follows their NotLeader hints.
+// When the router cannot find the key's range (the placement group has no
+// leader, or this node cannot reach it) and this node holds no replica of
+// it, the gateway falls back to guessing: it asks the other nodes it knows
+// in turn and follows their NotLeader hints.
 type gateway struct {
 	n *Node
+	// router routes the requests this node cannot serve itself.
+	router *router.Router
+	// resolver answers the router's cache misses from this node's
+	// placement service, and knows the nodes' addresses.
+	resolver *placementResolver
+	metrics  gatewayMetrics
 	// guess is where requests for ranges this node has no replica of go
-	// next (an index into the directory).
+	// next when the router cannot find them (an index into the directory).
 	guess atomic.Uint32
 	// hint is the node that last named itself or was named leader of such
 	// a range.
@@ -39,6 +51,40 @@ type gateway struct {
 	// inflight counts the requests being served, bounded by
 	// Config.MaxInflightRequests.
 	inflight atomic.Int64
+}
+
+// gatewayMetrics count where a gateway sends the attempts of requests.
+//
+//	flotilla_gateway_local_total                   attempts served (or refused) by this node's
+//	                                               store, including those other nodes routed here
+//	flotilla_gateway_forwarded_total{via="router"} attempts sent to another node by the router
+//	flotilla_gateway_forwarded_total{via="guess"}  attempts sent to a guessed node, when the
+//	                                               router could not find the range
+type gatewayMetrics struct {
+	local, routed, guessed *metrics.Counter
+}
+
+// newGateway returns n's gateway with its router, whose metrics join n's.
+func newGateway(n *Node) (*gateway, error) {
+	g := &gateway{
+		n: n,
+		resolver: newPlacementResolver(func(ctx context.Context, req *flotillapb.LookupRangeRequest) (*flotillapb.LookupRangeResponse, error) {
+			ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
+			defer cancel()
+			return n.lookupRange(ctx, req)
+		}),
+		metrics: gatewayMetrics{
+			local:   n.metrics.GetOrCreateCounter("flotilla_gateway_local_total"),
+			routed:  n.metrics.GetOrCreateCounter(`flotilla_gateway_forwarded_total{via="router"}`),
+			guessed: n.metrics.GetOrCreateCounter(`flotilla_gateway_forwarded_total{via="guess"}`),
+		},
+	}
+	r, err := router.New(router.Config{Resolver: g.resolver, Metrics: n.metrics})
+	if err != nil {
+		return nil, err
+	}
+	g.router = r
+	return g, nil
 }
 
 // admit takes a slot for a request, or says the node is busy.
@@ -140,8 +186,9 @@ func asError(err error, write bool) *flotillapb.Error {
 	return rpc.ErrorFromStatus(rpc.StatusError(err), write)
 }
 
-// attemptKV makes one attempt at a request: locally, or forwarded to the
-// node that should serve it.
+// attemptKV makes one attempt at a request: locally if this node can serve
+// it, else through the router (or, if the router cannot find the range, by
+// guessing a node).
 func attemptKV[Req request, Resp any](ctx context.Context, g *gateway, key []byte, write, forwarded bool, req Req,
 	local func(*shard.Store, context.Context, Req) (Resp, error),
 	remote func(flotillapb.KVClient, context.Context, Req, ...grpc.CallOption) (Resp, error),
@@ -154,52 +201,60 @@ func attemptKV[Req request, Resp any](ctx context.Context, g *gateway, key []byt
 	if !ok {
 		return zero, g.n.notRunningError()
 	}
-	var target multiraft.NodeID
-	if r, ok := g.n.store.LookupKey(key); ok || forwarded {
-		if !ok {
-			return local(g.n.store, ctx, req) // the store says why it cannot serve
-		}
+	r, has := g.n.store.LookupKey(key)
+	if forwarded || (has && !write) {
+		// Without a local replica, the store says why it cannot serve.
+		g.metrics.local.Inc()
+		return local(g.n.store, ctx, req)
+	}
+	if has {
 		st, _ := host.Status(r.RangeID())
-		if forwarded || !write || st.Leader == st.Replica {
+		if st.Leader == st.Replica {
+			g.metrics.local.Inc()
 			return local(g.n.store, ctx, req)
 		}
-		if st.Leader == 0 {
-			return zero, &flotillapb.Error{
-				Message: "the range has no leader at the moment",
-				Outcome: flotillapb.Outcome_NOT_APPLIED,
-				Detail:  &flotillapb.Error_NotLeader{NotLeader: &flotillapb.NotLeader{RangeId: uint64(r.RangeID())}},
-			}
+		// A write on a follower: the replica knows its range and, better
+		// than the placement driver, who leads it. Tell the router, unless
+		// it holds a newer descriptor.
+		info := router.RangeInfo{Desc: r.Descriptor()}
+		if st.Leader != 0 {
+			info.Leader = &flotillapb.ReplicaDescriptor{StoreId: uint64(st.Leader.Node()), ReplicaId: uint64(st.Leader)}
 		}
-		target = st.Leader.Node()
-	} else {
-		target = g.guessNode()
-		if target == 0 {
-			return zero, unavailable("no node known to serve the key")
+		g.router.Update(info)
+	} else if _, err := g.router.Lookup(ctx, key); err != nil {
+		return guessKV(ctx, g, write, req, remote)
+	}
+	self := host.NodeID()
+	return router.Do(ctx, g.router, router.Request{Key: key, Write: write}, func(ctx context.Context, t router.Target) (Resp, error) {
+		routed := proto.Clone(req).(Req)
+		setHeader(routed, t.Header)
+		if t.Store == self {
+			// The router's cache says this node leads: the store checks.
+			g.metrics.local.Inc()
+			return local(g.n.store, ctx, routed)
 		}
-	}
-	addr, ok := g.n.transport.Address(target)
-	if !ok {
-		g.forgetHint()
-		return zero, unavailable("no address known for node " + strconv.FormatUint(uint64(target), 10))
-	}
-	conn, err := g.n.pool.Conn(addr)
-	if err != nil {
-		g.forgetHint()
-		return zero, unavailable(err.Error())
-	}
-	if !rpc.EnsureReady(ctx, conn, connectWait) {
-		g.forgetHint()
-		return zero, unavailable("node " + strconv.FormatUint(uint64(target), 10) + " is unreachable")
+		g.metrics.routed.Inc()
+		return sendKV(ctx, g, t.Store, write, routed, remote)
+	})
+}
+
+// guessKV sends a request for a range this node has no replica of, and the
+// router cannot find, to the last node named its leader, else to the known
+// nodes in turn.
+func guessKV[Req request, Resp any](ctx context.Context, g *gateway, write bool, req Req,
+	remote func(flotillapb.KVClient, context.Context, Req, ...grpc.CallOption) (Resp, error),
+) (Resp, error) {
+	var zero Resp
+	target := g.guessNode()
+	if target == 0 {
+		return zero, unavailable("no node known to serve the key")
 	}
 	fwd := proto.Clone(req).(Req)
 	setForwarded(fwd)
-	// Close waits for requests: a forwarded one ends when the node stops.
-	fctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	defer context.AfterFunc(g.n.stopCtx, cancel)()
-	resp, err := remote(flotillapb.NewKVClient(conn), fctx, fwd)
+	g.metrics.guessed.Inc()
+	resp, err := sendKV(ctx, g, target, write, fwd, remote)
 	if err != nil {
-		fe := rpc.ErrorFromStatus(err, write)
+		fe := asError(err, write)
 		if nl := fe.GetNotLeader(); nl != nil && nl.GetLeader().GetStoreId() != 0 {
 			g.hint.Store(nl.GetLeader().GetStoreId())
 		} else {
@@ -208,6 +263,40 @@ func attemptKV[Req request, Resp any](ctx context.Context, g *gateway, key []byt
 		return zero, fe
 	}
 	g.hint.Store(uint64(target))
+	return resp, nil
+}
+
+// sendKV sends a request, its header already set, to node target, and
+// returns its response or a *flotillapb.Error. A request that could not be
+// sent (no address, no connection) fails with Unavailable, not applied.
+func sendKV[Req request, Resp any](ctx context.Context, g *gateway, target multiraft.NodeID, write bool, req Req,
+	remote func(flotillapb.KVClient, context.Context, Req, ...grpc.CallOption) (Resp, error),
+) (Resp, error) {
+	var zero Resp
+	// The node's directory first: it follows address changes as the
+	// placement group records them, the resolver only at its lookups.
+	addr, ok := g.n.transport.Address(target)
+	if !ok {
+		addr, ok = g.resolver.address(target)
+	}
+	if !ok {
+		return zero, unavailable("no address known for node " + strconv.FormatUint(uint64(target), 10))
+	}
+	conn, err := g.n.pool.Conn(addr)
+	if err != nil {
+		return zero, unavailable(err.Error())
+	}
+	if !rpc.EnsureReady(ctx, conn, connectWait) {
+		return zero, unavailable("node " + strconv.FormatUint(uint64(target), 10) + " is unreachable")
+	}
+	// Close waits for requests: a forwarded one ends when the node stops.
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(g.n.stopCtx, cancel)()
+	resp, err := remote(flotillapb.NewKVClient(conn), fctx, req)
+	if err != nil {
+		return zero, rpc.ErrorFromStatus(err, write)
+	}
 	return resp, nil
 }
 
@@ -229,7 +318,8 @@ func (n *Node) notRunningError() *flotillapb.Error {
 }
 
 // guessNode picks a node to forward a request to when this node holds no
-// replica of its range: the last known leader, else the known nodes in turn.
+// replica of its range and the router cannot find it: the last known
+// leader, else the known nodes in turn.
 func (g *gateway) guessNode() multiraft.NodeID {
 	if h := g.hint.Load(); h != 0 {
 		return multiraft.NodeID(h)
@@ -248,6 +338,12 @@ func setForwarded(m request) {
 		h = &flotillapb.RequestHeader{}
 	}
 	h.Forwarded = true
+	setHeader(m, h)
+}
+
+// setHeader sets a request's header (every KV request has one, named
+// "header"); the request keeps h.
+func setHeader(m request, h *flotillapb.RequestHeader) {
 	r := m.ProtoReflect()
 	r.Set(r.Descriptor().Fields().ByName("header"), protoreflect.ValueOfMessage(h.ProtoReflect()))
 }

@@ -602,9 +602,11 @@ func TestLinearizableUnderFaults(t *testing.T) {
 	c := startLZCluster(t, nil)
 	h := newLZHistory()
 
-	// Clients 0-2 each talk to one node only, so that some requests
-	// certainly reach a partitioned or restarting node; 3 and 4 talk to
-	// all of them, in different orders.
+	// Clients 0-2 each know one node only: their range lookups, and their
+	// requests while they cannot look up, go there, so some certainly
+	// reach a partitioned or restarting node; 3 and 4 know all of them, in
+	// different orders. (Routed requests go to the range's leader, which
+	// the nemesis isolates too.)
 	var kvs [clients]flotilla.KV
 	for i := range clients {
 		if i < lzNodes {
@@ -776,18 +778,18 @@ func TestLinearizabilityCheckerCatchesStaleReads(t *testing.T) {
 	h := newLZHistory()
 	const key = "k"
 
-	// k=v0, and every node serves it (reads are local: ask each one).
+	// k=v0, and every node serves it. A Client's reads go to the leader
+	// (its router routes them there), so each node is asked through its
+	// own KV: a node's gateway serves reads from its local replica.
 	writer := &lzClient{id: 0, kv: c.connect(0), h: h}
 	if err := writer.put(key, "v0"); err != nil {
 		t.Fatal(err)
 	}
-	var only [lzNodes]*flotilla.Client
 	for i := range lzNodes {
-		only[i] = c.connect(i)
 		testutil.SucceedsSoon(t, func() error {
 			ctx, cancel := context.WithTimeout(context.Background(), lzOpTimeout)
 			defer cancel()
-			v, err := only[i].Get(ctx, []byte(key))
+			v, err := c.node(i).Get(ctx, []byte(key))
 			if err != nil {
 				return err
 			}
@@ -807,8 +809,8 @@ func TestLinearizabilityCheckerCatchesStaleReads(t *testing.T) {
 		}
 		return nil
 	})
-	fresh := &lzClient{id: 1, kv: only[leader], h: h}
-	stale := &lzClient{id: 2, kv: only[2], h: h}
+	fresh := &lzClient{id: 1, kv: c.connect(leader), h: h}
+	stale := &lzClient{id: 2, kv: c.node(2), h: h}
 	put := func(v string) {
 		t.Helper()
 		testutil.SucceedsSoon(t, func() error {

@@ -189,7 +189,9 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if n.store, err = shard.NewStore(scfg); err != nil {
 		return nil, err
 	}
-	n.gw = &gateway{n: n}
+	if n.gw, err = newGateway(n); err != nil {
+		return nil, err
+	}
 	n.driver = placement.NewDriver(placement.DriverConfig{
 		LivenessWindow: cfg.LivenessWindow, StoreDownTimeout: cfg.StoreDownTimeout,
 		ReplicationFactor: cfg.ReplicationFactor, PlacementReplicationFactor: cfg.PlacementReplicationFactor,

@@ -24,7 +24,8 @@ var _ rpc.PlacementHandler = (*placementService)(nil)
 func (s *placementService) node() *Node { return (*Node)(s) }
 
 // placementRequest runs local on the placement group's leader, or
-// forwards the request (marked forwarded) to the node that leads it.
+// forwards the request (marked forwarded) to the node that leads it. It
+// holds the node's gate (Node.enter) while it runs.
 func placementRequest[Req proto.Message, Resp any](ctx context.Context, n *Node, req Req, forwarded bool,
 	markForwarded func(Req),
 	remote func(flotillapb.PlacementClient, context.Context, Req, ...grpc.CallOption) (Resp, error),
@@ -35,6 +36,18 @@ func placementRequest[Req proto.Message, Resp any](ctx context.Context, n *Node,
 		return zero, n.notRunningError()
 	}
 	defer n.exit()
+	return placementRequestEntered(ctx, n, req, forwarded, markForwarded, remote, local)
+}
+
+// placementRequestEntered is placementRequest for a caller that holds the
+// node's gate already. It must not take it again: a read lock taken twice
+// deadlocks with a Close waiting for the write lock in between.
+func placementRequestEntered[Req proto.Message, Resp any](ctx context.Context, n *Node, req Req, forwarded bool,
+	markForwarded func(Req),
+	remote func(flotillapb.PlacementClient, context.Context, Req, ...grpc.CallOption) (Resp, error),
+	local func(*multiraft.Host, *placement.Meta) (Resp, error),
+) (Resp, error) {
+	var zero Resp
 	host, meta, ok := n.running()
 	if !ok {
 		return zero, rpc.ErrNotInitialized
@@ -122,7 +135,18 @@ func knownDescriptor(st *flotillapb.ClusterMeta, rangeID uint64) *flotillapb.Ran
 
 func (s *placementService) LookupRange(ctx context.Context, req *flotillapb.LookupRangeRequest) (*flotillapb.LookupRangeResponse, error) {
 	n := s.node()
-	return placementRequest(ctx, n, req, req.GetForwarded(),
+	if !n.enter() {
+		return nil, n.notRunningError()
+	}
+	defer n.exit()
+	return n.lookupRange(ctx, req)
+}
+
+// lookupRange is LookupRange without taking the node's gate: for the
+// gateway's router, which resolves keys on behalf of KV requests that hold
+// it.
+func (n *Node) lookupRange(ctx context.Context, req *flotillapb.LookupRangeRequest) (*flotillapb.LookupRangeResponse, error) {
+	return placementRequestEntered(ctx, n, req, req.GetForwarded(),
 		func(r *flotillapb.LookupRangeRequest) { r.Forwarded = true },
 		flotillapb.PlacementClient.LookupRange,
 		func(_ *multiraft.Host, meta *placement.Meta) (*flotillapb.LookupRangeResponse, error) {

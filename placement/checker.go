@@ -318,7 +318,9 @@ func (c *ClusterView) CheckReplicas(r *RangeView, alloc ReplicaAllocator) *Opera
 	if len(learners) > 0 {
 		l := learners[0]
 		lid := multiraft.ReplicaID(l.GetReplicaId())
-		if c.needsReplacing(l) {
+		if c.needsReplacing(l) || !c.Stores[multiraft.NodeID(l.GetStoreId())].Live {
+			// A learner on a store that is not live is not catching up:
+			// it may have been added just before its store died.
 			return op("learner on an unusable store", Step{Kind: StepRemove, Replica: lid})
 		}
 		if c.isPending(r, lid) {

@@ -344,7 +344,13 @@ func (d *Driver) advanceLocked(t *trackedOp, r *RangeView, cv *ClusterView, now 
 			d.endLocked(t, OpFailed, fmt.Sprintf("replica %v to promote is gone", s.Replica), now)
 			return nil
 		}
-		if slices.Contains(r.Pending, s.Replica) || !storeOf(s.Replica).usable() {
+		if !storeOf(s.Replica).usable() {
+			// Its store died or is leaving: the replica checker removes
+			// the learner and picks another store.
+			d.endLocked(t, OpFailed, fmt.Sprintf("store %d of the replica to promote cannot take it", s.Replica.Node()), now)
+			return nil
+		}
+		if slices.Contains(r.Pending, s.Replica) {
 			return nil // catching up
 		}
 		if s.Demote != 0 && s.Demote == r.Leader {
