@@ -305,7 +305,7 @@ func (n *Node) publishPlacementView(meta *flotillapb.ClusterMeta) {
 	for _, st := range stores {
 		id := st.GetNode().GetNodeId()
 		c := counts[multiraft.NodeID(id)]
-		st.Replicas, st.Leaders = uint32(c[0]), uint32(c[1])
+		st.Replicas, st.Leaders = uint32(c.Replicas), uint32(c.Leaders)
 		n.metrics.GetOrCreateGauge(fmt.Sprintf(`flotilla_placement_store_heartbeat_age_seconds{store="%d"}`, id), func() float64 {
 			for _, s := range n.placementView.Load().GetStores() {
 				if s.GetNode().GetNodeId() == id {

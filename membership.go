@@ -4,8 +4,10 @@ package flotilla
 
 import (
 	"context"
+	"slices"
 	"time"
 
+	"github.com/flotilladb/flotilla/multiraft"
 	"github.com/flotilladb/flotilla/placement"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
 	"google.golang.org/grpc"
@@ -21,6 +23,7 @@ func (n *Node) maintenanceLoop() {
 	defer n.wg.Done()
 	t := time.NewTicker(maintenanceInterval)
 	defer t.Stop()
+	leaderless := map[multiraft.GroupID]time.Time{}
 	for {
 		select {
 		case <-n.stopCtx.Done():
@@ -29,20 +32,90 @@ func (n *Node) maintenanceLoop() {
 		}
 		if _, _, ok := n.running(); ok {
 			n.maintainMembership()
+			n.collectRemovedReplicas(leaderless)
 		}
+	}
+}
+
+// collectRemovedReplicas destroys the replicas that were removed from
+// their groups while this node was down or cut off: no change of the
+// configuration reaches such a replica, so it would campaign forever
+// without a leader (a zombie). A replica without a leader for long enough
+// is checked against the placement driver's descriptor of its group; if
+// that is newer and lists it no more, it is destroyed.
+func (n *Node) collectRemovedReplicas(leaderless map[multiraft.GroupID]time.Time) {
+	host, meta, ok := n.running()
+	if !ok {
+		return
+	}
+	now := time.Now()
+	grace := max(10*time.Second, 2*n.cfg.LivenessWindow)
+	var suspects []multiraft.GroupID
+	groups := host.Groups()
+	for _, g := range groups {
+		st, ok := host.Status(g)
+		if !ok || st.Leader != 0 {
+			delete(leaderless, g)
+			continue
+		}
+		since, seen := leaderless[g]
+		if !seen {
+			leaderless[g] = now
+		} else if now.Sub(since) >= grace {
+			suspects = append(suspects, g)
+		}
+	}
+	for g := range leaderless {
+		if !slices.Contains(groups, g) {
+			delete(leaderless, g)
+		}
+	}
+	if len(suspects) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(n.stopCtx, 5*time.Second)
+	defer cancel()
+	resp, err := (*placementService)(n).ListRanges(ctx, &flotillapb.ListRangesRequest{})
+	if err != nil {
+		n.log.Debug("checking leaderless replicas", "err", err)
+		return
+	}
+	current := map[multiraft.GroupID]*flotillapb.RangeDescriptor{placement.GroupID: resp.GetPlacementGroup()}
+	for _, r := range resp.GetRanges() {
+		current[multiraft.GroupID(r.GetDescriptor_().GetRangeId())] = r.GetDescriptor_()
+	}
+	for _, g := range suspects {
+		st, ok := host.Status(g)
+		cur := current[g]
+		if !ok || cur == nil || placement.FindReplica(cur, st.Replica) != nil {
+			continue
+		}
+		if local := n.groupDescriptor(g, meta); local != nil && !placement.NewerEpoch(cur.GetEpoch(), local.GetEpoch()) {
+			continue
+		}
+		if err := host.DestroyRemovedReplica(g, st.Replica); err != nil {
+			n.log.Debug("destroying a removed replica", "group", g, "err", err)
+			continue
+		}
+		n.log.Info("destroying a replica its group removed while this node was away", "group", g, "replica", st.Replica,
+			"conf_ver", cur.GetEpoch().GetConfVer())
+		delete(leaderless, g)
 	}
 }
 
 // maintainMembership keeps the node's view of the cluster and the
 // cluster's view of the node current: a node without a replica of the
-// placement group refreshes its node directory from a peer, and a node
+// placement group, or whose replica knows no leader, refreshes its node
+// directory from a peer, and a node
 // whose address changed (a restart on another port) re-announces itself.
 func (n *Node) maintainMembership() {
 	host, meta, ok := n.running()
 	if !ok {
 		return
 	}
-	if _, has := host.Status(placement.GroupID); !has || meta == nil {
+	// A node whose placement replica knows no leader may be a leftover
+	// of a node that was down while others joined: it learns them too.
+	if st, has := host.Status(placement.GroupID); !has || meta == nil || st.Leader == 0 {
 		n.refreshDirectory()
 	}
 	self := n.NodeID()

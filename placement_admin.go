@@ -148,7 +148,7 @@ func (s *placementService) SetStoreState(ctx context.Context, req *flotillapb.Se
 				// Already done: decommissioning again is a no-op.
 			case want == flotillapb.StoreState_STORE_DECOMMISSIONING && n.usableStores(meta.State(), req.GetStoreId()) < n.cfg.ReplicationFactor:
 				return nil, invalidArgument("store_id", fmt.Sprintf(
-					"decommissioning store %d would leave fewer than %d stores to hold each range's replicas", req.GetStoreId(), n.cfg.ReplicationFactor))
+					"decommissioning store %d would leave fewer than %d live stores to hold each range's replicas", req.GetStoreId(), n.cfg.ReplicationFactor))
 			case want != node.GetState():
 				if err := n.setStoreState(ctx, host, multiraft.NodeID(req.GetStoreId()), want); err != nil {
 					return nil, err
@@ -157,19 +157,24 @@ func (s *placementService) SetStoreState(ctx context.Context, req *flotillapb.Se
 			for _, st := range n.driver.Stores(meta.State()) {
 				if st.GetNode().GetNodeId() == req.GetStoreId() {
 					c := n.driver.StoreCounts(meta.State())[multiraft.NodeID(req.GetStoreId())]
-					st.Replicas, st.Leaders = uint32(c[0]), uint32(c[1])
-					return &flotillapb.SetStoreStateResponse{Store: st, Replicas: uint32(c[0])}, nil
+					st.Replicas, st.Leaders = uint32(c.Replicas), uint32(c.Leaders)
+					left := c.Replicas
+					if c.Placement {
+						left++ // the placement group's replica moves off too
+					}
+					return &flotillapb.SetStoreStateResponse{Store: st, Replicas: uint32(left)}, nil
 				}
 			}
 			return nil, unavailable("the store vanished from the placement state")
 		})
 }
 
-// usableStores counts the member stores that are up, other than except.
+// usableStores counts the member stores that are up and live, other than
+// except: those that can take the replicas of a decommissioned store.
 func (n *Node) usableStores(meta *flotillapb.ClusterMeta, except uint64) int {
 	c := 0
-	for _, d := range meta.GetNodes() {
-		if d.GetNodeId() != except && d.GetState() == flotillapb.StoreState_STORE_UP {
+	for _, st := range n.driver.Stores(meta) {
+		if d := st.GetNode(); d.GetNodeId() != except && d.GetState() == flotillapb.StoreState_STORE_UP && st.GetLive() {
 			c++
 		}
 	}

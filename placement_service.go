@@ -60,6 +60,10 @@ func placementRequestEntered[Req proto.Message, Resp any](ctx context.Context, n
 		}
 		if st.Leader != 0 {
 			targets = []multiraft.NodeID{st.Leader.Node()}
+		} else {
+			// No leader known here: this replica may be cut off, or a
+			// leftover removed while its node was down. Ask the others.
+			targets = n.otherNodes()
 		}
 	} else {
 		targets = n.otherNodes()
@@ -172,7 +176,7 @@ func (s *placementService) ListStores(ctx context.Context, req *flotillapb.ListS
 			counts := n.driver.StoreCounts(meta.State())
 			for _, st := range stores {
 				c := counts[multiraft.NodeID(st.GetNode().GetNodeId())]
-				st.Replicas, st.Leaders = uint32(c[0]), uint32(c[1])
+				st.Replicas, st.Leaders = uint32(c.Replicas), uint32(c.Leaders)
 			}
 			return &flotillapb.ListStoresResponse{Stores: stores}, nil
 		})
@@ -184,6 +188,6 @@ func (s *placementService) ListRanges(ctx context.Context, req *flotillapb.ListR
 		func(r *flotillapb.ListRangesRequest) { r.Forwarded = true },
 		flotillapb.PlacementClient.ListRanges,
 		func(_ *multiraft.Host, meta *placement.Meta) (*flotillapb.ListRangesResponse, error) {
-			return &flotillapb.ListRangesResponse{Ranges: n.driver.Ranges(meta.State())}, nil
+			return &flotillapb.ListRangesResponse{Ranges: n.driver.Ranges(meta.State()), PlacementGroup: meta.State().GetPlacementGroup()}, nil
 		})
 }

@@ -80,7 +80,8 @@ func placementGroupStores(nodes []*flotilla.Node) []uint64 {
 // TestPlacementOperators runs the placement driver in process: the first
 // range and the placement group up-replicate to three with no command;
 // admin operators move the leadership and replicas; a decommissioned node
-// sheds everything; a node down past the store-down timeout is replaced.
+// sheds everything; a node down past the store-down timeout is replaced,
+// and when it comes back it drops the replicas removed meanwhile.
 func TestPlacementOperators(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -290,6 +291,35 @@ func TestPlacementOperators(t *testing.T) {
 	testutil.SucceedsWithin(t, time.Minute, healed(victim, before))
 	if got, err := live[0].Get(ctx, []byte("a")); err != nil || string(got) != "1" {
 		t.Fatalf("get after failures: %q %v", got, err)
+	}
+
+	// The first node stopped comes back: its replicas were removed while
+	// it was down, so no configuration change reaches them. It destroys
+	// them (they would campaign forever) and serves placement requests.
+	var victimDir string
+	for _, n := range nodes {
+		if n.NodeID() == victim {
+			victimDir = n.Dir()
+		}
+	}
+	back := openNode(t, placementConfig(victimDir))
+	if err := back.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	bpc := placementClient(t, back)
+	testutil.SucceedsWithin(t, time.Minute, func() error {
+		for _, rs := range back.Status(false).GetReplicas() {
+			if rs.GetLeaderReplicaId() == 0 {
+				return fmt.Errorf("node %d holds replica %d of group %d with no leader", victim, rs.GetReplicaId(), rs.GetGroupId())
+			}
+		}
+		if _, err := bpc.ListStores(ctx, &flotillapb.ListStoresRequest{}); err != nil {
+			return fmt.Errorf("placement request through the node that came back: %v", err)
+		}
+		return nil
+	})
+	if got, err := back.Get(ctx, []byte("a")); err != nil || string(got) != "1" {
+		t.Fatalf("get through the node that came back: %q %v", got, err)
 	}
 	resp, err := pc.ListOperators(ctx, &flotillapb.ListOperatorsRequest{})
 	if err != nil {

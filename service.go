@@ -246,6 +246,9 @@ func (n *Node) Status(withHash bool) *flotillapb.NodeStatus {
 		}
 		if g == placement.GroupID {
 			rs.Kind = "placement"
+			if _, meta, ok := n.running(); ok && meta != nil {
+				rs.Descriptor_ = meta.State().GetPlacementGroup()
+			}
 		} else if r, ok := n.store.Replica(g); ok {
 			rs.Descriptor_ = r.Descriptor()
 			stats := r.Stats()

@@ -53,6 +53,8 @@ type group struct {
 		snapshots  []*pendingSnapshot
 		snapStatus []snapStatus
 		transferTo ReplicaID
+		// destroy asks to destroy the replica if it is this one.
+		destroy ReplicaID
 		// closed: the group was destroyed or the host stopped; closeErr is
 		// what new work fails with.
 		closed   bool

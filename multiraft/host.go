@@ -596,7 +596,13 @@ func (h *Host) processGroup(g *group) {
 	g.inbox.msgs, g.inbox.quietMsgs, g.inbox.quiesceBeat, g.inbox.proposals, g.inbox.reads = nil, nil, nil, nil, nil
 	g.inbox.ticks, g.inbox.unreachable, g.inbox.campaign, g.inbox.downNodes = 0, nil, false, nil
 	g.inbox.snapshots, g.inbox.snapStatus, g.inbox.transferTo = nil, nil, 0
+	g.inbox.destroy = 0
 	g.inboxMu.Unlock()
+	if in.destroy != 0 && in.destroy == g.replicaID {
+		h.logger.Info("destroying a replica removed from its group while it could not hear of it", "group", g.id, "replica", g.replicaID)
+		h.destroyGroup(g)
+		return
+	}
 	msgs, props, ticks, unreachable, campaign := in.msgs, in.proposals, in.ticks, in.unreachable, in.campaign
 
 	busy := len(msgs) > 0 || len(props) > 0 || len(in.reads) > 0 || len(unreachable) > 0 || campaign ||

@@ -203,6 +203,17 @@ func (h *Host) destroyIfRemoved(id GroupID, replica ReplicaID) (bool, error) {
 	return true, writeDestroy(h.eng, id, replica, sm.Spans())
 }
 
+// DestroyRemovedReplica destroys this host's replica of group id if it is
+// replica. The caller learned from a newer descriptor of the group that the
+// replica was removed while this host could not hear of it (it was down or
+// cut off), so no configuration change will ever reach it. Its data is
+// deleted, and a tombstone keeps messages to it from recreating it.
+// Destroying a replica that is still a member loses a copy of the data:
+// the caller must be sure.
+func (h *Host) DestroyRemovedReplica(id GroupID, replica ReplicaID) error {
+	return h.toInbox(id, func(g *group) { g.inbox.destroy = replica })
+}
+
 // TransferLeadership asks the group's leader, on this host, to hand
 // leadership to replica to.
 func (h *Host) TransferLeadership(id GroupID, to ReplicaID) error {

@@ -125,7 +125,7 @@ func (s Step) changesConf() bool { return s.Kind != StepTransferLeader }
 
 // doneIn reports whether the step's effect is already in the range.
 func (s Step) doneIn(r *RangeView) bool {
-	rep := replicaIn(r.Desc, s.Replica)
+	rep := FindReplica(r.Desc, s.Replica)
 	switch s.Kind {
 	case StepAddLearner:
 		return rep != nil
@@ -133,7 +133,7 @@ func (s Step) doneIn(r *RangeView) bool {
 		if rep == nil || rep.GetType() != flotillapb.ReplicaType_VOTER {
 			return false
 		}
-		d := replicaIn(r.Desc, s.Demote)
+		d := FindReplica(r.Desc, s.Demote)
 		return s.Demote == 0 || d == nil || d.GetType() != flotillapb.ReplicaType_VOTER
 	case StepRemove:
 		return rep == nil
@@ -143,8 +143,8 @@ func (s Step) doneIn(r *RangeView) bool {
 	return false
 }
 
-// replicaIn returns replica id of d, or nil.
-func replicaIn(d *flotillapb.RangeDescriptor, id multiraft.ReplicaID) *flotillapb.ReplicaDescriptor {
+// FindReplica returns replica id of d, or nil.
+func FindReplica(d *flotillapb.RangeDescriptor, id multiraft.ReplicaID) *flotillapb.ReplicaDescriptor {
 	for _, r := range d.GetReplicas() {
 		if multiraft.ReplicaID(r.GetReplicaId()) == id {
 			return r

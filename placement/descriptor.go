@@ -171,7 +171,7 @@ func PlanStep(desc *flotillapb.RangeDescriptor, ls LeaderStatus, step *flotillap
 	if !id.Valid() {
 		return StepAction{}, fmt.Errorf("invalid replica ID %d", step.GetReplicaId())
 	}
-	rep := replicaIn(desc, id)
+	rep := FindReplica(desc, id)
 	var cc *pb.ConfChangeV2
 	switch step.GetKind() {
 	case flotillapb.OperatorStepKind_ADD_LEARNER:
@@ -193,7 +193,7 @@ func PlanStep(desc *flotillapb.RangeDescriptor, ls LeaderStatus, step *flotillap
 			}
 		}
 		cc = multiraft.AddVoter(id)
-		if d := replicaIn(desc, demote); demote != 0 && d != nil && d.GetType() == flotillapb.ReplicaType_VOTER {
+		if d := FindReplica(desc, demote); demote != 0 && d != nil && d.GetType() == flotillapb.ReplicaType_VOTER {
 			cc.Changes = append(cc.Changes, multiraft.AddLearner(demote).Changes...)
 		} else if rep.GetType() == flotillapb.ReplicaType_VOTER {
 			return StepAction{}, nil

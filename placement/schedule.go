@@ -165,9 +165,9 @@ func (d *Driver) addInfluenceLocked(cv *ClusterView, ranges map[multiraft.GroupI
 				continue
 			}
 			switch {
-			case s.Kind == StepAddLearner && replicaIn(r.Desc, s.Replica) == nil:
+			case s.Kind == StepAddLearner && FindReplica(r.Desc, s.Replica) == nil:
 				st.Ranges++
-			case s.Kind == StepRemove && replicaIn(r.Desc, s.Replica) != nil:
+			case s.Kind == StepRemove && FindReplica(r.Desc, s.Replica) != nil:
 				st.Ranges--
 			case s.Kind == StepTransferLeader && r.Leader != s.Replica:
 				st.Leaders++
@@ -182,7 +182,7 @@ func (d *Driver) addInfluenceLocked(cv *ClusterView, ranges map[multiraft.GroupI
 // rangeLeader fills rv's leader and pending replicas from a heartbeat, if
 // the heartbeat's leader is a replica of rv's descriptor.
 func rangeLeader(rv *RangeView, hb *flotillapb.RangeHeartbeatRequest) {
-	if replicaIn(rv.Desc, multiraft.ReplicaID(hb.GetLeaderReplicaId())) == nil {
+	if FindReplica(rv.Desc, multiraft.ReplicaID(hb.GetLeaderReplicaId())) == nil {
 		return
 	}
 	rv.Leader = multiraft.ReplicaID(hb.GetLeaderReplicaId())
@@ -340,7 +340,7 @@ func (d *Driver) advanceLocked(t *trackedOp, r *RangeView, cv *ClusterView, now 
 		}
 		step.Kind = flotillapb.OperatorStepKind_ADD_LEARNER
 	case StepPromote:
-		if replicaIn(r.Desc, s.Replica) == nil {
+		if FindReplica(r.Desc, s.Replica) == nil {
 			d.endLocked(t, OpFailed, fmt.Sprintf("replica %v to promote is gone", s.Replica), now)
 			return nil
 		}
@@ -369,7 +369,7 @@ func (d *Driver) advanceLocked(t *trackedOp, r *RangeView, cv *ClusterView, now 
 		}
 		step.Kind = flotillapb.OperatorStepKind_REMOVE
 	case StepTransferLeader:
-		rep := replicaIn(r.Desc, s.Replica)
+		rep := FindReplica(r.Desc, s.Replica)
 		if rep == nil || rep.GetType() != flotillapb.ReplicaType_VOTER || !storeOf(s.Replica).usable() {
 			d.endLocked(t, OpFailed, fmt.Sprintf("replica %v cannot lead", s.Replica), now)
 			return nil
@@ -524,20 +524,24 @@ func (d *Driver) Operators(meta *flotillapb.ClusterMeta) *flotillapb.ListOperato
 	return resp
 }
 
-// StoreCounts returns, per store, the replicas and leaders the ranges'
-// latest reports put on it (the placement group not included).
-func (d *Driver) StoreCounts(meta *flotillapb.ClusterMeta) map[multiraft.NodeID][2]int {
+// StoreCount is what a store holds by the ranges' latest reports.
+type StoreCount struct {
+	// Replicas and Leaders count the ranges with a replica on the store
+	// and those it leads (the placement group not included).
+	Replicas, Leaders int
+	// Placement: the store holds a replica of the placement group.
+	Placement bool
+}
+
+// StoreCounts returns every member store's StoreCount.
+func (d *Driver) StoreCounts(meta *flotillapb.ClusterMeta) map[multiraft.NodeID]StoreCount {
 	now := d.cfg.Clock()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	cv, pg := d.viewLocked(meta, now, false)
-	out := map[multiraft.NodeID][2]int{}
+	out := map[multiraft.NodeID]StoreCount{}
 	for id, s := range cv.Stores {
-		n := s.Ranges
-		if pg != nil && cv.hasReplicaOn(pg.Desc, id) {
-			n++ // the store still holds the placement group
-		}
-		out[id] = [2]int{n, s.Leaders}
+		out[id] = StoreCount{Replicas: s.Ranges, Leaders: s.Leaders, Placement: pg != nil && cv.hasReplicaOn(pg.Desc, id)}
 	}
 	return out
 }

@@ -126,7 +126,7 @@ func (s *dsim) exec(id multiraft.GroupID, step *flotillapb.OperatorStep) {
 	}
 	for _, rep := range next.GetReplicas() {
 		rid := multiraft.ReplicaID(rep.GetReplicaId())
-		if replicaIn(r.desc, rid) == nil {
+		if FindReplica(r.desc, rid) == nil {
 			r.catchUp[rid] = 1 + s.rng.IntN(4)
 		}
 	}
@@ -195,7 +195,7 @@ func (s *dsim) round(faults bool) {
 				r.catchUp[l] = n - 1
 			}
 		}
-		if r.leader == 0 || !s.live[r.leader.Node()] || replicaIn(r.desc, r.leader) == nil {
+		if r.leader == 0 || !s.live[r.leader.Node()] || FindReplica(r.desc, r.leader) == nil {
 			r.leader = 0
 			if s.quorumOK(r.desc) {
 				voters, _ := membersOf(r.desc)

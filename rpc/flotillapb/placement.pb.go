@@ -922,10 +922,12 @@ func (x *RangeStatus) GetSecondsSinceHeartbeat() float64 {
 }
 
 type ListRangesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Ranges        []*RangeStatus         `protobuf:"bytes,1,rep,name=ranges,proto3" json:"ranges,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Ranges []*RangeStatus         `protobuf:"bytes,1,rep,name=ranges,proto3" json:"ranges,omitempty"`
+	// placement_group is the placement group's descriptor.
+	PlacementGroup *RangeDescriptor `protobuf:"bytes,2,opt,name=placement_group,json=placementGroup,proto3" json:"placement_group,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ListRangesResponse) Reset() {
@@ -961,6 +963,13 @@ func (*ListRangesResponse) Descriptor() ([]byte, []int) {
 func (x *ListRangesResponse) GetRanges() []*RangeStatus {
 	if x != nil {
 		return x.Ranges
+	}
+	return nil
+}
+
+func (x *ListRangesResponse) GetPlacementGroup() *RangeDescriptor {
+	if x != nil {
+		return x.PlacementGroup
 	}
 	return nil
 }
@@ -1617,9 +1626,10 @@ const file_flotillapb_placement_proto_rawDesc = "" +
 	"\x05stats\x18\x03 \x01(\v2\x17.flotilla.v1.RangeStatsR\x05stats\x12(\n" +
 	"\x10reads_per_second\x18\x04 \x01(\x01R\x0ereadsPerSecond\x12*\n" +
 	"\x11writes_per_second\x18\x05 \x01(\x01R\x0fwritesPerSecond\x126\n" +
-	"\x17seconds_since_heartbeat\x18\x06 \x01(\x01R\x15secondsSinceHeartbeat\"F\n" +
+	"\x17seconds_since_heartbeat\x18\x06 \x01(\x01R\x15secondsSinceHeartbeat\"\x8d\x01\n" +
 	"\x12ListRangesResponse\x120\n" +
-	"\x06ranges\x18\x01 \x03(\v2\x18.flotilla.v1.RangeStatusR\x06ranges\"4\n" +
+	"\x06ranges\x18\x01 \x03(\v2\x18.flotilla.v1.RangeStatusR\x06ranges\x12E\n" +
+	"\x0fplacement_group\x18\x02 \x01(\v2\x1c.flotilla.v1.RangeDescriptorR\x0eplacementGroup\"4\n" +
 	"\x14ListOperatorsRequest\x12\x1c\n" +
 	"\tforwarded\x18\x01 \x01(\bR\tforwarded\"\xe2\x01\n" +
 	"\x0eOperatorStatus\x12\x0e\n" +
@@ -1746,36 +1756,37 @@ var file_flotillapb_placement_proto_depIdxs = []int32{
 	27, // 12: flotilla.v1.RangeStatus.leader:type_name -> flotilla.v1.ReplicaDescriptor
 	26, // 13: flotilla.v1.RangeStatus.stats:type_name -> flotilla.v1.RangeStats
 	13, // 14: flotilla.v1.ListRangesResponse.ranges:type_name -> flotilla.v1.RangeStatus
-	16, // 15: flotilla.v1.ListOperatorsResponse.operators:type_name -> flotilla.v1.OperatorStatus
-	24, // 16: flotilla.v1.ListOperatorsResponse.counts:type_name -> flotilla.v1.ListOperatorsResponse.CountsEntry
-	16, // 17: flotilla.v1.OperatorResponse.operator:type_name -> flotilla.v1.OperatorStatus
-	29, // 18: flotilla.v1.SetStoreStateRequest.state:type_name -> flotilla.v1.StoreState
-	10, // 19: flotilla.v1.SetStoreStateResponse.store:type_name -> flotilla.v1.StoreStatus
-	2,  // 20: flotilla.v1.Placement.StoreHeartbeat:input_type -> flotilla.v1.StoreHeartbeatRequest
-	4,  // 21: flotilla.v1.Placement.RangeHeartbeat:input_type -> flotilla.v1.RangeHeartbeatRequest
-	7,  // 22: flotilla.v1.Placement.LookupRange:input_type -> flotilla.v1.LookupRangeRequest
-	9,  // 23: flotilla.v1.Placement.ListStores:input_type -> flotilla.v1.ListStoresRequest
-	12, // 24: flotilla.v1.Placement.ListRanges:input_type -> flotilla.v1.ListRangesRequest
-	15, // 25: flotilla.v1.Placement.ListOperators:input_type -> flotilla.v1.ListOperatorsRequest
-	18, // 26: flotilla.v1.Placement.TransferLeader:input_type -> flotilla.v1.TransferLeaderRequest
-	19, // 27: flotilla.v1.Placement.AddReplica:input_type -> flotilla.v1.AddReplicaRequest
-	20, // 28: flotilla.v1.Placement.RemoveReplica:input_type -> flotilla.v1.RemoveReplicaRequest
-	22, // 29: flotilla.v1.Placement.SetStoreState:input_type -> flotilla.v1.SetStoreStateRequest
-	3,  // 30: flotilla.v1.Placement.StoreHeartbeat:output_type -> flotilla.v1.StoreHeartbeatResponse
-	5,  // 31: flotilla.v1.Placement.RangeHeartbeat:output_type -> flotilla.v1.RangeHeartbeatResponse
-	8,  // 32: flotilla.v1.Placement.LookupRange:output_type -> flotilla.v1.LookupRangeResponse
-	11, // 33: flotilla.v1.Placement.ListStores:output_type -> flotilla.v1.ListStoresResponse
-	14, // 34: flotilla.v1.Placement.ListRanges:output_type -> flotilla.v1.ListRangesResponse
-	17, // 35: flotilla.v1.Placement.ListOperators:output_type -> flotilla.v1.ListOperatorsResponse
-	21, // 36: flotilla.v1.Placement.TransferLeader:output_type -> flotilla.v1.OperatorResponse
-	21, // 37: flotilla.v1.Placement.AddReplica:output_type -> flotilla.v1.OperatorResponse
-	21, // 38: flotilla.v1.Placement.RemoveReplica:output_type -> flotilla.v1.OperatorResponse
-	23, // 39: flotilla.v1.Placement.SetStoreState:output_type -> flotilla.v1.SetStoreStateResponse
-	30, // [30:40] is the sub-list for method output_type
-	20, // [20:30] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	25, // 15: flotilla.v1.ListRangesResponse.placement_group:type_name -> flotilla.v1.RangeDescriptor
+	16, // 16: flotilla.v1.ListOperatorsResponse.operators:type_name -> flotilla.v1.OperatorStatus
+	24, // 17: flotilla.v1.ListOperatorsResponse.counts:type_name -> flotilla.v1.ListOperatorsResponse.CountsEntry
+	16, // 18: flotilla.v1.OperatorResponse.operator:type_name -> flotilla.v1.OperatorStatus
+	29, // 19: flotilla.v1.SetStoreStateRequest.state:type_name -> flotilla.v1.StoreState
+	10, // 20: flotilla.v1.SetStoreStateResponse.store:type_name -> flotilla.v1.StoreStatus
+	2,  // 21: flotilla.v1.Placement.StoreHeartbeat:input_type -> flotilla.v1.StoreHeartbeatRequest
+	4,  // 22: flotilla.v1.Placement.RangeHeartbeat:input_type -> flotilla.v1.RangeHeartbeatRequest
+	7,  // 23: flotilla.v1.Placement.LookupRange:input_type -> flotilla.v1.LookupRangeRequest
+	9,  // 24: flotilla.v1.Placement.ListStores:input_type -> flotilla.v1.ListStoresRequest
+	12, // 25: flotilla.v1.Placement.ListRanges:input_type -> flotilla.v1.ListRangesRequest
+	15, // 26: flotilla.v1.Placement.ListOperators:input_type -> flotilla.v1.ListOperatorsRequest
+	18, // 27: flotilla.v1.Placement.TransferLeader:input_type -> flotilla.v1.TransferLeaderRequest
+	19, // 28: flotilla.v1.Placement.AddReplica:input_type -> flotilla.v1.AddReplicaRequest
+	20, // 29: flotilla.v1.Placement.RemoveReplica:input_type -> flotilla.v1.RemoveReplicaRequest
+	22, // 30: flotilla.v1.Placement.SetStoreState:input_type -> flotilla.v1.SetStoreStateRequest
+	3,  // 31: flotilla.v1.Placement.StoreHeartbeat:output_type -> flotilla.v1.StoreHeartbeatResponse
+	5,  // 32: flotilla.v1.Placement.RangeHeartbeat:output_type -> flotilla.v1.RangeHeartbeatResponse
+	8,  // 33: flotilla.v1.Placement.LookupRange:output_type -> flotilla.v1.LookupRangeResponse
+	11, // 34: flotilla.v1.Placement.ListStores:output_type -> flotilla.v1.ListStoresResponse
+	14, // 35: flotilla.v1.Placement.ListRanges:output_type -> flotilla.v1.ListRangesResponse
+	17, // 36: flotilla.v1.Placement.ListOperators:output_type -> flotilla.v1.ListOperatorsResponse
+	21, // 37: flotilla.v1.Placement.TransferLeader:output_type -> flotilla.v1.OperatorResponse
+	21, // 38: flotilla.v1.Placement.AddReplica:output_type -> flotilla.v1.OperatorResponse
+	21, // 39: flotilla.v1.Placement.RemoveReplica:output_type -> flotilla.v1.OperatorResponse
+	23, // 40: flotilla.v1.Placement.SetStoreState:output_type -> flotilla.v1.SetStoreStateResponse
+	31, // [31:41] is the sub-list for method output_type
+	21, // [21:31] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_flotillapb_placement_proto_init() }
