@@ -360,18 +360,26 @@ type lzCluster struct {
 	}
 }
 
-// lzReservePort returns a free loopback address (free when returned).
+// lzReservePort returns a free loopback address (free when returned). The
+// nodes must listen on addresses known in advance (the proxies between
+// them are built first), so the port is picked below Linux's ephemeral
+// range (32768 and up): a port from ":0", which other tests and every
+// outgoing connection use, could take it before the node binds it.
 func lzReservePort(t *testing.T) string {
 	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 100 {
+		addr := fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000))
+		lis, err := net.Listen("tcp", addr)
+		if err != nil {
+			continue
+		}
+		if err := lis.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return addr
 	}
-	addr := lis.Addr().String()
-	if err := lis.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
+	t.Fatal("no free loopback port in 20000-31999")
+	return ""
 }
 
 func lzLogger() *slog.Logger {
