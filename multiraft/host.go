@@ -834,7 +834,12 @@ func (h *Host) apply(g *group, ents []*pb.Entry) (destroyed bool, _ error) {
 			if err != nil {
 				return false, fmt.Errorf("entry %d: %w", e.GetIndex(), err)
 			}
-			id, _, _ := decodeEntry(cc.GetContext())
+			// The state machine sees the Context the proposer gave, not the
+			// proposal ID wrapped around it.
+			id, inner, ok := decodeEntry(cc.GetContext())
+			if ok {
+				cc.Context = inner
+			}
 			cmds = append(cmds, Command{Index: e.GetIndex(), Term: e.GetTerm(), Kind: CommandConfChange, ConfChange: cc})
 			ids = append(ids, id)
 		}

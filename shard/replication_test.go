@@ -14,6 +14,7 @@ import (
 	"github.com/flotilladb/flotilla/internal/testcluster"
 	"github.com/flotilladb/flotilla/internal/testutil"
 	"github.com/flotilladb/flotilla/multiraft"
+	"github.com/flotilladb/flotilla/placement"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
 	"github.com/flotilladb/flotilla/shard"
 	pb "go.etcd.io/raft/v3/raftpb"
@@ -224,4 +225,49 @@ func TestCrashAllNodes(t *testing.T) {
 		t.Fatalf("stats %+v; the data has %d keys, %d key bytes, %d value bytes", stats, keys, keyBytes, valueBytes)
 	}
 	t.Logf("%d writes acknowledged before the crash, %d keys after", len(mustSurvive), keys)
+}
+
+// TestConfChangeExpectsConfVer: a membership change carrying the conf_ver
+// it was computed at (placement.WithConfVer) is refused by the range at any
+// other conf_ver, through raft, and changes nothing; at the right one it
+// applies. This is what makes an operator step apply at most once.
+func TestConfChangeExpectsConfVer(t *testing.T) {
+	k := newKVCluster(t, clusterOptions{Options: testcluster.Options{Nodes: 4}})
+	const rid = 3
+	k.bootstrapRange(rid, "key", "kez", 1, 2, 3)
+	ctx := testCtx(t)
+	learner := testcluster.ReplicaOn(4)
+	propose := func(cc *pb.ConfChangeV2) (multiraft.Result, error) {
+		var res multiraft.Result
+		var err error
+		testutil.SucceedsSoon(t, func() error {
+			l, lerr := k.Leader(rid)
+			if lerr != nil {
+				return lerr
+			}
+			res, err = k.Node(l).Host().ProposeConfChange(rid, cc).Wait(ctx)
+			var na *multiraft.NotAppliedError
+			if errors.As(err, &na) {
+				return err // not the leader any more: again
+			}
+			return nil
+		})
+		return res, err
+	}
+	res, err := propose(placement.WithConfVer(multiraft.AddLearner(learner), 7))
+	if err != nil || res.Err == nil {
+		t.Fatalf("a change expecting conf_ver 7 at conf_ver 0: result %v, err %v; want it refused", res.Err, err)
+	}
+	_, _, _, desc := k.waitConverged(rid, 1, 2, 3)
+	if desc.GetEpoch().GetConfVer() != 0 || len(desc.GetReplicas()) != 3 {
+		t.Fatalf("descriptor after a refused change: %v", desc)
+	}
+	res, err = propose(placement.WithConfVer(multiraft.AddLearner(learner), 0))
+	if err != nil || res.Err != nil {
+		t.Fatalf("a change at the right conf_ver: result %v, err %v", res.Err, err)
+	}
+	_, _, _, desc = k.waitConverged(rid, 1, 2, 3, 4)
+	if desc.GetEpoch().GetConfVer() != 1 || len(desc.GetReplicas()) != 4 {
+		t.Fatalf("descriptor after the change: %v", desc)
+	}
 }
