@@ -225,6 +225,11 @@ func attemptKV[Req request, Resp any](ctx context.Context, g *gateway, key []byt
 		return guessKV(ctx, g, write, req, remote)
 	}
 	self := host.NodeID()
+	// Close waits for requests: the router's retries end when the node
+	// stops.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(g.n.stopCtx, cancel)()
 	return router.Do(ctx, g.router, router.Request{Key: key, Write: write}, func(ctx context.Context, t router.Target) (Resp, error) {
 		routed := proto.Clone(req).(Req)
 		setHeader(routed, t.Header)

@@ -64,7 +64,9 @@ func (n *Node) sendHeartbeats(last map[multiraft.GroupID]reported, full bool) {
 	if !ok {
 		return
 	}
-	ctx, cancel := context.WithTimeout(n.stopCtx, n.cfg.HeartbeatInterval)
+	// A heartbeat may take longer than the interval on a loaded machine;
+	// failing it would make a live store look dead.
+	ctx, cancel := context.WithTimeout(n.stopCtx, max(n.cfg.HeartbeatInterval, time.Second))
 	defer cancel()
 	ps := (*placementService)(n)
 	stats := &flotillapb.StoreStats{}

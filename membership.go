@@ -52,8 +52,15 @@ func (n *Node) collectRemovedReplicas(leaderless map[multiraft.GroupID]time.Time
 	grace := max(10*time.Second, 2*n.cfg.LivenessWindow)
 	var suspects []multiraft.GroupID
 	groups := host.Groups()
+	// A removed learner never campaigns, so it keeps its last leader:
+	// every so often every follower is checked, not only the leaderless.
+	n.gcRound++
+	checkAll := n.gcRound%15 == 0
 	for _, g := range groups {
 		st, ok := host.Status(g)
+		if ok && checkAll && st.Leader != st.Replica {
+			suspects = append(suspects, g)
+		}
 		if !ok || st.Leader != 0 {
 			delete(leaderless, g)
 			continue
@@ -61,7 +68,7 @@ func (n *Node) collectRemovedReplicas(leaderless map[multiraft.GroupID]time.Time
 		since, seen := leaderless[g]
 		if !seen {
 			leaderless[g] = now
-		} else if now.Sub(since) >= grace {
+		} else if now.Sub(since) >= grace && !slices.Contains(suspects, g) {
 			suspects = append(suspects, g)
 		}
 	}
@@ -90,7 +97,10 @@ func (n *Node) collectRemovedReplicas(leaderless map[multiraft.GroupID]time.Time
 		if !ok || cur == nil || placement.FindReplica(cur, st.Replica) != nil {
 			continue
 		}
-		if local := n.groupDescriptor(g, meta); local != nil && !placement.NewerEpoch(cur.GetEpoch(), local.GetEpoch()) {
+		// Only an initialized replica is judged: an uninitialized one may
+		// be a learner still waiting for its snapshot, listed in no
+		// descriptor the driver has yet (and it cannot campaign anyway).
+		if local := n.groupDescriptor(g, meta); local == nil || !placement.NewerEpoch(cur.GetEpoch(), local.GetEpoch()) {
 			continue
 		}
 		if err := host.DestroyRemovedReplica(g, st.Replica); err != nil {

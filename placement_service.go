@@ -81,8 +81,15 @@ func placementRequestEntered[Req proto.Message, Resp any](ctx context.Context, n
 // syncDriver resets the driver's observations when this node starts a new
 // term as the placement group's leader.
 func (n *Node) syncDriver(term uint64) {
-	if n.driverTerm.Swap(term) != term {
-		n.driver.Reset()
+	for {
+		cur := n.driverTerm.Load()
+		if term <= cur {
+			return // this term, or a late caller with an older one
+		}
+		if n.driverTerm.CompareAndSwap(cur, term) {
+			n.driver.Reset()
+			return
+		}
 	}
 }
 
@@ -119,8 +126,15 @@ func (s *placementService) RangeHeartbeat(ctx context.Context, req *flotillapb.R
 				if err != nil {
 					return nil, err
 				}
-				if res, err := host.ProposeAndWait(ctx, placement.GroupID, data); err != nil || res.Err != nil {
-					n.log.Debug("recording a range descriptor", "range", desc.GetRangeId(), "err", err, "result", res.Err)
+				res, err := host.ProposeAndWait(ctx, placement.GroupID, data)
+				if err == nil {
+					err = res.Err
+				}
+				if err != nil {
+					// The leader sends the heartbeat again: the driver
+					// must not hand out steps against a descriptor its
+					// replicated state does not hold.
+					return nil, unavailable("recording range " + fmt.Sprint(desc.GetRangeId()) + "'s descriptor: " + err.Error())
 				}
 			}
 			n.ensureReplicaSeqs(ctx, host)

@@ -135,8 +135,10 @@ func (d *Driver) Reset() {
 	d.mu.ops = map[multiraft.GroupID]*trackedOp{}
 	d.mu.history = nil
 	d.mu.counts = map[string]uint64{}
-	// The sequence numbers already allocated stay valid: a new term does
-	// not reuse them.
+	// Sequence numbers left from an earlier term are dropped: another
+	// leader may have allocated and used higher ones since, and a store
+	// refuses a replica ID below one it already removed (its tombstone).
+	d.mu.seqNext, d.mu.seqEnd = 0, 0
 }
 
 // ObserveStore records a store heartbeat.

@@ -438,7 +438,8 @@ func TestPlacementE2E(t *testing.T) {
 	phase("5 live stores, balanced")
 
 	// A client writes unique keys from now on.
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	// The client's context spans every phase below and the final reads.
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	client, err := flotilla.Connect(ctx, c.addrs(c.procs)...)
 	if err != nil {
