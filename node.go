@@ -3,6 +3,7 @@
 package flotilla
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"crypto/rand"
@@ -298,9 +299,13 @@ func (n *Node) WaitReady(ctx context.Context) error {
 
 // Init makes this node create a new cluster, as `flotilla init` does. It
 // fails with an error matching rpc.ErrAlreadyInitialized on a node that is
-// already part of a cluster.
-func (n *Node) Init(ctx context.Context) (clusterID string, err error) {
-	ident, err := n.initChecked(ctx)
+// already part of a cluster. With splitKeys the keyspace starts pre-split:
+// one range ends at each key.
+func (n *Node) Init(ctx context.Context, splitKeys ...[]byte) (clusterID string, err error) {
+	ident, err := n.initChecked(ctx, splitKeys)
+	if fe := (*flotillapb.Error)(nil); errors.As(err, &fe) {
+		return "", &Error{Op: "init", Detail: fe}
+	}
 	if err != nil {
 		return "", err
 	}
@@ -311,7 +316,11 @@ func (n *Node) Init(ctx context.Context) (clusterID string, err error) {
 // to one or is itself being initialized. While it asks, this node reports
 // itself as initializing, so that two nodes told to init at once both
 // refuse rather than found two clusters.
-func (n *Node) initChecked(ctx context.Context) (*flotillapb.StoreIdent, error) {
+func (n *Node) initChecked(ctx context.Context, splitKeys [][]byte) (*flotillapb.StoreIdent, error) {
+	splitKeys, err := checkSplitKeys(splitKeys)
+	if err != nil {
+		return nil, err
+	}
 	n.memberMu.Lock()
 	defer n.memberMu.Unlock()
 	n.mu.Lock()
@@ -330,7 +339,7 @@ func (n *Node) initChecked(ctx context.Context) (*flotillapb.StoreIdent, error) 
 			return nil, err
 		}
 	}
-	return n.initClusterLocked()
+	return n.initClusterLocked(splitKeys)
 }
 
 // running returns the node's host and store if it is a running member.
@@ -542,6 +551,32 @@ func (n *Node) startMember(ident *flotillapb.StoreIdent, host *multiraft.Host) e
 	return nil
 }
 
+// maxSplitKeys bounds the ranges a cluster can be created with.
+const maxSplitKeys = 1000
+
+// checkSplitKeys returns the split keys of an init sorted, or an
+// InvalidArgument error: each non-empty, at most shard.MaxKeySize bytes,
+// no two equal, at most maxSplitKeys.
+func checkSplitKeys(keys [][]byte) ([][]byte, error) {
+	if len(keys) > maxSplitKeys {
+		return nil, invalidArgument("split_keys", fmt.Sprintf("%d split keys; at most %d", len(keys), maxSplitKeys))
+	}
+	out := make([][]byte, len(keys))
+	for i, k := range keys {
+		if len(k) == 0 || len(k) > shard.MaxKeySize {
+			return nil, invalidArgument("split_keys", fmt.Sprintf("split key %d has %d bytes; want 1 to %d", i+1, len(k), shard.MaxKeySize))
+		}
+		out[i] = bytes.Clone(k)
+	}
+	slices.SortFunc(out, bytes.Compare)
+	for i := 1; i < len(out); i++ {
+		if bytes.Equal(out[i-1], out[i]) {
+			return nil, invalidArgument("split_keys", fmt.Sprintf("split key %q given twice", out[i]))
+		}
+	}
+	return out, nil
+}
+
 // initCluster creates a new cluster with this node as node 1: the placement
 // group and the first range, each with one replica here, then the store's
 // ident. A crash before the ident is written leaves groups that a second
@@ -549,11 +584,12 @@ func (n *Node) startMember(ident *flotillapb.StoreIdent, host *multiraft.Host) e
 func (n *Node) initCluster() (*flotillapb.StoreIdent, error) {
 	n.memberMu.Lock()
 	defer n.memberMu.Unlock()
-	return n.initClusterLocked()
+	return n.initClusterLocked(nil)
 }
 
-// initClusterLocked is initCluster with memberMu held.
-func (n *Node) initClusterLocked() (*flotillapb.StoreIdent, error) {
+// initClusterLocked is initCluster with memberMu held, pre-split at
+// splitKeys (checked by checkSplitKeys).
+func (n *Node) initClusterLocked(splitKeys [][]byte) (*flotillapb.StoreIdent, error) {
 	n.mu.Lock()
 	state := n.mu.state
 	n.mu.Unlock()
@@ -577,16 +613,26 @@ func (n *Node) initClusterLocked() (*flotillapb.StoreIdent, error) {
 	}
 	replicas := []multiraft.Replica{{ID: multiraft.MakeReplicaID(first, 1)}}
 	self := &flotillapb.NodeDescriptor{NodeId: uint64(first), Address: n.addr, HttpAddress: n.httpAddr, JoinToken: n.joinToken}
-	desc := &flotillapb.RangeDescriptor{
-		RangeId:  uint64(placement.FirstRangeID),
-		Epoch:    &flotillapb.RangeEpoch{ConfVer: 1, Version: 1},
-		Replicas: []*flotillapb.ReplicaDescriptor{{StoreId: uint64(first), ReplicaId: uint64(replicas[0].ID)}},
+	// The first range covers the keyspace, or, pre-split, up to the first
+	// split key; one range follows from each split key.
+	bounds := append(append([][]byte{nil}, splitKeys...), nil)
+	var descs []*flotillapb.RangeDescriptor
+	for i := range len(bounds) - 1 {
+		descs = append(descs, &flotillapb.RangeDescriptor{
+			RangeId:  uint64(placement.FirstRangeID) + uint64(i),
+			StartKey: bounds[i], EndKey: bounds[i+1],
+			Epoch:    &flotillapb.RangeEpoch{ConfVer: 1, Version: 1},
+			Replicas: []*flotillapb.ReplicaDescriptor{{StoreId: uint64(first), ReplicaId: uint64(replicas[0].ID)}},
+		})
 	}
 	err = host.BootstrapWith(placement.GroupID, replicas, func(b *engine.Batch) error {
-		return placement.WriteInitialMeta(b, ident.GetClusterId(), self, desc)
+		return placement.WriteInitialMeta(b, ident.GetClusterId(), self, descs...)
 	})
-	if err == nil || errors.Is(err, multiraft.ErrGroupExists) {
-		err = host.BootstrapWith(placement.FirstRangeID, replicas, func(b *engine.Batch) error {
+	for _, desc := range descs {
+		if err != nil && !errors.Is(err, multiraft.ErrGroupExists) {
+			break
+		}
+		err = host.BootstrapWith(multiraft.GroupID(desc.GetRangeId()), replicas, func(b *engine.Batch) error {
 			return shard.WriteInitialState(b, desc)
 		})
 	}

@@ -4,6 +4,7 @@ package flotilla_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -326,4 +327,46 @@ func TestPlacementOperators(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("operators: %v", resp.GetCounts())
+}
+
+// TestInitSplitKeys: bad split keys are refused with InvalidArgument and
+// leave the node uninitialized; good ones start the cluster with a range
+// ending at each key, and keys in each range are served.
+func TestInitSplitKeys(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	n := openNode(t, flotilla.Config{Dir: t.TempDir()})
+	for name, keys := range map[string][][]byte{
+		"empty key": {[]byte("a"), {}},
+		"twice":     {[]byte("b"), []byte("a"), []byte("b")},
+		"too long":  {make([]byte, 5000)},
+	} {
+		if _, err := n.Init(ctx, keys...); !errors.Is(err, flotilla.ErrInvalidArgument) {
+			t.Errorf("%s: %v, want InvalidArgument", name, err)
+		}
+	}
+	if n.ClusterID() != "" {
+		t.Fatal("a refused init initialized the node")
+	}
+	if _, err := n.Init(ctx, []byte("m"), []byte("f")); err != nil {
+		t.Fatal(err)
+	}
+	var bounds []string
+	for _, r := range n.Status(false).GetReplicas() {
+		if d := r.GetDescriptor_(); r.GetKind() == "range" {
+			bounds = append(bounds, string(d.GetStartKey())+"-"+string(d.GetEndKey()))
+		}
+	}
+	slices.Sort(bounds)
+	if fmt.Sprint(bounds) != "[-f f-m m-]" {
+		t.Fatalf("ranges %v, want [-f f-m m-]", bounds)
+	}
+	for _, k := range []string{"a", "f", "g", "z"} {
+		if err := n.Put(ctx, []byte(k), []byte(k)); err != nil {
+			t.Fatalf("put %s: %v", k, err)
+		}
+		if v, err := n.Get(ctx, []byte(k)); err != nil || string(v) != k {
+			t.Fatalf("get %s: %q %v", k, v, err)
+		}
+	}
 }

@@ -28,8 +28,8 @@ var _ rpc.NodeHandler = (*nodeService)(nil)
 
 func (s *nodeService) node() *Node { return (*Node)(s) }
 
-func (s *nodeService) Init(ctx context.Context, _ *flotillapb.InitRequest) (*flotillapb.InitResponse, error) {
-	ident, err := s.node().initChecked(ctx)
+func (s *nodeService) Init(ctx context.Context, req *flotillapb.InitRequest) (*flotillapb.InitResponse, error) {
+	ident, err := s.node().initChecked(ctx, req.GetSplitKeys())
 	if err != nil {
 		return nil, err
 	}

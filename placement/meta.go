@@ -118,11 +118,13 @@ func WriteInitialMeta(b *engine.Batch, clusterID string, first *flotillapb.NodeD
 		},
 	}
 	for _, d := range ranges {
-		if d.GetRangeId() == 0 || d.GetRangeId() >= st.NextRangeId {
+		if d.GetRangeId() < uint64(FirstRangeID) || d.GetRangeId() > multiraft.MaxNodeID {
 			return fmt.Errorf("%w: initial range %d", ErrBadCommand, d.GetRangeId())
 		}
+		st.NextRangeId = max(st.NextRangeId, d.GetRangeId()+1)
 		st.Ranges = append(st.Ranges, proto.Clone(d).(*flotillapb.RangeDescriptor))
 	}
+	slices.SortFunc(st.Ranges, func(a, b *flotillapb.RangeDescriptor) int { return cmp.Compare(a.GetRangeId(), b.GetRangeId()) })
 	v, err := proto.Marshal(st)
 	if err != nil {
 		return err

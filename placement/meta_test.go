@@ -126,8 +126,8 @@ func TestMetaRangesStoresIDs(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.Close()
-	if err := WriteInitialMeta(eng.NewBatch(), "c1", &flotillapb.NodeDescriptor{NodeId: 1}, &flotillapb.RangeDescriptor{RangeId: 99}); !errors.Is(err, ErrBadCommand) {
-		t.Fatalf("an initial range beyond the allocator: %v", err)
+	if err := WriteInitialMeta(eng.NewBatch(), "c1", &flotillapb.NodeDescriptor{NodeId: 1}, &flotillapb.RangeDescriptor{RangeId: uint64(GroupID)}); !errors.Is(err, ErrBadCommand) {
+		t.Fatalf("an initial range with the placement group's ID: %v", err)
 	}
 	changes := 0
 	m, err := NewMeta(eng, func(*flotillapb.ClusterMeta) { changes++ })

@@ -647,3 +647,82 @@ func TestPlacementE2E(t *testing.T) {
 		p.stop(t)
 	}
 }
+
+// TestPlacementBalanceE2E: a cluster initialized pre-split into 13 ranges
+// on one node spreads them as four more nodes join, with no operator
+// command: every range gets three voters, and replica and leader counts
+// per store end within one of the mean. A client then writes to and reads
+// from every range.
+func TestPlacementBalanceE2E(t *testing.T) {
+	flotillaBinary(t) // skips under -short
+	c := newPlacementCluster(t)
+	n1 := c.start()
+	var splits []string
+	for r := 'b'; r <= 'm'; r++ {
+		splits = append(splits, string(r))
+	}
+	mustCLIPrefix(t, "cluster ", "init", "--host", n1.addr, "--split-at", strings.Join(splits, ","))
+	for range 4 {
+		c.start(n1.addr)
+	}
+	for _, p := range c.procs {
+		c.storeID(p)
+	}
+	testutil.SucceedsWithin(t, 3*time.Minute, func() error {
+		var ranges []e2eRange
+		if err := clusterJSON(t, n1.addr, &ranges, "ranges"); err != nil {
+			return err
+		}
+		if len(ranges) != len(splits)+1 {
+			return fmt.Errorf("%d ranges listed, want %d", len(ranges), len(splits)+1)
+		}
+		replicas, leaders := map[uint64]int{}, map[uint64]int{}
+		for _, p := range c.procs {
+			replicas[c.ids[p]], leaders[c.ids[p]] = 0, 0
+		}
+		for _, r := range ranges {
+			voters := 0
+			for _, rep := range r.Replicas {
+				if rep.Type == "learner" {
+					return fmt.Errorf("range %d has a learner", r.RangeID)
+				}
+				voters++
+				replicas[rep.StoreID]++
+			}
+			if voters != 3 || r.LeaderStore == 0 {
+				return fmt.Errorf("range %d: %d voters, leader store %d", r.RangeID, voters, r.LeaderStore)
+			}
+			leaders[r.LeaderStore]++
+		}
+		return errors.Join(withinOneOfMean("replicas", replicas), withinOneOfMean("leaders", leaders))
+	})
+	var stores []e2eStore
+	if err := clusterJSON(t, n1.addr, &stores, "status"); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("stores: %+v", stores)
+
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	client, err := flotilla.Connect(ctx, c.addrs(c.procs)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	// Keys in every range (a..m start ranges, n..z fall in the last).
+	for r := 'a'; r <= 'z'; r++ {
+		k := string(r) + "/key"
+		if err := client.Put(ctx, []byte(k), []byte("v-"+k)); err != nil {
+			t.Fatalf("put %s: %v", k, err)
+		}
+	}
+	for r := 'a'; r <= 'z'; r++ {
+		k := string(r) + "/key"
+		if v, err := client.Get(ctx, []byte(k)); err != nil || string(v) != "v-"+k {
+			t.Fatalf("get %s: %q, %v", k, v, err)
+		}
+	}
+	for _, p := range c.procs {
+		p.stop(t)
+	}
+}

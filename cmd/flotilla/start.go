@@ -116,13 +116,16 @@ func newInitCmd() *cobra.Command {
 	var (
 		host    string
 		timeout time.Duration
+		splitAt []string
 	)
 	cmd := &cobra.Command{
 		Use:   "init",
 		Short: "Initialize a new cluster on a started node",
 		Long: `Make the node at --host create a new cluster. Run it once, on one node; the other
 nodes join it with --join. Initializing a node that is already part of a cluster
-is refused.`,
+is refused. --split-at pre-splits the keyspace: the cluster starts with one
+range ending at each key, and the placement driver spreads them over the
+nodes as they join.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
@@ -132,7 +135,11 @@ is refused.`,
 				return err
 			}
 			defer closeConn()
-			resp, err := flotillapb.NewNodeClient(conn).Init(ctx, &flotillapb.InitRequest{})
+			req := &flotillapb.InitRequest{}
+			for _, k := range splitAt {
+				req.SplitKeys = append(req.SplitKeys, []byte(k))
+			}
+			resp, err := flotillapb.NewNodeClient(conn).Init(ctx, req)
 			if err != nil {
 				if status.Code(err) == codes.FailedPrecondition {
 					return fmt.Errorf("cluster already initialized: %s", status.Convert(err).Message())
@@ -144,6 +151,7 @@ is refused.`,
 		},
 	}
 	cmd.Flags().StringVar(&host, "host", flotilla.DefaultListenAddr, "the node to initialize, HOST:PORT")
+	cmd.Flags().StringSliceVar(&splitAt, "split-at", nil, "pre-split the keyspace at these keys, KEY[,KEY...]")
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "give up after this long")
 	return cmd
 }

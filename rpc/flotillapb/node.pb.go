@@ -26,7 +26,10 @@ const (
 )
 
 type InitRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// split_keys pre-split the keyspace: the cluster starts with a range
+	// ending at each key (sorted, non-empty, distinct).
+	SplitKeys     [][]byte `protobuf:"bytes,1,rep,name=split_keys,json=splitKeys,proto3" json:"split_keys,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -59,6 +62,13 @@ func (x *InitRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use InitRequest.ProtoReflect.Descriptor instead.
 func (*InitRequest) Descriptor() ([]byte, []int) {
 	return file_flotillapb_node_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *InitRequest) GetSplitKeys() [][]byte {
+	if x != nil {
+		return x.SplitKeys
+	}
+	return nil
 }
 
 type InitResponse struct {
@@ -777,8 +787,10 @@ var File_flotillapb_node_proto protoreflect.FileDescriptor
 
 const file_flotillapb_node_proto_rawDesc = "" +
 	"\n" +
-	"\x15flotillapb/node.proto\x12\vflotilla.v1\x1a\x15flotillapb/meta.proto\x1a\x1aflotillapb/placement.proto\"\r\n" +
-	"\vInitRequest\"F\n" +
+	"\x15flotillapb/node.proto\x12\vflotilla.v1\x1a\x15flotillapb/meta.proto\x1a\x1aflotillapb/placement.proto\",\n" +
+	"\vInitRequest\x12\x1d\n" +
+	"\n" +
+	"split_keys\x18\x01 \x03(\fR\tsplitKeys\"F\n" +
 	"\fInitResponse\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\x17\n" +
