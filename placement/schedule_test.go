@@ -338,3 +338,39 @@ func TestDriverSafetyRandomized(t *testing.T) {
 		})
 	}
 }
+
+// TestPlacementGroupReplicas: the placement group is up-replicated to
+// PlacementReplicationFactor voters like a range, on the stores that hold
+// none of it, and is not counted as a key range.
+func TestPlacementGroupReplicas(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	d := NewDriver(DriverConfig{LivenessWindow: time.Second, StoreDownTimeout: 3 * time.Second,
+		PlacementReplicationFactor: 5, Clock: func() time.Time { return now }})
+	meta := &flotillapb.ClusterMeta{ClusterId: "c", PlacementGroup: &flotillapb.RangeDescriptor{
+		RangeId: uint64(GroupID), Epoch: &flotillapb.RangeEpoch{ConfVer: 3, Version: 1}}}
+	for i := uint64(1); i <= 5; i++ {
+		meta.Nodes = append(meta.Nodes, &flotillapb.NodeDescriptor{NodeId: i, Address: "x"})
+		if i <= 3 {
+			meta.PlacementGroup.Replicas = append(meta.PlacementGroup.Replicas,
+				&flotillapb.ReplicaDescriptor{StoreId: i, ReplicaId: uint64(multiraft.MakeReplicaID(multiraft.NodeID(i), 1))})
+		}
+	}
+	d.AddReplicaSeqs(100, 64)
+	now = now.Add(2 * time.Second) // past the first liveness window
+	for i := uint64(1); i <= 5; i++ {
+		d.ObserveStore(&flotillapb.StoreHeartbeatRequest{NodeId: i})
+	}
+	d.ObserveRange(&flotillapb.RangeHeartbeatRequest{Descriptor_: meta.PlacementGroup,
+		LeaderReplicaId: uint64(multiraft.MakeReplicaID(1, 1)), Term: 2})
+	step := d.Schedule(meta, GroupID)
+	if step.GetKind() != flotillapb.OperatorStepKind_ADD_LEARNER || multiraft.ReplicaID(step.GetReplicaId()).Node() < 4 ||
+		step.GetConfVer() != 3 {
+		t.Fatalf("step %v, want a learner on store 4 or 5 at conf_ver 3", step)
+	}
+	if c := d.StoreCounts(meta); c[1].Replicas != 0 || !c[1].Placement || c[4].Placement {
+		t.Fatalf("store counts %v", c)
+	}
+	if ranges := d.Ranges(meta); len(ranges) != 0 {
+		t.Fatalf("the placement group is listed among the ranges: %v", ranges)
+	}
+}
