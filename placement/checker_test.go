@@ -261,14 +261,7 @@ func (s *sim) exec(ro *runningOp) (done bool) {
 		if step.Demote != 0 && step.Demote == r.Leader {
 			// Raft cannot demote its leader: it hands leadership to
 			// another live voter first.
-			voters, _ := membersOf(d)
-			for _, v := range voters {
-				if id := multiraft.ReplicaID(v.GetReplicaId()); id != r.Leader && s.cv.Stores[id.Node()].Live {
-					r.Leader = id
-					return false
-				}
-			}
-			return true
+			return !s.handOff(r)
 		}
 		if step.Demote != 0 && !s.cv.SafeToReplace(r, step.Replica, step.Demote) {
 			return true // the leader refuses: drop the operator
@@ -293,14 +286,7 @@ func (s *sim) exec(ro *runningOp) (done bool) {
 		if step.Replica == r.Leader {
 			// The leader hands leadership to another live voter first
 			// (it became leader after the operator was computed).
-			voters, _ := membersOf(d)
-			for _, v := range voters {
-				if id := multiraft.ReplicaID(v.GetReplicaId()); id != r.Leader && s.cv.Stores[id.Node()].Live {
-					r.Leader = id
-					return false
-				}
-			}
-			return true
+			return !s.handOff(r)
 		}
 		d.Replicas = slices.Delete(d.Replicas, idx, idx+1)
 		delete(s.catchUp, step.Replica)
@@ -312,6 +298,18 @@ func (s *sim) exec(ro *runningOp) (done bool) {
 	}
 	ro.next++
 	return ro.next >= len(ro.op.Steps)
+}
+
+// handOff moves r's leadership to another live voter, if there is one.
+func (s *sim) handOff(r *RangeView) bool {
+	voters, _ := membersOf(r.Desc)
+	for _, v := range voters {
+		if id := multiraft.ReplicaID(v.GetReplicaId()); id != r.Leader && s.cv.Stores[id.Node()].Live {
+			r.Leader = id
+			return true
+		}
+	}
+	return false
 }
 
 // round advances the simulation: learners catch up, leaders move off dead
