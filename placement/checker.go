@@ -69,6 +69,10 @@ type RangeView struct {
 	// Pending are replicas known to be behind the leader's log (a learner
 	// catching up).
 	Pending []multiraft.ReplicaID
+	// Stuck are the pending replicas that have been pending for longer
+	// than an operator may go without progress: their snapshot keeps
+	// failing, or their replica cannot be created.
+	Stuck []multiraft.ReplicaID
 }
 
 // ClusterView is the input of every decision.
@@ -322,6 +326,9 @@ func (c *ClusterView) CheckReplicas(r *RangeView, alloc ReplicaAllocator) *Opera
 			// A learner on a store that is not live is not catching up:
 			// it may have been added just before its store died.
 			return op("learner on an unusable store", Step{Kind: StepRemove, Replica: lid})
+		}
+		if slices.Contains(r.Stuck, lid) {
+			return op("learner stuck catching up", Step{Kind: StepRemove, Replica: lid})
 		}
 		if c.isPending(r, lid) {
 			return nil // let it catch up; one change at a time

@@ -69,6 +69,9 @@ type Driver struct {
 		ranges map[multiraft.GroupID]rangeObservation
 		// placement is the placement group's latest report.
 		placement rangeObservation
+		// pendingSince is, by range, when each replica now reported
+		// pending was first reported so (since it last was not).
+		pendingSince map[multiraft.GroupID]map[multiraft.ReplicaID]time.Time
 
 		// ops are the running operators by range; history the last
 		// ended ones; counts the ended ones by state.
@@ -132,6 +135,7 @@ func (d *Driver) Reset() {
 	d.mu.stores = map[multiraft.NodeID]storeObservation{}
 	d.mu.ranges = map[multiraft.GroupID]rangeObservation{}
 	d.mu.placement = rangeObservation{}
+	d.mu.pendingSince = map[multiraft.GroupID]map[multiraft.ReplicaID]time.Time{}
 	d.mu.ops = map[multiraft.GroupID]*trackedOp{}
 	d.mu.history = nil
 	d.mu.counts = map[string]uint64{}
@@ -167,6 +171,16 @@ func (d *Driver) ObserveRange(req *flotillapb.RangeHeartbeatRequest) {
 		}
 	}
 	obs := rangeObservation{at: d.cfg.Clock(), hb: proto.Clone(req).(*flotillapb.RangeHeartbeatRequest)}
+	since := map[multiraft.ReplicaID]time.Time{}
+	for _, p := range req.GetPendingReplicas() {
+		rid := multiraft.ReplicaID(p)
+		if t, ok := d.mu.pendingSince[id][rid]; ok {
+			since[rid] = t
+		} else {
+			since[rid] = obs.at
+		}
+	}
+	d.mu.pendingSince[id] = since
 	if id == GroupID {
 		d.mu.placement = obs
 		return

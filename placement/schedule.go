@@ -110,6 +110,7 @@ func (d *Driver) viewLocked(meta *flotillapb.ClusterMeta, now time.Time, influen
 			byID[id] = rv
 		}
 		rangeLeader(rv, obs.hb)
+		rv.Stuck = d.stuckLocked(id, rv.Pending, now)
 	}
 	for _, rv := range byID {
 		cv.Ranges = append(cv.Ranges, rv)
@@ -144,6 +145,7 @@ func (d *Driver) viewLocked(meta *flotillapb.ClusterMeta, now time.Time, influen
 			pg.Desc = obs.hb.GetDescriptor_()
 		}
 		rangeLeader(pg, obs.hb)
+		pg.Stuck = d.stuckLocked(GroupID, pg.Pending, now)
 	}
 	if pg.Desc == nil {
 		pg = nil
@@ -177,6 +179,18 @@ func (d *Driver) addInfluenceLocked(cv *ClusterView, ranges map[multiraft.GroupI
 			}
 		}
 	}
+}
+
+// stuckLocked returns the replicas of pending that have been pending for
+// longer than OperatorTimeout.
+func (d *Driver) stuckLocked(rangeID multiraft.GroupID, pending []multiraft.ReplicaID, now time.Time) []multiraft.ReplicaID {
+	var out []multiraft.ReplicaID
+	for _, p := range pending {
+		if since, ok := d.mu.pendingSince[rangeID][p]; ok && now.Sub(since) > d.cfg.OperatorTimeout {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // rangeLeader fills rv's leader and pending replicas from a heartbeat, if

@@ -374,3 +374,41 @@ func TestPlacementGroupReplicas(t *testing.T) {
 		t.Fatalf("the placement group is listed among the ranges: %v", ranges)
 	}
 }
+
+// TestStuckLearnerRemoved: a learner reported pending for longer than the
+// operator timeout (its snapshot keeps failing) is removed by the replica
+// checker, so the range can get a replica elsewhere.
+func TestStuckLearnerRemoved(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	d := NewDriver(DriverConfig{LivenessWindow: time.Second, StoreDownTimeout: time.Hour,
+		OperatorTimeout: 10 * time.Second, Clock: func() time.Time { return now }})
+	learner := multiraft.MakeReplicaID(4, 9)
+	desc := &flotillapb.RangeDescriptor{RangeId: 7, Epoch: &flotillapb.RangeEpoch{ConfVer: 4, Version: 1},
+		Replicas: []*flotillapb.ReplicaDescriptor{{StoreId: 4, ReplicaId: uint64(learner), Type: flotillapb.ReplicaType_LEARNER}}}
+	meta := &flotillapb.ClusterMeta{ClusterId: "c"}
+	for i := uint64(1); i <= 4; i++ {
+		meta.Nodes = append(meta.Nodes, &flotillapb.NodeDescriptor{NodeId: i, Address: "x"})
+		if i <= 2 {
+			desc.Replicas = append(desc.Replicas, &flotillapb.ReplicaDescriptor{StoreId: i, ReplicaId: uint64(multiraft.MakeReplicaID(multiraft.NodeID(i), 1))})
+		}
+	}
+	d.AddReplicaSeqs(100, 64)
+	beat := func() *flotillapb.OperatorStep {
+		for i := uint64(1); i <= 4; i++ {
+			d.ObserveStore(&flotillapb.StoreHeartbeatRequest{NodeId: i})
+		}
+		d.ObserveRange(&flotillapb.RangeHeartbeatRequest{Descriptor_: desc, LeaderReplicaId: uint64(multiraft.MakeReplicaID(1, 1)),
+			Term: 1, PendingReplicas: []uint64{uint64(learner)}})
+		return d.Schedule(meta, 7)
+	}
+	for range 5 { // within the timeout: it is left to catch up
+		now = now.Add(time.Second + time.Millisecond)
+		if step := beat(); step != nil {
+			t.Fatalf("step %v while the learner may still catch up", step)
+		}
+	}
+	now = now.Add(10 * time.Second)
+	if step := beat(); step.GetKind() != flotillapb.OperatorStepKind_REMOVE || step.GetReplicaId() != uint64(learner) {
+		t.Fatalf("step %v, want the stuck learner removed", step)
+	}
+}
