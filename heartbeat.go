@@ -303,11 +303,8 @@ func (n *Node) runStep(g multiraft.GroupID, step *flotillapb.OperatorStep) error
 // and registers a heartbeat-age gauge for every store.
 func (n *Node) publishPlacementView(meta *flotillapb.ClusterMeta) {
 	stores := n.driver.Stores(meta)
-	counts := n.driver.StoreCounts(meta)
 	for _, st := range stores {
 		id := st.GetNode().GetNodeId()
-		c := counts[multiraft.NodeID(id)]
-		st.Replicas, st.Leaders = uint32(c.Replicas), uint32(c.Leaders)
 		n.metrics.GetOrCreateGauge(fmt.Sprintf(`flotilla_placement_store_heartbeat_age_seconds{store="%d"}`, id), func() float64 {
 			for _, s := range n.placementView.Load().GetStores() {
 				if s.GetNode().GetNodeId() == id {

@@ -24,7 +24,7 @@ func (n *Node) maintenanceLoop() {
 	t := time.NewTicker(maintenanceInterval)
 	defer t.Stop()
 	leaderless := map[multiraft.GroupID]time.Time{}
-	for {
+	for round := 1; ; round++ {
 		select {
 		case <-n.stopCtx.Done():
 			return
@@ -32,7 +32,10 @@ func (n *Node) maintenanceLoop() {
 		}
 		if _, _, ok := n.running(); ok {
 			n.maintainMembership()
-			n.collectRemovedReplicas(leaderless)
+			// A removed learner never campaigns, so it keeps its last
+			// leader: every so often every follower is checked, not only
+			// the leaderless.
+			n.collectRemovedReplicas(leaderless, round%15 == 0)
 		}
 	}
 }
@@ -41,9 +44,10 @@ func (n *Node) maintenanceLoop() {
 // their groups while this node was down or cut off: no change of the
 // configuration reaches such a replica, so it would campaign forever
 // without a leader (a zombie). A replica without a leader for long enough
-// is checked against the placement driver's descriptor of its group; if
-// that is newer and lists it no more, it is destroyed.
-func (n *Node) collectRemovedReplicas(leaderless map[multiraft.GroupID]time.Time) {
+// is checked against the placement driver's descriptor of its group (and,
+// with checkAll, every follower); if that is newer and lists it no more,
+// it is destroyed.
+func (n *Node) collectRemovedReplicas(leaderless map[multiraft.GroupID]time.Time, checkAll bool) {
 	host, meta, ok := n.running()
 	if !ok {
 		return
@@ -52,10 +56,6 @@ func (n *Node) collectRemovedReplicas(leaderless map[multiraft.GroupID]time.Time
 	grace := max(10*time.Second, 2*n.cfg.LivenessWindow)
 	var suspects []multiraft.GroupID
 	groups := host.Groups()
-	// A removed learner never campaigns, so it keeps its last leader:
-	// every so often every follower is checked, not only the leaderless.
-	n.gcRound++
-	checkAll := n.gcRound%15 == 0
 	for _, g := range groups {
 		st, ok := host.Status(g)
 		if ok && checkAll && st.Leader != st.Replica {

@@ -69,9 +69,6 @@ type Node struct {
 	driverTerm atomic.Uint64
 	// allocMu serializes the allocation of replica IDs for the driver.
 	allocMu sync.Mutex
-	// gcRound counts the maintenance rounds (collectRemovedReplicas;
-	// maintenance loop only).
-	gcRound int
 	// executing holds the groups an operator step runs for.
 	executing sync.Map
 	// placementView is the driver's view while this node leads the

@@ -156,13 +156,11 @@ func (s *placementService) SetStoreState(ctx context.Context, req *flotillapb.Se
 			}
 			for _, st := range n.driver.Stores(meta.State()) {
 				if st.GetNode().GetNodeId() == req.GetStoreId() {
-					c := n.driver.StoreCounts(meta.State())[multiraft.NodeID(req.GetStoreId())]
-					st.Replicas, st.Leaders = uint32(c.Replicas), uint32(c.Leaders)
-					left := c.Replicas
-					if c.Placement {
+					left := st.GetReplicas()
+					if n.driver.StoreCounts(meta.State())[multiraft.NodeID(req.GetStoreId())].Placement {
 						left++ // the placement group's replica moves off too
 					}
-					return &flotillapb.SetStoreStateResponse{Store: st, Replicas: uint32(left)}, nil
+					return &flotillapb.SetStoreStateResponse{Store: st, Replicas: left}, nil
 				}
 			}
 			return nil, unavailable("the store vanished from the placement state")

@@ -186,13 +186,7 @@ func (s *placementService) ListStores(ctx context.Context, req *flotillapb.ListS
 		func(r *flotillapb.ListStoresRequest) { r.Forwarded = true },
 		flotillapb.PlacementClient.ListStores,
 		func(_ *multiraft.Host, meta *placement.Meta) (*flotillapb.ListStoresResponse, error) {
-			stores := n.driver.Stores(meta.State())
-			counts := n.driver.StoreCounts(meta.State())
-			for _, st := range stores {
-				c := counts[multiraft.NodeID(st.GetNode().GetNodeId())]
-				st.Replicas, st.Leaders = uint32(c.Replicas), uint32(c.Leaders)
-			}
-			return &flotillapb.ListStoresResponse{Stores: stores}, nil
+			return &flotillapb.ListStoresResponse{Stores: n.driver.Stores(meta.State())}, nil
 		})
 }
 

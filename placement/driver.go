@@ -201,19 +201,25 @@ func (d *Driver) storeLivenessLocked(id multiraft.NodeID, now time.Time) (live, 
 	return silent <= d.cfg.LivenessWindow, silent > d.cfg.StoreDownTimeout, silent.Seconds()
 }
 
-// Stores returns every member store of meta with its liveness and latest
-// statistics, by node ID.
+// Stores returns every member store of meta with its liveness, latest
+// statistics, and the replicas and leaders the ranges' latest reports put
+// on it (the placement group not included), by node ID.
 func (d *Driver) Stores(meta *flotillapb.ClusterMeta) []*flotillapb.StoreStatus {
 	now := d.cfg.Clock()
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	cv, _ := d.viewLocked(meta, now, false)
 	var out []*flotillapb.StoreStatus
 	for _, n := range meta.GetNodes() {
-		live, _, age := d.storeLivenessLocked(multiraft.NodeID(n.GetNodeId()), now)
+		id := multiraft.NodeID(n.GetNodeId())
+		live, _, age := d.storeLivenessLocked(id, now)
 		node := proto.Clone(n).(*flotillapb.NodeDescriptor)
 		node.JoinToken = ""
-		out = append(out, &flotillapb.StoreStatus{Node: node, Live: live, SecondsSinceHeartbeat: age,
-			Stats: d.mu.stores[multiraft.NodeID(n.GetNodeId())].stats})
+		st := &flotillapb.StoreStatus{Node: node, Live: live, SecondsSinceHeartbeat: age, Stats: d.mu.stores[id].stats}
+		if v := cv.Stores[id]; v != nil {
+			st.Replicas, st.Leaders = uint32(v.Ranges), uint32(v.Leaders)
+		}
+		out = append(out, st)
 	}
 	slices.SortFunc(out, func(a, b *flotillapb.StoreStatus) int {
 		return cmp.Compare(a.GetNode().GetNodeId(), b.GetNode().GetNodeId())
