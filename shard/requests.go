@@ -69,7 +69,7 @@ func (s *Store) Get(ctx context.Context, req *flotillapb.GetRequest) (*flotillap
 // Scan returns the pairs in [start_key, end_key), in key order or reverse
 // order, at most limit of them (0: no limit) and, whatever the limit, stops
 // after about Config.MaxScanBytes of keys and values; More says it stopped
-// before the end of the span.
+// before the end of the span, and ResumeKey where the rest begins.
 func (s *Store) Scan(ctx context.Context, req *flotillapb.ScanRequest) (*flotillapb.ScanResponse, error) {
 	if req == nil {
 		return nil, invalidArgument(readOutcome, "request", "nil request")
@@ -116,6 +116,14 @@ func (s *Store) Scan(ctx context.Context, req *flotillapb.ScanRequest) (*flotill
 	})
 	if serr != nil && !errors.Is(serr, errStop) {
 		return nil, storageError(readOutcome, rd.r.id, serr)
+	}
+	if resp.More && len(resp.Kvs) > 0 {
+		last := resp.Kvs[len(resp.Kvs)-1].Key
+		if req.GetReverse() {
+			resp.ResumeKey = bytes.Clone(last) // the exclusive end of the rest
+		} else {
+			resp.ResumeKey = append(bytes.Clone(last), 0) // the next key after it
+		}
 	}
 	return resp, nil
 }

@@ -774,7 +774,11 @@ type ScanResponse struct {
 	Kvs    []*KeyValue            `protobuf:"bytes,2,rep,name=kvs,proto3" json:"kvs,omitempty"`
 	// more says the scan stopped at the limit (or the server's size bound)
 	// before the end of the span.
-	More          bool `protobuf:"varint,3,opt,name=more,proto3" json:"more,omitempty"`
+	More bool `protobuf:"varint,3,opt,name=more,proto3" json:"more,omitempty"`
+	// resume_key, when more, is where the rest of the span begins: a forward
+	// scan continues at [resume_key, end_key), a reverse one at
+	// [start_key, resume_key).
+	ResumeKey     []byte `protobuf:"bytes,4,opt,name=resume_key,json=resumeKey,proto3" json:"resume_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -828,6 +832,13 @@ func (x *ScanResponse) GetMore() bool {
 		return x.More
 	}
 	return false
+}
+
+func (x *ScanResponse) GetResumeKey() []byte {
+	if x != nil {
+		return x.ResumeKey
+	}
+	return nil
 }
 
 type CompareAndSwapRequest struct {
@@ -1491,10 +1502,12 @@ func (x *OpResult) GetDeleted() int64 {
 // range and epoch the proposer checked them against, which every replica
 // checks again at apply.
 type KVCommand struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RangeId       uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
-	Version       uint64                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
-	Ops           []*Op                  `protobuf:"bytes,3,rep,name=ops,proto3" json:"ops,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	RangeId uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	Version uint64                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	Ops     []*Op                  `protobuf:"bytes,3,rep,name=ops,proto3" json:"ops,omitempty"`
+	// split, when set (and ops empty), splits the range.
+	Split         *SplitCommand `protobuf:"bytes,4,opt,name=split,proto3" json:"split,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1550,20 +1563,107 @@ func (x *KVCommand) GetOps() []*Op {
 	return nil
 }
 
+func (x *KVCommand) GetSplit() *SplitCommand {
+	if x != nil {
+		return x.Split
+	}
+	return nil
+}
+
+// SplitCommand splits a range in two at split_key: the range keeps
+// [start_key, split_key) and a new range takes [split_key, end_key), with a
+// replica on every store of the range, of the same type. No data moves.
+type SplitCommand struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	SplitKey []byte                 `protobuf:"bytes,1,opt,name=split_key,json=splitKey,proto3" json:"split_key,omitempty"`
+	// new_range_id is the right-hand range's ID, allocated by the placement
+	// driver.
+	NewRangeId uint64 `protobuf:"varint,2,opt,name=new_range_id,json=newRangeId,proto3" json:"new_range_id,omitempty"`
+	// new_replica_ids are the right-hand range's replica IDs, one for each
+	// replica of the range, in the order of the range's descriptor at
+	// conf_ver.
+	NewReplicaIds []uint64 `protobuf:"varint,3,rep,packed,name=new_replica_ids,json=newReplicaIds,proto3" json:"new_replica_ids,omitempty"`
+	// conf_ver is the conf_ver of the descriptor the IDs were allocated for.
+	ConfVer       uint64 `protobuf:"varint,4,opt,name=conf_ver,json=confVer,proto3" json:"conf_ver,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SplitCommand) Reset() {
+	*x = SplitCommand{}
+	mi := &file_flotillapb_kv_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SplitCommand) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SplitCommand) ProtoMessage() {}
+
+func (x *SplitCommand) ProtoReflect() protoreflect.Message {
+	mi := &file_flotillapb_kv_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SplitCommand.ProtoReflect.Descriptor instead.
+func (*SplitCommand) Descriptor() ([]byte, []int) {
+	return file_flotillapb_kv_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *SplitCommand) GetSplitKey() []byte {
+	if x != nil {
+		return x.SplitKey
+	}
+	return nil
+}
+
+func (x *SplitCommand) GetNewRangeId() uint64 {
+	if x != nil {
+		return x.NewRangeId
+	}
+	return 0
+}
+
+func (x *SplitCommand) GetNewReplicaIds() []uint64 {
+	if x != nil {
+		return x.NewReplicaIds
+	}
+	return nil
+}
+
+func (x *SplitCommand) GetConfVer() uint64 {
+	if x != nil {
+		return x.ConfVer
+	}
+	return 0
+}
+
 // KVCommandResult is a KVCommand's outcome, returned to its proposer.
 type KVCommandResult struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Results []*OpResult            `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
 	Error   *Error                 `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
 	// applied_index is the log index the command was applied at.
-	AppliedIndex  uint64 `protobuf:"varint,3,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	AppliedIndex uint64 `protobuf:"varint,3,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	// split_descriptors are, for a split, the left and right ranges'
+	// descriptors after it.
+	SplitDescriptors []*RangeDescriptor `protobuf:"bytes,4,rep,name=split_descriptors,json=splitDescriptors,proto3" json:"split_descriptors,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *KVCommandResult) Reset() {
 	*x = KVCommandResult{}
-	mi := &file_flotillapb_kv_proto_msgTypes[24]
+	mi := &file_flotillapb_kv_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1575,7 +1675,7 @@ func (x *KVCommandResult) String() string {
 func (*KVCommandResult) ProtoMessage() {}
 
 func (x *KVCommandResult) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_kv_proto_msgTypes[24]
+	mi := &file_flotillapb_kv_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1588,7 +1688,7 @@ func (x *KVCommandResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVCommandResult.ProtoReflect.Descriptor instead.
 func (*KVCommandResult) Descriptor() ([]byte, []int) {
-	return file_flotillapb_kv_proto_rawDescGZIP(), []int{24}
+	return file_flotillapb_kv_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *KVCommandResult) GetResults() []*OpResult {
@@ -1612,6 +1712,13 @@ func (x *KVCommandResult) GetAppliedIndex() uint64 {
 	return 0
 }
 
+func (x *KVCommandResult) GetSplitDescriptors() []*RangeDescriptor {
+	if x != nil {
+		return x.SplitDescriptors
+	}
+	return nil
+}
+
 // Error is the detail of every failed KV request.
 type Error struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -1633,7 +1740,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_flotillapb_kv_proto_msgTypes[25]
+	mi := &file_flotillapb_kv_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1645,7 +1752,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_kv_proto_msgTypes[25]
+	mi := &file_flotillapb_kv_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1658,7 +1765,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_flotillapb_kv_proto_rawDescGZIP(), []int{25}
+	return file_flotillapb_kv_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Error) GetMessage() string {
@@ -1804,7 +1911,7 @@ type NotLeader struct {
 
 func (x *NotLeader) Reset() {
 	*x = NotLeader{}
-	mi := &file_flotillapb_kv_proto_msgTypes[26]
+	mi := &file_flotillapb_kv_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1816,7 +1923,7 @@ func (x *NotLeader) String() string {
 func (*NotLeader) ProtoMessage() {}
 
 func (x *NotLeader) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_kv_proto_msgTypes[26]
+	mi := &file_flotillapb_kv_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1829,7 +1936,7 @@ func (x *NotLeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotLeader.ProtoReflect.Descriptor instead.
 func (*NotLeader) Descriptor() ([]byte, []int) {
-	return file_flotillapb_kv_proto_rawDescGZIP(), []int{26}
+	return file_flotillapb_kv_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *NotLeader) GetRangeId() uint64 {
@@ -1863,7 +1970,7 @@ type EpochNotMatch struct {
 
 func (x *EpochNotMatch) Reset() {
 	*x = EpochNotMatch{}
-	mi := &file_flotillapb_kv_proto_msgTypes[27]
+	mi := &file_flotillapb_kv_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1875,7 +1982,7 @@ func (x *EpochNotMatch) String() string {
 func (*EpochNotMatch) ProtoMessage() {}
 
 func (x *EpochNotMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_kv_proto_msgTypes[27]
+	mi := &file_flotillapb_kv_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1888,7 +1995,7 @@ func (x *EpochNotMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EpochNotMatch.ProtoReflect.Descriptor instead.
 func (*EpochNotMatch) Descriptor() ([]byte, []int) {
-	return file_flotillapb_kv_proto_rawDescGZIP(), []int{27}
+	return file_flotillapb_kv_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *EpochNotMatch) GetCurrent() []*RangeDescriptor {
@@ -1909,7 +2016,7 @@ type KeyNotInRange struct {
 
 func (x *KeyNotInRange) Reset() {
 	*x = KeyNotInRange{}
-	mi := &file_flotillapb_kv_proto_msgTypes[28]
+	mi := &file_flotillapb_kv_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1921,7 +2028,7 @@ func (x *KeyNotInRange) String() string {
 func (*KeyNotInRange) ProtoMessage() {}
 
 func (x *KeyNotInRange) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_kv_proto_msgTypes[28]
+	mi := &file_flotillapb_kv_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1934,7 +2041,7 @@ func (x *KeyNotInRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyNotInRange.ProtoReflect.Descriptor instead.
 func (*KeyNotInRange) Descriptor() ([]byte, []int) {
-	return file_flotillapb_kv_proto_rawDescGZIP(), []int{28}
+	return file_flotillapb_kv_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *KeyNotInRange) GetKey() []byte {
@@ -1961,7 +2068,7 @@ type RangeNotFound struct {
 
 func (x *RangeNotFound) Reset() {
 	*x = RangeNotFound{}
-	mi := &file_flotillapb_kv_proto_msgTypes[29]
+	mi := &file_flotillapb_kv_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1973,7 +2080,7 @@ func (x *RangeNotFound) String() string {
 func (*RangeNotFound) ProtoMessage() {}
 
 func (x *RangeNotFound) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_kv_proto_msgTypes[29]
+	mi := &file_flotillapb_kv_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1986,7 +2093,7 @@ func (x *RangeNotFound) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeNotFound.ProtoReflect.Descriptor instead.
 func (*RangeNotFound) Descriptor() ([]byte, []int) {
-	return file_flotillapb_kv_proto_rawDescGZIP(), []int{29}
+	return file_flotillapb_kv_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RangeNotFound) GetRangeId() uint64 {
@@ -2005,7 +2112,7 @@ type ServerBusy struct {
 
 func (x *ServerBusy) Reset() {
 	*x = ServerBusy{}
-	mi := &file_flotillapb_kv_proto_msgTypes[30]
+	mi := &file_flotillapb_kv_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2017,7 +2124,7 @@ func (x *ServerBusy) String() string {
 func (*ServerBusy) ProtoMessage() {}
 
 func (x *ServerBusy) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_kv_proto_msgTypes[30]
+	mi := &file_flotillapb_kv_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2030,7 +2137,7 @@ func (x *ServerBusy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerBusy.ProtoReflect.Descriptor instead.
 func (*ServerBusy) Descriptor() ([]byte, []int) {
-	return file_flotillapb_kv_proto_rawDescGZIP(), []int{30}
+	return file_flotillapb_kv_proto_rawDescGZIP(), []int{31}
 }
 
 // InvalidArgument: the request is malformed; retrying it cannot help.
@@ -2043,7 +2150,7 @@ type InvalidArgument struct {
 
 func (x *InvalidArgument) Reset() {
 	*x = InvalidArgument{}
-	mi := &file_flotillapb_kv_proto_msgTypes[31]
+	mi := &file_flotillapb_kv_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2055,7 +2162,7 @@ func (x *InvalidArgument) String() string {
 func (*InvalidArgument) ProtoMessage() {}
 
 func (x *InvalidArgument) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_kv_proto_msgTypes[31]
+	mi := &file_flotillapb_kv_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2068,7 +2175,7 @@ func (x *InvalidArgument) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InvalidArgument.ProtoReflect.Descriptor instead.
 func (*InvalidArgument) Descriptor() ([]byte, []int) {
-	return file_flotillapb_kv_proto_rawDescGZIP(), []int{31}
+	return file_flotillapb_kv_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *InvalidArgument) GetField() string {
@@ -2088,7 +2195,7 @@ type Unavailable struct {
 
 func (x *Unavailable) Reset() {
 	*x = Unavailable{}
-	mi := &file_flotillapb_kv_proto_msgTypes[32]
+	mi := &file_flotillapb_kv_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2100,7 +2207,7 @@ func (x *Unavailable) String() string {
 func (*Unavailable) ProtoMessage() {}
 
 func (x *Unavailable) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_kv_proto_msgTypes[32]
+	mi := &file_flotillapb_kv_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2113,7 +2220,7 @@ func (x *Unavailable) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Unavailable.ProtoReflect.Descriptor instead.
 func (*Unavailable) Descriptor() ([]byte, []int) {
-	return file_flotillapb_kv_proto_rawDescGZIP(), []int{32}
+	return file_flotillapb_kv_proto_rawDescGZIP(), []int{33}
 }
 
 var File_flotillapb_kv_proto protoreflect.FileDescriptor
@@ -2164,11 +2271,13 @@ const file_flotillapb_kv_proto_rawDesc = "" +
 	"\tstart_key\x18\x02 \x01(\fR\bstartKey\x12\x17\n" +
 	"\aend_key\x18\x03 \x01(\fR\x06endKey\x12\x14\n" +
 	"\x05limit\x18\x04 \x01(\x03R\x05limit\x12\x18\n" +
-	"\areverse\x18\x05 \x01(\bR\areverse\"\x80\x01\n" +
+	"\areverse\x18\x05 \x01(\bR\areverse\"\x9f\x01\n" +
 	"\fScanResponse\x123\n" +
 	"\x06header\x18\x01 \x01(\v2\x1b.flotilla.v1.ResponseHeaderR\x06header\x12'\n" +
 	"\x03kvs\x18\x02 \x03(\v2\x15.flotilla.v1.KeyValueR\x03kvs\x12\x12\n" +
-	"\x04more\x18\x03 \x01(\bR\x04more\"\xb4\x01\n" +
+	"\x04more\x18\x03 \x01(\bR\x04more\x12\x1d\n" +
+	"\n" +
+	"resume_key\x18\x04 \x01(\fR\tresumeKey\"\xb4\x01\n" +
 	"\x15CompareAndSwapRequest\x122\n" +
 	"\x06header\x18\x01 \x01(\v2\x1a.flotilla.v1.RequestHeaderR\x06header\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\fR\x03key\x12\x1a\n" +
@@ -2209,15 +2318,23 @@ const file_flotillapb_kv_proto_rawDesc = "" +
 	"\x05found\x18\x01 \x01(\bR\x05found\x12\x18\n" +
 	"\aswapped\x18\x02 \x01(\bR\aswapped\x12\x18\n" +
 	"\acurrent\x18\x03 \x01(\fR\acurrent\x12\x18\n" +
-	"\adeleted\x18\x04 \x01(\x03R\adeleted\"c\n" +
+	"\adeleted\x18\x04 \x01(\x03R\adeleted\"\x94\x01\n" +
 	"\tKVCommand\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12!\n" +
-	"\x03ops\x18\x03 \x03(\v2\x0f.flotilla.v1.OpR\x03ops\"\x91\x01\n" +
+	"\x03ops\x18\x03 \x03(\v2\x0f.flotilla.v1.OpR\x03ops\x12/\n" +
+	"\x05split\x18\x04 \x01(\v2\x19.flotilla.v1.SplitCommandR\x05split\"\x90\x01\n" +
+	"\fSplitCommand\x12\x1b\n" +
+	"\tsplit_key\x18\x01 \x01(\fR\bsplitKey\x12 \n" +
+	"\fnew_range_id\x18\x02 \x01(\x04R\n" +
+	"newRangeId\x12&\n" +
+	"\x0fnew_replica_ids\x18\x03 \x03(\x04R\rnewReplicaIds\x12\x19\n" +
+	"\bconf_ver\x18\x04 \x01(\x04R\aconfVer\"\xdc\x01\n" +
 	"\x0fKVCommandResult\x12/\n" +
 	"\aresults\x18\x01 \x03(\v2\x15.flotilla.v1.OpResultR\aresults\x12(\n" +
 	"\x05error\x18\x02 \x01(\v2\x12.flotilla.v1.ErrorR\x05error\x12#\n" +
-	"\rapplied_index\x18\x03 \x01(\x04R\fappliedIndex\"\xac\x04\n" +
+	"\rapplied_index\x18\x03 \x01(\x04R\fappliedIndex\x12I\n" +
+	"\x11split_descriptors\x18\x04 \x03(\v2\x1c.flotilla.v1.RangeDescriptorR\x10splitDescriptors\"\xac\x04\n" +
 	"\x05Error\x12\x18\n" +
 	"\amessage\x18\x01 \x01(\tR\amessage\x12.\n" +
 	"\aoutcome\x18\x02 \x01(\x0e2\x14.flotilla.v1.OutcomeR\aoutcome\x127\n" +
@@ -2273,7 +2390,7 @@ func file_flotillapb_kv_proto_rawDescGZIP() []byte {
 }
 
 var file_flotillapb_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_flotillapb_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_flotillapb_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_flotillapb_kv_proto_goTypes = []any{
 	(Outcome)(0),                   // 0: flotilla.v1.Outcome
 	(*RequestHeader)(nil),          // 1: flotilla.v1.RequestHeader
@@ -2300,17 +2417,18 @@ var file_flotillapb_kv_proto_goTypes = []any{
 	(*CompareAndSwapOp)(nil),       // 22: flotilla.v1.CompareAndSwapOp
 	(*OpResult)(nil),               // 23: flotilla.v1.OpResult
 	(*KVCommand)(nil),              // 24: flotilla.v1.KVCommand
-	(*KVCommandResult)(nil),        // 25: flotilla.v1.KVCommandResult
-	(*Error)(nil),                  // 26: flotilla.v1.Error
-	(*NotLeader)(nil),              // 27: flotilla.v1.NotLeader
-	(*EpochNotMatch)(nil),          // 28: flotilla.v1.EpochNotMatch
-	(*KeyNotInRange)(nil),          // 29: flotilla.v1.KeyNotInRange
-	(*RangeNotFound)(nil),          // 30: flotilla.v1.RangeNotFound
-	(*ServerBusy)(nil),             // 31: flotilla.v1.ServerBusy
-	(*InvalidArgument)(nil),        // 32: flotilla.v1.InvalidArgument
-	(*Unavailable)(nil),            // 33: flotilla.v1.Unavailable
-	(*ReplicaDescriptor)(nil),      // 34: flotilla.v1.ReplicaDescriptor
+	(*SplitCommand)(nil),           // 25: flotilla.v1.SplitCommand
+	(*KVCommandResult)(nil),        // 26: flotilla.v1.KVCommandResult
+	(*Error)(nil),                  // 27: flotilla.v1.Error
+	(*NotLeader)(nil),              // 28: flotilla.v1.NotLeader
+	(*EpochNotMatch)(nil),          // 29: flotilla.v1.EpochNotMatch
+	(*KeyNotInRange)(nil),          // 30: flotilla.v1.KeyNotInRange
+	(*RangeNotFound)(nil),          // 31: flotilla.v1.RangeNotFound
+	(*ServerBusy)(nil),             // 32: flotilla.v1.ServerBusy
+	(*InvalidArgument)(nil),        // 33: flotilla.v1.InvalidArgument
+	(*Unavailable)(nil),            // 34: flotilla.v1.Unavailable
 	(*RangeDescriptor)(nil),        // 35: flotilla.v1.RangeDescriptor
+	(*ReplicaDescriptor)(nil),      // 36: flotilla.v1.ReplicaDescriptor
 }
 var file_flotillapb_kv_proto_depIdxs = []int32{
 	1,  // 0: flotilla.v1.GetRequest.header:type_name -> flotilla.v1.RequestHeader
@@ -2335,38 +2453,40 @@ var file_flotillapb_kv_proto_depIdxs = []int32{
 	21, // 19: flotilla.v1.Op.delete_range:type_name -> flotilla.v1.DeleteRangeOp
 	22, // 20: flotilla.v1.Op.cas:type_name -> flotilla.v1.CompareAndSwapOp
 	18, // 21: flotilla.v1.KVCommand.ops:type_name -> flotilla.v1.Op
-	23, // 22: flotilla.v1.KVCommandResult.results:type_name -> flotilla.v1.OpResult
-	26, // 23: flotilla.v1.KVCommandResult.error:type_name -> flotilla.v1.Error
-	0,  // 24: flotilla.v1.Error.outcome:type_name -> flotilla.v1.Outcome
-	27, // 25: flotilla.v1.Error.not_leader:type_name -> flotilla.v1.NotLeader
-	28, // 26: flotilla.v1.Error.epoch_not_match:type_name -> flotilla.v1.EpochNotMatch
-	29, // 27: flotilla.v1.Error.key_not_in_range:type_name -> flotilla.v1.KeyNotInRange
-	30, // 28: flotilla.v1.Error.range_not_found:type_name -> flotilla.v1.RangeNotFound
-	31, // 29: flotilla.v1.Error.server_busy:type_name -> flotilla.v1.ServerBusy
-	32, // 30: flotilla.v1.Error.invalid_argument:type_name -> flotilla.v1.InvalidArgument
-	33, // 31: flotilla.v1.Error.unavailable:type_name -> flotilla.v1.Unavailable
-	34, // 32: flotilla.v1.NotLeader.leader:type_name -> flotilla.v1.ReplicaDescriptor
-	35, // 33: flotilla.v1.EpochNotMatch.current:type_name -> flotilla.v1.RangeDescriptor
-	35, // 34: flotilla.v1.KeyNotInRange.range:type_name -> flotilla.v1.RangeDescriptor
-	4,  // 35: flotilla.v1.KV.Get:input_type -> flotilla.v1.GetRequest
-	6,  // 36: flotilla.v1.KV.Put:input_type -> flotilla.v1.PutRequest
-	8,  // 37: flotilla.v1.KV.Delete:input_type -> flotilla.v1.DeleteRequest
-	10, // 38: flotilla.v1.KV.DeleteRange:input_type -> flotilla.v1.DeleteRangeRequest
-	12, // 39: flotilla.v1.KV.Scan:input_type -> flotilla.v1.ScanRequest
-	14, // 40: flotilla.v1.KV.CompareAndSwap:input_type -> flotilla.v1.CompareAndSwapRequest
-	16, // 41: flotilla.v1.KV.Batch:input_type -> flotilla.v1.BatchRequest
-	5,  // 42: flotilla.v1.KV.Get:output_type -> flotilla.v1.GetResponse
-	7,  // 43: flotilla.v1.KV.Put:output_type -> flotilla.v1.PutResponse
-	9,  // 44: flotilla.v1.KV.Delete:output_type -> flotilla.v1.DeleteResponse
-	11, // 45: flotilla.v1.KV.DeleteRange:output_type -> flotilla.v1.DeleteRangeResponse
-	13, // 46: flotilla.v1.KV.Scan:output_type -> flotilla.v1.ScanResponse
-	15, // 47: flotilla.v1.KV.CompareAndSwap:output_type -> flotilla.v1.CompareAndSwapResponse
-	17, // 48: flotilla.v1.KV.Batch:output_type -> flotilla.v1.BatchResponse
-	42, // [42:49] is the sub-list for method output_type
-	35, // [35:42] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	25, // 22: flotilla.v1.KVCommand.split:type_name -> flotilla.v1.SplitCommand
+	23, // 23: flotilla.v1.KVCommandResult.results:type_name -> flotilla.v1.OpResult
+	27, // 24: flotilla.v1.KVCommandResult.error:type_name -> flotilla.v1.Error
+	35, // 25: flotilla.v1.KVCommandResult.split_descriptors:type_name -> flotilla.v1.RangeDescriptor
+	0,  // 26: flotilla.v1.Error.outcome:type_name -> flotilla.v1.Outcome
+	28, // 27: flotilla.v1.Error.not_leader:type_name -> flotilla.v1.NotLeader
+	29, // 28: flotilla.v1.Error.epoch_not_match:type_name -> flotilla.v1.EpochNotMatch
+	30, // 29: flotilla.v1.Error.key_not_in_range:type_name -> flotilla.v1.KeyNotInRange
+	31, // 30: flotilla.v1.Error.range_not_found:type_name -> flotilla.v1.RangeNotFound
+	32, // 31: flotilla.v1.Error.server_busy:type_name -> flotilla.v1.ServerBusy
+	33, // 32: flotilla.v1.Error.invalid_argument:type_name -> flotilla.v1.InvalidArgument
+	34, // 33: flotilla.v1.Error.unavailable:type_name -> flotilla.v1.Unavailable
+	36, // 34: flotilla.v1.NotLeader.leader:type_name -> flotilla.v1.ReplicaDescriptor
+	35, // 35: flotilla.v1.EpochNotMatch.current:type_name -> flotilla.v1.RangeDescriptor
+	35, // 36: flotilla.v1.KeyNotInRange.range:type_name -> flotilla.v1.RangeDescriptor
+	4,  // 37: flotilla.v1.KV.Get:input_type -> flotilla.v1.GetRequest
+	6,  // 38: flotilla.v1.KV.Put:input_type -> flotilla.v1.PutRequest
+	8,  // 39: flotilla.v1.KV.Delete:input_type -> flotilla.v1.DeleteRequest
+	10, // 40: flotilla.v1.KV.DeleteRange:input_type -> flotilla.v1.DeleteRangeRequest
+	12, // 41: flotilla.v1.KV.Scan:input_type -> flotilla.v1.ScanRequest
+	14, // 42: flotilla.v1.KV.CompareAndSwap:input_type -> flotilla.v1.CompareAndSwapRequest
+	16, // 43: flotilla.v1.KV.Batch:input_type -> flotilla.v1.BatchRequest
+	5,  // 44: flotilla.v1.KV.Get:output_type -> flotilla.v1.GetResponse
+	7,  // 45: flotilla.v1.KV.Put:output_type -> flotilla.v1.PutResponse
+	9,  // 46: flotilla.v1.KV.Delete:output_type -> flotilla.v1.DeleteResponse
+	11, // 47: flotilla.v1.KV.DeleteRange:output_type -> flotilla.v1.DeleteRangeResponse
+	13, // 48: flotilla.v1.KV.Scan:output_type -> flotilla.v1.ScanResponse
+	15, // 49: flotilla.v1.KV.CompareAndSwap:output_type -> flotilla.v1.CompareAndSwapResponse
+	17, // 50: flotilla.v1.KV.Batch:output_type -> flotilla.v1.BatchResponse
+	44, // [44:51] is the sub-list for method output_type
+	37, // [37:44] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_flotillapb_kv_proto_init() }
@@ -2381,7 +2501,7 @@ func file_flotillapb_kv_proto_init() {
 		(*Op_DeleteRange)(nil),
 		(*Op_Cas)(nil),
 	}
-	file_flotillapb_kv_proto_msgTypes[25].OneofWrappers = []any{
+	file_flotillapb_kv_proto_msgTypes[26].OneofWrappers = []any{
 		(*Error_NotLeader)(nil),
 		(*Error_EpochNotMatch)(nil),
 		(*Error_KeyNotInRange)(nil),
@@ -2396,7 +2516,7 @@ func file_flotillapb_kv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flotillapb_kv_proto_rawDesc), len(file_flotillapb_kv_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   33,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -39,6 +39,11 @@ const (
 	OperatorStepKind_REMOVE OperatorStepKind = 2
 	// TRANSFER_LEADER hands the range's leadership to voter replica_id.
 	OperatorStepKind_TRANSFER_LEADER OperatorStepKind = 3
+	// SPLIT splits the range at split_key into itself and a new range
+	// new_range_id with replicas new_replica_ids (one per replica of the
+	// descriptor at conf_ver, in its order), if the range's version is
+	// still version.
+	OperatorStepKind_SPLIT OperatorStepKind = 4
 )
 
 // Enum value maps for OperatorStepKind.
@@ -48,12 +53,14 @@ var (
 		1: "PROMOTE",
 		2: "REMOVE",
 		3: "TRANSFER_LEADER",
+		4: "SPLIT",
 	}
 	OperatorStepKind_value = map[string]int32{
 		"ADD_LEARNER":     0,
 		"PROMOTE":         1,
 		"REMOVE":          2,
 		"TRANSFER_LEADER": 3,
+		"SPLIT":           4,
 	}
 )
 
@@ -284,8 +291,14 @@ type RangeHeartbeatRequest struct {
 	// pending_replicas are learners still catching up.
 	PendingReplicas []uint64 `protobuf:"varint,7,rep,packed,name=pending_replicas,json=pendingReplicas,proto3" json:"pending_replicas,omitempty"`
 	Forwarded       bool     `protobuf:"varint,8,opt,name=forwarded,proto3" json:"forwarded,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// split_key, when set, is where the leader proposes to split the range,
+	// and split_reason why ("size" or "load").
+	SplitKey    []byte `protobuf:"bytes,9,opt,name=split_key,json=splitKey,proto3" json:"split_key,omitempty"`
+	SplitReason string `protobuf:"bytes,10,opt,name=split_reason,json=splitReason,proto3" json:"split_reason,omitempty"`
+	// approximate_bytes is the size of the range's keys and values.
+	ApproximateBytes uint64 `protobuf:"varint,11,opt,name=approximate_bytes,json=approximateBytes,proto3" json:"approximate_bytes,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *RangeHeartbeatRequest) Reset() {
@@ -374,6 +387,27 @@ func (x *RangeHeartbeatRequest) GetForwarded() bool {
 	return false
 }
 
+func (x *RangeHeartbeatRequest) GetSplitKey() []byte {
+	if x != nil {
+		return x.SplitKey
+	}
+	return nil
+}
+
+func (x *RangeHeartbeatRequest) GetSplitReason() string {
+	if x != nil {
+		return x.SplitReason
+	}
+	return ""
+}
+
+func (x *RangeHeartbeatRequest) GetApproximateBytes() uint64 {
+	if x != nil {
+		return x.ApproximateBytes
+	}
+	return 0
+}
+
 type RangeHeartbeatResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// step is the next step of the range's operator, if it has one.
@@ -429,7 +463,11 @@ type OperatorStep struct {
 	// conf_ver is the configuration version the range must be at: a leader
 	// whose descriptor is at another one refuses the step, and so does the
 	// range when it applies the change.
-	ConfVer       uint64 `protobuf:"varint,5,opt,name=conf_ver,json=confVer,proto3" json:"conf_ver,omitempty"`
+	ConfVer       uint64   `protobuf:"varint,5,opt,name=conf_ver,json=confVer,proto3" json:"conf_ver,omitempty"`
+	SplitKey      []byte   `protobuf:"bytes,6,opt,name=split_key,json=splitKey,proto3" json:"split_key,omitempty"`
+	NewRangeId    uint64   `protobuf:"varint,7,opt,name=new_range_id,json=newRangeId,proto3" json:"new_range_id,omitempty"`
+	NewReplicaIds []uint64 `protobuf:"varint,8,rep,packed,name=new_replica_ids,json=newReplicaIds,proto3" json:"new_replica_ids,omitempty"`
+	Version       uint64   `protobuf:"varint,9,opt,name=version,proto3" json:"version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -495,6 +533,34 @@ func (x *OperatorStep) GetDemoteReplicaId() uint64 {
 func (x *OperatorStep) GetConfVer() uint64 {
 	if x != nil {
 		return x.ConfVer
+	}
+	return 0
+}
+
+func (x *OperatorStep) GetSplitKey() []byte {
+	if x != nil {
+		return x.SplitKey
+	}
+	return nil
+}
+
+func (x *OperatorStep) GetNewRangeId() uint64 {
+	if x != nil {
+		return x.NewRangeId
+	}
+	return 0
+}
+
+func (x *OperatorStep) GetNewReplicaIds() []uint64 {
+	if x != nil {
+		return x.NewReplicaIds
+	}
+	return nil
+}
+
+func (x *OperatorStep) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
 	}
 	return 0
 }
@@ -1554,6 +1620,60 @@ func (x *SetStoreStateResponse) GetReplicas() uint32 {
 	return 0
 }
 
+type SplitRangeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// key is the split key: the range holding it keeps the keys before it and
+	// a new range takes the rest. It must not be a range's start key.
+	Key           []byte `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Forwarded     bool   `protobuf:"varint,2,opt,name=forwarded,proto3" json:"forwarded,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SplitRangeRequest) Reset() {
+	*x = SplitRangeRequest{}
+	mi := &file_flotillapb_placement_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SplitRangeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SplitRangeRequest) ProtoMessage() {}
+
+func (x *SplitRangeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flotillapb_placement_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SplitRangeRequest.ProtoReflect.Descriptor instead.
+func (*SplitRangeRequest) Descriptor() ([]byte, []int) {
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *SplitRangeRequest) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *SplitRangeRequest) GetForwarded() bool {
+	if x != nil {
+		return x.Forwarded
+	}
+	return false
+}
+
 var File_flotillapb_placement_proto protoreflect.FileDescriptor
 
 const file_flotillapb_placement_proto_rawDesc = "" +
@@ -1574,7 +1694,7 @@ const file_flotillapb_placement_proto_rawDesc = "" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12-\n" +
 	"\x05stats\x18\x02 \x01(\v2\x17.flotilla.v1.StoreStatsR\x05stats\x12\x1c\n" +
 	"\tforwarded\x18\x03 \x01(\bR\tforwarded\"\x18\n" +
-	"\x16StoreHeartbeatResponse\"\xe3\x02\n" +
+	"\x16StoreHeartbeatResponse\"\xd0\x03\n" +
 	"\x15RangeHeartbeatRequest\x12<\n" +
 	"\n" +
 	"descriptor\x18\x01 \x01(\v2\x1c.flotilla.v1.RangeDescriptorR\n" +
@@ -1585,9 +1705,13 @@ const file_flotillapb_placement_proto_rawDesc = "" +
 	"\x10reads_per_second\x18\x05 \x01(\x01R\x0ereadsPerSecond\x12*\n" +
 	"\x11writes_per_second\x18\x06 \x01(\x01R\x0fwritesPerSecond\x12)\n" +
 	"\x10pending_replicas\x18\a \x03(\x04R\x0fpendingReplicas\x12\x1c\n" +
-	"\tforwarded\x18\b \x01(\bR\tforwarded\"G\n" +
+	"\tforwarded\x18\b \x01(\bR\tforwarded\x12\x1b\n" +
+	"\tsplit_key\x18\t \x01(\fR\bsplitKey\x12!\n" +
+	"\fsplit_reason\x18\n" +
+	" \x01(\tR\vsplitReason\x12+\n" +
+	"\x11approximate_bytes\x18\v \x01(\x04R\x10approximateBytes\"G\n" +
 	"\x16RangeHeartbeatResponse\x12-\n" +
-	"\x04step\x18\x01 \x01(\v2\x19.flotilla.v1.OperatorStepR\x04step\"\xc8\x01\n" +
+	"\x04step\x18\x01 \x01(\v2\x19.flotilla.v1.OperatorStepR\x04step\"\xc9\x02\n" +
 	"\fOperatorStep\x12\x1f\n" +
 	"\voperator_id\x18\x01 \x01(\x04R\n" +
 	"operatorId\x121\n" +
@@ -1595,7 +1719,12 @@ const file_flotillapb_placement_proto_rawDesc = "" +
 	"\n" +
 	"replica_id\x18\x03 \x01(\x04R\treplicaId\x12*\n" +
 	"\x11demote_replica_id\x18\x04 \x01(\x04R\x0fdemoteReplicaId\x12\x19\n" +
-	"\bconf_ver\x18\x05 \x01(\x04R\aconfVer\"D\n" +
+	"\bconf_ver\x18\x05 \x01(\x04R\aconfVer\x12\x1b\n" +
+	"\tsplit_key\x18\x06 \x01(\fR\bsplitKey\x12 \n" +
+	"\fnew_range_id\x18\a \x01(\x04R\n" +
+	"newRangeId\x12&\n" +
+	"\x0fnew_replica_ids\x18\b \x03(\x04R\rnewReplicaIds\x12\x18\n" +
+	"\aversion\x18\t \x01(\x04R\aversion\"D\n" +
 	"\x12LookupRangeRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x1c\n" +
 	"\tforwarded\x18\x02 \x01(\bR\tforwarded\"\xbe\x01\n" +
@@ -1672,13 +1801,17 @@ const file_flotillapb_placement_proto_rawDesc = "" +
 	"\tforwarded\x18\x03 \x01(\bR\tforwarded\"c\n" +
 	"\x15SetStoreStateResponse\x12.\n" +
 	"\x05store\x18\x01 \x01(\v2\x18.flotilla.v1.StoreStatusR\x05store\x12\x1a\n" +
-	"\breplicas\x18\x02 \x01(\rR\breplicas*Q\n" +
+	"\breplicas\x18\x02 \x01(\rR\breplicas\"C\n" +
+	"\x11SplitRangeRequest\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x12\x1c\n" +
+	"\tforwarded\x18\x02 \x01(\bR\tforwarded*\\\n" +
 	"\x10OperatorStepKind\x12\x0f\n" +
 	"\vADD_LEARNER\x10\x00\x12\v\n" +
 	"\aPROMOTE\x10\x01\x12\n" +
 	"\n" +
 	"\x06REMOVE\x10\x02\x12\x13\n" +
-	"\x0fTRANSFER_LEADER\x10\x032\xd6\x06\n" +
+	"\x0fTRANSFER_LEADER\x10\x03\x12\t\n" +
+	"\x05SPLIT\x10\x042\xa3\a\n" +
 	"\tPlacement\x12Y\n" +
 	"\x0eStoreHeartbeat\x12\".flotilla.v1.StoreHeartbeatRequest\x1a#.flotilla.v1.StoreHeartbeatResponse\x12Y\n" +
 	"\x0eRangeHeartbeat\x12\".flotilla.v1.RangeHeartbeatRequest\x1a#.flotilla.v1.RangeHeartbeatResponse\x12P\n" +
@@ -1692,7 +1825,9 @@ const file_flotillapb_placement_proto_rawDesc = "" +
 	"\n" +
 	"AddReplica\x12\x1e.flotilla.v1.AddReplicaRequest\x1a\x1d.flotilla.v1.OperatorResponse\x12Q\n" +
 	"\rRemoveReplica\x12!.flotilla.v1.RemoveReplicaRequest\x1a\x1d.flotilla.v1.OperatorResponse\x12V\n" +
-	"\rSetStoreState\x12!.flotilla.v1.SetStoreStateRequest\x1a\".flotilla.v1.SetStoreStateResponseB/Z-github.com/flotilladb/flotilla/rpc/flotillapbb\x06proto3"
+	"\rSetStoreState\x12!.flotilla.v1.SetStoreStateRequest\x1a\".flotilla.v1.SetStoreStateResponse\x12K\n" +
+	"\n" +
+	"SplitRange\x12\x1e.flotilla.v1.SplitRangeRequest\x1a\x1d.flotilla.v1.OperatorResponseB/Z-github.com/flotilladb/flotilla/rpc/flotillapbb\x06proto3"
 
 var (
 	file_flotillapb_placement_proto_rawDescOnce sync.Once
@@ -1707,7 +1842,7 @@ func file_flotillapb_placement_proto_rawDescGZIP() []byte {
 }
 
 var file_flotillapb_placement_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_flotillapb_placement_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_flotillapb_placement_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_flotillapb_placement_proto_goTypes = []any{
 	(OperatorStepKind)(0),          // 0: flotilla.v1.OperatorStepKind
 	(*StoreStats)(nil),             // 1: flotilla.v1.StoreStats
@@ -1733,34 +1868,35 @@ var file_flotillapb_placement_proto_goTypes = []any{
 	(*OperatorResponse)(nil),       // 21: flotilla.v1.OperatorResponse
 	(*SetStoreStateRequest)(nil),   // 22: flotilla.v1.SetStoreStateRequest
 	(*SetStoreStateResponse)(nil),  // 23: flotilla.v1.SetStoreStateResponse
-	nil,                            // 24: flotilla.v1.ListOperatorsResponse.CountsEntry
-	(*RangeDescriptor)(nil),        // 25: flotilla.v1.RangeDescriptor
-	(*RangeStats)(nil),             // 26: flotilla.v1.RangeStats
-	(*ReplicaDescriptor)(nil),      // 27: flotilla.v1.ReplicaDescriptor
-	(*NodeDescriptor)(nil),         // 28: flotilla.v1.NodeDescriptor
-	(StoreState)(0),                // 29: flotilla.v1.StoreState
+	(*SplitRangeRequest)(nil),      // 24: flotilla.v1.SplitRangeRequest
+	nil,                            // 25: flotilla.v1.ListOperatorsResponse.CountsEntry
+	(*RangeDescriptor)(nil),        // 26: flotilla.v1.RangeDescriptor
+	(*RangeStats)(nil),             // 27: flotilla.v1.RangeStats
+	(*ReplicaDescriptor)(nil),      // 28: flotilla.v1.ReplicaDescriptor
+	(*NodeDescriptor)(nil),         // 29: flotilla.v1.NodeDescriptor
+	(StoreState)(0),                // 30: flotilla.v1.StoreState
 }
 var file_flotillapb_placement_proto_depIdxs = []int32{
 	1,  // 0: flotilla.v1.StoreHeartbeatRequest.stats:type_name -> flotilla.v1.StoreStats
-	25, // 1: flotilla.v1.RangeHeartbeatRequest.descriptor:type_name -> flotilla.v1.RangeDescriptor
-	26, // 2: flotilla.v1.RangeHeartbeatRequest.stats:type_name -> flotilla.v1.RangeStats
+	26, // 1: flotilla.v1.RangeHeartbeatRequest.descriptor:type_name -> flotilla.v1.RangeDescriptor
+	27, // 2: flotilla.v1.RangeHeartbeatRequest.stats:type_name -> flotilla.v1.RangeStats
 	6,  // 3: flotilla.v1.RangeHeartbeatResponse.step:type_name -> flotilla.v1.OperatorStep
 	0,  // 4: flotilla.v1.OperatorStep.kind:type_name -> flotilla.v1.OperatorStepKind
-	25, // 5: flotilla.v1.LookupRangeResponse.descriptor:type_name -> flotilla.v1.RangeDescriptor
-	27, // 6: flotilla.v1.LookupRangeResponse.leader:type_name -> flotilla.v1.ReplicaDescriptor
-	28, // 7: flotilla.v1.LookupRangeResponse.nodes:type_name -> flotilla.v1.NodeDescriptor
-	28, // 8: flotilla.v1.StoreStatus.node:type_name -> flotilla.v1.NodeDescriptor
+	26, // 5: flotilla.v1.LookupRangeResponse.descriptor:type_name -> flotilla.v1.RangeDescriptor
+	28, // 6: flotilla.v1.LookupRangeResponse.leader:type_name -> flotilla.v1.ReplicaDescriptor
+	29, // 7: flotilla.v1.LookupRangeResponse.nodes:type_name -> flotilla.v1.NodeDescriptor
+	29, // 8: flotilla.v1.StoreStatus.node:type_name -> flotilla.v1.NodeDescriptor
 	1,  // 9: flotilla.v1.StoreStatus.stats:type_name -> flotilla.v1.StoreStats
 	10, // 10: flotilla.v1.ListStoresResponse.stores:type_name -> flotilla.v1.StoreStatus
-	25, // 11: flotilla.v1.RangeStatus.descriptor:type_name -> flotilla.v1.RangeDescriptor
-	27, // 12: flotilla.v1.RangeStatus.leader:type_name -> flotilla.v1.ReplicaDescriptor
-	26, // 13: flotilla.v1.RangeStatus.stats:type_name -> flotilla.v1.RangeStats
+	26, // 11: flotilla.v1.RangeStatus.descriptor:type_name -> flotilla.v1.RangeDescriptor
+	28, // 12: flotilla.v1.RangeStatus.leader:type_name -> flotilla.v1.ReplicaDescriptor
+	27, // 13: flotilla.v1.RangeStatus.stats:type_name -> flotilla.v1.RangeStats
 	13, // 14: flotilla.v1.ListRangesResponse.ranges:type_name -> flotilla.v1.RangeStatus
-	25, // 15: flotilla.v1.ListRangesResponse.placement_group:type_name -> flotilla.v1.RangeDescriptor
+	26, // 15: flotilla.v1.ListRangesResponse.placement_group:type_name -> flotilla.v1.RangeDescriptor
 	16, // 16: flotilla.v1.ListOperatorsResponse.operators:type_name -> flotilla.v1.OperatorStatus
-	24, // 17: flotilla.v1.ListOperatorsResponse.counts:type_name -> flotilla.v1.ListOperatorsResponse.CountsEntry
+	25, // 17: flotilla.v1.ListOperatorsResponse.counts:type_name -> flotilla.v1.ListOperatorsResponse.CountsEntry
 	16, // 18: flotilla.v1.OperatorResponse.operator:type_name -> flotilla.v1.OperatorStatus
-	29, // 19: flotilla.v1.SetStoreStateRequest.state:type_name -> flotilla.v1.StoreState
+	30, // 19: flotilla.v1.SetStoreStateRequest.state:type_name -> flotilla.v1.StoreState
 	10, // 20: flotilla.v1.SetStoreStateResponse.store:type_name -> flotilla.v1.StoreStatus
 	2,  // 21: flotilla.v1.Placement.StoreHeartbeat:input_type -> flotilla.v1.StoreHeartbeatRequest
 	4,  // 22: flotilla.v1.Placement.RangeHeartbeat:input_type -> flotilla.v1.RangeHeartbeatRequest
@@ -1772,18 +1908,20 @@ var file_flotillapb_placement_proto_depIdxs = []int32{
 	19, // 28: flotilla.v1.Placement.AddReplica:input_type -> flotilla.v1.AddReplicaRequest
 	20, // 29: flotilla.v1.Placement.RemoveReplica:input_type -> flotilla.v1.RemoveReplicaRequest
 	22, // 30: flotilla.v1.Placement.SetStoreState:input_type -> flotilla.v1.SetStoreStateRequest
-	3,  // 31: flotilla.v1.Placement.StoreHeartbeat:output_type -> flotilla.v1.StoreHeartbeatResponse
-	5,  // 32: flotilla.v1.Placement.RangeHeartbeat:output_type -> flotilla.v1.RangeHeartbeatResponse
-	8,  // 33: flotilla.v1.Placement.LookupRange:output_type -> flotilla.v1.LookupRangeResponse
-	11, // 34: flotilla.v1.Placement.ListStores:output_type -> flotilla.v1.ListStoresResponse
-	14, // 35: flotilla.v1.Placement.ListRanges:output_type -> flotilla.v1.ListRangesResponse
-	17, // 36: flotilla.v1.Placement.ListOperators:output_type -> flotilla.v1.ListOperatorsResponse
-	21, // 37: flotilla.v1.Placement.TransferLeader:output_type -> flotilla.v1.OperatorResponse
-	21, // 38: flotilla.v1.Placement.AddReplica:output_type -> flotilla.v1.OperatorResponse
-	21, // 39: flotilla.v1.Placement.RemoveReplica:output_type -> flotilla.v1.OperatorResponse
-	23, // 40: flotilla.v1.Placement.SetStoreState:output_type -> flotilla.v1.SetStoreStateResponse
-	31, // [31:41] is the sub-list for method output_type
-	21, // [21:31] is the sub-list for method input_type
+	24, // 31: flotilla.v1.Placement.SplitRange:input_type -> flotilla.v1.SplitRangeRequest
+	3,  // 32: flotilla.v1.Placement.StoreHeartbeat:output_type -> flotilla.v1.StoreHeartbeatResponse
+	5,  // 33: flotilla.v1.Placement.RangeHeartbeat:output_type -> flotilla.v1.RangeHeartbeatResponse
+	8,  // 34: flotilla.v1.Placement.LookupRange:output_type -> flotilla.v1.LookupRangeResponse
+	11, // 35: flotilla.v1.Placement.ListStores:output_type -> flotilla.v1.ListStoresResponse
+	14, // 36: flotilla.v1.Placement.ListRanges:output_type -> flotilla.v1.ListRangesResponse
+	17, // 37: flotilla.v1.Placement.ListOperators:output_type -> flotilla.v1.ListOperatorsResponse
+	21, // 38: flotilla.v1.Placement.TransferLeader:output_type -> flotilla.v1.OperatorResponse
+	21, // 39: flotilla.v1.Placement.AddReplica:output_type -> flotilla.v1.OperatorResponse
+	21, // 40: flotilla.v1.Placement.RemoveReplica:output_type -> flotilla.v1.OperatorResponse
+	23, // 41: flotilla.v1.Placement.SetStoreState:output_type -> flotilla.v1.SetStoreStateResponse
+	21, // 42: flotilla.v1.Placement.SplitRange:output_type -> flotilla.v1.OperatorResponse
+	32, // [32:43] is the sub-list for method output_type
+	21, // [21:32] is the sub-list for method input_type
 	21, // [21:21] is the sub-list for extension type_name
 	21, // [21:21] is the sub-list for extension extendee
 	0,  // [0:21] is the sub-list for field type_name
@@ -1801,7 +1939,7 @@ func file_flotillapb_placement_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flotillapb_placement_proto_rawDesc), len(file_flotillapb_placement_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   24,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -34,6 +34,7 @@ const (
 	Placement_AddReplica_FullMethodName     = "/flotilla.v1.Placement/AddReplica"
 	Placement_RemoveReplica_FullMethodName  = "/flotilla.v1.Placement/RemoveReplica"
 	Placement_SetStoreState_FullMethodName  = "/flotilla.v1.Placement/SetStoreState"
+	Placement_SplitRange_FullMethodName     = "/flotilla.v1.Placement/SplitRange"
 )
 
 // PlacementClient is the client API for Placement service.
@@ -60,6 +61,8 @@ type PlacementClient interface {
 	// SetStoreState decommissions (every replica moves off, then the store is
 	// marked decommissioned) or recommissions a store.
 	SetStoreState(ctx context.Context, in *SetStoreStateRequest, opts ...grpc.CallOption) (*SetStoreStateResponse, error)
+	// SplitRange splits the range holding key at key.
+	SplitRange(ctx context.Context, in *SplitRangeRequest, opts ...grpc.CallOption) (*OperatorResponse, error)
 }
 
 type placementClient struct {
@@ -170,6 +173,16 @@ func (c *placementClient) SetStoreState(ctx context.Context, in *SetStoreStateRe
 	return out, nil
 }
 
+func (c *placementClient) SplitRange(ctx context.Context, in *SplitRangeRequest, opts ...grpc.CallOption) (*OperatorResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(OperatorResponse)
+	err := c.cc.Invoke(ctx, Placement_SplitRange_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PlacementServer is the server API for Placement service.
 // All implementations must embed UnimplementedPlacementServer
 // for forward compatibility.
@@ -194,6 +207,8 @@ type PlacementServer interface {
 	// SetStoreState decommissions (every replica moves off, then the store is
 	// marked decommissioned) or recommissions a store.
 	SetStoreState(context.Context, *SetStoreStateRequest) (*SetStoreStateResponse, error)
+	// SplitRange splits the range holding key at key.
+	SplitRange(context.Context, *SplitRangeRequest) (*OperatorResponse, error)
 	mustEmbedUnimplementedPlacementServer()
 }
 
@@ -233,6 +248,9 @@ func (UnimplementedPlacementServer) RemoveReplica(context.Context, *RemoveReplic
 }
 func (UnimplementedPlacementServer) SetStoreState(context.Context, *SetStoreStateRequest) (*SetStoreStateResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetStoreState not implemented")
+}
+func (UnimplementedPlacementServer) SplitRange(context.Context, *SplitRangeRequest) (*OperatorResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SplitRange not implemented")
 }
 func (UnimplementedPlacementServer) mustEmbedUnimplementedPlacementServer() {}
 func (UnimplementedPlacementServer) testEmbeddedByValue()                   {}
@@ -435,6 +453,24 @@ func _Placement_SetStoreState_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Placement_SplitRange_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SplitRangeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PlacementServer).SplitRange(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Placement_SplitRange_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PlacementServer).SplitRange(ctx, req.(*SplitRangeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Placement_ServiceDesc is the grpc.ServiceDesc for Placement service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -481,6 +517,10 @@ var Placement_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SetStoreState",
 			Handler:    _Placement_SetStoreState_Handler,
+		},
+		{
+			MethodName: "SplitRange",
+			Handler:    _Placement_SplitRange_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
