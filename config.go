@@ -17,6 +17,8 @@ import (
 const (
 	DefaultListenAddr = "127.0.0.1:7400"
 	DefaultHTTPAddr   = "127.0.0.1:7480"
+	DefaultSplitSize  = 64 << 20
+	DefaultSplitQPS   = 2500
 )
 
 // Config configures a node run in this process by Open. Fill Dir, leave the
@@ -71,6 +73,13 @@ type Config struct {
 	// StoreDownTimeout: the placement driver counts a store down, and its
 	// replicas as lost, after this long without a heartbeat. Default 60 s.
 	StoreDownTimeout time.Duration
+	// SplitSize: a range whose keys and values exceed it is split in two
+	// halves by size. Default 64 MiB; negative disables size-based splits.
+	SplitSize int64
+	// SplitQPS: a range serving more reads and writes per second than this
+	// (averaged over 10 s) is split at a key that halves its load. Default
+	// 2500; negative disables load-based splits.
+	SplitQPS float64
 	// Logger receives the node's log lines. Default slog.Default().
 	Logger *slog.Logger
 
@@ -128,6 +137,12 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.MaxInflightRequests == 0 {
 		c.MaxInflightRequests = 8192
+	}
+	if c.SplitSize == 0 {
+		c.SplitSize = DefaultSplitSize
+	}
+	if c.SplitQPS == 0 {
+		c.SplitQPS = DefaultSplitQPS
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

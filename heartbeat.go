@@ -11,6 +11,7 @@ import (
 	"github.com/flotilladb/flotilla/multiraft"
 	"github.com/flotilladb/flotilla/placement"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
+	"github.com/flotilladb/flotilla/shard"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -24,7 +25,18 @@ const heartbeatPoll = 100 * time.Millisecond
 type reported struct {
 	term, confVer, version uint64
 	pending                int
+	splitKey               string
 }
+
+// splitCandidate is a range's size-based split key, computed at most once
+// per splitKeyTTL per version (it scans the range).
+type splitCandidate struct {
+	version uint64
+	at      time.Time
+	key     []byte
+}
+
+const splitKeyTTL = 10 * time.Second
 
 // heartbeatLoop reports this store every HeartbeatInterval, and every
 // range it leads then and whenever the range's leadership or descriptor
@@ -35,6 +47,7 @@ func (n *Node) heartbeatLoop() {
 	t := time.NewTicker(min(heartbeatPoll, n.cfg.HeartbeatInterval))
 	defer t.Stop()
 	last := map[multiraft.GroupID]reported{}
+	splits := map[multiraft.GroupID]splitCandidate{}
 	var lastFull time.Time
 	for {
 		select {
@@ -49,7 +62,7 @@ func (n *Node) heartbeatLoop() {
 		if full {
 			lastFull = time.Now()
 		}
-		n.sendHeartbeats(last, full)
+		n.sendHeartbeats(last, splits, full)
 		if full {
 			n.scheduleBalance()
 		}
@@ -59,7 +72,7 @@ func (n *Node) heartbeatLoop() {
 // sendHeartbeats sends the range heartbeats that are due (all of them if
 // full, else those that changed since last) and, if full, the store
 // heartbeat.
-func (n *Node) sendHeartbeats(last map[multiraft.GroupID]reported, full bool) {
+func (n *Node) sendHeartbeats(last map[multiraft.GroupID]reported, splits map[multiraft.GroupID]splitCandidate, full bool) {
 	host, meta, ok := n.running()
 	if !ok {
 		return
@@ -102,7 +115,9 @@ func (n *Node) sendHeartbeats(last map[multiraft.GroupID]reported, full bool) {
 				Descriptor_:    r.Descriptor(),
 				Stats:          &flotillapb.RangeStats{Keys: rs.Keys, KeyBytes: rs.KeyBytes, ValueBytes: rs.ValueBytes},
 				ReadsPerSecond: rs.ReadsPerSecond, WritesPerSecond: rs.WritesPerSecond,
+				ApproximateBytes: uint64(max(rs.KeyBytes+rs.ValueBytes, 0)),
 			}
+			hb.SplitKey, hb.SplitReason = n.splitSuggestion(g, hb.GetDescriptor_(), rs, splits)
 		}
 		hb.LeaderReplicaId, hb.Term = uint64(gs.Replica), gs.Term
 		for _, l := range gs.Learners {
@@ -112,7 +127,7 @@ func (n *Node) sendHeartbeats(last map[multiraft.GroupID]reported, full bool) {
 		}
 		leading[g] = true
 		now := reported{term: gs.Term, confVer: hb.GetDescriptor_().GetEpoch().GetConfVer(),
-			version: hb.GetDescriptor_().GetEpoch().GetVersion(), pending: len(hb.PendingReplicas)}
+			version: hb.GetDescriptor_().GetEpoch().GetVersion(), pending: len(hb.PendingReplicas), splitKey: string(hb.GetSplitKey())}
 		if prev, ok := last[g]; full || !ok || prev != now {
 			last[g] = now
 			ranges = append(ranges, hb)
@@ -121,6 +136,11 @@ func (n *Node) sendHeartbeats(last map[multiraft.GroupID]reported, full bool) {
 	for g := range last {
 		if !leading[g] {
 			delete(last, g)
+		}
+	}
+	for g := range splits {
+		if !leading[g] {
+			delete(splits, g)
 		}
 	}
 	if full {
@@ -148,20 +168,55 @@ func (n *Node) sendHeartbeats(last map[multiraft.GroupID]reported, full bool) {
 	}
 }
 
-// ensureReplicaSeqs gives the driver replica sequence numbers from the
-// placement group's allocator when it runs low.
-func (n *Node) ensureReplicaSeqs(ctx context.Context, host *multiraft.Host) {
-	count := n.driver.ReplicaSeqsNeeded()
-	if count == 0 {
+// splitSuggestion returns where this node, leading range g, proposes to
+// split it and why: by size once its data exceeds SplitSize (the key that
+// halves it, cached per version for splitKeyTTL), else by load once it
+// serves more than SplitQPS (the key that halves the sampled requests).
+func (n *Node) splitSuggestion(g multiraft.GroupID, desc *flotillapb.RangeDescriptor, rs shard.Stats,
+	splits map[multiraft.GroupID]splitCandidate) ([]byte, string) {
+	version := desc.GetEpoch().GetVersion()
+	if n.cfg.SplitSize > 0 && rs.KeyBytes+rs.ValueBytes > n.cfg.SplitSize {
+		c, ok := splits[g]
+		if !ok || c.version != version || time.Since(c.at) > splitKeyTTL {
+			key, err := n.store.SizeSplitKey(g)
+			if err != nil {
+				n.log.Debug("finding a split key", "range", g, "err", err)
+			}
+			c = splitCandidate{version: version, at: time.Now(), key: key}
+			splits[g] = c
+		}
+		if c.key != nil {
+			return c.key, "size"
+		}
+	}
+	if n.cfg.SplitQPS > 0 && rs.ReadsPerSecond+rs.WritesPerSecond > n.cfg.SplitQPS {
+		if key := n.store.LoadSplitKey(g); key != nil {
+			return key, "load"
+		}
+	}
+	return nil, ""
+}
+
+// ensureIDs gives the driver replica sequence numbers and range IDs from
+// the placement group's allocators when it runs low.
+func (n *Node) ensureIDs(ctx context.Context, host *multiraft.Host) {
+	n.ensureAlloc(ctx, host, flotillapb.AllocIDs_REPLICA_SEQ, n.driver.ReplicaSeqsNeeded, n.driver.AddReplicaSeqs)
+	n.ensureAlloc(ctx, host, flotillapb.AllocIDs_RANGE, n.driver.RangeIDsNeeded, n.driver.AddRangeIDs)
+}
+
+func (n *Node) ensureAlloc(ctx context.Context, host *multiraft.Host, kind flotillapb.AllocIDs_Kind,
+	needed func() uint64, add func(first, n uint64)) {
+	if needed() == 0 {
 		return
 	}
 	n.allocMu.Lock()
 	defer n.allocMu.Unlock()
-	if n.driver.ReplicaSeqsNeeded() == 0 {
+	count := needed()
+	if count == 0 {
 		return
 	}
 	data, err := proto.Marshal(&flotillapb.MetaCommand{Command: &flotillapb.MetaCommand_AllocIds{
-		AllocIds: &flotillapb.AllocIDs{Kind: flotillapb.AllocIDs_REPLICA_SEQ, Count: count}}})
+		AllocIds: &flotillapb.AllocIDs{Kind: kind, Count: count}}})
 	if err != nil {
 		return
 	}
@@ -174,10 +229,10 @@ func (n *Node) ensureReplicaSeqs(ctx context.Context, host *multiraft.Host) {
 		first, err = placement.DecodeID(res.Value)
 	}
 	if err != nil {
-		n.log.Debug("allocating replica IDs", "err", err)
+		n.log.Debug("allocating IDs", "kind", kind, "err", err)
 		return
 	}
-	n.driver.AddReplicaSeqs(first, count)
+	add(first, count)
 }
 
 // scheduleBalance runs the driver's balancers if this node leads the
@@ -196,7 +251,7 @@ func (n *Node) scheduleBalance() {
 	defer n.publishPlacementView(meta.State())
 	ctx, cancel := context.WithTimeout(n.stopCtx, n.cfg.HeartbeatInterval)
 	defer cancel()
-	n.ensureReplicaSeqs(ctx, host)
+	n.ensureIDs(ctx, host)
 	for _, id := range n.driver.Balance(meta.State()) {
 		if err := n.setStoreState(ctx, host, id, flotillapb.StoreState_STORE_DECOMMISSIONED); err != nil {
 			n.log.Debug("marking a store decommissioned", "store", id, "err", err)
@@ -239,6 +294,9 @@ func (n *Node) executeStep(g multiraft.GroupID, step *flotillapb.OperatorStep) {
 }
 
 func stepString(s *flotillapb.OperatorStep) string {
+	if s.GetKind() == flotillapb.OperatorStepKind_SPLIT {
+		return fmt.Sprintf("op %d split at %q into range %d @version %d", s.GetOperatorId(), s.GetSplitKey(), s.GetNewRangeId(), s.GetVersion())
+	}
 	r := fmt.Sprintf("op %d %s %v", s.GetOperatorId(), s.GetKind(), multiraft.ReplicaID(s.GetReplicaId()))
 	if s.GetDemoteReplicaId() != 0 {
 		r += fmt.Sprintf(" demote %v", multiraft.ReplicaID(s.GetDemoteReplicaId()))
@@ -276,6 +334,9 @@ func (n *Node) runStep(g multiraft.GroupID, step *flotillapb.OperatorStep) error
 	if desc == nil {
 		return fmt.Errorf("no descriptor")
 	}
+	if step.GetKind() == flotillapb.OperatorStepKind_SPLIT {
+		return n.runSplit(g, step)
+	}
 	act, err := placement.PlanStep(desc, placement.LeaderStatus{Self: st.Replica, Commit: st.Commit,
 		LearnerMatch: st.LearnerMatch, Joint: st.Joint, Active: host.NodeActive}, step)
 	switch {
@@ -296,6 +357,26 @@ func (n *Node) runStep(g multiraft.GroupID, step *flotillapb.OperatorStep) error
 		return err
 	}
 	n.log.Info("operator step done", "range", g, "step", stepString(step))
+	return nil
+}
+
+// runSplit splits range g as a SPLIT step says.
+func (n *Node) runSplit(g multiraft.GroupID, step *flotillapb.OperatorStep) error {
+	if g == placement.GroupID {
+		return fmt.Errorf("the placement group has no keys to split")
+	}
+	ctx, cancel := context.WithTimeout(n.stopCtx, 10*time.Second)
+	defer cancel()
+	descs, err := n.store.Split(ctx, g, step.GetVersion(), &flotillapb.SplitCommand{
+		SplitKey: step.GetSplitKey(), NewRangeId: step.GetNewRangeId(),
+		NewReplicaIds: step.GetNewReplicaIds(), ConfVer: step.GetConfVer(),
+	})
+	if err != nil {
+		return err
+	}
+	n.metrics.GetOrCreateCounter("flotilla_range_splits_total").Inc()
+	n.log.Info("range split", "range", g, "at", fmt.Sprintf("%q", step.GetSplitKey()),
+		"new", step.GetNewRangeId(), "op", step.GetOperatorId(), "ranges", len(descs))
 	return nil
 }
 

@@ -391,7 +391,7 @@ func lzLogger() *slog.Logger {
 
 // startLZCluster starts the cluster and waits until the first range has a
 // voter on every node.
-func startLZCluster(t *testing.T, knobs *flotilla.TestingKnobs) *lzCluster {
+func startLZCluster(t *testing.T, knobs *flotilla.TestingKnobs, configure ...func(*flotilla.Config)) *lzCluster {
 	t.Helper()
 	c := &lzCluster{t: t}
 	for i := range c.addrs {
@@ -434,6 +434,9 @@ func startLZCluster(t *testing.T, knobs *flotilla.TestingKnobs) *lzCluster {
 			cfg.Bootstrap = true
 		} else {
 			cfg.Join = []string{c.addrs[0]}
+		}
+		for _, f := range configure {
+			f(&cfg)
 		}
 		c.cfgs[i] = cfg
 		if err := c.open(i); err != nil {
@@ -588,6 +591,52 @@ func (c *lzCluster) close() {
 	}
 }
 
+// runLZClient runs client ci's share of the random workload of gets, puts
+// and compare-and-swaps over keys, recording into h, until stop closes or
+// budget reaches maxOps.
+func runLZClient(ci int, seed uint64, kv flotilla.KV, keys []string, h *lzHistory, stop <-chan struct{}, budget *atomic.Int64, maxOps int64) {
+	rng := rand.New(rand.NewPCG(seed, uint64(ci)+1))
+	cl := &lzClient{id: ci, kv: kv, h: h}
+	// seen is the last value this client saw for each key: a
+	// likely expected value for its next compare-and-swap.
+	seen := map[string]string{}
+	for seq := 0; ; seq++ {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		if budget.Add(1) > maxOps {
+			return
+		}
+		key := keys[rng.IntN(len(keys))]
+		value := fmt.Sprintf("c%d-%d", ci, seq)
+		switch r := rng.IntN(10); {
+		case r < 4:
+			if out, err := cl.get(key); err == nil && out.found {
+				seen[key] = out.value
+			}
+		case r < 7:
+			if err := cl.put(key, value); err == nil {
+				seen[key] = value
+			}
+		default:
+			var expected *string
+			if v, ok := seen[key]; ok && rng.IntN(10) > 0 {
+				expected = &v
+			}
+			out, err := cl.cas(key, expected, value)
+			switch {
+			case err != nil:
+			case out.swapped:
+				seen[key] = value
+			case out.found:
+				seen[key] = out.value
+			}
+		}
+	}
+}
+
 // ---- the tests ----
 
 func TestLinearizableUnderFaults(t *testing.T) {
@@ -635,46 +684,7 @@ func TestLinearizableUnderFaults(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			rng := rand.New(rand.NewPCG(seed, uint64(ci)+1))
-			cl := &lzClient{id: ci, kv: kvs[ci], h: h}
-			// seen is the last value this client saw for each key: a
-			// likely expected value for its next compare-and-swap.
-			seen := map[string]string{}
-			for seq := 0; ; seq++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if opsStarted.Add(1) > maxOps {
-					return
-				}
-				key := keys[rng.IntN(len(keys))]
-				value := fmt.Sprintf("c%d-%d", ci, seq)
-				switch r := rng.IntN(10); {
-				case r < 4:
-					if out, err := cl.get(key); err == nil && out.found {
-						seen[key] = out.value
-					}
-				case r < 7:
-					if err := cl.put(key, value); err == nil {
-						seen[key] = value
-					}
-				default:
-					var expected *string
-					if v, ok := seen[key]; ok && rng.IntN(10) > 0 {
-						expected = &v
-					}
-					out, err := cl.cas(key, expected, value)
-					switch {
-					case err != nil:
-					case out.swapped:
-						seen[key] = value
-					case out.found:
-						seen[key] = out.value
-					}
-				}
-			}
+			runLZClient(ci, seed, kvs[ci], keys, h, stop, &opsStarted, maxOps)
 		}()
 	}
 

@@ -9,6 +9,7 @@ import (
 	"github.com/flotilladb/flotilla/multiraft"
 	"github.com/flotilladb/flotilla/placement"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
+	"github.com/flotilladb/flotilla/shard"
 )
 
 // The placement driver's admin requests. Each runs on the placement
@@ -34,7 +35,7 @@ func (n *Node) adminOperator(ctx context.Context, host *multiraft.Host, meta *pl
 	if rangeID == 0 {
 		return nil, invalidArgument("range_id", "a range ID is required")
 	}
-	n.ensureReplicaSeqs(ctx, host)
+	n.ensureIDs(ctx, host)
 	st, err := n.driver.AdminOperator(meta.State(), multiraft.GroupID(rangeID), build)
 	if err != nil {
 		return nil, invalidArgument("range_id", err.Error())
@@ -177,4 +178,25 @@ func (n *Node) usableStores(meta *flotillapb.ClusterMeta, except uint64) int {
 		}
 	}
 	return c
+}
+
+// SplitRange starts an operator that splits the range holding req.key at
+// req.key.
+func (s *placementService) SplitRange(ctx context.Context, req *flotillapb.SplitRangeRequest) (*flotillapb.OperatorResponse, error) {
+	n := s.node()
+	if len(req.GetKey()) == 0 || len(req.GetKey()) > shard.MaxKeySize {
+		return nil, invalidArgument("key", fmt.Sprintf("a split key of 1 to %d bytes is required", shard.MaxKeySize))
+	}
+	return placementRequest(ctx, n, req, req.GetForwarded(),
+		func(r *flotillapb.SplitRangeRequest) { r.Forwarded = true },
+		flotillapb.PlacementClient.SplitRange,
+		func(host *multiraft.Host, meta *placement.Meta) (*flotillapb.OperatorResponse, error) {
+			n.ensureIDs(ctx, host)
+			st, err := n.driver.AdminSplit(meta.State(), req.GetKey())
+			if err != nil {
+				return nil, invalidArgument("key", err.Error())
+			}
+			n.log.Info("admin split", "key", fmt.Sprintf("%q", req.GetKey()), "range", st.GetRangeId())
+			return &flotillapb.OperatorResponse{Operator: st}, nil
+		})
 }

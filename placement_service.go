@@ -137,7 +137,7 @@ func (s *placementService) RangeHeartbeat(ctx context.Context, req *flotillapb.R
 					return nil, unavailable("recording range " + fmt.Sprint(desc.GetRangeId()) + "'s descriptor: " + err.Error())
 				}
 			}
-			n.ensureReplicaSeqs(ctx, host)
+			n.ensureIDs(ctx, host)
 			return &flotillapb.RangeHeartbeatResponse{Step: n.driver.Schedule(meta.State(), id)}, nil
 		})
 }

@@ -29,6 +29,10 @@ type group struct {
 	storage   *groupStorage
 	sm        StateMachine
 
+	// procMu is held while a worker processes the group, and by a split
+	// that replaces the group's uninitialized replica (split.go).
+	procMu sync.Mutex
+
 	// Scheduling state, guarded by scheduler.mu.
 	sched    uint8
 	queuedAt time.Time

@@ -587,6 +587,8 @@ func (h *Host) runTicker() {
 // processGroup runs on a worker: it feeds the group's inbox to raft and
 // handles what raft produces.
 func (h *Host) processGroup(g *group) {
+	g.procMu.Lock()
+	defer g.procMu.Unlock()
 	if h.stopped.Load() || g.destroyed.Load() {
 		return
 	}
@@ -856,6 +858,26 @@ func (h *Host) apply(g *group, ents []*pb.Entry) (destroyed bool, _ error) {
 			return false, fmt.Errorf("state machine returned %d results for %d commands", len(results), len(cmds))
 		}
 	}
+	var splits []*preparedSplit
+	for i := range results {
+		if results[i].NewGroup == nil {
+			continue
+		}
+		if len(splits) == 0 {
+			h.createMu.Lock()
+			defer h.createMu.Unlock()
+		}
+		ps, err := h.prepareSplit(g, b, results[i].NewGroup)
+		if err != nil {
+			for _, p := range splits {
+				_ = h.finishSplit(p, false)
+			}
+			return false, fmt.Errorf("entry %d: %w", cmds[i].Index, err)
+		}
+		if ps != nil {
+			splits = append(splits, ps)
+		}
+	}
 	wasMember := inConfig(g.applied.confState, g.replicaID)
 	cs := g.applied.confState
 	for i, c := range cmds {
@@ -870,10 +892,16 @@ func (h *Host) apply(g *group, ents []*pb.Entry) (destroyed bool, _ error) {
 	}
 	last := ents[len(ents)-1]
 	g.applied = appliedState{index: last.GetIndex(), term: last.GetTerm(), confState: cs}
-	if err := writeAppliedState(b, g.id, g.applied); err != nil {
-		return false, err
+	err := writeAppliedState(b, g.id, g.applied)
+	if err == nil {
+		err = b.Commit(false)
 	}
-	if err := b.Commit(false); err != nil {
+	for _, p := range splits {
+		if ferr := h.finishSplit(p, err == nil); err == nil {
+			err = ferr
+		}
+	}
+	if err != nil {
 		return false, err
 	}
 	h.metrics.entriesApplied.Add(len(ents))

@@ -229,7 +229,15 @@ func (h *Host) HandleSnapshot(ctx context.Context, header *SnapshotHeader, next 
 		return err
 	}
 	if idx := m.GetSnapshot().GetMetadata().GetIndex(); idx <= g.status.applied.Load() {
-		return fmt.Errorf("%w: snapshot at %d, replica applied %d", errSnapshotRejected, idx, g.status.applied.Load())
+		// The replica is past the snapshot already (it was initialized by
+		// a split, say, while the leader prepared it): nothing to ingest.
+		// Reported as delivered, the leader resumes appending after the
+		// snapshot's index; reported as failed, it would probe from the
+		// replica's last acknowledged index, behind its log's start, and
+		// send the same snapshot again.
+		h.logger.Debug("snapshot not needed: the replica applied past it", "group", header.Group, "index", idx,
+			"applied", g.status.applied.Load())
+		return nil
 	}
 	ing, err := h.eng.NewIngester(header.Spans)
 	if err != nil {

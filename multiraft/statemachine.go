@@ -61,4 +61,7 @@ type Command struct {
 type Result struct {
 	Value []byte
 	Err   error
+	// NewGroup, set by a command that splits the group, is the group the
+	// split creates (see split.go).
+	NewGroup *NewGroup
 }

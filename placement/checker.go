@@ -102,10 +102,13 @@ const (
 	StepRemove
 	// StepTransferLeader hands leadership to voter Replica.
 	StepTransferLeader
+	// StepSplit splits the range at SplitKey into itself and range
+	// NewRange with replicas NewReplicas, while the range is at Version.
+	StepSplit
 )
 
 func (k StepKind) String() string {
-	return [...]string{"add-learner", "promote", "remove", "transfer-leader"}[k]
+	return [...]string{"add-learner", "promote", "remove", "transfer-leader", "split"}[k]
 }
 
 // Step is one step of an operator.
@@ -114,10 +117,21 @@ type Step struct {
 	Replica multiraft.ReplicaID
 	// Demote is, for StepPromote, the voter demoted in the same change.
 	Demote multiraft.ReplicaID
+
+	// For StepSplit: the split key, the new range's ID and replicas (one
+	// per replica of the descriptor at the operator's ConfVer, in its
+	// order), and the version the range must still be at.
+	SplitKey    []byte
+	NewRange    multiraft.GroupID
+	NewReplicas []multiraft.ReplicaID
+	Version     uint64
 }
 
 func (s Step) String() string {
-	if s.Demote != 0 {
+	switch {
+	case s.Kind == StepSplit:
+		return fmt.Sprintf("split at %q into range %d", s.SplitKey, s.NewRange)
+	case s.Demote != 0:
 		return fmt.Sprintf("%s %v demote %v", s.Kind, s.Replica, s.Demote)
 	}
 	return fmt.Sprintf("%s %v", s.Kind, s.Replica)
@@ -125,7 +139,7 @@ func (s Step) String() string {
 
 // changesConf reports whether the step is a membership change (which bumps
 // the range's conf_ver by one).
-func (s Step) changesConf() bool { return s.Kind != StepTransferLeader }
+func (s Step) changesConf() bool { return s.Kind != StepTransferLeader && s.Kind != StepSplit }
 
 // doneIn reports whether the step's effect is already in the range.
 func (s Step) doneIn(r *RangeView) bool {
@@ -143,8 +157,26 @@ func (s Step) doneIn(r *RangeView) bool {
 		return rep == nil
 	case StepTransferLeader:
 		return r.Leader == s.Replica
+	case StepSplit:
+		return r.Desc.GetEpoch().GetVersion() > s.Version
 	}
 	return false
+}
+
+// SplitOperator returns the operator that splits range r at key into range
+// newID, with replica IDs from alloc; nil if alloc ran dry. The caller
+// checked that key lies inside the range and is not its start.
+func SplitOperator(r *RangeView, key []byte, newID multiraft.GroupID, alloc ReplicaAllocator, reason string) *Operator {
+	s := Step{Kind: StepSplit, SplitKey: key, NewRange: newID, Version: r.Desc.GetEpoch().GetVersion()}
+	for _, rd := range r.Desc.GetReplicas() {
+		id := alloc(newID, multiraft.NodeID(rd.GetStoreId()))
+		if !id.Valid() {
+			return nil
+		}
+		s.NewReplicas = append(s.NewReplicas, id)
+	}
+	return &Operator{RangeID: multiraft.GroupID(r.Desc.GetRangeId()), ConfVer: r.Desc.GetEpoch().GetConfVer(),
+		Steps: []Step{s}, Reason: reason}
 }
 
 // FindReplica returns replica id of d, or nil.

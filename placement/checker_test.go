@@ -30,7 +30,8 @@ func rid(store multiraft.NodeID, seq uint32) multiraft.ReplicaID {
 }
 
 func desc(id uint64, confVer uint64, voters []multiraft.ReplicaID, learners ...multiraft.ReplicaID) *flotillapb.RangeDescriptor {
-	d := &flotillapb.RangeDescriptor{RangeId: id, Epoch: &flotillapb.RangeEpoch{ConfVer: confVer, Version: 1}}
+	d := &flotillapb.RangeDescriptor{RangeId: id, StartKey: fmt.Appendf(nil, "r%05d", id), EndKey: fmt.Appendf(nil, "r%05d~", id),
+		Epoch: &flotillapb.RangeEpoch{ConfVer: confVer, Version: 1}}
 	for _, v := range voters {
 		d.Replicas = append(d.Replicas, &flotillapb.ReplicaDescriptor{StoreId: uint64(v.Node()), ReplicaId: uint64(v)})
 	}

@@ -82,6 +82,8 @@ type Driver struct {
 		// [seqNext, seqEnd) are replica sequence numbers allocated
 		// through the placement group and not handed out yet.
 		seqNext, seqEnd uint64
+		// [rangeNext, rangeEnd) are range IDs allocated likewise.
+		rangeNext, rangeEnd uint64
 	}
 }
 
@@ -143,6 +145,7 @@ func (d *Driver) Reset() {
 	// leader may have allocated and used higher ones since, and a store
 	// refuses a replica ID below one it already removed (its tombstone).
 	d.mu.seqNext, d.mu.seqEnd = 0, 0
+	d.mu.rangeNext, d.mu.rangeEnd = 0, 0
 }
 
 // ObserveStore records a store heartbeat.
@@ -168,6 +171,21 @@ func (d *Driver) ObserveRange(req *flotillapb.RangeHeartbeatRequest) {
 		oe, ne := old.hb.GetDescriptor_().GetEpoch(), req.GetDescriptor_().GetEpoch()
 		if NewerEpoch(oe, ne) || (proto.Equal(oe, ne) && old.hb.GetTerm() > req.GetTerm()) {
 			return
+		}
+	}
+	if id != GroupID {
+		// A range over the same keys at a later version means this report
+		// predates a split; one at an earlier version was split since.
+		desc := req.GetDescriptor_()
+		for oid, o := range d.mu.ranges {
+			od := o.hb.GetDescriptor_()
+			if oid == id || !Overlap(od, desc) {
+				continue
+			}
+			if od.GetEpoch().GetVersion() >= desc.GetEpoch().GetVersion() {
+				return
+			}
+			delete(d.mu.ranges, oid)
 		}
 	}
 	obs := rangeObservation{at: d.cfg.Clock(), hb: proto.Clone(req).(*flotillapb.RangeHeartbeatRequest)}
@@ -253,13 +271,15 @@ func (d *Driver) Ranges(meta *flotillapb.ClusterMeta) []*flotillapb.RangeStatus 
 			}
 		}
 	}
-	out := make([]*flotillapb.RangeStatus, 0, len(byID))
+	descs := make([]*flotillapb.RangeDescriptor, 0, len(byID))
 	for _, rs := range byID {
-		out = append(out, rs)
+		descs = append(descs, rs.GetDescriptor_())
 	}
-	slices.SortFunc(out, func(a, b *flotillapb.RangeStatus) int {
-		return bytes.Compare(a.GetDescriptor_().GetStartKey(), b.GetDescriptor_().GetStartKey())
-	})
+	descs = DropOverlapped(descs)
+	out := make([]*flotillapb.RangeStatus, 0, len(descs))
+	for _, desc := range descs {
+		out = append(out, byID[multiraft.GroupID(desc.GetRangeId())])
+	}
 	return out
 }
 

@@ -57,13 +57,13 @@ func TestDriver(t *testing.T) {
 	// Range heartbeats: the leader's report, newer descriptors win, stale
 	// and deposed reports are ignored.
 	hb := func(id, version, confVer, term, leader uint64) *flotillapb.RangeHeartbeatRequest {
-		start := []byte(nil)
+		start, end := []byte(nil), []byte("m")
 		if id == 3 {
-			start = []byte("m")
+			start, end = []byte("m"), nil
 		}
 		return &flotillapb.RangeHeartbeatRequest{Term: term, LeaderReplicaId: leader,
 			Stats: &flotillapb.RangeStats{Keys: int64(term)},
-			Descriptor_: &flotillapb.RangeDescriptor{RangeId: id, StartKey: start, Epoch: &flotillapb.RangeEpoch{Version: version, ConfVer: confVer},
+			Descriptor_: &flotillapb.RangeDescriptor{RangeId: id, StartKey: start, EndKey: end, Epoch: &flotillapb.RangeEpoch{Version: version, ConfVer: confVer},
 				Replicas: []*flotillapb.ReplicaDescriptor{{StoreId: 1, ReplicaId: 11}, {StoreId: 2, ReplicaId: 22}}}}
 	}
 	d.ObserveRange(hb(3, 2, 2, 5, 22))

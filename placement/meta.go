@@ -3,6 +3,7 @@
 package placement
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/binary"
 	"errors"
@@ -264,14 +265,30 @@ func applyMeta(st *flotillapb.ClusterMeta, cmd *flotillapb.MetaCommand) (*flotil
 		i, found := slices.BinarySearchFunc(next.Ranges, d.GetRangeId(), func(x *flotillapb.RangeDescriptor, id uint64) int {
 			return cmp.Compare(x.GetRangeId(), id)
 		})
-		switch {
-		case !found:
-			next.Ranges = slices.Insert(next.Ranges, i, proto.Clone(d).(*flotillapb.RangeDescriptor))
-		case NewerEpoch(d.GetEpoch(), next.Ranges[i].GetEpoch()):
-			next.Ranges[i] = proto.Clone(d).(*flotillapb.RangeDescriptor)
-		default:
+		if found && !NewerEpoch(d.GetEpoch(), next.Ranges[i].GetEpoch()) {
 			return st, nil, nil // stale or duplicated: nothing changes
 		}
+		// Other ranges over the same keys: an older version was split
+		// (its newer descriptor has not been reported yet) and is dropped;
+		// a newer or equal one means this report is stale.
+		var drop []uint64
+		for _, o := range next.Ranges {
+			if o.GetRangeId() == d.GetRangeId() || !Overlap(o, d) {
+				continue
+			}
+			if o.GetEpoch().GetVersion() >= d.GetEpoch().GetVersion() {
+				return st, nil, nil
+			}
+			drop = append(drop, o.GetRangeId())
+		}
+		if found {
+			next.Ranges[i] = proto.Clone(d).(*flotillapb.RangeDescriptor)
+		} else {
+			next.Ranges = slices.Insert(next.Ranges, i, proto.Clone(d).(*flotillapb.RangeDescriptor))
+		}
+		next.Ranges = slices.DeleteFunc(next.Ranges, func(o *flotillapb.RangeDescriptor) bool {
+			return slices.Contains(drop, o.GetRangeId())
+		})
 		return next, nil, nil
 	case *flotillapb.MetaCommand_SetStoreState:
 		i := slices.IndexFunc(next.Nodes, func(d *flotillapb.NodeDescriptor) bool { return d.GetNodeId() == c.SetStoreState.GetNodeId() })
@@ -303,6 +320,42 @@ func applyMeta(st *flotillapb.ClusterMeta, cmd *flotillapb.MetaCommand) (*flotil
 	default:
 		return nil, nil, fmt.Errorf("%w: empty command", ErrBadCommand)
 	}
+}
+
+// Overlap reports whether ranges a and b share a key.
+func Overlap(a, b *flotillapb.RangeDescriptor) bool {
+	aBeforeBEnd := len(b.GetEndKey()) == 0 || bytes.Compare(a.GetStartKey(), b.GetEndKey()) < 0
+	bBeforeAEnd := len(a.GetEndKey()) == 0 || bytes.Compare(b.GetStartKey(), a.GetEndKey()) < 0
+	return aBeforeBEnd && bBeforeAEnd
+}
+
+// DropOverlapped removes from descs, in place, every descriptor that
+// shares a key with one of a later version (a range split after it was
+// reported, whose halves' reports arrived first), and returns the rest
+// sorted by start key.
+func DropOverlapped(descs []*flotillapb.RangeDescriptor) []*flotillapb.RangeDescriptor {
+	slices.SortFunc(descs, func(a, b *flotillapb.RangeDescriptor) int {
+		if c := bytes.Compare(a.GetStartKey(), b.GetStartKey()); c != 0 {
+			return c
+		}
+		return cmp.Compare(b.GetEpoch().GetVersion(), a.GetEpoch().GetVersion())
+	})
+	out := descs[:0]
+	for _, d := range descs {
+		keep := true
+		for len(out) > 0 && Overlap(out[len(out)-1], d) {
+			if out[len(out)-1].GetEpoch().GetVersion() < d.GetEpoch().GetVersion() {
+				out = out[:len(out)-1]
+				continue
+			}
+			keep = false
+			break
+		}
+		if keep {
+			out = append(out, d)
+		}
+	}
+	return out
 }
 
 // NewerEpoch reports whether epoch a is newer than b: a later version

@@ -136,7 +136,8 @@ func TestMetaRangesStoresIDs(t *testing.T) {
 	}
 	update := func(id, version, confVer uint64) []byte {
 		return metaCmd(t, &flotillapb.MetaCommand{Command: &flotillapb.MetaCommand_UpdateRange{UpdateRange: &flotillapb.UpdateRange{
-			Descriptor_: &flotillapb.RangeDescriptor{RangeId: id, Epoch: &flotillapb.RangeEpoch{Version: version, ConfVer: confVer}}}}})
+			Descriptor_: &flotillapb.RangeDescriptor{RangeId: id, StartKey: fmt.Appendf(nil, "r%05d", id), EndKey: fmt.Appendf(nil, "r%05d~", id),
+				Epoch: &flotillapb.RangeEpoch{Version: version, ConfVer: confVer}}}}})
 	}
 	alloc := func(kind flotillapb.AllocIDs_Kind, n uint64) []byte {
 		return metaCmd(t, &flotillapb.MetaCommand{Command: &flotillapb.MetaCommand_AllocIds{AllocIds: &flotillapb.AllocIDs{Kind: kind, Count: n}}})

@@ -5,12 +5,15 @@ package placement
 import (
 	"bytes"
 	"cmp"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
 
+	"github.com/flotilladb/flotilla/engine"
 	"github.com/flotilladb/flotilla/multiraft"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
+	"google.golang.org/protobuf/proto"
 )
 
 // This file is the driver's scheduling: it turns the checker's and the
@@ -35,6 +38,7 @@ const (
 	SourceBalanceReplicas = "balance-replicas"
 	SourceBalanceLeaders  = "balance-leaders"
 	SourceAdmin           = "admin"
+	SourceSplitChecker    = "split-checker"
 )
 
 // Operator states.
@@ -112,7 +116,12 @@ func (d *Driver) viewLocked(meta *flotillapb.ClusterMeta, now time.Time, influen
 		rangeLeader(rv, obs.hb)
 		rv.Stuck = d.stuckLocked(id, rv.Pending, now)
 	}
+	descs := make([]*flotillapb.RangeDescriptor, 0, len(byID))
 	for _, rv := range byID {
+		descs = append(descs, rv.Desc)
+	}
+	for _, desc := range DropOverlapped(descs) {
+		rv := byID[multiraft.GroupID(desc.GetRangeId())]
 		cv.Ranges = append(cv.Ranges, rv)
 		for _, rep := range rv.Desc.GetReplicas() {
 			if s := cv.Stores[multiraft.NodeID(rep.GetStoreId())]; s != nil {
@@ -123,9 +132,6 @@ func (d *Driver) viewLocked(meta *flotillapb.ClusterMeta, now time.Time, influen
 			s.Leaders++
 		}
 	}
-	slices.SortFunc(cv.Ranges, func(a, b *RangeView) int {
-		return bytes.Compare(a.Desc.GetStartKey(), b.Desc.GetStartKey())
-	})
 	for _, t := range d.mu.ops {
 		for _, s := range t.op.Steps[t.done:] {
 			if s.Kind == StepAddLearner || (s.Kind == StepPromote && s.Replica != 0) {
@@ -263,11 +269,66 @@ func validOp(op *Operator) bool {
 		return false
 	}
 	for _, s := range op.Steps {
+		if s.Kind == StepSplit {
+			if s.NewRange == 0 || len(s.NewReplicas) == 0 || slices.ContainsFunc(s.NewReplicas, func(id multiraft.ReplicaID) bool { return !id.Valid() }) {
+				return false
+			}
+			continue
+		}
 		if !s.Replica.Valid() {
 			return false
 		}
 	}
 	return true
+}
+
+// RangeIDsNeeded returns how many range IDs the caller should allocate
+// (AllocIDs) and hand to AddRangeIDs, 0 if the driver holds enough.
+func (d *Driver) RangeIDsNeeded() uint64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.mu.rangeEnd-d.mu.rangeNext >= 4 {
+		return 0
+	}
+	return 32
+}
+
+// AddRangeIDs gives the driver the range IDs [first, first+n), allocated
+// through the placement group.
+func (d *Driver) AddRangeIDs(first, n uint64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.mu.rangeNext, d.mu.rangeEnd = first, first+n
+}
+
+// allocRangeLocked returns a new range ID from the driver's block, or 0.
+func (d *Driver) allocRangeLocked() multiraft.GroupID {
+	if d.mu.rangeNext >= d.mu.rangeEnd {
+		return 0
+	}
+	id := d.mu.rangeNext
+	d.mu.rangeNext++
+	return multiraft.GroupID(id)
+}
+
+// splitLocked starts an operator that splits range r at key, for source;
+// nil if no IDs are at hand.
+func (d *Driver) splitLocked(r *RangeView, key []byte, source, reason string, now time.Time) *trackedOp {
+	if d.mu.rangeNext >= d.mu.rangeEnd || d.mu.seqEnd-d.mu.seqNext < uint64(len(r.Desc.GetReplicas())) {
+		return nil
+	}
+	op := SplitOperator(r, key, d.allocRangeLocked(), d.allocLocked, reason)
+	if !validOp(op) {
+		return nil
+	}
+	return d.startLocked(op, source, now)
+}
+
+// ValidSplitKey reports whether key can split range desc: inside it, not
+// its start, and a valid key.
+func ValidSplitKey(desc *flotillapb.RangeDescriptor, key []byte) bool {
+	return len(key) > 0 && len(key) <= engine.MaxUserKeySize && bytes.Compare(key, desc.GetStartKey()) > 0 &&
+		(len(desc.GetEndKey()) == 0 || bytes.Compare(key, desc.GetEndKey()) < 0)
 }
 
 // startLocked tracks op, replacing the range's operator if any.
@@ -389,6 +450,19 @@ func (d *Driver) advanceLocked(t *trackedOp, r *RangeView, cv *ClusterView, now 
 			return nil
 		}
 		step.Kind = flotillapb.OperatorStepKind_TRANSFER_LEADER
+	case StepSplit:
+		if v := r.Desc.GetEpoch().GetVersion(); v != s.Version {
+			return nil // an older report than the one the split was planned at
+		}
+		if !ValidSplitKey(r.Desc, s.SplitKey) {
+			d.endLocked(t, OpFailed, fmt.Sprintf("split key %q is not inside the range", s.SplitKey), now)
+			return nil
+		}
+		step.Kind = flotillapb.OperatorStepKind_SPLIT
+		step.SplitKey, step.NewRangeId, step.Version = s.SplitKey, uint64(s.NewRange), s.Version
+		for _, id := range s.NewReplicas {
+			step.NewReplicaIds = append(step.NewReplicaIds, uint64(id))
+		}
 	}
 	return step
 }
@@ -416,11 +490,48 @@ func (d *Driver) Schedule(meta *flotillapb.ClusterMeta, rangeID multiraft.GroupI
 		return nil
 	}
 	op := rcv.CheckReplicas(r, d.allocLocked)
-	if !validOp(op) {
+	if validOp(op) {
+		return d.advanceLocked(d.startLocked(op, SourceReplicaChecker, now), r, rcv, now)
+	}
+	// The leader's proposed split, if its report is about this version.
+	if rangeID == GroupID {
 		return nil
 	}
-	return d.advanceLocked(d.startLocked(op, SourceReplicaChecker, now), r, rcv, now)
+	hb := d.mu.ranges[rangeID].hb
+	if key := hb.GetSplitKey(); len(key) > 0 && proto.Equal(hb.GetDescriptor_().GetEpoch(), r.Desc.GetEpoch()) && ValidSplitKey(r.Desc, key) {
+		if t := d.splitLocked(r, key, SourceSplitChecker, "split by "+hb.GetSplitReason(), now); t != nil {
+			return d.advanceLocked(t, r, rcv, now)
+		}
+	}
+	return nil
 }
+
+// AdminSplit starts an operator that splits the range holding key at key,
+// in place of the range's running operator, and returns its status.
+func (d *Driver) AdminSplit(meta *flotillapb.ClusterMeta, key []byte) (*flotillapb.OperatorStatus, error) {
+	now := d.cfg.Clock()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	cv, _ := d.viewLocked(meta, now, false)
+	for _, r := range cv.Ranges {
+		desc := r.Desc
+		if !Overlap(desc, &flotillapb.RangeDescriptor{StartKey: key, EndKey: append(bytes.Clone(key), 0)}) {
+			continue
+		}
+		if bytes.Equal(desc.GetStartKey(), key) {
+			return nil, fmt.Errorf("%w: %q is already the start of range %d", ErrNoSplit, key, desc.GetRangeId())
+		}
+		t := d.splitLocked(r, bytes.Clone(key), SourceAdmin, "admin split", now)
+		if t == nil {
+			return nil, fmt.Errorf("no range or replica IDs are allocated yet; retry")
+		}
+		return t.status(now), nil
+	}
+	return nil, fmt.Errorf("no range known to the placement driver holds key %q", key)
+}
+
+// ErrNoSplit: the split asked for is already there.
+var ErrNoSplit = errors.New("placement: nothing to split")
 
 // Balance runs the replica and leader balancers if fewer than
 // MaxBalanceOperators balance operators run, and returns the stores that

@@ -270,7 +270,7 @@ func TestDriverSafetyRandomized(t *testing.T) {
 			for i := range nRanges {
 				id := multiraft.GroupID(10 + i)
 				d := &flotillapb.RangeDescriptor{RangeId: uint64(id), StartKey: []byte(fmt.Sprintf("k%03d", i)),
-					Epoch: &flotillapb.RangeEpoch{ConfVer: 1, Version: 1}}
+					EndKey: []byte(fmt.Sprintf("k%03d", i+1)), Epoch: &flotillapb.RangeEpoch{ConfVer: 1, Version: 1}}
 				for _, st := range rng.Perm(nStores)[:3] {
 					d.Replicas = append(d.Replicas, &flotillapb.ReplicaDescriptor{StoreId: uint64(st + 1), ReplicaId: uint64(multiraft.MakeReplicaID(multiraft.NodeID(st+1), 1))})
 				}

@@ -148,6 +148,7 @@ type PlacementHandler interface {
 	AddReplica(context.Context, *flotillapb.AddReplicaRequest) (*flotillapb.OperatorResponse, error)
 	RemoveReplica(context.Context, *flotillapb.RemoveReplicaRequest) (*flotillapb.OperatorResponse, error)
 	SetStoreState(context.Context, *flotillapb.SetStoreStateRequest) (*flotillapb.SetStoreStateResponse, error)
+	SplitRange(context.Context, *flotillapb.SplitRangeRequest) (*flotillapb.OperatorResponse, error)
 }
 
 // RegisterPlacement registers the Placement service on s, served by h.
@@ -207,5 +208,10 @@ func (s placementService) RemoveReplica(ctx context.Context, r *flotillapb.Remov
 
 func (s placementService) SetStoreState(ctx context.Context, r *flotillapb.SetStoreStateRequest) (*flotillapb.SetStoreStateResponse, error) {
 	resp, err := s.h.SetStoreState(ctx, r)
+	return resp, StatusError(err)
+}
+
+func (s placementService) SplitRange(ctx context.Context, r *flotillapb.SplitRangeRequest) (*flotillapb.OperatorResponse, error) {
+	resp, err := s.h.SplitRange(ctx, r)
 	return resp, StatusError(err)
 }

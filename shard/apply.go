@@ -111,7 +111,13 @@ func (a *applier) applyKV(c multiraft.Command) (multiraft.Result, error) {
 			"a command for range %d reached range %d", cmd.GetRangeId(), a.r.id), c.Index), nil
 	}
 	if v := cmd.GetVersion(); v != a.desc.GetEpoch().GetVersion() {
-		return rejected(epochNotMatch(outcome, a.desc, v), c.Index), nil
+		return rejected(a.r.epochNotMatch(outcome, a.desc, v), c.Index), nil
+	}
+	if cmd.GetSplit() != nil {
+		if len(cmd.GetOps()) > 0 {
+			return rejected(invalidArgument(outcome, "ops", "a split command carries no ops"), c.Index), nil
+		}
+		return a.applySplit(c, cmd.GetSplit())
 	}
 	// The value size limit is the proposer's configuration; replicas apply
 	// the same commands whatever theirs.
@@ -243,4 +249,108 @@ func (a *applier) applyConfChange(c multiraft.Command) (multiraft.Result, error)
 	}
 	a.desc = desc
 	return multiraft.Result{}, nil
+}
+
+// applySplit splits the range at the command's key (see SplitCommand): the
+// descriptor narrows to the left part and its version goes up; the new
+// right-hand range gets the rest of the span, a replica on every store of
+// this one (same types, the command's replica IDs), the same epoch, and the
+// statistics of its part of the data, which stays where it is. The host
+// creates the new range's group in the same batch (multiraft.NewGroup). A
+// split the descriptor cannot take (another conf_ver, a key outside the
+// range or at its start, replica IDs that do not match) is rejected.
+func (a *applier) applySplit(c multiraft.Command, sc *flotillapb.SplitCommand) (multiraft.Result, error) {
+	const outcome = flotillapb.Outcome_NOT_APPLIED
+	right, e := splitDescriptors(a.desc, sc, outcome)
+	if e != nil {
+		a.r.store.logger.Warn("rejecting a split", "range", a.r.id, "index", c.Index, "err", e)
+		return rejected(e, c.Index), nil
+	}
+	left := cloneDesc(a.desc)
+	left.EndKey = bytes.Clone(sc.GetSplitKey())
+	left.Epoch.Version = right.GetEpoch().GetVersion()
+	rightSpan := spanOf(right)
+	keys, keyBytes, valueBytes, err := a.ov.stats(rightSpan)
+	if err != nil {
+		return multiraft.Result{}, err
+	}
+	rightStats := rangeStats{keys: keys, keyBytes: keyBytes, valueBytes: valueBytes}
+	a.stats.keys -= keys
+	a.stats.keyBytes -= keyBytes
+	a.stats.valueBytes -= valueBytes
+	data, err := proto.MarshalOptions{Deterministic: true}.Marshal(left)
+	if err != nil {
+		return multiraft.Result{}, err
+	}
+	if err := a.b.Set(engine.RangeDescriptorKey(a.r.id), data); err != nil {
+		return multiraft.Result{}, err
+	}
+	a.desc = left
+	// Later commands of this call must not see the right-hand data through
+	// the overlay as the left range's: they are checked against the new
+	// descriptor, so none touches it.
+	rightID := multiraft.GroupID(right.GetRangeId())
+	ng := &multiraft.NewGroup{
+		ID: rightID,
+		Init: func(b *engine.Batch) error {
+			return writeRangeState(b, right, rightStats)
+		},
+		Discard: func(b *engine.Batch) error {
+			es, err := engine.UserSpan(rightSpan.start, rightSpan.end)
+			if err != nil {
+				return err
+			}
+			return b.DeleteRange(es)
+		},
+	}
+	for _, rd := range right.GetReplicas() {
+		ng.Replicas = append(ng.Replicas, multiraft.Replica{ID: multiraft.ReplicaID(rd.GetReplicaId()), Learner: rd.GetType() == flotillapb.ReplicaType_LEARNER})
+	}
+	a.r.noteSplit(right)
+	a.r.store.logger.Info("range split", "range", a.r.id, "at", fmt.Sprintf("%q", sc.GetSplitKey()),
+		"new", rightID, "version", left.GetEpoch().GetVersion(), "index", c.Index)
+	res := &flotillapb.KVCommandResult{SplitDescriptors: []*flotillapb.RangeDescriptor{cloneDesc(left), cloneDesc(right)}}
+	return multiraft.Result{Value: encodeResult(res, c.Index), NewGroup: ng}, nil
+}
+
+// splitDescriptors checks a split against the range's descriptor and
+// returns the right-hand range's descriptor.
+func splitDescriptors(desc *flotillapb.RangeDescriptor, sc *flotillapb.SplitCommand, outcome flotillapb.Outcome) (*flotillapb.RangeDescriptor, *flotillapb.Error) {
+	key := sc.GetSplitKey()
+	if p := checkKey(key); p != "" {
+		return nil, invalidArgument(outcome, "split_key", "%s", p)
+	}
+	span := spanOf(desc)
+	if !span.contains(key) || bytes.Equal(key, span.start) {
+		return nil, keyNotInRange(outcome, key, desc)
+	}
+	if cv := sc.GetConfVer(); cv != desc.GetEpoch().GetConfVer() {
+		return nil, invalidArgument(outcome, "conf_ver", "the split's replica IDs are for conf_ver %d, range %d is at %d",
+			cv, desc.GetRangeId(), desc.GetEpoch().GetConfVer())
+	}
+	newID := sc.GetNewRangeId()
+	if newID == 0 || newID == desc.GetRangeId() || newID == 1 {
+		return nil, invalidArgument(outcome, "new_range_id", "invalid new range ID %d", newID)
+	}
+	ids := sc.GetNewReplicaIds()
+	if len(ids) != len(desc.GetReplicas()) {
+		return nil, invalidArgument(outcome, "new_replica_ids", "%d replica IDs for %d replicas", len(ids), len(desc.GetReplicas()))
+	}
+	right := &flotillapb.RangeDescriptor{
+		RangeId:  newID,
+		StartKey: bytes.Clone(key),
+		EndKey:   bytes.Clone(desc.GetEndKey()),
+		Epoch:    &flotillapb.RangeEpoch{ConfVer: desc.GetEpoch().GetConfVer(), Version: desc.GetEpoch().GetVersion() + 1},
+	}
+	for i, rd := range desc.GetReplicas() {
+		id := multiraft.ReplicaID(ids[i])
+		if !id.Valid() || uint64(id.Node()) != rd.GetStoreId() {
+			return nil, invalidArgument(outcome, "new_replica_ids", "replica ID %v is not on store %d", id, rd.GetStoreId())
+		}
+		right.Replicas = append(right.Replicas, &flotillapb.ReplicaDescriptor{StoreId: rd.GetStoreId(), ReplicaId: ids[i], Type: rd.GetType()})
+	}
+	if err := validateDescriptor(right); err != nil {
+		return nil, invalidArgument(outcome, "new_replica_ids", "%v", err)
+	}
+	return right, nil
 }

@@ -36,16 +36,26 @@ type clusterOptions struct {
 	configureStore func(multiraft.NodeID, *shard.Config)
 	// onApply, if set, is told the number of commands of every Apply call.
 	onApply func(n int)
+	// beforeApply, if set, sees every Apply call's commands first, on the
+	// group's worker.
+	beforeApply func(node multiraft.NodeID, group multiraft.GroupID, cmds []multiraft.Command)
 }
 
 // observedReplica is a replica whose Apply calls are reported.
 type observedReplica struct {
 	*shard.Replica
-	onApply func(n int)
+	node        multiraft.NodeID
+	onApply     func(n int)
+	beforeApply func(node multiraft.NodeID, group multiraft.GroupID, cmds []multiraft.Command)
 }
 
 func (r observedReplica) Apply(b *engine.Batch, cmds []multiraft.Command) ([]multiraft.Result, error) {
-	r.onApply(len(cmds))
+	if r.onApply != nil {
+		r.onApply(len(cmds))
+	}
+	if r.beforeApply != nil {
+		r.beforeApply(r.node, r.RangeID(), cmds)
+	}
 	return r.Replica.Apply(b, cmds)
 }
 
@@ -72,13 +82,14 @@ func newKVCluster(t *testing.T, opts clusterOptions) *kvCluster {
 		k.stores[cfg.NodeID] = s
 		k.mu.Unlock()
 		cfg.NewStateMachine = s.NewStateMachine
-		if opts.onApply != nil {
+		if opts.onApply != nil || opts.beforeApply != nil {
+			node := cfg.NodeID
 			cfg.NewStateMachine = func(g multiraft.GroupID) (multiraft.StateMachine, error) {
 				sm, err := s.NewStateMachine(g)
 				if err != nil {
 					return nil, err
 				}
-				return observedReplica{Replica: sm.(*shard.Replica), onApply: opts.onApply}, nil
+				return observedReplica{Replica: sm.(*shard.Replica), node: node, onApply: opts.onApply, beforeApply: opts.beforeApply}, nil
 			}
 		}
 	}
@@ -139,15 +150,22 @@ func (k *kvCluster) leaderStore(id multiraft.GroupID) (*shard.Store, multiraft.N
 	return k.Store(n), n
 }
 
-// makeLeader makes node lead range id.
+// makeLeader makes node lead range id: it campaigns, and the leader, if
+// there is one, hands over (a campaign alone fails while the followers
+// hear from a leader: PreVote and CheckQuorum).
 func (k *kvCluster) makeLeader(id multiraft.GroupID, node multiraft.NodeID) {
 	k.t.Helper()
 	testutil.SucceedsSoon(k.t, func() error {
-		if l, err := k.Leader(id); err != nil || l != node {
-			_ = k.Node(node).Host().Campaign(id)
-			return fmt.Errorf("range %d led by %d (%v)", id, l, err)
+		l, err := k.Leader(id)
+		if err == nil && l == node {
+			return nil
 		}
-		return nil
+		if st, ok := k.Node(node).Host().Status(id); err == nil && ok {
+			_ = k.Node(l).Host().TransferLeadership(id, st.Replica)
+		} else {
+			_ = k.Node(node).Host().Campaign(id)
+		}
+		return fmt.Errorf("range %d led by %d (%v)", id, l, err)
 	})
 }
 

@@ -104,6 +104,21 @@ func (o *overlay) delete(key []byte) {
 // present both in the engine and in the overlay are counted once, as the
 // overlay has them.
 func (o *overlay) deleteRange(span userSpan) (keys, keyBytes, valueBytes int64, err error) {
+	if keys, keyBytes, valueBytes, err = o.stats(span); err != nil || span.empty() {
+		return keys, keyBytes, valueBytes, err
+	}
+	for k := range o.points {
+		if span.contains([]byte(k)) {
+			delete(o.points, k)
+		}
+	}
+	o.deleted = append(o.deleted, userSpan{start: span.start, end: span.end})
+	return keys, keyBytes, valueBytes, nil
+}
+
+// stats returns the number of keys in span as of the writes so far, and
+// their key and value bytes.
+func (o *overlay) stats(span userSpan) (keys, keyBytes, valueBytes int64, err error) {
 	if span.empty() {
 		return 0, 0, 0, nil
 	}
@@ -135,14 +150,9 @@ func (o *overlay) deleteRange(span userSpan) (keys, keyBytes, valueBytes int64, 
 		return 0, 0, 0, err
 	}
 	for k, p := range o.points {
-		if !span.contains([]byte(k)) {
-			continue
-		}
-		if !p.tombstone {
+		if span.contains([]byte(k)) && !p.tombstone {
 			keys, keyBytes, valueBytes = keys+1, keyBytes+int64(len(k)), valueBytes+int64(len(p.value))
 		}
-		delete(o.points, k)
 	}
-	o.deleted = append(o.deleted, userSpan{start: span.start, end: span.end})
 	return keys, keyBytes, valueBytes, nil
 }

@@ -32,6 +32,9 @@ type Replica struct {
 	// reads and writes count served reads and applied write ops, for the
 	// in-memory rates Stats reports.
 	reads, writes rateCounter
+	// load samples the keys of the requests this replica served, for
+	// load-based splits.
+	load keySampler
 
 	// mu guards the replica's cached replicated state. It is written only on
 	// the worker (Apply, Restored) and read anywhere; nothing does I/O while
@@ -49,6 +52,9 @@ type Replica struct {
 		// publishes them (and desc) before the host commits its batch, so
 		// they may briefly run ahead of the engine; Hash reads the engine.
 		stats rangeStats
+		// lastRight is the right-hand range's descriptor as the last split
+		// of this replica made it, for EpochNotMatch errors.
+		lastRight *flotillapb.RangeDescriptor
 	}
 
 	// checkedSpans are the data spans snapshot checks accepted since the
@@ -75,6 +81,41 @@ type Stats struct {
 	// (write ops applied by it) are averaged over about ten seconds, in
 	// memory.
 	ReadsPerSecond, WritesPerSecond float64
+}
+
+// noteSplit remembers the right-hand range a split made (worker).
+func (r *Replica) noteSplit(right *flotillapb.RangeDescriptor) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.mu.lastRight = right
+}
+
+// epochNotMatch is the error for a request routed at version, with the
+// range's current descriptor and, when the range was split, the descriptor
+// of the range right of it on this store (or as the split made it), so the
+// router learns both halves at once.
+func (r *Replica) epochNotMatch(outcome flotillapb.Outcome, desc *flotillapb.RangeDescriptor, version uint64) *flotillapb.Error {
+	e := epochNotMatch(outcome, desc, version)
+	end := desc.GetEndKey()
+	if len(end) == 0 || version >= desc.GetEpoch().GetVersion() {
+		return e
+	}
+	var right *flotillapb.RangeDescriptor
+	if o, ok := r.store.LookupKey(end); ok && o.id != r.id {
+		right = o.descriptor()
+	}
+	if right == nil {
+		r.mu.Lock()
+		if lr := r.mu.lastRight; lr != nil && bytes.Equal(lr.GetStartKey(), end) {
+			right = lr
+		}
+		r.mu.Unlock()
+	}
+	if right != nil {
+		cur := e.GetEpochNotMatch()
+		cur.Current = append(cur.Current, cloneDesc(right))
+	}
+	return e
 }
 
 // RangeID returns the replica's range.
@@ -179,10 +220,16 @@ func (r *Replica) CheckSnapshotSpans(spans []engine.Span) error {
 	}
 	got := spans[0]
 	if own := r.Spans(); own != nil {
-		if !bytes.Equal(got.Start, own[0].Start) || !bytes.Equal(got.End, own[0].End) {
+		// The range may have been split since this replica last applied:
+		// the snapshot then covers the left part of its span (the same
+		// start, an end inside the span). Restored clears the rest.
+		if !bytes.Equal(got.Start, own[0].Start) || bytes.Compare(got.End, own[0].End) > 0 || bytes.Compare(got.End, got.Start) <= 0 {
 			return fmt.Errorf("%w: range %d: snapshot span %s, the replica's is %s", multiraft.ErrBadSnapshot, r.id, got, own[0])
 		}
-		r.checkedSpans = append(r.checkedSpans, own[0])
+		if _, ok := decodeUserSpan(got); !ok {
+			return fmt.Errorf("%w: range %d: snapshot span %s is not a user span", multiraft.ErrBadSnapshot, r.id, got)
+		}
+		r.checkedSpans = append(r.checkedSpans, got)
 		return nil
 	}
 	us, ok := decodeUserSpan(got)
@@ -239,6 +286,18 @@ func (r *Replica) Restored() error {
 		}
 	}
 	r.checkedSpans = nil
+	if old := r.descriptor(); old != nil && !bytes.Equal(old.GetEndKey(), desc.GetEndKey()) {
+		// The snapshot narrowed the range (it was split while this replica
+		// lagged): the rest of the old span belongs to the right-hand
+		// ranges, none of which is initialized here (it would overlap), so
+		// its data is stale. A crash before this deletion leaves it behind,
+		// unowned and unread, until a snapshot of a range over it clears it.
+		if err := r.clearSpan(userSpan{start: desc.GetEndKey(), end: old.GetEndKey()}); err != nil {
+			return fmt.Errorf("shard: range %d: clearing the part a split took: %w", r.id, err)
+		}
+		r.store.logger.Info("a snapshot narrowed the range: it was split", "range", r.id,
+			"old_end", fmt.Sprintf("%q", old.GetEndKey()), "end", fmt.Sprintf("%q", desc.GetEndKey()))
+	}
 	if invariants.Enabled {
 		if err := checkStats(r.store.eng, desc, stats); err != nil {
 			return fmt.Errorf("shard: range %d after a snapshot: %w", r.id, err)
@@ -247,6 +306,20 @@ func (r *Replica) Restored() error {
 	r.setState(desc, stats)
 	r.store.register(r)
 	return nil
+}
+
+// clearSpan deletes the user data in span, durably.
+func (r *Replica) clearSpan(span userSpan) error {
+	es, err := engine.UserSpan(span.start, span.end)
+	if err != nil {
+		return err
+	}
+	b := r.store.eng.NewBatch()
+	defer b.Close()
+	if err := b.DeleteRange(es); err != nil {
+		return err
+	}
+	return b.Commit(true)
 }
 
 // setState installs a new descriptor and statistics (worker, or before the

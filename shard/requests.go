@@ -186,7 +186,7 @@ func (s *Store) startRead(ctx context.Context, h *flotillapb.RequestHeader, rout
 	desc = r.descriptor()
 	if v := h.GetVersion(); v != 0 && v != desc.GetEpoch().GetVersion() {
 		rd.close()
-		return nil, epochNotMatch(readOutcome, desc, v)
+		return nil, r.epochNotMatch(readOutcome, desc, v)
 	}
 	if e := check(desc); e != nil {
 		rd.close()
@@ -199,7 +199,9 @@ func (s *Store) startRead(ctx context.Context, h *flotillapb.RequestHeader, rout
 	if invariants.Enabled && rd.applied < readIndex {
 		panic(fmt.Sprintf("shard: range %d: read at applied index %d after ReadIndex returned %d", r.id, rd.applied, readIndex))
 	}
-	r.reads.add(time.Now(), 1)
+	now := time.Now()
+	r.reads.add(now, 1)
+	r.load.sample(now, routeKey)
 	return rd, nil
 }
 
@@ -222,7 +224,7 @@ func (s *Store) resolve(h *flotillapb.RequestHeader, routeKey []byte, outcome fl
 		return nil, nil, rangeNotFound(outcome, r.id, "range %d has no replica on this store", r.id)
 	}
 	if v := h.GetVersion(); v != 0 && v != desc.GetEpoch().GetVersion() {
-		return nil, nil, epochNotMatch(outcome, desc, v)
+		return nil, nil, r.epochNotMatch(outcome, desc, v)
 	}
 	return r, desc, nil
 }
@@ -321,6 +323,7 @@ func (s *Store) write(ctx context.Context, h *flotillapb.RequestHeader, ops []*f
 	if st.Leader != st.Replica {
 		return nil, nil, notLeader(writeOutcome, r.id, st.Leader)
 	}
+	r.load.sample(time.Now(), ops[0].RouteKey())
 	cmd, err := proto.Marshal(&flotillapb.KVCommand{RangeId: uint64(r.id), Version: desc.GetEpoch().GetVersion(), Ops: ops})
 	if err != nil {
 		return nil, nil, invalidArgument(writeOutcome, "ops", "%v", err)

@@ -258,12 +258,17 @@ func WriteInitialState(b *engine.Batch, desc *flotillapb.RangeDescriptor) error 
 	if err := validateDescriptor(desc); err != nil {
 		return fmt.Errorf("shard: %w", err)
 	}
+	return writeRangeState(b, desc, rangeStats{})
+}
+
+// writeRangeState writes a range's descriptor and statistics into b.
+func writeRangeState(b *engine.Batch, desc *flotillapb.RangeDescriptor, st rangeStats) error {
 	id := multiraft.GroupID(desc.GetRangeId())
-	data, err := proto.Marshal(desc)
+	data, err := proto.MarshalOptions{Deterministic: true}.Marshal(desc)
 	if err != nil {
 		return err
 	}
-	stats, err := proto.Marshal(rangeStats{}.proto())
+	stats, err := proto.MarshalOptions{Deterministic: true}.Marshal(st.proto())
 	if err != nil {
 		return err
 	}

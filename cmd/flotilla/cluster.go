@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -205,8 +206,80 @@ replicas back onto it over time.`,
 			})
 		},
 	}
-	cluster.AddCommand(status, ranges, operators, transfer, add, remove, decommission, recommission)
+	var splitWait time.Duration
+	split := &cobra.Command{
+		Use:   "split KEY",
+		Short: "Split the range holding KEY at KEY",
+		Long: `Split the range holding KEY in two at KEY: the range keeps the keys before it and
+a new range, with replicas on the same stores, takes KEY and the rest. No data
+moves. KEY is text, or hex with a 0x prefix. Refused if KEY already starts a
+range. The command waits (up to --wait, 0 to return at once) until the
+placement driver sees a range starting at KEY. Ranges also split by themselves
+when they grow past the nodes' --split-size or serve more than --split-qps.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			key, err := parseKey(args[0])
+			if err != nil {
+				return err
+			}
+			return run(cmd, func(ctx context.Context, pc flotillapb.PlacementClient, out io.Writer) error {
+				resp, err := pc.SplitRange(ctx, &flotillapb.SplitRangeRequest{Key: key})
+				if err != nil {
+					return fmt.Errorf("cluster split via %s: %s", host, describe(err))
+				}
+				if splitWait > 0 {
+					if err := waitRangeStart(ctx, pc, key, splitWait); err != nil {
+						return fmt.Errorf("cluster split: %w (the operator may still finish: see 'flotilla cluster operators')", err)
+					}
+				}
+				if format == "json" {
+					return printJSON(out, operatorJSONOf(resp.GetOperator()))
+				}
+				return printOperators(out, &flotillapb.ListOperatorsResponse{Operators: []*flotillapb.OperatorStatus{resp.GetOperator()}})
+			})
+		},
+	}
+	split.Flags().DurationVar(&splitWait, "wait", 8*time.Second, "wait this long for the split to show in the range list (0: return at once; bounded by --timeout)")
+	cluster.AddCommand(status, ranges, operators, transfer, add, remove, decommission, recommission, split)
 	return cluster
+}
+
+// parseKey parses a key argument: text, or hex with a 0x prefix.
+func parseKey(arg string) ([]byte, error) {
+	if h, ok := strings.CutPrefix(arg, "0x"); ok {
+		k, err := hex.DecodeString(h)
+		if err != nil {
+			return nil, fmt.Errorf("KEY %q: bad hex: %v", arg, err)
+		}
+		arg = string(k)
+	}
+	if len(arg) == 0 || len(arg) > 4096 {
+		return nil, fmt.Errorf("KEY must be 1 to 4096 bytes, got %d", len(arg))
+	}
+	return []byte(arg), nil
+}
+
+// waitRangeStart polls the range list until a range starts at key.
+func waitRangeStart(ctx context.Context, pc flotillapb.PlacementClient, key []byte, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		resp, err := pc.ListRanges(ctx, &flotillapb.ListRangesRequest{})
+		if err == nil {
+			for _, r := range resp.GetRanges() {
+				if bytes.Equal(r.GetDescriptor_().GetStartKey(), key) && r.GetLeader() != nil {
+					return nil
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no range starts at %q after %v", key, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // parseID parses a positive ID argument.

@@ -6,8 +6,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -101,8 +103,52 @@ SIGINT or SIGTERM stops the node cleanly.`,
 	f.DurationVar(&cfg.LivenessWindow, "liveness-window", 0, "the placement driver counts a store live if it heartbeated within this window (default 5s)")
 	f.IntVar(&cfg.ReplicationFactor, "replicas", 0, "voters the placement driver keeps for each range; set it alike on every node (default 3)")
 	f.IntVar(&cfg.PlacementReplicationFactor, "placement-replicas", 0, "voters of the placement driver's own group, e.g. 3 or 5; set it alike on every node (default 3)")
+	f.Var(sizeFlag{&cfg.SplitSize}, "split-size", "split a range in two once its keys and values exceed this size, e.g. 64MiB or 512KiB; 0 for the default (64MiB), -1 never")
+	f.Float64Var(&cfg.SplitQPS, "split-qps", 0, "split a range at a key that halves its load once it serves more reads and writes per second than this; 0 for the default (2500), -1 never")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return cmd
+}
+
+// sizeFlag is a byte size flag: a number with an optional unit (B, KiB,
+// MiB, GiB, or KB, MB, GB as powers of ten), or -1.
+type sizeFlag struct{ v *int64 }
+
+func (f sizeFlag) String() string {
+	if f.v == nil {
+		return "0"
+	}
+	return strconv.FormatInt(*f.v, 10)
+}
+
+func (f sizeFlag) Type() string { return "size" }
+
+func (f sizeFlag) Set(s string) error {
+	n, err := parseSize(s)
+	if err != nil {
+		return err
+	}
+	*f.v = n
+	return nil
+}
+
+// parseSize parses a byte size such as 64MiB, 512KB or 1048576.
+func parseSize(s string) (int64, error) {
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}}
+	num, mult := strings.TrimSpace(s), int64(1)
+	for _, u := range units {
+		if rest, ok := strings.CutSuffix(num, u.suffix); ok {
+			num, mult = strings.TrimSpace(rest), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < -1 || (n == -1 && mult != 1) || n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("bad size %q: want a number of bytes with an optional unit (KiB, MiB, GiB, KB, MB, GB), or -1", s)
+	}
+	return n * mult, nil
 }
 
 func orOff(addr string) string {

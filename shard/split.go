@@ -1,0 +1,179 @@
+// Copyright 2026 The Flotilla Authors. All rights reserved.
+
+package shard
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/flotilladb/flotilla/engine"
+	"github.com/flotilladb/flotilla/multiraft"
+	"github.com/flotilladb/flotilla/rpc/flotillapb"
+	"google.golang.org/protobuf/proto"
+)
+
+// Split proposes splitting range id, which this store must lead, as sc
+// says, if the range is still at version (the version the caller chose the
+// split key and allocated the IDs at). It returns the descriptors of the
+// left and right ranges after the split.
+func (s *Store) Split(ctx context.Context, id multiraft.GroupID, version uint64, sc *flotillapb.SplitCommand) ([]*flotillapb.RangeDescriptor, error) {
+	host := s.raftHost()
+	if host == nil {
+		return nil, unavailable(writeOutcome, "the store is not running yet")
+	}
+	r, desc, e := s.resolve(&flotillapb.RequestHeader{RangeId: uint64(id), Version: version}, nil, writeOutcome)
+	if e != nil {
+		return nil, e
+	}
+	if _, e := splitDescriptors(desc, sc, writeOutcome); e != nil {
+		return nil, e
+	}
+	st, ok := host.Status(r.id)
+	if !ok {
+		return nil, rangeNotFound(writeOutcome, r.id, "range %d has no replica on this store", r.id)
+	}
+	if st.Leader != st.Replica {
+		return nil, notLeader(writeOutcome, r.id, st.Leader)
+	}
+	cmd, err := proto.Marshal(&flotillapb.KVCommand{RangeId: uint64(r.id), Version: version, Split: sc})
+	if err != nil {
+		return nil, invalidArgument(writeOutcome, "split", "%v", err)
+	}
+	res, err := host.Propose(r.id, cmd).Wait(ctx)
+	if err != nil {
+		return nil, proposalError(r.id, err)
+	}
+	if res.Err != nil {
+		var pe *flotillapb.Error
+		if errors.As(res.Err, &pe) {
+			return nil, pe
+		}
+		return nil, unavailable(writeOutcome, "range %d: %v", r.id, res.Err)
+	}
+	kv, _, err := decodeResult(res.Value)
+	if err != nil {
+		return nil, unavailable(flotillapb.Outcome_UNKNOWN, "range %d: undecodable split result (%v)", r.id, err)
+	}
+	if kv.GetError() != nil {
+		return nil, kv.GetError()
+	}
+	return kv.GetSplitDescriptors(), nil
+}
+
+// SizeSplitKey returns the key that splits range id's data in two halves
+// by size (keys and values), read from this store's replica; nil if the
+// range holds too little to split (one key, or none).
+func (s *Store) SizeSplitKey(id multiraft.GroupID) ([]byte, error) {
+	r, ok := s.Replica(id)
+	if !ok || !r.initialized() {
+		return nil, rangeNotFound(readOutcome, id, "range %d has no replica on this store", id)
+	}
+	desc := r.descriptor()
+	st := r.Stats()
+	half := (st.KeyBytes + st.ValueBytes) / 2
+	span, err := engine.UserSpan(desc.GetStartKey(), desc.GetEndKey())
+	if err != nil {
+		return nil, err
+	}
+	var key []byte
+	var sum int64
+	errStop := errors.New("stop")
+	err = engine.Scan(s.eng, span, engine.ScanOptions{}, func(k, v []byte) error {
+		uk, err := engine.DecodeUserKey(k)
+		if err != nil {
+			return err
+		}
+		if sum >= half && sum > 0 && !bytes.Equal(uk, desc.GetStartKey()) {
+			key = bytes.Clone(uk)
+			return errStop
+		}
+		sum += int64(len(uk) + len(v))
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStop) {
+		return nil, err
+	}
+	return key, nil
+}
+
+// LoadSplitKey returns the key that splits the requests served by range
+// id's replica here in two halves, by a sample of the keys they touched
+// lately; nil if there are too few samples or every sample is one key.
+func (s *Store) LoadSplitKey(id multiraft.GroupID) []byte {
+	r, ok := s.Replica(id)
+	if !ok || !r.initialized() {
+		return nil
+	}
+	keys := r.load.keys(time.Now())
+	if len(keys) < minLoadSamples {
+		return nil
+	}
+	slices.SortFunc(keys, bytes.Compare)
+	span := spanOf(r.descriptor())
+	// The median, or the nearest key above it that can start a range: a
+	// key that is the range's start cannot split it.
+	for _, k := range keys[len(keys)/2:] {
+		if span.contains(k) && !bytes.Equal(k, span.start) {
+			return bytes.Clone(k)
+		}
+	}
+	return nil
+}
+
+// Load sampling: each replica keeps a uniform sample (reservoir) of the
+// keys of the requests it served in the current and the previous window,
+// from which LoadSplitKey picks the median.
+const (
+	loadSampleSize   = 256
+	minLoadSamples   = 32
+	loadSampleWindow = 10 * time.Second
+)
+
+type keySampler struct {
+	mu struct {
+		sync.Mutex
+		start     time.Time
+		seen      int
+		cur, prev [][]byte
+	}
+}
+
+// sample records the key of one request.
+func (ks *keySampler) sample(now time.Time, key []byte) {
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	ks.rollLocked(now)
+	ks.mu.seen++
+	if len(ks.mu.cur) < loadSampleSize {
+		ks.mu.cur = append(ks.mu.cur, bytes.Clone(key))
+		return
+	}
+	if i := rand.IntN(ks.mu.seen); i < loadSampleSize {
+		ks.mu.cur[i] = bytes.Clone(key)
+	}
+}
+
+func (ks *keySampler) rollLocked(now time.Time) {
+	if now.Sub(ks.mu.start) < loadSampleWindow {
+		return
+	}
+	if now.Sub(ks.mu.start) < 2*loadSampleWindow {
+		ks.mu.prev = ks.mu.cur
+	} else {
+		ks.mu.prev = nil
+	}
+	ks.mu.cur, ks.mu.seen, ks.mu.start = nil, 0, now
+}
+
+// keys returns the samples of the previous window and the current one.
+func (ks *keySampler) keys(now time.Time) [][]byte {
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	ks.rollLocked(now)
+	return append(slices.Clone(ks.mu.prev), ks.mu.cur...)
+}
