@@ -188,3 +188,94 @@ func TestSplitsInProcess(t *testing.T) {
 	}
 	testutil.SucceedsWithin(t, time.Minute, func() error { return replicasAgree(nodes) })
 }
+
+// TestBalanceManyRanges: 5 nodes and 200 ranges (the cluster starts
+// pre-split on one node; four more join): once the cluster settles, every
+// store's replica and leader counts are within 10% of the mean.
+func TestBalanceManyRanges(t *testing.T) {
+	if testing.Short() {
+		t.Skip("moves hundreds of replicas")
+	}
+	const nodes, ranges = 5, 200
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	configure := func(c *flotilla.Config) {
+		c.HeartbeatInterval = 200 * time.Millisecond
+		c.TickInterval = 50 * time.Millisecond
+	}
+	cfg := placementConfig(t.TempDir())
+	configure(&cfg)
+	n1 := openNode(t, cfg)
+	var splits [][]byte
+	for i := 1; i < ranges; i++ {
+		splits = append(splits, fmt.Appendf(nil, "key%04d", i*10))
+	}
+	if _, err := n1.Init(ctx, splits...); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for range nodes - 1 {
+		cfg := placementConfig(t.TempDir(), n1.Addr())
+		configure(&cfg)
+		n := openNode(t, cfg)
+		if err := n.WaitReady(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pc := placementClient(t, n1)
+	within := func(what string, counts []int, total int) error {
+		mean := float64(total) / float64(len(counts))
+		for _, c := range counts {
+			if float64(c) < 0.9*mean || float64(c) > 1.1*mean {
+				return fmt.Errorf("%s per store %v: not within 10%% of the mean %.1f", what, counts, mean)
+			}
+		}
+		return nil
+	}
+	var last string
+	testutil.SucceedsWithin(t, 3*time.Minute, func() error {
+		resp, err := pc.ListStores(ctx, &flotillapb.ListStoresRequest{})
+		if err != nil {
+			return err
+		}
+		var reps, leads []int
+		for _, s := range resp.GetStores() {
+			reps = append(reps, int(s.GetReplicas()))
+			leads = append(leads, int(s.GetLeaders()))
+		}
+		last = fmt.Sprintf("replicas %v, leaders %v", reps, leads)
+		if len(reps) != nodes {
+			return fmt.Errorf("%d stores", len(reps))
+		}
+		if err := within("replicas", reps, 3*ranges); err != nil {
+			return err
+		}
+		if err := within("leaders", leads, ranges); err != nil {
+			return err
+		}
+		// Settled: no replica in flight.
+		rs, err := listRanges(ctx, pc)
+		if err != nil {
+			return err
+		}
+		for _, r := range rs {
+			if n := len(r.GetDescriptor_().GetReplicas()); n != 3 {
+				return fmt.Errorf("range %d has %d replicas", r.GetDescriptor_().GetRangeId(), n)
+			}
+		}
+		return nil
+	})
+	t.Logf("settled after %v: %s", time.Since(start).Round(time.Second), last)
+	rs, err := listRanges(ctx, pc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != ranges {
+		t.Fatalf("%d ranges, want %d", len(rs), ranges)
+	}
+	for _, r := range rs {
+		if n := len(r.GetDescriptor_().GetReplicas()); n != 3 {
+			t.Fatalf("range %d has %d replicas", r.GetDescriptor_().GetRangeId(), n)
+		}
+	}
+}

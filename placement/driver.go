@@ -37,7 +37,7 @@ type DriverConfig struct {
 	// once. Default 2.
 	MaxSnapshotsPerStore int
 	// MaxBalanceOperators bounds the balance operators running at once.
-	// Default 2.
+	// Default 8.
 	MaxBalanceOperators int
 	// OperatorTimeout expires an operator none of whose steps finished for
 	// that long. Default 2 min.
@@ -50,7 +50,7 @@ type DriverConfig struct {
 const (
 	DefaultReplicationFactor    = 3
 	DefaultMaxSnapshotsPerStore = 2
-	DefaultMaxBalanceOperators  = 2
+	DefaultMaxBalanceOperators  = 8
 	DefaultOperatorTimeout      = 2 * time.Minute
 )
 
@@ -84,6 +84,11 @@ type Driver struct {
 		seqNext, seqEnd uint64
 		// [rangeNext, rangeEnd) are range IDs allocated likewise.
 		rangeNext, rangeEnd uint64
+
+		// gen counts the changes views depend on; views caches the last
+		// view built without and with operator influence (viewLocked).
+		gen   uint64
+		views [2]cachedView
 	}
 }
 
@@ -146,13 +151,20 @@ func (d *Driver) Reset() {
 	// refuses a replica ID below one it already removed (its tombstone).
 	d.mu.seqNext, d.mu.seqEnd = 0, 0
 	d.mu.rangeNext, d.mu.rangeEnd = 0, 0
+	d.mu.gen++
+	d.mu.views = [2]cachedView{}
 }
 
 // ObserveStore records a store heartbeat.
 func (d *Driver) ObserveStore(req *flotillapb.StoreHeartbeatRequest) {
+	now := d.cfg.Clock()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.mu.stores[multiraft.NodeID(req.GetNodeId())] = storeObservation{at: d.cfg.Clock(), stats: req.GetStats()}
+	id := multiraft.NodeID(req.GetNodeId())
+	if live, _, _ := d.storeLivenessLocked(id, now); !live {
+		d.mu.gen++ // a store comes (back) to life
+	}
+	d.mu.stores[id] = storeObservation{at: now, stats: req.GetStats()}
 }
 
 // ObserveRange records a range leader's heartbeat (or the placement
@@ -186,7 +198,12 @@ func (d *Driver) ObserveRange(req *flotillapb.RangeHeartbeatRequest) {
 				return
 			}
 			delete(d.mu.ranges, oid)
+			d.mu.gen++
 		}
+	}
+	if !ok || !proto.Equal(old.hb.GetDescriptor_(), req.GetDescriptor_()) || old.hb.GetLeaderReplicaId() != req.GetLeaderReplicaId() ||
+		!slices.Equal(old.hb.GetPendingReplicas(), req.GetPendingReplicas()) {
+		d.mu.gen++
 	}
 	obs := rangeObservation{at: d.cfg.Clock(), hb: proto.Clone(req).(*flotillapb.RangeHeartbeatRequest)}
 	since := map[multiraft.ReplicaID]time.Time{}

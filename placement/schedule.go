@@ -91,7 +91,44 @@ func (t *trackedOp) status(now time.Time) *flotillapb.OperatorStatus {
 // longer counts, a leadership still to move counts on its new store), so
 // that balancing does not start a second move for an imbalance a running
 // one already corrects. Decommission and status counts are without.
+//
+// Views are cached: a view is built again only once something it depends
+// on changed (the driver's generation, bumped by every observation that
+// changes a range's descriptor, leader or pending replicas, a store coming
+// back, and every operator change; or the meta state) or it is older than
+// viewCacheTTL (liveness and stuck replicas depend on the time). With
+// hundreds of ranges, most heartbeats change nothing, and a view costs
+// O(ranges). Callers must not modify a view.
 func (d *Driver) viewLocked(meta *flotillapb.ClusterMeta, now time.Time, influence bool) (*ClusterView, *RangeView) {
+	c := &d.mu.views[btoi(influence)]
+	if c.cv != nil && c.gen == d.mu.gen && c.meta == meta && !now.Before(c.at) && now.Sub(c.at) < viewCacheTTL {
+		return c.cv, c.pg
+	}
+	cv, pg := d.buildViewLocked(meta, now, influence)
+	*c = cachedView{gen: d.mu.gen, meta: meta, at: now, cv: cv, pg: pg}
+	return cv, pg
+}
+
+// viewCacheTTL bounds how old a cached view may be.
+const viewCacheTTL = 100 * time.Millisecond
+
+type cachedView struct {
+	gen  uint64
+	meta *flotillapb.ClusterMeta
+	at   time.Time
+	cv   *ClusterView
+	pg   *RangeView
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// buildViewLocked builds a view (see viewLocked).
+func (d *Driver) buildViewLocked(meta *flotillapb.ClusterMeta, now time.Time, influence bool) (*ClusterView, *RangeView) {
 	cv := &ClusterView{
 		Stores:               map[multiraft.NodeID]*StoreView{},
 		ReplicationFactor:    d.cfg.ReplicationFactor,
@@ -340,10 +377,12 @@ func (d *Driver) startLocked(op *Operator, source string, now time.Time) *tracke
 	t := &trackedOp{id: d.mu.nextOpID, op: op, source: source, confVer: op.ConfVer,
 		started: now, progressed: now, state: OpRunning}
 	d.mu.ops[op.RangeID] = t
+	d.mu.gen++
 	return t
 }
 
 func (d *Driver) endLocked(t *trackedOp, state, err string, now time.Time) {
+	d.mu.gen++
 	t.state, t.err, t.ended = state, err, now
 	if d.mu.ops[t.op.RangeID] == t {
 		delete(d.mu.ops, t.op.RangeID)
@@ -378,6 +417,7 @@ func (d *Driver) advanceLocked(t *trackedOp, r *RangeView, cv *ClusterView, now 
 		}
 		t.done++
 		t.progressed = now
+		d.mu.gen++
 	}
 	if t.done == len(t.op.Steps) && confVer == t.confVer {
 		d.endLocked(t, OpFinished, "", now)
@@ -568,19 +608,22 @@ func (d *Driver) Balance(meta *flotillapb.ClusterMeta) (decommissioned []multira
 			running++
 		}
 	}
-	if running >= d.cfg.MaxBalanceOperators {
-		return decommissioned
-	}
-	// Ranges with an operator are not balanced until it ends.
-	cv, _ = d.viewLocked(meta, now, true)
-	busy := *cv
-	busy.Ranges = slices.DeleteFunc(slices.Clone(cv.Ranges), func(r *RangeView) bool {
-		return d.mu.ops[multiraft.GroupID(r.Desc.GetRangeId())] != nil
-	})
-	if op := busy.BalanceReplicas(d.allocLocked); validOp(op) {
-		d.startLocked(op, SourceBalanceReplicas, now)
-	} else if op := busy.BalanceLeaders(); validOp(op) {
-		d.startLocked(op, SourceBalanceLeaders, now)
+	// Start operators up to the limit, each decided on a view that counts
+	// the ones started before it. Ranges with an operator are not
+	// balanced until it ends.
+	for ; running < d.cfg.MaxBalanceOperators; running++ {
+		cv, _ = d.viewLocked(meta, now, true)
+		busy := *cv
+		busy.Ranges = slices.DeleteFunc(slices.Clone(cv.Ranges), func(r *RangeView) bool {
+			return d.mu.ops[multiraft.GroupID(r.Desc.GetRangeId())] != nil
+		})
+		if op := busy.BalanceReplicas(d.allocLocked); validOp(op) {
+			d.startLocked(op, SourceBalanceReplicas, now)
+		} else if op := busy.BalanceLeaders(); validOp(op) {
+			d.startLocked(op, SourceBalanceLeaders, now)
+		} else {
+			break
+		}
 	}
 	return decommissioned
 }
