@@ -69,6 +69,9 @@ type RangeView struct {
 	// Pending are replicas known to be behind the leader's log (a learner
 	// catching up).
 	Pending []multiraft.ReplicaID
+	// Load is the requests per second (reads and writes) the leader last
+	// reported.
+	Load float64
 	// Stuck are the pending replicas that have been pending for longer
 	// than an operator may go without progress: their snapshot keeps
 	// failing, or their replica cannot be created.
@@ -480,6 +483,7 @@ func (c *ClusterView) healthy(r *RangeView) bool {
 // least two fewer: it tries the stores leading the most first, and returns
 // the operator, or nil.
 func (c *ClusterView) BalanceLeaders() *Operator {
+	hot := c.hotRanges()
 	stores := c.sortedStores()
 	slices.SortStableFunc(stores, func(a, b *StoreView) int { return cmp.Compare(b.Leaders, a.Leaders) })
 	for _, from := range stores {
@@ -489,8 +493,8 @@ func (c *ClusterView) BalanceLeaders() *Operator {
 		var best *Operator
 		bestLeaders := 0
 		for _, r := range c.Ranges {
-			if r.Leader == 0 || r.Leader.Node() != from.ID || !c.healthy(r) {
-				continue
+			if r.Leader == 0 || r.Leader.Node() != from.ID || !c.healthy(r) || slices.Contains(hot, r) {
+				continue // hot ranges are BalanceHotLeaders'
 			}
 			voters, _ := membersOf(r.Desc)
 			for _, v := range voters {
@@ -512,4 +516,67 @@ func (c *ClusterView) BalanceLeaders() *Operator {
 		}
 	}
 	return nil
+}
+
+// Hot ranges: those serving at least HotRangeMinLoad requests per second
+// and at least HotRangeShare of all ranges' load together.
+const (
+	HotRangeMinLoad = 50
+	HotRangeShare   = 0.1
+)
+
+// BalanceHotLeaders moves the leadership of one hot range from the usable
+// store leading the most hot ranges to a voter's store leading at least
+// two fewer (fewest first), so that the halves of a range split by load
+// do not stay on one store. Count balancing alone would leave them there
+// among hundreds of ranges.
+func (c *ClusterView) BalanceHotLeaders() *Operator {
+	hotRanges := c.hotRanges()
+	hot := map[multiraft.NodeID]int{}
+	for _, r := range hotRanges {
+		hot[r.Leader.Node()]++
+	}
+	if len(hotRanges) < 2 {
+		return nil
+	}
+	slices.SortFunc(hotRanges, func(a, b *RangeView) int { return cmp.Compare(b.Load, a.Load) })
+	for _, r := range hotRanges {
+		from := c.Stores[r.Leader.Node()]
+		if !from.usable() || !c.healthy(r) {
+			continue
+		}
+		var to *flotillapb.ReplicaDescriptor
+		voters, _ := membersOf(r.Desc)
+		for _, v := range voters {
+			s := c.Stores[multiraft.NodeID(v.GetStoreId())]
+			if s.ID == from.ID || !s.usable() || hot[from.ID]-hot[s.ID] < 2 {
+				continue
+			}
+			if to == nil || hot[s.ID] < hot[multiraft.NodeID(to.GetStoreId())] {
+				to = v
+			}
+		}
+		if to != nil {
+			return &Operator{RangeID: multiraft.GroupID(r.Desc.GetRangeId()), ConfVer: r.Desc.GetEpoch().GetConfVer(),
+				Steps: []Step{{Kind: StepTransferLeader, Replica: multiraft.ReplicaID(to.GetReplicaId())}},
+				Reason: fmt.Sprintf("spread hot ranges: store %d leads %d, store %d leads %d", from.ID, hot[from.ID],
+					to.GetStoreId(), hot[multiraft.NodeID(to.GetStoreId())])}
+		}
+	}
+	return nil
+}
+
+// hotRanges returns the hot ranges with a known leader.
+func (c *ClusterView) hotRanges() []*RangeView {
+	total := 0.0
+	for _, r := range c.Ranges {
+		total += r.Load
+	}
+	var out []*RangeView
+	for _, r := range c.Ranges {
+		if r.Leader != 0 && r.Load >= HotRangeMinLoad && r.Load >= HotRangeShare*total {
+			out = append(out, r)
+		}
+	}
+	return out
 }

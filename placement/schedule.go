@@ -151,6 +151,7 @@ func (d *Driver) buildViewLocked(meta *flotillapb.ClusterMeta, now time.Time, in
 			byID[id] = rv
 		}
 		rangeLeader(rv, obs.hb)
+		rv.Load = obs.hb.GetReadsPerSecond() + obs.hb.GetWritesPerSecond()
 		rv.Stuck = d.stuckLocked(id, rv.Pending, now)
 	}
 	descs := make([]*flotillapb.RangeDescriptor, 0, len(byID))
@@ -619,6 +620,8 @@ func (d *Driver) Balance(meta *flotillapb.ClusterMeta) (decommissioned []multira
 		})
 		if op := busy.BalanceReplicas(d.allocLocked); validOp(op) {
 			d.startLocked(op, SourceBalanceReplicas, now)
+		} else if op := busy.BalanceHotLeaders(); validOp(op) {
+			d.startLocked(op, SourceBalanceLeaders, now)
 		} else if op := busy.BalanceLeaders(); validOp(op) {
 			d.startLocked(op, SourceBalanceLeaders, now)
 		} else {
