@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/flotilladb/flotilla/rpc"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
@@ -90,35 +91,60 @@ func (a kvAPI) DeleteRange(ctx context.Context, start, end []byte) (int64, error
 	return resp.GetDeleted(), nil
 }
 
-// Scan pages through the span: a server returns at most its size bound per
-// response and says whether there is more.
+// Scan pages through the span with ScanPage until it is covered or the
+// limit is reached.
 func (a kvAPI) Scan(ctx context.Context, start, end []byte, opts ScanOptions) ([]KeyValue, error) {
 	if opts.Limit < 0 {
-		return nil, wrapErr("scan", invalidArgument("limit", "negative scan limit"))
+		return nil, wrapErr("scan", invalidRead("limit", fmt.Sprintf("negative limit %d", opts.Limit)))
 	}
 	var out []KeyValue
 	for {
-		req := &flotillapb.ScanRequest{StartKey: start, EndKey: end, Reverse: opts.Reverse}
+		page := opts
 		if opts.Limit > 0 {
-			req.Limit = int64(opts.Limit - len(out))
+			page.Limit = opts.Limit - len(out)
 		}
-		resp, err := a.h.Scan(ctx, req)
+		kvs, resume, err := a.ScanPage(ctx, start, end, page)
 		if err != nil {
-			return nil, wrapErr("scan", err)
+			return nil, err
 		}
-		for _, kv := range resp.GetKvs() {
-			out = append(out, KeyValue{Key: kv.GetKey(), Value: nonNil(kv.GetValue())})
-		}
-		if !resp.GetMore() || len(resp.GetKvs()) == 0 || (opts.Limit > 0 && len(out) >= opts.Limit) {
+		out = append(out, kvs...)
+		if resume == nil || (opts.Limit > 0 && len(out) >= opts.Limit) {
 			return out, nil
 		}
-		last := resp.GetKvs()[len(resp.GetKvs())-1].GetKey()
 		if opts.Reverse {
-			end = last // exclusive: continue below the last key returned
+			end = resume
 		} else {
-			start = append(bytes.Clone(last), 0) // the next key after it
+			start = resume
 		}
 	}
+}
+
+// ScanPage is one scan request: the gateway or client merges the ranges'
+// parts and says where the rest of the span begins.
+func (a kvAPI) ScanPage(ctx context.Context, start, end []byte, opts ScanOptions) ([]KeyValue, []byte, error) {
+	if opts.Limit < 0 {
+		return nil, nil, wrapErr("scan", invalidRead("limit", fmt.Sprintf("negative limit %d", opts.Limit)))
+	}
+	resp, err := a.h.Scan(ctx, &flotillapb.ScanRequest{StartKey: start, EndKey: end, Limit: int64(opts.Limit), Reverse: opts.Reverse})
+	if err != nil {
+		return nil, nil, wrapErr("scan", err)
+	}
+	kvs := make([]KeyValue, len(resp.GetKvs()))
+	for i, kv := range resp.GetKvs() {
+		kvs[i] = KeyValue{Key: kv.GetKey(), Value: nonNil(kv.GetValue())}
+	}
+	if !resp.GetMore() {
+		return kvs, nil, nil
+	}
+	resume := resp.GetResumeKey()
+	// The rest of the span must be smaller than the span: a resume key
+	// that does not move would page forever.
+	if len(resume) == 0 || !opts.Reverse && bytes.Compare(resume, start) <= 0 ||
+		opts.Reverse && len(end) > 0 && bytes.Compare(resume, end) >= 0 {
+		return nil, nil, wrapErr("scan", unavailable(fmt.Sprintf(
+			"the scan of [%q, %q) said it has more, with resume key %q, which does not advance it", start, end, resume)))
+	}
+	return kvs, resume, nil
 }
 
 func (a kvAPI) CompareAndSwap(ctx context.Context, key []byte, cond Condition, value []byte) (CASResult, error) {

@@ -34,7 +34,9 @@ const connectWait = time.Second
 // of ranges it fills by asking its endpoints (Placement.LookupRange): a
 // request normally takes one hop. The router retries what is safe to retry:
 // reads, and writes that were certainly not applied. A write whose outcome
-// is unknown is returned, never retried.
+// is unknown is returned, never retried, except a part of a delete-range
+// across ranges (KV.DeleteRange). A scan, delete-range or batch whose keys
+// cross range boundaries is split per range, one hop per part (spans.go).
 //
 // When the router cannot find a key's range at all (the cluster is not
 // initialized, or no endpoint can reach the placement driver), the request
@@ -130,22 +132,49 @@ func (r *remote) lookupRange(ctx context.Context, req *flotillapb.LookupRangeReq
 	return nil, lastErr
 }
 
+// begin starts a request: it fails if the client is closed, and returns
+// ctx bounded by DefaultRequestTimeout (unless it has a deadline) and ended
+// when the client closes, with the function that releases it.
+func (r *remote) begin(ctx context.Context) (context.Context, context.CancelFunc, error) {
+	if r.closed.Load() {
+		return nil, nil, ErrClosed
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		ctx, cancel := context.WithTimeout(ctx, DefaultRequestTimeout)
+		ctx, stop := r.stopWith(ctx)
+		return ctx, func() { stop(); cancel() }, nil
+	}
+	ctx, stop := r.stopWith(ctx)
+	return ctx, stop, nil
+}
+
+// stopWith returns ctx, also ended when the client closes.
+func (r *remote) stopWith(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(r.stopCtx, cancel)
+	return ctx, func() { stop(); cancel() }
+}
+
+// closedErr is the error a request returns: ErrClosed for one that failed
+// because the client closed, unless it is a write that may have been
+// applied.
+func (r *remote) closedErr(err error, write bool) error {
+	if err != nil && r.closed.Load() && !mayBeApplied(err, write) {
+		return ErrClosed
+	}
+	return err
+}
+
 // call runs one request, routed by key, with retries until it succeeds,
 // fails for good, or ctx ends.
 func call[Req request, Resp any](ctx context.Context, r *remote, key []byte, write bool, req Req,
 	send func(flotillapb.KVClient, context.Context, Req, ...grpc.CallOption) (Resp, error)) (Resp, error) {
 	var zero Resp
-	if r.closed.Load() {
-		return zero, ErrClosed
+	ctx, done, err := r.begin(ctx)
+	if err != nil {
+		return zero, err
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, DefaultRequestTimeout)
-		defer cancel()
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	defer context.AfterFunc(r.stopCtx, cancel)()
+	defer done()
 	// The router caches the key's range (or keeps a stale entry when the
 	// lookup fails), so this costs a lookup only on a miss. Without any
 	// entry the router would only back off and ask again; an endpoint's
@@ -153,14 +182,51 @@ func call[Req request, Resp any](ctx context.Context, r *remote, key []byte, wri
 	if _, err := r.router.Lookup(ctx, key); err != nil {
 		return callEndpoints(ctx, r, write, req, send)
 	}
+	return doCall(ctx, r, key, write, req, send)
+}
+
+// doCall sends a request, routed by key, through the router.
+func doCall[Req request, Resp any](ctx context.Context, r *remote, key []byte, write bool, req Req,
+	send func(flotillapb.KVClient, context.Context, Req, ...grpc.CallOption) (Resp, error)) (Resp, error) {
 	resp, err := router.Do(ctx, r.router, router.Request{Key: key, Write: write},
 		func(ctx context.Context, t router.Target) (Resp, error) {
 			return sendTo(ctx, r, t, write, req, send)
 		})
-	if err != nil && r.closed.Load() && !mayBeApplied(err, write) {
-		return zero, ErrClosed
+	return resp, r.closedErr(err, write)
+}
+
+// callSpan runs a request whose keys may lie in many ranges, routed by key
+// (its first key): as one request, like call, if the range the router
+// caches for key holds all of them (fits), or if the router cannot find
+// that range (an endpoint's gateway then routes and splits it); else, or if
+// the one request turns out to reach past its range (the range split since
+// it was cached), split per range by split, whose parts go out with
+// sendPart.
+func callSpan[Req request, Resp any](ctx context.Context, r *remote, key []byte, write bool, req Req,
+	send func(flotillapb.KVClient, context.Context, Req, ...grpc.CallOption) (Resp, error),
+	fits func(*flotillapb.RangeDescriptor) bool,
+	split func(ctx context.Context, sendPart func(context.Context, router.Target, Req) (Resp, error)) (Resp, error),
+) (Resp, error) {
+	var zero Resp
+	ctx, done, err := r.begin(ctx)
+	if err != nil {
+		return zero, err
 	}
-	return resp, err
+	defer done()
+	info, err := r.router.Lookup(ctx, key)
+	if err != nil {
+		return callEndpoints(ctx, r, write, req, send)
+	}
+	if fits(info.Desc) {
+		resp, err := doCall(ctx, r, key, write, req, send)
+		if err == nil || !router.NeedsSplit(err, key) {
+			return resp, err
+		}
+	}
+	resp, err := split(ctx, func(ctx context.Context, t router.Target, part Req) (Resp, error) {
+		return sendPart(ctx, r, t, write, part, send)
+	})
+	return resp, r.closedErr(err, write)
 }
 
 // mayBeApplied reports whether err leaves a write's outcome unknown: such an
@@ -176,6 +242,15 @@ func mayBeApplied(err error, write bool) bool {
 // applied, so that the router moves on to another replica.
 func sendTo[Req request, Resp any](ctx context.Context, r *remote, t router.Target, write bool, req Req,
 	send func(flotillapb.KVClient, context.Context, Req, ...grpc.CallOption) (Resp, error)) (Resp, error) {
+	routed := proto.Clone(req).(Req)
+	setHeader(routed, t.Header)
+	return sendPart(ctx, r, t, write, routed, send)
+}
+
+// sendPart is sendTo for a request whose header is set already and which
+// is made for this attempt alone: a part of a request the router split.
+func sendPart[Req request, Resp any](ctx context.Context, r *remote, t router.Target, write bool, part Req,
+	send func(flotillapb.KVClient, context.Context, Req, ...grpc.CallOption) (Resp, error)) (Resp, error) {
 	var zero Resp
 	addr, ok := r.resolver.address(t.Store)
 	if !ok {
@@ -189,9 +264,7 @@ func sendTo[Req request, Resp any](ctx context.Context, r *remote, t router.Targ
 		// Never sent: certainly not applied.
 		return zero, unavailable(fmt.Sprintf("node %d (%s) is unreachable", t.Store, addr))
 	}
-	routed := proto.Clone(req).(Req)
-	setHeader(routed, t.Header)
-	resp, err := send(flotillapb.NewKVClient(conn), ctx, routed)
+	resp, err := send(flotillapb.NewKVClient(conn), ctx, part)
 	if err != nil {
 		return zero, rpc.ErrorFromStatus(err, write)
 	}
@@ -277,22 +350,46 @@ func (r *remote) Delete(ctx context.Context, req *flotillapb.DeleteRequest) (*fl
 	return call(ctx, r, req.GetKey(), true, req, flotillapb.KVClient.Delete)
 }
 
+// DeleteRange deletes a span that may cover many ranges: split per range
+// (router.DeleteRange) when it does.
 func (r *remote) DeleteRange(ctx context.Context, req *flotillapb.DeleteRangeRequest) (*flotillapb.DeleteRangeResponse, error) {
-	return call(ctx, r, req.GetStartKey(), true, req, flotillapb.KVClient.DeleteRange)
+	if fe := checkDeleteRange(req); fe != nil {
+		return nil, fe
+	}
+	return callSpan(ctx, r, req.GetStartKey(), true, req, flotillapb.KVClient.DeleteRange,
+		func(d *flotillapb.RangeDescriptor) bool { return spanFits(d, req.GetStartKey(), req.GetEndKey()) },
+		func(ctx context.Context, send func(context.Context, router.Target, *flotillapb.DeleteRangeRequest) (*flotillapb.DeleteRangeResponse, error)) (*flotillapb.DeleteRangeResponse, error) {
+			return router.DeleteRange(ctx, r.router, req, send)
+		})
 }
 
+// Scan scans a span that may cover many ranges: split per range
+// (router.Scan) when it does.
 func (r *remote) Scan(ctx context.Context, req *flotillapb.ScanRequest) (*flotillapb.ScanResponse, error) {
-	return call(ctx, r, req.GetStartKey(), false, req, flotillapb.KVClient.Scan)
+	if fe := checkScan(req); fe != nil {
+		return nil, fe
+	}
+	return callSpan(ctx, r, req.GetStartKey(), false, req, flotillapb.KVClient.Scan,
+		func(d *flotillapb.RangeDescriptor) bool { return spanFits(d, req.GetStartKey(), req.GetEndKey()) },
+		func(ctx context.Context, send func(context.Context, router.Target, *flotillapb.ScanRequest) (*flotillapb.ScanResponse, error)) (*flotillapb.ScanResponse, error) {
+			return router.Scan(ctx, r.router, req, maxScanResponseBytes, send)
+		})
 }
 
 func (r *remote) CompareAndSwap(ctx context.Context, req *flotillapb.CompareAndSwapRequest) (*flotillapb.CompareAndSwapResponse, error) {
 	return call(ctx, r, req.GetKey(), true, req, flotillapb.KVClient.CompareAndSwap)
 }
 
+// Batch applies a batch whose ops may lie in many ranges: one batch per
+// range (router.Batch) when they do. The client does not know the
+// cluster's value size limit: the servers check it.
 func (r *remote) Batch(ctx context.Context, req *flotillapb.BatchRequest) (*flotillapb.BatchResponse, error) {
-	var key []byte
-	if ops := req.GetOps(); len(ops) > 0 {
-		key = ops[0].RouteKey()
+	if fe := checkBatch(req, -1); fe != nil {
+		return nil, fe
 	}
-	return call(ctx, r, key, true, req, flotillapb.KVClient.Batch)
+	return callSpan(ctx, r, req.GetOps()[0].RouteKey(), true, req, flotillapb.KVClient.Batch,
+		func(d *flotillapb.RangeDescriptor) bool { return opsFit(d, req.GetOps()) },
+		func(ctx context.Context, send func(context.Context, router.Target, *flotillapb.BatchRequest) (*flotillapb.BatchResponse, error)) (*flotillapb.BatchResponse, error) {
+			return router.Batch(ctx, r.router, req, send)
+		})
 }

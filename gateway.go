@@ -34,6 +34,10 @@ import (
 // leader, or this node cannot reach it) and this node holds no replica of
 // it, the gateway falls back to guessing: it asks the other nodes it knows
 // in turn and follows their NotLeader hints.
+//
+// A scan, delete-range or batch whose keys cross range boundaries is split
+// per range by the router (spanKV, spans.go); each part is served here or
+// sent to its node like a routed request.
 type gateway struct {
 	n *Node
 	// router routes the requests this node cannot serve itself.
@@ -120,31 +124,57 @@ func routeKV[Req request, Resp any](ctx context.Context, g *gateway, key []byte,
 	if any(req) == nil || !req.ProtoReflect().IsValid() {
 		return zero, invalidArgument("request", "empty request")
 	}
+	ctx, done, fe := g.begin(ctx, write)
+	if fe != nil {
+		return zero, fe
+	}
+	defer done()
+	return retryKV(ctx, g, key, write, req, local, remote)
+}
+
+// begin starts serving a request: it takes the node's gate (Node.enter)
+// and an inflight slot, and bounds ctx by DefaultRequestTimeout unless it
+// has a deadline. It returns ctx and the function that releases them all,
+// or the error the request fails with.
+func (g *gateway) begin(ctx context.Context, write bool) (context.Context, func(), *flotillapb.Error) {
 	// A node that is not (or no longer) a running member fails at once: a
 	// client moves on to another node.
 	if !g.n.enter() {
-		return zero, g.n.notRunningError()
+		return nil, nil, g.n.notRunningError()
 	}
-	defer g.n.exit()
 	if _, _, ok := g.n.running(); !ok {
-		return zero, g.n.notRunningError()
+		g.n.exit()
+		return nil, nil, g.n.notRunningError()
 	}
 	if !g.admit() {
+		g.n.exit()
 		fe := serverBusy(g.n.cfg.MaxInflightRequests)
 		if !write {
 			fe.Outcome = flotillapb.Outcome_OUTCOME_UNSPECIFIED
 		}
-		return zero, fe
+		return nil, nil, fe
 	}
-	defer g.inflight.Add(-1)
+	cancel := context.CancelFunc(func() {})
 	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, DefaultRequestTimeout)
-		defer cancel()
 	}
+	return ctx, func() {
+		cancel()
+		g.inflight.Add(-1)
+		g.n.exit()
+	}, nil
+}
+
+// retryKV serves a request that begin admitted, retrying attempts (served
+// here, routed, or guessed: attemptKV) as long as it is safe and useful.
+func retryKV[Req request, Resp any](ctx context.Context, g *gateway, key []byte, write bool, req Req,
+	local func(*shard.Store, context.Context, Req) (Resp, error),
+	remote func(flotillapb.KVClient, context.Context, Req, ...grpc.CallOption) (Resp, error),
+) (Resp, error) {
+	var zero Resp
 	// A forwarded request, or one addressed to a range by ID, is served here
 	// or fails: the sender routes and retries.
-	forwarded := req.GetHeader().GetForwarded() || req.GetHeader().GetRangeId() != 0
+	forwarded := routed(req.GetHeader())
 	backoff := 5 * time.Millisecond
 	for {
 		resp, err := attemptKV(ctx, g, key, write, forwarded, req, local, remote)
@@ -152,7 +182,9 @@ func routeKV[Req request, Resp any](ctx context.Context, g *gateway, key []byte,
 			return resp, nil
 		}
 		fe := asError(err, write)
-		if forwarded || !retriable(fe, write) || ctx.Err() != nil {
+		// A request that reaches past its range is split by the caller
+		// (spanKV), unless forwarded; sent again, it would fail alike.
+		if forwarded || !retriable(fe, write) || ctx.Err() != nil || router.NeedsSplit(fe, key) {
 			if ctx.Err() != nil && write && fe.GetOutcome() == flotillapb.Outcome_OUTCOME_UNSPECIFIED {
 				fe.Outcome = flotillapb.Outcome_UNKNOWN
 			}
@@ -176,6 +208,67 @@ func routeKV[Req request, Resp any](ctx context.Context, g *gateway, key []byte,
 		}
 		backoff = min(2*backoff, 200*time.Millisecond)
 	}
+}
+
+// routed reports whether a request's header routes it already: forwarded
+// by a gateway, or addressed to a range by ID. Such a request is served by
+// this node's replica or fails; it is never forwarded nor split.
+func routed(h *flotillapb.RequestHeader) bool {
+	return h.GetForwarded() || h.GetRangeId() != 0
+}
+
+// spanKV serves a request whose keys may lie in many ranges, routed by key
+// (its first key). If they lie in one range, as far as this node's replica
+// of key's range (or else the router's cache) tells, or if the router
+// cannot find key's range, it is served like any request (retryKV); else,
+// or if that turns out to reach past its range (the range split), it is
+// split per range by split, whose parts are served here when the router
+// routes them to this node and sent to their node otherwise.
+func spanKV[Req request, Resp any](ctx context.Context, g *gateway, key []byte, write bool, req Req,
+	local func(*shard.Store, context.Context, Req) (Resp, error),
+	remote func(flotillapb.KVClient, context.Context, Req, ...grpc.CallOption) (Resp, error),
+	fits func(*flotillapb.RangeDescriptor) bool,
+	split func(ctx context.Context, sendPart func(context.Context, router.Target, Req) (Resp, error)) (Resp, error),
+) (Resp, error) {
+	var zero Resp
+	ctx, done, fe := g.begin(ctx, write)
+	if fe != nil {
+		return zero, fe
+	}
+	defer done()
+	var desc *flotillapb.RangeDescriptor
+	if r, has := g.n.store.LookupKey(key); has {
+		desc = r.Descriptor()
+	} else if info, err := g.router.Lookup(ctx, key); err == nil {
+		desc = info.Desc
+	}
+	if desc == nil || fits(desc) {
+		resp, err := retryKV(ctx, g, key, write, req, local, remote)
+		if err == nil || !router.NeedsSplit(err, key) {
+			return resp, err
+		}
+	}
+	host, _, ok := g.n.running()
+	if !ok {
+		return zero, g.n.notRunningError()
+	}
+	self := host.NodeID()
+	// Close waits for requests: the router's retries end when the node
+	// stops.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(g.n.stopCtx, cancel)()
+	return split(ctx, func(ctx context.Context, t router.Target, part Req) (Resp, error) {
+		if k := g.n.cfg.Testing; k != nil && k.BeforeServe != nil {
+			k.BeforeServe()
+		}
+		if t.Store == self {
+			g.metrics.local.Inc()
+			return local(g.n.store, ctx, part)
+		}
+		g.metrics.routed.Inc()
+		return sendKV(ctx, g, t.Store, write, part, remote)
+	})
 }
 
 // asError makes err a *flotillapb.Error.
@@ -365,22 +458,58 @@ func (g *gateway) Delete(ctx context.Context, req *flotillapb.DeleteRequest) (*f
 	return routeKV(ctx, g, req.GetKey(), true, req, (*shard.Store).Delete, flotillapb.KVClient.Delete)
 }
 
+// DeleteRange deletes a span that may cover many ranges: split per range
+// (router.DeleteRange) when it does.
 func (g *gateway) DeleteRange(ctx context.Context, req *flotillapb.DeleteRangeRequest) (*flotillapb.DeleteRangeResponse, error) {
-	return routeKV(ctx, g, req.GetStartKey(), true, req, (*shard.Store).DeleteRange, flotillapb.KVClient.DeleteRange)
+	if req == nil || routed(req.GetHeader()) {
+		return routeKV(ctx, g, req.GetStartKey(), true, req, (*shard.Store).DeleteRange, flotillapb.KVClient.DeleteRange)
+	}
+	if fe := checkDeleteRange(req); fe != nil {
+		return nil, fe
+	}
+	return spanKV(ctx, g, req.GetStartKey(), true, req, (*shard.Store).DeleteRange, flotillapb.KVClient.DeleteRange,
+		func(d *flotillapb.RangeDescriptor) bool { return spanFits(d, req.GetStartKey(), req.GetEndKey()) },
+		func(ctx context.Context, send func(context.Context, router.Target, *flotillapb.DeleteRangeRequest) (*flotillapb.DeleteRangeResponse, error)) (*flotillapb.DeleteRangeResponse, error) {
+			return router.DeleteRange(ctx, g.router, req, send)
+		})
 }
 
+// Scan scans a span that may cover many ranges: split per range
+// (router.Scan) when it does.
 func (g *gateway) Scan(ctx context.Context, req *flotillapb.ScanRequest) (*flotillapb.ScanResponse, error) {
-	return routeKV(ctx, g, req.GetStartKey(), false, req, (*shard.Store).Scan, flotillapb.KVClient.Scan)
+	if req == nil || routed(req.GetHeader()) {
+		return routeKV(ctx, g, req.GetStartKey(), false, req, (*shard.Store).Scan, flotillapb.KVClient.Scan)
+	}
+	if fe := checkScan(req); fe != nil {
+		return nil, fe
+	}
+	return spanKV(ctx, g, req.GetStartKey(), false, req, (*shard.Store).Scan, flotillapb.KVClient.Scan,
+		func(d *flotillapb.RangeDescriptor) bool { return spanFits(d, req.GetStartKey(), req.GetEndKey()) },
+		func(ctx context.Context, send func(context.Context, router.Target, *flotillapb.ScanRequest) (*flotillapb.ScanResponse, error)) (*flotillapb.ScanResponse, error) {
+			return router.Scan(ctx, g.router, req, maxScanResponseBytes, send)
+		})
 }
 
 func (g *gateway) CompareAndSwap(ctx context.Context, req *flotillapb.CompareAndSwapRequest) (*flotillapb.CompareAndSwapResponse, error) {
 	return routeKV(ctx, g, req.GetKey(), true, req, (*shard.Store).CompareAndSwap, flotillapb.KVClient.CompareAndSwap)
 }
 
+// Batch applies a batch whose ops may lie in many ranges: one batch per
+// range (router.Batch) when they do.
 func (g *gateway) Batch(ctx context.Context, req *flotillapb.BatchRequest) (*flotillapb.BatchResponse, error) {
 	var key []byte
 	if ops := req.GetOps(); len(ops) > 0 {
 		key = ops[0].RouteKey()
 	}
-	return routeKV(ctx, g, key, true, req, (*shard.Store).Batch, flotillapb.KVClient.Batch)
+	if req == nil || routed(req.GetHeader()) {
+		return routeKV(ctx, g, key, true, req, (*shard.Store).Batch, flotillapb.KVClient.Batch)
+	}
+	if fe := checkBatch(req, g.n.cfg.MaxValueSize); fe != nil {
+		return nil, fe
+	}
+	return spanKV(ctx, g, key, true, req, (*shard.Store).Batch, flotillapb.KVClient.Batch,
+		func(d *flotillapb.RangeDescriptor) bool { return opsFit(d, req.GetOps()) },
+		func(ctx context.Context, send func(context.Context, router.Target, *flotillapb.BatchRequest) (*flotillapb.BatchResponse, error)) (*flotillapb.BatchResponse, error) {
+			return router.Batch(ctx, g.router, req, send)
+		})
 }

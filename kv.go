@@ -24,19 +24,45 @@ type KV interface {
 	Delete(ctx context.Context, key []byte) (existed bool, err error)
 	// DeleteRange removes every key in [start, end) (an empty end means the
 	// end of the keyspace) and returns how many it removed.
+	//
+	// Within one range it is atomic. A span across ranges is deleted one
+	// range at a time, not atomically: a failure leaves the ranges done
+	// before it deleted, and its error's outcome is then unknown
+	// (ErrOutcomeUnknown). Being idempotent, each range's part is retried
+	// after an unknown outcome, so the count may then miss keys that a
+	// lost attempt deleted.
 	DeleteRange(ctx context.Context, start, end []byte) (deleted int64, err error)
 	// Scan returns the pairs in [start, end) in key order (descending with
-	// Reverse), at most opts.Limit of them if it is positive. A large scan
-	// is served in pages (each at most a few MiB); each page is a
-	// linearizable read, but the pages are read at successive points in
-	// time, not at one snapshot.
+	// Reverse), at most opts.Limit of them if it is positive. It reads a
+	// page at a time (ScanPage) until the span is covered: each range's part
+	// of a page is a linearizable read, but the parts and pages are read at
+	// successive points in time, not at one snapshot.
 	Scan(ctx context.Context, start, end []byte, opts ScanOptions) ([]KeyValue, error)
+	// ScanPage returns the first page of Scan: the pairs in [start, end)
+	// in key order (descending with Reverse), at most opts.Limit of them if
+	// it is positive and at most a few MiB of keys and values, gathered
+	// from as many ranges as that takes. resume is nil if the page covers
+	// the span; otherwise the rest of it is [resume, end) (forward) or
+	// [start, resume) (Reverse): pass resume as start (or end) to get the
+	// next page. A page that stopped at its limit at a range boundary
+	// returns a resume key although no pair may remain; the next page is
+	// then empty, with a nil resume.
+	ScanPage(ctx context.Context, start, end []byte, opts ScanOptions) (kvs []KeyValue, resume []byte, err error)
 	// CompareAndSwap sets key to value if its current value satisfies cond.
 	CompareAndSwap(ctx context.Context, key []byte, cond Condition, value []byte) (CASResult, error)
-	// Batch applies ops atomically and in order; all their keys must lie in
-	// one range (today the keyspace is one range). A failed
-	// compare-and-swap inside a batch does not stop the batch: see its
-	// OpResult.
+	// Batch applies ops and returns their results, one per op, in order.
+	// The ops whose keys lie in one range apply atomically and in their
+	// order, as one write; a batch within one range is one request.
+	//
+	// A batch across ranges is NOT atomic: it is applied as one batch per
+	// range (a DeleteRangeOp across ranges as one op per range, its Deleted
+	// summed), one range after another. If one fails, the ranges applied
+	// before it stay applied and the error's outcome is unknown
+	// (ErrOutcomeUnknown); it is not applied (ErrNotApplied) only if no
+	// range applied its part. The range holding the largest value goes
+	// first, so that a value over the cluster's limit fails the batch
+	// before anything is applied. A failed compare-and-swap inside a batch
+	// does not stop the batch: see its OpResult.
 	Batch(ctx context.Context, ops ...Op) ([]OpResult, error)
 	// Close releases the KV's resources (for a Node: stops it).
 	Close() error
@@ -53,9 +79,10 @@ type KeyValue struct {
 	Key, Value []byte
 }
 
-// ScanOptions modify a Scan.
+// ScanOptions modify a Scan or ScanPage.
 type ScanOptions struct {
-	// Limit bounds the pairs returned; 0 means no limit.
+	// Limit bounds the pairs returned (by ScanPage: in this page); 0 means
+	// no limit.
 	Limit int
 	// Reverse returns pairs in descending key order.
 	Reverse bool

@@ -168,10 +168,27 @@ func (n *Node) lookupRange(ctx context.Context, req *flotillapb.LookupRangeReque
 		func(r *flotillapb.LookupRangeRequest) { r.Forwarded = true },
 		flotillapb.PlacementClient.LookupRange,
 		func(_ *multiraft.Host, meta *placement.Meta) (*flotillapb.LookupRangeResponse, error) {
-			rs, ok := n.driver.Lookup(meta.State(), req.GetKey())
+			var rs *flotillapb.RangeStatus
+			ok := false
+			if key := req.GetKey(); req.GetBefore() {
+				// The range holding the keys just below key: start < key <=
+				// end (an empty end is +∞), or the last range if key is
+				// empty. Ranges are in start key order.
+				for _, r := range n.driver.Ranges(meta.State()) {
+					d := r.GetDescriptor_()
+					end := d.GetEndKey()
+					if len(key) == 0 && len(end) == 0 ||
+						len(key) > 0 && string(d.GetStartKey()) < string(key) && (len(end) == 0 || string(key) <= string(end)) {
+						rs, ok = r, true
+						break
+					}
+				}
+			} else {
+				rs, ok = n.driver.Lookup(meta.State(), key)
+			}
 			if !ok {
 				return nil, &flotillapb.Error{
-					Message: fmt.Sprintf("no range holds key %q", req.GetKey()),
+					Message: fmt.Sprintf("no range holds key %q (before: %v)", req.GetKey(), req.GetBefore()),
 					Detail:  &flotillapb.Error_RangeNotFound{RangeNotFound: &flotillapb.RangeNotFound{}},
 				}
 			}

@@ -48,14 +48,14 @@ func newPlacementResolver(lookup func(context.Context, *flotillapb.LookupRangeRe
 }
 
 // LookupRange implements router.Resolver.
-func (r *placementResolver) LookupRange(ctx context.Context, key []byte) (router.RangeInfo, error) {
-	resp, err := r.lookup(ctx, &flotillapb.LookupRangeRequest{Key: key})
+func (r *placementResolver) LookupRange(ctx context.Context, key []byte, before bool) (router.RangeInfo, error) {
+	resp, err := r.lookup(ctx, &flotillapb.LookupRangeRequest{Key: key, Before: before})
 	if err != nil {
 		return router.RangeInfo{}, err
 	}
 	r.learn(resp.GetNodes())
 	if resp.GetDescriptor_() == nil {
-		return router.RangeInfo{}, fmt.Errorf("the placement driver answered the lookup of key %q without a descriptor", key)
+		return router.RangeInfo{}, fmt.Errorf("the placement driver answered the lookup of key %q (before: %v) without a descriptor", key, before)
 	}
 	// The router keeps what it is given: copy it out of the response, which
 	// a local placement service may share with its own state.

@@ -66,6 +66,28 @@ func containsKey(desc *flotillapb.RangeDescriptor, key []byte) bool {
 	return len(end) == 0 || bytes.Compare(key, end) < 0
 }
 
+// containsBefore reports whether desc holds the keys just below key (key
+// exclusive): start < key <= end, with an empty end +∞; an empty key stands
+// for +∞, so only the last range holds the keys below it.
+func containsBefore(desc *flotillapb.RangeDescriptor, key []byte) bool {
+	end := desc.GetEndKey()
+	if len(key) == 0 {
+		return len(end) == 0
+	}
+	if bytes.Compare(desc.GetStartKey(), key) >= 0 {
+		return false
+	}
+	return len(end) == 0 || bytes.Compare(key, end) <= 0
+}
+
+// holds is containsKey, or with before containsBefore.
+func holds(desc *flotillapb.RangeDescriptor, key []byte, before bool) bool {
+	if before {
+		return containsBefore(desc, key)
+	}
+	return containsKey(desc, key)
+}
+
 // overlaps reports whether the spans of a and b intersect.
 func overlaps(a, b *flotillapb.RangeDescriptor) bool {
 	// a starts before b ends, and b starts before a ends.
@@ -89,6 +111,38 @@ func (c *cache) get(key []byte) (*entry, bool) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return c.getLocked(key)
+}
+
+// lookup is get, or with before getBefore.
+func (c *cache) lookup(key []byte, before bool) (*entry, bool) {
+	if before {
+		return c.getBefore(key)
+	}
+	return c.get(key)
+}
+
+// getBefore returns the entry whose range holds the keys just below key
+// (see containsBefore): the entry with the greatest start key < key, or
+// the last entry if key is empty.
+func (c *cache) getBefore(key []byte) (*entry, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	var found *entry
+	if len(key) == 0 {
+		found, _ = c.mu.tree.Max()
+	} else {
+		c.mu.tree.DescendLessOrEqual(pivot(key), func(e *entry) bool {
+			if bytes.Equal(e.desc.GetStartKey(), key) {
+				return true // starts at key: holds none of the keys below it
+			}
+			found = e
+			return false
+		})
+	}
+	if found == nil || !containsBefore(found.desc, key) {
+		return nil, false
+	}
+	return found, true
 }
 
 func (c *cache) getLocked(key []byte) (*entry, bool) {

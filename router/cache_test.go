@@ -410,3 +410,42 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestLookupBefore: the range holding the keys just below a key, from the
+// cache and from the resolver.
+func TestLookupBefore(t *testing.T) {
+	ranges := []RangeInfo{{Desc: desc(1, "", "b", 1, 1, 1)}, {Desc: desc(2, "b", "d", 1, 1, 1)}, {Desc: desc(3, "d", "", 1, 1, 1)}}
+	for _, tc := range []struct {
+		key  string
+		want uint64
+	}{
+		{"", 3}, {"z", 3}, {"e", 3}, {"d", 2}, {"c", 2}, {"b\x00", 2}, {"b", 1}, {"a", 1}, {"\x00", 1},
+	} {
+		res := newFakeResolver(ranges...)
+		r, _, _ := testRouter(t, res)
+		// Cold: from the resolver; warm: from the cache.
+		for _, round := range []string{"resolver", "cache"} {
+			info, err := r.LookupBefore(context.Background(), []byte(tc.key))
+			if err != nil || info.Desc.GetRangeId() != tc.want {
+				t.Errorf("LookupBefore(%q) from the %s = range %d, %v; want range %d", tc.key, round, info.Desc.GetRangeId(), err, tc.want)
+			}
+		}
+		// Every range cached: each lookup is a hit.
+		for _, ri := range ranges {
+			r.Update(ri)
+		}
+		calls := res.numCalls()
+		if info, _ := r.LookupBefore(context.Background(), []byte(tc.key)); info.Desc.GetRangeId() != tc.want || res.numCalls() != calls {
+			t.Errorf("LookupBefore(%q) with all cached = range %d after %d resolver calls", tc.key, info.Desc.GetRangeId(), res.numCalls()-calls)
+		}
+		checkCache(t, r)
+	}
+	// The first range holds nothing below its start.
+	r, _, _ := testRouter(t, newFakeResolver(ranges...))
+	if _, err := r.LookupBefore(context.Background(), []byte("\x00")); err != nil {
+		t.Fatal(err)
+	}
+	if e, ok := r.cache.getBefore(nil); ok {
+		t.Fatalf("getBefore(\"\") found %v with only the first range cached", e.desc)
+	}
+}

@@ -27,6 +27,11 @@ type Request struct {
 	// (a put of a fixed value, a delete), so it is retried after an unknown
 	// outcome.
 	Idempotent bool
+	// Before routes the request by the keys just below Key instead (Key
+	// exclusive): to the range with start < Key <= end, or the last range
+	// if Key is empty. The part of a reverse span request that ends at Key
+	// is routed this way.
+	Before bool
 }
 
 // Target is where one attempt of a request goes.
@@ -66,17 +71,14 @@ func Do[Resp any](ctx context.Context, r *Router, req Request,
 	send func(ctx context.Context, t Target) (Resp, error)) (Resp, error) {
 	var zero Resp
 	r.metrics.requests.Inc()
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, r.cfg.DefaultTimeout)
-		defer cancel()
-	}
+	ctx, cancel := withDefaultTimeout(ctx, r.cfg.DefaultTimeout)
+	defer cancel()
 	rt := retrier{r: r, req: req, nextBackoff: r.cfg.MinBackoff}
 	for {
 		if err := ctx.Err(); err != nil {
 			return zero, rt.fail(err)
 		}
-		info, err := r.Lookup(ctx, req.Key)
+		info, err := r.lookup(ctx, req.Key, req.Before)
 		if ctx.Err() != nil {
 			// Never retry once ctx is done (Lookup may have returned a
 			// stale entry regardless).
@@ -276,7 +278,7 @@ func (rt *retrier) handle(fe *flotillapb.Error, info RangeInfo, t Target) action
 				return retryNext
 			}
 			r.cache.insert(cur, nil, r.now().Add(r.cfg.TTL))
-			replaced = replaced || containsKey(cur, rt.req.Key)
+			replaced = replaced || holds(cur, rt.req.Key, rt.req.Before)
 		}
 		if !replaced {
 			r.cache.invalidate(info.Desc)
@@ -292,7 +294,7 @@ func (rt *retrier) handle(fe *flotillapb.Error, info RangeInfo, t Target) action
 				rt.avoid = append(rt.avoid, store)
 				return retryNext
 			}
-			if k := d.KeyNotInRange.GetKey(); len(k) > 0 && !bytes.Equal(k, rt.req.Key) && containsKey(cur, rt.req.Key) {
+			if reachesPast(d.KeyNotInRange, rt.req.Key, rt.req.Before) {
 				// The request reaches past its range (a batch or span
 				// across ranges): the caller must split it.
 				return fail
@@ -320,6 +322,26 @@ func (rt *retrier) handle(fe *flotillapb.Error, info RangeInfo, t Target) action
 	rt.avoid = append(rt.avoid, store)
 	r.cache.setLeader(rangeID, nil, store)
 	return retryNext
+}
+
+// NeedsSplit reports whether err says that a request routed by key reaches
+// past the range that holds key (a KeyNotInRange naming another key, from
+// a replica whose range holds key): it must be split per range (DoSpan,
+// Scan, DeleteRange, Batch). Such a request was not applied.
+func NeedsSplit(err error, key []byte) bool {
+	var fe *flotillapb.Error
+	if !errors.As(err, &fe) || fe.GetKeyNotInRange() == nil {
+		return false
+	}
+	return reachesPast(fe.GetKeyNotInRange(), key, false)
+}
+
+// reachesPast reports whether a KeyNotInRange says that a request routed
+// by key (and before) holds a key outside the range that holds key.
+func reachesPast(e *flotillapb.KeyNotInRange, key []byte, before bool) bool {
+	cur := e.GetRange()
+	k := e.GetKey()
+	return checkDesc(cur) == nil && len(k) > 0 && !bytes.Equal(k, key) && holds(cur, key, before)
 }
 
 // backoff sleeps before the next retry, for a uniformly random part of the

@@ -3,11 +3,12 @@
 // Package router sends each request to the replica that can serve it. It
 // owns the client side of routing: a cache of ranges and their leaders, the
 // lookups that fill it, and the retry protocol of DESIGN.md ("router").
-// It does not own the transport (callers send each attempt themselves, so
-// the same router serves the Go client and each node's gateway), the
-// placement driver (a Resolver answers cache misses), nor the splitting of
-// span requests across ranges (Do routes one key; Target.Range tells the
-// caller where the range ends, so it can clip a span and continue).
+// It also splits requests that cover many ranges (scans, delete-ranges,
+// batches) into one part per range. It does not own the transport (callers
+// send each attempt themselves, so the same router serves the Go client and
+// each node's gateway), the placement driver (a Resolver answers cache
+// misses), nor the checking of requests for bad input (the caller's, before
+// a request is split).
 //
 // # Cache
 //
@@ -61,6 +62,24 @@
 // have been (UNKNOWN: some attempt's outcome was unknown). A write is never
 // sent again after an unknown outcome unless the request says it is
 // idempotent.
+//
+// # Spans
+//
+// DoSpan runs a request over a span [start, end) range by range, forward
+// or in reverse, each part with Do. Each attempt's part is the rest of the
+// span clipped to the attempt's Target.Range, computed again for every
+// attempt: an EpochNotMatch retry may have narrowed the range (a split), and
+// the part must then shrink with it. The next part starts where the served
+// part ended. In reverse, the part ending at key X is routed to the range
+// holding the keys just below X (Request.Before; the cache finds the range
+// with start < X <= end, the Resolver is asked with before set), the last
+// range when X is empty. On it, Scan merges the parts' pairs in order with
+// a limit and a size bound across ranges and a resume key, and DeleteRange
+// sums the parts' counts; Batch groups a batch's ops by range (each range's
+// ops in their order, a delete-range cut at range bounds) and sends one
+// batch per range, the ops of each attempt again chosen by the attempt's
+// range. A request split this way is not atomic across ranges: a write
+// that fails after a part was applied fails with outcome UNKNOWN.
 //
 // The router runs no goroutines of its own; a single-flight lookup runs in
 // one that ends when the Resolver returns.

@@ -112,7 +112,7 @@ func (f *fakeResolver) numCalls() int {
 	return f.calls
 }
 
-func (f *fakeResolver) LookupRange(ctx context.Context, key []byte) (RangeInfo, error) {
+func (f *fakeResolver) LookupRange(ctx context.Context, key []byte, before bool) (RangeInfo, error) {
 	f.mu.Lock()
 	f.calls++
 	f.keys = append(f.keys, string(key))
@@ -133,7 +133,7 @@ func (f *fakeResolver) LookupRange(ctx context.Context, key []byte) (RangeInfo, 
 		return RangeInfo{}, err
 	}
 	for _, ri := range ranges {
-		if containsKey(ri.Desc, key) {
+		if holds(ri.Desc, key, before) {
 			return RangeInfo{Desc: cloneDesc(ri.Desc), Leader: cloneReplica(ri.Leader)}, nil
 		}
 	}

@@ -34,6 +34,10 @@ var retryReasons = []string{
 //	flotilla_router_request_errors_total       requests that returned an error
 //	flotilla_router_backoffs_total             backoff sleeps
 //	flotilla_router_retries_total{reason=...}  attempts retried, by the error that caused it
+//	flotilla_router_span_requests_total        span requests and batches split by range (DoSpan,
+//	                                           Scan, DeleteRange, Batch calls)
+//	flotilla_router_span_multi_range_total     those that needed more than one range
+//	flotilla_router_span_parts_total           their parts served (one Do call each)
 type routerMetrics struct {
 	lookups        *metrics.Counter
 	hits           *metrics.Counter
@@ -45,6 +49,9 @@ type routerMetrics struct {
 	requestErrors  *metrics.Counter
 	backoffs       *metrics.Counter
 	retries        map[string]*metrics.Counter
+	spanRequests   *metrics.Counter
+	spanMultiRange *metrics.Counter
+	spanParts      *metrics.Counter
 }
 
 func newRouterMetrics(set *metrics.Set) *routerMetrics {
@@ -62,6 +69,9 @@ func newRouterMetrics(set *metrics.Set) *routerMetrics {
 		requestErrors:  set.GetOrCreateCounter("flotilla_router_request_errors_total"),
 		backoffs:       set.GetOrCreateCounter("flotilla_router_backoffs_total"),
 		retries:        make(map[string]*metrics.Counter, len(retryReasons)),
+		spanRequests:   set.GetOrCreateCounter("flotilla_router_span_requests_total"),
+		spanMultiRange: set.GetOrCreateCounter("flotilla_router_span_multi_range_total"),
+		spanParts:      set.GetOrCreateCounter("flotilla_router_span_parts_total"),
 	}
 	for _, r := range retryReasons {
 		m.retries[r] = set.GetOrCreateCounter(`flotilla_router_retries_total{reason="` + r + `"}`)

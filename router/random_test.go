@@ -140,7 +140,7 @@ func (m *clusterModel) mutateLocked() {
 
 // LookupRange answers from the placement driver's view, which catches up
 // with the truth on some lookups only; a few lookups fail.
-func (m *clusterModel) LookupRange(_ context.Context, key []byte) (RangeInfo, error) {
+func (m *clusterModel) LookupRange(_ context.Context, key []byte, before bool) (RangeInfo, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.rng.Float64() < 0.05 {
@@ -152,7 +152,7 @@ func (m *clusterModel) LookupRange(_ context.Context, key []byte) (RangeInfo, er
 	}
 	for _, id := range sortedIDs(m.pd) {
 		r := m.pd[id]
-		if containsKey(r.desc, key) {
+		if holds(r.desc, key, before) {
 			info := RangeInfo{Desc: cloneDesc(r.desc)}
 			if r.leader != 0 && m.rng.Float64() < 0.7 {
 				info.Leader = leaderOn(r.leader)

@@ -32,11 +32,14 @@ type RangeInfo struct {
 // tests a fake.
 type Resolver interface {
 	// LookupRange returns the range that holds key, with its leader if
-	// known. It is called from the goroutine of a request that missed the
-	// cache (or a goroutine of the single-flight group on its behalf), from
-	// many at once, and must return when ctx is done. The router keeps the
+	// known; with before, the range that holds the keys just below key
+	// (key exclusive: the range with start < key <= end, or the last range
+	// if key is empty), which reverse span requests are routed by. It is
+	// called from the goroutine of a request that missed the cache (or a
+	// goroutine of the single-flight group on its behalf), from many at
+	// once, and must return when ctx is done. The router keeps the
 	// descriptors it is given; the resolver must not modify them afterwards.
-	LookupRange(ctx context.Context, key []byte) (RangeInfo, error)
+	LookupRange(ctx context.Context, key []byte, before bool) (RangeInfo, error)
 }
 
 // Router routes requests to the replicas of the ranges that hold their
@@ -105,8 +108,20 @@ const maxFlightRounds = 4
 // entry costs at most a retry, while an error would fail every request
 // while the placement driver is unreachable.
 func (r *Router) Lookup(ctx context.Context, key []byte) (RangeInfo, error) {
+	return r.lookup(ctx, key, false)
+}
+
+// LookupBefore is Lookup for the range that holds the keys just below key
+// (key exclusive): the range with start < key <= end, or the last range if
+// key is empty. A reverse span request walks the ranges this way.
+func (r *Router) LookupBefore(ctx context.Context, key []byte) (RangeInfo, error) {
+	return r.lookup(ctx, key, true)
+}
+
+// lookup is Lookup (before false) or LookupBefore.
+func (r *Router) lookup(ctx context.Context, key []byte, before bool) (RangeInfo, error) {
 	r.metrics.lookups.Inc()
-	stale, ok := r.cache.get(key)
+	stale, ok := r.cache.lookup(key, before)
 	if ok && r.now().Before(stale.expires) {
 		r.metrics.hits.Inc()
 		return stale.info(), nil
@@ -114,21 +129,21 @@ func (r *Router) Lookup(ctx context.Context, key []byte) (RangeInfo, error) {
 	r.metrics.misses.Inc()
 	// Refreshes of one expired entry coalesce whatever key asked; misses
 	// coalesce by key (nothing says which keys share a range).
-	flightKey := "k" + string(key)
+	flightKey := missFlightKey(key, before)
 	if ok {
 		flightKey = "r" + string(stale.desc.GetStartKey())
 	}
 	var err error
 	for range maxFlightRounds {
 		var info RangeInfo
-		info, err = r.resolve(ctx, key, flightKey)
+		info, err = r.resolve(ctx, key, before, flightKey)
 		if err == nil {
-			if containsKey(info.Desc, key) {
+			if holds(info.Desc, key, before) {
 				return info, nil
 			}
 			// The flight was for another key of the expired entry, which
 			// the answer shows to have split: look key up on its own.
-			flightKey = "k" + string(key)
+			flightKey = missFlightKey(key, before)
 			continue
 		}
 		if ctx.Err() != nil || !isContextError(err) {
@@ -143,6 +158,14 @@ func (r *Router) Lookup(ctx context.Context, key []byte) (RangeInfo, error) {
 	return RangeInfo{}, err
 }
 
+// missFlightKey is the single-flight key of a cache miss.
+func missFlightKey(key []byte, before bool) string {
+	if before {
+		return "b" + string(key)
+	}
+	return "k" + string(key)
+}
+
 func isContextError(err error) bool {
 	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
@@ -150,23 +173,23 @@ func isContextError(err error) bool {
 // resolve joins or starts the flight that asks the Resolver for key's
 // range. The flight runs under the context of the request that started it;
 // a request whose own context ends stops waiting for it.
-func (r *Router) resolve(ctx context.Context, key []byte, flightKey string) (RangeInfo, error) {
+func (r *Router) resolve(ctx context.Context, key []byte, before bool, flightKey string) (RangeInfo, error) {
 	ch := r.flights.DoChan(flightKey, func() (any, error) {
 		// A flight that ended a moment ago may have cached the range.
-		if e, ok := r.cache.get(key); ok && r.now().Before(e.expires) {
+		if e, ok := r.cache.lookup(key, before); ok && r.now().Before(e.expires) {
 			return e.info(), nil
 		}
 		r.metrics.resolverCalls.Inc()
-		info, err := r.cfg.Resolver.LookupRange(ctx, key)
+		info, err := r.cfg.Resolver.LookupRange(ctx, key, before)
 		if err == nil {
-			err = checkInfo(info, key)
+			err = checkInfo(info, key, before)
 		}
 		if err != nil {
 			r.metrics.resolverErrors.Inc()
-			return nil, fmt.Errorf("router: looking up the range of key %q: %w", key, err)
+			return nil, fmt.Errorf("router: looking up the range %s key %q: %w", lookupWhat(before), key, err)
 		}
 		e := r.cache.insert(info.Desc, info.Leader, r.now().Add(r.cfg.TTL))
-		if e.desc.GetRangeId() == info.Desc.GetRangeId() && containsKey(e.desc, key) {
+		if e.desc.GetRangeId() == info.Desc.GetRangeId() && holds(e.desc, key, before) {
 			// The cache's entry, which may be newer than the answer.
 			return e.info(), nil
 		}
@@ -179,18 +202,29 @@ func (r *Router) resolve(ctx context.Context, key []byte, flightKey string) (Ran
 		}
 		return res.Val.(RangeInfo), nil
 	case <-ctx.Done():
-		return RangeInfo{}, fmt.Errorf("router: looking up the range of key %q: %w", key, ctx.Err())
+		return RangeInfo{}, fmt.Errorf("router: looking up the range %s key %q: %w", lookupWhat(before), key, ctx.Err())
 	}
 }
 
+func lookupWhat(before bool) string {
+	if before {
+		return "before"
+	}
+	return "of"
+}
+
 // checkInfo checks what the Resolver returned for key.
-func checkInfo(info RangeInfo, key []byte) error {
+func checkInfo(info RangeInfo, key []byte, before bool) error {
 	if err := checkDesc(info.Desc); err != nil {
 		return err
 	}
-	if !containsKey(info.Desc, key) {
-		return fmt.Errorf("the resolver returned range %d [%q, %q), which does not hold the key",
-			info.Desc.GetRangeId(), info.Desc.GetStartKey(), info.Desc.GetEndKey())
+	if !holds(info.Desc, key, before) {
+		what := "the key"
+		if before {
+			what = "the keys just below the key"
+		}
+		return fmt.Errorf("the resolver returned range %d [%q, %q), which does not hold %s",
+			info.Desc.GetRangeId(), info.Desc.GetStartKey(), info.Desc.GetEndKey(), what)
 	}
 	return nil
 }

@@ -566,9 +566,13 @@ func (x *OperatorStep) GetVersion() uint64 {
 }
 
 type LookupRangeRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
-	Forwarded     bool                   `protobuf:"varint,2,opt,name=forwarded,proto3" json:"forwarded,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Key       []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Forwarded bool                   `protobuf:"varint,2,opt,name=forwarded,proto3" json:"forwarded,omitempty"`
+	// before asks for the range holding the keys just below key (key
+	// exclusive): the one with start_key < key <= end_key, or the last range
+	// when key is empty. A reverse scan walks the ranges this way.
+	Before        bool `protobuf:"varint,3,opt,name=before,proto3" json:"before,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -613,6 +617,13 @@ func (x *LookupRangeRequest) GetKey() []byte {
 func (x *LookupRangeRequest) GetForwarded() bool {
 	if x != nil {
 		return x.Forwarded
+	}
+	return false
+}
+
+func (x *LookupRangeRequest) GetBefore() bool {
+	if x != nil {
+		return x.Before
 	}
 	return false
 }
@@ -1724,10 +1735,11 @@ const file_flotillapb_placement_proto_rawDesc = "" +
 	"\fnew_range_id\x18\a \x01(\x04R\n" +
 	"newRangeId\x12&\n" +
 	"\x0fnew_replica_ids\x18\b \x03(\x04R\rnewReplicaIds\x12\x18\n" +
-	"\aversion\x18\t \x01(\x04R\aversion\"D\n" +
+	"\aversion\x18\t \x01(\x04R\aversion\"\\\n" +
 	"\x12LookupRangeRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x1c\n" +
-	"\tforwarded\x18\x02 \x01(\bR\tforwarded\"\xbe\x01\n" +
+	"\tforwarded\x18\x02 \x01(\bR\tforwarded\x12\x16\n" +
+	"\x06before\x18\x03 \x01(\bR\x06before\"\xbe\x01\n" +
 	"\x13LookupRangeResponse\x12<\n" +
 	"\n" +
 	"descriptor\x18\x01 \x01(\v2\x1c.flotilla.v1.RangeDescriptorR\n" +

@@ -46,7 +46,8 @@ const (
 type PlacementClient interface {
 	StoreHeartbeat(ctx context.Context, in *StoreHeartbeatRequest, opts ...grpc.CallOption) (*StoreHeartbeatResponse, error)
 	RangeHeartbeat(ctx context.Context, in *RangeHeartbeatRequest, opts ...grpc.CallOption) (*RangeHeartbeatResponse, error)
-	// LookupRange returns the newest descriptor of the range holding key.
+	// LookupRange returns the newest descriptor of the range holding key (or,
+	// with before, the keys just below key).
 	LookupRange(ctx context.Context, in *LookupRangeRequest, opts ...grpc.CallOption) (*LookupRangeResponse, error)
 	ListStores(ctx context.Context, in *ListStoresRequest, opts ...grpc.CallOption) (*ListStoresResponse, error)
 	ListRanges(ctx context.Context, in *ListRangesRequest, opts ...grpc.CallOption) (*ListRangesResponse, error)
@@ -192,7 +193,8 @@ func (c *placementClient) SplitRange(ctx context.Context, in *SplitRangeRequest,
 type PlacementServer interface {
 	StoreHeartbeat(context.Context, *StoreHeartbeatRequest) (*StoreHeartbeatResponse, error)
 	RangeHeartbeat(context.Context, *RangeHeartbeatRequest) (*RangeHeartbeatResponse, error)
-	// LookupRange returns the newest descriptor of the range holding key.
+	// LookupRange returns the newest descriptor of the range holding key (or,
+	// with before, the keys just below key).
 	LookupRange(context.Context, *LookupRangeRequest) (*LookupRangeResponse, error)
 	ListStores(context.Context, *ListStoresRequest) (*ListStoresResponse, error)
 	ListRanges(context.Context, *ListRangesRequest) (*ListRangesResponse, error)
