@@ -25,7 +25,7 @@ func placementConfig(dir string, join ...string) flotilla.Config {
 		LivenessWindow: time.Second, StoreDownTimeout: 3 * time.Second}
 }
 
-func placementClient(t *testing.T, n *flotilla.Node) flotillapb.PlacementClient {
+func placementClient(t testing.TB, n *flotilla.Node) flotillapb.PlacementClient {
 	t.Helper()
 	pool := rpc.NewPool(rpc.PoolConfig{})
 	t.Cleanup(func() { _ = pool.Close() })

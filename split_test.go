@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -278,4 +279,79 @@ func TestBalanceManyRanges(t *testing.T) {
 			t.Fatalf("range %d has %d replicas", r.GetDescriptor_().GetRangeId(), n)
 		}
 	}
+}
+
+// TestLoadSplit: a hot key span under load is split by load, at a key
+// inside the span, and the halves' leaders end up on different stores.
+func TestLoadSplit(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	nodes := startSplitCluster(t, ctx, func(c *flotilla.Config) {
+		c.SplitSize = -1
+		c.SplitQPS = 100
+	})
+	pc := placementClient(t, nodes[0])
+	c, err := flotilla.Connect(ctx, nodes[0].Addr(), nodes[1].Addr(), nodes[2].Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Cold data around the hot span.
+	for _, k := range []string{"a", "b", "y", "z"} {
+		if err := c.Put(ctx, []byte(k), []byte("cold")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 200000; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				key := fmt.Appendf(nil, "hot/%03d", (i*31+w*7)%200)
+				var err error
+				if i%2 == 0 {
+					err = c.Put(ctx, key, []byte("v"))
+				} else {
+					_, err = c.Get(ctx, key)
+				}
+				if err != nil && ctx.Err() != nil {
+					return
+				}
+			}
+		}()
+	}
+	defer func() { close(stop); wg.Wait() }()
+	testutil.SucceedsWithin(t, 2*time.Minute, func() error {
+		rs, err := listRanges(ctx, pc)
+		if err != nil {
+			return err
+		}
+		// The ranges holding hot keys, and their leaders' stores.
+		leaders := map[uint64]bool{}
+		hot := 0
+		for _, r := range rs {
+			d := r.GetDescriptor_()
+			if bytes.Compare(d.GetStartKey(), []byte("hot/~")) < 0 && (len(d.GetEndKey()) == 0 || bytes.Compare(d.GetEndKey(), []byte("hot/")) > 0) {
+				hot++
+				leaders[r.GetLeader().GetStoreId()] = true
+			}
+		}
+		if hot < 2 || len(leaders) < 2 {
+			return fmt.Errorf("%d ranges hold the hot keys, led from %d stores", hot, len(leaders))
+		}
+		// The split keys lie inside the hot span.
+		for _, r := range rs[1:] {
+			if k := r.GetDescriptor_().GetStartKey(); !bytes.HasPrefix(k, []byte("hot/")) {
+				return fmt.Errorf("a range starts at %q, outside the hot span", k)
+			}
+		}
+		return nil
+	})
 }

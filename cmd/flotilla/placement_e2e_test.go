@@ -33,6 +33,8 @@ type placementCluster struct {
 	procs []*proc
 	// ids maps each process to its node (store) ID, once known.
 	ids map[*proc]uint64
+	// flags are added to every node's start command.
+	flags []string
 }
 
 func newPlacementCluster(t *testing.T) *placementCluster {
@@ -59,6 +61,7 @@ func (c *placementCluster) start(join ...string) *proc {
 	p := &proc{t: t, addr: freeAddr(t), httpAddr: freeAddr(t), log: filepath.Join(c.dir, fmt.Sprintf("node%d.log", i))}
 	p.args = append([]string{"start", "--store", filepath.Join(c.dir, fmt.Sprintf("node%d", i)),
 		"--listen-addr", p.addr, "--http-addr", p.httpAddr, "--log-level", "info"}, placementFlags...)
+	p.args = append(p.args, c.flags...)
 	if len(join) > 0 {
 		p.args = append(p.args, "--join", strings.Join(join, ","))
 	}
