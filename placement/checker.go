@@ -70,8 +70,9 @@ type RangeView struct {
 	// catching up).
 	Pending []multiraft.ReplicaID
 	// Load is the requests per second (reads and writes) the leader last
-	// reported.
+	// reported; Size the bytes of its keys and values.
 	Load float64
+	Size int64
 	// Stuck are the pending replicas that have been pending for longer
 	// than an operator may go without progress: their snapshot keeps
 	// failing, or their replica cannot be created.
@@ -446,7 +447,11 @@ func (c *ClusterView) BalanceReplicas(alloc ReplicaAllocator) *Operator {
 	if c.MaxSnapshotsPerStore > 0 && to.Snapshots >= c.MaxSnapshotsPerStore {
 		return nil
 	}
-	for _, r := range c.Ranges {
+	// The smallest ranges first: BalanceSize moves the large ones, and the
+	// two must not undo each other.
+	ranges := slices.Clone(c.Ranges)
+	slices.SortStableFunc(ranges, func(a, b *RangeView) int { return cmp.Compare(a.Size, b.Size) })
+	for _, r := range ranges {
 		if !c.healthy(r) || !c.hasReplicaOn(r.Desc, from.ID) || c.hasReplicaOn(r.Desc, to.ID) {
 			continue
 		}
@@ -579,4 +584,71 @@ func (c *ClusterView) hotRanges() []*RangeView {
 		}
 	}
 	return out
+}
+
+// MinSizeImbalance is the smallest difference in bytes between two stores
+// that BalanceSize acts on (besides 20% of the mean).
+const MinSizeImbalance = 1 << 20
+
+// BalanceSize moves one replica from the usable store holding the most
+// bytes (by the ranges' reported sizes) to the one holding the fewest, once
+// they differ by more than 20% of the mean and MinSizeImbalance: the
+// largest range on the first, not on the second, smaller than half the
+// difference (so the move cannot overshoot). It moves only towards a store
+// with no more replicas than the source, so counts stay balanced
+// (BalanceReplicas moves the smallest ranges).
+func (c *ClusterView) BalanceSize(alloc ReplicaAllocator) *Operator {
+	bytesOn := map[multiraft.NodeID]int64{}
+	for _, r := range c.Ranges {
+		for _, rep := range r.Desc.GetReplicas() {
+			bytesOn[multiraft.NodeID(rep.GetStoreId())] += r.Size
+		}
+	}
+	var from, to *StoreView
+	var total int64
+	n := 0
+	for _, s := range c.sortedStores() {
+		if !s.usable() {
+			continue
+		}
+		total += bytesOn[s.ID]
+		n++
+		if from == nil || bytesOn[s.ID] > bytesOn[from.ID] {
+			from = s
+		}
+		if to == nil || bytesOn[s.ID] < bytesOn[to.ID] {
+			to = s
+		}
+	}
+	if n < 2 {
+		return nil
+	}
+	gap := bytesOn[from.ID] - bytesOn[to.ID]
+	if gap <= MinSizeImbalance || float64(gap) <= 0.2*float64(total)/float64(n) || to.Ranges > from.Ranges {
+		return nil
+	}
+	if c.MaxSnapshotsPerStore > 0 && to.Snapshots >= c.MaxSnapshotsPerStore {
+		return nil
+	}
+	var best *RangeView
+	for _, r := range c.Ranges {
+		if r.Size <= 0 || 2*r.Size >= gap || !c.healthy(r) || !c.hasReplicaOn(r.Desc, from.ID) || c.hasReplicaOn(r.Desc, to.ID) {
+			continue
+		}
+		if best == nil || r.Size > best.Size {
+			best = r
+		}
+	}
+	if best == nil {
+		return nil
+	}
+	for _, rep := range best.Desc.GetReplicas() {
+		if multiraft.NodeID(rep.GetStoreId()) == from.ID {
+			id := multiraft.GroupID(best.Desc.GetRangeId())
+			return &Operator{RangeID: id, ConfVer: best.Desc.GetEpoch().GetConfVer(),
+				Steps: moveOff(best, multiraft.ReplicaID(rep.GetReplicaId()), alloc(id, to.ID), true),
+				Reason: fmt.Sprintf("balance size: store %d holds %d bytes, store %d %d", from.ID, bytesOn[from.ID], to.ID, bytesOn[to.ID])}
+		}
+	}
+	return nil
 }

@@ -506,3 +506,53 @@ func withinOneOfMean(counts []int) bool {
 	}
 	return true
 }
+
+// TestBalanceSize: with replica counts balanced, bytes are not: the largest
+// range that fits half the gap moves from the fullest store to the
+// emptiest; nothing moves below the thresholds or towards a store with more
+// replicas.
+func TestBalanceSize(t *testing.T) {
+	const mib = 1 << 20
+	type rng struct {
+		stores []multiraft.NodeID
+		size   int64
+	}
+	build := func(rs []rng) *ClusterView {
+		cv := &ClusterView{Stores: stores(4), ReplicationFactor: 3}
+		for i, r := range rs {
+			var voters []multiraft.ReplicaID
+			for _, s := range r.stores {
+				voters = append(voters, rid(s, uint32(i+1)))
+				cv.Stores[s].Ranges++
+			}
+			cv.Ranges = append(cv.Ranges, &RangeView{Desc: desc(uint64(10+i), 1, voters), Leader: voters[0], Size: r.size})
+		}
+		return cv
+	}
+	big := []multiraft.NodeID{1, 2, 3}
+	skewed := []rng{
+		{big, 6 * mib}, {big, 5 * mib}, {big, 6 * mib}, // 10, 11, 12
+		{[]multiraft.NodeID{1, 2, 4}, mib}, {[]multiraft.NodeID{1, 3, 4}, mib},
+		{[]multiraft.NodeID{2, 3, 4}, mib}, {[]multiraft.NodeID{2, 3, 4}, mib},
+	}
+	// Bytes: store 1 19 MiB, 2 and 3 20 MiB, 4 4 MiB; the gap is 16 MiB.
+	var next uint32 = 100
+	op := build(skewed).BalanceSize(seqAlloc(&next))
+	if op == nil || len(op.Steps) == 0 {
+		t.Fatal("no move for a size imbalance")
+	}
+	if s := op.Steps[0]; s.Kind != StepAddLearner || s.Replica.Node() != 4 || (op.RangeID != 10 && op.RangeID != 12) {
+		t.Fatalf("want a 6 MiB range moved to store 4, got %v", op)
+	}
+	// Balanced enough: nothing.
+	even := []rng{{big, mib}, {[]multiraft.NodeID{1, 2, 4}, mib}, {[]multiraft.NodeID{1, 3, 4}, mib}, {[]multiraft.NodeID{2, 3, 4}, mib}}
+	if op := build(even).BalanceSize(seqAlloc(&next)); op != nil {
+		t.Fatalf("move between even stores: %v", op)
+	}
+	// The emptiest store holds more replicas: nothing.
+	cv := build(skewed)
+	cv.Stores[4].Ranges = 10
+	if op := cv.BalanceSize(seqAlloc(&next)); op != nil {
+		t.Fatalf("move towards a store with more replicas: %v", op)
+	}
+}

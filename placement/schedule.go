@@ -152,6 +152,7 @@ func (d *Driver) buildViewLocked(meta *flotillapb.ClusterMeta, now time.Time, in
 		}
 		rangeLeader(rv, obs.hb)
 		rv.Load = obs.hb.GetReadsPerSecond() + obs.hb.GetWritesPerSecond()
+		rv.Size = obs.hb.GetStats().GetKeyBytes() + obs.hb.GetStats().GetValueBytes()
 		rv.Stuck = d.stuckLocked(id, rv.Pending, now)
 	}
 	descs := make([]*flotillapb.RangeDescriptor, 0, len(byID))
@@ -619,6 +620,8 @@ func (d *Driver) Balance(meta *flotillapb.ClusterMeta) (decommissioned []multira
 			return d.mu.ops[multiraft.GroupID(r.Desc.GetRangeId())] != nil
 		})
 		if op := busy.BalanceReplicas(d.allocLocked); validOp(op) {
+			d.startLocked(op, SourceBalanceReplicas, now)
+		} else if op := busy.BalanceSize(d.allocLocked); validOp(op) {
 			d.startLocked(op, SourceBalanceReplicas, now)
 		} else if op := busy.BalanceHotLeaders(); validOp(op) {
 			d.startLocked(op, SourceBalanceLeaders, now)
