@@ -646,7 +646,7 @@ func (c *ClusterView) BalanceSize(alloc ReplicaAllocator) *Operator {
 		if multiraft.NodeID(rep.GetStoreId()) == from.ID {
 			id := multiraft.GroupID(best.Desc.GetRangeId())
 			return &Operator{RangeID: id, ConfVer: best.Desc.GetEpoch().GetConfVer(),
-				Steps: moveOff(best, multiraft.ReplicaID(rep.GetReplicaId()), alloc(id, to.ID), true),
+				Steps:  moveOff(best, multiraft.ReplicaID(rep.GetReplicaId()), alloc(id, to.ID), true),
 				Reason: fmt.Sprintf("balance size: store %d holds %d bytes, store %d %d", from.ID, bytesOn[from.ID], to.ID, bytesOn[to.ID])}
 		}
 	}
