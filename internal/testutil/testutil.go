@@ -4,6 +4,7 @@
 package testutil
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
@@ -23,15 +24,23 @@ func SucceedsSoon(t testing.TB, fn func() error) {
 // SucceedsWithin is SucceedsSoon with a chosen deadline.
 func SucceedsWithin(t testing.TB, d time.Duration, fn func() error) {
 	t.Helper()
+	if err := SucceedsWithinErr(d, fn); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// SucceedsWithinErr polls fn like SucceedsWithin and returns an error
+// instead of failing the test, for conditions a test can do without.
+func SucceedsWithinErr(d time.Duration, fn func() error) error {
 	deadline := time.Now().Add(d)
 	wait := time.Millisecond
 	for {
 		err := fn()
 		if err == nil {
-			return
+			return nil
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("condition not met after %v: %v", d, err)
+			return fmt.Errorf("condition not met after %v: %v", d, err)
 		}
 		time.Sleep(wait)
 		wait = min(2*wait, 100*time.Millisecond)
