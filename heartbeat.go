@@ -395,7 +395,7 @@ func (n *Node) publishPlacementView(meta *flotillapb.ClusterMeta) {
 			return -1
 		})
 	}
-	n.placementView.Store(&flotillapb.PlacementView{Stores: stores, Operators: n.driver.Operators(meta)})
+	n.placementView.Store(&flotillapb.PlacementView{Stores: stores, Operators: n.driver.Operators(meta), Ranges: n.driver.Ranges(meta)})
 }
 
 // registerPlacementMetrics registers the placement driver's gauges; they

@@ -188,6 +188,30 @@ func TestSplitsInProcess(t *testing.T) {
 		}
 	}
 	testutil.SucceedsWithin(t, time.Minute, func() error { return replicasAgree(nodes) })
+	// The placement driver's leader lists every range on /status, with
+	// sizes and leaders.
+	testutil.SucceedsWithin(t, 30*time.Second, func() error {
+		rs, err := listRanges(ctx, pc)
+		if err != nil {
+			return err
+		}
+		for _, n := range nodes {
+			pv := n.Status(false).GetPlacement()
+			if pv == nil {
+				continue
+			}
+			if len(pv.GetRanges()) != len(rs) {
+				return fmt.Errorf("/status lists %d ranges, ListRanges %d", len(pv.GetRanges()), len(rs))
+			}
+			for _, r := range pv.GetRanges() {
+				if r.GetLeader() == nil || r.GetStats() == nil {
+					return fmt.Errorf("/status: range %d without a leader or statistics", r.GetDescriptor_().GetRangeId())
+				}
+			}
+			return nil
+		}
+		return fmt.Errorf("no node publishes the placement view")
+	})
 }
 
 // TestBalanceManyRanges: 5 nodes and 200 ranges (the cluster starts

@@ -426,7 +426,10 @@ type PlacementView struct {
 	Stores []*StoreStatus `protobuf:"bytes,1,rep,name=stores,proto3" json:"stores,omitempty"`
 	// operators holds the running and recent operators, the counts of ended
 	// ones by state, and the balance scores.
-	Operators     *ListOperatorsResponse `protobuf:"bytes,2,opt,name=operators,proto3" json:"operators,omitempty"`
+	Operators *ListOperatorsResponse `protobuf:"bytes,2,opt,name=operators,proto3" json:"operators,omitempty"`
+	// ranges are every range, by start key, with its newest descriptor,
+	// leader, size and load, as the range heartbeats reported them.
+	Ranges        []*RangeStatus `protobuf:"bytes,3,rep,name=ranges,proto3" json:"ranges,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -471,6 +474,13 @@ func (x *PlacementView) GetStores() []*StoreStatus {
 func (x *PlacementView) GetOperators() *ListOperatorsResponse {
 	if x != nil {
 		return x.Operators
+	}
+	return nil
+}
+
+func (x *PlacementView) GetRanges() []*RangeStatus {
+	if x != nil {
+		return x.Ranges
 	}
 	return nil
 }
@@ -821,10 +831,11 @@ const file_flotillapb_node_proto_rawDesc = "" +
 	"\breplicas\x18\b \x03(\v2\x1a.flotilla.v1.ReplicaStatusR\breplicas\x121\n" +
 	"\x05nodes\x18\t \x03(\v2\x1b.flotilla.v1.NodeDescriptorR\x05nodes\x128\n" +
 	"\tplacement\x18\n" +
-	" \x01(\v2\x1a.flotilla.v1.PlacementViewR\tplacement\"\x83\x01\n" +
+	" \x01(\v2\x1a.flotilla.v1.PlacementViewR\tplacement\"\xb5\x01\n" +
 	"\rPlacementView\x120\n" +
 	"\x06stores\x18\x01 \x03(\v2\x18.flotilla.v1.StoreStatusR\x06stores\x12@\n" +
-	"\toperators\x18\x02 \x01(\v2\".flotilla.v1.ListOperatorsResponseR\toperators\"\x92\x04\n" +
+	"\toperators\x18\x02 \x01(\v2\".flotilla.v1.ListOperatorsResponseR\toperators\x120\n" +
+	"\x06ranges\x18\x03 \x03(\v2\x18.flotilla.v1.RangeStatusR\x06ranges\"\x92\x04\n" +
 	"\rReplicaStatus\x12\x19\n" +
 	"\bgroup_id\x18\x01 \x01(\x04R\agroupId\x12\x12\n" +
 	"\x04kind\x18\x02 \x01(\tR\x04kind\x12<\n" +
@@ -889,8 +900,9 @@ var file_flotillapb_node_proto_goTypes = []any{
 	(*NodeDescriptor)(nil),        // 11: flotilla.v1.NodeDescriptor
 	(*StoreStatus)(nil),           // 12: flotilla.v1.StoreStatus
 	(*ListOperatorsResponse)(nil), // 13: flotilla.v1.ListOperatorsResponse
-	(*RangeDescriptor)(nil),       // 14: flotilla.v1.RangeDescriptor
-	(*RangeStats)(nil),            // 15: flotilla.v1.RangeStats
+	(*RangeStatus)(nil),           // 14: flotilla.v1.RangeStatus
+	(*RangeDescriptor)(nil),       // 15: flotilla.v1.RangeDescriptor
+	(*RangeStats)(nil),            // 16: flotilla.v1.RangeStats
 }
 var file_flotillapb_node_proto_depIdxs = []int32{
 	11, // 0: flotilla.v1.JoinResponse.nodes:type_name -> flotilla.v1.NodeDescriptor
@@ -899,24 +911,25 @@ var file_flotillapb_node_proto_depIdxs = []int32{
 	6,  // 3: flotilla.v1.NodeStatus.placement:type_name -> flotilla.v1.PlacementView
 	12, // 4: flotilla.v1.PlacementView.stores:type_name -> flotilla.v1.StoreStatus
 	13, // 5: flotilla.v1.PlacementView.operators:type_name -> flotilla.v1.ListOperatorsResponse
-	14, // 6: flotilla.v1.ReplicaStatus.descriptor:type_name -> flotilla.v1.RangeDescriptor
-	15, // 7: flotilla.v1.ReplicaStatus.stats:type_name -> flotilla.v1.RangeStats
-	10, // 8: flotilla.v1.ClusterStatusResponse.nodes:type_name -> flotilla.v1.NodeEntry
-	11, // 9: flotilla.v1.NodeEntry.node:type_name -> flotilla.v1.NodeDescriptor
-	5,  // 10: flotilla.v1.NodeEntry.status:type_name -> flotilla.v1.NodeStatus
-	0,  // 11: flotilla.v1.Node.Init:input_type -> flotilla.v1.InitRequest
-	2,  // 12: flotilla.v1.Node.Join:input_type -> flotilla.v1.JoinRequest
-	4,  // 13: flotilla.v1.Node.Status:input_type -> flotilla.v1.StatusRequest
-	8,  // 14: flotilla.v1.Node.ClusterStatus:input_type -> flotilla.v1.ClusterStatusRequest
-	1,  // 15: flotilla.v1.Node.Init:output_type -> flotilla.v1.InitResponse
-	3,  // 16: flotilla.v1.Node.Join:output_type -> flotilla.v1.JoinResponse
-	5,  // 17: flotilla.v1.Node.Status:output_type -> flotilla.v1.NodeStatus
-	9,  // 18: flotilla.v1.Node.ClusterStatus:output_type -> flotilla.v1.ClusterStatusResponse
-	15, // [15:19] is the sub-list for method output_type
-	11, // [11:15] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	14, // 6: flotilla.v1.PlacementView.ranges:type_name -> flotilla.v1.RangeStatus
+	15, // 7: flotilla.v1.ReplicaStatus.descriptor:type_name -> flotilla.v1.RangeDescriptor
+	16, // 8: flotilla.v1.ReplicaStatus.stats:type_name -> flotilla.v1.RangeStats
+	10, // 9: flotilla.v1.ClusterStatusResponse.nodes:type_name -> flotilla.v1.NodeEntry
+	11, // 10: flotilla.v1.NodeEntry.node:type_name -> flotilla.v1.NodeDescriptor
+	5,  // 11: flotilla.v1.NodeEntry.status:type_name -> flotilla.v1.NodeStatus
+	0,  // 12: flotilla.v1.Node.Init:input_type -> flotilla.v1.InitRequest
+	2,  // 13: flotilla.v1.Node.Join:input_type -> flotilla.v1.JoinRequest
+	4,  // 14: flotilla.v1.Node.Status:input_type -> flotilla.v1.StatusRequest
+	8,  // 15: flotilla.v1.Node.ClusterStatus:input_type -> flotilla.v1.ClusterStatusRequest
+	1,  // 16: flotilla.v1.Node.Init:output_type -> flotilla.v1.InitResponse
+	3,  // 17: flotilla.v1.Node.Join:output_type -> flotilla.v1.JoinResponse
+	5,  // 18: flotilla.v1.Node.Status:output_type -> flotilla.v1.NodeStatus
+	9,  // 19: flotilla.v1.Node.ClusterStatus:output_type -> flotilla.v1.ClusterStatusResponse
+	16, // [16:20] is the sub-list for method output_type
+	12, // [12:16] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_flotillapb_node_proto_init() }
