@@ -39,6 +39,10 @@ type clusterOptions struct {
 	// beforeApply, if set, sees every Apply call's commands first, on the
 	// group's worker.
 	beforeApply func(node multiraft.NodeID, group multiraft.GroupID, cmds []multiraft.Command)
+	// afterApply, if set, sees every Apply call's commands after the
+	// replica applied them (its descriptor published, the host's batch not
+	// yet committed), on the group's worker.
+	afterApply func(node multiraft.NodeID, group multiraft.GroupID, cmds []multiraft.Command)
 }
 
 // observedReplica is a replica whose Apply calls are reported.
@@ -47,6 +51,7 @@ type observedReplica struct {
 	node        multiraft.NodeID
 	onApply     func(n int)
 	beforeApply func(node multiraft.NodeID, group multiraft.GroupID, cmds []multiraft.Command)
+	afterApply  func(node multiraft.NodeID, group multiraft.GroupID, cmds []multiraft.Command)
 }
 
 func (r observedReplica) Apply(b *engine.Batch, cmds []multiraft.Command) ([]multiraft.Result, error) {
@@ -56,7 +61,11 @@ func (r observedReplica) Apply(b *engine.Batch, cmds []multiraft.Command) ([]mul
 	if r.beforeApply != nil {
 		r.beforeApply(r.node, r.RangeID(), cmds)
 	}
-	return r.Replica.Apply(b, cmds)
+	res, err := r.Replica.Apply(b, cmds)
+	if err == nil && r.afterApply != nil {
+		r.afterApply(r.node, r.RangeID(), cmds)
+	}
+	return res, err
 }
 
 func newKVCluster(t *testing.T, opts clusterOptions) *kvCluster {
@@ -82,14 +91,14 @@ func newKVCluster(t *testing.T, opts clusterOptions) *kvCluster {
 		k.stores[cfg.NodeID] = s
 		k.mu.Unlock()
 		cfg.NewStateMachine = s.NewStateMachine
-		if opts.onApply != nil || opts.beforeApply != nil {
+		if opts.onApply != nil || opts.beforeApply != nil || opts.afterApply != nil {
 			node := cfg.NodeID
 			cfg.NewStateMachine = func(g multiraft.GroupID) (multiraft.StateMachine, error) {
 				sm, err := s.NewStateMachine(g)
 				if err != nil {
 					return nil, err
 				}
-				return observedReplica{Replica: sm.(*shard.Replica), node: node, onApply: opts.onApply, beforeApply: opts.beforeApply}, nil
+				return observedReplica{Replica: sm.(*shard.Replica), node: node, onApply: opts.onApply, beforeApply: opts.beforeApply, afterApply: opts.afterApply}, nil
 			}
 		}
 	}
