@@ -174,3 +174,140 @@ func TestSplitSnapshotDuringApplyWindow(t *testing.T) {
 		t.Errorf("read of key030 from range %d led by node 3: %q, want %q", rhs, v, "new")
 	}
 }
+
+// TestSplitDestroyedLeftRacesRightSnapshot (review): a left-hand replica
+// that missed a split and was then removed from its range (a zombie still
+// holding the whole unsplit span) is destroyed on its store. The store's
+// overlap check (Store.overlapping) stops counting it as soon as the host
+// forgets the group, but its data is deleted later by the log writer,
+// which performs the destroys of a batch after that batch's appends. If
+// the right-hand range's snapshot is accepted meanwhile and lands in the
+// same log-writer batch as the destroy, the destroy's DeleteRange over the
+// zombie's wide span wipes the freshly ingested right-hand data: node 3's
+// right-hand replica reports the others' applied index with keys missing.
+func TestSplitDestroyedLeftRacesRightSnapshot(t *testing.T) {
+	const rid, rhs, other = 3, 7, 9
+	var (
+		mu      sync.Mutex
+		armed   bool
+		blocked = make(chan struct{}, 1)
+		release = make(chan struct{})
+	)
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	k := newKVCluster(t, clusterOptions{Options: testcluster.Options{
+		Nodes: 3,
+		Configure: func(c *multiraft.Config) {
+			if c.NodeID != 3 {
+				return
+			}
+			c.Testing = &multiraft.TestingKnobs{AfterSnapshotIngest: func(g multiraft.GroupID) {
+				mu.Lock()
+				a := armed && g == other
+				if a {
+					armed = false
+				}
+				mu.Unlock()
+				if !a {
+					return
+				}
+				// Hold node 3's log writer inside a batch, so that what
+				// is queued meanwhile lands in the next batch together.
+				blocked <- struct{}{}
+				select {
+				case <-release:
+				case <-time.After(20 * time.Second):
+				}
+			}}
+		},
+	}})
+	t.Cleanup(unblock)
+	desc := k.bootstrapRange(rid, "", "m", 1, 2, 3)
+	k.bootstrapRange(other, "m", "", 1, 2)
+	ctx := testCtx(t)
+	putAll(t, k, ctx, rid, 0, 40)
+	k.waitConverged(rid, 1, 2, 3)
+	k.makeLeader(rid, 1)
+
+	k.Net.Partition([]multiraft.NodeID{3}, []multiraft.NodeID{1, 2})
+	split(t, k, ctx, rid, 1, splitCmd(desc, "key020", rhs, 2))
+	// Node 3's replica of the left range is removed while it is cut off:
+	// it stays a zombie over the whole unsplit span.
+	confChange(t, k, ctx, rid, multiraft.RemoveReplica(testcluster.ReplicaOn(3)))
+	if _, err := do(k, ctx, rhs, func(ctx context.Context, s *shard.Store) (*flotillapb.PutResponse, error) {
+		return s.Put(ctx, &flotillapb.PutRequest{Header: hdr(rhs), Key: []byte("key030"), Value: []byte("new")})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	k.Net.Heal()
+	// The right-hand range reaches node 3 (an uninitialized replica whose
+	// snapshots the zombie's span refuses).
+	testutil.SucceedsWithin(t, 20*time.Second, func() error {
+		if _, ok := k.Node(3).Host().Status(rhs); !ok {
+			return fmt.Errorf("no replica of %d on node 3 yet", rhs)
+		}
+		return nil
+	})
+
+	// Block node 3's log writer inside a snapshot ingest of another range.
+	mu.Lock()
+	armed = true
+	mu.Unlock()
+	confChange(t, k, ctx, other, multiraft.AddLearner(multiraft.MakeReplicaID(3, 1)))
+	select {
+	case <-blocked:
+	case <-time.After(20 * time.Second):
+		t.Fatal("node 3's log writer did not take the other range's snapshot")
+	}
+	// The zombie is destroyed (as collectRemovedReplicas does once the
+	// driver's descriptor shows it removed); its data deletion queues.
+	if err := k.Node(3).Host().DestroyRemovedReplica(rid, testcluster.ReplicaOn(3)); err != nil {
+		t.Fatal(err)
+	}
+	testutil.SucceedsWithin(t, 10*time.Second, func() error {
+		if _, ok := k.Node(3).Host().Status(rid); ok {
+			return fmt.Errorf("range %d still on node 3", rid)
+		}
+		return nil
+	})
+	// The right-hand range's next snapshot attempt now passes the overlap
+	// check and queues behind the destroy.
+	time.Sleep(time.Second)
+	unblock()
+
+	var want uint64
+	testutil.SucceedsWithin(t, 20*time.Second, func() error {
+		if h := k.Node(3).Host(); h != nil && h.Err() != nil {
+			// With -tags invariants, Restored's stats check catches it.
+			t.Fatalf("node 3 failed: %v", h.Err())
+		}
+		var idx [4]uint64
+		for _, n := range []multiraft.NodeID{1, 2, 3} {
+			r, ok := k.Store(n).Replica(rhs)
+			if !ok || r.Descriptor() == nil {
+				return fmt.Errorf("no initialized replica of %d on node %d", rhs, n)
+			}
+			i, _, err := r.Hash()
+			if err != nil {
+				return err
+			}
+			idx[n] = i
+		}
+		if idx[1] != idx[2] || idx[2] != idx[3] {
+			return fmt.Errorf("applied indexes %v", idx[1:])
+		}
+		want = idx[1]
+		return nil
+	})
+	for _, key := range []string{"key030", "key025"} {
+		ek, err := engine.UserKey([]byte(key))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range []multiraft.NodeID{1, 2, 3} {
+			if _, err := k.Node(n).Engine().Get(ek); err != nil {
+				t.Errorf("node %d: range %d at applied index %d: %s: %v", n, rhs, want, key, err)
+			}
+		}
+	}
+}
