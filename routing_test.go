@@ -326,7 +326,9 @@ func TestClientBeforeInit(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	pctx, pcancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	// Long enough that the deadline almost surely falls in a backoff, not
+	// while an attempt is in flight (which leaves the outcome unknown).
+	pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
 	err = cl.Put(pctx, []byte("k"), []byte("v"))
 	pcancel()
 	if !errors.Is(err, flotilla.ErrUnavailable) || !errors.Is(err, flotilla.ErrNotApplied) {
