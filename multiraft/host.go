@@ -859,10 +859,19 @@ func (h *Host) apply(g *group, ents []*pb.Entry) (destroyed bool, _ error) {
 		}
 	}
 	var splits []*preparedSplit
+	var newGroups []*NewGroup
+	defer func() {
+		for _, ng := range newGroups {
+			if ng.Done != nil {
+				ng.Done()
+			}
+		}
+	}()
 	for i := range results {
 		if results[i].NewGroup == nil {
 			continue
 		}
+		newGroups = append(newGroups, results[i].NewGroup)
 		if len(splits) == 0 {
 			h.createMu.Lock()
 			defer h.createMu.Unlock()
@@ -894,7 +903,10 @@ func (h *Host) apply(g *group, ents []*pb.Entry) (destroyed bool, _ error) {
 	g.applied = appliedState{index: last.GetIndex(), term: last.GetTerm(), confState: cs}
 	err := writeAppliedState(b, g.id, g.applied)
 	if err == nil {
-		err = b.Commit(false)
+		// A split is synced: once the new group's span is released to
+		// snapshots (NewGroup.Done), a snapshot ingested there must never
+		// meet, after a crash, the parent's span from before the split.
+		err = b.Commit(len(newGroups) > 0)
 	}
 	for _, p := range splits {
 		if ferr := h.finishSplit(p, err == nil); err == nil {

@@ -207,6 +207,9 @@ func (w *logWriter) write(reqs []logReq) error {
 				return fmt.Errorf("group %d: destroying replica: %w", r.g.id, err)
 			}
 			r.g.storage.Close()
+			if o, ok := r.g.sm.(DestroyObserver); ok {
+				o.Destroyed()
+			}
 		}
 	}
 	return nil

@@ -200,7 +200,23 @@ func (h *Host) destroyIfRemoved(id GroupID, replica ReplicaID) (bool, error) {
 		return false, err
 	}
 	h.logger.Info("destroying a replica removed before the host stopped", "group", id, "replica", replica)
-	return true, writeDestroy(h.eng, id, replica, sm.Spans())
+	if err := writeDestroy(h.eng, id, replica, sm.Spans()); err != nil {
+		return true, err
+	}
+	if o, ok := sm.(DestroyObserver); ok {
+		o.Destroyed()
+	}
+	return true, nil
+}
+
+// DestroyObserver is implemented by state machines that must know when a
+// destroyed replica's data is gone: a destroyed replica leaves the host at
+// once, but its data is deleted later, by the log writer, and until then
+// its spans must not be given to another replica (a snapshot ingested
+// there first would be deleted with it). Destroyed is called once the data
+// is deleted, from the log writer or while the host loads.
+type DestroyObserver interface {
+	Destroyed()
 }
 
 // DestroyRemovedReplica destroys this host's replica of group id if it is

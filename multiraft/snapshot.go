@@ -237,7 +237,16 @@ func (h *Host) HandleSnapshot(ctx context.Context, header *SnapshotHeader, next 
 		// send the same snapshot again.
 		h.logger.Debug("snapshot not needed: the replica applied past it", "group", header.Group, "index", idx,
 			"applied", g.status.applied.Load())
-		return nil
+		// Read the stream to its end: a transport that sees the receiver
+		// stop early reports the snapshot failed.
+		for {
+			if _, err := next(); err != nil {
+				if errors.Is(err, io.EOF) {
+					return nil
+				}
+				return fmt.Errorf("draining an unneeded snapshot of group %d: %w", header.Group, err)
+			}
+		}
 	}
 	ing, err := h.eng.NewIngester(header.Spans)
 	if err != nil {

@@ -47,6 +47,9 @@ type NewGroup struct {
 	// Discard, called instead of Init when the host does not create the
 	// group, deletes its data from the apply batch.
 	Discard func(b *engine.Batch) error
+	// Done, if set, is called once the apply batch is committed (and the
+	// new group started, if it was created here) or failed.
+	Done func()
 }
 
 // preparedSplit is a new group whose initial state is staged in an apply
@@ -105,35 +108,48 @@ func (h *Host) prepareSplit(parent *group, b *engine.Batch, ng *NewGroup) (*prep
 		return discard(fmt.Sprintf("replica %v was removed (tombstone %v)", self, next))
 	}
 	hs := &pb.HardState{Term: new(uint64(initialLogTerm)), Commit: new(uint64(initialLogIndex))}
+	// The state machine keeps the new group's span from snapshots until
+	// Done, so an existing replica of it is uninitialized: it takes no
+	// other lock than its procMu while processed. An initialized one would
+	// be a broken invariant; it must not be waited for (it could be
+	// applying a split of its own, waiting for createMu).
 	old := h.group(ng.ID)
+	initialized := func(g *group) bool { return g.status.applied.Load() != 0 }
 	if old != nil {
-		old.procMu.Lock()
+		for !old.procMu.TryLock() {
+			if initialized(old) {
+				return nil, fmt.Errorf("split into group %d: the group exists here initialized", ng.ID)
+			}
+			if h.stopped.Load() {
+				return nil, ErrStopped
+			}
+			time.Sleep(appendWaitPoll)
+		}
 		if old.destroyed.Load() {
 			old.procMu.Unlock()
 			old = nil
 		}
 	}
 	if old != nil {
-		switch a, err := loadAppliedState(h.eng, ng.ID); {
-		case err != nil:
-			old.procMu.Unlock()
-			return nil, err
-		case a.index != 0:
-			old.procMu.Unlock()
-			h.logger.Error("split: the new group already exists here initialized; leaving it", "group", parent.id, "new", ng.ID)
-			return nil, nil
-		case old.replicaID > self:
-			old.procMu.Unlock()
-			return discard(fmt.Sprintf("this node holds newer replica %v", old.replicaID))
-		}
 		// The uninitialized replica's appends (a vote, say) must land
-		// before its HardState is read: it is not processed meanwhile.
+		// before its state is read: it is not processed meanwhile.
 		for old.appendsInFlight.Load() > 0 {
 			if h.stopped.Load() {
 				old.procMu.Unlock()
 				return nil, ErrStopped
 			}
 			time.Sleep(appendWaitPoll)
+		}
+		switch a, err := loadAppliedState(h.eng, ng.ID); {
+		case err != nil:
+			old.procMu.Unlock()
+			return nil, err
+		case a.index != 0 || initialized(old):
+			old.procMu.Unlock()
+			return nil, fmt.Errorf("split into group %d: the group exists here initialized (applied %d)", ng.ID, a.index)
+		case old.replicaID > self:
+			old.procMu.Unlock()
+			return discard(fmt.Sprintf("this node holds newer replica %v", old.replicaID))
 		}
 		if old.replicaID == self {
 			prev, _, err := old.storage.InitialState()
@@ -154,6 +170,11 @@ func (h *Host) prepareSplit(parent *group, b *engine.Batch, ng *NewGroup) (*prep
 	if err != nil {
 		if old != nil {
 			old.procMu.Unlock()
+		}
+		if old == nil && errors.Is(err, engine.ErrStorageOpen) {
+			// A replica of the group was destroyed and the log writer has
+			// not deleted it yet: it was removed from the group.
+			return discard("a removed replica is being destroyed")
 		}
 		return nil, err
 	}

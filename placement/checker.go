@@ -595,8 +595,9 @@ const MinSizeImbalance = 1 << 20
 // they differ by more than 20% of the mean and MinSizeImbalance: the
 // largest range on the first, not on the second, smaller than half the
 // difference (so the move cannot overshoot). It moves only towards a store
-// with no more replicas than the source, so counts stay balanced
-// (BalanceReplicas moves the smallest ranges).
+// with fewer replicas than the source, so the counts stay within one
+// (BalanceReplicas acts on a difference of two) and the balancers do not
+// undo each other.
 func (c *ClusterView) BalanceSize(alloc ReplicaAllocator) *Operator {
 	bytesOn := map[multiraft.NodeID]int64{}
 	for _, r := range c.Ranges {
@@ -624,7 +625,7 @@ func (c *ClusterView) BalanceSize(alloc ReplicaAllocator) *Operator {
 		return nil
 	}
 	gap := bytesOn[from.ID] - bytesOn[to.ID]
-	if gap <= MinSizeImbalance || float64(gap) <= 0.2*float64(total)/float64(n) || to.Ranges > from.Ranges {
+	if gap <= MinSizeImbalance || float64(gap) <= 0.2*float64(total)/float64(n) || to.Ranges >= from.Ranges {
 		return nil
 	}
 	if c.MaxSnapshotsPerStore > 0 && to.Snapshots >= c.MaxSnapshotsPerStore {

@@ -290,8 +290,13 @@ func (a *applier) applySplit(c multiraft.Command, sc *flotillapb.SplitCommand) (
 	// the overlay as the left range's: they are checked against the new
 	// descriptor, so none touches it.
 	rightID := multiraft.GroupID(right.GetRangeId())
+	// The right-hand span leaves this range when Apply returns, before the
+	// batch commits and the new range starts: no snapshot may take it
+	// meanwhile (it would be overwritten by this batch's data).
+	a.r.store.reserve(rightID, rightSpan)
 	ng := &multiraft.NewGroup{
-		ID: rightID,
+		Done: func() { a.r.store.unreserve(rightID) },
+		ID:   rightID,
 		Init: func(b *engine.Batch) error {
 			return writeRangeState(b, right, rightStats)
 		},

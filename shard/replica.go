@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/flotilladb/flotilla/engine"
@@ -35,6 +36,9 @@ type Replica struct {
 	// load samples the keys of the requests this replica served, for
 	// load-based splits.
 	load keySampler
+	// wiped: the host destroyed the replica and deleted its data; until
+	// then its span stays occupied (Store.overlapping).
+	wiped atomic.Bool
 
 	// mu guards the replica's cached replicated state. It is written only on
 	// the worker (Apply, Restored) and read anywhere; nothing does I/O while
@@ -82,6 +86,9 @@ type Stats struct {
 	// memory.
 	ReadsPerSecond, WritesPerSecond float64
 }
+
+// Destroyed implements multiraft.DestroyObserver.
+func (r *Replica) Destroyed() { r.wiped.Store(true) }
 
 // noteSplit remembers the right-hand range a split made (worker).
 func (r *Replica) noteSplit(right *flotillapb.RangeDescriptor) {
@@ -240,6 +247,10 @@ func (r *Replica) CheckSnapshotSpans(spans []engine.Span) error {
 		od := other.descriptor()
 		return fmt.Errorf("%w: range %d: snapshot span %s overlaps range %d [%q, %q) on this store",
 			multiraft.ErrBadSnapshot, r.id, got, other.id, od.GetStartKey(), od.GetEndKey())
+	}
+	if id, ok := r.store.reservedOverlap(us); ok {
+		return fmt.Errorf("%w: range %d: snapshot span %s overlaps the span a split into range %d is taking on this store",
+			multiraft.ErrBadSnapshot, r.id, got, id)
 	}
 	r.checkedSpans = append(r.checkedSpans, got)
 	return nil
@@ -406,4 +417,5 @@ var (
 	_ multiraft.StateMachine        = (*Replica)(nil)
 	_ multiraft.SnapshotSpanChecker = (*Replica)(nil)
 	_ multiraft.SnapshotRestorer    = (*Replica)(nil)
+	_ multiraft.DestroyObserver     = (*Replica)(nil)
 )

@@ -50,6 +50,11 @@ type Store struct {
 		// replaced, never modified in place, so a copy of the slice header
 		// may be read without the lock.
 		byStart []*Replica
+		// reserved are the spans of splits being applied, by the new
+		// range's ID: from the moment the left range's descriptor narrows
+		// (before the apply batch commits) until the new range is started,
+		// no snapshot may take them.
+		reserved map[multiraft.GroupID]userSpan
 	}
 }
 
@@ -195,15 +200,44 @@ func (s *Store) index() []*Replica {
 	return s.mu.byStart
 }
 
-// overlapping returns a live initialized replica other than self whose range
-// overlaps span, or nil.
+// overlapping returns an initialized replica other than self whose range
+// overlaps span and that still occupies it: the host runs it, or destroyed
+// it and has not deleted its data yet. Or nil.
 func (s *Store) overlapping(span userSpan, self multiraft.GroupID) *Replica {
 	for _, r := range s.index() {
-		if r.id != self && spansOverlap(spanOf(r.descriptor()), span) && s.live(r.id) {
+		if r.id != self && spansOverlap(spanOf(r.descriptor()), span) && (s.live(r.id) || !r.wiped.Load()) {
 			return r
 		}
 	}
 	return nil
+}
+
+// reserve keeps span from snapshots while a split into range id applies.
+func (s *Store) reserve(id multiraft.GroupID, span userSpan) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.reserved == nil {
+		s.mu.reserved = map[multiraft.GroupID]userSpan{}
+	}
+	s.mu.reserved[id] = span
+}
+
+func (s *Store) unreserve(id multiraft.GroupID) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.mu.reserved, id)
+}
+
+// reservedOverlap returns the split whose reserved span overlaps span.
+func (s *Store) reservedOverlap(span userSpan) (multiraft.GroupID, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, r := range s.mu.reserved {
+		if spansOverlap(r, span) {
+			return id, true
+		}
+	}
+	return 0, false
 }
 
 // Replica returns the local replica of range id, initialized or not, if the

@@ -18,7 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// TestSplitSnapshotDuringApplyWindow (review): the left range's Apply
+// TestSplitSnapshotDuringApplyWindow: the left range's Apply
 // publishes its narrowed descriptor before the host commits the apply
 // batch and before prepareSplit locks the right-hand range's uninitialized
 // replica. In that window CheckSnapshotSpans of the uninitialized replica
@@ -175,7 +175,7 @@ func TestSplitSnapshotDuringApplyWindow(t *testing.T) {
 	}
 }
 
-// TestSplitDestroyedLeftRacesRightSnapshot (review): a left-hand replica
+// TestSplitDestroyedLeftRacesRightSnapshot: a left-hand replica
 // that missed a split and was then removed from its range (a zombie still
 // holding the whole unsplit span) is destroyed on its store. The store's
 // overlap check (Store.overlapping) stops counting it as soon as the host

@@ -14,14 +14,14 @@ import (
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
 )
 
-var reviewSeeds = []uint64{49, 50}
+var convergeSeeds = []uint64{49, 50}
 
-// TestBalanceSizeConverges (review): with ranges of mixed sizes, the
+// TestBalanceSizeConverges: with ranges of mixed sizes, the
 // driver's balancers (replicas, size, leaders; several operators per
 // round) reach a state where no operator runs, with no fault at all.
 func TestBalanceSizeConverges(t *testing.T) {
 	const mib = 1 << 20
-	for _, seed := range reviewSeeds {
+	for _, seed := range convergeSeeds {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(seed, seed^0xb1))
 			s := &dsim{t: t, rng: rng, now: time.Unix(1_000_000, 0), live: map[multiraft.NodeID]bool{},
