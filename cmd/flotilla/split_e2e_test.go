@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -170,6 +171,15 @@ func TestSplitE2E(t *testing.T) {
 		}
 		return nil
 	})
+	// A manual split through the CLI; a second one at the same key is
+	// refused with a clear error.
+	mustCLIPrefix(t, "ID", "cluster", "split", "m/manual", "--host", first.addr)
+	if _, errOut, err := cli(t, "cluster", "split", "m/manual", "--host", first.addr); err == nil || !strings.Contains(errOut, "already the start") {
+		t.Fatalf("a second split at the same key: %v, stderr %q", err, errOut)
+	}
+	if _, errOut, err := cli(t, "cluster", "split", "0xzz", "--host", first.addr); err == nil || !strings.Contains(errOut, "bad hex") {
+		t.Fatalf("a split at a malformed key: %v, stderr %q", err, errOut)
+	}
 	for key := range acked {
 		v, err := cl.Get(ctx, []byte(key))
 		if err != nil || !bytes.Equal(v, value) {
