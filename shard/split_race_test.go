@@ -135,23 +135,9 @@ func TestSplitSnapshotDuringApplyWindow(t *testing.T) {
 	// Node 3's right-hand replica catches up to the others' applied index.
 	var want uint64
 	testutil.SucceedsWithin(t, 20*time.Second, func() error {
-		var idx [4]uint64
-		for _, n := range []multiraft.NodeID{1, 2, 3} {
-			r, ok := k.Store(n).Replica(rhs)
-			if !ok || r.Descriptor() == nil {
-				return fmt.Errorf("no initialized replica of %d on node %d", rhs, n)
-			}
-			i, _, err := r.Hash()
-			if err != nil {
-				return err
-			}
-			idx[n] = i
-		}
-		if idx[1] != idx[2] || idx[2] != idx[3] {
-			return fmt.Errorf("applied indexes %v", idx[1:])
-		}
-		want = idx[1]
-		return nil
+		var err error
+		want, err = k.appliedAlike(rhs, 1, 2, 3)
+		return err
 	})
 	t.Logf("snapshots %d", k.Net.Snapshots())
 	ek, err := engine.UserKey([]byte("key030"))
@@ -281,23 +267,9 @@ func TestSplitDestroyedLeftRacesRightSnapshot(t *testing.T) {
 			// With -tags invariants, Restored's stats check catches it.
 			t.Fatalf("node 3 failed: %v", h.Err())
 		}
-		var idx [4]uint64
-		for _, n := range []multiraft.NodeID{1, 2, 3} {
-			r, ok := k.Store(n).Replica(rhs)
-			if !ok || r.Descriptor() == nil {
-				return fmt.Errorf("no initialized replica of %d on node %d", rhs, n)
-			}
-			i, _, err := r.Hash()
-			if err != nil {
-				return err
-			}
-			idx[n] = i
-		}
-		if idx[1] != idx[2] || idx[2] != idx[3] {
-			return fmt.Errorf("applied indexes %v", idx[1:])
-		}
-		want = idx[1]
-		return nil
+		var err error
+		want, err = k.appliedAlike(rhs, 1, 2, 3)
+		return err
 	})
 	for _, key := range []string{"key030", "key025"} {
 		ek, err := engine.UserKey([]byte(key))
@@ -310,4 +282,26 @@ func TestSplitDestroyedLeftRacesRightSnapshot(t *testing.T) {
 			}
 		}
 	}
+}
+
+// appliedAlike returns the applied index of range id if its initialized
+// replicas on nodes all report the same one.
+func (k *kvCluster) appliedAlike(id multiraft.GroupID, nodes ...multiraft.NodeID) (uint64, error) {
+	var first uint64
+	for i, n := range nodes {
+		r, ok := k.Store(n).Replica(id)
+		if !ok || r.Descriptor() == nil {
+			return 0, fmt.Errorf("no initialized replica of %d on node %d", id, n)
+		}
+		idx, _, err := r.Hash()
+		if err != nil {
+			return 0, err
+		}
+		if i == 0 {
+			first = idx
+		} else if idx != first {
+			return 0, fmt.Errorf("range %d: node %d applied %d, node %d %d", id, n, idx, nodes[0], first)
+		}
+	}
+	return first, nil
 }
