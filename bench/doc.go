@@ -6,5 +6,6 @@
 // histograms, and reports with comparisons and plots. The engine's own
 // hot paths are measured by Go benchmarks in their packages.
 //
-// Not built yet: see the bench issue.
+// The library is being built (the bench issue): target.go declares what a
+// store must offer a workload.
 package bench
