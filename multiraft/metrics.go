@@ -51,14 +51,17 @@ type hostMetrics struct {
 	snapshotsSent       *metrics.Counter
 	snapshotsFailed     *metrics.Counter
 	snapshotsApplied    *metrics.Counter
-	replicasCreated     *metrics.Counter
-	replicasDestroyed   *metrics.Counter
-	truncationsProposed *metrics.Counter
-	ticks               *metrics.Counter
-	batchesReceived     *metrics.Counter
-	messagesDropped     *metrics.Counter
-	sentByType          []*metrics.Counter
-	receivedByType      []*metrics.Counter
+	// snapshotsRefusedEarly counts snapshots refused from their header,
+	// before their data was read.
+	snapshotsRefusedEarly *metrics.Counter
+	replicasCreated       *metrics.Counter
+	replicasDestroyed     *metrics.Counter
+	truncationsProposed   *metrics.Counter
+	ticks                 *metrics.Counter
+	batchesReceived       *metrics.Counter
+	messagesDropped       *metrics.Counter
+	sentByType            []*metrics.Counter
+	receivedByType        []*metrics.Counter
 }
 
 var groupCountBuckets = []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096}
@@ -68,24 +71,25 @@ func newHostMetrics(set *metrics.Set, h *Host) *hostMetrics {
 		set = metrics.NewSet()
 	}
 	m := &hostMetrics{
-		queueLatency:        set.GetOrCreatePrometheusHistogram("flotilla_raft_scheduler_queue_seconds"),
-		readyLatency:        set.GetOrCreatePrometheusHistogram("flotilla_raft_ready_seconds"),
-		logWriteLatency:     set.GetOrCreatePrometheusHistogram("flotilla_raft_log_write_seconds"),
-		logWriteGroups:      set.GetOrCreatePrometheusHistogramExt("flotilla_raft_log_write_groups", groupCountBuckets),
-		logWrites:           set.GetOrCreateCounter("flotilla_raft_log_writes_total"),
-		entriesApplied:      set.GetOrCreateCounter("flotilla_raft_entries_applied_total"),
-		batchesSent:         set.GetOrCreateCounter("flotilla_raft_message_batches_sent_total"),
-		heartbeatsCoalesced: set.GetOrCreateCounter("flotilla_raft_heartbeats_coalesced_total"),
-		readRounds:          set.GetOrCreateCounter("flotilla_raft_read_index_rounds_total"),
-		snapshotsSent:       set.GetOrCreateCounter("flotilla_raft_snapshots_sent_total"),
-		snapshotsFailed:     set.GetOrCreateCounter("flotilla_raft_snapshots_failed_total"),
-		snapshotsApplied:    set.GetOrCreateCounter("flotilla_raft_snapshots_applied_total"),
-		replicasCreated:     set.GetOrCreateCounter("flotilla_raft_replicas_created_total"),
-		replicasDestroyed:   set.GetOrCreateCounter("flotilla_raft_replicas_destroyed_total"),
-		truncationsProposed: set.GetOrCreateCounter("flotilla_raft_log_truncations_total"),
-		ticks:               set.GetOrCreateCounter("flotilla_raft_group_ticks_total"),
-		batchesReceived:     set.GetOrCreateCounter("flotilla_raft_message_batches_received_total"),
-		messagesDropped:     set.GetOrCreateCounter("flotilla_raft_messages_dropped_total"),
+		queueLatency:          set.GetOrCreatePrometheusHistogram("flotilla_raft_scheduler_queue_seconds"),
+		readyLatency:          set.GetOrCreatePrometheusHistogram("flotilla_raft_ready_seconds"),
+		logWriteLatency:       set.GetOrCreatePrometheusHistogram("flotilla_raft_log_write_seconds"),
+		logWriteGroups:        set.GetOrCreatePrometheusHistogramExt("flotilla_raft_log_write_groups", groupCountBuckets),
+		logWrites:             set.GetOrCreateCounter("flotilla_raft_log_writes_total"),
+		entriesApplied:        set.GetOrCreateCounter("flotilla_raft_entries_applied_total"),
+		batchesSent:           set.GetOrCreateCounter("flotilla_raft_message_batches_sent_total"),
+		heartbeatsCoalesced:   set.GetOrCreateCounter("flotilla_raft_heartbeats_coalesced_total"),
+		readRounds:            set.GetOrCreateCounter("flotilla_raft_read_index_rounds_total"),
+		snapshotsSent:         set.GetOrCreateCounter("flotilla_raft_snapshots_sent_total"),
+		snapshotsFailed:       set.GetOrCreateCounter("flotilla_raft_snapshots_failed_total"),
+		snapshotsApplied:      set.GetOrCreateCounter("flotilla_raft_snapshots_applied_total"),
+		snapshotsRefusedEarly: set.GetOrCreateCounter("flotilla_raft_snapshots_refused_early_total"),
+		replicasCreated:       set.GetOrCreateCounter("flotilla_raft_replicas_created_total"),
+		replicasDestroyed:     set.GetOrCreateCounter("flotilla_raft_replicas_destroyed_total"),
+		truncationsProposed:   set.GetOrCreateCounter("flotilla_raft_log_truncations_total"),
+		ticks:                 set.GetOrCreateCounter("flotilla_raft_group_ticks_total"),
+		batchesReceived:       set.GetOrCreateCounter("flotilla_raft_message_batches_received_total"),
+		messagesDropped:       set.GetOrCreateCounter("flotilla_raft_messages_dropped_total"),
 	}
 	for t := range pb.MessageType_name {
 		typ := pb.MessageType(t)

@@ -248,6 +248,13 @@ func (h *Host) HandleSnapshot(ctx context.Context, header *SnapshotHeader, next 
 			}
 		}
 	}
+	if pc, ok := g.sm.(SnapshotPrechecker); ok {
+		// Refuse before the data streams in what the worker would refuse.
+		if err := pc.PrecheckSnapshotSpans(header.Spans[1:]); err != nil {
+			h.metrics.snapshotsRefusedEarly.Inc()
+			return err
+		}
+	}
 	ing, err := h.eng.NewIngester(header.Spans)
 	if err != nil {
 		return err
@@ -319,6 +326,15 @@ func (g *group) checkSnapshotSpans(spans []engine.Span) error {
 		}
 	}
 	return nil
+}
+
+// SnapshotPrechecker is implemented by state machines that can tell from
+// a snapshot's header, on the receiving goroutine, that they would refuse
+// it: the stream is then refused before its data is read. It must not
+// change the state machine (CheckSnapshotSpans still decides on the
+// worker).
+type SnapshotPrechecker interface {
+	PrecheckSnapshotSpans(spans []engine.Span) error
 }
 
 // SnapshotSpanChecker is implemented by state machines whose spans a

@@ -222,6 +222,24 @@ func (r *Replica) Spans() []engine.Span {
 // replica accepts only its own span. An uninitialized one accepts exactly one
 // valid user span that overlaps no other initialized replica on this store.
 func (r *Replica) CheckSnapshotSpans(spans []engine.Span) error {
+	if err := r.PrecheckSnapshotSpans(spans); err != nil {
+		return err
+	}
+	got := spans[0]
+	if own := r.Spans(); own != nil {
+		r.checkedSpans = append(r.checkedSpans, got)
+		return nil
+	}
+	r.checkedSpans = append(r.checkedSpans, got)
+	return nil
+}
+
+// PrecheckSnapshotSpans implements multiraft.SnapshotPrechecker: the checks
+// of CheckSnapshotSpans, from any goroutine and without recording
+// anything, so that a snapshot this replica cannot take is refused before
+// its data is streamed (a right-hand range's snapshot to a store that has
+// not applied the split yet is refused until it has).
+func (r *Replica) PrecheckSnapshotSpans(spans []engine.Span) error {
 	if len(spans) != 1 {
 		return fmt.Errorf("%w: range %d: %d data spans, want 1", multiraft.ErrBadSnapshot, r.id, len(spans))
 	}
@@ -236,7 +254,6 @@ func (r *Replica) CheckSnapshotSpans(spans []engine.Span) error {
 		if _, ok := decodeUserSpan(got); !ok {
 			return fmt.Errorf("%w: range %d: snapshot span %s is not a user span", multiraft.ErrBadSnapshot, r.id, got)
 		}
-		r.checkedSpans = append(r.checkedSpans, got)
 		return nil
 	}
 	us, ok := decodeUserSpan(got)
@@ -252,7 +269,6 @@ func (r *Replica) CheckSnapshotSpans(spans []engine.Span) error {
 		return fmt.Errorf("%w: range %d: snapshot span %s overlaps the span a split into range %d is taking on this store",
 			multiraft.ErrBadSnapshot, r.id, got, id)
 	}
-	r.checkedSpans = append(r.checkedSpans, got)
 	return nil
 }
 
@@ -418,4 +434,5 @@ var (
 	_ multiraft.SnapshotSpanChecker = (*Replica)(nil)
 	_ multiraft.SnapshotRestorer    = (*Replica)(nil)
 	_ multiraft.DestroyObserver     = (*Replica)(nil)
+	_ multiraft.SnapshotPrechecker  = (*Replica)(nil)
 )
