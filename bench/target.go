@@ -27,6 +27,12 @@ type Target interface {
 // error ("timeout", "unavailable", "not-applied", "outcome-unknown",
 // "invalid", ...) for the report's error counts. Without it, errors are
 // classed by context errors and otherwise as "other".
+//
+// ClassifyError is called concurrently by the clients. Returning "" falls
+// back to those default classes. A write classed ClassNotApplied
+// ("not-applied") must be known not to have been applied: with
+// Config.Verify its value is then not accepted on re-reading; any other
+// class leaves the write's outcome unknown.
 type ErrorClassifier interface {
 	ClassifyError(err error) string
 }
