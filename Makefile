@@ -76,6 +76,14 @@ PKGS  ?= ./...
 bench:
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count $(COUNT) $(PKGS)
 
+# bin/etcd: etcd's server, for side-by-side benchmarks, at the version
+# bench/peers/etcd/go.mod pins, built from the Go module proxy as a module
+# of its own so that Flotilla's module needs only etcd's client. See
+# bench/peers/etcd/README.md for a local 3-member cluster.
+.PHONY: etcd
+etcd:
+	cd bench/peers/etcd && $(GO) build -o ../../../$(BIN)/etcd .
+
 # A 3-node cluster in one process on 127.0.0.1:7400-7402 (HTTP 7480-7482),
 # data in a temporary directory; Ctrl-C stops it. RUN_ARGS passes flags to
 # `flotilla demo` (e.g. RUN_ARGS='--base-port 0' for free ports).
