@@ -1,0 +1,300 @@
+// Copyright 2026 The Flotilla Authors. All rights reserved.
+
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/flotilladb/flotilla"
+	"github.com/flotilladb/flotilla/bench"
+	"github.com/flotilladb/flotilla/bench/target"
+	"github.com/spf13/cobra"
+)
+
+// benchFlags are `flotilla bench`'s options.
+type benchFlags struct {
+	workload     string
+	readFraction float64
+	distribution string
+	records      int64
+	keySize      int
+	valueSize    int
+	maxScan      int
+
+	endpoints []string
+	embedded  string
+	etcd      []string
+
+	clients   int
+	rate      float64
+	duration  time.Duration
+	ops       int64
+	warmup    time.Duration
+	opTimeout time.Duration
+	seed      uint64
+	phase     string
+	verify    bool
+
+	jsonOut string
+	plotOut string
+	quiet   bool
+}
+
+func newBenchCmd() *cobra.Command {
+	var f benchFlags
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Run a YCSB-style workload against Flotilla (a cluster or embedded) or etcd",
+		Long: `Run a workload against a target and report throughput, latency percentiles
+(p50, p95, p99, p99.9, max per operation type), errors by class and the CPU
+cost per operation.
+
+Targets (exactly one):
+  --endpoints HOST:PORT,...   a Flotilla cluster
+  --embedded DIR              one Flotilla node in this process, on DIR
+  --etcd HOST:PORT,...        an etcd cluster (its client URLs)
+
+Workloads (--workload): a (50% read, 50% update), b (95/5), c (read only),
+d (read latest, 5% insert), e (short scans, 5% insert), f (read-modify-write),
+write (puts only), kv (--read-fraction reads, the rest updates). Distributions:
+uniform, zipfian, latest (each workload has YCSB's default).
+
+Phases (--phase): load inserts --records records, run runs the workload;
+both (the default) does one then the other. The run is a closed loop of
+--clients clients, or, with --rate, an open loop at that many operations per
+second whose latencies count from each operation's intended start (no
+coordinated omission).
+
+--json writes the run's report (every figure and the full configuration);
+'flotilla bench compare A.json B.json' prints the ratios of two reports.
+--plot writes a PNG of throughput over time and latency percentiles.
+--verify re-reads every key written and fails on any mismatch.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runBench(cmd, &f)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.workload, "workload", "a", "workload: "+strings.Join(bench.StandardWorkloads, ", "))
+	fl.Float64Var(&f.readFraction, "read-fraction", 0.5, "for --workload kv: the fraction of reads, 0 to 1")
+	fl.StringVar(&f.distribution, "distribution", "", "request distribution: uniform, zipfian or latest (default: the workload's)")
+	fl.Int64Var(&f.records, "records", bench.DefaultRecordCount, "records loaded and chosen among")
+	fl.IntVar(&f.keySize, "key-size", bench.DefaultKeySize, "key size in bytes")
+	fl.IntVar(&f.valueSize, "value-size", 256, "value size in bytes")
+	fl.IntVar(&f.maxScan, "max-scan", 0, "longest scan of workload e (default 100)")
+	fl.StringSliceVar(&f.endpoints, "endpoints", nil, "a Flotilla cluster's nodes, HOST:PORT[,HOST:PORT...]")
+	fl.StringVar(&f.embedded, "embedded", "", "run one Flotilla node in this process on this data directory")
+	fl.StringSliceVar(&f.etcd, "etcd", nil, "an etcd cluster's client endpoints, HOST:PORT[,HOST:PORT...]")
+	fl.IntVar(&f.clients, "clients", bench.DefaultClients, "concurrent clients (closed loop), or the most operations in flight (open loop)")
+	fl.Float64Var(&f.rate, "rate", 0, "open loop: operations per second over all clients (0: closed loop)")
+	fl.DurationVar(&f.duration, "duration", 0, "measured time of the run (default 30s unless --ops is set)")
+	fl.Int64Var(&f.ops, "ops", 0, "measured operations of the run (0: bounded by --duration only)")
+	fl.DurationVar(&f.warmup, "warmup", 0, "run this long before measuring")
+	fl.DurationVar(&f.opTimeout, "op-timeout", bench.DefaultOpTimeout, "fail an operation after this long (class timeout)")
+	fl.Uint64Var(&f.seed, "seed", 0, "seed of the workload's generators (0: from the clock; reports record it)")
+	fl.StringVar(&f.phase, "phase", "both", "load, run or both")
+	fl.BoolVar(&f.verify, "verify", false, "re-read every key written after the run and fail on any mismatch")
+	fl.StringVar(&f.jsonOut, "json", "", "write the run's report as JSON to this file")
+	fl.StringVar(&f.plotOut, "plot", "", "write a PNG plot of the run to this file")
+	fl.BoolVar(&f.quiet, "quiet", false, "no progress line (it is shown only on a terminal anyway)")
+	cmd.AddCommand(newBenchCompareCmd())
+	return cmd
+}
+
+func newBenchCompareCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "compare A.json B.json",
+		Short: "Print the ratios of two reports' figures (B over A)",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var reports [2]*bench.Report
+			for i, path := range args {
+				r, err := readReportFile(path)
+				if err != nil {
+					return err
+				}
+				reports[i] = r
+			}
+			return bench.Compare(reports[0], reports[1]).WriteComparison(cmd.OutOrStdout())
+		},
+	}
+}
+
+func readReportFile(path string) (*bench.Report, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	r, err := bench.ReadReport(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return r, nil
+}
+
+// benchConfig turns the flags into a runner configuration.
+func benchConfig(f *benchFlags) (bench.Config, error) {
+	w, err := bench.StandardWorkload(f.workload, f.readFraction)
+	if err != nil {
+		return bench.Config{}, err
+	}
+	if f.distribution != "" {
+		w.RequestDistribution = bench.Distribution(f.distribution)
+	}
+	w.RecordCount, w.KeySize, w.ValueSize = f.records, f.keySize, f.valueSize
+	if f.maxScan != 0 {
+		w.MaxScanLength = f.maxScan
+	}
+	cfg := bench.Config{
+		Workload: w, Clients: f.clients, Rate: f.rate, Duration: f.duration, MaxOps: f.ops,
+		Warmup: f.warmup, OpTimeout: f.opTimeout, Seed: f.seed, Verify: f.verify,
+	}
+	// Zero would mean "the default" to the library; on the command line
+	// it is a mistake.
+	var errs []error
+	for _, c := range []struct {
+		name string
+		ok   bool
+	}{
+		{"--clients", f.clients >= 1}, {"--records", f.records >= 1}, {"--value-size", f.valueSize >= 1},
+		{"--key-size", f.keySize >= 1}, {"--op-timeout", f.opTimeout > 0}, {"--max-scan", f.maxScan >= 0},
+	} {
+		if !c.ok {
+			errs = append(errs, fmt.Errorf("%s must be positive", c.name))
+		}
+	}
+	cfg.EnsureDefaults()
+	if err := cfg.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	switch f.phase {
+	case "load", "run", "both":
+	default:
+		errs = append(errs, fmt.Errorf("--phase %q: want load, run or both", f.phase))
+	}
+	targets := 0
+	for _, set := range []bool{len(f.endpoints) > 0, f.embedded != "", len(f.etcd) > 0} {
+		if set {
+			targets++
+		}
+	}
+	if targets != 1 {
+		errs = append(errs, errors.New("give exactly one target: --endpoints, --embedded or --etcd"))
+	}
+	return cfg, errors.Join(errs...)
+}
+
+func openTarget(ctx context.Context, f *benchFlags) (bench.Target, error) {
+	switch {
+	case len(f.endpoints) > 0:
+		return target.NewFlotilla(ctx, f.endpoints, target.FlotillaOptions{})
+	case f.embedded != "":
+		// The node's own log would drown the report: warnings only.
+		logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		return target.NewEmbedded(ctx, f.embedded, target.EmbeddedOptions{Node: flotilla.Config{Logger: logger}})
+	default:
+		return target.NewEtcd(ctx, f.etcd, target.EtcdOptions{})
+	}
+}
+
+// isTerminal reports whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+func runBench(cmd *cobra.Command, f *benchFlags) (err error) {
+	cfg, err := benchConfig(f)
+	if err != nil {
+		return err
+	}
+	if !f.quiet && isTerminal(cmd.ErrOrStderr()) {
+		cfg.Progress = cmd.ErrOrStderr()
+	}
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	t, err := openTarget(ctx, f)
+	if err != nil {
+		return fmt.Errorf("bench: opening the target: %w", err)
+	}
+	defer func() {
+		if cerr := t.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	runner, err := bench.NewRunner(cfg)
+	if err != nil {
+		return err
+	}
+	out := cmd.OutOrStdout()
+	if f.phase == "load" || f.phase == "both" {
+		rep, err := runner.Load(ctx, t)
+		if err != nil {
+			return fmt.Errorf("bench: load: %w", err)
+		}
+		rep.Commit = version
+		if err := rep.WriteSummary(out); err != nil {
+			return err
+		}
+		if f.phase == "load" {
+			return writeReportFiles(f, rep)
+		}
+	}
+	rep, err := runner.Run(ctx, t)
+	if err != nil {
+		return fmt.Errorf("bench: run: %w", err)
+	}
+	rep.Commit = version
+	if err := rep.WriteSummary(out); err != nil {
+		return err
+	}
+	if err := writeReportFiles(f, rep); err != nil {
+		return err
+	}
+	if f.verify {
+		n, err := runner.Verify(ctx, t)
+		if err != nil {
+			return fmt.Errorf("bench: verify: %w", err)
+		}
+		fmt.Fprintf(out, "verify: %d keys re-read, all hold a value that may be current\n", n)
+	}
+	if rep.Interrupted {
+		return errors.New("bench: interrupted")
+	}
+	return nil
+}
+
+func writeReportFiles(f *benchFlags, rep *bench.Report) error {
+	write := func(path string, fn func(io.Writer) error) error {
+		if path == "" {
+			return nil
+		}
+		file, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		if err := fn(file); err != nil {
+			file.Close()
+			return fmt.Errorf("writing %s: %w", path, err)
+		}
+		return file.Close()
+	}
+	if err := write(f.jsonOut, rep.WriteJSON); err != nil {
+		return err
+	}
+	return write(f.plotOut, func(w io.Writer) error { return bench.WritePlot(w, rep) })
+}
