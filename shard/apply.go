@@ -312,6 +312,7 @@ func (a *applier) applySplit(c multiraft.Command, sc *flotillapb.SplitCommand) (
 		ng.Replicas = append(ng.Replicas, multiraft.Replica{ID: multiraft.ReplicaID(rd.GetReplicaId()), Learner: rd.GetType() == flotillapb.ReplicaType_LEARNER})
 	}
 	a.r.noteSplit(right)
+	a.r.resetLoad()
 	a.r.store.logger.Info("range split", "range", a.r.id, "at", fmt.Sprintf("%q", sc.GetSplitKey()),
 		"new", rightID, "version", left.GetEpoch().GetVersion(), "index", c.Index)
 	res := &flotillapb.KVCommandResult{SplitDescriptors: []*flotillapb.RangeDescriptor{cloneDesc(left), cloneDesc(right)}}

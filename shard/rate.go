@@ -47,3 +47,11 @@ func (c *rateCounter) rate(now time.Time) float64 {
 	c.mu.Unlock()
 	return float64(total) / float64(len(c.mu.counts))
 }
+
+// reset forgets every event counted: they were counted for a range whose
+// span has changed (a split).
+func (c *rateCounter) reset() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.mu.counts, c.mu.seconds = [rateWindow + 1]int64{}, [rateWindow + 1]int64{}
+}
