@@ -227,9 +227,22 @@ when they grow past the nodes' --split-size or serve more than --split-qps.`,
 				if err != nil {
 					return fmt.Errorf("cluster split via %s: %s", host, describe(err))
 				}
-				if splitWait > 0 {
-					if err := waitRangeStart(ctx, pc, key, splitWait); err != nil {
-						return fmt.Errorf("cluster split: %w (the operator may still finish: see 'flotilla cluster operators')", err)
+				// A split of the same range that ran first (by size or
+				// load) makes the operator fail: ask again until the
+				// split shows or the wait ends.
+				deadline := time.Now().Add(splitWait)
+				for splitWait > 0 {
+					werr := waitRangeStart(ctx, pc, key, min(2*time.Second, time.Until(deadline)))
+					if werr == nil {
+						break
+					}
+					if time.Now().After(deadline) || ctx.Err() != nil {
+						return fmt.Errorf("cluster split: %w (the operator may still finish: see 'flotilla cluster operators')", werr)
+					}
+					// A refusal because KEY now starts a range shows in the
+					// next wait.
+					if again, err := pc.SplitRange(ctx, &flotillapb.SplitRangeRequest{Key: key}); err == nil {
+						resp = again
 					}
 				}
 				if format == "json" {
