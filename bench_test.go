@@ -50,23 +50,26 @@ func benchCluster(b *testing.B) []*flotilla.Node {
 // through the Go client (gRPC) with many concurrent callers
 // (-cpu sets GOMAXPROCS; callers = 64 × GOMAXPROCS via SetParallelism).
 func BenchmarkClientPut(b *testing.B) {
-	nodes := benchCluster(b)
-	addrs := []string{nodes[0].Addr(), nodes[1].Addr(), nodes[2].Addr()}
-	c, err := flotilla.Connect(context.Background(), addrs...)
+	benchPuts(b, benchCluster(b), func(n uint64) []byte { return fmt.Appendf(nil, "bench/%012d", n) })
+}
+
+// benchPuts measures puts of 256-byte values to the keys key(1), key(2), …
+// through a client of nodes, by 64 × GOMAXPROCS concurrent callers.
+func benchPuts(b *testing.B, nodes []*flotilla.Node, key func(n uint64) []byte) {
+	c, err := flotilla.Connect(context.Background(), nodes[0].Addr(), nodes[1].Addr(), nodes[2].Addr())
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer c.Close()
 	value := make([]byte, 256)
-	var seq atomic.Int64
+	var seq atomic.Uint64
 	b.SetParallelism(64)
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		ctx := context.Background()
 		for pb.Next() {
-			key := fmt.Appendf(nil, "bench/%012d", seq.Add(1))
-			if err := c.Put(ctx, key, value); err != nil {
+			if err := c.Put(ctx, key(seq.Add(1)), value); err != nil {
 				b.Error(err)
 				return
 			}
@@ -113,30 +116,11 @@ func BenchmarkClientGet(b *testing.B) {
 func BenchmarkClientPutRanges(b *testing.B) {
 	for _, ranges := range []int{1, 16, 64} {
 		b.Run(fmt.Sprintf("ranges=%d", ranges), func(b *testing.B) {
-			nodes := benchSplitCluster(b, ranges)
-			c, err := flotilla.Connect(context.Background(), nodes[0].Addr(), nodes[1].Addr(), nodes[2].Addr())
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer c.Close()
-			value := make([]byte, 256)
-			var seq atomic.Uint64
-			b.SetParallelism(64)
-			b.ReportAllocs()
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				ctx := context.Background()
-				for pb.Next() {
-					// A multiplicative hash spreads consecutive numbers
-					// over the whole key space.
-					key := fmt.Appendf(nil, "k%08x", uint32(seq.Add(1)*2654435761))
-					if err := c.Put(ctx, key, value); err != nil {
-						b.Error(err)
-						return
-					}
-				}
+			// A multiplicative hash spreads consecutive numbers over the
+			// whole key space.
+			benchPuts(b, benchSplitCluster(b, ranges), func(n uint64) []byte {
+				return fmt.Appendf(nil, "k%08x", uint32(n*2654435761))
 			})
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "puts/s")
 		})
 	}
 }

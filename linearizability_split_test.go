@@ -26,11 +26,7 @@ func TestLinearizableUnderSplits(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a cluster under splits for several seconds")
 	}
-	seed := *lzSeed
-	if seed == 0 {
-		seed = uint64(time.Now().UnixNano())
-	}
-	t.Logf("seed %d (rerun with -run TestLinearizableUnderSplits -lz.seed=%d)", seed, seed)
+	seed := lzTestSeed(t)
 	const (
 		workloadDuration = 8 * time.Second
 		maxOps           = 20000

@@ -637,17 +637,24 @@ func runLZClient(ci int, seed uint64, kv flotilla.KV, keys []string, h *lzHistor
 	}
 }
 
+// lzTestSeed returns -lz.seed, or one from the clock, and logs how to rerun
+// the test with it.
+func lzTestSeed(t *testing.T) uint64 {
+	seed := *lzSeed
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	t.Logf("seed %d (rerun with -run '^%s$' -lz.seed=%d)", seed, t.Name(), seed)
+	return seed
+}
+
 // ---- the tests ----
 
 func TestLinearizableUnderFaults(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a cluster under faults for several seconds")
 	}
-	seed := *lzSeed
-	if seed == 0 {
-		seed = uint64(time.Now().UnixNano())
-	}
-	t.Logf("seed %d (rerun with -lz.seed=%d)", seed, seed)
+	seed := lzTestSeed(t)
 
 	const (
 		workloadDuration = 8 * time.Second

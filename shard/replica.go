@@ -218,19 +218,16 @@ func (r *Replica) Spans() []engine.Span {
 	return []engine.Span{span}
 }
 
-// CheckSnapshotSpans implements multiraft.SnapshotSpanChecker. An initialized
-// replica accepts only its own span. An uninitialized one accepts exactly one
-// valid user span that overlaps no other initialized replica on this store.
+// CheckSnapshotSpans implements multiraft.SnapshotSpanChecker: the checks
+// of PrecheckSnapshotSpans, and it records the span accepted for Restored.
+// An initialized replica accepts its own span or a left part of it (it was
+// split meanwhile). An uninitialized one accepts exactly one valid user
+// span that no other replica on this store occupies or a split reserves.
 func (r *Replica) CheckSnapshotSpans(spans []engine.Span) error {
 	if err := r.PrecheckSnapshotSpans(spans); err != nil {
 		return err
 	}
-	got := spans[0]
-	if own := r.Spans(); own != nil {
-		r.checkedSpans = append(r.checkedSpans, got)
-		return nil
-	}
-	r.checkedSpans = append(r.checkedSpans, got)
+	r.checkedSpans = append(r.checkedSpans, spans[0])
 	return nil
 }
 

@@ -331,26 +331,42 @@ func (s *Store) write(ctx context.Context, h *flotillapb.RequestHeader, ops []*f
 	if len(cmd) > s.cfg.MaxCommandSize {
 		return nil, nil, invalidArgument(writeOutcome, "ops", "the write is %d bytes, over the limit of %d", len(cmd), s.cfg.MaxCommandSize)
 	}
-	res, err := host.Propose(r.id, cmd).Wait(ctx)
+	kv, index, e := proposeCommand(ctx, host, r.id, cmd)
+	if e != nil {
+		return nil, nil, e
+	}
+	if len(kv.GetResults()) != len(ops) {
+		// It was applied, but we cannot tell what it did.
+		return nil, nil, unavailable(flotillapb.Outcome_UNKNOWN, "range %d: undecodable command result (%d results for %d ops)",
+			r.id, len(kv.GetResults()), len(ops))
+	}
+	return &flotillapb.ResponseHeader{RangeId: uint64(r.id), AppliedIndex: index}, kv.GetResults(), nil
+}
+
+// proposeCommand proposes an encoded KVCommand to range id through host
+// and returns its decoded result and applied index, or the error it
+// failed with (a result that does not decode has an unknown outcome).
+func proposeCommand(ctx context.Context, host RaftHost, id multiraft.GroupID, cmd []byte) (*flotillapb.KVCommandResult, uint64, *flotillapb.Error) {
+	res, err := host.Propose(id, cmd).Wait(ctx)
 	if err != nil {
-		return nil, nil, proposalError(r.id, err)
+		return nil, 0, proposalError(id, err)
 	}
 	if res.Err != nil {
 		var pe *flotillapb.Error
 		if errors.As(res.Err, &pe) {
-			return nil, nil, pe
+			return nil, 0, pe
 		}
-		return nil, nil, unavailable(writeOutcome, "range %d: %v", r.id, res.Err)
+		return nil, 0, unavailable(writeOutcome, "range %d: %v", id, res.Err)
 	}
 	kv, index, err := decodeResult(res.Value)
-	if err != nil || kv.GetError() == nil && len(kv.GetResults()) != len(ops) {
+	if err != nil {
 		// It was applied, but we cannot tell what it did.
-		return nil, nil, unavailable(flotillapb.Outcome_UNKNOWN, "range %d: undecodable command result (%v)", r.id, err)
+		return nil, 0, unavailable(flotillapb.Outcome_UNKNOWN, "range %d: undecodable command result (%v)", id, err)
 	}
 	if kv.GetError() != nil {
-		return nil, nil, kv.GetError()
+		return nil, 0, kv.GetError()
 	}
-	return &flotillapb.ResponseHeader{RangeId: uint64(r.id), AppliedIndex: index}, kv.GetResults(), nil
+	return kv, index, nil
 }
 
 // validateOps checks ops for malformed input: no op, an op with nothing

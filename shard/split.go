@@ -44,23 +44,9 @@ func (s *Store) Split(ctx context.Context, id multiraft.GroupID, version uint64,
 	if err != nil {
 		return nil, invalidArgument(writeOutcome, "split", "%v", err)
 	}
-	res, err := host.Propose(r.id, cmd).Wait(ctx)
-	if err != nil {
-		return nil, proposalError(r.id, err)
-	}
-	if res.Err != nil {
-		var pe *flotillapb.Error
-		if errors.As(res.Err, &pe) {
-			return nil, pe
-		}
-		return nil, unavailable(writeOutcome, "range %d: %v", r.id, res.Err)
-	}
-	kv, _, err := decodeResult(res.Value)
-	if err != nil {
-		return nil, unavailable(flotillapb.Outcome_UNKNOWN, "range %d: undecodable split result (%v)", r.id, err)
-	}
-	if kv.GetError() != nil {
-		return nil, kv.GetError()
+	kv, _, e := proposeCommand(ctx, host, r.id, cmd)
+	if e != nil {
+		return nil, e
 	}
 	return kv.GetSplitDescriptors(), nil
 }
