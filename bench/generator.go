@@ -156,8 +156,16 @@ func (g *generator) chooseRecord() int64 {
 // appendKey appends record n's key of keySize bytes: KeyPrefix and the
 // decimal FNV hash of n, zero-padded (keySize >= MinKeySize).
 func appendKey(dst []byte, n int64, keySize int) []byte {
+	return appendHashKey(dst, fnvHash64(n), keySize)
+}
+
+// appendHashKey appends the key of keySize bytes of the record whose hash
+// is h. Keys of one size order as their hashes do: they share the prefix
+// and the zero-padded digits have the same length (keySize >= MinKeySize
+// leaves room for a hash's 19 digits).
+func appendHashKey(dst []byte, h uint64, keySize int) []byte {
 	var digits [20]byte
-	d := strconv.AppendUint(digits[:0], fnvHash64(n), 10)
+	d := strconv.AppendUint(digits[:0], h, 10)
 	dst = append(dst, KeyPrefix...)
 	for range keySize - len(KeyPrefix) - len(d) {
 		dst = append(dst, '0')

@@ -76,6 +76,8 @@ coordinated omission).
 
 --json writes the run's report (every figure and the full configuration);
 'flotilla bench compare A.json B.json' prints the ratios of two reports.
+'flotilla bench split-keys' prints the keys that pre-split a cluster
+('flotilla init --split-at') into ranges of equal record counts.
 --plot writes a PNG of throughput over time and latency percentiles.
 --verify re-reads every key written and fails on any mismatch.`,
 		Args: cobra.NoArgs,
@@ -106,7 +108,42 @@ coordinated omission).
 	fl.StringVar(&f.jsonOut, "json", "", "write the run's report as JSON to this file")
 	fl.StringVar(&f.plotOut, "plot", "", "write a PNG plot of the run to this file")
 	fl.BoolVar(&f.quiet, "quiet", false, "no progress line (it is shown only on a terminal anyway)")
-	cmd.AddCommand(newBenchCompareCmd())
+	cmd.AddCommand(newBenchCompareCmd(), newBenchSplitKeysCmd())
+	return cmd
+}
+
+func newBenchSplitKeysCmd() *cobra.Command {
+	var (
+		records int64
+		keySize int
+		ranges  int
+	)
+	cmd := &cobra.Command{
+		Use:   "split-keys",
+		Short: "Print the keys that split a benchmark's records into ranges of equal size",
+		Long: `Print the --ranges minus 1 keys that split the keys of --records records (as
+'flotilla bench' generates them, --key-size bytes each) into --ranges parts of
+equal record counts, comma-separated on one line, for 'flotilla init
+--split-at'. Give the same --records and --key-size as to the benchmark.`,
+		Example: `  flotilla init --host 127.0.0.1:7400 --split-at "$(flotilla bench split-keys --records 100000 --ranges 16)"`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			keys, err := bench.SplitKeys(records, keySize, ranges)
+			if err != nil {
+				return err
+			}
+			parts := make([]string, len(keys))
+			for i, k := range keys {
+				parts[i] = string(k) // printable ASCII, no commas or quotes
+			}
+			_, err = fmt.Fprintln(cmd.OutOrStdout(), strings.Join(parts, ","))
+			return err
+		},
+	}
+	fl := cmd.Flags()
+	fl.Int64Var(&records, "records", bench.DefaultRecordCount, "records of the benchmark (its --records)")
+	fl.IntVar(&keySize, "key-size", bench.DefaultKeySize, "key size in bytes (the benchmark's --key-size)")
+	fl.IntVar(&ranges, "ranges", 16, "ranges to split the records into")
 	return cmd
 }
 

@@ -6,6 +6,7 @@ import (
 	"image/png"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -61,6 +62,49 @@ func TestBenchCLI(t *testing.T) {
 	} {
 		if out, err := run(t, bad...); err == nil {
 			t.Errorf("flotilla %s: accepted\n%s", strings.Join(bad, " "), out)
+		}
+	}
+}
+
+// TestBenchSplitKeysCLI: `flotilla bench split-keys` prints SplitKeys'
+// keys on one line, comma-separated, in a form `flotilla init --split-at`
+// parses back into the same keys; bad input gets clear errors.
+func TestBenchSplitKeysCLI(t *testing.T) {
+	out, err := run(t, "bench", "split-keys", "--records", "2000", "--ranges", "4")
+	if err != nil {
+		t.Fatalf("split-keys: %v\n%s", err, out)
+	}
+	keys, err := bench.SplitKeys(2000, bench.DefaultKeySize, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for _, k := range keys {
+		want = append(want, string(k))
+	}
+	if out != strings.Join(want, ",")+"\n" {
+		t.Fatalf("split-keys printed %q, want %q", out, want)
+	}
+	initCmd := newInitCmd()
+	if err := initCmd.ParseFlags([]string{"--split-at", strings.TrimSuffix(out, "\n")}); err != nil {
+		t.Fatalf("init --split-at: %v", err)
+	}
+	if got, err := initCmd.Flags().GetStringSlice("split-at"); err != nil || !slices.Equal(got, want) {
+		t.Fatalf("init --split-at parsed %q (%v), want %q", got, err, want)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--ranges", "0"}, "ranges is 0"},
+		{[]string{"--records", "3", "--ranges", "4"}, "must not exceed the record count"},
+		{[]string{"--key-size", "5"}, "key size is 5"},
+		{[]string{"extra"}, "unknown command"},
+	} {
+		out, err := run(t, append([]string{"bench", "split-keys"}, tc.args...)...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("split-keys %s: %v, want an error saying %q\n%s", strings.Join(tc.args, " "), err, tc.want, out)
 		}
 	}
 }
