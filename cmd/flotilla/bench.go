@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -75,7 +76,8 @@ second whose latencies count from each operation's intended start (no
 coordinated omission).
 
 --json writes the run's report (every figure and the full configuration);
-'flotilla bench compare A.json B.json' prints the ratios of two reports.
+'flotilla bench compare A.json B.json' prints the ratios of two reports, and
+'flotilla bench table A.json B.json ...' a table with a row per report.
 'flotilla bench split-keys' prints the keys that pre-split a cluster
 ('flotilla init --split-at') into ranges of equal record counts.
 --plot writes a PNG of throughput over time and latency percentiles.
@@ -108,7 +110,40 @@ coordinated omission).
 	fl.StringVar(&f.jsonOut, "json", "", "write the run's report as JSON to this file")
 	fl.StringVar(&f.plotOut, "plot", "", "write a PNG plot of the run to this file")
 	fl.BoolVar(&f.quiet, "quiet", false, "no progress line (it is shown only on a terminal anyway)")
-	cmd.AddCommand(newBenchCompareCmd(), newBenchSplitKeysCmd())
+	cmd.AddCommand(newBenchCompareCmd(), newBenchTableCmd(), newBenchSplitKeysCmd())
+	return cmd
+}
+
+func newBenchTableCmd() *cobra.Command {
+	var format string
+	cmd := &cobra.Command{
+		Use:   "table A.json [B.json ...]",
+		Short: "Print reports as a table, one row per report (Markdown or TSV)",
+		Long: `Print a table with one row per report, in the order given: the target (kind,
+nodes, ranges, fsync), workload, clients (or rate), throughput, p50 and p99 of
+each operation type, server and client CPU per operation, and errors.
+--format markdown (the default) is for documents; --format tsv gives plain
+numbers (latencies in µs) for spreadsheets and scripts.`,
+		Example: `  flotilla bench table bench-results/20261127-101500/*.json
+  flotilla bench table --format tsv etcd-write-64.json flotilla-16-write-64.json`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f := bench.TableFormat(format)
+			if !slices.Contains(bench.TableFormats, f) {
+				return fmt.Errorf("--format %q: want markdown or tsv", format)
+			}
+			reports := make([]*bench.Report, 0, len(args))
+			for _, path := range args {
+				r, err := readReportFile(path)
+				if err != nil {
+					return err
+				}
+				reports = append(reports, r)
+			}
+			return bench.WriteTable(cmd.OutOrStdout(), reports, f)
+		},
+	}
+	cmd.Flags().StringVar(&format, "format", string(bench.TableMarkdown), "output format: markdown or tsv")
 	return cmd
 }
 

@@ -51,6 +51,14 @@ func TestBenchCLI(t *testing.T) {
 	if err != nil || !strings.Contains(out, "1.00") {
 		t.Fatalf("compare: %v\n%s", err, out)
 	}
+	out, err = run(t, "bench", "table", jsonPath, jsonPath)
+	if err != nil || strings.Count(out, "| flotilla-embedded, 1 node, ") != 2 || !strings.Contains(out, " | b | 4 | ") {
+		t.Fatalf("table: %v\n%s", err, out)
+	}
+	out, err = run(t, "bench", "table", "--format", "tsv", jsonPath)
+	if err != nil || !strings.HasPrefix(out, "target\tworkload\tclients\t") || strings.Count(out, "\n") != 2 {
+		t.Fatalf("table --format tsv: %v\n%s", err, out)
+	}
 
 	for _, bad := range [][]string{
 		{"bench", "--workload", "z", "--embedded", dir},
@@ -59,6 +67,9 @@ func TestBenchCLI(t *testing.T) {
 		{"bench", "--embedded", dir, "--phase", "sideways"},
 		{"bench", "--embedded", dir, "--clients", "0"},
 		{"bench", "compare", jsonPath},
+		{"bench", "table"},
+		{"bench", "table", "--format", "html", jsonPath},
+		{"bench", "table", filepath.Join(dir, "missing.json")},
 	} {
 		if out, err := run(t, bad...); err == nil {
 			t.Errorf("flotilla %s: accepted\n%s", strings.Join(bad, " "), out)
