@@ -31,6 +31,8 @@ help:
 	@echo "make proto-check  regenerate and fail if the committed code differs (CI)"
 	@echo "make bench     Go benchmarks (BENCH=regexp, COUNT=n, PKGS=packages)"
 	@echo "make run       a local 3-node demo cluster (flotilla demo; RUN_ARGS=flags)"
+	@echo "make etcd      bin/etcd, for side-by-side benchmarks (bench/peers/etcd)"
+	@echo "make bench-suite  the standard suite, Flotilla and etcd (bench/suite/run.sh; settings: docs/BENCHMARKS.md)"
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/flotilla ./cmd/flotilla
@@ -83,6 +85,15 @@ bench:
 .PHONY: etcd
 etcd:
 	cd bench/peers/etcd && $(GO) build -o ../../../$(BIN)/etcd .
+
+# The standard benchmark suite (bench/suite/run.sh): etcd and Flotilla with
+# 1 and RANGES ranges, 3 members/nodes each on loopback, one store at a
+# time; reports in OUT (default bench-results/<date-time>). Settings come
+# from the environment: RECORDS, VALUE_SIZE, DURATION, CLIENTS, WORKLOADS,
+# RANGES, STORES, LOAD_CLIENTS, READY_TIMEOUT, OUT; see docs/BENCHMARKS.md.
+.PHONY: bench-suite
+bench-suite: build etcd
+	bench/suite/run.sh
 
 # A 3-node cluster in one process on 127.0.0.1:7400-7402 (HTTP 7480-7482),
 # data in a temporary directory; Ctrl-C stops it. RUN_ARGS passes flags to
