@@ -13,7 +13,7 @@ import (
 
 // Defaults for Options. See each field for its meaning.
 const (
-	DefaultCacheSize          = 128 << 20
+	DefaultCacheSize          = 512 << 20
 	DefaultMemTableSize       = 64 << 20
 	DefaultRaftEntryCacheSize = 32 << 20
 	DefaultSnapshotChunkSize  = 1 << 20
@@ -33,7 +33,11 @@ type Options struct {
 	// vfs.NewCrashableMem() to simulate crashes.
 	FS vfs.FS
 
-	// CacheSize is the size in bytes of Pebble's block cache. Default 128 MiB.
+	// CacheSize is the size in bytes of Pebble's block cache. Default 512
+	// MiB. Pebble reserves the memtables' memory from it (the mutable one
+	// and any waiting to be flushed, MemTableSize each), so it must be
+	// several times MemTableSize: with 128 MiB and 64 MiB memtables the
+	// blocks got no room at all, and every read went to the files.
 	CacheSize int64
 
 	// MemTableSize is the size in bytes of one Pebble memtable. Default
