@@ -27,6 +27,8 @@ type Batch struct {
 	// bufs is recycled scratch space; nil once closed.
 	bufs *batchBufs
 	done bool // committed, failed to commit, or closed
+	// syncPending is set by CommitPipelined until SyncWait.
+	syncPending bool
 	// err, once set, is why the batch may not commit: a write staged by a
 	// RaftStorage failed half-way, so the batch may hold part of it.
 	err error
@@ -132,6 +134,33 @@ func (b *Batch) fail(err error) error {
 // storage with writes in the batch was closed or has failed, or if a staged
 // write failed. The batch cannot be written to afterwards; Close it.
 func (b *Batch) Commit(sync bool) error {
+	return b.commit(sync, false)
+}
+
+// CommitPipelined commits the batch durably, as Commit(true) does, but
+// returns once its writes are visible (in the memtable and queued for the
+// WAL), before the WAL's fsync; SyncWait waits for that fsync. This lets the
+// caller stage and commit the next batch while the disk syncs this one:
+// Pebble's WAL then syncs every batch queued meanwhile at once, and a later
+// batch is never durable before an earlier one. Writes are visible before
+// they are durable (as with Commit(true), for a shorter time); a caller must
+// not act on them as durable before SyncWait returns. The batch must not be
+// closed before SyncWait.
+func (b *Batch) CommitPipelined() error {
+	return b.commit(true, true)
+}
+
+// SyncWait waits until a batch committed with CommitPipelined is durable.
+// It returns nil at once for any other batch, and with Options.DisableSync.
+func (b *Batch) SyncWait() error {
+	if !b.syncPending {
+		return nil
+	}
+	b.syncPending = false
+	return b.b.SyncWait()
+}
+
+func (b *Batch) commit(sync, pipelined bool) error {
 	if b.done {
 		return ErrBatchDone
 	}
@@ -163,7 +192,13 @@ func (b *Batch) Commit(sync bool) error {
 	if sync && !b.e.opts.DisableSync {
 		opts = pebble.Sync
 	}
-	err := b.b.Commit(opts)
+	var err error
+	if pipelined && opts == pebble.Sync {
+		err = b.e.db.ApplyNoSyncWait(b.b, opts)
+		b.syncPending = err == nil
+	} else {
+		err = b.b.Commit(opts)
+	}
 	for _, s := range storages {
 		s.postCommit(b, err)
 	}
@@ -186,6 +221,10 @@ func (b *Batch) abortStorages() {
 func (b *Batch) Close() {
 	if b.b == nil {
 		return
+	}
+	if b.syncPending {
+		// Pebble must not reuse a batch whose fsync is outstanding.
+		_ = b.SyncWait()
 	}
 	b.abortStorages()
 	b.done = true

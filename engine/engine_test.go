@@ -387,3 +387,82 @@ func TestRangeIDs(t *testing.T) {
 		t.Fatalf("RangeIDs = %v, %v", ids, err)
 	}
 }
+
+// TestCommitPipelinedCrash commits batches with CommitPipelined, waits for
+// the fsync of only some of them, and simulates a crash keeping a random
+// part of the unsynced data. Every batch whose SyncWait returned must
+// survive, the batches that survive must be a prefix of the commit order
+// (a later batch is never durable without the earlier ones), and none is
+// partially applied.
+func TestCommitPipelinedCrash(t *testing.T) {
+	rng := newRand(t)
+	const batches, keysPerBatch = 12, 20
+	for iter := range 20 {
+		fs := vfs.NewCrashableMem()
+		opts := Options{Dir: "store", FS: fs, CacheSize: 1 << 20, MemTableSize: 1 << 20, Logger: quietLogger}
+		e, err := Open(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := func(bi, ki int) []byte { return userKey(t, fmt.Sprintf("b%02d-%03d", bi, ki)) }
+		synced := rng.IntN(batches + 1) // batches [0, synced) waited for
+		var pending []*Batch
+		for bi := range batches {
+			b := e.NewBatch()
+			for ki := range keysPerBatch {
+				if err := b.Set(key(bi, ki), []byte(fmt.Sprintf("v%d-%d", bi, ki))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := b.CommitPipelined(); err != nil {
+				t.Fatal(err)
+			}
+			// Visible at once, before the fsync.
+			if v, err := e.Get(key(bi, 0)); err != nil || string(v) != fmt.Sprintf("v%d-0", bi) {
+				t.Fatalf("batch %d not visible after CommitPipelined: %q, %v", bi, v, err)
+			}
+			pending = append(pending, b)
+		}
+		for _, b := range pending[:synced] {
+			if err := b.SyncWait(); err != nil {
+				t.Fatal(err)
+			}
+			if err := b.SyncWait(); err != nil { // a second call is a no-op
+				t.Fatal(err)
+			}
+		}
+		crashed := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: rng.IntN(101), RNG: rng})
+		for _, b := range pending {
+			b.Close() // waits for the fsync of those not waited for
+		}
+		if err := e.Close(); err != nil {
+			t.Fatal(err)
+		}
+		e2, err := Open(Options{Dir: "store", FS: crashed, CacheSize: 1 << 20, MemTableSize: 1 << 20, Logger: quietLogger})
+		if err != nil {
+			t.Fatalf("iteration %d: reopening after crash: %v", iter, err)
+		}
+		lost := false
+		for bi := range batches {
+			present := 0
+			for ki := range keysPerBatch {
+				if v, err := e2.Get(key(bi, ki)); err == nil && string(v) == fmt.Sprintf("v%d-%d", bi, ki) {
+					present++
+				}
+			}
+			switch {
+			case present != 0 && present != keysPerBatch:
+				t.Fatalf("iteration %d: batch %d partially applied: %d of %d keys", iter, bi, present, keysPerBatch)
+			case present == 0 && bi < synced:
+				t.Fatalf("iteration %d: batch %d lost though its SyncWait returned (%d synced)", iter, bi, synced)
+			case present == 0:
+				lost = true
+			case lost:
+				t.Fatalf("iteration %d: batch %d survived but an earlier one was lost", iter, bi)
+			}
+		}
+		if err := e2.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

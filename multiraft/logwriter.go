@@ -16,19 +16,31 @@ import (
 
 // logWriter makes the raft log appends and HardStates of every group
 // durable. Workers queue MsgStorageAppend messages; the writer drains all
-// that are queued into one engine batch, commits it with one fsync, and then
-// delivers each message's responses: to the group itself (stepped by its
-// worker) or to peers (sent). While one batch is being synced the next one
-// fills, so the number of fsyncs per append falls as load rises.
+// that are queued into one engine batch, commits it, and, once it is
+// durable, delivers each message's responses: to the group itself (stepped
+// by its worker) or to peers (sent).
+//
+// Commits are pipelined: the writer commits a batch without waiting for its
+// fsync (engine.Batch.CommitPipelined) and hands it to the syncer goroutine,
+// which waits for the fsync and delivers; meanwhile the writer stages and
+// commits the next batch, and Pebble's WAL syncs every batch queued during
+// one fsync with the next. So the disk is never idle while appends wait,
+// the cost of staging a batch overlaps the fsync, and the number of fsyncs
+// per append falls as load rises. At most maxPipelinedBatches batches wait
+// for their fsync.
 //
 // It also performs, in queue order, the other writes to a group's raft
 // state: log truncations (after the applied state that allows them) and the
-// deletion of destroyed replicas (after their last writes).
+// deletion of destroyed replicas (after their last writes). A batch that
+// ingests a snapshot or destroys a replica is not pipelined: the writer
+// waits for the batches before it to be delivered, then commits, syncs and
+// delivers it itself.
 //
 // Invariants: requests of one group are written in the order they were
-// queued (one queue, one writer); no response is delivered before the batch
-// holding its write is durable; nothing is written for a destroyed group
-// after its destruction was decided.
+// queued (one queue, one writer); batches are delivered in commit order, and
+// no response is delivered before the batch holding its write is durable (a
+// later batch is never durable before an earlier one); nothing is written
+// for a destroyed group after its destruction was decided.
 type logWriter struct {
 	h *Host
 
@@ -38,8 +50,27 @@ type logWriter struct {
 	}
 	wake chan struct{}
 	done chan struct{}
-	// spare is the previous queue, reused to avoid allocating.
+	// spare is the previous queue, reused to avoid allocating when its
+	// batch was not pipelined.
 	spare []logReq
+
+	// pipe carries committed batches to the syncer, which closes
+	// syncerDone when pipe is closed and drained. inflight counts the
+	// batches sent on pipe and not yet delivered.
+	pipe       chan *pipelinedBatch
+	syncerDone chan struct{}
+	inflight   sync.WaitGroup
+}
+
+// maxPipelinedBatches bounds the committed batches waiting for their fsync.
+const maxPipelinedBatches = 4
+
+// pipelinedBatch is a committed batch waiting for its fsync.
+type pipelinedBatch struct {
+	b       *engine.Batch
+	reqs    []logReq
+	appends int
+	start   time.Time
 }
 
 type logReqKind uint8
@@ -66,10 +97,14 @@ type logReq struct {
 }
 
 func newLogWriter(h *Host) *logWriter {
-	return &logWriter{h: h, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	return &logWriter{h: h, wake: make(chan struct{}, 1), done: make(chan struct{}),
+		pipe: make(chan *pipelinedBatch, maxPipelinedBatches), syncerDone: make(chan struct{})}
 }
 
-func (w *logWriter) start() { go w.run() }
+func (w *logWriter) start() {
+	go w.runSyncer()
+	go w.run()
+}
 
 // stop waits for the writer to exit. Queued writes that were not yet
 // committed are dropped: they were never acknowledged.
@@ -110,11 +145,18 @@ func (w *logWriter) enqueueDestroy(g *group, spans []engine.Span) {
 
 func (w *logWriter) run() {
 	defer close(w.done)
+	defer func() {
+		close(w.pipe)
+		<-w.syncerDone
+	}()
 	for {
 		select {
 		case <-w.h.stopper:
 			return
 		case <-w.wake:
+		}
+		if w.h.Err() != nil {
+			return // the syncer failed
 		}
 		// Swap the queue with the spare slice; the two never share an array.
 		w.mu.Lock()
@@ -125,28 +167,75 @@ func (w *logWriter) run() {
 			w.spare = reqs
 			continue
 		}
-		if err := w.write(reqs); err != nil {
-			for i := range reqs {
-				if r := &reqs[i]; r.snap != nil && !r.skipped {
-					r.snap.ing.Abort()
-					r.snap.done <- err
-				}
-			}
+		pipelined, err := w.write(reqs)
+		if err != nil {
+			w.abortSnapshots(reqs, err)
 			w.h.fail(fmt.Errorf("log writer: %w", err))
 			return
 		}
-		w.deliver(reqs)
-		clear(reqs)
-		w.spare = reqs
+		if !pipelined {
+			w.deliver(reqs)
+			clear(reqs)
+			w.spare = reqs
+		}
 	}
 }
 
-// write stages every request in one batch and commits it durably, then
-// destroys the replicas whose destruction was queued.
-func (w *logWriter) write(reqs []logReq) error {
+// runSyncer waits for the fsync of each pipelined batch, in commit order,
+// and delivers its responses.
+func (w *logWriter) runSyncer() {
+	defer close(w.syncerDone)
+	failed := false
+	for pb := range w.pipe {
+		if !failed {
+			if err := pb.b.SyncWait(); err != nil {
+				failed = true
+				w.h.fail(fmt.Errorf("log writer: syncing: %w", err))
+			} else {
+				w.h.metrics.observeLogWrite(pb.appends, time.Since(pb.start))
+			}
+		}
+		pb.b.Close()
+		if !failed {
+			w.deliver(pb.reqs)
+		}
+		w.inflight.Done()
+	}
+}
+
+func (w *logWriter) abortSnapshots(reqs []logReq, err error) {
+	for i := range reqs {
+		if r := &reqs[i]; r.snap != nil && !r.skipped {
+			r.snap.ing.Abort()
+			r.snap.done <- err
+		}
+	}
+}
+
+// write stages every request in one batch and commits it. A batch of plain
+// appends and truncations is pipelined: write returns true once it is
+// committed and handed to the syncer. Otherwise (a snapshot to ingest, a
+// replica to destroy) write waits for the pipelined batches to be
+// delivered, commits durably, destroys the replicas whose destruction was
+// queued and returns false; the caller delivers.
+func (w *logWriter) write(reqs []logReq) (pipelined bool, _ error) {
 	start := time.Now()
+	sequential := false
+	for i := range reqs {
+		if r := &reqs[i]; r.kind == reqDestroy || (r.kind == reqAppend && r.snap != nil) {
+			sequential = true
+			break
+		}
+	}
+	if sequential {
+		w.inflight.Wait()
+	}
 	b := w.h.eng.NewBatch()
-	defer b.Close()
+	defer func() {
+		if !pipelined {
+			b.Close()
+		}
+	}()
 	appends := 0
 	for i := range reqs {
 		r := &reqs[i]
@@ -174,37 +263,51 @@ func (w *logWriter) write(reqs []logReq) error {
 			// The data first: the ingest is atomic on its own, and a crash
 			// before this batch commits is completed at load.
 			if _, err := r.snap.ing.Finish(context.Background()); err != nil {
-				return fmt.Errorf("group %d: ingesting snapshot: %w", r.g.id, err)
+				return false, fmt.Errorf("group %d: ingesting snapshot: %w", r.g.id, err)
 			}
 			if k := w.h.cfg.Testing; k != nil && k.AfterSnapshotIngest != nil {
 				k.AfterSnapshotIngest(r.g.id)
 			}
 			if err := st.ApplySnapshot(b, snap); err != nil {
-				return fmt.Errorf("group %d: applying snapshot: %w", r.g.id, err)
+				return false, fmt.Errorf("group %d: applying snapshot: %w", r.g.id, err)
 			}
 		}
 		if len(m.GetEntries()) > 0 {
 			if err := st.Append(b, m.GetEntries()); err != nil {
-				return fmt.Errorf("group %d: appending: %w", r.g.id, err)
+				return false, fmt.Errorf("group %d: appending: %w", r.g.id, err)
 			}
 		}
 		if m.Term != nil || m.Vote != nil || m.Commit != nil {
 			hs := &pb.HardState{Term: new(m.GetTerm()), Vote: new(m.GetVote()), Commit: new(m.GetCommit())}
 			if err := st.SetHardState(b, hs); err != nil {
-				return fmt.Errorf("group %d: saving HardState: %w", r.g.id, err)
+				return false, fmt.Errorf("group %d: saving HardState: %w", r.g.id, err)
 			}
 		}
 	}
+	if !sequential && !b.Empty() {
+		if err := b.CommitPipelined(); err != nil {
+			return false, err
+		}
+		w.inflight.Add(1)
+		w.pipe <- &pipelinedBatch{b: b, reqs: reqs, appends: appends, start: start}
+		return true, nil
+	}
+	if !sequential {
+		// Nothing to write (only skipped requests): the batches before
+		// this one must still be delivered first.
+		w.inflight.Wait()
+		return false, nil
+	}
 	if !b.Empty() {
 		if err := b.Commit(true); err != nil {
-			return err
+			return false, err
 		}
 		w.h.metrics.observeLogWrite(appends, time.Since(start))
 	}
 	for i := range reqs {
 		if r := &reqs[i]; r.kind == reqDestroy {
 			if err := writeDestroy(w.h.eng, r.g.id, r.g.replicaID, r.spans); err != nil {
-				return fmt.Errorf("group %d: destroying replica: %w", r.g.id, err)
+				return false, fmt.Errorf("group %d: destroying replica: %w", r.g.id, err)
 			}
 			r.g.storage.Close()
 			if o, ok := r.g.sm.(DestroyObserver); ok {
@@ -212,7 +315,7 @@ func (w *logWriter) write(reqs []logReq) error {
 			}
 		}
 	}
-	return nil
+	return false, nil
 }
 
 // deliver hands out the responses of durable requests.
