@@ -346,6 +346,7 @@ func (h *Host) submit(id GroupID, p *proposal) *Proposal {
 		return resolvedProposal(notApplied(ErrStopped))
 	}
 	p.id, p.done = h.rng.nonZero(), make(chan struct{})
+	p.submitted = time.Now()
 	err := h.toInbox(id, func(g *group) { g.inbox.proposals = append(g.inbox.proposals, p) })
 	if err != nil {
 		return resolvedProposal(notApplied(err))
@@ -707,6 +708,8 @@ func (h *Host) propose(g *group, p *proposal) {
 	if !p.state.CompareAndSwap(propQueued, propProposed) {
 		return // the caller gave up
 	}
+	p.proposed = time.Now()
+	h.metrics.proposalWait.Update(p.proposed.Sub(p.submitted).Seconds())
 	st := g.rn.BasicStatus()
 	if st.RaftState != raft.StateLeader {
 		p.resolve(Result{}, &NotAppliedError{Err: ErrNotLeader, Leader: ReplicaID(st.Lead)})
@@ -810,6 +813,7 @@ func (h *Host) apply(g *group, ents []*pb.Entry) (destroyed bool, _ error) {
 	if len(ents) == 0 {
 		return false, nil
 	}
+	applyStart := time.Now()
 	cmds := make([]Command, 0, len(ents))
 	ids := make([]uint64, 0, len(ents))
 	var truncateTo uint64
@@ -943,6 +947,7 @@ func (h *Host) apply(g *group, ents []*pb.Entry) (destroyed bool, _ error) {
 		}
 		delete(g.pendingByIndex, e.GetIndex())
 		if j < len(cmds) && cmds[j].Index == e.GetIndex() && ids[j] == p.id && e.GetTerm() == p.term {
+			h.metrics.observeProposal(p.proposed, applyStart)
 			p.resolve(results[j], nil)
 		} else {
 			p.resolve(Result{}, notApplied(fmt.Errorf("%w: a new leader overwrote its entry", ErrProposalDropped)))

@@ -35,6 +35,10 @@ import (
 //	flotilla_raft_messages_dropped_total          messages dropped (full queue, unknown group)
 //	flotilla_raft_messages_sent_total{type=...}   raft messages sent, by type
 //	flotilla_raft_messages_received_total{type=...}
+//	flotilla_raft_proposal_seconds{stage=...}     a proposal's time on its leader, by stage:
+//	                                              wait (inbox and scheduler, until raft takes it),
+//	                                              commit (log writes, replication, commit),
+//	                                              apply (the state machine's apply)
 type hostMetrics struct {
 	set    *metrics.Set
 	gauges []string
@@ -43,6 +47,9 @@ type hostMetrics struct {
 	readyLatency        *metrics.PrometheusHistogram
 	logWriteLatency     *metrics.PrometheusHistogram
 	logWriteGroups      *metrics.PrometheusHistogram
+	proposalWait        *metrics.PrometheusHistogram
+	proposalCommit      *metrics.PrometheusHistogram
+	proposalApply       *metrics.PrometheusHistogram
 	logWrites           *metrics.Counter
 	entriesApplied      *metrics.Counter
 	batchesSent         *metrics.Counter
@@ -75,6 +82,9 @@ func newHostMetrics(set *metrics.Set, h *Host) *hostMetrics {
 		readyLatency:          set.GetOrCreatePrometheusHistogram("flotilla_raft_ready_seconds"),
 		logWriteLatency:       set.GetOrCreatePrometheusHistogram("flotilla_raft_log_write_seconds"),
 		logWriteGroups:        set.GetOrCreatePrometheusHistogramExt("flotilla_raft_log_write_groups", groupCountBuckets),
+		proposalWait:          set.GetOrCreatePrometheusHistogram(`flotilla_raft_proposal_seconds{stage="wait"}`),
+		proposalCommit:        set.GetOrCreatePrometheusHistogram(`flotilla_raft_proposal_seconds{stage="commit"}`),
+		proposalApply:         set.GetOrCreatePrometheusHistogram(`flotilla_raft_proposal_seconds{stage="apply"}`),
 		logWrites:             set.GetOrCreateCounter("flotilla_raft_log_writes_total"),
 		entriesApplied:        set.GetOrCreateCounter("flotilla_raft_entries_applied_total"),
 		batchesSent:           set.GetOrCreateCounter("flotilla_raft_message_batches_sent_total"),
@@ -131,6 +141,17 @@ func (m *hostMetrics) unregister() {
 
 func (m *hostMetrics) observeQueueLatency(d time.Duration) { m.queueLatency.Update(d.Seconds()) }
 func (m *hostMetrics) observeProcessing(d time.Duration)   { m.readyLatency.Update(d.Seconds()) }
+
+// observeProposal records the stages of a proposal applied on its leader:
+// from raft taking it to the start of the apply that holds it (log writes,
+// replication, commit), and from there to now (the state machine's apply).
+func (m *hostMetrics) observeProposal(proposed, applyStart time.Time) {
+	if proposed.IsZero() {
+		return
+	}
+	m.proposalCommit.Update(applyStart.Sub(proposed).Seconds())
+	m.proposalApply.Update(time.Since(applyStart).Seconds())
+}
 
 func (m *hostMetrics) observeLogWrite(groups int, d time.Duration) {
 	m.logWrites.Inc()

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
@@ -29,6 +30,9 @@ type proposal struct {
 	state atomic.Int32
 	// index and term of its entry, once raft appended it (worker-owned).
 	index, term uint64
+	// submitted and proposed are when the proposal entered its group's
+	// inbox and when the worker handed it to raft (stage metrics).
+	submitted, proposed time.Time
 
 	done   chan struct{}
 	result Result
