@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 )
 
 // ErrNotFound is returned by Get when the key does not exist.
@@ -72,6 +73,11 @@ func Open(opts Options) (*Engine, error) {
 		ReadOnly:           opts.ReadOnly,
 		ErrorIfNotExists:   opts.ErrorIfNotExists,
 	}
+	// Bloom filters (10 bits per key, ~1 % false positives) on every level
+	// let a point read skip the files that do not hold its key. Every write
+	// applied reads the key's old value (for the range's statistics), so
+	// without them each write probed every level's index and data blocks.
+	po.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
 	po.EnsureDefaults()
 
 	if opts.ErrorIfNotExists {

@@ -466,3 +466,32 @@ func TestCommitPipelinedCrash(t *testing.T) {
 		}
 	}
 }
+
+// TestBloomFilters checks that point reads of absent keys are answered by
+// the files' bloom filters rather than by their blocks.
+func TestBloomFilters(t *testing.T) {
+	e, err := Open(Options{Dir: t.TempDir(), Logger: quietLogger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	b := e.NewBatch()
+	for i := range 1000 {
+		if err := b.Set(userKey(t, fmt.Sprintf("key-%04d", 2*i)), []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mustCommit(t, b, false)
+	b.Close()
+	if err := e.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 1000 {
+		if _, err := e.Get(userKey(t, fmt.Sprintf("key-%04d", 2*i+1))); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("absent key %d: %v", 2*i+1, err)
+		}
+	}
+	if hits := e.db.Metrics().Filter.Hits; hits < 900 {
+		t.Fatalf("bloom filter hits = %d for 1000 reads of absent keys; want most of them", hits)
+	}
+}
