@@ -67,6 +67,8 @@ func TestBadInput(t *testing.T) {
 		{"debug", "keys", "--bogus"},
 		{"no-such-command"},
 		{"version", "extra"},
+		{"start", "--store", t.TempDir(), "--http-addr", "off", "--listen-addr", "127.0.0.1:0", "--gc-percent", "0"},
+		{"start", "--store", t.TempDir(), "--http-addr", "off", "--listen-addr", "127.0.0.1:0", "--gc-percent", "-5"},
 	} {
 		if _, err := run(t, args...); err == nil {
 			t.Errorf("flotilla %s: no error", strings.Join(args, " "))
