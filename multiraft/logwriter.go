@@ -203,6 +203,17 @@ func (w *logWriter) runSyncer() {
 	}
 }
 
+// waitDelivered waits until every pipelined batch was delivered. It returns
+// the host's error if one of them could not be made durable (or the host
+// failed otherwise): then nothing queued after it may be written or
+// delivered. Raft takes the responses of a MsgStorageAppend, even of one
+// that writes nothing (a duplicate MsgApp's MsgAppResp), as proof that every
+// append queued before it is durable.
+func (w *logWriter) waitDelivered() error {
+	w.inflight.Wait()
+	return w.h.Err()
+}
+
 func (w *logWriter) abortSnapshots(reqs []logReq, err error) {
 	for i := range reqs {
 		if r := &reqs[i]; r.snap != nil && !r.skipped {
@@ -228,7 +239,9 @@ func (w *logWriter) write(reqs []logReq) (pipelined bool, _ error) {
 		}
 	}
 	if sequential {
-		w.inflight.Wait()
+		if err := w.waitDelivered(); err != nil {
+			return false, err
+		}
 	}
 	b := w.h.eng.NewBatch()
 	defer func() {
@@ -293,10 +306,9 @@ func (w *logWriter) write(reqs []logReq) (pipelined bool, _ error) {
 		return true, nil
 	}
 	if !sequential {
-		// Nothing to write (only skipped requests): the batches before
-		// this one must still be delivered first.
-		w.inflight.Wait()
-		return false, nil
+		// Nothing to write (skipped requests, or responses alone): the
+		// batches before this one must still be delivered first.
+		return false, w.waitDelivered()
 	}
 	if !b.Empty() {
 		if err := b.Commit(true); err != nil {

@@ -48,6 +48,10 @@ type Options struct {
 	ElectionTicks int
 	// Configure, if set, adjusts each host's config before it starts.
 	Configure func(*multiraft.Config)
+	// WrapFS, if set, wraps each node's filesystem as its engine sees it
+	// (to inject latency or faults); crash images are still taken of the
+	// filesystem underneath.
+	WrapFS func(node multiraft.NodeID, fs vfs.FS) vfs.FS
 	// Logger defaults to errors only.
 	Logger *slog.Logger
 }
@@ -168,8 +172,12 @@ func (c *Cluster) NodeIDs() []multiraft.NodeID {
 }
 
 func (c *Cluster) start(n *Node) error {
+	fs := n.fs
+	if c.opts.WrapFS != nil {
+		fs = c.opts.WrapFS(n.ID, fs)
+	}
 	eng, err := engine.Open(engine.Options{
-		Dir: n.dir, FS: n.fs, CacheSize: 8 << 20, MemTableSize: 4 << 20, Logger: c.opts.Logger,
+		Dir: n.dir, FS: fs, CacheSize: 8 << 20, MemTableSize: 4 << 20, Logger: c.opts.Logger,
 	})
 	if err != nil {
 		return fmt.Errorf("node %d: %w", n.ID, err)
