@@ -144,8 +144,10 @@ func (b *Batch) Commit(sync bool) error {
 // Pebble's WAL then syncs every batch queued meanwhile at once, and a later
 // batch is never durable before an earlier one. Writes are visible before
 // they are durable (as with Commit(true), for a shorter time); a caller must
-// not act on them as durable before SyncWait returns. The batch must not be
-// closed before SyncWait.
+// not act on them as durable before SyncWait returns. Close waits for the
+// fsync if SyncWait was not called. A failed fsync is reported by SyncWait
+// only: the raft storages with writes in the batch do not learn of it, so
+// the caller must stop using them (multiraft's host fails).
 func (b *Batch) CommitPipelined() error {
 	return b.commit(true, true)
 }

@@ -27,7 +27,8 @@ import (
 // one fsync with the next. So the disk is never idle while appends wait,
 // the cost of staging a batch overlaps the fsync, and the number of fsyncs
 // per append falls as load rises. At most maxPipelinedBatches batches wait
-// for their fsync.
+// in the pipe (two more may be committed and not yet synced: the one the
+// syncer holds and the one the writer is handing over).
 //
 // It also performs, in queue order, the other writes to a group's raft
 // state: log truncations (after the applied state that allows them) and the
