@@ -97,7 +97,8 @@ func TestRunEmbedded(t *testing.T) {
 }
 
 // TestRunCluster: the same against a three-node in-process cluster through
-// the cluster target, with the servers' CPU in the report.
+// the cluster target, with the servers' CPU in the report; --verify passes,
+// and catches a value corrupted through another node.
 func TestRunCluster(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -112,8 +113,24 @@ func TestRunCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	_, rep := runAndCheck(t, ctx, f, false)
+	r, rep := runAndCheck(t, ctx, f, true)
 	if rep.ServerCPU == nil || rep.ServerCPU.MicrosPerOp <= 0 || rep.ClientCPU == nil {
 		t.Fatalf("CPU cost: server %+v (%s), client %+v", rep.ServerCPU, rep.ServerCPUError, rep.ClientCPU)
+	}
+	if n, err := r.Verify(ctx, f); err != nil || n != 300 {
+		t.Fatalf("verify: %d keys, %v", n, err)
+	}
+	// Corrupt one record through another node than the leader may be.
+	kvs, err := nodes[1].Scan(ctx, []byte(bench.KeyPrefix), nil, flotilla.ScanOptions{Limit: 1})
+	if err != nil || len(kvs) != 1 {
+		t.Fatalf("scan: %v, %v", kvs, err)
+	}
+	if err := nodes[1].Put(ctx, kvs[0].Key, []byte("corrupted")); err != nil {
+		t.Fatal(err)
+	}
+	_, err = r.Verify(ctx, f)
+	var ve *bench.VerifyError
+	if !errors.As(err, &ve) || len(ve.Mismatches) != 1 || ve.Mismatches[0].Key != string(kvs[0].Key) {
+		t.Fatalf("verify after corrupting %q: %v", kvs[0].Key, err)
 	}
 }
