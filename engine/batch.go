@@ -224,10 +224,8 @@ func (b *Batch) Close() {
 	if b.b == nil {
 		return
 	}
-	if b.syncPending {
-		// Pebble must not reuse a batch whose fsync is outstanding.
-		_ = b.SyncWait()
-	}
+	// Pebble must not reuse a batch whose fsync is outstanding.
+	_ = b.SyncWait()
 	b.abortStorages()
 	b.done = true
 	_ = b.b.Close()
