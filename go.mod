@@ -9,6 +9,7 @@ require (
 	github.com/cockroachdb/pebble/v2 v2.1.7
 	github.com/google/btree v1.1.3
 	github.com/klauspost/compress v1.18.7
+	github.com/lni/goutils v1.4.0
 	github.com/prometheus/client_model v0.6.1
 	github.com/spf13/cobra v1.10.2
 	go.etcd.io/etcd/api/v3 v3.6.16
