@@ -357,7 +357,7 @@ func (r *remote) DeleteRange(ctx context.Context, req *flotillapb.DeleteRangeReq
 		return nil, fe
 	}
 	return callSpan(ctx, r, req.GetStartKey(), true, req, flotillapb.KVClient.DeleteRange,
-		func(d *flotillapb.RangeDescriptor) bool { return spanFits(d, req.GetStartKey(), req.GetEndKey()) },
+		func(d *flotillapb.RangeDescriptor) bool { return d.ContainsSpan(req.GetStartKey(), req.GetEndKey()) },
 		func(ctx context.Context, send func(context.Context, router.Target, *flotillapb.DeleteRangeRequest) (*flotillapb.DeleteRangeResponse, error)) (*flotillapb.DeleteRangeResponse, error) {
 			return router.DeleteRange(ctx, r.router, req, send)
 		})
@@ -370,7 +370,7 @@ func (r *remote) Scan(ctx context.Context, req *flotillapb.ScanRequest) (*flotil
 		return nil, fe
 	}
 	return callSpan(ctx, r, req.GetStartKey(), false, req, flotillapb.KVClient.Scan,
-		func(d *flotillapb.RangeDescriptor) bool { return spanFits(d, req.GetStartKey(), req.GetEndKey()) },
+		func(d *flotillapb.RangeDescriptor) bool { return d.ContainsSpan(req.GetStartKey(), req.GetEndKey()) },
 		func(ctx context.Context, send func(context.Context, router.Target, *flotillapb.ScanRequest) (*flotillapb.ScanResponse, error)) (*flotillapb.ScanResponse, error) {
 			return router.Scan(ctx, r.router, req, maxScanResponseBytes, send)
 		})
@@ -388,7 +388,7 @@ func (r *remote) Batch(ctx context.Context, req *flotillapb.BatchRequest) (*flot
 		return nil, fe
 	}
 	return callSpan(ctx, r, req.GetOps()[0].RouteKey(), true, req, flotillapb.KVClient.Batch,
-		func(d *flotillapb.RangeDescriptor) bool { return opsFit(d, req.GetOps()) },
+		func(d *flotillapb.RangeDescriptor) bool { return d.ContainsOps(req.GetOps()) },
 		func(ctx context.Context, send func(context.Context, router.Target, *flotillapb.BatchRequest) (*flotillapb.BatchResponse, error)) (*flotillapb.BatchResponse, error) {
 			return router.Batch(ctx, r.router, req, send)
 		})

@@ -468,7 +468,7 @@ func (g *gateway) DeleteRange(ctx context.Context, req *flotillapb.DeleteRangeRe
 		return nil, fe
 	}
 	return spanKV(ctx, g, req.GetStartKey(), true, req, (*shard.Store).DeleteRange, flotillapb.KVClient.DeleteRange,
-		func(d *flotillapb.RangeDescriptor) bool { return spanFits(d, req.GetStartKey(), req.GetEndKey()) },
+		func(d *flotillapb.RangeDescriptor) bool { return d.ContainsSpan(req.GetStartKey(), req.GetEndKey()) },
 		func(ctx context.Context, send func(context.Context, router.Target, *flotillapb.DeleteRangeRequest) (*flotillapb.DeleteRangeResponse, error)) (*flotillapb.DeleteRangeResponse, error) {
 			return router.DeleteRange(ctx, g.router, req, send)
 		})
@@ -484,7 +484,7 @@ func (g *gateway) Scan(ctx context.Context, req *flotillapb.ScanRequest) (*floti
 		return nil, fe
 	}
 	return spanKV(ctx, g, req.GetStartKey(), false, req, (*shard.Store).Scan, flotillapb.KVClient.Scan,
-		func(d *flotillapb.RangeDescriptor) bool { return spanFits(d, req.GetStartKey(), req.GetEndKey()) },
+		func(d *flotillapb.RangeDescriptor) bool { return d.ContainsSpan(req.GetStartKey(), req.GetEndKey()) },
 		func(ctx context.Context, send func(context.Context, router.Target, *flotillapb.ScanRequest) (*flotillapb.ScanResponse, error)) (*flotillapb.ScanResponse, error) {
 			return router.Scan(ctx, g.router, req, maxScanResponseBytes, send)
 		})
@@ -508,7 +508,7 @@ func (g *gateway) Batch(ctx context.Context, req *flotillapb.BatchRequest) (*flo
 		return nil, fe
 	}
 	return spanKV(ctx, g, key, true, req, (*shard.Store).Batch, flotillapb.KVClient.Batch,
-		func(d *flotillapb.RangeDescriptor) bool { return opsFit(d, req.GetOps()) },
+		func(d *flotillapb.RangeDescriptor) bool { return d.ContainsOps(req.GetOps()) },
 		func(ctx context.Context, send func(context.Context, router.Target, *flotillapb.BatchRequest) (*flotillapb.BatchResponse, error)) (*flotillapb.BatchResponse, error) {
 			return router.Batch(ctx, g.router, req, send)
 		})

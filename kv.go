@@ -69,10 +69,10 @@ type KV interface {
 }
 
 // MaxKeySize is the largest key.
-const MaxKeySize = 4 << 10
+const MaxKeySize = flotillapb.MaxKeySize
 
 // DefaultMaxValueSize is the largest value unless configured otherwise.
-const DefaultMaxValueSize = 8 << 20
+const DefaultMaxValueSize = flotillapb.DefaultMaxValueSize
 
 // KeyValue is a key and its value.
 type KeyValue struct {

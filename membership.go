@@ -94,13 +94,13 @@ func (n *Node) collectRemovedReplicas(leaderless map[multiraft.GroupID]time.Time
 	for _, g := range suspects {
 		st, ok := host.Status(g)
 		cur := current[g]
-		if !ok || cur == nil || placement.FindReplica(cur, st.Replica) != nil {
+		if !ok || cur == nil || cur.Replica(st.Replica) != nil {
 			continue
 		}
 		// Only an initialized replica is judged: an uninitialized one may
 		// be a learner still waiting for its snapshot, listed in no
 		// descriptor the driver has yet (and it cannot campaign anyway).
-		if local := n.groupDescriptor(g, meta); local == nil || !placement.NewerEpoch(cur.GetEpoch(), local.GetEpoch()) {
+		if local := n.groupDescriptor(g, meta); local == nil || !cur.GetEpoch().Newer(local.GetEpoch()) {
 			continue
 		}
 		if err := host.DestroyRemovedReplica(g, st.Replica); err != nil {

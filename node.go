@@ -552,7 +552,7 @@ func (n *Node) startMember(ident *flotillapb.StoreIdent, host *multiraft.Host) e
 const maxSplitKeys = 1000
 
 // checkSplitKeys returns the split keys of an init sorted, or an
-// InvalidArgument error: each non-empty, at most shard.MaxKeySize bytes,
+// InvalidArgument error: each non-empty, at most flotillapb.MaxKeySize bytes,
 // no two equal, at most maxSplitKeys.
 func checkSplitKeys(keys [][]byte) ([][]byte, error) {
 	if len(keys) > maxSplitKeys {
@@ -560,8 +560,8 @@ func checkSplitKeys(keys [][]byte) ([][]byte, error) {
 	}
 	out := make([][]byte, len(keys))
 	for i, k := range keys {
-		if len(k) == 0 || len(k) > shard.MaxKeySize {
-			return nil, invalidArgument("split_keys", fmt.Sprintf("split key %d has %d bytes; want 1 to %d", i+1, len(k), shard.MaxKeySize))
+		if len(k) == 0 || len(k) > flotillapb.MaxKeySize {
+			return nil, invalidArgument("split_keys", fmt.Sprintf("split key %d has %d bytes; want 1 to %d", i+1, len(k), flotillapb.MaxKeySize))
 		}
 		out[i] = bytes.Clone(k)
 	}

@@ -9,7 +9,6 @@ import (
 	"github.com/flotilladb/flotilla/multiraft"
 	"github.com/flotilladb/flotilla/placement"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
-	"github.com/flotilladb/flotilla/shard"
 )
 
 // The placement driver's admin requests. Each runs on the placement
@@ -44,15 +43,6 @@ func (n *Node) adminOperator(ctx context.Context, host *multiraft.Host, meta *pl
 	return &flotillapb.OperatorResponse{Operator: st}, nil
 }
 
-func replicaOnStore(d *flotillapb.RangeDescriptor, store uint64) *flotillapb.ReplicaDescriptor {
-	for _, r := range d.GetReplicas() {
-		if r.GetStoreId() == store {
-			return r
-		}
-	}
-	return nil
-}
-
 func (s *placementService) TransferLeader(ctx context.Context, req *flotillapb.TransferLeaderRequest) (*flotillapb.OperatorResponse, error) {
 	n := s.node()
 	return placementRequest(ctx, n, req, req.GetForwarded(),
@@ -60,7 +50,7 @@ func (s *placementService) TransferLeader(ctx context.Context, req *flotillapb.T
 		flotillapb.PlacementClient.TransferLeader,
 		func(host *multiraft.Host, meta *placement.Meta) (*flotillapb.OperatorResponse, error) {
 			return n.adminOperator(ctx, host, meta, req.GetRangeId(), func(cv *placement.ClusterView, r *placement.RangeView, _ placement.ReplicaAllocator) (*placement.Operator, error) {
-				rep := replicaOnStore(r.Desc, req.GetStoreId())
+				rep := r.Desc.ReplicaOnStore(flotillapb.StoreID(req.GetStoreId()))
 				if rep == nil || rep.GetType() != flotillapb.ReplicaType_VOTER {
 					return nil, fmt.Errorf("range %d has no voter on store %d", req.GetRangeId(), req.GetStoreId())
 				}
@@ -88,7 +78,7 @@ func (s *placementService) AddReplica(ctx context.Context, req *flotillapb.AddRe
 					return nil, fmt.Errorf("store %d is not a member of the cluster", req.GetStoreId())
 				case st.State != placement.StoreUp || !st.Live:
 					return nil, fmt.Errorf("store %d cannot take a replica (%s, live %v)", req.GetStoreId(), st.State, st.Live)
-				case replicaOnStore(r.Desc, req.GetStoreId()) != nil:
+				case r.Desc.ReplicaOnStore(flotillapb.StoreID(req.GetStoreId())) != nil:
 					return nil, fmt.Errorf("range %d already has a replica on store %d", req.GetRangeId(), req.GetStoreId())
 				}
 				id := alloc(multiraft.GroupID(req.GetRangeId()), store)
@@ -111,7 +101,7 @@ func (s *placementService) RemoveReplica(ctx context.Context, req *flotillapb.Re
 		flotillapb.PlacementClient.RemoveReplica,
 		func(host *multiraft.Host, meta *placement.Meta) (*flotillapb.OperatorResponse, error) {
 			return n.adminOperator(ctx, host, meta, req.GetRangeId(), func(cv *placement.ClusterView, r *placement.RangeView, _ placement.ReplicaAllocator) (*placement.Operator, error) {
-				rep := replicaOnStore(r.Desc, req.GetStoreId())
+				rep := r.Desc.ReplicaOnStore(flotillapb.StoreID(req.GetStoreId()))
 				if rep == nil {
 					return nil, fmt.Errorf("range %d has no replica on store %d", req.GetRangeId(), req.GetStoreId())
 				}
@@ -184,8 +174,8 @@ func (n *Node) usableStores(meta *flotillapb.ClusterMeta, except uint64) int {
 // req.key.
 func (s *placementService) SplitRange(ctx context.Context, req *flotillapb.SplitRangeRequest) (*flotillapb.OperatorResponse, error) {
 	n := s.node()
-	if len(req.GetKey()) == 0 || len(req.GetKey()) > shard.MaxKeySize {
-		return nil, invalidArgument("key", fmt.Sprintf("a split key of 1 to %d bytes is required", shard.MaxKeySize))
+	if len(req.GetKey()) == 0 || len(req.GetKey()) > flotillapb.MaxKeySize {
+		return nil, invalidArgument("key", fmt.Sprintf("a split key of 1 to %d bytes is required", flotillapb.MaxKeySize))
 	}
 	return placementRequest(ctx, n, req, req.GetForwarded(),
 		func(r *flotillapb.SplitRangeRequest) { r.Forwarded = true },

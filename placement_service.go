@@ -119,7 +119,7 @@ func (s *placementService) RangeHeartbeat(ctx context.Context, req *flotillapb.R
 			n.driver.ObserveRange(req)
 			id := multiraft.GroupID(desc.GetRangeId())
 			if known := knownDescriptor(meta.State(), desc.GetRangeId()); id != placement.GroupID &&
-				(known == nil || placement.NewerEpoch(desc.GetEpoch(), known.GetEpoch())) {
+				(known == nil || desc.GetEpoch().Newer(known.GetEpoch())) {
 				// The driver's copy is stale: record the newer one.
 				data, err := proto.Marshal(&flotillapb.MetaCommand{Command: &flotillapb.MetaCommand_UpdateRange{
 					UpdateRange: &flotillapb.UpdateRange{Descriptor_: desc}}})
@@ -168,24 +168,7 @@ func (n *Node) lookupRange(ctx context.Context, req *flotillapb.LookupRangeReque
 		func(r *flotillapb.LookupRangeRequest) { r.Forwarded = true },
 		flotillapb.PlacementClient.LookupRange,
 		func(_ *multiraft.Host, meta *placement.Meta) (*flotillapb.LookupRangeResponse, error) {
-			var rs *flotillapb.RangeStatus
-			ok := false
-			if key := req.GetKey(); req.GetBefore() {
-				// The range holding the keys just below key: start < key <=
-				// end (an empty end is +∞), or the last range if key is
-				// empty. Ranges are in start key order.
-				for _, r := range n.driver.Ranges(meta.State()) {
-					d := r.GetDescriptor_()
-					end := d.GetEndKey()
-					if len(key) == 0 && len(end) == 0 ||
-						len(key) > 0 && string(d.GetStartKey()) < string(key) && (len(end) == 0 || string(key) <= string(end)) {
-						rs, ok = r, true
-						break
-					}
-				}
-			} else {
-				rs, ok = n.driver.Lookup(meta.State(), key)
-			}
+			rs, ok := n.driver.Lookup(meta.State(), req.GetKey(), req.GetBefore())
 			if !ok {
 				return nil, &flotillapb.Error{
 					Message: fmt.Sprintf("no range holds key %q (before: %v)", req.GetKey(), req.GetBefore()),

@@ -61,7 +61,7 @@ func (r *placementResolver) LookupRange(ctx context.Context, key []byte, before 
 	// a local placement service may share with its own state.
 	info := router.RangeInfo{Desc: proto.Clone(resp.GetDescriptor_()).(*flotillapb.RangeDescriptor)}
 	if l := resp.GetLeader(); l.GetStoreId() != 0 {
-		info.Leader = proto.Clone(l).(*flotillapb.ReplicaDescriptor)
+		info.Leader = l.Clone()
 	}
 	return info, nil
 }

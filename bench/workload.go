@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+
+	"github.com/flotilladb/flotilla/rpc/flotillapb"
 )
 
 // Op is a kind of operation a workload issues.
@@ -67,7 +69,7 @@ const (
 	// of a hashed record number (a non-negative int64).
 	MinKeySize = len(KeyPrefix) + 19
 	// MaxKeySize is the longest key a workload may use (Flotilla's limit).
-	MaxKeySize = 4 << 10
+	MaxKeySize = flotillapb.MaxKeySize
 	// MaxValueSize is the largest value a workload may use.
 	MaxValueSize = 64 << 20
 

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+
+	"github.com/flotilladb/flotilla/rpc/flotillapb"
 )
 
 // This file owns every byte of Flotilla's key layout in the one Pebble
@@ -27,11 +29,13 @@ import (
 //   - all local (\x01) keys sort before all user (\x02) keys, and user keys
 //     sort in the order of the user's bytes.
 
-// RangeID identifies a range. Range IDs are never reused; 0 is invalid.
-type RangeID uint64
+// RangeID identifies a range (flotillapb.RangeID). Range IDs are never
+// reused; 0 is invalid.
+type RangeID = flotillapb.RangeID
 
-// MaxUserKeySize is the largest user key Flotilla accepts, in bytes.
-const MaxUserKeySize = 4 << 10
+// MaxUserKeySize is the largest user key Flotilla accepts, in bytes
+// (flotillapb.MaxKeySize).
+const MaxUserKeySize = flotillapb.MaxKeySize
 
 const (
 	localPrefixByte = '\x01'

@@ -72,7 +72,7 @@ func TestBalanceSizeConverges(t *testing.T) {
 							r.catchUp[l] = n - 1
 						}
 					}
-					if r.leader == 0 || FindReplica(r.desc, r.leader) == nil {
+					if r.leader == 0 || r.desc.Replica(r.leader) == nil {
 						voters, _ := membersOf(r.desc)
 						r.leader, r.term = multiraft.ReplicaID(voters[0].GetReplicaId()), r.term+1
 					}

@@ -147,7 +147,7 @@ func (s Step) changesConf() bool { return s.Kind != StepTransferLeader && s.Kind
 
 // doneIn reports whether the step's effect is already in the range.
 func (s Step) doneIn(r *RangeView) bool {
-	rep := FindReplica(r.Desc, s.Replica)
+	rep := r.Desc.Replica(s.Replica)
 	switch s.Kind {
 	case StepAddLearner:
 		return rep != nil
@@ -155,7 +155,7 @@ func (s Step) doneIn(r *RangeView) bool {
 		if rep == nil || rep.GetType() != flotillapb.ReplicaType_VOTER {
 			return false
 		}
-		d := FindReplica(r.Desc, s.Demote)
+		d := r.Desc.Replica(s.Demote)
 		return s.Demote == 0 || d == nil || d.GetType() != flotillapb.ReplicaType_VOTER
 	case StepRemove:
 		return rep == nil
@@ -181,16 +181,6 @@ func SplitOperator(r *RangeView, key []byte, newID multiraft.GroupID, alloc Repl
 	}
 	return &Operator{RangeID: multiraft.GroupID(r.Desc.GetRangeId()), ConfVer: r.Desc.GetEpoch().GetConfVer(),
 		Steps: []Step{s}, Reason: reason}
-}
-
-// FindReplica returns replica id of d, or nil.
-func FindReplica(d *flotillapb.RangeDescriptor, id multiraft.ReplicaID) *flotillapb.ReplicaDescriptor {
-	for _, r := range d.GetReplicas() {
-		if multiraft.ReplicaID(r.GetReplicaId()) == id {
-			return r
-		}
-	}
-	return nil
 }
 
 // Operator is a sequence of steps for one range, computed against the

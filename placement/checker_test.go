@@ -268,7 +268,7 @@ func (s *sim) exec(ro *runningOp) (done bool) {
 			return true // the leader refuses: drop the operator
 		}
 		d.Replicas[idx].Type = flotillapb.ReplicaType_VOTER
-		if rep := FindReplica(d, step.Demote); rep != nil {
+		if rep := d.Replica(step.Demote); rep != nil {
 			rep.Type = flotillapb.ReplicaType_LEARNER
 		}
 		change()

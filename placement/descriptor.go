@@ -3,106 +3,13 @@
 package placement
 
 import (
-	"encoding/binary"
 	"fmt"
 
 	"github.com/flotilladb/flotilla/multiraft"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
+	"github.com/flotilladb/flotilla/rpc/flotillapb/confchange"
 	pb "go.etcd.io/raft/v3/raftpb"
-	"google.golang.org/protobuf/proto"
 )
-
-// A membership change proposed by an operator step carries, in its
-// Context, the configuration version its range must be at when it
-// applies (8 bytes, big-endian). A range at another version rejects the
-// change, so a step computed against an outdated descriptor, or proposed
-// twice, changes nothing.
-
-// WithConfVer returns cc with the expected configuration version set.
-func WithConfVer(cc *pb.ConfChangeV2, confVer uint64) *pb.ConfChangeV2 {
-	cc = proto.Clone(cc).(*pb.ConfChangeV2)
-	cc.Context = binary.BigEndian.AppendUint64(nil, confVer)
-	return cc
-}
-
-// ExpectedConfVer returns the configuration version cc expects, if it
-// carries one.
-func ExpectedConfVer(cc *pb.ConfChangeV2) (uint64, bool) {
-	if len(cc.GetContext()) != 8 {
-		return 0, false
-	}
-	return binary.BigEndian.Uint64(cc.GetContext()), true
-}
-
-// ChangeReplicas returns the descriptor after membership change cc (a new
-// value; desc is not modified): AddNode makes a voter (or promotes a
-// learner), AddLearnerNode a learner (or demotes a voter), RemoveNode
-// removes, and conf_ver goes up by one. Leaving a joint configuration (no
-// changes) returns desc itself. It fails, and the change must be rejected,
-// if cc expects another conf_ver, names an invalid replica ID, or would
-// leave two replicas on one store or no voter.
-func ChangeReplicas(desc *flotillapb.RangeDescriptor, cc *pb.ConfChangeV2) (*flotillapb.RangeDescriptor, error) {
-	if len(cc.GetChanges()) == 0 {
-		return desc, nil
-	}
-	if want, ok := ExpectedConfVer(cc); ok && want != desc.GetEpoch().GetConfVer() {
-		return nil, fmt.Errorf("the change expects conf_ver %d, range %d is at %d", want, desc.GetRangeId(), desc.GetEpoch().GetConfVer())
-	}
-	next := proto.Clone(desc).(*flotillapb.RangeDescriptor)
-	find := func(id multiraft.ReplicaID) int {
-		for i, rd := range next.Replicas {
-			if rd.GetReplicaId() == uint64(id) {
-				return i
-			}
-		}
-		return -1
-	}
-	upsert := func(id multiraft.ReplicaID, typ flotillapb.ReplicaType) {
-		if i := find(id); i >= 0 {
-			next.Replicas[i].Type = typ
-			return
-		}
-		next.Replicas = append(next.Replicas, &flotillapb.ReplicaDescriptor{StoreId: uint64(id.Node()), ReplicaId: uint64(id), Type: typ})
-	}
-	for _, ch := range cc.GetChanges() {
-		id := multiraft.ReplicaID(ch.GetNodeId())
-		if !id.Valid() {
-			return nil, fmt.Errorf("invalid replica ID %d", ch.GetNodeId())
-		}
-		switch ch.GetType() {
-		case pb.ConfChangeAddNode:
-			upsert(id, flotillapb.ReplicaType_VOTER)
-		case pb.ConfChangeAddLearnerNode:
-			upsert(id, flotillapb.ReplicaType_LEARNER)
-		case pb.ConfChangeRemoveNode:
-			if i := find(id); i >= 0 {
-				next.Replicas = append(next.Replicas[:i], next.Replicas[i+1:]...)
-			}
-		case pb.ConfChangeUpdateNode:
-		default:
-			return nil, fmt.Errorf("unknown change type %v", ch.GetType())
-		}
-	}
-	voters := 0
-	stores := map[uint64]bool{}
-	for _, rd := range next.Replicas {
-		if stores[rd.GetStoreId()] {
-			return nil, fmt.Errorf("two replicas of range %d on store %d", desc.GetRangeId(), rd.GetStoreId())
-		}
-		stores[rd.GetStoreId()] = true
-		if rd.GetType() == flotillapb.ReplicaType_VOTER {
-			voters++
-		}
-	}
-	if voters == 0 {
-		return nil, fmt.Errorf("range %d would have no voter", desc.GetRangeId())
-	}
-	if next.Epoch == nil {
-		next.Epoch = &flotillapb.RangeEpoch{}
-	}
-	next.Epoch.ConfVer++
-	return next, nil
-}
 
 // LearnerCatchUpLag is how far behind the leader's commit index a learner
 // may be and still be promoted to voter.
@@ -171,7 +78,7 @@ func PlanStep(desc *flotillapb.RangeDescriptor, ls LeaderStatus, step *flotillap
 	if !id.Valid() {
 		return StepAction{}, fmt.Errorf("invalid replica ID %d", step.GetReplicaId())
 	}
-	rep := FindReplica(desc, id)
+	rep := desc.Replica(id)
 	var cc *pb.ConfChangeV2
 	switch step.GetKind() {
 	case flotillapb.OperatorStepKind_ADD_LEARNER:
@@ -193,7 +100,7 @@ func PlanStep(desc *flotillapb.RangeDescriptor, ls LeaderStatus, step *flotillap
 			}
 		}
 		cc = multiraft.AddVoter(id)
-		if d := FindReplica(desc, demote); demote != 0 && d != nil && d.GetType() == flotillapb.ReplicaType_VOTER {
+		if d := desc.Replica(demote); demote != 0 && d != nil && d.GetType() == flotillapb.ReplicaType_VOTER {
 			cc.Changes = append(cc.Changes, multiraft.AddLearner(demote).Changes...)
 		} else if rep.GetType() == flotillapb.ReplicaType_VOTER {
 			return StepAction{}, nil
@@ -225,5 +132,5 @@ func PlanStep(desc *flotillapb.RangeDescriptor, ls LeaderStatus, step *flotillap
 	default:
 		return StepAction{}, fmt.Errorf("unknown step kind %v", step.GetKind())
 	}
-	return StepAction{ConfChange: WithConfVer(cc, step.GetConfVer())}, nil
+	return StepAction{ConfChange: confchange.WithConfVer(cc, step.GetConfVer())}, nil
 }

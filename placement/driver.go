@@ -3,7 +3,6 @@
 package placement
 
 import (
-	"bytes"
 	"cmp"
 	"slices"
 	"sync"
@@ -181,7 +180,7 @@ func (d *Driver) ObserveRange(req *flotillapb.RangeHeartbeatRequest) {
 	}
 	if ok {
 		oe, ne := old.hb.GetDescriptor_().GetEpoch(), req.GetDescriptor_().GetEpoch()
-		if NewerEpoch(oe, ne) || (proto.Equal(oe, ne) && old.hb.GetTerm() > req.GetTerm()) {
+		if oe.Newer(ne) || (proto.Equal(oe, ne) && old.hb.GetTerm() > req.GetTerm()) {
 			return
 		}
 	}
@@ -191,7 +190,7 @@ func (d *Driver) ObserveRange(req *flotillapb.RangeHeartbeatRequest) {
 		desc := req.GetDescriptor_()
 		for oid, o := range d.mu.ranges {
 			od := o.hb.GetDescriptor_()
-			if oid == id || !Overlap(od, desc) {
+			if oid == id || !od.Overlaps(desc) {
 				continue
 			}
 			if od.GetEpoch().GetVersion() >= desc.GetEpoch().GetVersion() {
@@ -275,7 +274,7 @@ func (d *Driver) Ranges(meta *flotillapb.ClusterMeta) []*flotillapb.RangeStatus 
 	}
 	for id, obs := range d.mu.ranges {
 		rs := byID[id]
-		if rs == nil || NewerEpoch(obs.hb.GetDescriptor_().GetEpoch(), rs.GetDescriptor_().GetEpoch()) {
+		if rs == nil || obs.hb.GetDescriptor_().GetEpoch().Newer(rs.GetDescriptor_().GetEpoch()) {
 			rs = &flotillapb.RangeStatus{Descriptor_: obs.hb.GetDescriptor_()}
 			byID[id] = rs
 		}
@@ -300,11 +299,13 @@ func (d *Driver) Ranges(meta *flotillapb.ClusterMeta) []*flotillapb.RangeStatus 
 	return out
 }
 
-// Lookup returns the range holding key, and its last reported leader.
-func (d *Driver) Lookup(meta *flotillapb.ClusterMeta, key []byte) (*flotillapb.RangeStatus, bool) {
+// Lookup returns the range holding key, or with before the range holding
+// the keys just below key (RangeDescriptor.ContainsKeyBefore), and its last
+// reported leader.
+func (d *Driver) Lookup(meta *flotillapb.ClusterMeta, key []byte, before bool) (*flotillapb.RangeStatus, bool) {
 	for _, rs := range d.Ranges(meta) {
 		desc := rs.GetDescriptor_()
-		if bytes.Compare(key, desc.GetStartKey()) >= 0 && (len(desc.GetEndKey()) == 0 || bytes.Compare(key, desc.GetEndKey()) < 0) {
+		if before && desc.ContainsKeyBefore(key) || !before && desc.ContainsKey(key) {
 			return rs, true
 		}
 	}

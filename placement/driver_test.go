@@ -76,13 +76,22 @@ func TestDriver(t *testing.T) {
 	if r := rs[1]; r.GetLeader().GetStoreId() != 2 || r.GetDescriptor_().GetEpoch().GetConfVer() != 2 || r.GetStats().GetKeys() != 5 {
 		t.Fatalf("range 3: %v", r)
 	}
-	if r, ok := d.Lookup(meta, []byte("z")); !ok || r.GetDescriptor_().GetRangeId() != 3 {
+	if r, ok := d.Lookup(meta, []byte("z"), false); !ok || r.GetDescriptor_().GetRangeId() != 3 {
 		t.Fatalf("lookup z: %v %v", r, ok)
 	}
-	if r, ok := d.Lookup(meta, []byte("a")); !ok || r.GetDescriptor_().GetRangeId() != 2 {
+	if r, ok := d.Lookup(meta, []byte("a"), false); !ok || r.GetDescriptor_().GetRangeId() != 2 {
 		t.Fatalf("lookup a: %v %v", r, ok)
 	}
-	if _, ok := d.Lookup(&flotillapb.ClusterMeta{}, []byte("a")); ok {
+	// Before: the range holding the keys just below the key.
+	for key, want := range map[string]uint64{"m": 2, "n": 3, "": 3, "b": 2} {
+		if r, ok := d.Lookup(meta, []byte(key), true); !ok || r.GetDescriptor_().GetRangeId() != want {
+			t.Fatalf("lookup before %q: %v %v, want range %d", key, r, ok, want)
+		}
+	}
+	if r, ok := d.Lookup(meta, nil, false); !ok || r.GetDescriptor_().GetRangeId() != 2 {
+		t.Fatalf("lookup of the empty key: %v %v", r, ok)
+	}
+	if _, ok := d.Lookup(&flotillapb.ClusterMeta{}, []byte("a"), false); ok {
 		t.Fatal("lookup in an empty cluster")
 	}
 	d.Reset()

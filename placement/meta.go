@@ -14,6 +14,7 @@ import (
 	"github.com/flotilladb/flotilla/engine"
 	"github.com/flotilladb/flotilla/multiraft"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
+	"github.com/flotilladb/flotilla/rpc/flotillapb/confchange"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -123,7 +124,7 @@ func WriteInitialMeta(b *engine.Batch, clusterID string, first *flotillapb.NodeD
 			return fmt.Errorf("%w: initial range %d", ErrBadCommand, d.GetRangeId())
 		}
 		st.NextRangeId = max(st.NextRangeId, d.GetRangeId()+1)
-		st.Ranges = append(st.Ranges, proto.Clone(d).(*flotillapb.RangeDescriptor))
+		st.Ranges = append(st.Ranges, d.Clone())
 	}
 	slices.SortFunc(st.Ranges, func(a, b *flotillapb.RangeDescriptor) int { return cmp.Compare(a.GetRangeId(), b.GetRangeId()) })
 	v, err := proto.Marshal(st)
@@ -168,7 +169,7 @@ func (m *Meta) Apply(b *engine.Batch, cmds []multiraft.Command) ([]multiraft.Res
 			if st.GetPlacementGroup() == nil {
 				continue // a state from before the group had a descriptor
 			}
-			desc, err := ChangeReplicas(st.GetPlacementGroup(), c.ConfChange)
+			desc, err := confchange.ChangeReplicas(st.GetPlacementGroup(), c.ConfChange)
 			if err != nil {
 				results[i].Err = fmt.Errorf("%w: %v", ErrBadCommand, err)
 				continue
@@ -265,7 +266,7 @@ func applyMeta(st *flotillapb.ClusterMeta, cmd *flotillapb.MetaCommand) (*flotil
 		i, found := slices.BinarySearchFunc(next.Ranges, d.GetRangeId(), func(x *flotillapb.RangeDescriptor, id uint64) int {
 			return cmp.Compare(x.GetRangeId(), id)
 		})
-		if found && !NewerEpoch(d.GetEpoch(), next.Ranges[i].GetEpoch()) {
+		if found && !d.GetEpoch().Newer(next.Ranges[i].GetEpoch()) {
 			return st, nil, nil // stale or duplicated: nothing changes
 		}
 		// Other ranges over the same keys: an older version was split
@@ -273,7 +274,7 @@ func applyMeta(st *flotillapb.ClusterMeta, cmd *flotillapb.MetaCommand) (*flotil
 		// a newer or equal one means this report is stale.
 		var drop []uint64
 		for _, o := range next.Ranges {
-			if o.GetRangeId() == d.GetRangeId() || !Overlap(o, d) {
+			if o.GetRangeId() == d.GetRangeId() || !o.Overlaps(d) {
 				continue
 			}
 			if o.GetEpoch().GetVersion() >= d.GetEpoch().GetVersion() {
@@ -282,9 +283,9 @@ func applyMeta(st *flotillapb.ClusterMeta, cmd *flotillapb.MetaCommand) (*flotil
 			drop = append(drop, o.GetRangeId())
 		}
 		if found {
-			next.Ranges[i] = proto.Clone(d).(*flotillapb.RangeDescriptor)
+			next.Ranges[i] = d.Clone()
 		} else {
-			next.Ranges = slices.Insert(next.Ranges, i, proto.Clone(d).(*flotillapb.RangeDescriptor))
+			next.Ranges = slices.Insert(next.Ranges, i, d.Clone())
 		}
 		next.Ranges = slices.DeleteFunc(next.Ranges, func(o *flotillapb.RangeDescriptor) bool {
 			return slices.Contains(drop, o.GetRangeId())
@@ -322,13 +323,6 @@ func applyMeta(st *flotillapb.ClusterMeta, cmd *flotillapb.MetaCommand) (*flotil
 	}
 }
 
-// Overlap reports whether ranges a and b share a key.
-func Overlap(a, b *flotillapb.RangeDescriptor) bool {
-	aBeforeBEnd := len(b.GetEndKey()) == 0 || bytes.Compare(a.GetStartKey(), b.GetEndKey()) < 0
-	bBeforeAEnd := len(a.GetEndKey()) == 0 || bytes.Compare(b.GetStartKey(), a.GetEndKey()) < 0
-	return aBeforeBEnd && bBeforeAEnd
-}
-
 // DropOverlapped removes from descs, in place, every descriptor that
 // shares a key with one of a later version (a range split after it was
 // reported, whose halves' reports arrived first), and returns the rest
@@ -343,7 +337,7 @@ func DropOverlapped(descs []*flotillapb.RangeDescriptor) []*flotillapb.RangeDesc
 	out := descs[:0]
 	for _, d := range descs {
 		keep := true
-		for len(out) > 0 && Overlap(out[len(out)-1], d) {
+		for len(out) > 0 && (out[len(out)-1]).Overlaps(d) {
 			if out[len(out)-1].GetEpoch().GetVersion() < d.GetEpoch().GetVersion() {
 				out = out[:len(out)-1]
 				continue
@@ -356,15 +350,6 @@ func DropOverlapped(descs []*flotillapb.RangeDescriptor) []*flotillapb.RangeDesc
 		}
 	}
 	return out
-}
-
-// NewerEpoch reports whether epoch a is newer than b: a later version
-// (split or merge), or the same version and a later configuration.
-func NewerEpoch(a, b *flotillapb.RangeEpoch) bool {
-	if a.GetVersion() != b.GetVersion() {
-		return a.GetVersion() > b.GetVersion()
-	}
-	return a.GetConfVer() > b.GetConfVer()
 }
 
 // DecodeID decodes an AllocIDs command's result: the first ID allocated.

@@ -203,8 +203,4 @@ func TestMetaRangesStoresIDs(t *testing.T) {
 	if changes != 1 {
 		t.Errorf("a stale report counted as a change")
 	}
-	if !NewerEpoch(&flotillapb.RangeEpoch{Version: 2}, &flotillapb.RangeEpoch{Version: 1, ConfVer: 9}) ||
-		NewerEpoch(&flotillapb.RangeEpoch{Version: 1, ConfVer: 1}, &flotillapb.RangeEpoch{Version: 1, ConfVer: 1}) {
-		t.Error("NewerEpoch")
-	}
 }

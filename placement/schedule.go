@@ -10,7 +10,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/flotilladb/flotilla/engine"
 	"github.com/flotilladb/flotilla/multiraft"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
 	"google.golang.org/protobuf/proto"
@@ -146,7 +145,7 @@ func (d *Driver) buildViewLocked(meta *flotillapb.ClusterMeta, now time.Time, in
 	for id, obs := range d.mu.ranges {
 		rv := byID[id]
 		hd := obs.hb.GetDescriptor_()
-		if rv == nil || !NewerEpoch(rv.Desc.GetEpoch(), hd.GetEpoch()) {
+		if rv == nil || !rv.Desc.GetEpoch().Newer(hd.GetEpoch()) {
 			rv = &RangeView{Desc: hd}
 			byID[id] = rv
 		}
@@ -186,7 +185,7 @@ func (d *Driver) buildViewLocked(meta *flotillapb.ClusterMeta, now time.Time, in
 	}
 	pg := &RangeView{Desc: meta.GetPlacementGroup()}
 	if obs := d.mu.placement; obs.hb != nil {
-		if pg.Desc == nil || NewerEpoch(obs.hb.GetDescriptor_().GetEpoch(), pg.Desc.GetEpoch()) {
+		if pg.Desc == nil || obs.hb.GetDescriptor_().GetEpoch().Newer(pg.Desc.GetEpoch()) {
 			pg.Desc = obs.hb.GetDescriptor_()
 		}
 		rangeLeader(pg, obs.hb)
@@ -212,9 +211,9 @@ func (d *Driver) addInfluenceLocked(cv *ClusterView, ranges map[multiraft.GroupI
 				continue
 			}
 			switch {
-			case s.Kind == StepAddLearner && FindReplica(r.Desc, s.Replica) == nil:
+			case s.Kind == StepAddLearner && r.Desc.Replica(s.Replica) == nil:
 				st.Ranges++
-			case s.Kind == StepRemove && FindReplica(r.Desc, s.Replica) != nil:
+			case s.Kind == StepRemove && r.Desc.Replica(s.Replica) != nil:
 				st.Ranges--
 			case s.Kind == StepTransferLeader && r.Leader != s.Replica:
 				st.Leaders++
@@ -241,7 +240,7 @@ func (d *Driver) stuckLocked(rangeID multiraft.GroupID, pending []multiraft.Repl
 // rangeLeader fills rv's leader and pending replicas from a heartbeat, if
 // the heartbeat's leader is a replica of rv's descriptor.
 func rangeLeader(rv *RangeView, hb *flotillapb.RangeHeartbeatRequest) {
-	if FindReplica(rv.Desc, multiraft.ReplicaID(hb.GetLeaderReplicaId())) == nil {
+	if rv.Desc.Replica(multiraft.ReplicaID(hb.GetLeaderReplicaId())) == nil {
 		return
 	}
 	rv.Leader = multiraft.ReplicaID(hb.GetLeaderReplicaId())
@@ -366,8 +365,7 @@ func (d *Driver) splitLocked(r *RangeView, key []byte, source, reason string, no
 // ValidSplitKey reports whether key can split range desc: inside it, not
 // its start, and a valid key.
 func ValidSplitKey(desc *flotillapb.RangeDescriptor, key []byte) bool {
-	return len(key) > 0 && len(key) <= engine.MaxUserKeySize && bytes.Compare(key, desc.GetStartKey()) > 0 &&
-		(len(desc.GetEndKey()) == 0 || bytes.Compare(key, desc.GetEndKey()) < 0)
+	return flotillapb.CheckKey(key) == "" && desc.ContainsKey(key) && !bytes.Equal(key, desc.GetStartKey())
 }
 
 // startLocked tracks op, replacing the range's operator if any.
@@ -457,7 +455,7 @@ func (d *Driver) advanceLocked(t *trackedOp, r *RangeView, cv *ClusterView, now 
 		}
 		step.Kind = flotillapb.OperatorStepKind_ADD_LEARNER
 	case StepPromote:
-		if FindReplica(r.Desc, s.Replica) == nil {
+		if r.Desc.Replica(s.Replica) == nil {
 			d.endLocked(t, OpFailed, fmt.Sprintf("replica %v to promote is gone", s.Replica), now)
 			return nil
 		}
@@ -486,7 +484,7 @@ func (d *Driver) advanceLocked(t *trackedOp, r *RangeView, cv *ClusterView, now 
 		}
 		step.Kind = flotillapb.OperatorStepKind_REMOVE
 	case StepTransferLeader:
-		rep := FindReplica(r.Desc, s.Replica)
+		rep := r.Desc.Replica(s.Replica)
 		if rep == nil || rep.GetType() != flotillapb.ReplicaType_VOTER || !storeOf(s.Replica).usable() {
 			d.endLocked(t, OpFailed, fmt.Sprintf("replica %v cannot lead", s.Replica), now)
 			return nil
@@ -557,7 +555,7 @@ func (d *Driver) AdminSplit(meta *flotillapb.ClusterMeta, key []byte) (*flotilla
 	cv, _ := d.viewLocked(meta, now, false)
 	for _, r := range cv.Ranges {
 		desc := r.Desc
-		if !Overlap(desc, &flotillapb.RangeDescriptor{StartKey: key, EndKey: append(bytes.Clone(key), 0)}) {
+		if !desc.Overlaps(&flotillapb.RangeDescriptor{StartKey: key, EndKey: append(bytes.Clone(key), 0)}) {
 			continue
 		}
 		if bytes.Equal(desc.GetStartKey(), key) {

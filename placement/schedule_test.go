@@ -11,6 +11,7 @@ import (
 
 	"github.com/flotilladb/flotilla/multiraft"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
+	"github.com/flotilladb/flotilla/rpc/flotillapb/confchange"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -119,14 +120,14 @@ func (s *dsim) exec(id multiraft.GroupID, step *flotillapb.OperatorStep) {
 		return
 	}
 	before := s.quorumOK(r.desc)
-	next, err := ChangeReplicas(r.desc, act.ConfChange)
+	next, err := confchange.ChangeReplicas(r.desc, act.ConfChange)
 	if err != nil {
 		s.refused++
 		return
 	}
 	for _, rep := range next.GetReplicas() {
 		rid := multiraft.ReplicaID(rep.GetReplicaId())
-		if FindReplica(r.desc, rid) == nil {
+		if r.desc.Replica(rid) == nil {
 			r.catchUp[rid] = 1 + s.rng.IntN(4)
 		}
 	}
@@ -195,7 +196,7 @@ func (s *dsim) round(faults bool) {
 				r.catchUp[l] = n - 1
 			}
 		}
-		if r.leader == 0 || !s.live[r.leader.Node()] || FindReplica(r.desc, r.leader) == nil {
+		if r.leader == 0 || !s.live[r.leader.Node()] || r.desc.Replica(r.leader) == nil {
 			r.leader = 0
 			if s.quorumOK(r.desc) {
 				voters, _ := membersOf(r.desc)

@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/flotilladb/flotilla/multiraft"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
 	"github.com/google/btree"
 	"google.golang.org/protobuf/proto"
@@ -40,14 +39,14 @@ type cache struct {
 		tree *btree.BTreeG[*entry]
 		// byID indexes the entries of tree by range ID; it holds exactly the
 		// entries of tree (so a range ID has at most one entry).
-		byID map[multiraft.GroupID]*entry
+		byID map[flotillapb.RangeID]*entry
 	}
 }
 
 func newCache() *cache {
 	c := &cache{}
 	c.mu.tree = btree.NewG(32, entryLess)
-	c.mu.byID = make(map[multiraft.GroupID]*entry)
+	c.mu.byID = make(map[flotillapb.RangeID]*entry)
 	return c
 }
 
@@ -56,54 +55,12 @@ func pivot(key []byte) *entry {
 	return &entry{desc: &flotillapb.RangeDescriptor{StartKey: key}}
 }
 
-// containsKey reports whether key is in [start, end) of desc (an empty end
-// is +∞).
-func containsKey(desc *flotillapb.RangeDescriptor, key []byte) bool {
-	if bytes.Compare(key, desc.GetStartKey()) < 0 {
-		return false
-	}
-	end := desc.GetEndKey()
-	return len(end) == 0 || bytes.Compare(key, end) < 0
-}
-
-// containsBefore reports whether desc holds the keys just below key (key
-// exclusive): start < key <= end, with an empty end +∞; an empty key stands
-// for +∞, so only the last range holds the keys below it.
-func containsBefore(desc *flotillapb.RangeDescriptor, key []byte) bool {
-	end := desc.GetEndKey()
-	if len(key) == 0 {
-		return len(end) == 0
-	}
-	if bytes.Compare(desc.GetStartKey(), key) >= 0 {
-		return false
-	}
-	return len(end) == 0 || bytes.Compare(key, end) <= 0
-}
-
-// holds is containsKey, or with before containsBefore.
+// holds is desc.ContainsKey(key), or with before desc.ContainsKeyBefore(key).
 func holds(desc *flotillapb.RangeDescriptor, key []byte, before bool) bool {
 	if before {
-		return containsBefore(desc, key)
+		return desc.ContainsKeyBefore(key)
 	}
-	return containsKey(desc, key)
-}
-
-// overlaps reports whether the spans of a and b intersect.
-func overlaps(a, b *flotillapb.RangeDescriptor) bool {
-	// a starts before b ends, and b starts before a ends.
-	aEnd, bEnd := a.GetEndKey(), b.GetEndKey()
-	return (len(bEnd) == 0 || bytes.Compare(a.GetStartKey(), bEnd) < 0) &&
-		(len(aEnd) == 0 || bytes.Compare(b.GetStartKey(), aEnd) < 0)
-}
-
-// dominates reports whether epoch a is strictly newer than b: no older in
-// either component and newer in one. Each change of a range bumps one
-// component, so two epochs of one range are always ordered this way.
-func dominates(a, b *flotillapb.RangeEpoch) bool {
-	if a.GetVersion() < b.GetVersion() || a.GetConfVer() < b.GetConfVer() {
-		return false
-	}
-	return a.GetVersion() > b.GetVersion() || a.GetConfVer() > b.GetConfVer()
+	return desc.ContainsKey(key)
 }
 
 // get returns the entry whose range holds key.
@@ -139,7 +96,7 @@ func (c *cache) getBefore(key []byte) (*entry, bool) {
 			return false
 		})
 	}
-	if found == nil || !containsBefore(found.desc, key) {
+	if found == nil || !found.desc.ContainsKeyBefore(key) {
 		return nil, false
 	}
 	return found, true
@@ -151,7 +108,7 @@ func (c *cache) getLocked(key []byte) (*entry, bool) {
 		found = e
 		return false
 	})
-	if found == nil || !containsKey(found.desc, key) {
+	if found == nil || !found.desc.ContainsKey(key) {
 		return nil, false
 	}
 	return found, true
@@ -168,13 +125,13 @@ func (c *cache) getLocked(key []byte) (*entry, bool) {
 func (c *cache) insert(desc *flotillapb.RangeDescriptor, leader *flotillapb.ReplicaDescriptor, expires time.Time) *entry {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	id := multiraft.GroupID(desc.GetRangeId())
+	id := flotillapb.RangeID(desc.GetRangeId())
 	old := c.mu.byID[id]
-	if old != nil && dominates(old.desc.GetEpoch(), desc.GetEpoch()) {
+	if old != nil && old.desc.GetEpoch().Dominates(desc.GetEpoch()) {
 		return old
 	}
-	e := &entry{desc: cloneDesc(desc), leader: cloneReplica(leader), expires: expires}
-	if e.leader == nil && old != nil && old.leader != nil && hasStore(desc, old.leader.GetStoreId()) {
+	e := &entry{desc: desc.Clone(), leader: leader.Clone(), expires: expires}
+	if e.leader == nil && old != nil && old.leader != nil && desc.ReplicaOnStore(flotillapb.StoreID(old.leader.GetStoreId())) != nil {
 		e.leader = old.leader
 	}
 	if old != nil {
@@ -193,14 +150,14 @@ func (c *cache) overlappingLocked(desc *flotillapb.RangeDescriptor) []*entry {
 	var out []*entry
 	// The entry starting at or before desc's start may reach into it.
 	c.mu.tree.DescendLessOrEqual(pivot(desc.GetStartKey()), func(e *entry) bool {
-		if overlaps(e.desc, desc) {
+		if e.desc.Overlaps(desc) {
 			out = append(out, e)
 		}
 		return false
 	})
 	// Entries starting inside desc's span overlap it.
 	c.mu.tree.AscendGreaterOrEqual(pivot(desc.GetStartKey()), func(e *entry) bool {
-		if !overlaps(e.desc, desc) {
+		if !e.desc.Overlaps(desc) {
 			return false
 		}
 		if len(out) == 0 || out[0] != e {
@@ -215,8 +172,8 @@ func (c *cache) removeLocked(e *entry) {
 	if got, ok := c.mu.tree.Get(e); ok && got == e {
 		c.mu.tree.Delete(e)
 	}
-	if c.mu.byID[multiraft.GroupID(e.desc.GetRangeId())] == e {
-		delete(c.mu.byID, multiraft.GroupID(e.desc.GetRangeId()))
+	if c.mu.byID[flotillapb.RangeID(e.desc.GetRangeId())] == e {
+		delete(c.mu.byID, flotillapb.RangeID(e.desc.GetRangeId()))
 	}
 }
 
@@ -225,8 +182,8 @@ func (c *cache) removeLocked(e *entry) {
 func (c *cache) invalidate(desc *flotillapb.RangeDescriptor) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	e := c.mu.byID[multiraft.GroupID(desc.GetRangeId())]
-	if e == nil || dominates(e.desc.GetEpoch(), desc.GetEpoch()) {
+	e := c.mu.byID[flotillapb.RangeID(desc.GetRangeId())]
+	if e == nil || e.desc.GetEpoch().Dominates(desc.GetEpoch()) {
 		return
 	}
 	c.removeLocked(e)
@@ -235,7 +192,7 @@ func (c *cache) invalidate(desc *flotillapb.RangeDescriptor) {
 // setLeader records the leader of a cached range (nil: unknown). If
 // ifStore is non-zero, it changes the leader only if the cached one is on
 // that store: a failed replica clears only its own leadership.
-func (c *cache) setLeader(id multiraft.GroupID, leader *flotillapb.ReplicaDescriptor, ifStore uint64) {
+func (c *cache) setLeader(id flotillapb.RangeID, leader *flotillapb.ReplicaDescriptor, ifStore uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e := c.mu.byID[id]
@@ -248,7 +205,7 @@ func (c *cache) setLeader(id multiraft.GroupID, leader *flotillapb.ReplicaDescri
 	if proto.Equal(e.leader, leader) {
 		return
 	}
-	ne := &entry{desc: e.desc, leader: cloneReplica(leader), expires: e.expires}
+	ne := &entry{desc: e.desc, leader: leader.Clone(), expires: e.expires}
 	c.mu.tree.ReplaceOrInsert(ne)
 	c.mu.byID[id] = ne
 }
@@ -271,11 +228,11 @@ func (c *cache) check() string {
 	var prev *entry
 	bad := ""
 	c.mu.tree.Ascend(func(e *entry) bool {
-		if c.mu.byID[multiraft.GroupID(e.desc.GetRangeId())] != e {
+		if c.mu.byID[flotillapb.RangeID(e.desc.GetRangeId())] != e {
 			bad = "entry missing from byID"
 			return false
 		}
-		if prev != nil && overlaps(prev.desc, e.desc) {
+		if prev != nil && prev.desc.Overlaps(e.desc) {
 			bad = "overlapping entries"
 			return false
 		}
@@ -283,27 +240,4 @@ func (c *cache) check() string {
 		return true
 	})
 	return bad
-}
-
-func hasStore(desc *flotillapb.RangeDescriptor, store uint64) bool {
-	for _, r := range desc.GetReplicas() {
-		if r.GetStoreId() == store {
-			return true
-		}
-	}
-	return false
-}
-
-func cloneDesc(d *flotillapb.RangeDescriptor) *flotillapb.RangeDescriptor {
-	if d == nil {
-		return nil
-	}
-	return proto.Clone(d).(*flotillapb.RangeDescriptor)
-}
-
-func cloneReplica(r *flotillapb.ReplicaDescriptor) *flotillapb.ReplicaDescriptor {
-	if r == nil {
-		return nil
-	}
-	return proto.Clone(r).(*flotillapb.ReplicaDescriptor)
 }

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/flotilladb/flotilla/multiraft"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
 	"google.golang.org/protobuf/proto"
 )
@@ -37,7 +36,7 @@ type Request struct {
 // Target is where one attempt of a request goes.
 type Target struct {
 	// Store is the store (node) to send the attempt to.
-	Store multiraft.NodeID
+	Store flotillapb.NodeID
 	// Replica is the replica on Store the router expects to serve it. It
 	// comes from a descriptor or a leader hint, so it may lack its type.
 	Replica *flotillapb.ReplicaDescriptor
@@ -123,7 +122,7 @@ func Do[Resp any](ctx context.Context, r *Router, req Request,
 			continue
 		}
 		t := Target{
-			Store:   multiraft.NodeID(replica.GetStoreId()),
+			Store:   flotillapb.NodeID(replica.GetStoreId()),
 			Replica: replica,
 			Range:   info.Desc,
 			Header: &flotillapb.RequestHeader{
@@ -142,7 +141,7 @@ func Do[Resp any](ctx context.Context, r *Router, req Request,
 		if err == nil {
 			if req.Write && info.Leader.GetStoreId() != replica.GetStoreId() {
 				// Only the leader accepts writes.
-				r.cache.setLeader(multiraft.GroupID(info.Desc.GetRangeId()), replica, 0)
+				r.cache.setLeader(flotillapb.RangeID(info.Desc.GetRangeId()), replica, 0)
 			}
 			return resp, nil
 		}
@@ -239,7 +238,7 @@ func (rt *retrier) avoided(store uint64) bool {
 func (rt *retrier) handle(fe *flotillapb.Error, info RangeInfo, t Target) action {
 	r := rt.r
 	rt.lastErr = fe
-	rangeID := multiraft.GroupID(info.Desc.GetRangeId())
+	rangeID := flotillapb.RangeID(info.Desc.GetRangeId())
 	store := uint64(t.Store)
 	if rt.req.Write && outcomeUnknown(fe) {
 		rt.unknown = true
@@ -271,7 +270,7 @@ func (rt *retrier) handle(fe *flotillapb.Error, info RangeInfo, t Target) action
 			if checkDesc(cur) != nil {
 				continue
 			}
-			if cur.GetRangeId() == info.Desc.GetRangeId() && dominates(info.Desc.GetEpoch(), cur.GetEpoch()) {
+			if cur.GetRangeId() == info.Desc.GetRangeId() && info.Desc.GetEpoch().Dominates(cur.GetEpoch()) {
 				// The replica is behind the descriptor we routed by: it has
 				// not applied the change yet. Try another.
 				rt.avoid = append(rt.avoid, store)
@@ -289,7 +288,7 @@ func (rt *retrier) handle(fe *flotillapb.Error, info RangeInfo, t Target) action
 		r.metrics.retries[reasonKeyNotInRange].Inc()
 		cur := d.KeyNotInRange.GetRange()
 		if checkDesc(cur) == nil {
-			if cur.GetRangeId() == info.Desc.GetRangeId() && dominates(info.Desc.GetEpoch(), cur.GetEpoch()) {
+			if cur.GetRangeId() == info.Desc.GetRangeId() && info.Desc.GetEpoch().Dominates(cur.GetEpoch()) {
 				// The replica is behind the descriptor we routed by.
 				rt.avoid = append(rt.avoid, store)
 				return retryNext

@@ -317,7 +317,7 @@ func batchPart(ops []batchOp, desc *flotillapb.RangeDescriptor) ([]*flotillapb.O
 	for i := range ops {
 		b := &ops[i]
 		if !b.span {
-			if !b.done && containsKey(desc, b.key) {
+			if !b.done && desc.ContainsKey(b.key) {
 				pops = append(pops, b.op)
 				sent = append(sent, sentOp{index: i})
 			}

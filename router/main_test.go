@@ -134,7 +134,7 @@ func (f *fakeResolver) LookupRange(ctx context.Context, key []byte, before bool)
 	}
 	for _, ri := range ranges {
 		if holds(ri.Desc, key, before) {
-			return RangeInfo{Desc: cloneDesc(ri.Desc), Leader: cloneReplica(ri.Leader)}, nil
+			return RangeInfo{Desc: ri.Desc.Clone(), Leader: ri.Leader.Clone()}, nil
 		}
 	}
 	return RangeInfo{}, fmt.Errorf("fake resolver: no range holds %q", key)

@@ -48,7 +48,7 @@ func newClusterModel(rng *rand.Rand) *clusterModel {
 func (m *clusterModel) syncPDLocked() {
 	m.pd = make(map[uint64]*modelRange, len(m.ranges))
 	for id, r := range m.ranges {
-		m.pd[id] = &modelRange{desc: cloneDesc(r.desc), leader: r.leader}
+		m.pd[id] = &modelRange{desc: r.desc.Clone(), leader: r.leader}
 	}
 }
 
@@ -85,7 +85,7 @@ func (m *clusterModel) mutateLocked() {
 	case p < 0.6: // split
 		key := []byte(fmt.Sprintf("k%03d", m.rng.IntN(1000)))
 		for _, id := range sortedIDs(m.ranges) {
-			if containsKey(m.ranges[id].desc, key) {
+			if (m.ranges[id].desc).ContainsKey(key) {
 				r = m.ranges[id]
 			}
 		}
@@ -93,10 +93,10 @@ func (m *clusterModel) mutateLocked() {
 			return
 		}
 		m.events["split"]++
-		right := cloneDesc(r.desc)
+		right := r.desc.Clone()
 		right.RangeId, right.StartKey, right.Epoch = m.nextID, key, &flotillapb.RangeEpoch{Version: 1, ConfVer: 1}
 		m.nextID++
-		left := cloneDesc(r.desc)
+		left := r.desc.Clone()
 		left.EndKey = key
 		left.Epoch.Version++
 		r.desc = left
@@ -111,7 +111,7 @@ func (m *clusterModel) mutateLocked() {
 				continue
 			}
 			m.events["merge"]++
-			merged := cloneDesc(r.desc)
+			merged := r.desc.Clone()
 			merged.EndKey = b.desc.GetEndKey()
 			merged.Epoch.Version = max(r.desc.GetEpoch().GetVersion(), b.desc.GetEpoch().GetVersion()) + 1
 			r.desc = merged
@@ -121,12 +121,12 @@ func (m *clusterModel) mutateLocked() {
 	case p < 0.95: // move a replica to a store without one
 		var free []uint64
 		for s := uint64(1); s <= m.stores; s++ {
-			if !hasStore(r.desc, s) {
+			if r.desc.ReplicaOnStore(flotillapb.StoreID(s)) == nil {
 				free = append(free, s)
 			}
 		}
 		m.events["move"]++
-		moved := cloneDesc(r.desc)
+		moved := r.desc.Clone()
 		i := m.rng.IntN(len(moved.Replicas))
 		from, to := moved.Replicas[i].GetStoreId(), free[m.rng.IntN(len(free))]
 		moved.Replicas[i] = &flotillapb.ReplicaDescriptor{StoreId: to, ReplicaId: replicaID(to)}
@@ -153,7 +153,7 @@ func (m *clusterModel) LookupRange(_ context.Context, key []byte, before bool) (
 	for _, id := range sortedIDs(m.pd) {
 		r := m.pd[id]
 		if holds(r.desc, key, before) {
-			info := RangeInfo{Desc: cloneDesc(r.desc)}
+			info := RangeInfo{Desc: r.desc.Clone()}
 			if r.leader != 0 && m.rng.Float64() < 0.7 {
 				info.Leader = leaderOn(r.leader)
 			}
@@ -185,7 +185,7 @@ func (m *clusterModel) serve(tg Target, key []byte, write bool) error {
 		return unavailable(flotillapb.Outcome_OUTCOME_UNSPECIFIED)
 	}
 	r := m.ranges[tg.Header.GetRangeId()]
-	if r == nil || !hasStore(r.desc, store) {
+	if r == nil || r.desc.ReplicaOnStore(flotillapb.StoreID(store)) == nil {
 		m.events["range not found"]++
 		return rangeNotFound(tg.Header.GetRangeId())
 	}
@@ -194,11 +194,11 @@ func (m *clusterModel) serve(tg Target, key []byte, write bool) error {
 	}
 	if tg.Header.GetVersion() != r.desc.GetEpoch().GetVersion() {
 		m.events["epoch not match"]++
-		return epochNotMatch(cloneDesc(r.desc))
+		return epochNotMatch(r.desc.Clone())
 	}
-	if !containsKey(r.desc, key) {
+	if !r.desc.ContainsKey(key) {
 		m.events["key not in range"]++
-		return keyNotInRange(string(key), cloneDesc(r.desc))
+		return keyNotInRange(string(key), r.desc.Clone())
 	}
 	if !write {
 		if r.leader == 0 {
@@ -243,7 +243,7 @@ func runRandomRequests(t *testing.T, r *Router, m *clusterModel, rng func() *ran
 			if unknownSeen && !req.Idempotent {
 				t.Errorf("request %d (%+v): sent again after an unknown outcome", i, req)
 			}
-			if !containsKey(tg.Range, req.Key) || tg.Header.GetRangeId() != tg.Range.GetRangeId() ||
+			if !tg.Range.ContainsKey(req.Key) || tg.Header.GetRangeId() != tg.Range.GetRangeId() ||
 				tg.Header.GetVersion() != tg.Range.GetEpoch().GetVersion() {
 				t.Errorf("request %d for %q routed by %v with header %v", i, req.Key, tg.Range, tg.Header)
 			}

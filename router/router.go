@@ -10,7 +10,6 @@ import (
 	"math/rand/v2"
 	"time"
 
-	"github.com/flotilladb/flotilla/multiraft"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
 	"golang.org/x/sync/singleflight"
 	"google.golang.org/protobuf/proto"
@@ -193,7 +192,7 @@ func (r *Router) resolve(ctx context.Context, key []byte, before bool, flightKey
 			// The cache's entry, which may be newer than the answer.
 			return e.info(), nil
 		}
-		return RangeInfo{Desc: cloneDesc(info.Desc), Leader: cloneReplica(info.Leader)}, nil
+		return RangeInfo{Desc: info.Desc.Clone(), Leader: info.Leader.Clone()}, nil
 	})
 	select {
 	case res := <-ch:
@@ -270,7 +269,7 @@ func (r *Router) Invalidate(desc *flotillapb.RangeDescriptor) {
 
 // UpdateLeader records the leader of a cached range; nil records that it is
 // unknown. It does nothing if the range is not cached.
-func (r *Router) UpdateLeader(rangeID multiraft.GroupID, leader *flotillapb.ReplicaDescriptor) {
+func (r *Router) UpdateLeader(rangeID flotillapb.RangeID, leader *flotillapb.ReplicaDescriptor) {
 	if leader != nil && leader.GetStoreId() == 0 {
 		leader = nil
 	}

@@ -92,7 +92,7 @@ func (f *fakeKV) infos() []RangeInfo {
 func (f *fakeKV) infosLocked() []RangeInfo {
 	var out []RangeInfo
 	for _, d := range f.ranges {
-		out = append(out, RangeInfo{Desc: cloneDesc(d)})
+		out = append(out, RangeInfo{Desc: d.Clone()})
 	}
 	return out
 }
@@ -122,12 +122,12 @@ func (f *fakeKV) check(tg Target, spans ...Span) (*flotillapb.RangeDescriptor, e
 		return nil, rangeNotFound(tg.Header.GetRangeId())
 	}
 	if tg.Header.GetVersion() != d.GetEpoch().GetVersion() {
-		return nil, epochNotMatch(cloneDesc(d))
+		return nil, epochNotMatch(d.Clone())
 	}
 	for _, s := range spans {
 		in := s.Clip(d)
 		if !bytes.Equal(in.Start, s.Start) || !bytes.Equal(in.End, s.End) {
-			return nil, keyNotInRange(string(s.Start), cloneDesc(d))
+			return nil, keyNotInRange(string(s.Start), d.Clone())
 		}
 	}
 	return d, nil

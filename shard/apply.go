@@ -9,8 +9,8 @@ import (
 
 	"github.com/flotilladb/flotilla/engine"
 	"github.com/flotilladb/flotilla/multiraft"
-	"github.com/flotilladb/flotilla/placement"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
+	"github.com/flotilladb/flotilla/rpc/flotillapb/confchange"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -225,13 +225,13 @@ func (a *applier) delete(key []byte) (found bool, _ error) {
 }
 
 // applyConfChange updates the descriptor's replicas from a membership
-// change (placement.ChangeReplicas): the conf_ver goes up by one; leaving a
+// change (confchange.ChangeReplicas): the conf_ver goes up by one; leaving a
 // joint configuration changes nothing. A change the descriptor cannot take
 // (another expected conf_ver, an invalid replica ID, two replicas on one
 // store, no voter left) is rejected with Result.Err, and raft then applies
 // it as no change.
 func (a *applier) applyConfChange(c multiraft.Command) (multiraft.Result, error) {
-	desc, err := placement.ChangeReplicas(a.desc, c.ConfChange)
+	desc, err := confchange.ChangeReplicas(a.desc, c.ConfChange)
 	if err != nil {
 		e := invalidArgument(flotillapb.Outcome_NOT_APPLIED, "conf_change", "%v", err)
 		a.r.store.logger.Warn("rejecting a membership change", "range", a.r.id, "index", c.Index, "err", e)
@@ -266,7 +266,7 @@ func (a *applier) applySplit(c multiraft.Command, sc *flotillapb.SplitCommand) (
 		a.r.store.logger.Warn("rejecting a split", "range", a.r.id, "index", c.Index, "err", e)
 		return rejected(e, c.Index), nil
 	}
-	left := cloneDesc(a.desc)
+	left := a.desc.Clone()
 	left.EndKey = bytes.Clone(sc.GetSplitKey())
 	left.Epoch.Version = right.GetEpoch().GetVersion()
 	rightSpan := spanOf(right)
@@ -315,7 +315,7 @@ func (a *applier) applySplit(c multiraft.Command, sc *flotillapb.SplitCommand) (
 	a.r.resetLoad()
 	a.r.store.logger.Info("range split", "range", a.r.id, "at", fmt.Sprintf("%q", sc.GetSplitKey()),
 		"new", rightID, "version", left.GetEpoch().GetVersion(), "index", c.Index)
-	res := &flotillapb.KVCommandResult{SplitDescriptors: []*flotillapb.RangeDescriptor{cloneDesc(left), cloneDesc(right)}}
+	res := &flotillapb.KVCommandResult{SplitDescriptors: []*flotillapb.RangeDescriptor{left.Clone(), right.Clone()}}
 	return multiraft.Result{Value: encodeResult(res, c.Index), NewGroup: ng}, nil
 }
 
@@ -323,7 +323,7 @@ func (a *applier) applySplit(c multiraft.Command, sc *flotillapb.SplitCommand) (
 // returns the right-hand range's descriptor.
 func splitDescriptors(desc *flotillapb.RangeDescriptor, sc *flotillapb.SplitCommand, outcome flotillapb.Outcome) (*flotillapb.RangeDescriptor, *flotillapb.Error) {
 	key := sc.GetSplitKey()
-	if p := checkKey(key); p != "" {
+	if p := flotillapb.CheckKey(key); p != "" {
 		return nil, invalidArgument(outcome, "split_key", "%s", p)
 	}
 	span := spanOf(desc)

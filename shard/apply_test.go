@@ -389,7 +389,7 @@ func TestWriteInitialStateValidates(t *testing.T) {
 		"empty":       func(d *flotillapb.RangeDescriptor) { d.EndKey = []byte("a") },
 		"no replicas": func(d *flotillapb.RangeDescriptor) { d.Replicas = nil },
 		"bad replica": func(d *flotillapb.RangeDescriptor) { d.Replicas[0].ReplicaId = 0 },
-		"huge key":    func(d *flotillapb.RangeDescriptor) { d.StartKey, d.EndKey = make([]byte, MaxKeySize+1), nil },
+		"huge key":    func(d *flotillapb.RangeDescriptor) { d.StartKey, d.EndKey = make([]byte, flotillapb.MaxKeySize+1), nil },
 	} {
 		d := proto.Clone(good).(*flotillapb.RangeDescriptor)
 		mutate(d)

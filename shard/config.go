@@ -10,14 +10,14 @@ import (
 
 	"github.com/flotilladb/flotilla/engine"
 	"github.com/flotilladb/flotilla/multiraft"
+	"github.com/flotilladb/flotilla/rpc/flotillapb"
 )
 
 // Limits on requests (DESIGN.md, "Identifiers and metadata").
 const (
 	// DefaultMaxValueSize is the default for Config.MaxValueSize: 8 MiB.
-	DefaultMaxValueSize = 8 << 20
-	// MaxKeySize is the largest key accepted, in bytes.
-	MaxKeySize = engine.MaxUserKeySize
+	// Keys are at most flotillapb.MaxKeySize bytes.
+	DefaultMaxValueSize = flotillapb.DefaultMaxValueSize
 	// DefaultMaxCommandSize is the default for Config.MaxCommandSize: 32 MiB.
 	DefaultMaxCommandSize = 32 << 20
 	// DefaultMaxScanBytes is the default for Config.MaxScanBytes: 4 MiB.
@@ -84,7 +84,7 @@ func (c *Config) Validate() error {
 	if c.MaxValueSize <= 0 {
 		errs = append(errs, fmt.Errorf("MaxValueSize %d is not positive", c.MaxValueSize))
 	}
-	if c.MaxCommandSize < c.MaxValueSize+2*MaxKeySize+64 {
+	if c.MaxCommandSize < c.MaxValueSize+2*flotillapb.MaxKeySize+64 {
 		errs = append(errs, fmt.Errorf("MaxCommandSize %d leaves no room for a value of MaxValueSize %d", c.MaxCommandSize, c.MaxValueSize))
 	}
 	if c.MaxScanBytes <= 0 {

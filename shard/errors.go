@@ -8,7 +8,6 @@ import (
 
 	"github.com/flotilladb/flotilla/multiraft"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
-	"google.golang.org/protobuf/proto"
 )
 
 // Every error the Store returns is a *flotillapb.Error. Its Outcome says, for
@@ -40,7 +39,7 @@ func epochNotMatch(outcome flotillapb.Outcome, desc *flotillapb.RangeDescriptor,
 			desc.GetRangeId(), desc.GetEpoch().GetVersion(), version),
 		Outcome: outcome,
 		Detail: &flotillapb.Error_EpochNotMatch{EpochNotMatch: &flotillapb.EpochNotMatch{
-			Current: []*flotillapb.RangeDescriptor{cloneDesc(desc)},
+			Current: []*flotillapb.RangeDescriptor{desc.Clone()},
 		}},
 	}
 }
@@ -52,7 +51,7 @@ func keyNotInRange(outcome flotillapb.Outcome, key []byte, desc *flotillapb.Rang
 			key, desc.GetRangeId(), desc.GetStartKey(), desc.GetEndKey()),
 		Outcome: outcome,
 		Detail: &flotillapb.Error_KeyNotInRange{KeyNotInRange: &flotillapb.KeyNotInRange{
-			Key: append([]byte(nil), key...), Range: cloneDesc(desc),
+			Key: append([]byte(nil), key...), Range: desc.Clone(),
 		}},
 	}
 }
@@ -113,11 +112,4 @@ func readIndexError(id multiraft.GroupID, err error) *flotillapb.Error {
 // storageError reports a failure of the local engine.
 func storageError(outcome flotillapb.Outcome, id multiraft.GroupID, err error) *flotillapb.Error {
 	return unavailable(outcome, "range %d: reading the engine: %v", id, err)
-}
-
-func cloneDesc(d *flotillapb.RangeDescriptor) *flotillapb.RangeDescriptor {
-	if d == nil {
-		return nil
-	}
-	return proto.Clone(d).(*flotillapb.RangeDescriptor)
 }

@@ -310,7 +310,7 @@ func TestValidation(t *testing.T) {
 	index, sum, stats, _ := k.waitConverged(rid, 1, 2, 3)
 	st, _ := k.Node(1).Host().Status(rid)
 
-	bigKey := make([]byte, shard.MaxKeySize+1)
+	bigKey := make([]byte, flotillapb.MaxKeySize+1)
 	bigValue := make([]byte, 101)
 	const (
 		read  = flotillapb.Outcome_OUTCOME_UNSPECIFIED

@@ -120,7 +120,7 @@ func (r *Replica) epochNotMatch(outcome flotillapb.Outcome, desc *flotillapb.Ran
 	}
 	if right != nil {
 		cur := e.GetEpochNotMatch()
-		cur.Current = append(cur.Current, cloneDesc(right))
+		cur.Current = append(cur.Current, right.Clone())
 	}
 	return e
 }
@@ -131,7 +131,7 @@ func (r *Replica) RangeID() multiraft.GroupID { return r.id }
 // Descriptor returns a copy of the range's descriptor, or nil if the replica
 // is uninitialized.
 func (r *Replica) Descriptor() *flotillapb.RangeDescriptor {
-	return cloneDesc(r.descriptor())
+	return r.descriptor().Clone()
 }
 
 // descriptor returns the shared, immutable descriptor (or nil).

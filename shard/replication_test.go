@@ -14,8 +14,8 @@ import (
 	"github.com/flotilladb/flotilla/internal/testcluster"
 	"github.com/flotilladb/flotilla/internal/testutil"
 	"github.com/flotilladb/flotilla/multiraft"
-	"github.com/flotilladb/flotilla/placement"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
+	"github.com/flotilladb/flotilla/rpc/flotillapb/confchange"
 	"github.com/flotilladb/flotilla/shard"
 	pb "go.etcd.io/raft/v3/raftpb"
 )
@@ -228,7 +228,7 @@ func TestCrashAllNodes(t *testing.T) {
 }
 
 // TestConfChangeExpectsConfVer: a membership change carrying the conf_ver
-// it was computed at (placement.WithConfVer) is refused by the range at any
+// it was computed at (confchange.WithConfVer) is refused by the range at any
 // other conf_ver, through raft, and changes nothing; at the right one it
 // applies. This is what makes an operator step apply at most once.
 func TestConfChangeExpectsConfVer(t *testing.T) {
@@ -254,7 +254,7 @@ func TestConfChangeExpectsConfVer(t *testing.T) {
 		})
 		return res, err
 	}
-	res, err := propose(placement.WithConfVer(multiraft.AddLearner(learner), 7))
+	res, err := propose(confchange.WithConfVer(multiraft.AddLearner(learner), 7))
 	if err != nil || res.Err == nil {
 		t.Fatalf("a change expecting conf_ver 7 at conf_ver 0: result %v, err %v; want it refused", res.Err, err)
 	}
@@ -262,7 +262,7 @@ func TestConfChangeExpectsConfVer(t *testing.T) {
 	if desc.GetEpoch().GetConfVer() != 0 || len(desc.GetReplicas()) != 3 {
 		t.Fatalf("descriptor after a refused change: %v", desc)
 	}
-	res, err = propose(placement.WithConfVer(multiraft.AddLearner(learner), 0))
+	res, err = propose(confchange.WithConfVer(multiraft.AddLearner(learner), 0))
 	if err != nil || res.Err != nil {
 		t.Fatalf("a change at the right conf_ver: result %v, err %v", res.Err, err)
 	}

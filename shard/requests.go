@@ -37,7 +37,7 @@ func (s *Store) Get(ctx context.Context, req *flotillapb.GetRequest) (*flotillap
 	if req == nil {
 		return nil, invalidArgument(readOutcome, "request", "nil request")
 	}
-	if p := checkKey(req.GetKey()); p != "" {
+	if p := flotillapb.CheckKey(req.GetKey()); p != "" {
 		return nil, invalidArgument(readOutcome, "key", "%s", p)
 	}
 	rd, err := s.startRead(ctx, req.GetHeader(), req.GetKey(), func(desc *flotillapb.RangeDescriptor) *flotillapb.Error {
@@ -75,7 +75,7 @@ func (s *Store) Scan(ctx context.Context, req *flotillapb.ScanRequest) (*flotill
 		return nil, invalidArgument(readOutcome, "request", "nil request")
 	}
 	span := userSpan{start: req.GetStartKey(), end: req.GetEndKey()}
-	if field, p := checkSpan("", span); p != "" {
+	if field, p := flotillapb.CheckSpan("", span.start, span.end); p != "" {
 		return nil, invalidArgument(readOutcome, field, "%s", p)
 	}
 	if req.GetLimit() < 0 {
@@ -382,7 +382,7 @@ func validateOps(ops []*flotillapb.Op, field string, maxValue int, outcome floti
 		if field != "" {
 			prefix = fmt.Sprintf("%s[%d].", field, i)
 		}
-		bad, p := checkOp(op, prefix, maxValue)
+		bad, p := flotillapb.CheckOp(op, prefix, maxValue)
 		if p != "" {
 			return invalidArgument(outcome, bad, "%s", p)
 		}
@@ -395,78 +395,6 @@ func orDefault(s, def string) string {
 		return def
 	}
 	return s
-}
-
-// checkOp returns the offending field and the problem, or "" for a good op.
-// prefix names the op ("ops[2]." in a batch) and is followed by the op kind
-// in a batch ("ops[2].put.key").
-func checkOp(op *flotillapb.Op, prefix string, maxValue int) (field, problem string) {
-	kind := func(k string) string {
-		if prefix == "" {
-			return ""
-		}
-		return prefix + k + "."
-	}
-	checkValue := func(field string, v []byte) (string, string) {
-		if maxValue >= 0 && len(v) > maxValue {
-			return field, fmt.Sprintf("%d bytes, more than the limit of %d", len(v), maxValue)
-		}
-		return "", ""
-	}
-	switch o := op.GetOp().(type) {
-	case *flotillapb.Op_Put:
-		p := kind("put")
-		if pr := checkKey(o.Put.GetKey()); pr != "" {
-			return p + "key", pr
-		}
-		return checkValue(p+"value", o.Put.GetValue())
-	case *flotillapb.Op_Delete:
-		if pr := checkKey(o.Delete.GetKey()); pr != "" {
-			return kind("delete") + "key", pr
-		}
-		return "", ""
-	case *flotillapb.Op_DeleteRange:
-		return checkSpan(kind("delete_range"), userSpan{start: o.DeleteRange.GetStartKey(), end: o.DeleteRange.GetEndKey()})
-	case *flotillapb.Op_Cas:
-		p := kind("cas")
-		if pr := checkKey(o.Cas.GetKey()); pr != "" {
-			return p + "key", pr
-		}
-		if f, pr := checkValue(p+"expected", o.Cas.GetExpected()); pr != "" {
-			return f, pr
-		}
-		return checkValue(p+"value", o.Cas.GetValue())
-	}
-	if prefix == "" {
-		return "op", "no operation set"
-	}
-	return prefix + "op", "no operation set"
-}
-
-// checkKey returns what is wrong with a key, or "".
-func checkKey(key []byte) string {
-	switch {
-	case len(key) == 0:
-		return "empty key"
-	case len(key) > MaxKeySize:
-		return fmt.Sprintf("key of %d bytes, more than the limit of %d", len(key), MaxKeySize)
-	}
-	return ""
-}
-
-// checkSpan returns the offending field and what is wrong with a span of a
-// delete-range or scan, or "". An empty start is the start of the keyspace,
-// an empty end its end; start == end is an empty span.
-func checkSpan(prefix string, s userSpan) (field, problem string) {
-	switch {
-	case len(s.start) > MaxKeySize:
-		return prefix + "start_key", fmt.Sprintf("key of %d bytes, more than the limit of %d", len(s.start), MaxKeySize)
-	case len(s.end) > MaxKeySize:
-		return prefix + "end_key", fmt.Sprintf("key of %d bytes, more than the limit of %d", len(s.end), MaxKeySize)
-	case len(s.end) > 0 && bytes.Compare(s.start, s.end) > 0:
-		return prefix + "end_key", fmt.Sprintf("end key %q before start key %q", s.end, s.start)
-	}
-	return "", ""
 }
 
 // spanWithin reports whether span s lies inside outer; if not, it returns a
