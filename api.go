@@ -10,12 +10,14 @@ import (
 
 	"github.com/flotilladb/flotilla/rpc"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
+	"google.golang.org/protobuf/proto"
 )
 
 // kvAPI implements KV over a handler of the KV service's requests: a remote
-// cluster's (Client) or this process's gateway (Node). It converts between
-// the public types and the wire's, pages scans, and turns failures into
-// *Error.
+// cluster's (Client) or, in a node's process, its gateway (server.Node). It
+// converts between the public types and the wire's, bounds each request by
+// DefaultRequestTimeout unless its context has a deadline, pages scans, and
+// turns failures into *Error.
 type kvAPI struct {
 	h     rpc.KVHandler
 	close func() error
@@ -23,39 +25,67 @@ type kvAPI struct {
 
 var _ KV = kvAPI{}
 
-func wrapErr(op string, err error) error {
+// NewKV returns the KV API over h, a handler of the KV service's requests
+// in this process; close is what KV.Close runs. It is what a Client is made
+// of (over its router) and what an embedded node (server.Node) is made of
+// (over its gateway). h's errors are *flotillapb.Error or context errors.
+func NewKV(h rpc.KVHandler, close func() error) KV {
+	return kvAPI{h: h, close: close}
+}
+
+// bound returns ctx bounded by DefaultRequestTimeout unless it has a
+// deadline already.
+func bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, DefaultRequestTimeout)
+}
+
+// wrapErr turns a failed request's error into the *Error KV returns (or
+// ErrClosed). ctx is the request's, bounded: when it ended, its error is
+// the Cause. A read's error carries no outcome (reads change nothing); a
+// write's without one (an error that never reached a server's verdict) has
+// an unknown outcome.
+func wrapErr(ctx context.Context, op string, write bool, err error) error {
 	if err == nil {
 		return nil
 	}
-	var fe *flotillapb.Error
-	if errors.As(err, &fe) {
-		return &Error{Op: op, Detail: fe}
-	}
 	if errors.Is(err, ErrClosed) {
-		return err
+		return ErrClosed
 	}
-	// Context errors and the like: classify as unavailable with the cause.
-	return &Error{Op: op, Detail: &flotillapb.Error{
-		Message: err.Error(),
-		Detail:  &flotillapb.Error_Unavailable{Unavailable: &flotillapb.Unavailable{}},
-	}}
-}
-
-// wrapWriteErr is wrapErr for writes: an error with no outcome (a context
-// error before the request was answered) is an unknown outcome.
-func wrapWriteErr(op string, err error) error {
-	err = wrapErr(op, err)
-	var e *Error
-	if errors.As(err, &e) && e.Detail.GetOutcome() == flotillapb.Outcome_OUTCOME_UNSPECIFIED {
-		e.Detail.Outcome = flotillapb.Outcome_UNKNOWN
+	var fe *flotillapb.Error
+	if errors.As(err, &fe) && fe != nil {
+		// The handler may share it (a server's cached error): copy it
+		// before adjusting its outcome.
+		fe = proto.Clone(fe).(*flotillapb.Error)
+	} else {
+		fe = &flotillapb.Error{
+			Message: err.Error(),
+			Detail:  &flotillapb.Error_Unavailable{Unavailable: &flotillapb.Unavailable{}},
+		}
 	}
-	return err
+	switch {
+	case !write:
+		fe.Outcome = flotillapb.Outcome_OUTCOME_UNSPECIFIED
+	case fe.GetOutcome() == flotillapb.Outcome_OUTCOME_UNSPECIFIED:
+		fe.Outcome = flotillapb.Outcome_UNKNOWN
+	}
+	e := &Error{Op: op, Detail: fe}
+	if cerr := ctx.Err(); cerr != nil {
+		e.Cause = cerr
+	} else if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		e.Cause = err
+	}
+	return e
 }
 
 func (a kvAPI) Get(ctx context.Context, key []byte) ([]byte, error) {
+	ctx, cancel := bound(ctx)
+	defer cancel()
 	resp, err := a.h.Get(ctx, &flotillapb.GetRequest{Key: key})
 	if err != nil {
-		return nil, wrapErr("get", err)
+		return nil, wrapErr(ctx, "get", false, err)
 	}
 	if !resp.GetFound() {
 		return nil, ErrKeyNotFound
@@ -71,22 +101,28 @@ func nonNil(b []byte) []byte {
 }
 
 func (a kvAPI) Put(ctx context.Context, key, value []byte) error {
+	ctx, cancel := bound(ctx)
+	defer cancel()
 	_, err := a.h.Put(ctx, &flotillapb.PutRequest{Key: key, Value: value})
-	return wrapWriteErr("put", err)
+	return wrapErr(ctx, "put", true, err)
 }
 
 func (a kvAPI) Delete(ctx context.Context, key []byte) (bool, error) {
+	ctx, cancel := bound(ctx)
+	defer cancel()
 	resp, err := a.h.Delete(ctx, &flotillapb.DeleteRequest{Key: key})
 	if err != nil {
-		return false, wrapWriteErr("delete", err)
+		return false, wrapErr(ctx, "delete", true, err)
 	}
 	return resp.GetFound(), nil
 }
 
 func (a kvAPI) DeleteRange(ctx context.Context, start, end []byte) (int64, error) {
+	ctx, cancel := bound(ctx)
+	defer cancel()
 	resp, err := a.h.DeleteRange(ctx, &flotillapb.DeleteRangeRequest{StartKey: start, EndKey: end})
 	if err != nil {
-		return 0, wrapWriteErr("delete-range", err)
+		return 0, wrapErr(ctx, "delete-range", true, err)
 	}
 	return resp.GetDeleted(), nil
 }
@@ -95,7 +131,7 @@ func (a kvAPI) DeleteRange(ctx context.Context, start, end []byte) (int64, error
 // limit is reached.
 func (a kvAPI) Scan(ctx context.Context, start, end []byte, opts ScanOptions) ([]KeyValue, error) {
 	if opts.Limit < 0 {
-		return nil, wrapErr("scan", invalidRead("limit", fmt.Sprintf("negative limit %d", opts.Limit)))
+		return nil, wrapErr(ctx, "scan", false, negativeLimit(opts.Limit))
 	}
 	var out []KeyValue
 	for {
@@ -122,12 +158,14 @@ func (a kvAPI) Scan(ctx context.Context, start, end []byte, opts ScanOptions) ([
 // ScanPage is one scan request: the gateway or client merges the ranges'
 // parts and says where the rest of the span begins.
 func (a kvAPI) ScanPage(ctx context.Context, start, end []byte, opts ScanOptions) ([]KeyValue, []byte, error) {
+	ctx, cancel := bound(ctx)
+	defer cancel()
 	if opts.Limit < 0 {
-		return nil, nil, wrapErr("scan", invalidRead("limit", fmt.Sprintf("negative limit %d", opts.Limit)))
+		return nil, nil, wrapErr(ctx, "scan", false, negativeLimit(opts.Limit))
 	}
 	resp, err := a.h.Scan(ctx, &flotillapb.ScanRequest{StartKey: start, EndKey: end, Limit: int64(opts.Limit), Reverse: opts.Reverse})
 	if err != nil {
-		return nil, nil, wrapErr("scan", err)
+		return nil, nil, wrapErr(ctx, "scan", false, err)
 	}
 	kvs := make([]KeyValue, len(resp.GetKvs()))
 	for i, kv := range resp.GetKvs() {
@@ -141,18 +179,20 @@ func (a kvAPI) ScanPage(ctx context.Context, start, end []byte, opts ScanOptions
 	// that does not move would page forever.
 	if len(resume) == 0 || !opts.Reverse && bytes.Compare(resume, start) <= 0 ||
 		opts.Reverse && len(end) > 0 && bytes.Compare(resume, end) >= 0 {
-		return nil, nil, wrapErr("scan", unavailable(fmt.Sprintf(
-			"the scan of [%q, %q) said it has more, with resume key %q, which does not advance it", start, end, resume)))
+		return nil, nil, wrapErr(ctx, "scan", false, fmt.Errorf(
+			"the scan of [%q, %q) said it has more, with resume key %q, which does not advance it", start, end, resume))
 	}
 	return kvs, resume, nil
 }
 
 func (a kvAPI) CompareAndSwap(ctx context.Context, key []byte, cond Condition, value []byte) (CASResult, error) {
+	ctx, cancel := bound(ctx)
+	defer cancel()
 	resp, err := a.h.CompareAndSwap(ctx, &flotillapb.CompareAndSwapRequest{
 		Key: key, Expected: cond.expected, ExpectAbsent: cond.absent, Value: value,
 	})
 	if err != nil {
-		return CASResult{}, wrapWriteErr("cas", err)
+		return CASResult{}, wrapErr(ctx, "cas", true, err)
 	}
 	r := CASResult{Swapped: resp.GetSwapped(), Found: resp.GetFound()}
 	if r.Found {
@@ -162,13 +202,15 @@ func (a kvAPI) CompareAndSwap(ctx context.Context, key []byte, cond Condition, v
 }
 
 func (a kvAPI) Batch(ctx context.Context, ops ...Op) ([]OpResult, error) {
+	ctx, cancel := bound(ctx)
+	defer cancel()
 	req := &flotillapb.BatchRequest{Ops: make([]*flotillapb.Op, len(ops))}
 	for i, op := range ops {
 		req.Ops[i] = op.pb
 	}
 	resp, err := a.h.Batch(ctx, req)
 	if err != nil {
-		return nil, wrapWriteErr("batch", err)
+		return nil, wrapErr(ctx, "batch", true, err)
 	}
 	out := make([]OpResult, len(resp.GetResults()))
 	for i, r := range resp.GetResults() {
@@ -182,10 +224,11 @@ func (a kvAPI) Batch(ctx context.Context, ops ...Op) ([]OpResult, error) {
 
 func (a kvAPI) Close() error { return a.close() }
 
-func invalidArgument(field, msg string) *flotillapb.Error {
+// negativeLimit is the error of a scan with a negative limit, as a server
+// would refuse it.
+func negativeLimit(limit int) *flotillapb.Error {
 	return &flotillapb.Error{
-		Message: msg,
-		Outcome: flotillapb.Outcome_NOT_APPLIED,
-		Detail:  &flotillapb.Error_InvalidArgument{InvalidArgument: &flotillapb.InvalidArgument{Field: field}},
+		Message: fmt.Sprintf("negative limit %d", limit),
+		Detail:  &flotillapb.Error_InvalidArgument{InvalidArgument: &flotillapb.InvalidArgument{Field: "limit"}},
 	}
 }

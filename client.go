@@ -7,18 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/flotilladb/flotilla/router"
 	"github.com/flotilladb/flotilla/rpc"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
-	"google.golang.org/grpc"
-	"google.golang.org/protobuf/proto"
 )
-
-// DefaultRequestTimeout bounds a request whose context has no deadline.
-const DefaultRequestTimeout = 10 * time.Second
 
 // readAttemptTimeout bounds one attempt of a read at one node, so that a
 // node cut off from its peers does not hold a read for its whole deadline
@@ -29,6 +25,17 @@ const readAttemptTimeout = 2 * time.Second
 // moves on to another node.
 const connectWait = time.Second
 
+// lookupTimeout bounds one LookupRange call to one node, so that a node that
+// cannot answer (cut off from the placement group's leader, say) costs a
+// request at most this long before the router falls back to a stale entry,
+// or the client to sending the request to an endpoint's gateway.
+const lookupTimeout = 2 * time.Second
+
+// maxScanResponseBytes bounds the keys and values of a scan response
+// gathered from many ranges: no further range is asked once it is reached
+// (each range's part is bounded by its server's limit too).
+const maxScanResponseBytes = flotillapb.DefaultMaxScanBytes
+
 // Client is a client of a Flotilla cluster. It routes each request to the
 // node of its range's leader through a router (package router), whose cache
 // of ranges it fills by asking its endpoints (Placement.LookupRange): a
@@ -36,34 +43,46 @@ const connectWait = time.Second
 // reads, and writes that were certainly not applied. A write whose outcome
 // is unknown is returned, never retried, except a part of a delete-range
 // across ranges (KV.DeleteRange). A scan, delete-range or batch whose keys
-// cross range boundaries is split per range, one hop per part (spans.go).
+// cross range boundaries is split per range, one hop per part.
 //
 // When the router cannot find a key's range at all (the cluster is not
 // initialized, or no endpoint can reach the placement driver), the request
 // goes to an endpoint without a range in its header, to be routed by that
-// node's gateway, as it would with no router.
+// node's gateway, as it would with no router. When none of the endpoints
+// can be reached for Config.DialTimeout, the request fails with
+// ErrUnavailable and the endpoints' dial errors.
+//
+// A Client links no storage engine and no raft: it is the root package,
+// rpc and router over gRPC (a test over `go list -deps` keeps it so).
 type Client struct {
 	kvAPI
 }
 
 // Connect returns a client of the cluster whose nodes listen at endpoints
-// (HOST:PORT, at least one). Connections are made lazily: Connect does not
-// fail when nodes are down.
+// (HOST:PORT, at least one), with the default Config otherwise.
+// Connections are made lazily: Connect does not fail when nodes are down.
 func Connect(ctx context.Context, endpoints ...string) (*Client, error) {
-	if len(endpoints) == 0 {
-		return nil, fmt.Errorf("%w: no endpoints", ErrInvalidArgument)
+	return New(Config{Endpoints: endpoints})
+}
+
+// New returns a client configured by cfg. Connections are made lazily: New
+// does not fail when nodes are down.
+func New(cfg Config) (*Client, error) {
+	cfg.EnsureDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
-	r := &remote{pool: rpc.NewPool(rpc.PoolConfig{})}
-	for _, ep := range endpoints {
+	r := &remote{cfg: cfg, pool: rpc.NewPool(rpc.PoolConfig{})}
+	for _, ep := range cfg.Endpoints {
 		conn, err := r.pool.Conn(ep)
 		if err != nil {
 			_ = r.pool.Close()
 			return nil, fmt.Errorf("flotilla: endpoint %q: %w", ep, err)
 		}
-		r.endpoints = append(r.endpoints, endpoint{conn: conn, kv: flotillapb.NewKVClient(conn), placement: flotillapb.NewPlacementClient(conn)})
+		r.endpoints = append(r.endpoints, endpoint{addr: ep, placement: flotillapb.NewPlacementClient(conn)})
 	}
-	r.next.Store(uint32(rand.IntN(len(endpoints))))
-	r.resolver = newPlacementResolver(r.lookupRange)
+	r.next.Store(uint32(rand.IntN(len(r.endpoints))))
+	r.resolver = router.NewPlacementResolver(r.lookupRange)
 	rt, err := router.New(router.Config{Resolver: r.resolver, DefaultTimeout: DefaultRequestTimeout, ReadAttemptTimeout: readAttemptTimeout})
 	if err != nil {
 		_ = r.pool.Close()
@@ -74,18 +93,20 @@ func Connect(ctx context.Context, endpoints ...string) (*Client, error) {
 	return &Client{kvAPI{h: r, close: r.close}}, nil
 }
 
+// endpoint is one of Config.Endpoints.
 type endpoint struct {
-	conn      *grpc.ClientConn
-	kv        flotillapb.KVClient
+	addr      string
 	placement flotillapb.PlacementClient
 }
 
-// remote handles KV requests by sending them to a cluster's nodes.
+// remote handles KV requests by sending them to a cluster's nodes. It is
+// the router's Nodes: a gRPC client per node.
 type remote struct {
+	cfg       Config
 	pool      *rpc.Pool
 	endpoints []endpoint
 	// resolver and router send each request to its range's leader.
-	resolver *placementResolver
+	resolver *router.PlacementResolver
 	router   *router.Router
 	// next is the endpoint to use first; it moves on after a failure.
 	next atomic.Uint32
@@ -96,12 +117,32 @@ type remote struct {
 	closed  atomic.Bool
 }
 
+var (
+	_ rpc.KVHandler = (*remote)(nil)
+	_ router.Nodes  = (*remote)(nil)
+)
+
 func (r *remote) close() error {
 	if r.closed.Swap(true) {
 		return nil
 	}
 	r.stop()
 	return r.pool.Close()
+}
+
+// Handler implements router.Nodes: a gRPC client of node, once its
+// connection is ready.
+func (r *remote) Handler(ctx context.Context, node flotillapb.NodeID, _ bool) (rpc.KVHandler, error) {
+	addr, ok := r.resolver.Address(node)
+	if !ok {
+		return nil, unavailable(fmt.Sprintf("no address known for node %d", node))
+	}
+	conn, err := r.pool.Ready(ctx, addr, connectWait)
+	if err != nil {
+		// Never sent: certainly not applied.
+		return nil, unavailable(fmt.Sprintf("node %d: %v", node, err))
+	}
+	return rpc.NewKVClient(conn), nil
 }
 
 // lookupRange asks the endpoints in turn, from the current one, for the
@@ -113,8 +154,8 @@ func (r *remote) lookupRange(ctx context.Context, req *flotillapb.LookupRangeReq
 	var lastErr error
 	for i := range n {
 		ep := r.endpoints[(first+i)%n]
-		if !rpc.EnsureReady(ctx, ep.conn, connectWait) {
-			lastErr = unavailable(fmt.Sprintf("node %s is unreachable", ep.conn.Target()))
+		if _, err := r.pool.Ready(ctx, ep.addr, connectWait); err != nil {
+			lastErr = unavailable("endpoint " + err.Error())
 		} else {
 			lctx, cancel := context.WithTimeout(ctx, lookupTimeout)
 			resp, err := ep.placement.LookupRange(lctx, req)
@@ -133,26 +174,15 @@ func (r *remote) lookupRange(ctx context.Context, req *flotillapb.LookupRangeReq
 }
 
 // begin starts a request: it fails if the client is closed, and returns
-// ctx bounded by DefaultRequestTimeout (unless it has a deadline) and ended
-// when the client closes, with the function that releases it.
+// ctx, also ended when the client closes, with the function that releases
+// it. (The KV API bounds every request by DefaultRequestTimeout already.)
 func (r *remote) begin(ctx context.Context) (context.Context, context.CancelFunc, error) {
 	if r.closed.Load() {
 		return nil, nil, ErrClosed
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		ctx, cancel := context.WithTimeout(ctx, DefaultRequestTimeout)
-		ctx, stop := r.stopWith(ctx)
-		return ctx, func() { stop(); cancel() }, nil
-	}
-	ctx, stop := r.stopWith(ctx)
-	return ctx, stop, nil
-}
-
-// stopWith returns ctx, also ended when the client closes.
-func (r *remote) stopWith(ctx context.Context) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(r.stopCtx, cancel)
-	return ctx, func() { stop(); cancel() }
+	return ctx, func() { stop(); cancel() }, nil
 }
 
 // closedErr is the error a request returns: ErrClosed for one that failed
@@ -165,10 +195,16 @@ func (r *remote) closedErr(err error, write bool) error {
 	return err
 }
 
+// mayBeApplied reports whether err leaves a write's outcome unknown: such an
+// error must reach the caller, even once the client is closed.
+func mayBeApplied(err error, write bool) bool {
+	var fe *flotillapb.Error
+	return write && errors.As(err, &fe) && fe.GetOutcome() == flotillapb.Outcome_UNKNOWN
+}
+
 // call runs one request, routed by key, with retries until it succeeds,
 // fails for good, or ctx ends.
-func call[Req request, Resp any](ctx context.Context, r *remote, key []byte, write bool, req Req,
-	send func(flotillapb.KVClient, context.Context, Req, ...grpc.CallOption) (Resp, error)) (Resp, error) {
+func call[Req router.KVRequest, Resp any](ctx context.Context, r *remote, key []byte, write bool, req Req, m router.KVMethod[Req, Resp]) (Resp, error) {
 	var zero Resp
 	ctx, done, err := r.begin(ctx)
 	if err != nil {
@@ -180,18 +216,9 @@ func call[Req request, Resp any](ctx context.Context, r *remote, key []byte, wri
 	// entry the router would only back off and ask again; an endpoint's
 	// gateway may still route the request (its node may hold the range).
 	if _, err := r.router.Lookup(ctx, key); err != nil {
-		return callEndpoints(ctx, r, write, req, send)
+		return callEndpoints(ctx, r, write, req, m)
 	}
-	return doCall(ctx, r, key, write, req, send)
-}
-
-// doCall sends a request, routed by key, through the router.
-func doCall[Req request, Resp any](ctx context.Context, r *remote, key []byte, write bool, req Req,
-	send func(flotillapb.KVClient, context.Context, Req, ...grpc.CallOption) (Resp, error)) (Resp, error) {
-	resp, err := router.Do(ctx, r.router, router.Request{Key: key, Write: write},
-		func(ctx context.Context, t router.Target) (Resp, error) {
-			return sendTo(ctx, r, t, write, req, send)
-		})
+	resp, err := router.Send(ctx, r.router, r, key, write, req, m)
 	return resp, r.closedErr(err, write)
 }
 
@@ -200,12 +227,10 @@ func doCall[Req request, Resp any](ctx context.Context, r *remote, key []byte, w
 // caches for key holds all of them (fits), or if the router cannot find
 // that range (an endpoint's gateway then routes and splits it); else, or if
 // the one request turns out to reach past its range (the range split since
-// it was cached), split per range by split, whose parts go out with
-// sendPart.
-func callSpan[Req request, Resp any](ctx context.Context, r *remote, key []byte, write bool, req Req,
-	send func(flotillapb.KVClient, context.Context, Req, ...grpc.CallOption) (Resp, error),
+// it was cached), split per range by split.
+func callSpan[Req router.KVRequest, Resp any](ctx context.Context, r *remote, key []byte, write bool, req Req, m router.KVMethod[Req, Resp],
 	fits func(*flotillapb.RangeDescriptor) bool,
-	split func(ctx context.Context, sendPart func(context.Context, router.Target, Req) (Resp, error)) (Resp, error),
+	split func(ctx context.Context, send func(context.Context, router.Target, Req) (Resp, error)) (Resp, error),
 ) (Resp, error) {
 	var zero Resp
 	ctx, done, err := r.begin(ctx)
@@ -215,87 +240,52 @@ func callSpan[Req request, Resp any](ctx context.Context, r *remote, key []byte,
 	defer done()
 	info, err := r.router.Lookup(ctx, key)
 	if err != nil {
-		return callEndpoints(ctx, r, write, req, send)
+		return callEndpoints(ctx, r, write, req, m)
 	}
 	if fits(info.Desc) {
-		resp, err := doCall(ctx, r, key, write, req, send)
+		resp, err := router.Send(ctx, r.router, r, key, write, req, m)
 		if err == nil || !router.NeedsSplit(err, key) {
-			return resp, err
+			return resp, r.closedErr(err, write)
 		}
 	}
-	resp, err := split(ctx, func(ctx context.Context, t router.Target, part Req) (Resp, error) {
-		return sendPart(ctx, r, t, write, part, send)
-	})
+	resp, err := split(ctx, router.PartSender(r, write, m))
 	return resp, r.closedErr(err, write)
-}
-
-// mayBeApplied reports whether err leaves a write's outcome unknown: such an
-// error must reach the caller, even once the client is closed.
-func mayBeApplied(err error, write bool) bool {
-	var fe *flotillapb.Error
-	return write && errors.As(err, &fe) && fe.GetOutcome() == flotillapb.Outcome_UNKNOWN
-}
-
-// sendTo makes one attempt of the router's: it sends the request to t.Store
-// with t.Header. A request that could not be sent (the node's address is not
-// known, or its connection is not ready) fails with Unavailable, not
-// applied, so that the router moves on to another replica.
-func sendTo[Req request, Resp any](ctx context.Context, r *remote, t router.Target, write bool, req Req,
-	send func(flotillapb.KVClient, context.Context, Req, ...grpc.CallOption) (Resp, error)) (Resp, error) {
-	routed := proto.Clone(req).(Req)
-	setHeader(routed, t.Header)
-	return sendPart(ctx, r, t, write, routed, send)
-}
-
-// sendPart is sendTo for a request whose header is set already and which
-// is made for this attempt alone: a part of a request the router split.
-func sendPart[Req request, Resp any](ctx context.Context, r *remote, t router.Target, write bool, part Req,
-	send func(flotillapb.KVClient, context.Context, Req, ...grpc.CallOption) (Resp, error)) (Resp, error) {
-	var zero Resp
-	addr, ok := r.resolver.address(t.Store)
-	if !ok {
-		return zero, unavailable(fmt.Sprintf("no address known for node %d", t.Store))
-	}
-	conn, err := r.pool.Conn(addr)
-	if err != nil {
-		return zero, unavailable(fmt.Sprintf("node %d: %v", t.Store, err))
-	}
-	if !rpc.EnsureReady(ctx, conn, connectWait) {
-		// Never sent: certainly not applied.
-		return zero, unavailable(fmt.Sprintf("node %d (%s) is unreachable", t.Store, addr))
-	}
-	resp, err := send(flotillapb.NewKVClient(conn), ctx, part)
-	if err != nil {
-		return zero, rpc.ErrorFromStatus(err, write)
-	}
-	return resp, nil
 }
 
 // callEndpoints sends a request, as given (no range in its header), to the
 // endpoints' gateways, moving to another endpoint when one fails, with
 // retries until it succeeds, fails for good, or ctx ends. It is the path
-// for requests the router cannot route.
-func callEndpoints[Req, Resp any](ctx context.Context, r *remote, write bool, req Req,
-	send func(flotillapb.KVClient, context.Context, Req, ...grpc.CallOption) (Resp, error)) (Resp, error) {
+// for requests the router cannot route. When no endpoint could be reached
+// at all for Config.DialTimeout, it fails with their dial errors.
+func callEndpoints[Req router.KVRequest, Resp any](ctx context.Context, r *remote, write bool, req Req, m router.KVMethod[Req, Resp]) (Resp, error) {
 	var zero Resp
 	backoff := 10 * time.Millisecond
 	n := uint32(len(r.endpoints))
+	start := time.Now()
+	// unreachable holds each endpoint's dial error while none was reached.
+	unreachable := make(map[string]error, n)
+	reached := false
 	for attempt := 0; ; attempt++ {
 		if r.closed.Load() {
 			return zero, ErrClosed
 		}
 		old := r.next.Load()
 		i := old % n
+		ep := r.endpoints[i]
 		actx, cancel := ctx, context.CancelFunc(func() {})
 		if !write {
 			actx, cancel = context.WithTimeout(ctx, readAttemptTimeout)
 		}
 		var fe *flotillapb.Error
-		if ep := r.endpoints[i]; !rpc.EnsureReady(actx, ep.conn, connectWait) {
+		if conn, err := r.pool.Ready(actx, ep.addr, connectWait); err != nil {
 			// Never sent: certainly not applied.
-			fe = unavailable(fmt.Sprintf("node %s is unreachable", ep.conn.Target()))
+			fe = unavailable("endpoint " + err.Error())
+			if !reached && ctx.Err() == nil {
+				unreachable[ep.addr] = err
+			}
 		} else {
-			resp, err := send(ep.kv, actx, req)
+			reached = true
+			resp, err := m(rpc.NewKVClient(conn), actx, req)
 			if err == nil {
 				cancel()
 				return resp, nil
@@ -303,10 +293,10 @@ func callEndpoints[Req, Resp any](ctx context.Context, r *remote, write bool, re
 			fe = rpc.ErrorFromStatus(err, write)
 		}
 		cancel()
-		if !retriable(fe, write) || ctx.Err() != nil {
-			if ctx.Err() != nil && !write {
-				fe.Message = fmt.Sprintf("%s (gave up after %d attempts: %v)", fe.GetMessage(), attempt+1, ctx.Err())
-			}
+		if !reached && len(unreachable) == len(r.endpoints) && time.Since(start) >= r.cfg.DialTimeout {
+			return zero, unreachableError(r.endpoints, unreachable, r.cfg.DialTimeout)
+		}
+		if !router.Retriable(fe, write) || ctx.Err() != nil {
 			return zero, fe
 		}
 		// Try another node next: this one could not serve.
@@ -324,39 +314,46 @@ func callEndpoints[Req, Resp any](ctx context.Context, r *remote, write bool, re
 	}
 }
 
-// retriable reports whether a failed request may be sent again: never an
-// invalid one, never a write that may have been applied.
-func retriable(fe *flotillapb.Error, write bool) bool {
-	if fe.GetInvalidArgument() != nil {
-		return false
+// unreachableError says that no endpoint could be reached, and why.
+func unreachableError(eps []endpoint, errs map[string]error, dialTimeout time.Duration) *flotillapb.Error {
+	causes := make([]string, 0, len(eps))
+	for _, ep := range eps {
+		if err := errs[ep.addr]; err != nil {
+			causes = append(causes, err.Error())
+		}
 	}
-	if write {
-		return fe.GetOutcome() == flotillapb.Outcome_NOT_APPLIED
-	}
-	return true
+	return unavailable(fmt.Sprintf("no endpoint could be reached within the dial timeout (%v): %s", dialTimeout, strings.Join(causes, "; ")))
 }
 
-var _ rpc.KVHandler = (*remote)(nil)
+// unavailable is the error of a request that could not be sent: it was
+// certainly not applied.
+func unavailable(msg string) *flotillapb.Error {
+	return &flotillapb.Error{
+		Message: msg,
+		Outcome: flotillapb.Outcome_NOT_APPLIED,
+		Detail:  &flotillapb.Error_Unavailable{Unavailable: &flotillapb.Unavailable{}},
+	}
+}
 
 func (r *remote) Get(ctx context.Context, req *flotillapb.GetRequest) (*flotillapb.GetResponse, error) {
-	return call(ctx, r, req.GetKey(), false, req, flotillapb.KVClient.Get)
+	return call(ctx, r, req.GetKey(), false, req, rpc.KVHandler.Get)
 }
 
 func (r *remote) Put(ctx context.Context, req *flotillapb.PutRequest) (*flotillapb.PutResponse, error) {
-	return call(ctx, r, req.GetKey(), true, req, flotillapb.KVClient.Put)
+	return call(ctx, r, req.GetKey(), true, req, rpc.KVHandler.Put)
 }
 
 func (r *remote) Delete(ctx context.Context, req *flotillapb.DeleteRequest) (*flotillapb.DeleteResponse, error) {
-	return call(ctx, r, req.GetKey(), true, req, flotillapb.KVClient.Delete)
+	return call(ctx, r, req.GetKey(), true, req, rpc.KVHandler.Delete)
 }
 
 // DeleteRange deletes a span that may cover many ranges: split per range
 // (router.DeleteRange) when it does.
 func (r *remote) DeleteRange(ctx context.Context, req *flotillapb.DeleteRangeRequest) (*flotillapb.DeleteRangeResponse, error) {
-	if fe := checkDeleteRange(req); fe != nil {
+	if fe := router.CheckDeleteRange(req); fe != nil {
 		return nil, fe
 	}
-	return callSpan(ctx, r, req.GetStartKey(), true, req, flotillapb.KVClient.DeleteRange,
+	return callSpan(ctx, r, req.GetStartKey(), true, req, rpc.KVHandler.DeleteRange,
 		func(d *flotillapb.RangeDescriptor) bool { return d.ContainsSpan(req.GetStartKey(), req.GetEndKey()) },
 		func(ctx context.Context, send func(context.Context, router.Target, *flotillapb.DeleteRangeRequest) (*flotillapb.DeleteRangeResponse, error)) (*flotillapb.DeleteRangeResponse, error) {
 			return router.DeleteRange(ctx, r.router, req, send)
@@ -366,10 +363,10 @@ func (r *remote) DeleteRange(ctx context.Context, req *flotillapb.DeleteRangeReq
 // Scan scans a span that may cover many ranges: split per range
 // (router.Scan) when it does.
 func (r *remote) Scan(ctx context.Context, req *flotillapb.ScanRequest) (*flotillapb.ScanResponse, error) {
-	if fe := checkScan(req); fe != nil {
+	if fe := router.CheckScan(req); fe != nil {
 		return nil, fe
 	}
-	return callSpan(ctx, r, req.GetStartKey(), false, req, flotillapb.KVClient.Scan,
+	return callSpan(ctx, r, req.GetStartKey(), false, req, rpc.KVHandler.Scan,
 		func(d *flotillapb.RangeDescriptor) bool { return d.ContainsSpan(req.GetStartKey(), req.GetEndKey()) },
 		func(ctx context.Context, send func(context.Context, router.Target, *flotillapb.ScanRequest) (*flotillapb.ScanResponse, error)) (*flotillapb.ScanResponse, error) {
 			return router.Scan(ctx, r.router, req, maxScanResponseBytes, send)
@@ -377,17 +374,17 @@ func (r *remote) Scan(ctx context.Context, req *flotillapb.ScanRequest) (*flotil
 }
 
 func (r *remote) CompareAndSwap(ctx context.Context, req *flotillapb.CompareAndSwapRequest) (*flotillapb.CompareAndSwapResponse, error) {
-	return call(ctx, r, req.GetKey(), true, req, flotillapb.KVClient.CompareAndSwap)
+	return call(ctx, r, req.GetKey(), true, req, rpc.KVHandler.CompareAndSwap)
 }
 
 // Batch applies a batch whose ops may lie in many ranges: one batch per
 // range (router.Batch) when they do. The client does not know the
 // cluster's value size limit: the servers check it.
 func (r *remote) Batch(ctx context.Context, req *flotillapb.BatchRequest) (*flotillapb.BatchResponse, error) {
-	if fe := checkBatch(req, -1); fe != nil {
+	if fe := router.CheckBatch(req, -1); fe != nil {
 		return nil, fe
 	}
-	return callSpan(ctx, r, req.GetOps()[0].RouteKey(), true, req, flotillapb.KVClient.Batch,
+	return callSpan(ctx, r, req.GetOps()[0].RouteKey(), true, req, rpc.KVHandler.Batch,
 		func(d *flotillapb.RangeDescriptor) bool { return d.ContainsOps(req.GetOps()) },
 		func(ctx context.Context, send func(context.Context, router.Target, *flotillapb.BatchRequest) (*flotillapb.BatchResponse, error)) (*flotillapb.BatchResponse, error) {
 			return router.Batch(ctx, r.router, req, send)

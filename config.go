@@ -5,147 +5,38 @@ package flotilla
 import (
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"time"
-
-	"github.com/flotilladb/flotilla/multiraft"
-	"github.com/flotilladb/flotilla/placement"
 )
 
 // Defaults for Config.
 const (
-	DefaultListenAddr = "127.0.0.1:7400"
-	DefaultHTTPAddr   = "127.0.0.1:7480"
-	DefaultSplitSize  = 64 << 20
-	DefaultSplitQPS   = 2500
+	// DefaultRequestTimeout bounds a request whose context has no deadline.
+	DefaultRequestTimeout = 10 * time.Second
+	// DefaultDialTimeout bounds how long a client tries to reach its
+	// endpoints before it reports them unreachable (etcdctl's default).
+	DefaultDialTimeout = 2 * time.Second
 )
 
-// Config configures a node run in this process by Open. Fill Dir, leave the
-// rest zero for the defaults.
+// Config configures a Client (New). Fill Endpoints; leave the rest zero for
+// the defaults.
 type Config struct {
-	// Dir is the store's directory; it is created if missing. Required.
-	Dir string
-	// ListenAddr is the gRPC address (peers and clients), HOST:PORT. Port 0
-	// picks a free port. Default 127.0.0.1:7400.
-	ListenAddr string
-	// AdvertiseAddr is the gRPC address other nodes and clients use to reach
-	// this one. Default: the address actually listened on.
-	AdvertiseAddr string
-	// HTTPAddr is the admin HTTP address (/metrics, /health, /status,
-	// /debug/pprof/). Default 127.0.0.1:7480; "off" disables it.
-	HTTPAddr string
-	// Join lists nodes of an existing cluster to join (HOST:PORT). A node
-	// that is not yet part of a cluster asks them, in turn, until one admits
-	// it. Ignored by a node that is already a member.
-	Join []string
-	// Bootstrap makes a node that is not part of a cluster, and has no Join
-	// list, create a new single-node cluster at once (as `flotilla init`
-	// would). For embedded use.
-	Bootstrap bool
-	// DialOverrides maps a peer's advertised address to the address to dial
-	// instead (to put proxies between nodes in tests).
-	DialOverrides map[string]string
-	// MaxValueSize is the largest value accepted. Default 8 MiB.
-	MaxValueSize int
-	// TickInterval is the raft tick. Default 100 ms.
-	TickInterval time.Duration
-	// MaxInflightRequests bounds the KV requests a node serves at once
-	// (its own and those forwarded to it); beyond it requests fail at once
-	// with ServerBusy (not applied) and clients back off. Default 8192.
-	MaxInflightRequests int
-	// ReplicationFactor is how many voters the placement driver keeps for
-	// each range. It is read on the node leading the placement group: set
-	// it alike on every node. Default 3.
-	ReplicationFactor int
-	// PlacementReplicationFactor is how many voters the placement driver
-	// keeps for its own group (3 or 5 are usual). Read like
-	// ReplicationFactor. Default 3.
-	PlacementReplicationFactor int
-	// HeartbeatInterval is how often the node reports itself and the
-	// ranges it leads to the placement driver. Default 1 s, or a third of
-	// LivenessWindow if that is shorter.
-	HeartbeatInterval time.Duration
-	// LivenessWindow: the placement driver counts a store live if it
-	// heartbeated within it. Default 5 s, or StoreDownTimeout if that is
-	// shorter.
-	LivenessWindow time.Duration
-	// StoreDownTimeout: the placement driver counts a store down, and its
-	// replicas as lost, after this long without a heartbeat. Default 60 s.
-	StoreDownTimeout time.Duration
-	// SplitSize: a range whose keys and values exceed it is split in two
-	// halves by size. Default 64 MiB; negative disables size-based splits.
-	SplitSize int64
-	// SplitQPS: a range serving more reads and writes per second than this
-	// (averaged over 10 s) is split at a key that halves its load. Default
-	// 2500; negative disables load-based splits.
-	SplitQPS float64
-	// Logger receives the node's log lines. Default slog.Default().
-	Logger *slog.Logger
-
-	// Testing holds knobs for tests; nil in production.
-	Testing *TestingKnobs
-}
-
-// TestingKnobs change a node's behaviour in tests.
-type TestingKnobs struct {
-	// UnsafeFollowerReads serves reads from the local replica without
-	// ReadIndex: stale reads become possible. It exists to show that the
-	// linearizability checker catches them.
-	UnsafeFollowerReads bool
-	// BeforeServe, if set, runs in the gateway before each attempt to
-	// serve a request.
-	BeforeServe func()
-	// DisableSync turns fsync off (acknowledged writes are lost on a
-	// machine crash; a process crash keeps them).
-	DisableSync bool
+	// Endpoints are nodes of the cluster, HOST:PORT, at least one. The
+	// client asks them where ranges are, and sends a request to one of
+	// them when it cannot route it itself; it learns the other nodes from
+	// their answers.
+	Endpoints []string
+	// DialTimeout bounds the attempts to reach the endpoints: when none of
+	// them could be reached for this long, a request fails with
+	// ErrUnavailable and the cause (connection refused, say) instead of
+	// trying until its deadline. Default DefaultDialTimeout (2 s).
+	DialTimeout time.Duration
 }
 
 // EnsureDefaults fills unset fields with their defaults.
 func (c *Config) EnsureDefaults() {
-	if c.ListenAddr == "" {
-		c.ListenAddr = DefaultListenAddr
-	}
-	if c.HTTPAddr == "" {
-		c.HTTPAddr = DefaultHTTPAddr
-	}
-	if c.MaxValueSize == 0 {
-		c.MaxValueSize = DefaultMaxValueSize
-	}
-	if c.TickInterval == 0 {
-		c.TickInterval = multiraft.DefaultTickInterval
-	}
-	if c.ReplicationFactor == 0 {
-		c.ReplicationFactor = 3
-	}
-	if c.PlacementReplicationFactor == 0 {
-		c.PlacementReplicationFactor = 3
-	}
-	// Unset timings follow the ones given: a short store-down timeout
-	// shortens the liveness window, which shortens the heartbeat interval.
-	if c.LivenessWindow == 0 {
-		c.LivenessWindow = placement.DefaultLivenessWindow
-		if c.StoreDownTimeout > 0 {
-			c.LivenessWindow = min(c.LivenessWindow, c.StoreDownTimeout)
-		}
-	}
-	if c.HeartbeatInterval == 0 {
-		c.HeartbeatInterval = min(time.Second, max(c.LivenessWindow/3, time.Millisecond))
-	}
-	if c.StoreDownTimeout == 0 {
-		c.StoreDownTimeout = max(placement.DefaultStoreDownTimeout, c.LivenessWindow)
-	}
-	if c.MaxInflightRequests == 0 {
-		c.MaxInflightRequests = 8192
-	}
-	if c.SplitSize == 0 {
-		c.SplitSize = DefaultSplitSize
-	}
-	if c.SplitQPS == 0 {
-		c.SplitQPS = DefaultSplitQPS
-	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
+	if c.DialTimeout == 0 {
+		c.DialTimeout = DefaultDialTimeout
 	}
 }
 
@@ -153,50 +44,19 @@ func (c *Config) EnsureDefaults() {
 // run.
 func (c *Config) Validate() error {
 	var errs []error
-	if c.Dir == "" {
-		errs = append(errs, errors.New("a Dir is required"))
+	if len(c.Endpoints) == 0 {
+		errs = append(errs, errors.New("no endpoints"))
 	}
-	checkAddr := func(name, addr string) {
-		if _, _, err := net.SplitHostPort(addr); err != nil {
-			errs = append(errs, fmt.Errorf("%s %q: want HOST:PORT: %v", name, addr, err))
+	for _, ep := range c.Endpoints {
+		if _, _, err := net.SplitHostPort(ep); err != nil {
+			errs = append(errs, fmt.Errorf("endpoint %q: want HOST:PORT: %v", ep, err))
 		}
 	}
-	checkAddr("ListenAddr", c.ListenAddr)
-	if c.AdvertiseAddr != "" {
-		checkAddr("AdvertiseAddr", c.AdvertiseAddr)
-	}
-	if c.HTTPAddr != "off" {
-		checkAddr("HTTPAddr", c.HTTPAddr)
-	}
-	for _, j := range c.Join {
-		checkAddr("Join address", j)
-	}
-	for adv, actual := range c.DialOverrides {
-		checkAddr("DialOverrides key", adv)
-		checkAddr("DialOverrides value", actual)
-	}
-	if c.MaxValueSize < 0 {
-		errs = append(errs, fmt.Errorf("MaxValueSize %d is negative", c.MaxValueSize))
-	}
-	if c.TickInterval < 0 {
-		errs = append(errs, fmt.Errorf("TickInterval %v is negative", c.TickInterval))
-	}
-	if c.HeartbeatInterval < 0 || c.LivenessWindow < 0 || c.StoreDownTimeout < 0 {
-		errs = append(errs, fmt.Errorf("HeartbeatInterval %v, LivenessWindow %v and StoreDownTimeout %v must not be negative", c.HeartbeatInterval, c.LivenessWindow, c.StoreDownTimeout))
-	} else if c.LivenessWindow < c.HeartbeatInterval || c.StoreDownTimeout < c.LivenessWindow {
-		errs = append(errs, fmt.Errorf("want HeartbeatInterval (%v) <= LivenessWindow (%v) <= StoreDownTimeout (%v)", c.HeartbeatInterval, c.LivenessWindow, c.StoreDownTimeout))
-	}
-	if c.MaxInflightRequests < 0 {
-		errs = append(errs, fmt.Errorf("MaxInflightRequests %d is negative", c.MaxInflightRequests))
-	}
-	if c.ReplicationFactor < 1 || c.ReplicationFactor > 7 {
-		errs = append(errs, fmt.Errorf("ReplicationFactor %d is not in [1, 7]", c.ReplicationFactor))
-	}
-	if c.PlacementReplicationFactor < 1 || c.PlacementReplicationFactor > 7 {
-		errs = append(errs, fmt.Errorf("PlacementReplicationFactor %d is not in [1, 7]", c.PlacementReplicationFactor))
+	if c.DialTimeout < 0 {
+		errs = append(errs, fmt.Errorf("DialTimeout %v is negative", c.DialTimeout))
 	}
 	if len(errs) > 0 {
-		return fmt.Errorf("flotilla: invalid config: %w", errors.Join(errs...))
+		return fmt.Errorf("%w: client config: %w", ErrInvalidArgument, errors.Join(errs...))
 	}
 	return nil
 }

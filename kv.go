@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
 )
@@ -173,11 +174,27 @@ var (
 type Error struct {
 	// Op is the operation, e.g. "put".
 	Op string
-	// Detail is the server's error.
+	// Detail is the server's error. A read's has no outcome.
 	Detail *flotillapb.Error
+	// Cause is the caller's context's error when the context ended the
+	// request (context.Canceled or context.DeadlineExceeded, also when
+	// the request's default timeout passed), else nil. errors.Is and
+	// errors.As see it through Unwrap.
+	Cause error
 }
 
-func (e *Error) Error() string { return fmt.Sprintf("flotilla: %s: %s", e.Op, e.Detail.Error()) }
+func (e *Error) Error() string {
+	msg := fmt.Sprintf("flotilla: %s: %s", e.Op, e.Detail.Error())
+	if e.Cause != nil && !strings.Contains(msg, e.Cause.Error()) {
+		msg += ": " + e.Cause.Error()
+	}
+	return msg
+}
+
+// Unwrap returns Cause, so that errors.Is(err, context.Canceled) and
+// errors.Is(err, context.DeadlineExceeded) hold when the context ended the
+// request.
+func (e *Error) Unwrap() error { return e.Cause }
 
 // Is makes errors.Is match the sentinel errors by the detail's kind and the
 // write's outcome.

@@ -1,12 +1,28 @@
 // Copyright 2026 The Flotilla Authors. All rights reserved.
 
-// Package rpc is the wire: the gRPC raft transport (one bidi stream per peer
-// node and class, implementing multiraft's Transport), the snapshot stream,
-// the connection pool with per-address dial overrides, the KV and Node
-// services over small interfaces (KVHandler, NodeHandler) that the node
-// assembly implements, and the mapping of Flotilla's errors to gRPC status
-// codes and back (StatusError, ErrorFromStatus).
+// Package rpc is the client side of Flotilla's wire: what a program that
+// talks to a cluster needs, and nothing that a node alone needs.
 //
-// It never imports shard, placement or router. rpc/flotillapb, the .proto
-// files and their generated code, is a leaf anyone may import.
+// It owns:
+//   - the connection pool (Pool): one gRPC client connection per advertised
+//     address, shared by everyone in the process, with per-address dial
+//     overrides for tests, and the dial and server options every connection
+//     uses (message size bounds, keepalive, reconnection backoff);
+//   - the readiness check a write makes before it is sent (EnsureReady): a
+//     request that never left is certainly not applied;
+//   - the mapping of Flotilla's errors to gRPC statuses and back
+//     (StatusError, ErrorFromStatus), the only place where it happens;
+//   - the service interfaces a node implements (KVHandler, NodeHandler,
+//     PlacementHandler) and their registration on a gRPC server.
+//
+// It does not own the raft transport or snapshot streams (rpc/raftrpc, the
+// node side), nor any logic: it never imports shard, placement, router,
+// multiraft or engine, only rpc/flotillapb and gRPC, so that a client links
+// none of them (a test over `go list -deps` keeps it so).
+//
+// Invariant: every error a handler returns crosses the wire as a gRPC
+// status whose detail, if the handler returned a *flotillapb.Error, is that
+// error, outcome included; ErrorFromStatus recovers it unchanged, and for a
+// failure without one (a broken connection, a deadline) says a write's
+// outcome is unknown unless the code proves the server never ran it.
 package rpc

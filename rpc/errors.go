@@ -78,11 +78,15 @@ func codeOf(e *flotillapb.Error) codes.Code {
 // ErrorFromStatus recovers the *flotillapb.Error a server attached to a gRPC
 // error. For a failure without one (the connection failed, the deadline
 // passed, the message was refused by gRPC) it builds one; a write's outcome
-// is then UNKNOWN unless the code proves the server never ran it. It
-// returns nil for a nil error.
+// is then UNKNOWN unless the code proves the server never ran it. An error
+// that is a *flotillapb.Error already (one a KVHandler returned) is
+// returned as it is. It returns nil for a nil error.
 func ErrorFromStatus(err error, write bool) *flotillapb.Error {
 	if err == nil {
 		return nil
+	}
+	if fe := (*flotillapb.Error)(nil); errors.As(err, &fe) && fe != nil {
+		return fe
 	}
 	st, ok := status.FromError(err)
 	if !ok {

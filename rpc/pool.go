@@ -3,10 +3,12 @@
 package rpc
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
 	"sync"
 	"time"
 
@@ -104,6 +106,10 @@ type Pool struct {
 		closed bool
 		// conns maps an advertised address to its connection.
 		conns map[string]*grpc.ClientConn
+		// dialErrs maps an advertised address to the error of its latest
+		// failed dial, removed by the next successful one: what Ready
+		// reports as the cause of an unreachable node.
+		dialErrs map[string]error
 	}
 }
 
@@ -114,6 +120,7 @@ func NewPool(cfg PoolConfig) *Pool {
 		p.logger = slog.Default()
 	}
 	p.mu.conns = make(map[string]*grpc.ClientConn)
+	p.mu.dialErrs = make(map[string]error)
 	return p
 }
 
@@ -143,7 +150,7 @@ func (p *Pool) Conn(addr string) (*grpc.ClientConn, error) {
 	}
 	// grpc.NewClient starts the resolver's goroutines; keep it out of the
 	// lock and settle races below.
-	created, err := grpc.NewClient(target, DialOptions()...)
+	created, err := grpc.NewClient(target, append(DialOptions(), grpc.WithContextDialer(p.dialer(addr)))...)
 	if err != nil {
 		return nil, fmt.Errorf("rpc: connection to %s (dialling %s): %w", addr, target, err)
 	}
@@ -165,6 +172,53 @@ func (p *Pool) Conn(addr string) (*grpc.ClientConn, error) {
 		p.logger.Debug("rpc: dial override", "addr", addr, "dialling", target)
 	}
 	return conn, nil
+}
+
+// dialer returns the dialer of addr's connection: a plain TCP dial that
+// remembers its last failure, so that an unreachable node is reported with
+// its cause (connection refused, no route) rather than only as unreachable.
+func (p *Pool) dialer(addr string) func(context.Context, string) (net.Conn, error) {
+	return func(ctx context.Context, target string) (net.Conn, error) {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", target)
+		p.mu.Lock()
+		if err != nil {
+			p.mu.dialErrs[addr] = err
+		} else {
+			delete(p.mu.dialErrs, addr)
+		}
+		p.mu.Unlock()
+		return c, err
+	}
+}
+
+// DialError returns the error of the latest failed attempt to connect to
+// addr, unless one succeeded since; nil otherwise.
+func (p *Pool) DialError(addr string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.mu.dialErrs[addr]
+}
+
+// Ready returns the connection to addr once it works, waiting up to wait
+// (and no longer than ctx) for it to connect. If it does not, the error
+// says why (the dial's error when there was one): a request that was never
+// sent was certainly not applied.
+func (p *Pool) Ready(ctx context.Context, addr string, wait time.Duration) (*grpc.ClientConn, error) {
+	conn, err := p.Conn(addr)
+	if err != nil {
+		return nil, err
+	}
+	if EnsureReady(ctx, conn, wait) {
+		return conn, nil
+	}
+	if err := p.DialError(addr); err != nil {
+		return nil, fmt.Errorf("%s is unreachable: %w", addr, err)
+	}
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("%s: not connected before the request ended: %w", addr, ctx.Err())
+	}
+	return nil, fmt.Errorf("%s is unreachable: not connected within %v", addr, wait)
 }
 
 // Close closes every connection; calls in flight on them fail. Later Conn

@@ -21,7 +21,7 @@ const (
 	// DefaultMaxCommandSize is the default for Config.MaxCommandSize: 32 MiB.
 	DefaultMaxCommandSize = 32 << 20
 	// DefaultMaxScanBytes is the default for Config.MaxScanBytes: 4 MiB.
-	DefaultMaxScanBytes = 4 << 20
+	DefaultMaxScanBytes = flotillapb.DefaultMaxScanBytes
 )
 
 // Config configures a Store. Fill what is required, leave the rest zero for

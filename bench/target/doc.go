@@ -4,7 +4,7 @@
 // each a bench.Target:
 //
 //   - Flotilla: a Flotilla cluster reached through flotilla.Connect.
-//   - Embedded: one Flotilla node opened in this process (flotilla.Open),
+//   - Embedded: one Flotilla node opened in this process (server.Open),
 //     reached through its own gateway, with no network hop to the client.
 //   - Etcd: an etcd cluster reached through etcd's Go client (v3.6), for
 //     side-by-side figures. The etcd server itself is not a dependency of

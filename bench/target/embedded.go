@@ -8,8 +8,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/flotilladb/flotilla"
 	"github.com/flotilladb/flotilla/bench"
+	"github.com/flotilladb/flotilla/server"
 )
 
 // EmbeddedOptions configure NewEmbedded. The zero value is ready to use.
@@ -22,7 +22,7 @@ type EmbeddedOptions struct {
 	//   - ReplicationFactor and PlacementReplicationFactor: default 1, as
 	//     the one node can hold only one replica of each range (with more,
 	//     the placement driver would count every range under-replicated).
-	Node flotilla.Config
+	Node server.Config
 	// RequestTimeout bounds an operation whose context has no deadline.
 	// Default DefaultRequestTimeout (10 s).
 	RequestTimeout time.Duration
@@ -47,7 +47,7 @@ func (o *EmbeddedOptions) EnsureDefaults() {
 	}
 }
 
-// Validate reports the options' problems; flotilla.Open checks Node's.
+// Validate reports the options' problems; server.Open checks Node's.
 func (o *EmbeddedOptions) Validate() error {
 	if o.RequestTimeout < 0 {
 		return fmt.Errorf("target: invalid Embedded options: RequestTimeout %v is negative", o.RequestTimeout)
@@ -55,7 +55,7 @@ func (o *EmbeddedOptions) Validate() error {
 	return nil
 }
 
-// Embedded is one Flotilla node running in this process (flotilla.Open),
+// Embedded is one Flotilla node running in this process (server.Open),
 // its own single-node cluster. Operations go through the node's gateway:
 // no network hop between the benchmark's clients and the store. Its
 // methods are safe for concurrent use.
@@ -64,7 +64,7 @@ func (o *EmbeddedOptions) Validate() error {
 // its CPU time is the benchmark's clients' too, and no counter separates
 // the two. Compare the whole process's CPU instead.
 type Embedded struct {
-	node *flotilla.Node
+	node *server.Node
 	opts EmbeddedOptions
 }
 
@@ -88,7 +88,7 @@ func NewEmbedded(ctx context.Context, dir string, opts EmbeddedOptions) (*Embedd
 	opts.Node.Dir = dir
 	opts.Node.Bootstrap = true
 	opts.Node.Join = nil
-	n, err := flotilla.Open(ctx, opts.Node)
+	n, err := server.Open(ctx, opts.Node)
 	if err != nil {
 		return nil, fmt.Errorf("target: Embedded: %w", err)
 	}
@@ -100,7 +100,7 @@ func NewEmbedded(ctx context.Context, dir string, opts EmbeddedOptions) (*Embedd
 }
 
 // Node returns the node, e.g. for its address or status.
-func (e *Embedded) Node() *flotilla.Node { return e.node }
+func (e *Embedded) Node() *server.Node { return e.node }
 
 // Get reads key linearizably.
 func (e *Embedded) Get(ctx context.Context, key []byte) ([]byte, bool, error) {
@@ -133,7 +133,7 @@ func (e *Embedded) Describe(ctx context.Context) map[string]any {
 		"kind":    "flotilla-embedded",
 		"nodes":   1,
 		"ranges":  ranges,
-		"version": flotilla.Version,
+		"version": server.Version,
 		"fsync":   e.opts.Node.Testing == nil || !e.opts.Node.Testing.DisableSync,
 		"dir":     e.node.Dir(),
 	}

@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flotilladb/flotilla"
 	"github.com/flotilladb/flotilla/bench"
 	"github.com/flotilladb/flotilla/bench/target"
+	"github.com/flotilladb/flotilla/server"
 )
 
 // TestEmbedded opens a node in this process, runs the Target operations
@@ -18,7 +18,7 @@ func TestEmbedded(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	dir := t.TempDir()
-	opts := target.EmbeddedOptions{Node: flotilla.Config{TickInterval: 20 * time.Millisecond, Logger: quietLogger()}}
+	opts := target.EmbeddedOptions{Node: server.Config{TickInterval: 20 * time.Millisecond, Logger: quietLogger()}}
 	e, err := target.NewEmbedded(ctx, dir, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -33,7 +33,7 @@ func TestEmbedded(t *testing.T) {
 	roundTrip(t, ctx, e, "k")
 	desc := e.Describe(ctx)
 	if desc["kind"] != "flotilla-embedded" || desc["nodes"] != 1 || desc["fsync"] != true ||
-		desc["version"] != flotilla.Version || desc["dir"] != dir {
+		desc["version"] != server.Version || desc["dir"] != dir {
 		t.Errorf("Describe: %v", desc)
 	}
 	if r, ok := desc["ranges"].(int); !ok || r < 1 {
@@ -64,7 +64,7 @@ func TestEmbeddedOptions(t *testing.T) {
 	if _, err := target.NewEmbedded(ctx, t.TempDir(), target.EmbeddedOptions{RequestTimeout: -1}); err == nil {
 		t.Error("negative RequestTimeout: want an error")
 	}
-	if _, err := target.NewEmbedded(ctx, t.TempDir(), target.EmbeddedOptions{Node: flotilla.Config{ListenAddr: "nonsense"}}); err == nil {
+	if _, err := target.NewEmbedded(ctx, t.TempDir(), target.EmbeddedOptions{Node: server.Config{ListenAddr: "nonsense"}}); err == nil {
 		t.Error("bad ListenAddr: want an error")
 	}
 }

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flotilladb/flotilla"
 	"github.com/flotilladb/flotilla/bench/target"
+	"github.com/flotilladb/flotilla/server"
 )
 
 // TestFlotillaCluster runs the Target operations against a 3-node cluster
@@ -41,7 +41,7 @@ func TestFlotillaCluster(t *testing.T) {
 		}
 		return nil
 	})
-	if desc["kind"] != "flotilla" || desc["fsync"] != true || desc["version"] != flotilla.Version || desc["describe_error"] != nil {
+	if desc["kind"] != "flotilla" || desc["fsync"] != true || desc["version"] != server.Version || desc["describe_error"] != nil {
 		t.Errorf("Describe: %v", desc)
 	}
 	// The three nodes share this process: each reports all of its CPU.

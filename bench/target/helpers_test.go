@@ -11,10 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flotilladb/flotilla"
 	"github.com/flotilladb/flotilla/bench"
 	"github.com/flotilladb/flotilla/bench/target"
 	"github.com/flotilladb/flotilla/internal/testutil"
+	"github.com/flotilladb/flotilla/server"
 )
 
 // quietLogger discards the nodes' logs unless FLOTILLA_TEST_LOG is set.
@@ -27,17 +27,17 @@ func quietLogger() *slog.Logger {
 
 // testNodeConfig is a node's configuration for tests: loopback, free
 // ports, a fast tick.
-func testNodeConfig(dir string) flotilla.Config {
-	return flotilla.Config{Dir: dir, ListenAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+func testNodeConfig(dir string) server.Config {
+	return server.Config{Dir: dir, ListenAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
 		TickInterval: 20 * time.Millisecond, Logger: quietLogger()}
 }
 
 // startCluster starts n nodes in this process: the first bootstraps a
 // cluster, the others join it. It returns once all are running members.
 // The nodes stop when the test ends.
-func startCluster(t *testing.T, ctx context.Context, n int) []*flotilla.Node {
+func startCluster(t *testing.T, ctx context.Context, n int) []*server.Node {
 	t.Helper()
-	var nodes []*flotilla.Node
+	var nodes []*server.Node
 	for i := range n {
 		cfg := testNodeConfig(t.TempDir())
 		if i == 0 {
@@ -45,7 +45,7 @@ func startCluster(t *testing.T, ctx context.Context, n int) []*flotilla.Node {
 		} else {
 			cfg.Join = []string{nodes[0].Addr()}
 		}
-		node, err := flotilla.Open(ctx, cfg)
+		node, err := server.Open(ctx, cfg)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -12,6 +12,7 @@ import (
 	"github.com/flotilladb/flotilla"
 	"github.com/flotilladb/flotilla/bench"
 	"github.com/flotilladb/flotilla/bench/target"
+	"github.com/flotilladb/flotilla/server"
 )
 
 // runAndCheck loads and runs a short workload a through tgt, round-trips
@@ -72,7 +73,7 @@ func runAndCheck(t *testing.T, ctx context.Context, tgt bench.Target, verify boo
 func TestRunEmbedded(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	e, err := target.NewEmbedded(ctx, t.TempDir(), target.EmbeddedOptions{Node: flotilla.Config{TickInterval: 20 * time.Millisecond, Logger: quietLogger()}})
+	e, err := target.NewEmbedded(ctx, t.TempDir(), target.EmbeddedOptions{Node: server.Config{TickInterval: 20 * time.Millisecond, Logger: quietLogger()}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,9 +15,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/flotilladb/flotilla"
 	"github.com/flotilladb/flotilla/bench"
 	"github.com/flotilladb/flotilla/bench/target"
+	"github.com/flotilladb/flotilla/server"
 	"github.com/spf13/cobra"
 )
 
@@ -273,7 +273,7 @@ func openTarget(ctx context.Context, f *benchFlags) (bench.Target, error) {
 	case f.embedded != "":
 		// The node's own log would drown the report: warnings only.
 		logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-		return target.NewEmbedded(ctx, f.embedded, target.EmbeddedOptions{Node: flotilla.Config{Logger: logger}})
+		return target.NewEmbedded(ctx, f.embedded, target.EmbeddedOptions{Node: server.Config{Logger: logger}})
 	default:
 		return target.NewEtcd(ctx, f.etcd, target.EtcdOptions{})
 	}

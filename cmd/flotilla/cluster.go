@@ -16,8 +16,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/flotilladb/flotilla"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
+	"github.com/flotilladb/flotilla/server"
 	"github.com/spf13/cobra"
 )
 
@@ -31,7 +31,7 @@ func newClusterCmd() *cobra.Command {
 		Use:   "cluster",
 		Short: "Inspect and manage the cluster: stores, ranges, operators, decommissioning",
 	}
-	cluster.PersistentFlags().StringVar(&host, "host", flotilla.DefaultListenAddr, "a node of the cluster, HOST:PORT")
+	cluster.PersistentFlags().StringVar(&host, "host", server.DefaultListenAddr, "a node of the cluster, HOST:PORT")
 	cluster.PersistentFlags().DurationVar(&timeout, "timeout", 10*time.Second, "give up after this long")
 	cluster.PersistentFlags().StringVar(&format, "format", "table", "output format: table or json")
 	run := func(cmd *cobra.Command, fn func(ctx context.Context, pc flotillapb.PlacementClient, out io.Writer) error) error {

@@ -15,8 +15,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/flotilladb/flotilla"
 	"github.com/flotilladb/flotilla/placement"
+	"github.com/flotilladb/flotilla/server"
 	"github.com/spf13/cobra"
 )
 
@@ -53,7 +53,7 @@ which is kept. Stop it with Ctrl-C.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			flotilla.Version = version
+			server.Version = version
 			nodes, err := startDemo(ctx, dir, basePort, log)
 			defer func() {
 				for _, n := range nodes {
@@ -84,10 +84,10 @@ func demoAddr(basePort, offset int) string {
 
 // startDemo starts the nodes and waits until the first range has a replica
 // on each.
-func startDemo(ctx context.Context, dir string, basePort int, log *slog.Logger) ([]*flotilla.Node, error) {
-	var nodes []*flotilla.Node
+func startDemo(ctx context.Context, dir string, basePort int, log *slog.Logger) ([]*server.Node, error) {
+	var nodes []*server.Node
 	for i := range demoNodes {
-		cfg := flotilla.Config{
+		cfg := server.Config{
 			Dir:        filepath.Join(dir, fmt.Sprintf("node%d", i+1)),
 			ListenAddr: demoAddr(basePort, i),
 			HTTPAddr:   demoAddr(basePort, 80+i),
@@ -98,7 +98,7 @@ func startDemo(ctx context.Context, dir string, basePort int, log *slog.Logger) 
 		} else {
 			cfg.Join = []string{nodes[0].Addr()}
 		}
-		n, err := flotilla.Open(ctx, cfg)
+		n, err := server.Open(ctx, cfg)
 		if err != nil {
 			return nodes, fmt.Errorf("starting node %d: %w", i+1, err)
 		}
@@ -122,7 +122,7 @@ func startDemo(ctx context.Context, dir string, basePort int, log *slog.Logger) 
 
 // demoReplicated reports whether every node holds a voter of the first
 // range and of the placement group.
-func demoReplicated(nodes []*flotilla.Node) bool {
+func demoReplicated(nodes []*server.Node) bool {
 	for _, n := range nodes {
 		st := n.Status(false)
 		voters := 0
@@ -138,7 +138,7 @@ func demoReplicated(nodes []*flotilla.Node) bool {
 	return true
 }
 
-func printDemo(w io.Writer, dir string, nodes []*flotilla.Node, temporary bool) {
+func printDemo(w io.Writer, dir string, nodes []*server.Node, temporary bool) {
 	where := dir
 	if temporary {
 		where += " (removed at exit)"

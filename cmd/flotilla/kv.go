@@ -12,6 +12,7 @@ import (
 
 	"github.com/flotilladb/flotilla"
 	"github.com/flotilladb/flotilla/rpc"
+	"github.com/flotilladb/flotilla/server"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 )
@@ -58,7 +59,7 @@ func newKVCmd() *cobra.Command {
 		Long: `Read and write keys through any node of a cluster (it routes the request).
 Keys and values are taken as given on the command line (UTF-8 bytes).`,
 	}
-	kv.PersistentFlags().StringVar(&f.hosts, "host", flotilla.DefaultListenAddr, "node(s) to send the request to, HOST:PORT[,HOST:PORT...]")
+	kv.PersistentFlags().StringVar(&f.hosts, "host", server.DefaultListenAddr, "node(s) to send the request to, HOST:PORT[,HOST:PORT...]")
 	kv.PersistentFlags().DurationVar(&f.timeout, "timeout", 10*time.Second, "give up after this long")
 
 	get := &cobra.Command{

@@ -17,6 +17,7 @@ import (
 
 	"github.com/flotilladb/flotilla"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
+	"github.com/flotilladb/flotilla/server"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -45,7 +46,7 @@ func parseOverrides(vals []string) (map[string]string, error) {
 
 func newStartCmd() *cobra.Command {
 	var (
-		cfg       flotilla.Config
+		cfg       server.Config
 		join      []string
 		overrides []string
 		logLevel  string
@@ -78,13 +79,13 @@ SIGINT or SIGTERM stops the node cleanly.`,
 				}
 			}
 			cfg.Logger = log
-			flotilla.Version = version
+			server.Version = version
 			if err := setGCPercent(cmd, gcPercent); err != nil {
 				return err
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			n, err := flotilla.Open(ctx, cfg)
+			n, err := server.Open(ctx, cfg)
 			if err != nil {
 				return err
 			}
@@ -97,9 +98,9 @@ SIGINT or SIGTERM stops the node cleanly.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.Dir, "store", "flotilla-data", "the store's data directory (created if missing)")
-	f.StringVar(&cfg.ListenAddr, "listen-addr", flotilla.DefaultListenAddr, "gRPC address to listen on, HOST:PORT (peers and clients)")
+	f.StringVar(&cfg.ListenAddr, "listen-addr", server.DefaultListenAddr, "gRPC address to listen on, HOST:PORT (peers and clients)")
 	f.StringVar(&cfg.AdvertiseAddr, "advertise-addr", "", "gRPC address other nodes and clients reach this one at (default: the listen address)")
-	f.StringVar(&cfg.HTTPAddr, "http-addr", flotilla.DefaultHTTPAddr, `admin HTTP address (/metrics, /health, /status, /debug/pprof/); "off" disables it`)
+	f.StringVar(&cfg.HTTPAddr, "http-addr", server.DefaultHTTPAddr, `admin HTTP address (/metrics, /health, /status, /debug/pprof/); "off" disables it`)
 	f.StringSliceVar(&join, "join", nil, "nodes of the cluster to join, HOST:PORT[,HOST:PORT...]")
 	f.StringArrayVar(&overrides, "dial-override", nil, "dial ACTUAL when a peer advertises ADVERTISED, as ADVERTISED=ACTUAL (repeatable)")
 	f.IntVar(&cfg.MaxValueSize, "max-value-size", flotilla.DefaultMaxValueSize, "largest value accepted, in bytes")
@@ -226,7 +227,7 @@ nodes as they join.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&host, "host", flotilla.DefaultListenAddr, "the node to initialize, HOST:PORT")
+	cmd.Flags().StringVar(&host, "host", server.DefaultListenAddr, "the node to initialize, HOST:PORT")
 	cmd.Flags().StringSliceVar(&splitAt, "split-at", nil, "pre-split the keyspace at these keys, KEY[,KEY...]")
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "give up after this long")
 	return cmd

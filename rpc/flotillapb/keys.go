@@ -19,6 +19,11 @@ const MaxKeySize = 4 << 10
 // otherwise.
 const DefaultMaxValueSize = 8 << 20
 
+// DefaultMaxScanBytes bounds the keys and values of one scan response, by
+// default: a replica stops its part there, and a scan gathered from many
+// ranges asks no further range once it is reached.
+const DefaultMaxScanBytes = 4 << 20
+
 // CheckKey returns what is wrong with a key (empty, or longer than
 // MaxKeySize), or "".
 func CheckKey(key []byte) string {

@@ -1,6 +1,6 @@
 // Copyright 2026 The Flotilla Authors. All rights reserved.
 
-package flotilla
+package server
 
 import (
 	"context"
@@ -43,7 +43,6 @@ const splitKeyTTL = 10 * time.Second
 // changes; it runs the operator steps the driver answers with. On the
 // placement group's leader it also runs the balancers.
 func (n *Node) heartbeatLoop() {
-	defer n.wg.Done()
 	t := time.NewTicker(min(heartbeatPoll, n.cfg.HeartbeatInterval))
 	defer t.Stop()
 	last := map[multiraft.GroupID]reported{}
@@ -283,14 +282,15 @@ func (n *Node) executeStep(g multiraft.GroupID, step *flotillapb.OperatorStep) {
 	if _, busy := n.executing.LoadOrStore(g, struct{}{}); busy {
 		return
 	}
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
+	started := n.stopper.RunWorker(func() {
 		defer n.executing.Delete(g)
 		if err := n.runStep(g, step); err != nil {
 			n.log.Info("operator step not run", "range", g, "step", stepString(step), "err", err)
 		}
-	}()
+	})
+	if !started {
+		n.executing.Delete(g) // the node is stopping
+	}
 }
 
 func stepString(s *flotillapb.OperatorStep) string {

@@ -1,6 +1,6 @@
 // Copyright 2026 The Flotilla Authors. All rights reserved.
 
-package flotilla_test
+package server_test
 
 // Linearizability of get, put and compare-and-swap (TESTING.md scenario 15),
 // checked with porcupine on histories recorded against an in-process
@@ -33,6 +33,7 @@ import (
 	"github.com/flotilladb/flotilla/internal/testutil"
 	"github.com/flotilladb/flotilla/placement"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
+	"github.com/flotilladb/flotilla/server"
 )
 
 var (
@@ -351,12 +352,12 @@ func checkLinearizable(t *testing.T, h *lzHistory, want porcupine.CheckResult) {
 type lzCluster struct {
 	t       *testing.T
 	addrs   [lzNodes]string
-	cfgs    [lzNodes]flotilla.Config
+	cfgs    [lzNodes]server.Config
 	proxies [lzNodes][lzNodes]*testproxy.Proxy
 
 	mu struct {
 		sync.Mutex
-		nodes [lzNodes]*flotilla.Node // nil while down
+		nodes [lzNodes]*server.Node // nil while down
 	}
 }
 
@@ -391,7 +392,7 @@ func lzLogger() *slog.Logger {
 
 // startLZCluster starts the cluster and waits until the first range has a
 // voter on every node.
-func startLZCluster(t *testing.T, knobs *flotilla.TestingKnobs, configure ...func(*flotilla.Config)) *lzCluster {
+func startLZCluster(t *testing.T, knobs *server.TestingKnobs, configure ...func(*server.Config)) *lzCluster {
 	t.Helper()
 	c := &lzCluster{t: t}
 	for i := range c.addrs {
@@ -421,7 +422,7 @@ func startLZCluster(t *testing.T, knobs *flotilla.TestingKnobs, configure ...fun
 				overrides[c.addrs[b]] = c.proxies[i][b].Addr()
 			}
 		}
-		cfg := flotilla.Config{
+		cfg := server.Config{
 			Dir:           filepath.Join(dir, fmt.Sprintf("n%d", i+1)),
 			ListenAddr:    c.addrs[i],
 			HTTPAddr:      "off",
@@ -481,7 +482,7 @@ func (c *lzCluster) fullyReplicated(i int) error {
 	return fmt.Errorf("node %d has no replica of range %d", i+1, placement.FirstRangeID)
 }
 
-func (c *lzCluster) node(i int) *flotilla.Node {
+func (c *lzCluster) node(i int) *server.Node {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.mu.nodes[i]
@@ -492,7 +493,7 @@ func (c *lzCluster) node(i int) *flotilla.Node {
 func (c *lzCluster) open(i int) error {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		n, err := flotilla.Open(context.Background(), c.cfgs[i])
+		n, err := server.Open(context.Background(), c.cfgs[i])
 		if err == nil {
 			c.mu.Lock()
 			c.mu.nodes[i] = n
@@ -799,7 +800,7 @@ func TestLinearizableUnderFaults(t *testing.T) {
 // fail: with reads served from the local replica without ReadIndex, an
 // isolated follower answers with a value overwritten long before.
 func TestLinearizabilityCheckerCatchesStaleReads(t *testing.T) {
-	c := startLZCluster(t, &flotilla.TestingKnobs{UnsafeFollowerReads: true})
+	c := startLZCluster(t, &server.TestingKnobs{UnsafeFollowerReads: true})
 	h := newLZHistory()
 	const key = "k"
 

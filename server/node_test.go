@@ -1,6 +1,6 @@
 // Copyright 2026 The Flotilla Authors. All rights reserved.
 
-package flotilla_test
+package server_test
 
 import (
 	"context"
@@ -20,6 +20,7 @@ import (
 	"github.com/flotilladb/flotilla/placement"
 	"github.com/flotilladb/flotilla/rpc"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
+	"github.com/flotilladb/flotilla/server"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
@@ -32,7 +33,7 @@ func quietLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-func openNode(t testing.TB, cfg flotilla.Config) *flotilla.Node {
+func openNode(t testing.TB, cfg server.Config) *server.Node {
 	t.Helper()
 	if cfg.ListenAddr == "" {
 		cfg.ListenAddr = "127.0.0.1:0"
@@ -46,7 +47,7 @@ func openNode(t testing.TB, cfg flotilla.Config) *flotilla.Node {
 	if cfg.Logger == nil {
 		cfg.Logger = quietLogger()
 	}
-	n, err := flotilla.Open(context.Background(), cfg)
+	n, err := server.Open(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +56,7 @@ func openNode(t testing.TB, cfg flotilla.Config) *flotilla.Node {
 }
 
 func TestConfigValidate(t *testing.T) {
-	cfg := flotilla.Config{ListenAddr: "nonsense", HTTPAddr: "also:bad:addr", MaxValueSize: -1, ReplicationFactor: 9,
+	cfg := server.Config{ListenAddr: "nonsense", HTTPAddr: "also:bad:addr", MaxValueSize: -1, ReplicationFactor: 9,
 		Join: []string{"x"}, DialOverrides: map[string]string{"a:1": "b"}}
 	cfg.EnsureDefaults()
 	err := cfg.Validate()
@@ -67,7 +68,7 @@ func TestConfigValidate(t *testing.T) {
 			t.Errorf("error %q does not mention %s", err, want)
 		}
 	}
-	if _, err := flotilla.Open(context.Background(), flotilla.Config{}); err == nil {
+	if _, err := server.Open(context.Background(), server.Config{}); err == nil {
 		t.Fatal("Open with an empty config should fail")
 	}
 }
@@ -78,7 +79,7 @@ func TestEmbedded(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	dir := t.TempDir()
-	n := openNode(t, flotilla.Config{Dir: dir, Bootstrap: true})
+	n := openNode(t, server.Config{Dir: dir, Bootstrap: true})
 	if err := n.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +164,7 @@ func TestEmbedded(t *testing.T) {
 	if err := n.Put(ctx, []byte("x"), []byte("y")); err == nil {
 		t.Fatal("put on a closed node succeeded")
 	}
-	n = openNode(t, flotilla.Config{Dir: dir})
+	n = openNode(t, server.Config{Dir: dir})
 	if err := n.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -181,10 +182,10 @@ func TestEmbedded(t *testing.T) {
 func TestJoinAndGateway(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	n1 := openNode(t, flotilla.Config{Dir: t.TempDir()})
-	nodes := []*flotilla.Node{n1}
+	n1 := openNode(t, server.Config{Dir: t.TempDir()})
+	nodes := []*server.Node{n1}
 	for range 2 {
-		nodes = append(nodes, openNode(t, flotilla.Config{Dir: t.TempDir(), Join: []string{n1.Addr()}}))
+		nodes = append(nodes, openNode(t, server.Config{Dir: t.TempDir(), Join: []string{n1.Addr()}}))
 	}
 	// Nothing happens before init: the joiners wait.
 	if err := n1.Put(ctx, []byte("k"), []byte("v")); !errors.Is(err, flotilla.ErrUnavailable) {
@@ -209,7 +210,7 @@ func TestJoinAndGateway(t *testing.T) {
 		}
 		return nil
 	})
-	nodes = append(nodes, openNode(t, flotilla.Config{Dir: t.TempDir(), Join: []string{n1.Addr()}}))
+	nodes = append(nodes, openNode(t, server.Config{Dir: t.TempDir(), Join: []string{n1.Addr()}}))
 	if err := nodes[3].WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -251,7 +252,7 @@ func TestJoinAndGateway(t *testing.T) {
 			}
 		}
 	}
-	var spare *flotilla.Node // the node with no replicas
+	var spare *server.Node // the node with no replicas
 	for _, n := range nodes {
 		if n.NodeID() == 4 {
 			spare = n
@@ -311,7 +312,7 @@ func TestJoinAndGateway(t *testing.T) {
 	if err := spare.Close(); err != nil {
 		t.Fatal(err)
 	}
-	n4 := openNode(t, flotilla.Config{Dir: dir4})
+	n4 := openNode(t, server.Config{Dir: dir4})
 	if err := n4.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -338,8 +339,8 @@ func TestServerBusy(t *testing.T) {
 	defer cancel()
 	entered, release := make(chan struct{}), make(chan struct{})
 	var first atomic.Bool
-	n := openNode(t, flotilla.Config{Dir: t.TempDir(), Bootstrap: true, MaxInflightRequests: 1,
-		Testing: &flotilla.TestingKnobs{BeforeServe: func() {
+	n := openNode(t, server.Config{Dir: t.TempDir(), Bootstrap: true, MaxInflightRequests: 1,
+		Testing: &server.TestingKnobs{BeforeServe: func() {
 			if first.CompareAndSwap(false, true) {
 				close(entered)
 				<-release

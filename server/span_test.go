@@ -1,6 +1,6 @@
 // Copyright 2026 The Flotilla Authors. All rights reserved.
 
-package flotilla_test
+package server_test
 
 import (
 	"bytes"
@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/flotilladb/flotilla"
+	"github.com/flotilladb/flotilla/server"
 )
 
 var spanSeed = flag.Uint64("span.seed", 0, "seed of TestSpansRandomized (0: time-based)")
@@ -31,9 +32,9 @@ var spanSplitKeys = []string{"b", "d", "f", "h", "j", "l", "n", "p"}
 // the two ways in: a client of all three nodes, and the third node's
 // gateway (an embedded node's KV).
 type spanCluster struct {
-	nodes   []*flotilla.Node
+	nodes   []*server.Node
 	client  *flotilla.Client
-	gateway *flotilla.Node
+	gateway *server.Node
 }
 
 func startSpanCluster(t *testing.T, ctx context.Context) *spanCluster {
@@ -42,7 +43,7 @@ func startSpanCluster(t *testing.T, ctx context.Context) *spanCluster {
 	// alone, gain replicas on the others, and their leaders spread, while
 	// the tests run.
 	n1 := openNode(t, placementConfig(t.TempDir()))
-	c := &spanCluster{nodes: []*flotilla.Node{n1}}
+	c := &spanCluster{nodes: []*server.Node{n1}}
 	for range 2 {
 		c.nodes = append(c.nodes, openNode(t, placementConfig(t.TempDir(), n1.Addr())))
 	}
@@ -177,7 +178,7 @@ func checkAll(ctx context.Context, kv flotilla.KV, m spanModel) error {
 }
 
 // spanMetric returns a counter of a node's /metrics.
-func spanMetric(t *testing.T, n *flotilla.Node, name string) float64 {
+func spanMetric(t *testing.T, n *server.Node, name string) float64 {
 	t.Helper()
 	// No keep-alive: no idle connection outlives the test (goleak).
 	hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}

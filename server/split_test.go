@@ -1,6 +1,6 @@
 // Copyright 2026 The Flotilla Authors. All rights reserved.
 
-package flotilla_test
+package server_test
 
 import (
 	"bytes"
@@ -14,11 +14,12 @@ import (
 	"github.com/flotilladb/flotilla"
 	"github.com/flotilladb/flotilla/internal/testutil"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
+	"github.com/flotilladb/flotilla/server"
 )
 
 // startSplitCluster starts 3 in-process nodes with fast placement timings,
 // adjusted by configure, and waits for the first range to have 3 voters.
-func startSplitCluster(t *testing.T, ctx context.Context, configure func(*flotilla.Config)) []*flotilla.Node {
+func startSplitCluster(t *testing.T, ctx context.Context, configure func(*server.Config)) []*server.Node {
 	t.Helper()
 	cfg := placementConfig(t.TempDir())
 	configure(&cfg)
@@ -26,7 +27,7 @@ func startSplitCluster(t *testing.T, ctx context.Context, configure func(*flotil
 	if _, err := n1.Init(ctx); err != nil {
 		t.Fatal(err)
 	}
-	nodes := []*flotilla.Node{n1}
+	nodes := []*server.Node{n1}
 	for range 2 {
 		cfg := placementConfig(t.TempDir(), n1.Addr())
 		configure(&cfg)
@@ -82,7 +83,7 @@ func checkRangesCover(ranges []*flotillapb.RangeStatus) error {
 // replicasAgree checks every node's ranges: no two overlap on a node, and
 // all replicas of a range at the same applied index report the same data
 // hash. It returns an error while replicas differ in applied index.
-func replicasAgree(nodes []*flotilla.Node) error {
+func replicasAgree(nodes []*server.Node) error {
 	type seen struct {
 		index uint64
 		hash  string
@@ -124,7 +125,7 @@ func replicasAgree(nodes []*flotilla.Node) error {
 func TestSplitsInProcess(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	nodes := startSplitCluster(t, ctx, func(c *flotilla.Config) {
+	nodes := startSplitCluster(t, ctx, func(c *server.Config) {
 		c.SplitSize = 16 << 10
 		c.SplitQPS = -1
 	})
@@ -224,7 +225,7 @@ func TestBalanceManyRanges(t *testing.T) {
 	const nodes, ranges = 5, 200
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	configure := func(c *flotilla.Config) {
+	configure := func(c *server.Config) {
 		c.HeartbeatInterval = 200 * time.Millisecond
 		c.TickInterval = 50 * time.Millisecond
 	}
@@ -310,7 +311,7 @@ func TestBalanceManyRanges(t *testing.T) {
 func TestLoadSplit(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	nodes := startSplitCluster(t, ctx, func(c *flotilla.Config) {
+	nodes := startSplitCluster(t, ctx, func(c *server.Config) {
 		c.SplitSize = -1
 		c.SplitQPS = 100
 	})

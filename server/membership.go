@@ -1,6 +1,6 @@
 // Copyright 2026 The Flotilla Authors. All rights reserved.
 
-package flotilla
+package server
 
 import (
 	"context"
@@ -20,7 +20,6 @@ const maintenanceInterval = 2 * time.Second
 // maintenanceLoop keeps the node's membership current (maintainMembership).
 // Replicas are placed by the placement driver (heartbeat.go).
 func (n *Node) maintenanceLoop() {
-	defer n.wg.Done()
 	t := time.NewTicker(maintenanceInterval)
 	defer t.Stop()
 	leaderless := map[multiraft.GroupID]time.Time{}

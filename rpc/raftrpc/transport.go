@@ -1,11 +1,12 @@
 // Copyright 2026 The Flotilla Authors. All rights reserved.
 
-package rpc
+package raftrpc
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/flotilladb/flotilla/rpc"
 	"io"
 	"log/slog"
 	"sync"
@@ -26,18 +27,18 @@ import (
 var (
 	// ErrTransportNotStarted: Start has not been called yet (the node does
 	// not know its ID).
-	ErrTransportNotStarted = errors.New("rpc: raft transport not started")
+	ErrTransportNotStarted = errors.New("raftrpc: raft transport not started")
 	// ErrTransportClosed: Close was called.
-	ErrTransportClosed = errors.New("rpc: raft transport closed")
+	ErrTransportClosed = errors.New("raftrpc: raft transport closed")
 	// ErrUnknownPeer: no address is known for the node (SetAddress).
-	ErrUnknownPeer = errors.New("rpc: no address known for node")
+	ErrUnknownPeer = errors.New("raftrpc: no address known for node")
 	// ErrSendQueueFull: the node's send queue is full (the peer is slow or
 	// unreachable).
-	ErrSendQueueFull = errors.New("rpc: send queue full")
+	ErrSendQueueFull = errors.New("raftrpc: send queue full")
 )
 
 // errAddressChanged ends a stream whose peer's address changed.
-var errAddressChanged = errors.New("rpc: peer address changed")
+var errAddressChanged = errors.New("raftrpc: peer address changed")
 
 // Handler receives a transport's inbound traffic: implemented by
 // *multiraft.Host. The transport calls it from its own goroutines, several
@@ -60,7 +61,7 @@ const (
 type TransportConfig struct {
 	// Pool provides the connections to peers. Required; the transport does
 	// not close it.
-	Pool *Pool
+	Pool *rpc.Pool
 	// SnapshotBytesPerSecond rate-limits the snapshot data this transport
 	// sends, all snapshots together, in bytes on the wire. Default 32 MiB/s;
 	// negative: unlimited.
@@ -104,7 +105,7 @@ func (c *TransportConfig) Validate() error {
 		errs = append(errs, fmt.Errorf("MaxQueuedBatches %d is negative", c.MaxQueuedBatches))
 	}
 	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("rpc: invalid transport config: %w", err)
+		return fmt.Errorf("raftrpc: invalid transport config: %w", err)
 	}
 	return nil
 }
@@ -117,7 +118,7 @@ const (
 
 // maxBatchBytes bounds one marshaled batch, leaving room in a gRPC message
 // for the frame around it; a larger batch is split by messages.
-const maxBatchBytes = MaxMessageSize - 64<<10
+const maxBatchBytes = rpc.MaxMessageSize - 64<<10
 
 // identity is who the transport is, fixed by Start.
 type identity struct {
@@ -224,10 +225,10 @@ func (t *Transport) Register(s *grpc.Server) {
 // called once.
 func (t *Transport) Start(nodeID multiraft.NodeID, clusterID, addr string, h Handler) error {
 	if nodeID == 0 || nodeID > multiraft.MaxNodeID {
-		return fmt.Errorf("rpc: node ID %d out of range [1, %d]", nodeID, multiraft.MaxNodeID)
+		return fmt.Errorf("raftrpc: node ID %d out of range [1, %d]", nodeID, multiraft.MaxNodeID)
 	}
 	if h == nil {
-		return errors.New("rpc: Start needs a Handler")
+		return errors.New("raftrpc: Start needs a Handler")
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -235,7 +236,7 @@ func (t *Transport) Start(nodeID multiraft.NodeID, clusterID, addr string, h Han
 		return ErrTransportClosed
 	}
 	if t.id.Load() != nil {
-		return errors.New("rpc: transport already started")
+		return errors.New("raftrpc: transport already started")
 	}
 	t.id.Store(&identity{node: nodeID, cluster: clusterID, addr: addr, handler: h})
 	return nil
@@ -300,7 +301,7 @@ func (t *Transport) Send(batch *multiraft.MessageBatch) error {
 		return ErrTransportNotStarted
 	}
 	if batch.To == 0 || batch.To == id.node {
-		return fmt.Errorf("rpc: cannot send a batch to node %d from node %d", batch.To, id.node)
+		return fmt.Errorf("raftrpc: cannot send a batch to node %d from node %d", batch.To, id.node)
 	}
 	key := queueKey{batch.To, classOf(batch)}
 	t.mu.Lock()
@@ -464,7 +465,7 @@ func (t *Transport) runQueue(q *peerQueue, id *identity) {
 		}
 		t.metrics.streamErrors.Inc()
 		t.sendLog.Do(func() {
-			t.logger.Warn("rpc: raft stream to peer failed", "node", q.key.node, "class", q.key.class, "err", err)
+			t.logger.Warn("raftrpc: raft stream to peer failed", "node", q.key.node, "class", q.key.class, "err", err)
 		})
 		if time.Since(began) >= maxReconnectDelay {
 			delay = 0
@@ -589,14 +590,14 @@ func (t *Transport) encodeBatch(b *multiraft.MessageBatch, frames []*flotillapb.
 	data, err := b.Marshal()
 	if err != nil {
 		t.metrics.droppedTooLarge.Inc()
-		t.sendLog.Do(func() { t.logger.Error("rpc: cannot marshal batch", "to", b.To, "err", err) })
+		t.sendLog.Do(func() { t.logger.Error("raftrpc: cannot marshal batch", "to", b.To, "err", err) })
 		return frames
 	}
 	if len(data) > t.maxBatchBytes {
 		if len(b.Messages) < 2 {
 			t.metrics.droppedTooLarge.Inc()
 			t.sendLog.Do(func() {
-				t.logger.Error("rpc: dropping a batch too large to send", "to", b.To, "bytes", len(data))
+				t.logger.Error("raftrpc: dropping a batch too large to send", "to", b.To, "bytes", len(data))
 			})
 			return frames
 		}
@@ -703,7 +704,7 @@ func (t *Transport) deliverFrame(frame *flotillapb.RaftFrame, from multiraft.Nod
 	}
 	if batch.From != from || batch.To != id.node {
 		return status.Errorf(codes.InvalidArgument,
-			"rpc: batch from node %d to node %d on a stream from node %d to node %d", batch.From, batch.To, from, id.node)
+			"raftrpc: batch from node %d to node %d on a stream from node %d to node %d", batch.From, batch.To, from, id.node)
 	}
 	t.metrics.batchesReceived.Inc()
 	t.metrics.bytesReceived.Add(len(frame.GetBatch()))
@@ -717,22 +718,22 @@ func (t *Transport) deliverFrame(frame *flotillapb.RaftFrame, from multiraft.Nod
 // cluster or node (a stale address, a misconfigured peer).
 func (t *Transport) checkPeerHeader(h *flotillapb.PeerHeader, id *identity) (multiraft.NodeID, error) {
 	if h == nil {
-		return 0, status.Error(codes.InvalidArgument, "rpc: stream's first frame has no peer header")
+		return 0, status.Error(codes.InvalidArgument, "raftrpc: stream's first frame has no peer header")
 	}
 	from := multiraft.NodeID(h.GetFromNode())
 	if from == 0 || from > multiraft.MaxNodeID {
-		return 0, status.Errorf(codes.InvalidArgument, "rpc: peer header names invalid sender node %d", from)
+		return 0, status.Errorf(codes.InvalidArgument, "raftrpc: peer header names invalid sender node %d", from)
 	}
 	if h.GetClusterId() != "" && id.cluster != "" && h.GetClusterId() != id.cluster {
 		return 0, status.Errorf(codes.FailedPrecondition,
-			"rpc: stream from node %d of cluster %q reached a node of cluster %q", from, h.GetClusterId(), id.cluster)
+			"raftrpc: stream from node %d of cluster %q reached a node of cluster %q", from, h.GetClusterId(), id.cluster)
 	}
 	if to := multiraft.NodeID(h.GetToNode()); to != id.node {
 		return 0, status.Errorf(codes.FailedPrecondition,
-			"rpc: stream from node %d for node %d reached node %d", from, to, id.node)
+			"raftrpc: stream from node %d for node %d reached node %d", from, to, id.node)
 	}
 	if from == id.node {
-		return 0, status.Errorf(codes.FailedPrecondition, "rpc: stream from node %d to itself", from)
+		return 0, status.Errorf(codes.FailedPrecondition, "raftrpc: stream from node %d to itself", from)
 	}
 	return from, nil
 }
@@ -747,7 +748,7 @@ func (t *Transport) learnAddress(node multiraft.NodeID, addr string) {
 // rejected counts and (rarely) logs inbound input refused.
 func (t *Transport) rejected(what string, err error) {
 	t.metrics.rejected.Inc()
-	t.recvLog.Do(func() { t.logger.Warn("rpc: rejected inbound "+what, "err", err) })
+	t.recvLog.Do(func() { t.logger.Warn("raftrpc: rejected inbound "+what, "err", err) })
 }
 
 // ---- Metrics ---------------------------------------------------------------

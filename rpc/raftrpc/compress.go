@@ -1,10 +1,11 @@
 // Copyright 2026 The Flotilla Authors. All rights reserved.
 
-package rpc
+package raftrpc
 
 import (
 	"errors"
 	"fmt"
+	"github.com/flotilladb/flotilla/rpc"
 
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
 	"github.com/klauspost/compress/s2"
@@ -12,13 +13,13 @@ import (
 
 // errBadCompression is returned (wrapped) for a frame whose payload does not
 // decompress, or names an unknown compression.
-var errBadCompression = errors.New("rpc: bad compressed payload")
+var errBadCompression = errors.New("raftrpc: bad compressed payload")
 
 // maxDecodedSize bounds what one frame may decompress to. A sender never
 // compresses a payload larger than a gRPC message may be (it would not fit
 // uncompressed either), so a larger claim is garbage or an attack on the
 // receiver's memory.
-const maxDecodedSize = MaxMessageSize
+const maxDecodedSize = rpc.MaxMessageSize
 
 // compressPayload returns data s2-compressed if it is at least threshold
 // bytes long (threshold > 0) and compressing makes it smaller; otherwise

@@ -1,6 +1,6 @@
 // Copyright 2026 The Flotilla Authors. All rights reserved.
 
-package rpc
+package raftrpc
 
 import (
 	"bytes"
@@ -46,7 +46,7 @@ func waitBytes(ctx context.Context, l bytesLimiter, n int) error {
 
 // errSnapshotStreamEnded marks a Send that failed because the receiver
 // ended the stream; its reason comes with CloseAndRecv.
-var errSnapshotStreamEnded = errors.New("rpc: receiver ended the snapshot stream")
+var errSnapshotStreamEnded = errors.New("raftrpc: receiver ended the snapshot stream")
 
 // SendSnapshot implements multiraft.Transport: it streams header and the
 // chunks that chunks emits to node on a Snapshot RPC, compressing large
@@ -75,7 +75,7 @@ func (t *Transport) SendSnapshot(ctx context.Context, node multiraft.NodeID, hea
 	defer func() {
 		if err != nil {
 			t.metrics.snapshotsFailed.Inc()
-			err = fmt.Errorf("rpc: snapshot of group %d to node %d at %s: %w", header.Group, node, addr, err)
+			err = fmt.Errorf("raftrpc: snapshot of group %d to node %d at %s: %w", header.Group, node, addr, err)
 		} else {
 			t.metrics.snapshotsSent.Inc()
 		}
@@ -172,7 +172,7 @@ func (t *Transport) receiveSnapshot(stream flotillapb.Raft_SnapshotServer, id *i
 	frame, err := stream.Recv()
 	if err != nil {
 		if errors.Is(err, io.EOF) {
-			err = status.Error(codes.InvalidArgument, "rpc: empty snapshot stream")
+			err = status.Error(codes.InvalidArgument, "raftrpc: empty snapshot stream")
 			t.rejected("snapshot", err)
 		}
 		return err
@@ -183,7 +183,7 @@ func (t *Transport) receiveSnapshot(stream flotillapb.Raft_SnapshotServer, id *i
 		return err
 	}
 	if len(frame.GetSnapshotHeader()) == 0 {
-		err := status.Error(codes.InvalidArgument, "rpc: snapshot stream's first frame has no snapshot header")
+		err := status.Error(codes.InvalidArgument, "raftrpc: snapshot stream's first frame has no snapshot header")
 		t.rejected("snapshot", err)
 		return err
 	}

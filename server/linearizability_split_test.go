@@ -1,6 +1,6 @@
 // Copyright 2026 The Flotilla Authors. All rights reserved.
 
-package flotilla_test
+package server_test
 
 import (
 	"context"
@@ -12,10 +12,10 @@ import (
 	"time"
 
 	"github.com/anishathalye/porcupine"
-	"github.com/flotilladb/flotilla"
 	"github.com/flotilladb/flotilla/internal/testutil"
 	"github.com/flotilladb/flotilla/rpc"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
+	"github.com/flotilladb/flotilla/server"
 )
 
 // TestLinearizableUnderSplits runs the random workload of
@@ -35,7 +35,7 @@ func TestLinearizableUnderSplits(t *testing.T) {
 	keys := []string{"k0", "k1", "k2", "k3", "k4", "k5"}
 	splitKeys := []string{"k1", "k2", "k3", "k4", "k5", "k2x", "k4x"}
 
-	c := startLZCluster(t, nil, func(cfg *flotilla.Config) {
+	c := startLZCluster(t, nil, func(cfg *server.Config) {
 		cfg.HeartbeatInterval = 100 * time.Millisecond
 		cfg.LivenessWindow = time.Second
 		cfg.SplitQPS = -1

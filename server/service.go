@@ -1,6 +1,6 @@
 // Copyright 2026 The Flotilla Authors. All rights reserved.
 
-package flotilla
+package server
 
 import (
 	"cmp"
@@ -186,14 +186,6 @@ func withoutTokens(nodes []*flotillapb.NodeDescriptor) []*flotillapb.NodeDescrip
 		out[i] = c
 	}
 	return out
-}
-
-func unavailable(msg string) *flotillapb.Error {
-	return &flotillapb.Error{
-		Message: msg,
-		Outcome: flotillapb.Outcome_NOT_APPLIED,
-		Detail:  &flotillapb.Error_Unavailable{Unavailable: &flotillapb.Unavailable{}},
-	}
 }
 
 func (s *nodeService) Status(ctx context.Context, req *flotillapb.StatusRequest) (*flotillapb.NodeStatus, error) {

@@ -1,6 +1,6 @@
 // Copyright 2026 The Flotilla Authors. All rights reserved.
 
-package flotilla
+package server
 
 import (
 	"bytes"
@@ -19,11 +19,14 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/flotilladb/flotilla"
 	"github.com/flotilladb/flotilla/engine"
+	"github.com/flotilladb/flotilla/internal/stopper"
 	"github.com/flotilladb/flotilla/multiraft"
 	"github.com/flotilladb/flotilla/placement"
 	"github.com/flotilladb/flotilla/rpc"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
+	"github.com/flotilladb/flotilla/rpc/raftrpc"
 	"github.com/flotilladb/flotilla/shard"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
@@ -53,14 +56,16 @@ func (s nodeState) String() string {
 // It implements KV: requests go through its gateway, which serves them from
 // local replicas or routes them to the node that can.
 type Node struct {
-	kvAPI
+	// KV is the node's KV API over its gateway (flotilla.NewKV); Close is
+	// the node's own.
+	flotilla.KV
 
 	cfg       Config
 	log       *slog.Logger
 	eng       *engine.Engine
 	metrics   *metrics.Set
 	pool      *rpc.Pool
-	transport *rpc.Transport
+	transport *raftrpc.Transport
 	store     *shard.Store
 	gw        *gateway
 	// driver is what this node observes while it leads the placement
@@ -86,10 +91,14 @@ type Node struct {
 
 	// ready is closed when the node becomes a running member.
 	ready chan struct{}
-	// stopCtx ends when Close starts; background goroutines watch it.
+	// stopCtx ends when Close starts; background goroutines and forwarded
+	// calls watch it.
 	stopCtx context.Context
 	stop    context.CancelFunc
-	wg      sync.WaitGroup
+	// stopper owns every long-lived goroutine of the node (the servers, the
+	// join, maintenance and heartbeat loops, operator steps): Close waits
+	// for them all.
+	stopper *stopper.Stopper
 
 	// memberMu serializes becoming a member (init, join) and Close. It is
 	// acquired before mu.
@@ -130,7 +139,7 @@ func (n *Node) enter() bool {
 
 func (n *Node) exit() { n.gate.RUnlock() }
 
-var _ KV = (*Node)(nil)
+var _ flotilla.KV = (*Node)(nil)
 
 // Open starts a node in this process over cfg.Dir. A store that is part of a
 // cluster rejoins it; a new store waits to be initialized (Node.Init or
@@ -148,6 +157,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		metrics: metrics.NewSet(),
 		started: time.Now(),
 		ready:   make(chan struct{}),
+		stopper: stopper.New(),
 	}
 	n.stopCtx, n.stop = context.WithCancel(context.Background())
 	n.mu.state = stateWaiting
@@ -180,7 +190,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 
 	n.pool = rpc.NewPool(rpc.PoolConfig{DialOverrides: cfg.DialOverrides, Logger: cfg.Logger})
-	if n.transport, err = rpc.NewTransport(rpc.TransportConfig{Pool: n.pool, Metrics: n.metrics, Logger: cfg.Logger}); err != nil {
+	if n.transport, err = raftrpc.NewTransport(raftrpc.TransportConfig{Pool: n.pool, Metrics: n.metrics, Logger: cfg.Logger}); err != nil {
 		return nil, err
 	}
 	scfg := shard.Config{Engine: n.eng, MaxValueSize: cfg.MaxValueSize, Logger: cfg.Logger}
@@ -197,7 +207,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		LivenessWindow: cfg.LivenessWindow, StoreDownTimeout: cfg.StoreDownTimeout,
 		ReplicationFactor: cfg.ReplicationFactor, PlacementReplicationFactor: cfg.PlacementReplicationFactor,
 	})
-	n.kvAPI = kvAPI{h: n.gw, close: n.Close}
+	n.KV = flotilla.NewKV(n.gw, n.Close)
 	n.registerPlacementMetrics()
 
 	// WaitForHandlers: Close must not close the store under a running
@@ -230,32 +240,26 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 			return nil, err
 		}
 	case len(cfg.Join) > 0:
-		n.wg.Add(1)
-		go n.joinLoop()
+		n.stopper.RunWorker(n.joinLoop)
 	default:
 		n.log.Info("node is not part of a cluster: waiting for `flotilla init` or for other nodes to join it", "addr", n.addr)
 	}
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
+	n.stopper.RunWorker(func() {
 		if err := n.grpcServer.Serve(n.lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			n.log.Error("gRPC server failed", "err", err)
 		}
-	}()
+	})
 	if n.httpLis != nil {
 		n.httpServer = &http.Server{Handler: n.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
-		n.wg.Add(1)
-		go func() {
-			defer n.wg.Done()
+		n.stopper.RunWorker(func() {
 			if err := n.httpServer.Serve(n.httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				n.log.Error("HTTP server failed", "err", err)
 			}
-		}()
+		})
 	}
 
-	n.wg.Add(2)
-	go n.maintenanceLoop()
-	go n.heartbeatLoop()
+	n.stopper.RunWorker(n.maintenanceLoop)
+	n.stopper.RunWorker(n.heartbeatLoop)
 	return n, nil
 }
 
@@ -288,7 +292,7 @@ func (n *Node) WaitReady(ctx context.Context) error {
 	case <-n.ready:
 		return nil
 	case <-n.stopCtx.Done():
-		return ErrClosed
+		return flotilla.ErrClosed
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -301,7 +305,7 @@ func (n *Node) WaitReady(ctx context.Context) error {
 func (n *Node) Init(ctx context.Context, splitKeys ...[]byte) (clusterID string, err error) {
 	ident, err := n.initChecked(ctx, splitKeys)
 	if fe := (*flotillapb.Error)(nil); errors.As(err, &fe) {
-		return "", &Error{Op: "init", Detail: fe}
+		return "", &flotilla.Error{Op: "init", Detail: fe}
 	}
 	if err != nil {
 		return "", err
@@ -594,7 +598,7 @@ func (n *Node) initClusterLocked(splitKeys [][]byte) (*flotillapb.StoreIdent, er
 	case stateRunning:
 		return nil, fmt.Errorf("%w (cluster %s)", rpc.ErrAlreadyInitialized, n.ClusterID())
 	case stateStopped:
-		return nil, ErrClosed
+		return nil, flotilla.ErrClosed
 	}
 	if err := n.ensureJoinToken(); err != nil {
 		return nil, err
@@ -675,7 +679,6 @@ func newClusterID() string {
 // joinLoop asks the join addresses, in turn, to admit this node until one
 // does, the node is initialized some other way, or it stops.
 func (n *Node) joinLoop() {
-	defer n.wg.Done()
 	backoff := 100 * time.Millisecond
 	var lastLog time.Time
 	for attempt := 0; ; attempt++ {
@@ -776,7 +779,7 @@ func (n *Node) Close() error {
 		n.gate.Lock()
 		n.gate.closed = true
 		n.gate.Unlock()
-		n.wg.Wait()
+		n.stopper.Stop()
 		var errs []error
 		if n.transport != nil {
 			errs = append(errs, n.transport.Close())

@@ -1,12 +1,13 @@
 // Copyright 2026 The Flotilla Authors. All rights reserved.
 
-package rpc
+package raftrpc
 
 import (
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"github.com/flotilladb/flotilla/rpc"
 	"io"
 	"log/slog"
 	"net"
@@ -181,7 +182,7 @@ func TestTransportDialOverride(t *testing.T) {
 // rawClient returns a Raft client on a connection of its own to addr.
 func rawClient(t *testing.T, addr string) flotillapb.RaftClient {
 	t.Helper()
-	conn, err := grpc.NewClient(addr, DialOptions()...)
+	conn, err := grpc.NewClient(addr, rpc.DialOptions()...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -561,7 +562,7 @@ func batchKey(b *multiraft.MessageBatch) string {
 // TestEncodeBatchSplits: a batch too large for one gRPC message goes as
 // several frames, split by messages; a single message too large is dropped.
 func TestEncodeBatchSplits(t *testing.T) {
-	tr, err := NewTransport(TransportConfig{Pool: NewPool(PoolConfig{}), CompressThreshold: -1, Logger: slog.New(slog.DiscardHandler)})
+	tr, err := NewTransport(TransportConfig{Pool: rpc.NewPool(rpc.PoolConfig{}), CompressThreshold: -1, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -661,7 +662,7 @@ func TestTransportConfig(t *testing.T) {
 	} else if s := err.Error(); !bytes.Contains([]byte(s), []byte("Pool")) || !bytes.Contains([]byte(s), []byte("MaxQueuedBatches")) {
 		t.Errorf("error does not report every problem: %v", err)
 	}
-	cfg := TransportConfig{Pool: NewPool(PoolConfig{})}
+	cfg := TransportConfig{Pool: rpc.NewPool(rpc.PoolConfig{})}
 	cfg.EnsureDefaults()
 	if cfg.SnapshotBytesPerSecond != DefaultSnapshotBytesPerSecond || cfg.CompressThreshold != DefaultCompressThreshold ||
 		cfg.MaxQueuedBatches != DefaultMaxQueuedBatches || cfg.Logger == nil {

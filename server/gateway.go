@@ -1,6 +1,6 @@
 // Copyright 2026 The Flotilla Authors. All rights reserved.
 
-package flotilla
+package server
 
 import (
 	"context"
@@ -10,14 +10,12 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/flotilladb/flotilla"
 	"github.com/flotilladb/flotilla/multiraft"
 	"github.com/flotilladb/flotilla/router"
 	"github.com/flotilladb/flotilla/rpc"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
-	"github.com/flotilladb/flotilla/shard"
-	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
 // gateway serves KV requests for any key on any node: from a local replica
@@ -36,15 +34,20 @@ import (
 // in turn and follows their NotLeader hints.
 //
 // A scan, delete-range or batch whose keys cross range boundaries is split
-// per range by the router (spanKV, spans.go); each part is served here or
-// sent to its node like a routed request.
+// per range by the router (spanKV); each part is served here or sent to its
+// node like a routed request.
+//
+// The gateway and the Go client share their request driver (router.Send,
+// router.PartSender, the checks): the gateway is the router's Nodes, whose
+// handler for this node is its own store and for any other node a gRPC
+// client of it.
 type gateway struct {
 	n *Node
 	// router routes the requests this node cannot serve itself.
 	router *router.Router
 	// resolver answers the router's cache misses from this node's
 	// placement service, and knows the nodes' addresses.
-	resolver *placementResolver
+	resolver *router.PlacementResolver
 	metrics  gatewayMetrics
 	// guess is where requests for ranges this node has no replica of go
 	// next when the router cannot find them (an index into the directory).
@@ -53,7 +56,8 @@ type gateway struct {
 	// a range.
 	hint atomic.Uint64
 	// inflight counts the requests being served, bounded by
-	// Config.MaxInflightRequests.
+	// Config.MaxInflightRequests: at most that many plus the number of
+	// refused callers momentarily (each adds before it checks).
 	inflight atomic.Int64
 }
 
@@ -72,7 +76,7 @@ type gatewayMetrics struct {
 func newGateway(n *Node) (*gateway, error) {
 	g := &gateway{
 		n: n,
-		resolver: newPlacementResolver(func(ctx context.Context, req *flotillapb.LookupRangeRequest) (*flotillapb.LookupRangeResponse, error) {
+		resolver: router.NewPlacementResolver(func(ctx context.Context, req *flotillapb.LookupRangeRequest) (*flotillapb.LookupRangeResponse, error) {
 			ctx, cancel := context.WithTimeout(ctx, lookupTimeout)
 			defer cancel()
 			return n.lookupRange(ctx, req)
@@ -89,6 +93,54 @@ func newGateway(n *Node) (*gateway, error) {
 	}
 	g.router = r
 	return g, nil
+}
+
+var (
+	_ rpc.KVHandler = (*gateway)(nil)
+	_ router.Nodes  = (*gateway)(nil)
+)
+
+// Handler implements router.Nodes: this node's store for itself (the store
+// checks that its replica may serve), a gRPC client of any other node once
+// its connection is ready.
+func (g *gateway) Handler(ctx context.Context, node flotillapb.NodeID, _ bool) (rpc.KVHandler, error) {
+	if host, _, ok := g.n.running(); ok && node == host.NodeID() {
+		g.metrics.local.Inc()
+		return g.n.store, nil
+	}
+	g.metrics.routed.Inc()
+	return g.remote(ctx, node)
+}
+
+// remote returns a gRPC client of node, or an Unavailable error (not
+// applied: nothing was sent) if no address is known or the connection is
+// not ready.
+func (g *gateway) remote(ctx context.Context, node flotillapb.NodeID) (rpc.KVHandler, error) {
+	// The node's directory first: it follows address changes as the
+	// placement group records them, the resolver only at its lookups.
+	addr, ok := g.n.transport.Address(node)
+	if !ok {
+		addr, ok = g.resolver.Address(node)
+	}
+	if !ok {
+		return nil, unavailable("no address known for node " + strconv.FormatUint(uint64(node), 10))
+	}
+	conn, err := g.n.pool.Ready(ctx, addr, connectWait)
+	if err != nil {
+		return nil, unavailable("node " + strconv.FormatUint(uint64(node), 10) + ": " + err.Error())
+	}
+	return rpc.NewKVClient(conn), nil
+}
+
+// partNodes is the gateway as the Nodes of a split request's parts: each
+// part is an attempt of its own (the BeforeServe knob runs for it).
+type partNodes struct{ g *gateway }
+
+func (p partNodes) Handler(ctx context.Context, node flotillapb.NodeID, write bool) (rpc.KVHandler, error) {
+	if k := p.g.n.cfg.Testing; k != nil && k.BeforeServe != nil {
+		k.BeforeServe()
+	}
+	return p.g.Handler(ctx, node, write)
 }
 
 // admit takes a slot for a request, or says the node is busy.
@@ -108,18 +160,8 @@ func serverBusy(n int) *flotillapb.Error {
 	}
 }
 
-var _ rpc.KVHandler = (*gateway)(nil)
-
-// request is what every KV request message has.
-type request interface {
-	proto.Message
-	GetHeader() *flotillapb.RequestHeader
-}
-
-func routeKV[Req request, Resp any](ctx context.Context, g *gateway, key []byte, write bool, req Req,
-	local func(*shard.Store, context.Context, Req) (Resp, error),
-	remote func(flotillapb.KVClient, context.Context, Req, ...grpc.CallOption) (Resp, error),
-) (Resp, error) {
+// routeKV serves a request that is not split: routed by key.
+func routeKV[Req router.KVRequest, Resp any](ctx context.Context, g *gateway, key []byte, write bool, req Req, m router.KVMethod[Req, Resp]) (Resp, error) {
 	var zero Resp
 	if any(req) == nil || !req.ProtoReflect().IsValid() {
 		return zero, invalidArgument("request", "empty request")
@@ -129,13 +171,13 @@ func routeKV[Req request, Resp any](ctx context.Context, g *gateway, key []byte,
 		return zero, fe
 	}
 	defer done()
-	return retryKV(ctx, g, key, write, req, local, remote)
+	return retryKV(ctx, g, key, write, req, m)
 }
 
 // begin starts serving a request: it takes the node's gate (Node.enter)
-// and an inflight slot, and bounds ctx by DefaultRequestTimeout unless it
-// has a deadline. It returns ctx and the function that releases them all,
-// or the error the request fails with.
+// and an inflight slot, and bounds ctx by flotilla.DefaultRequestTimeout
+// unless it has a deadline. It returns ctx and the function that releases
+// them all, or the error the request fails with.
 func (g *gateway) begin(ctx context.Context, write bool) (context.Context, func(), *flotillapb.Error) {
 	// A node that is not (or no longer) a running member fails at once: a
 	// client moves on to another node.
@@ -156,7 +198,7 @@ func (g *gateway) begin(ctx context.Context, write bool) (context.Context, func(
 	}
 	cancel := context.CancelFunc(func() {})
 	if _, ok := ctx.Deadline(); !ok {
-		ctx, cancel = context.WithTimeout(ctx, DefaultRequestTimeout)
+		ctx, cancel = context.WithTimeout(ctx, flotilla.DefaultRequestTimeout)
 	}
 	return ctx, func() {
 		cancel()
@@ -167,24 +209,21 @@ func (g *gateway) begin(ctx context.Context, write bool) (context.Context, func(
 
 // retryKV serves a request that begin admitted, retrying attempts (served
 // here, routed, or guessed: attemptKV) as long as it is safe and useful.
-func retryKV[Req request, Resp any](ctx context.Context, g *gateway, key []byte, write bool, req Req,
-	local func(*shard.Store, context.Context, Req) (Resp, error),
-	remote func(flotillapb.KVClient, context.Context, Req, ...grpc.CallOption) (Resp, error),
-) (Resp, error) {
+func retryKV[Req router.KVRequest, Resp any](ctx context.Context, g *gateway, key []byte, write bool, req Req, m router.KVMethod[Req, Resp]) (Resp, error) {
 	var zero Resp
 	// A forwarded request, or one addressed to a range by ID, is served here
 	// or fails: the sender routes and retries.
-	forwarded := routed(req.GetHeader())
+	forwarded := router.Routed(req.GetHeader())
 	backoff := 5 * time.Millisecond
 	for {
-		resp, err := attemptKV(ctx, g, key, write, forwarded, req, local, remote)
+		resp, err := attemptKV(ctx, g, key, write, forwarded, req, m)
 		if err == nil {
 			return resp, nil
 		}
 		fe := asError(err, write)
 		// A request that reaches past its range is split by the caller
 		// (spanKV), unless forwarded; sent again, it would fail alike.
-		if forwarded || !retriable(fe, write) || ctx.Err() != nil || router.NeedsSplit(fe, key) {
+		if forwarded || !router.Retriable(fe, write) || ctx.Err() != nil || router.NeedsSplit(fe, key) {
 			if ctx.Err() != nil && write && fe.GetOutcome() == flotillapb.Outcome_OUTCOME_UNSPECIFIED {
 				fe.Outcome = flotillapb.Outcome_UNKNOWN
 			}
@@ -210,13 +249,6 @@ func retryKV[Req request, Resp any](ctx context.Context, g *gateway, key []byte,
 	}
 }
 
-// routed reports whether a request's header routes it already: forwarded
-// by a gateway, or addressed to a range by ID. Such a request is served by
-// this node's replica or fails; it is never forwarded nor split.
-func routed(h *flotillapb.RequestHeader) bool {
-	return h.GetForwarded() || h.GetRangeId() != 0
-}
-
 // spanKV serves a request whose keys may lie in many ranges, routed by key
 // (its first key). If they lie in one range, as far as this node's replica
 // of key's range (or else the router's cache) tells, or if the router
@@ -224,9 +256,7 @@ func routed(h *flotillapb.RequestHeader) bool {
 // or if that turns out to reach past its range (the range split), it is
 // split per range by split, whose parts are served here when the router
 // routes them to this node and sent to their node otherwise.
-func spanKV[Req request, Resp any](ctx context.Context, g *gateway, key []byte, write bool, req Req,
-	local func(*shard.Store, context.Context, Req) (Resp, error),
-	remote func(flotillapb.KVClient, context.Context, Req, ...grpc.CallOption) (Resp, error),
+func spanKV[Req router.KVRequest, Resp any](ctx context.Context, g *gateway, key []byte, write bool, req Req, m router.KVMethod[Req, Resp],
 	fits func(*flotillapb.RangeDescriptor) bool,
 	split func(ctx context.Context, sendPart func(context.Context, router.Target, Req) (Resp, error)) (Resp, error),
 ) (Resp, error) {
@@ -243,32 +273,20 @@ func spanKV[Req request, Resp any](ctx context.Context, g *gateway, key []byte, 
 		desc = info.Desc
 	}
 	if desc == nil || fits(desc) {
-		resp, err := retryKV(ctx, g, key, write, req, local, remote)
+		resp, err := retryKV(ctx, g, key, write, req, m)
 		if err == nil || !router.NeedsSplit(err, key) {
 			return resp, err
 		}
 	}
-	host, _, ok := g.n.running()
-	if !ok {
+	if _, _, ok := g.n.running(); !ok {
 		return zero, g.n.notRunningError()
 	}
-	self := host.NodeID()
 	// Close waits for requests: the router's retries end when the node
 	// stops.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(g.n.stopCtx, cancel)()
-	return split(ctx, func(ctx context.Context, t router.Target, part Req) (Resp, error) {
-		if k := g.n.cfg.Testing; k != nil && k.BeforeServe != nil {
-			k.BeforeServe()
-		}
-		if t.Store == self {
-			g.metrics.local.Inc()
-			return local(g.n.store, ctx, part)
-		}
-		g.metrics.routed.Inc()
-		return sendKV(ctx, g, t.Store, write, part, remote)
-	})
+	return split(ctx, router.PartSender(partNodes{g}, write, m))
 }
 
 // asError makes err a *flotillapb.Error.
@@ -282,10 +300,7 @@ func asError(err error, write bool) *flotillapb.Error {
 // attemptKV makes one attempt at a request: locally if this node can serve
 // it, else through the router (or, if the router cannot find the range, by
 // guessing a node).
-func attemptKV[Req request, Resp any](ctx context.Context, g *gateway, key []byte, write, forwarded bool, req Req,
-	local func(*shard.Store, context.Context, Req) (Resp, error),
-	remote func(flotillapb.KVClient, context.Context, Req, ...grpc.CallOption) (Resp, error),
-) (Resp, error) {
+func attemptKV[Req router.KVRequest, Resp any](ctx context.Context, g *gateway, key []byte, write, forwarded bool, req Req, m router.KVMethod[Req, Resp]) (Resp, error) {
 	var zero Resp
 	if t := g.n.cfg.Testing; t != nil && t.BeforeServe != nil {
 		t.BeforeServe()
@@ -298,13 +313,13 @@ func attemptKV[Req request, Resp any](ctx context.Context, g *gateway, key []byt
 	if forwarded || (has && !write) {
 		// Without a local replica, the store says why it cannot serve.
 		g.metrics.local.Inc()
-		return local(g.n.store, ctx, req)
+		return m(g.n.store, ctx, req)
 	}
 	if has {
 		st, _ := host.Status(r.RangeID())
 		if st.Leader == st.Replica {
 			g.metrics.local.Inc()
-			return local(g.n.store, ctx, req)
+			return m(g.n.store, ctx, req)
 		}
 		// A write on a follower: the replica knows its range and, better
 		// than the placement driver, who leads it. Tell the router, unless
@@ -315,87 +330,50 @@ func attemptKV[Req request, Resp any](ctx context.Context, g *gateway, key []byt
 		}
 		g.router.Update(info)
 	} else if _, err := g.router.Lookup(ctx, key); err != nil {
-		return guessKV(ctx, g, write, req, remote)
+		return guessKV(ctx, g, write, req, m)
 	}
-	self := host.NodeID()
 	// Close waits for requests: the router's retries end when the node
 	// stops.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(g.n.stopCtx, cancel)()
-	return router.Do(ctx, g.router, router.Request{Key: key, Write: write}, func(ctx context.Context, t router.Target) (Resp, error) {
-		routed := proto.Clone(req).(Req)
-		setHeader(routed, t.Header)
-		if t.Store == self {
-			// The router's cache says this node leads: the store checks.
-			g.metrics.local.Inc()
-			return local(g.n.store, ctx, routed)
-		}
-		g.metrics.routed.Inc()
-		return sendKV(ctx, g, t.Store, write, routed, remote)
-	})
+	return router.Send(ctx, g.router, g, key, write, req, m)
 }
 
 // guessKV sends a request for a range this node has no replica of, and the
 // router cannot find, to the last node named its leader, else to the known
 // nodes in turn.
-func guessKV[Req request, Resp any](ctx context.Context, g *gateway, write bool, req Req,
-	remote func(flotillapb.KVClient, context.Context, Req, ...grpc.CallOption) (Resp, error),
-) (Resp, error) {
+func guessKV[Req router.KVRequest, Resp any](ctx context.Context, g *gateway, write bool, req Req, m router.KVMethod[Req, Resp]) (Resp, error) {
 	var zero Resp
 	target := g.guessNode()
 	if target == 0 {
 		return zero, unavailable("no node known to serve the key")
 	}
 	fwd := proto.Clone(req).(Req)
-	setForwarded(fwd)
+	router.SetForwarded(fwd)
 	g.metrics.guessed.Inc()
-	resp, err := sendKV(ctx, g, target, write, fwd, remote)
-	if err != nil {
-		fe := asError(err, write)
-		if nl := fe.GetNotLeader(); nl != nil && nl.GetLeader().GetStoreId() != 0 {
-			g.hint.Store(nl.GetLeader().GetStoreId())
-		} else {
-			g.forgetHint()
+	h, err := g.remote(ctx, target)
+	if err == nil {
+		// Close waits for requests: a forwarded one ends when the node
+		// stops.
+		fctx, cancel := context.WithCancel(ctx)
+		stop := context.AfterFunc(g.n.stopCtx, cancel)
+		var resp Resp
+		resp, err = m(h, fctx, fwd)
+		stop()
+		cancel()
+		if err == nil {
+			g.hint.Store(uint64(target))
+			return resp, nil
 		}
-		return zero, fe
 	}
-	g.hint.Store(uint64(target))
-	return resp, nil
-}
-
-// sendKV sends a request, its header already set, to node target, and
-// returns its response or a *flotillapb.Error. A request that could not be
-// sent (no address, no connection) fails with Unavailable, not applied.
-func sendKV[Req request, Resp any](ctx context.Context, g *gateway, target multiraft.NodeID, write bool, req Req,
-	remote func(flotillapb.KVClient, context.Context, Req, ...grpc.CallOption) (Resp, error),
-) (Resp, error) {
-	var zero Resp
-	// The node's directory first: it follows address changes as the
-	// placement group records them, the resolver only at its lookups.
-	addr, ok := g.n.transport.Address(target)
-	if !ok {
-		addr, ok = g.resolver.address(target)
+	fe := asError(err, write)
+	if nl := fe.GetNotLeader(); nl != nil && nl.GetLeader().GetStoreId() != 0 {
+		g.hint.Store(nl.GetLeader().GetStoreId())
+	} else {
+		g.forgetHint()
 	}
-	if !ok {
-		return zero, unavailable("no address known for node " + strconv.FormatUint(uint64(target), 10))
-	}
-	conn, err := g.n.pool.Conn(addr)
-	if err != nil {
-		return zero, unavailable(err.Error())
-	}
-	if !rpc.EnsureReady(ctx, conn, connectWait) {
-		return zero, unavailable("node " + strconv.FormatUint(uint64(target), 10) + " is unreachable")
-	}
-	// Close waits for requests: a forwarded one ends when the node stops.
-	fctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	defer context.AfterFunc(g.n.stopCtx, cancel)()
-	resp, err := remote(flotillapb.NewKVClient(conn), fctx, req)
-	if err != nil {
-		return zero, rpc.ErrorFromStatus(err, write)
-	}
-	return resp, nil
+	return zero, fe
 }
 
 // forgetHint drops the leader hint and moves the guess on.
@@ -429,45 +407,28 @@ func (g *gateway) guessNode() multiraft.NodeID {
 	return others[int(g.guess.Load())%len(others)]
 }
 
-// setForwarded marks a request as forwarded by a gateway.
-func setForwarded(m request) {
-	h := proto.Clone(m.GetHeader()).(*flotillapb.RequestHeader)
-	if h == nil {
-		h = &flotillapb.RequestHeader{}
-	}
-	h.Forwarded = true
-	setHeader(m, h)
-}
-
-// setHeader sets a request's header (every KV request has one, named
-// "header"); the request keeps h.
-func setHeader(m request, h *flotillapb.RequestHeader) {
-	r := m.ProtoReflect()
-	r.Set(r.Descriptor().Fields().ByName("header"), protoreflect.ValueOfMessage(h.ProtoReflect()))
-}
-
 func (g *gateway) Get(ctx context.Context, req *flotillapb.GetRequest) (*flotillapb.GetResponse, error) {
-	return routeKV(ctx, g, req.GetKey(), false, req, (*shard.Store).Get, flotillapb.KVClient.Get)
+	return routeKV(ctx, g, req.GetKey(), false, req, rpc.KVHandler.Get)
 }
 
 func (g *gateway) Put(ctx context.Context, req *flotillapb.PutRequest) (*flotillapb.PutResponse, error) {
-	return routeKV(ctx, g, req.GetKey(), true, req, (*shard.Store).Put, flotillapb.KVClient.Put)
+	return routeKV(ctx, g, req.GetKey(), true, req, rpc.KVHandler.Put)
 }
 
 func (g *gateway) Delete(ctx context.Context, req *flotillapb.DeleteRequest) (*flotillapb.DeleteResponse, error) {
-	return routeKV(ctx, g, req.GetKey(), true, req, (*shard.Store).Delete, flotillapb.KVClient.Delete)
+	return routeKV(ctx, g, req.GetKey(), true, req, rpc.KVHandler.Delete)
 }
 
 // DeleteRange deletes a span that may cover many ranges: split per range
 // (router.DeleteRange) when it does.
 func (g *gateway) DeleteRange(ctx context.Context, req *flotillapb.DeleteRangeRequest) (*flotillapb.DeleteRangeResponse, error) {
-	if req == nil || routed(req.GetHeader()) {
-		return routeKV(ctx, g, req.GetStartKey(), true, req, (*shard.Store).DeleteRange, flotillapb.KVClient.DeleteRange)
+	if req == nil || router.Routed(req.GetHeader()) {
+		return routeKV(ctx, g, req.GetStartKey(), true, req, rpc.KVHandler.DeleteRange)
 	}
-	if fe := checkDeleteRange(req); fe != nil {
+	if fe := router.CheckDeleteRange(req); fe != nil {
 		return nil, fe
 	}
-	return spanKV(ctx, g, req.GetStartKey(), true, req, (*shard.Store).DeleteRange, flotillapb.KVClient.DeleteRange,
+	return spanKV(ctx, g, req.GetStartKey(), true, req, rpc.KVHandler.DeleteRange,
 		func(d *flotillapb.RangeDescriptor) bool { return d.ContainsSpan(req.GetStartKey(), req.GetEndKey()) },
 		func(ctx context.Context, send func(context.Context, router.Target, *flotillapb.DeleteRangeRequest) (*flotillapb.DeleteRangeResponse, error)) (*flotillapb.DeleteRangeResponse, error) {
 			return router.DeleteRange(ctx, g.router, req, send)
@@ -477,21 +438,21 @@ func (g *gateway) DeleteRange(ctx context.Context, req *flotillapb.DeleteRangeRe
 // Scan scans a span that may cover many ranges: split per range
 // (router.Scan) when it does.
 func (g *gateway) Scan(ctx context.Context, req *flotillapb.ScanRequest) (*flotillapb.ScanResponse, error) {
-	if req == nil || routed(req.GetHeader()) {
-		return routeKV(ctx, g, req.GetStartKey(), false, req, (*shard.Store).Scan, flotillapb.KVClient.Scan)
+	if req == nil || router.Routed(req.GetHeader()) {
+		return routeKV(ctx, g, req.GetStartKey(), false, req, rpc.KVHandler.Scan)
 	}
-	if fe := checkScan(req); fe != nil {
+	if fe := router.CheckScan(req); fe != nil {
 		return nil, fe
 	}
-	return spanKV(ctx, g, req.GetStartKey(), false, req, (*shard.Store).Scan, flotillapb.KVClient.Scan,
+	return spanKV(ctx, g, req.GetStartKey(), false, req, rpc.KVHandler.Scan,
 		func(d *flotillapb.RangeDescriptor) bool { return d.ContainsSpan(req.GetStartKey(), req.GetEndKey()) },
 		func(ctx context.Context, send func(context.Context, router.Target, *flotillapb.ScanRequest) (*flotillapb.ScanResponse, error)) (*flotillapb.ScanResponse, error) {
-			return router.Scan(ctx, g.router, req, maxScanResponseBytes, send)
+			return router.Scan(ctx, g.router, req, flotillapb.DefaultMaxScanBytes, send)
 		})
 }
 
 func (g *gateway) CompareAndSwap(ctx context.Context, req *flotillapb.CompareAndSwapRequest) (*flotillapb.CompareAndSwapResponse, error) {
-	return routeKV(ctx, g, req.GetKey(), true, req, (*shard.Store).CompareAndSwap, flotillapb.KVClient.CompareAndSwap)
+	return routeKV(ctx, g, req.GetKey(), true, req, rpc.KVHandler.CompareAndSwap)
 }
 
 // Batch applies a batch whose ops may lie in many ranges: one batch per
@@ -501,13 +462,13 @@ func (g *gateway) Batch(ctx context.Context, req *flotillapb.BatchRequest) (*flo
 	if ops := req.GetOps(); len(ops) > 0 {
 		key = ops[0].RouteKey()
 	}
-	if req == nil || routed(req.GetHeader()) {
-		return routeKV(ctx, g, key, true, req, (*shard.Store).Batch, flotillapb.KVClient.Batch)
+	if req == nil || router.Routed(req.GetHeader()) {
+		return routeKV(ctx, g, key, true, req, rpc.KVHandler.Batch)
 	}
-	if fe := checkBatch(req, g.n.cfg.MaxValueSize); fe != nil {
+	if fe := router.CheckBatch(req, g.n.cfg.MaxValueSize); fe != nil {
 		return nil, fe
 	}
-	return spanKV(ctx, g, key, true, req, (*shard.Store).Batch, flotillapb.KVClient.Batch,
+	return spanKV(ctx, g, key, true, req, rpc.KVHandler.Batch,
 		func(d *flotillapb.RangeDescriptor) bool { return d.ContainsOps(req.GetOps()) },
 		func(ctx context.Context, send func(context.Context, router.Target, *flotillapb.BatchRequest) (*flotillapb.BatchResponse, error)) (*flotillapb.BatchResponse, error) {
 			return router.Batch(ctx, g.router, req, send)

@@ -1,6 +1,6 @@
 // Copyright 2026 The Flotilla Authors. All rights reserved.
 
-package rpc
+package raftrpc
 
 import (
 	"bytes"

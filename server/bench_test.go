@@ -1,6 +1,6 @@
 // Copyright 2026 The Flotilla Authors. All rights reserved.
 
-package flotilla_test
+package server_test
 
 import (
 	"context"
@@ -12,17 +12,18 @@ import (
 	"github.com/flotilladb/flotilla"
 	"github.com/flotilladb/flotilla/internal/testutil"
 	"github.com/flotilladb/flotilla/placement"
+	"github.com/flotilladb/flotilla/server"
 )
 
 // benchCluster starts three nodes on disk (fsync on) in this process, with
 // real gRPC on loopback, and waits until the first range has three voters.
-func benchCluster(b *testing.B) []*flotilla.Node {
+func benchCluster(b *testing.B) []*server.Node {
 	b.Helper()
 	ctx := context.Background()
-	n1 := openNode(b, flotilla.Config{Dir: b.TempDir(), Bootstrap: true, HTTPAddr: "off", TickInterval: 100 * time.Millisecond})
-	nodes := []*flotilla.Node{n1}
+	n1 := openNode(b, server.Config{Dir: b.TempDir(), Bootstrap: true, HTTPAddr: "off", TickInterval: 100 * time.Millisecond})
+	nodes := []*server.Node{n1}
 	for range 2 {
-		nodes = append(nodes, openNode(b, flotilla.Config{Dir: b.TempDir(), Join: []string{n1.Addr()}, HTTPAddr: "off", TickInterval: 100 * time.Millisecond}))
+		nodes = append(nodes, openNode(b, server.Config{Dir: b.TempDir(), Join: []string{n1.Addr()}, HTTPAddr: "off", TickInterval: 100 * time.Millisecond}))
 	}
 	for _, n := range nodes {
 		if err := n.WaitReady(ctx); err != nil {
@@ -55,7 +56,7 @@ func BenchmarkClientPut(b *testing.B) {
 
 // benchPuts measures puts of 256-byte values to the keys key(1), key(2), …
 // through a client of nodes, by 64 × GOMAXPROCS concurrent callers.
-func benchPuts(b *testing.B, nodes []*flotilla.Node, key func(n uint64) []byte) {
+func benchPuts(b *testing.B, nodes []*server.Node, key func(n uint64) []byte) {
 	c, err := flotilla.Connect(context.Background(), nodes[0].Addr(), nodes[1].Addr(), nodes[2].Addr())
 	if err != nil {
 		b.Fatal(err)
@@ -128,12 +129,12 @@ func BenchmarkClientPutRanges(b *testing.B) {
 // benchSplitCluster starts three nodes on disk whose keyspace ("k" + 8 hex
 // digits) is pre-split into ranges equal parts, and waits until every range
 // has three voters and every node leads about a third of them.
-func benchSplitCluster(b *testing.B, ranges int) []*flotilla.Node {
+func benchSplitCluster(b *testing.B, ranges int) []*server.Node {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cfg := func(join ...string) flotilla.Config {
-		return flotilla.Config{Dir: b.TempDir(), Join: join, HTTPAddr: "off", TickInterval: 100 * time.Millisecond,
+	cfg := func(join ...string) server.Config {
+		return server.Config{Dir: b.TempDir(), Join: join, HTTPAddr: "off", TickInterval: 100 * time.Millisecond,
 			HeartbeatInterval: 200 * time.Millisecond, LivenessWindow: time.Second, StoreDownTimeout: 10 * time.Second,
 			SplitSize: -1, SplitQPS: -1}
 	}
@@ -145,7 +146,7 @@ func benchSplitCluster(b *testing.B, ranges int) []*flotilla.Node {
 	if _, err := n1.Init(ctx, splits...); err != nil {
 		b.Fatal(err)
 	}
-	nodes := []*flotilla.Node{n1, openNode(b, cfg(n1.Addr())), openNode(b, cfg(n1.Addr()))}
+	nodes := []*server.Node{n1, openNode(b, cfg(n1.Addr())), openNode(b, cfg(n1.Addr()))}
 	for _, n := range nodes {
 		if err := n.WaitReady(ctx); err != nil {
 			b.Fatal(err)

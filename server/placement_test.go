@@ -1,6 +1,6 @@
 // Copyright 2026 The Flotilla Authors. All rights reserved.
 
-package flotilla_test
+package server_test
 
 import (
 	"context"
@@ -17,15 +17,16 @@ import (
 	"github.com/flotilladb/flotilla/internal/testutil"
 	"github.com/flotilladb/flotilla/rpc"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
+	"github.com/flotilladb/flotilla/server"
 )
 
 // placementTimings make the placement driver act in seconds, not minutes.
-func placementConfig(dir string, join ...string) flotilla.Config {
-	return flotilla.Config{Dir: dir, Join: join, HeartbeatInterval: 100 * time.Millisecond,
+func placementConfig(dir string, join ...string) server.Config {
+	return server.Config{Dir: dir, Join: join, HeartbeatInterval: 100 * time.Millisecond,
 		LivenessWindow: time.Second, StoreDownTimeout: 3 * time.Second}
 }
 
-func placementClient(t testing.TB, n *flotilla.Node) flotillapb.PlacementClient {
+func placementClient(t testing.TB, n *server.Node) flotillapb.PlacementClient {
 	t.Helper()
 	pool := rpc.NewPool(rpc.PoolConfig{})
 	t.Cleanup(func() { _ = pool.Close() })
@@ -62,7 +63,7 @@ func rangeStores(ctx context.Context, pc flotillapb.PlacementClient, rangeID uin
 
 // placementGroupStores returns the stores holding a replica of the
 // placement group, from the nodes' own status.
-func placementGroupStores(nodes []*flotilla.Node) []uint64 {
+func placementGroupStores(nodes []*server.Node) []uint64 {
 	var out []uint64
 	for _, n := range nodes {
 		if n == nil {
@@ -90,7 +91,7 @@ func TestPlacementOperators(t *testing.T) {
 	if _, err := n1.Init(ctx); err != nil {
 		t.Fatal(err)
 	}
-	nodes := []*flotilla.Node{n1}
+	nodes := []*server.Node{n1}
 	for range 4 {
 		nodes = append(nodes, openNode(t, placementConfig(t.TempDir(), n1.Addr())))
 	}
@@ -197,7 +198,7 @@ func TestPlacementOperators(t *testing.T) {
 	// A node down past the store-down timeout: its replicas are rebuilt on
 	// the others. Then the placement group's leader goes down too:
 	// another takes over and scheduling goes on.
-	live := slices.DeleteFunc(slices.Clone(nodes), func(n *flotilla.Node) bool { return n.NodeID() == leader })
+	live := slices.DeleteFunc(slices.Clone(nodes), func(n *server.Node) bool { return n.NodeID() == leader })
 	stopNode := func(id uint64) {
 		for i, n := range live {
 			if n.NodeID() == id {
@@ -335,7 +336,7 @@ func TestPlacementOperators(t *testing.T) {
 func TestInitSplitKeys(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	n := openNode(t, flotilla.Config{Dir: t.TempDir()})
+	n := openNode(t, server.Config{Dir: t.TempDir()})
 	for name, keys := range map[string][][]byte{
 		"empty key": {[]byte("a"), {}},
 		"twice":     {[]byte("b"), []byte("a"), []byte("b")},

@@ -1,6 +1,6 @@
 // Copyright 2026 The Flotilla Authors. All rights reserved.
 
-package flotilla_test
+package server_test
 
 import (
 	"context"
@@ -18,28 +18,29 @@ import (
 	"github.com/flotilladb/flotilla/internal/testutil"
 	"github.com/flotilladb/flotilla/placement"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
+	"github.com/flotilladb/flotilla/server"
 )
 
 // routingCluster is four nodes: the first range on the first three (by
 // node ID), the fourth without a replica until one moves there.
 type routingCluster struct {
 	t     *testing.T
-	nodes map[uint64]*flotilla.Node // by node ID
+	nodes map[uint64]*server.Node // by node ID
 	down  map[uint64]bool
 	http  *http.Client
 }
 
 func startRoutingCluster(t *testing.T, ctx context.Context) *routingCluster {
 	t.Helper()
-	n1 := openNode(t, flotilla.Config{Dir: t.TempDir()})
-	all := []*flotilla.Node{n1}
+	n1 := openNode(t, server.Config{Dir: t.TempDir()})
+	all := []*server.Node{n1}
 	for range 3 {
-		all = append(all, openNode(t, flotilla.Config{Dir: t.TempDir(), Join: []string{n1.Addr()}}))
+		all = append(all, openNode(t, server.Config{Dir: t.TempDir(), Join: []string{n1.Addr()}}))
 	}
 	if _, err := n1.Init(ctx); err != nil {
 		t.Fatal(err)
 	}
-	c := &routingCluster{t: t, nodes: map[uint64]*flotilla.Node{}, down: map[uint64]bool{},
+	c := &routingCluster{t: t, nodes: map[uint64]*server.Node{}, down: map[uint64]bool{},
 		// No keep-alive: no idle connection outlives the test (goleak).
 		http: &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}}
 	for _, n := range all {
@@ -320,7 +321,7 @@ func TestClientRouting(t *testing.T) {
 func TestClientBeforeInit(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	n := openNode(t, flotilla.Config{Dir: t.TempDir()})
+	n := openNode(t, server.Config{Dir: t.TempDir()})
 	cl, err := flotilla.Connect(ctx, n.Addr())
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,62 @@
+// Copyright 2026 The Flotilla Authors. All rights reserved.
+
+// Command client is the smallest Flotilla client program: it puts a key,
+// reads it back and scans a prefix. It imports only the root package, so
+// it links no storage engine and no raft (internal/layout checks this).
+//
+//	make run                      # a local cluster, in another terminal
+//	go run ./examples/client 127.0.0.1:7400
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/flotilladb/flotilla"
+)
+
+func main() {
+	endpoints := os.Args[1:]
+	if len(endpoints) == 0 {
+		endpoints = []string{"127.0.0.1:7400"}
+	}
+	if err := run(endpoints); err != nil {
+		fmt.Fprintln(os.Stderr, "client:", err)
+		os.Exit(1)
+	}
+}
+
+func run(endpoints []string) error {
+	c, err := flotilla.New(flotilla.Config{Endpoints: endpoints, DialTimeout: 2 * time.Second})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+
+	if err := c.Put(ctx, []byte("example/hello"), []byte("world")); err != nil {
+		if flotilla.NotApplied(err) {
+			return fmt.Errorf("put was not applied, safe to retry: %w", err)
+		}
+		return err
+	}
+	v, err := c.Get(ctx, []byte("example/hello"))
+	if errors.Is(err, flotilla.ErrKeyNotFound) {
+		return errors.New("the key vanished")
+	} else if err != nil {
+		return err
+	}
+	fmt.Printf("example/hello = %s\n", v)
+	kvs, err := c.Scan(ctx, []byte("example/"), []byte("example0"), flotilla.ScanOptions{Limit: 10})
+	if err != nil {
+		return err
+	}
+	for _, kv := range kvs {
+		fmt.Printf("%s\t%s\n", kv.Key, kv.Value)
+	}
+	return nil
+}
