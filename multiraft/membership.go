@@ -236,6 +236,12 @@ func (h *Host) TransferLeadership(id GroupID, to ReplicaID) error {
 	return h.toInbox(id, func(g *group) { g.inbox.transferTo = to })
 }
 
+// Campaign makes the local replica of the group campaign to become leader
+// (tests and leader placement use it).
+func (h *Host) Campaign(id GroupID) error {
+	return h.toInbox(id, func(g *group) { g.inbox.campaign = true })
+}
+
 // AddLearner, AddVoter and RemoveReplica build the usual one-step changes
 // for ProposeConfChange.
 func AddLearner(r ReplicaID) *pb.ConfChangeV2 {
