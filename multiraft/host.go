@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/flotilladb/flotilla/engine"
+	"github.com/flotilladb/flotilla/internal/stopper"
 )
 
 // Host runs the raft groups of one store: many RawNodes on a few goroutines,
@@ -48,15 +49,30 @@ type Host struct {
 	// tickCount counts ticker ticks.
 	tickCount atomic.Uint64
 
-	// snapSem bounds the snapshots sent at once; snapWG waits for senders.
+	// snapSem bounds the snapshots sent at once; a sender takes a slot
+	// before it reads the snapshot and frees it when done.
 	snapSem chan struct{}
-	snapWG  sync.WaitGroup
 
-	stopper  chan struct{} // closed by Stop
-	stopOnce sync.Once
-	stopped  atomic.Bool
-	wg       sync.WaitGroup // ticker and senders
-	failed   atomic.Pointer[error]
+	// The host's goroutines belong to one Stopper per stage of shutdown,
+	// because a Stopper stops all of its goroutines at once and shutdown
+	// must stop them in order (see shutdown): the scheduler and the log
+	// writer own their goroutines with Stoppers of their own.
+	//
+	// stopper owns the ticker and the per-peer senders and is stopped
+	// first: its ShouldStop is the host's stop signal, which every other
+	// goroutine of the host and every caller blocked in it watches, and
+	// Stopping is what the host's entry points check. Once it is stopping,
+	// no sender starts: an outbox made later only collects.
+	stopper *stopper.Stopper
+	// snapStopper owns the snapshot senders. Workers start them, so it is
+	// stopped after the workers: none can start after it.
+	snapStopper *stopper.Stopper
+	// failStopper owns the goroutine fail starts to shut the host down.
+	// It cannot belong to a stage's Stopper, since it stops them all; Stop
+	// stops it last, so that no such goroutine outlives the host.
+	failStopper  *stopper.Stopper
+	shutdownOnce sync.Once
+	failed       atomic.Pointer[error]
 }
 
 // NewHost creates a host over cfg.Engine, loads every group found there and
@@ -74,9 +90,12 @@ func NewHost(cfg Config) (*Host, error) {
 		groups:   make(map[GroupID]*group),
 		outboxes: make(map[NodeID]*outbox),
 		active:   make(map[GroupID]*group),
-		stopper:  make(chan struct{}),
 		snapSem:  make(chan struct{}, cfg.MaxConcurrentSnapshots),
 		liveness: newLiveness(time.Duration(cfg.ElectionTicks) * cfg.TickInterval),
+
+		stopper:     stopper.New(),
+		snapStopper: stopper.New(),
+		failStopper: stopper.New(),
 	}
 	h.metrics = newHostMetrics(cfg.Metrics, h)
 	h.sched = newScheduler(h.processGroup)
@@ -115,8 +134,7 @@ func NewHost(cfg Config) (*Host, error) {
 	h.sched.start(cfg.Workers)
 	h.logWriter.start()
 	if cfg.Testing == nil || !cfg.Testing.DisableTicker {
-		h.wg.Add(1)
-		go h.runTicker()
+		h.stopper.RunWorker(h.runTicker) // nothing stops the host before NewHost returns
 	}
 	// Let restarted groups hand their committed but unapplied entries to
 	// their state machines at once.
@@ -134,13 +152,17 @@ func NewHost(cfg Config) (*Host, error) {
 func (h *Host) NodeID() NodeID { return h.cfg.NodeID }
 
 // fail stops the host after an error it cannot continue from (a storage
-// failure). It returns at once; the host stops in the background.
+// failure). It returns at once; the host shuts down on a goroutine of
+// failStopper, which Stop waits for. fail runs on the host's own goroutines
+// (a worker, the log writer), which shutdown waits for, so it must not
+// shut down itself. If Stop has begun, the goroutine is refused: Stop is
+// shutting down already.
 func (h *Host) fail(err error) {
 	if !h.failed.CompareAndSwap(nil, &err) {
 		return
 	}
 	h.logger.Error("host failed, stopping", "err", err)
-	go h.Stop()
+	h.failStopper.RunWorker(func() { h.shutdownOnce.Do(h.shutdown) })
 }
 
 // Err returns the error that made the host fail, if any.
@@ -153,24 +175,36 @@ func (h *Host) Err() error {
 
 // Stop stops every goroutine of the host and waits for them. Proposals not
 // yet handed to raft fail as not applied, the others as ambiguous. The
-// engine stays open. Stop is idempotent.
+// engine stays open. Stop is idempotent and may be called concurrently, and
+// while a failure stops the host: every call returns once the host is
+// stopped. It must not be called from the host's goroutines (a
+// StateMachine's methods, Transport.Send): it would wait for itself.
 func (h *Host) Stop() {
-	h.stopOnce.Do(func() {
-		// Outbox creation checks stopped under outboxMu, so no sender starts
-		// after this and wg.Wait below sees them all.
-		h.outboxMu.Lock()
-		h.stopped.Store(true)
-		h.outboxMu.Unlock()
-		close(h.stopper)
-		h.wg.Wait()
-		// Workers first: a worker part-way through a pass may still start a
-		// snapshot sender.
-		h.sched.stop()
-		h.snapWG.Wait()
-		h.logWriter.stop()
-		h.closeGroups()
-		h.metrics.unregister()
-	})
+	h.shutdownOnce.Do(h.shutdown)
+	// fail may have started a goroutine that runs (or ran, or waits in
+	// shutdownOnce for) shutdown: wait for it too.
+	h.failStopper.Stop()
+}
+
+// shutdown stops the host's goroutines stage by stage, each stage's
+// Stopper waiting for its goroutines before the next begins, and then
+// releases the groups. It runs once (shutdownOnce), from Stop or from the
+// goroutine fail starts.
+func (h *Host) shutdown() {
+	// The ticker and the senders. This raises the host's stop signal too:
+	// workers' passes do nothing from now on, the log writer stops taking
+	// writes, snapshot senders cancel their streams, callers return
+	// ErrStopped.
+	h.stopper.Stop()
+	// The workers: a worker part-way through a pass may still start a
+	// snapshot sender or queue a write.
+	h.sched.stop()
+	h.snapStopper.Stop()
+	// The log writer last: with the workers gone nothing queues a write
+	// after it drained its queue.
+	h.logWriter.stop()
+	h.closeGroups()
+	h.metrics.unregister()
 }
 
 // closeGroups resolves every outstanding proposal and releases the groups'

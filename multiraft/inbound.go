@@ -32,7 +32,7 @@ func (h *Host) toInbox(id GroupID, add func(g *group)) error {
 // any goroutine. Messages for groups not on this host, or for another
 // replica than this host's, are dropped.
 func (h *Host) HandleBatch(batch *MessageBatch) {
-	if h.stopped.Load() {
+	if h.stopper.Stopping() {
 		return
 	}
 	h.liveness.heard(batch.From, time.Now())

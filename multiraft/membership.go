@@ -63,7 +63,7 @@ func (h *Host) groupFor(id GroupID, to ReplicaID) (*group, error) {
 	// serialized by createMu, not groupsMu, so other groups' traffic flows.
 	h.createMu.Lock()
 	defer h.createMu.Unlock()
-	if h.stopped.Load() {
+	if h.stopper.Stopping() {
 		return nil, ErrStopped
 	}
 	if g := h.group(id); g != nil { // created meanwhile

@@ -145,19 +145,18 @@ func (h *Host) outbox(node NodeID) *outbox {
 	if ob == nil {
 		ob = &outbox{to: node, wake: make(chan struct{}, 1)}
 		h.outboxes[node] = ob
-		if !h.stopped.Load() {
-			h.wg.Add(1)
-			go h.runSender(ob)
-		}
+		// Refused once the host is stopping: the outbox then only collects
+		// what will never be sent, as every outbox does once its sender
+		// stopped.
+		h.stopper.RunWorker(func() { h.runSender(ob) })
 	}
 	return ob
 }
 
 func (h *Host) runSender(ob *outbox) {
-	defer h.wg.Done()
 	for {
 		select {
-		case <-h.stopper:
+		case <-h.stopper.ShouldStop():
 			return
 		case <-ob.wake:
 		}

@@ -17,7 +17,7 @@ import (
 func (h *Host) processGroup(g *group) {
 	g.procMu.Lock()
 	defer g.procMu.Unlock()
-	if h.stopped.Load() || g.destroyed.Load() {
+	if h.stopper.Stopping() || g.destroyed.Load() {
 		return
 	}
 	start := time.Now()

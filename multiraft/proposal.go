@@ -154,7 +154,7 @@ func (h *Host) ProposeAndWait(ctx context.Context, id GroupID, cmd []byte) (Resu
 
 // submit queues a proposal for its group's worker.
 func (h *Host) submit(id GroupID, p *proposal) *Proposal {
-	if h.stopped.Load() {
+	if h.stopper.Stopping() {
 		return resolvedProposal(notApplied(ErrStopped))
 	}
 	p.id, p.done = h.rng.nonZero(), make(chan struct{})

@@ -85,7 +85,7 @@ func (h *Host) Bootstrap(id GroupID, replicas []Replica) error {
 // neither). Everything init writes must lie in the group's replicated state
 // or the state machine's spans, so that snapshots carry it to new replicas.
 func (h *Host) BootstrapWith(id GroupID, replicas []Replica, init func(b *engine.Batch) error) error {
-	if h.stopped.Load() {
+	if h.stopper.Stopping() {
 		return ErrStopped
 	}
 	if id == 0 {

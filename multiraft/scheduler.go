@@ -5,6 +5,8 @@ package multiraft
 import (
 	"sync"
 	"time"
+
+	"github.com/flotilladb/flotilla/internal/stopper"
 )
 
 // Scheduling states of a group, kept in group.sched under scheduler.mu.
@@ -28,22 +30,25 @@ type scheduler struct {
 		stopped bool
 	}
 	cond *sync.Cond
-	wg   sync.WaitGroup
+	// stopper owns the workers. They wait on cond, not on its ShouldStop:
+	// stop wakes them through mu.stopped.
+	stopper *stopper.Stopper
 
 	// queueLatency, if set, observes how long groups wait in the queue.
 	queueLatency func(time.Duration)
 }
 
 func newScheduler(process func(g *group)) *scheduler {
-	s := &scheduler{process: process}
+	s := &scheduler{process: process, stopper: stopper.New()}
 	s.cond = sync.NewCond(&s.mu)
 	return s
 }
 
 func (s *scheduler) start(workers int) {
 	for range workers {
-		s.wg.Add(1)
-		go s.worker()
+		if !s.stopper.RunWorker(s.worker) {
+			return // stopped before it started: nothing to process
+		}
 	}
 }
 
@@ -53,7 +58,7 @@ func (s *scheduler) stop() {
 	s.mu.stopped = true
 	s.mu.Unlock()
 	s.cond.Broadcast()
-	s.wg.Wait()
+	s.stopper.Stop()
 }
 
 // enqueue schedules g to be processed.
@@ -100,7 +105,6 @@ func (s *scheduler) enqueueLocked(g *group) bool {
 }
 
 func (s *scheduler) worker() {
-	defer s.wg.Done()
 	s.mu.Lock()
 	for {
 		for s.mu.head == len(s.mu.queue) && !s.mu.stopped {

@@ -43,12 +43,11 @@ func (h *Host) Tick() {
 }
 
 func (h *Host) runTicker() {
-	defer h.wg.Done()
 	t := time.NewTicker(h.cfg.TickInterval)
 	defer t.Stop()
 	for {
 		select {
-		case <-h.stopper:
+		case <-h.stopper.ShouldStop():
 			return
 		case now := <-t.C:
 			h.Tick()
