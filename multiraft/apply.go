@@ -10,6 +10,20 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
+// Applying committed entries, on the group's worker. The state machine
+// writes their effects into an engine batch and the host adds the applied
+// state (index, term, configuration) to the same batch, so that a crash
+// leaves both or neither. The batch is committed without fsync: the log is
+// the durable record and is replayed from the applied index; after a crash
+// the saved HardState's commit index may trail the applied index, which
+// groupStorage.InitialState raises. A batch that creates a group (a split)
+// is synced.
+//
+// This host's proposals are matched to applied entries by index, term and
+// proposal ID: the proposal at an index is resolved with its Result if the
+// entry applied there is its own, and as not applied if another entry took
+// its place (a new leader overwrote it).
+
 // apply applies committed entries to the state machine and records the
 // applied state in the same batch. It reports whether the replica removed
 // itself from the group (and was destroyed).

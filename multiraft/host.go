@@ -14,15 +14,24 @@ import (
 	"github.com/flotilladb/flotilla/internal/stopper"
 )
 
-// Host runs the raft groups of one store: many RawNodes on a few goroutines,
-// one log writer that makes every group's appends durable with shared
-// fsyncs, one ticker, and one outgoing queue per peer node. See
-// docs/multiraft.md.
+// Host runs the raft groups of one store (see the package documentation).
+// Its exported methods may be called from any goroutine, except Stop (see
+// there).
+//
+// Lock order: a group's procMu (held through a worker's pass), createMu,
+// groupsMu, a group's inboxMu. The other mutexes are leaves, held while
+// nothing else is taken: activeMu, outboxMu (but for a Stopper's own lock
+// when it starts a sender), an outbox's mu, and those of the scheduler,
+// the log writer, liveness and rng. A split, holding createMu, only tries
+// another group's procMu (split.go).
 type Host struct {
-	cfg    Config
+	// cfg is the configuration with its defaults, validated; immutable.
+	cfg Config
+	// eng is cfg.Engine; the caller closes it, after Stop.
 	eng    *engine.Engine
 	logger *slog.Logger
-	rng    *lockedRand
+	// rng makes proposal IDs and ReadIndex request contexts.
+	rng *lockedRand
 
 	sched     *scheduler
 	logWriter *logWriter
@@ -30,23 +39,35 @@ type Host struct {
 
 	// groupsMu guards groups and groupsClosed; groups themselves have their
 	// own locks. It is never held across I/O.
-	groupsMu     sync.RWMutex
+	groupsMu sync.RWMutex
+	// groups holds every replica on this host that is not destroyed, by
+	// group: a group's replica is reachable (for messages, proposals,
+	// reads) exactly while it is here.
 	groups       map[GroupID]*group
 	groupsClosed bool // Stop released the groups: no new ones
 	// createMu serializes creating groups (Bootstrap, uninitialized
-	// replicas), which does I/O; it is taken before groupsMu.
+	// replicas, splits), which does I/O and must not create a group twice;
+	// it is taken before groupsMu.
 	createMu sync.Mutex
 
+	// outboxMu guards outboxes: the outgoing queue of each peer node this
+	// host sent to, made with its sender on the first message and kept
+	// until the host stops.
 	outboxMu sync.Mutex
 	outboxes map[NodeID]*outbox
 
 	// activeMu guards active, the groups that are not quiescent: the ones
-	// the ticker ticks.
+	// the ticker ticks. A live group is in active exactly when its quiesced
+	// is false: the group's worker moves it (quiesce, unquiesce), and a new
+	// group starts awake (insertGroup).
 	activeMu sync.Mutex
 	active   map[GroupID]*group
 
+	// liveness records when each peer node was last heard from
+	// (HandleBatch) and which are down (the ticker checks).
 	liveness *liveness
-	// tickCount counts ticker ticks.
+	// tickCount counts ticker ticks: one in HeartbeatTicks also pings the
+	// peers.
 	tickCount atomic.Uint64
 
 	// snapSem bounds the snapshots sent at once; a sender takes a slot
@@ -70,9 +91,12 @@ type Host struct {
 	// failStopper owns the goroutine fail starts to shut the host down.
 	// It cannot belong to a stage's Stopper, since it stops them all; Stop
 	// stops it last, so that no such goroutine outlives the host.
-	failStopper  *stopper.Stopper
+	failStopper *stopper.Stopper
+	// shutdownOnce runs shutdown once, from Stop or from fail's goroutine;
+	// a second caller waits until it is done.
 	shutdownOnce sync.Once
-	failed       atomic.Pointer[error]
+	// failed is the error that made the host fail: set once, by fail.
+	failed atomic.Pointer[error]
 }
 
 // NewHost creates a host over cfg.Engine, loads every group found there and

@@ -9,8 +9,14 @@ import (
 	pb "go.etcd.io/raft/v3/raftpb"
 )
 
+// How work reaches a group. Local callers (proposals, reads, campaign and
+// transfer requests) put it in the group's inbox through toInbox; peers'
+// batches come through HandleBatch, which checks every message before its
+// group sees it. Either way the group is then queued for a worker.
+
 // toInbox runs add on the group's inbox, under its lock, and schedules the
-// group.
+// group. It fails if the group is not on this host or its inbox is closed
+// (the replica was destroyed or the host stopped).
 func (h *Host) toInbox(id GroupID, add func(g *group)) error {
 	g := h.group(id)
 	if g == nil {
@@ -29,8 +35,13 @@ func (h *Host) toInbox(id GroupID, add func(g *group)) error {
 }
 
 // HandleBatch delivers a batch received from a peer. Transports call it from
-// any goroutine. Messages for groups not on this host, or for another
-// replica than this host's, are dropped.
+// any goroutine. It steps only what a peer may send (fromPeer; beats from a
+// replica on the sending node): raft's local messages, which could fake
+// durability, and snapshots, which have their own stream, are dropped. A
+// message from a leader or candidate for a group not on this host creates
+// an uninitialized replica (groupFor); other messages for groups not here,
+// or for another replica than this host's, are dropped. Every batch counts
+// as hearing from its sender (liveness).
 func (h *Host) HandleBatch(batch *MessageBatch) {
 	if h.stopper.Stopping() {
 		return

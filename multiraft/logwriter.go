@@ -38,11 +38,17 @@ import (
 // waits for the batches before it to be delivered, then commits, syncs and
 // delivers it itself.
 //
+// The engine's RaftStorage of a group is written only here; raft reads it
+// from the group's worker concurrently (docs/ENGINE.md says why such reads
+// are safe during commits).
+//
 // Invariants: requests of one group are written in the order they were
 // queued (one queue, one writer); batches are delivered in commit order, and
 // no response is delivered before the batch holding its write is durable (a
-// later batch is never durable before an earlier one); nothing is written
-// for a destroyed group after its destruction was decided.
+// later batch is never durable before an earlier one); after a batch failed
+// to sync nothing queued after it is delivered, not even a response to a
+// write of nothing (see waitDelivered); nothing is written for a destroyed
+// group after its destruction was decided.
 type logWriter struct {
 	h *Host
 

@@ -8,18 +8,35 @@ import (
 	pb "go.etcd.io/raft/v3/raftpb"
 )
 
+// Outgoing messages. Every group's messages to one peer node go through
+// that node's outbox, drained by one sender goroutine into one
+// MessageBatch at a time, so the transport sees few large batches rather
+// than many messages.
+//
+// Raft's heartbeats and their responses do not travel as raft messages:
+// each becomes a compact Heartbeat, queued until the ticker flushes the
+// outboxes, once per tick. So a node pair exchanges one batch of heartbeats
+// per tick whatever the number of groups (idle groups, quiescent, send
+// none). A beat carrying a ReadIndex context goes at once: a read waits for
+// it. The receiver steps each beat into its group as the heartbeat it was,
+// so a lost batch is, for every group in it, exactly a lost heartbeat.
+
 // outbox queues messages to one peer node; its sender goroutine drains it
-// into one batch at a time. Heartbeats and their responses wait for the next
-// tick (unless they carry a read's context), so that every group's beats to
-// a node travel in one batch per tick.
+// into one batch at a time.
 type outbox struct {
-	to        NodeID
-	mu        sync.Mutex
+	to NodeID
+	mu sync.Mutex
+	// msgs, beats and beatResps hold at most Config.MaxOutboxMessages in
+	// all: beyond, a message is dropped and raft told its replica is
+	// unreachable, so that a slow or dead peer costs bounded memory.
 	msgs      []GroupMessage
 	beats     []Heartbeat
 	beatResps []Heartbeat
-	ping      bool // a liveness ping is due
-	wake      chan struct{}
+	ping      bool // a liveness ping is due: send a batch even if empty
+	// wake (capacity 1) tells the sender there is something to send; a
+	// signal while one is pending is dropped, since the sender takes
+	// everything queued.
+	wake chan struct{}
 }
 
 func (ob *outbox) queuedLocked() int { return len(ob.msgs) + len(ob.beats) + len(ob.beatResps) }
@@ -131,6 +148,9 @@ func (h *Host) reportBatchUnreachable(b *MessageBatch) {
 	}
 }
 
+// reportUnreachable tells the group's raft, through its inbox, that a
+// message to replica to was lost: raft then probes it instead of streaming
+// appends into the void.
 func (h *Host) reportUnreachable(g *group, to ReplicaID) {
 	g.inboxMu.Lock()
 	g.inbox.unreachable = append(g.inbox.unreachable, to)
@@ -138,6 +158,8 @@ func (h *Host) reportUnreachable(g *group, to ReplicaID) {
 	h.sched.enqueue(g)
 }
 
+// outbox returns node's outbox, making it and starting its sender on the
+// first message to node.
 func (h *Host) outbox(node NodeID) *outbox {
 	h.outboxMu.Lock()
 	defer h.outboxMu.Unlock()
@@ -153,6 +175,8 @@ func (h *Host) outbox(node NodeID) *outbox {
 	return ob
 }
 
+// runSender hands ob's queued messages to the transport, one batch per
+// wake, until the host stops (a goroutine of h.stopper).
 func (h *Host) runSender(ob *outbox) {
 	for {
 		select {

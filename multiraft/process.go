@@ -12,8 +12,21 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
+// A worker's pass over a group. The scheduler runs a group on one worker at
+// a time, so everything here owns the group's RawNode and worker-owned
+// state without locks; procMu, held for the whole pass, only keeps a split
+// from replacing the group meanwhile (split.go).
+//
+// A pass takes the whole inbox at once, then feeds raft in this order:
+// ticks, messages (quiet ones first), snapshot outcomes, received
+// snapshots, a leadership transfer, unreachable peers, a campaign,
+// proposals, reads; then it handles every Ready (sending, handing appends
+// to the log writer, applying) and finally decides on quiescence, with
+// everything the pass did known.
+
 // processGroup runs on a worker: it feeds the group's inbox to raft and
-// handles what raft produces.
+// handles what raft produces. A pass once the host is stopping, or on a
+// destroyed replica, does nothing.
 func (h *Host) processGroup(g *group) {
 	g.procMu.Lock()
 	defer g.procMu.Unlock()
@@ -157,7 +170,10 @@ func (h *Host) propose(g *group, p *proposal) {
 	g.proposing[p.id] = p
 }
 
-// handleReady processes every Ready the group has.
+// handleReady processes every Ready the group has: appends (with the
+// snapshot data staged for them) go to the log writer, committed entries
+// are applied at once, in Ready order, and the other messages are sent.
+// Proposals raft took and no Ready carried are resolved at the end.
 func (h *Host) handleReady(g *group) error {
 	for g.rn.HasReady() {
 		rd := g.rn.Ready()

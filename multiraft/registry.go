@@ -11,16 +11,24 @@ import (
 	pb "go.etcd.io/raft/v3/raftpb"
 )
 
+// The registry of a host's groups (Host.groups). A replica enters it when
+// NewHost loads it, when Bootstrap creates it, when a message creates it
+// uninitialized (groupFor, membership.go) or when a split creates it
+// (finishSplit, split.go); it leaves when it is destroyed (destroyGroup),
+// replaced by a split, or released by Stop (closeGroups).
+
 // Initial log position of a bootstrapped group, as in CockroachDB: the log
 // starts empty after a synthetic snapshot at this index and term, so that a
 // replica created later by a snapshot can never be confused with one that
-// was bootstrapped.
+// was bootstrapped, and a replica created empty (uninitialized) cannot be
+// caught up through the log: it needs a snapshot.
 const (
 	initialLogIndex = 10
 	initialLogTerm  = 5
 )
 
-// loadGroup builds a group from its state in the engine.
+// loadGroup builds a group from its state in the engine, completing a
+// snapshot a crash interrupted. The caller makes it visible (insertGroup).
 func (h *Host) loadGroup(id GroupID, replicaID ReplicaID) (*group, error) {
 	applied, err := loadAppliedState(h.eng, id)
 	if err != nil {
@@ -48,6 +56,10 @@ func (h *Host) loadGroup(id GroupID, replicaID ReplicaID) (*group, error) {
 		st.Close()
 		return nil, err
 	}
+	// PreVote and CheckQuorum keep a replica that was cut off from
+	// disrupting its group when it returns, and let a leader that lost its
+	// quorum step down; proposals are not forwarded: they go to the leader,
+	// and the error a follower returns names it.
 	g.rn, err = raft.NewRawNode(&raft.Config{
 		ID:                        uint64(replicaID),
 		ElectionTick:              h.cfg.ElectionTicks,
@@ -177,6 +189,7 @@ func (h *Host) insertGroup(g *group) error {
 	return nil
 }
 
+// group returns the group's replica on this host, or nil.
 func (h *Host) group(id GroupID) *group {
 	h.groupsMu.RLock()
 	defer h.groupsMu.RUnlock()

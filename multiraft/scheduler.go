@@ -16,9 +16,16 @@ const (
 	schedRequeue                // more work arrived while processing
 )
 
-// scheduler runs groups with pending work on a fixed pool of workers. A
-// group is processed by one worker at a time, so per-group order is kept;
-// work that arrives while a group is processed makes it run again after.
+// scheduler runs groups with pending work on a fixed pool of workers, so
+// that thousands of groups need no goroutine each. Whoever adds work to a
+// group's inbox enqueues the group; a worker takes it off the queue (first
+// in, first out) and processes it.
+//
+// Invariants, kept under mu through group.sched: a group is processed by at
+// most one worker at a time, so the worker-owned state of a group needs no
+// lock and per-group order is kept; a group is queued at most once; work
+// that arrives while a group is processed marks it (schedRequeue) and the
+// group is queued again when the pass ends, so no work is left unprocessed.
 type scheduler struct {
 	process func(g *group)
 

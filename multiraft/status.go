@@ -9,6 +9,11 @@ import (
 	"go.etcd.io/raft/v3/tracker"
 )
 
+// A group's status is published by its worker (publishStatus, at the end of
+// every pass) into atomics on the group, so that Status, metrics and other
+// goroutines read it without taking the group from its worker. A status is
+// consistent field by field only: it may mix two passes.
+
 // GroupStatus is a group's replica as seen at some recent instant.
 type GroupStatus struct {
 	Group     GroupID

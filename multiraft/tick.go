@@ -42,6 +42,10 @@ func (h *Host) Tick() {
 	h.sched.enqueueAll(gs)
 }
 
+// runTicker is the store's one ticker (a goroutine of h.stopper): each
+// TickInterval it ticks the active groups, flushes the coalesced heartbeats,
+// pings the peers once per heartbeat interval, and wakes the groups with a
+// replica on a peer that went down.
 func (h *Host) runTicker() {
 	t := time.NewTicker(h.cfg.TickInterval)
 	defer t.Stop()
