@@ -13,7 +13,7 @@ import (
 	"github.com/flotilladb/flotilla/engine"
 )
 
-// Defaults for Config (DESIGN.md, "multiraft").
+// Defaults for Config; each field's comment says what it bounds.
 const (
 	DefaultTickInterval    = 100 * time.Millisecond
 	DefaultHeartbeatTicks  = 2

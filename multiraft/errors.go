@@ -28,7 +28,11 @@ var (
 )
 
 // NotAppliedError says the command was certainly not applied and never will
-// be; it is safe to retry.
+// be; it is safe to retry. A proposal ends so when the local replica is not
+// the leader, when raft dropped it or refused it (a membership change while
+// another is pending), when another entry was applied or appended at its
+// index, or when the host stopped or the caller gave up before it reached
+// raft.
 type NotAppliedError struct {
 	Err error
 	// Leader is the leader's replica ID if known, with ErrNotLeader.
@@ -44,7 +48,9 @@ func (e *NotAppliedError) Error() string {
 
 func (e *NotAppliedError) Unwrap() error { return e.Err }
 
-// AmbiguousError says the command may or may not have been applied.
+// AmbiguousError says the command may or may not have been applied: the
+// caller gave up after it reached raft, the host stopped or the replica was
+// removed with it in the log, or a snapshot replaced the log at its index.
 type AmbiguousError struct {
 	Err error
 }

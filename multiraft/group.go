@@ -91,7 +91,10 @@ type group struct {
 	applied     appliedState
 	// proposing holds proposals handed to raft whose entry index is not yet
 	// known, by proposal ID; pendingByIndex those whose entry was appended,
-	// by index. Each is resolved when its index is applied.
+	// by index. Each is resolved when its index is applied, or replaced by a
+	// snapshot. An entry a deposed leader appended beyond the new leader's
+	// log stays pending until something else is applied (or appended here)
+	// at its index: a later leader holding it could still commit it.
 	proposing      map[uint64]*proposal
 	pendingByIndex map[uint64]*proposal
 	// readBatches are ReadIndex rounds in flight, by request context (at

@@ -5,8 +5,10 @@ package multiraft
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 	"github.com/flotilladb/flotilla/engine"
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/goleak"
 )
 
 type nopTransport struct{}
@@ -159,4 +162,113 @@ func TestNoQuiesceUnderDeadLeader(t *testing.T) {
 		st, _ := h.Status(7)
 		return st.State != raft.StateFollower
 	})
+}
+
+// TestFailStopsHost: a failure shuts the host down on a goroutine the host
+// owns, with nobody calling Stop, and that goroutine does not outlive the
+// shutdown. Stop afterwards returns at once.
+func TestFailStopsHost(t *testing.T) {
+	_, cfg := testHostConfig(t)
+	engineGoroutines := goleak.IgnoreCurrent()
+	h, err := NewHost(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.Bootstrap(7, []Replica{{ID: MakeReplicaID(1, 1)}}); err != nil {
+		t.Fatal(err)
+	}
+	injected := errors.New("injected failure")
+	h.fail(injected)
+	h.fail(errors.New("a second failure")) // the first one sticks
+	if !errors.Is(h.Err(), injected) {
+		t.Fatalf("Err() = %v, want %v", h.Err(), injected)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !h.groupsReleased() {
+		if time.Now().After(deadline) {
+			t.Fatal("the failed host did not shut down")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// Every goroutine of the host ends, the one shutting it down included.
+	goleak.VerifyNone(t, engineGoroutines)
+	if p := h.Propose(7, []byte("x")); !errors.Is(mustWait(t, p), ErrStopped) {
+		t.Fatal("a failed host took a proposal")
+	}
+	h.Stop()
+}
+
+// TestStopRacesFail: Stop called concurrently, several times, with failures
+// reported from other goroutines neither deadlocks nor leaves a goroutine
+// behind; every Stop returns once the host is stopped (run with -race).
+func TestStopRacesFail(t *testing.T) {
+	_, cfg := testHostConfig(t)
+	cfg.Testing = nil // the ticker runs too
+	cfg.TickInterval = time.Millisecond
+	engineGoroutines := goleak.IgnoreCurrent()
+	for i := range 20 {
+		h, err := NewHost(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for j := range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if (i+j)%2 == 0 {
+					h.fail(fmt.Errorf("injected failure %d", j))
+				}
+				h.Stop()
+				if !h.stopper.Stopping() || !h.groupsReleased() {
+					t.Error("Stop returned before the host stopped")
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	goleak.VerifyNone(t, engineGoroutines)
+}
+
+// TestSnapshotSenderRefused: a snapshot raft asks for while the snapshot
+// senders are stopping is failed at once: its Pebble snapshot is released
+// and raft hears of the failure.
+func TestSnapshotSenderRefused(t *testing.T) {
+	eng, cfg := testHostConfig(t)
+	h, err := NewHost(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	self, other := MakeReplicaID(1, 1), MakeReplicaID(2, 1)
+	if err := h.Bootstrap(7, []Replica{{ID: self}, {ID: other}}); err != nil {
+		t.Fatal(err)
+	}
+	// Nothing runs the new group (no ticker, no messages): the test may act
+	// as its worker.
+	g := h.group(7)
+	h.snapStopper.Stop()
+	failed := h.metrics.snapshotsFailed.Get()
+	h.startSnapshot(g, &pb.Message{Type: pb.MsgSnap.Enum(), From: new(uint64(self)), To: new(uint64(other))})
+	if got := h.metrics.snapshotsFailed.Get(); got != failed+1 {
+		t.Fatalf("snapshots failed: %d, want %d", got, failed+1)
+	}
+	h.Stop()
+	if err := eng.Close(); err != nil { // it reports leaked snapshots
+		t.Fatal(err)
+	}
+}
+
+func mustWait(t *testing.T, p *Proposal) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := p.Wait(ctx)
+	return err
+}
+
+// groupsReleased reports whether closeGroups ran.
+func (h *Host) groupsReleased() bool {
+	h.groupsMu.RLock()
+	defer h.groupsMu.RUnlock()
+	return h.groupsClosed
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/flotilladb/flotilla/engine"
+	"github.com/flotilladb/flotilla/internal/stopper"
 	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
 )
@@ -37,11 +38,17 @@ import (
 // waits for the batches before it to be delivered, then commits, syncs and
 // delivers it itself.
 //
+// The engine's RaftStorage of a group is written only here; raft reads it
+// from the group's worker concurrently (docs/ENGINE.md says why such reads
+// are safe during commits).
+//
 // Invariants: requests of one group are written in the order they were
 // queued (one queue, one writer); batches are delivered in commit order, and
 // no response is delivered before the batch holding its write is durable (a
-// later batch is never durable before an earlier one); nothing is written
-// for a destroyed group after its destruction was decided.
+// later batch is never durable before an earlier one); after a batch failed
+// to sync nothing queued after it is delivered, not even a response to a
+// write of nothing (see waitDelivered); nothing is written for a destroyed
+// group after its destruction was decided.
 type logWriter struct {
 	h *Host
 
@@ -50,17 +57,20 @@ type logWriter struct {
 		queue []logReq
 	}
 	wake chan struct{}
-	done chan struct{}
 	// spare is the previous queue, reused to avoid allocating when its
 	// batch was not pipelined.
 	spare []logReq
 
-	// pipe carries committed batches to the syncer, which closes
-	// syncerDone when pipe is closed and drained. inflight counts the
-	// batches sent on pipe and not yet delivered.
-	pipe       chan *pipelinedBatch
-	syncerDone chan struct{}
-	inflight   sync.WaitGroup
+	// pipe carries committed batches to the syncer, which returns when
+	// pipe is closed and drained. inflight counts the batches sent on pipe
+	// and not yet delivered.
+	pipe     chan *pipelinedBatch
+	inflight sync.WaitGroup
+
+	// stopper owns the writer and the syncer. The writer stops on the
+	// host's stop signal, not on this Stopper's: the host stops it last
+	// (Host.shutdown) to wait for both.
+	stopper *stopper.Stopper
 }
 
 // maxPipelinedBatches bounds the committed batches waiting for their fsync.
@@ -98,19 +108,24 @@ type logReq struct {
 }
 
 func newLogWriter(h *Host) *logWriter {
-	return &logWriter{h: h, wake: make(chan struct{}, 1), done: make(chan struct{}),
-		pipe: make(chan *pipelinedBatch, maxPipelinedBatches), syncerDone: make(chan struct{})}
+	return &logWriter{h: h, wake: make(chan struct{}, 1),
+		pipe: make(chan *pipelinedBatch, maxPipelinedBatches), stopper: stopper.New()}
 }
 
 func (w *logWriter) start() {
-	go w.runSyncer()
-	go w.run()
+	if !w.stopper.RunWorker(w.runSyncer) {
+		return // stopped before it started
+	}
+	if !w.stopper.RunWorker(w.run) {
+		close(w.pipe) // the syncer returns
+	}
 }
 
-// stop waits for the writer to exit. Queued writes that were not yet
-// committed are dropped: they were never acknowledged.
+// stop waits for the writer and the syncer to exit; the writer exits on the
+// host's stop signal. Queued writes that were not yet committed are
+// dropped: they were never acknowledged.
 func (w *logWriter) stop() {
-	<-w.done
+	w.stopper.Stop()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for _, r := range w.mu.queue {
@@ -145,14 +160,10 @@ func (w *logWriter) enqueueDestroy(g *group, spans []engine.Span) {
 }
 
 func (w *logWriter) run() {
-	defer close(w.done)
-	defer func() {
-		close(w.pipe)
-		<-w.syncerDone
-	}()
+	defer close(w.pipe) // the syncer delivers what is in it, then returns
 	for {
 		select {
-		case <-w.h.stopper:
+		case <-w.h.stopper.ShouldStop():
 			return
 		case <-w.wake:
 		}
@@ -185,7 +196,6 @@ func (w *logWriter) run() {
 // runSyncer waits for the fsync of each pipelined batch, in commit order,
 // and delivers its responses.
 func (w *logWriter) runSyncer() {
-	defer close(w.syncerDone)
 	failed := false
 	for pb := range w.pipe {
 		if !failed {

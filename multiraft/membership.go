@@ -63,7 +63,7 @@ func (h *Host) groupFor(id GroupID, to ReplicaID) (*group, error) {
 	// serialized by createMu, not groupsMu, so other groups' traffic flows.
 	h.createMu.Lock()
 	defer h.createMu.Unlock()
-	if h.stopped.Load() {
+	if h.stopper.Stopping() {
 		return nil, ErrStopped
 	}
 	if g := h.group(id); g != nil { // created meanwhile
@@ -234,6 +234,12 @@ func (h *Host) DestroyRemovedReplica(id GroupID, replica ReplicaID) error {
 // leadership to replica to.
 func (h *Host) TransferLeadership(id GroupID, to ReplicaID) error {
 	return h.toInbox(id, func(g *group) { g.inbox.transferTo = to })
+}
+
+// Campaign makes the local replica of the group campaign to become leader
+// (tests and leader placement use it).
+func (h *Host) Campaign(id GroupID) error {
+	return h.toInbox(id, func(g *group) { g.inbox.campaign = true })
 }
 
 // AddLearner, AddVoter and RemoveReplica build the usual one-step changes

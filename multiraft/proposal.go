@@ -6,6 +6,8 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"math/rand/v2"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -131,4 +133,57 @@ func entryProposalID(e *pb.Entry) uint64 {
 		return id
 	}
 	return 0
+}
+
+// Propose proposes cmd to the group through its local replica, which must be
+// the leader. The handle resolves when the command is applied here.
+func (h *Host) Propose(id GroupID, cmd []byte) *Proposal {
+	return h.submit(id, &proposal{data: cmd})
+}
+
+// ProposeConfChange proposes a membership change to the group through its
+// local replica, which must be the leader.
+func (h *Host) ProposeConfChange(id GroupID, cc *pb.ConfChangeV2) *Proposal {
+	return h.submit(id, &proposal{cc: proto.Clone(cc).(*pb.ConfChangeV2)})
+}
+
+// ProposeAndWait proposes cmd and waits for its outcome (see Proposal.Wait).
+func (h *Host) ProposeAndWait(ctx context.Context, id GroupID, cmd []byte) (Result, error) {
+	return h.Propose(id, cmd).Wait(ctx)
+}
+
+// submit queues a proposal for its group's worker.
+func (h *Host) submit(id GroupID, p *proposal) *Proposal {
+	if h.stopper.Stopping() {
+		return resolvedProposal(notApplied(ErrStopped))
+	}
+	p.id, p.done = h.rng.nonZero(), make(chan struct{})
+	p.submitted = time.Now()
+	err := h.toInbox(id, func(g *group) { g.inbox.proposals = append(g.inbox.proposals, p) })
+	if err != nil {
+		return resolvedProposal(notApplied(err))
+	}
+	return &Proposal{p: p}
+}
+
+// lockedRand makes proposal IDs: random, so that IDs of different hosts and
+// of restarts do not collide in practice (a proposal is also matched by its
+// index and term).
+type lockedRand struct {
+	mu  sync.Mutex
+	rng *rand.Rand
+}
+
+func newLockedRand() *lockedRand {
+	return &lockedRand{rng: rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))}
+}
+
+func (r *lockedRand) nonZero() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for {
+		if v := r.rng.Uint64(); v != 0 {
+			return v
+		}
+	}
 }

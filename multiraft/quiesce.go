@@ -221,3 +221,7 @@ func (l *liveness) heardWithin(n NodeID, now time.Time) bool {
 func (h *Host) NodeActive(n NodeID) bool {
 	return n == h.cfg.NodeID || h.liveness.heardWithin(n, time.Now())
 }
+
+func (h *Host) disableQuiescence() bool {
+	return h.cfg.Testing != nil && h.cfg.Testing.DisableQuiescence
+}

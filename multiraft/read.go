@@ -45,7 +45,7 @@ type readBatch struct {
 // no leader, ErrReadFailed when the request is lost (retry), ErrStopped, or
 // ctx's error.
 func (h *Host) ReadIndex(ctx context.Context, id GroupID) (uint64, error) {
-	if h.stopped.Load() {
+	if h.stopper.Stopping() {
 		return 0, ErrStopped
 	}
 	r := &readReq{done: make(chan struct{})}
@@ -57,7 +57,7 @@ func (h *Host) ReadIndex(ctx context.Context, id GroupID) (uint64, error) {
 		return r.index, r.err
 	case <-ctx.Done():
 		return 0, ctx.Err()
-	case <-h.stopper:
+	case <-h.stopper.ShouldStop():
 		return 0, ErrStopped
 	}
 }

@@ -5,6 +5,8 @@ package multiraft
 import (
 	"sync"
 	"time"
+
+	"github.com/flotilladb/flotilla/internal/stopper"
 )
 
 // Scheduling states of a group, kept in group.sched under scheduler.mu.
@@ -14,9 +16,16 @@ const (
 	schedRequeue                // more work arrived while processing
 )
 
-// scheduler runs groups with pending work on a fixed pool of workers. A
-// group is processed by one worker at a time, so per-group order is kept;
-// work that arrives while a group is processed makes it run again after.
+// scheduler runs groups with pending work on a fixed pool of workers, so
+// that thousands of groups need no goroutine each. Whoever adds work to a
+// group's inbox enqueues the group; a worker takes it off the queue (first
+// in, first out) and processes it.
+//
+// Invariants, kept under mu through group.sched: a group is processed by at
+// most one worker at a time, so the worker-owned state of a group needs no
+// lock and per-group order is kept; a group is queued at most once; work
+// that arrives while a group is processed marks it (schedRequeue) and the
+// group is queued again when the pass ends, so no work is left unprocessed.
 type scheduler struct {
 	process func(g *group)
 
@@ -28,22 +37,25 @@ type scheduler struct {
 		stopped bool
 	}
 	cond *sync.Cond
-	wg   sync.WaitGroup
+	// stopper owns the workers. They wait on cond, not on its ShouldStop:
+	// stop wakes them through mu.stopped.
+	stopper *stopper.Stopper
 
 	// queueLatency, if set, observes how long groups wait in the queue.
 	queueLatency func(time.Duration)
 }
 
 func newScheduler(process func(g *group)) *scheduler {
-	s := &scheduler{process: process}
+	s := &scheduler{process: process, stopper: stopper.New()}
 	s.cond = sync.NewCond(&s.mu)
 	return s
 }
 
 func (s *scheduler) start(workers int) {
 	for range workers {
-		s.wg.Add(1)
-		go s.worker()
+		if !s.stopper.RunWorker(s.worker) {
+			return // stopped before it started: nothing to process
+		}
 	}
 }
 
@@ -53,7 +65,7 @@ func (s *scheduler) stop() {
 	s.mu.stopped = true
 	s.mu.Unlock()
 	s.cond.Broadcast()
-	s.wg.Wait()
+	s.stopper.Stop()
 }
 
 // enqueue schedules g to be processed.
@@ -100,7 +112,6 @@ func (s *scheduler) enqueueLocked(g *group) bool {
 }
 
 func (s *scheduler) worker() {
-	defer s.wg.Done()
 	s.mu.Lock()
 	for {
 		for s.mu.head == len(s.mu.queue) && !s.mu.stopped {

@@ -160,9 +160,7 @@ func (h *Host) startSnapshot(g *group, m *pb.Message) {
 	slices.SortFunc(spans[1:], func(x, y engine.Span) int { return bytes.Compare(x.Start, y.Start) })
 	header := &SnapshotHeader{Group: g.id, Message: msg, Spans: spans}
 	h.metrics.snapshotsSent.Inc()
-	h.snapWG.Add(1)
-	go func() {
-		defer h.snapWG.Done()
+	started := h.snapStopper.RunWorker(func() {
 		defer snap.Close()
 		status := raft.SnapshotFinish
 		if err := h.sendSnapshot(to.Node(), header, snap); err != nil {
@@ -174,24 +172,39 @@ func (h *Host) startSnapshot(g *group, m *pb.Message) {
 		g.inbox.snapStatus = append(g.inbox.snapStatus, snapStatus{to: to, status: status})
 		g.inboxMu.Unlock()
 		h.sched.enqueue(g)
-	}()
+	})
+	if !started {
+		// The host is shutting down (snapshot senders stop after the
+		// workers, so this does not happen while workers run): fail the
+		// snapshot as a failed send would.
+		snap.Close()
+		h.metrics.snapshotsFailed.Inc()
+		g.rn.ReportSnapshot(uint64(to), raft.SnapshotFailure)
+	}
 }
 
 func (h *Host) sendSnapshot(node NodeID, header *SnapshotHeader, snap *engine.Snapshot) error {
 	select {
 	case h.snapSem <- struct{}{}:
 		defer func() { <-h.snapSem }()
-	case <-h.stopper:
+	case <-h.stopper.ShouldStop():
 		return ErrStopped
 	}
+	// The stream ends early when the host stops. The goroutine that cancels
+	// it is this sender's: it returns before the sender does.
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	watcherDone := make(chan struct{})
 	go func() {
+		defer close(watcherDone)
 		select {
-		case <-h.stopper:
+		case <-h.stopper.ShouldStop():
 			cancel()
 		case <-ctx.Done():
 		}
+	}()
+	defer func() {
+		cancel()
+		<-watcherDone
 	}()
 	return h.cfg.Transport.SendSnapshot(ctx, node, header, func(emit func([]byte) error) error {
 		return snap.Export(ctx, header.Spans, emit)
@@ -217,7 +230,7 @@ var errSnapshotRejected = errors.New("multiraft: raft did not accept the snapsho
 // at the end. It returns once the snapshot is applied, or with why not.
 // Transports call it from any goroutine.
 func (h *Host) HandleSnapshot(ctx context.Context, header *SnapshotHeader, next func() ([]byte, error)) error {
-	if h.stopped.Load() {
+	if h.stopper.Stopping() {
 		return ErrStopped
 	}
 	if err := header.validate(h.cfg.NodeID); err != nil {
@@ -282,7 +295,7 @@ func (h *Host) HandleSnapshot(ctx context.Context, header *SnapshotHeader, next 
 		return err
 	case <-ctx.Done():
 		return ctx.Err() // the worker still finishes or aborts it
-	case <-h.stopper:
+	case <-h.stopper.ShouldStop():
 		return ErrStopped
 	}
 }

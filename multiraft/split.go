@@ -120,7 +120,7 @@ func (h *Host) prepareSplit(parent *group, b *engine.Batch, ng *NewGroup) (*prep
 			if initialized(old) {
 				return nil, fmt.Errorf("split into group %d: the group exists here initialized", ng.ID)
 			}
-			if h.stopped.Load() {
+			if h.stopper.Stopping() {
 				return nil, ErrStopped
 			}
 			time.Sleep(appendWaitPoll)
@@ -134,7 +134,7 @@ func (h *Host) prepareSplit(parent *group, b *engine.Batch, ng *NewGroup) (*prep
 		// The uninitialized replica's appends (a vote, say) must land
 		// before its state is read: it is not processed meanwhile.
 		for old.appendsInFlight.Load() > 0 {
-			if h.stopped.Load() {
+			if h.stopper.Stopping() {
 				old.procMu.Unlock()
 				return nil, ErrStopped
 			}
