@@ -29,7 +29,7 @@ the [StateMachine] interface (a key range in package shard, the placement
 driver's state, a test's log); multiraft imports none of them and knows
 nothing of keys, values or ranges beyond the engine spans a state machine
 names. Messages leave through the [Transport] interface and arrive through
-[Host.HandleBatch] and [Host.HandleSnapshot]; the network is package rpc's
+[Host.HandleBatch] and [Host.HandleSnapshot]; the network is package rpc/raftrpc's
 business. Nor does it decide placement: which replicas a group has, and
 where, its callers decide (the placement driver, the node), and carry out
 through [Host.ProposeConfChange], [Host.TransferLeadership] and
