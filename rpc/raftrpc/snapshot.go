@@ -61,17 +61,27 @@ func (t *Transport) SendSnapshot(ctx context.Context, node multiraft.NodeID, hea
 		return ErrTransportNotStarted
 	}
 	t.mu.Lock()
-	if t.mu.closed {
-		t.mu.Unlock()
+	closed := t.mu.closed
+	addr, ok := t.mu.addrs[node]
+	t.mu.Unlock()
+	if closed {
 		return ErrTransportClosed
 	}
-	addr, ok := t.mu.addrs[node]
-	t.wg.Add(1)
-	t.mu.Unlock()
-	defer t.wg.Done()
 	if !ok {
 		return fmt.Errorf("%w %d", ErrUnknownPeer, node)
 	}
+	// The send runs on a goroutine of the transport's, which Close waits
+	// for (having cancelled it); the caller waits for it here.
+	done := make(chan error, 1)
+	if !t.stopper.RunWorker(func() { done <- t.sendSnapshot(ctx, id, node, addr, header, chunks) }) {
+		return ErrTransportClosed
+	}
+	return <-done
+}
+
+// sendSnapshot is SendSnapshot's body, on a goroutine of the transport.
+func (t *Transport) sendSnapshot(ctx context.Context, id *identity, node multiraft.NodeID, addr string, header *multiraft.SnapshotHeader,
+	chunks func(emit func(chunk []byte) error) error) (err error) {
 	defer func() {
 		if err != nil {
 			t.metrics.snapshotsFailed.Inc()

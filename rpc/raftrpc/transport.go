@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/flotilladb/flotilla/internal/stopper"
 	"github.com/flotilladb/flotilla/multiraft"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
 	"golang.org/x/time/rate"
@@ -148,11 +149,16 @@ type Transport struct {
 
 	// id is nil until Start.
 	id atomic.Pointer[identity]
-	// stopper is closed by Close.
-	stopper chan struct{}
-	// wg counts the goroutines the transport owns and the SendSnapshot
-	// calls in progress; Add only under mu, while not closed.
-	wg sync.WaitGroup
+	// stopper owns every goroutine of the transport: the sender of each
+	// (peer, class) queue, the receivers of inbound streams, and the body
+	// of each SendSnapshot call in progress. Close stops it after marking
+	// the transport closed under mu, and Send starts senders under mu only
+	// while it is not closed, so no sender is ever refused.
+	stopper *stopper.Stopper
+	// stopCtx ends when Close begins, with cause ErrTransportClosed:
+	// streams and snapshot sends are derived from it (withStop).
+	stopCtx    context.Context
+	stopCancel context.CancelCauseFunc
 
 	// Lock order: Transport.mu before peerQueue.mu.
 	mu struct {
@@ -201,10 +207,11 @@ func NewTransport(cfg TransportConfig) (*Transport, error) {
 		metrics: newTransportMetrics(cfg.Metrics),
 		sendLog: &rate.Sometimes{Interval: 10 * time.Second},
 		recvLog: &rate.Sometimes{Interval: 10 * time.Second},
-		stopper: make(chan struct{}),
+		stopper: stopper.New(),
 
 		maxBatchBytes: maxBatchBytes,
 	}
+	t.stopCtx, t.stopCancel = context.WithCancelCause(context.Background())
 	if bps := cfg.SnapshotBytesPerSecond; bps > 0 {
 		t.snapLimiter = rate.NewLimiter(rate.Limit(bps), int(min(bps, snapshotBurst)))
 	}
@@ -317,9 +324,12 @@ func (t *Transport) Send(batch *multiraft.MessageBatch) error {
 	q := t.mu.queues[key]
 	if q == nil {
 		q = &peerQueue{key: key, batches: make(chan *multiraft.MessageBatch, t.cfg.MaxQueuedBatches)}
+		if !t.stopper.RunWorker(func() { t.runQueue(q, id) }) {
+			// Not reached while not closed (see Transport.stopper).
+			t.mu.Unlock()
+			return ErrTransportClosed
+		}
 		t.mu.queues[key] = q
-		t.wg.Add(1)
-		go t.runQueue(q, id)
 	}
 	t.mu.Unlock()
 	select {
@@ -338,7 +348,7 @@ func (t *Transport) Close() error {
 	t.mu.Lock()
 	if t.mu.closed {
 		t.mu.Unlock()
-		t.wg.Wait()
+		t.stopper.Stop() // waits like the first Close
 		return nil
 	}
 	t.mu.closed = true
@@ -347,52 +357,27 @@ func (t *Transport) Close() error {
 		queues = append(queues, q)
 	}
 	t.mu.Unlock()
-	close(t.stopper)
+	t.stopCancel(ErrTransportClosed)
 	for _, q := range queues {
 		q.stop()
 	}
-	t.wg.Wait()
+	t.stopper.Stop()
 	return nil
-}
-
-// goTracked runs fn on a goroutine Close waits for, unless the transport
-// is closed.
-func (t *Transport) goTracked(fn func()) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.mu.closed {
-		return false
-	}
-	t.wg.Add(1)
-	go func() {
-		defer t.wg.Done()
-		fn()
-	}()
-	return true
 }
 
 // withStop returns a context that ends with parent, or when the transport
 // closes (its cause then ErrTransportClosed). The caller must cancel it.
 func (t *Transport) withStop(parent context.Context) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancelCause(parent)
-	go func() {
-		select {
-		case <-t.stopper:
-			cancel(ErrTransportClosed)
-		case <-ctx.Done():
-		}
-	}()
-	return ctx, func() { cancel(nil) }
-}
-
-func (t *Transport) stopping() bool {
-	select {
-	case <-t.stopper:
-		return true
-	default:
-		return false
+	stop := context.AfterFunc(t.stopCtx, func() { cancel(ErrTransportClosed) })
+	return ctx, func() {
+		stop()
+		cancel(nil)
 	}
 }
+
+// stopping reports whether Close has begun.
+func (t *Transport) stopping() bool { return t.stopper.Stopping() }
 
 // ---- Sending ---------------------------------------------------------------
 
@@ -441,12 +426,11 @@ func (q *peerQueue) stop() {
 // that lived that long) and starts over. The batch being sent when a stream
 // fails is lost; raft resends.
 func (t *Transport) runQueue(q *peerQueue, id *identity) {
-	defer t.wg.Done()
 	var delay time.Duration
 	for {
 		var first *multiraft.MessageBatch
 		select {
-		case <-t.stopper:
+		case <-t.stopper.ShouldStop():
 			return
 		case first = <-q.batches:
 		}
@@ -473,7 +457,7 @@ func (t *Transport) runQueue(q *peerQueue, id *identity) {
 		delay = min(max(2*delay, minReconnectDelay), maxReconnectDelay)
 		timer := time.NewTimer(delay)
 		select {
-		case <-t.stopper:
+		case <-t.stopper.ShouldStop():
 			timer.Stop()
 			return
 		case <-timer.C:
@@ -630,13 +614,13 @@ var (
 // it).
 func (t *Transport) serve(fn func() error) error {
 	done := make(chan error, 1)
-	if !t.goTracked(func() { done <- fn() }) {
+	if !t.stopper.RunWorker(func() { done <- fn() }) {
 		return errClosedStatus
 	}
 	select {
 	case err := <-done:
 		return err
-	case <-t.stopper:
+	case <-t.stopper.ShouldStop():
 		return errClosedStatus
 	}
 }
