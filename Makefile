@@ -13,9 +13,11 @@ PROTOC_GEN_GO_VERSION      := v1.36.11
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 PROTOC_VERSION             := 3.21.12
 
-# The core packages run under the race detector and with invariant checks.
-CORE_PKGS  := ./engine/... ./multiraft/... ./shard/... ./rpc/... ./router/...
-OTHER_PKGS  = $(shell $(GO) list ./... | grep -v -E '/(engine|multiraft|shard|rpc|router)(/|$$)')
+# Every package but the benchmark tool's runs under the race detector and
+# with invariant checks: the core packages, the client (root), the node
+# (server), the placement driver and the command's end-to-end tests.
+CORE_PKGS  := . ./engine/... ./multiraft/... ./shard/... ./rpc/... ./router/... ./server/... ./placement/... ./cmd/... ./internal/... ./examples/...
+OTHER_PKGS  = $(shell $(GO) list ./... | grep -E '/bench(/|$$)')
 PROTO_FILES = $(wildcard rpc/flotillapb/*.proto)
 
 .PHONY: all build test testrace lint proto proto-check bench run clean help

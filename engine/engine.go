@@ -343,11 +343,13 @@ func Scan(r Reader, span Span, opts ScanOptions, fn func(key, value []byte) erro
 	return it.Close()
 }
 
-// pebbleLogger sends Pebble's log lines to slog.
+// pebbleLogger sends Pebble's log lines to slog. Its informational lines
+// (opening, WAL recovery, compactions) go out at debug level: a program
+// that embeds a node stays quiet unless it asks for them.
 type pebbleLogger struct{ l *slog.Logger }
 
 func (p pebbleLogger) Infof(format string, args ...any) {
-	p.l.Info(fmt.Sprintf(format, args...), "component", "pebble")
+	p.l.Debug(fmt.Sprintf(format, args...), "component", "pebble")
 }
 
 func (p pebbleLogger) Errorf(format string, args ...any) {

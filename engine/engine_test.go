@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -493,5 +494,34 @@ func TestBloomFilters(t *testing.T) {
 	}
 	if hits := e.db.Metrics().Filter.Hits; hits < 900 {
 		t.Fatalf("bloom filter hits = %d for 1000 reads of absent keys; want most of them", hits)
+	}
+}
+
+// TestPebbleLogsAtDebug: Pebble's informational lines (opening a store,
+// replaying its WAL) go out at debug level, so a program embedding a node
+// logs nothing from Pebble at info level.
+func TestPebbleLogsAtDebug(t *testing.T) {
+	run := func(level slog.Level) string {
+		var buf bytes.Buffer
+		logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: level}))
+		fs := vfs.NewMem()
+		for range 2 { // the second open replays the first one's WAL
+			e := openMem(t, fs, func(o *Options) { o.Logger = logger })
+			b := e.NewBatch()
+			if err := b.Set(userKey(t, "k"), []byte("v")); err != nil {
+				t.Fatal(err)
+			}
+			mustCommit(t, b, true)
+			if err := e.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return buf.String()
+	}
+	if out := run(slog.LevelInfo); strings.Contains(out, "component=pebble") {
+		t.Errorf("Pebble logged at info level:\n%s", out)
+	}
+	if out := run(slog.LevelDebug); !strings.Contains(out, "level=DEBUG") || !strings.Contains(out, "component=pebble") {
+		t.Errorf("Pebble logged nothing at debug level (the check above proves nothing):\n%s", out)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
@@ -369,7 +370,11 @@ func (rt *retrier) fail(ctxErr error) *flotillapb.Error {
 		fe = proto.Clone(rt.lastErr).(*flotillapb.Error)
 	}
 	if ctxErr != nil {
-		fe.Message = fmt.Sprintf("%s (gave up after %d attempts: %v)", fe.GetMessage(), rt.attempts, ctxErr)
+		if strings.Contains(fe.GetMessage(), ctxErr.Error()) {
+			fe.Message = fmt.Sprintf("%s (gave up after %d attempts)", fe.GetMessage(), rt.attempts)
+		} else {
+			fe.Message = fmt.Sprintf("%s (gave up after %d attempts: %v)", fe.GetMessage(), rt.attempts, ctxErr)
+		}
 	}
 	switch {
 	case !rt.req.Write:

@@ -16,6 +16,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/flotilladb/flotilla"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
 	"github.com/flotilladb/flotilla/server"
 	"github.com/spf13/cobra"
@@ -23,15 +24,19 @@ import (
 
 func newClusterCmd() *cobra.Command {
 	var (
-		host    string
-		timeout time.Duration
-		format  string
+		hosts       string
+		dialTimeout time.Duration
+		timeout     time.Duration
+		format      string
+		// host is the node of hosts that run reached, for messages.
+		host string
 	)
 	cluster := &cobra.Command{
 		Use:   "cluster",
 		Short: "Inspect and manage the cluster: stores, ranges, operators, decommissioning",
 	}
-	cluster.PersistentFlags().StringVar(&host, "host", server.DefaultListenAddr, "a node of the cluster, HOST:PORT")
+	cluster.PersistentFlags().StringVar(&hosts, "host", server.DefaultListenAddr, "node(s) of the cluster, HOST:PORT[,HOST:PORT...]: the first that answers is used")
+	cluster.PersistentFlags().DurationVar(&dialTimeout, "dial-timeout", flotilla.DefaultDialTimeout, "give up on a node that cannot be reached after this long")
 	cluster.PersistentFlags().DurationVar(&timeout, "timeout", 10*time.Second, "give up after this long")
 	cluster.PersistentFlags().StringVar(&format, "format", "table", "output format: table or json")
 	run := func(cmd *cobra.Command, fn func(ctx context.Context, pc flotillapb.PlacementClient, out io.Writer) error) error {
@@ -40,11 +45,12 @@ func newClusterCmd() *cobra.Command {
 		}
 		ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 		defer cancel()
-		conn, closeConn, err := dial(host)
+		conn, addr, closeConn, err := dialAny(ctx, hosts, dialTimeout)
 		if err != nil {
 			return err
 		}
 		defer closeConn()
+		host = addr
 		return fn(ctx, flotillapb.NewPlacementClient(conn), cmd.OutOrStdout())
 	}
 	status := &cobra.Command{
@@ -181,7 +187,7 @@ Refused if fewer stores than the replication factor would remain.`,
 			if err != nil {
 				return err
 			}
-			return runDecommission(cmd, run, host, format, id, wait, waitTimeout)
+			return runDecommission(cmd, run, &host, format, id, wait, waitTimeout)
 		},
 	}
 	decommission.Flags().BoolVar(&wait, "wait", true, "wait until the node holds no replica and is decommissioned")
@@ -328,13 +334,13 @@ func printStoreState(out io.Writer, format string, resp *flotillapb.SetStoreStat
 // runDecommission marks a store decommissioning and, if wait, polls it
 // every second, printing the replicas left, until it is decommissioned.
 func runDecommission(cmd *cobra.Command, run func(*cobra.Command, func(context.Context, flotillapb.PlacementClient, io.Writer) error) error,
-	host, format string, id uint64, wait bool, waitTimeout time.Duration) error {
+	host *string, format string, id uint64, wait bool, waitTimeout time.Duration) error {
 	var resp *flotillapb.SetStoreStateResponse
 	err := run(cmd, func(ctx context.Context, pc flotillapb.PlacementClient, out io.Writer) error {
 		var err error
 		resp, err = pc.SetStoreState(ctx, &flotillapb.SetStoreStateRequest{StoreId: id, State: flotillapb.StoreState_STORE_DECOMMISSIONING})
 		if err != nil {
-			return fmt.Errorf("cluster decommission via %s: %s", host, describe(err))
+			return fmt.Errorf("cluster decommission via %s: %s", *host, describe(err))
 		}
 		return nil
 	})

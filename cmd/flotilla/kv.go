@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"time"
 
@@ -28,22 +29,69 @@ func dial(host string) (*grpc.ClientConn, func(), error) {
 	return conn, func() { _ = pool.Close() }, nil
 }
 
+// splitHosts returns the HOST:PORT entries of a comma-separated --host
+// list, or an error naming the malformed ones.
+func splitHosts(list string) ([]string, error) {
+	var hosts []string
+	var bad []string
+	for _, h := range strings.Split(list, ",") {
+		if h = strings.TrimSpace(h); h == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(h); err != nil {
+			bad = append(bad, fmt.Sprintf("%q (want HOST:PORT)", h))
+			continue
+		}
+		hosts = append(hosts, h)
+	}
+	if len(bad) > 0 {
+		return nil, fmt.Errorf("--host: %s", strings.Join(bad, ", "))
+	}
+	if len(hosts) == 0 {
+		return nil, errors.New("--host: no node given")
+	}
+	return hosts, nil
+}
+
+// dialAny connects to the first node of the --host list that can be
+// reached within dialTimeout each, for the admin services, and returns its
+// connection and address. When none can, the error says why for each.
+func dialAny(ctx context.Context, list string, dialTimeout time.Duration) (*grpc.ClientConn, string, func(), error) {
+	hosts, err := splitHosts(list)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	pool := rpc.NewPool(rpc.PoolConfig{})
+	var causes []string
+	for _, h := range hosts {
+		conn, err := pool.Ready(ctx, h, dialTimeout)
+		if err == nil {
+			return conn, h, func() { _ = pool.Close() }, nil
+		}
+		causes = append(causes, err.Error())
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	_ = pool.Close()
+	return nil, "", nil, fmt.Errorf("no node of --host %s could be reached: %s", list, strings.Join(causes, "; "))
+}
+
 type kvFlags struct {
-	hosts   string
-	timeout time.Duration
+	hosts       string
+	dialTimeout time.Duration
+	timeout     time.Duration
 }
 
 // run connects a client and runs fn with a deadline.
 func (f *kvFlags) run(cmd *cobra.Command, fn func(ctx context.Context, kv flotilla.KV, out io.Writer) error) error {
-	var endpoints []string
-	for _, h := range strings.Split(f.hosts, ",") {
-		if h = strings.TrimSpace(h); h != "" {
-			endpoints = append(endpoints, h)
-		}
+	endpoints, err := splitHosts(f.hosts)
+	if err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
 	defer cancel()
-	c, err := flotilla.Connect(ctx, endpoints...)
+	c, err := flotilla.New(flotilla.Config{Endpoints: endpoints, DialTimeout: f.dialTimeout})
 	if err != nil {
 		return err
 	}
@@ -60,6 +108,7 @@ func newKVCmd() *cobra.Command {
 Keys and values are taken as given on the command line (UTF-8 bytes).`,
 	}
 	kv.PersistentFlags().StringVar(&f.hosts, "host", server.DefaultListenAddr, "node(s) to send the request to, HOST:PORT[,HOST:PORT...]")
+	kv.PersistentFlags().DurationVar(&f.dialTimeout, "dial-timeout", flotilla.DefaultDialTimeout, "fail when no node can be reached for this long")
 	kv.PersistentFlags().DurationVar(&f.timeout, "timeout", 10*time.Second, "give up after this long")
 
 	get := &cobra.Command{

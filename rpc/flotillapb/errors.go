@@ -2,7 +2,10 @@
 
 package flotillapb
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // Error makes *Error an error, so that servers can return it as is and
 // rpc/ can carry it as a gRPC status detail.
@@ -13,6 +16,10 @@ func (e *Error) Error() string {
 	msg := e.GetMessage()
 	if msg == "" {
 		msg = fmt.Sprintf("%T", e.GetDetail())
+	}
+	// Name the offending field of a bad request, unless the message does.
+	if f := e.GetInvalidArgument().GetField(); f != "" && !strings.Contains(msg, f) {
+		msg = f + ": " + msg
 	}
 	switch e.GetOutcome() {
 	case Outcome_NOT_APPLIED:
