@@ -53,8 +53,9 @@
 //   - A step carries the conf_ver it was computed at (a split also the
 //     range's version). The leader refuses it at any other (PlanStep, and
 //     shard for a split), and so does the range's state machine when it
-//     applies the change, so a step applies at most once: stale, repeated
-//     or reordered heartbeats and steps change nothing.
+//     applies the change, so a step applies at most once and never to a
+//     configuration it was not computed for, however stale, repeated or
+//     reordered the heartbeats and steps.
 //   - The driver hands out a removal or a demotion only while its view keeps
 //     a quorum of live voters (SafeToRemove, SafeToReplace); PlanStep checks
 //     again against the nodes the leader heard from recently, and a leader
@@ -62,9 +63,10 @@
 //   - Replica IDs are never reused within a group: they come from the
 //     replicated allocator in blocks, and a new term drops what was left of
 //     the previous term's block.
-//   - A new driver leader schedules nothing during its first liveness
-//     window (it has not heard from every store yet) and calls a store
-//     down only after StoreDownTimeout without hearing from it.
+//   - A new driver leader starts no operator of its own (checker, balancer
+//     or split) during its first liveness window, when it has not heard
+//     from every store yet, and calls a store down only after
+//     StoreDownTimeout without hearing from it.
 //   - Meta's state is replaced on every change, never modified in place, so
 //     a State() a caller holds stays consistent.
 package placement
