@@ -11,8 +11,8 @@ import (
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
 )
 
-// KV is Flotilla's key-value API, served by a Client (Connect) and by an
-// embedded Node (Open). Every method is safe for concurrent use. Keys are
+// KV is Flotilla's key-value API, served by a Client (Connect, New) and by
+// a node run in the caller's process (server.Open returns a *server.Node). Every method is safe for concurrent use. Keys are
 // non-empty and at most MaxKeySize bytes; values at most the cluster's
 // maximum (8 MiB by default). Byte slices passed in may be reused once a
 // method returns; slices returned belong to the caller.

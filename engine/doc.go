@@ -4,8 +4,11 @@
 // keeps in it.
 //
 // It owns:
-//   - the key layout (keys.go): store-local keys, each range's replicated and
-//     unreplicated state, raft log entries and user data, and their encoding;
+//   - the key layout (keys.go): store-local keys (the store's ident, join
+//     token and node directory), each range's replicated and unreplicated
+//     state (the placement group's state among them), raft log entries and
+//     user data, and their encoding: no other package builds or parses an
+//     engine key by hand;
 //   - Open/Close of the Pebble engine with documented Options;
 //   - atomic write batches (Batch) with optional fsync, point reads, bounded
 //     scans and range deletion;
@@ -18,5 +21,8 @@
 //   - Pebble's metrics that matter, registered on an injected metrics.Set.
 //
 // It does not know about raft groups' lifecycles, proposals or key-value
-// commands: multiraft drives RaftStorage and shard writes user data.
+// commands: multiraft drives RaftStorage, shard writes user data and range
+// state, placement the placement group's state, and server the store-local
+// keys. Of Flotilla's packages it imports only rpc/flotillapb (the IDs and
+// key limits) and internal/invariants.
 package engine

@@ -34,9 +34,11 @@ const firstFreeReplicaSeq = 2
 // not decode or names nothing valid.
 var ErrBadCommand = errors.New("placement: bad command")
 
-// Meta is the placement group's state machine on one node: the cluster
-// ID, the member nodes and the node ID allocator (flotillapb.ClusterMeta),
-// kept under engine.PlacementStateKey so that snapshots carry it.
+// Meta is the placement group's state machine on one node: one
+// flotillapb.ClusterMeta (the cluster ID, the member nodes and their
+// states, the newest descriptor of every range, the placement group's own
+// descriptor, and the node, range and replica ID allocators), kept under
+// engine.PlacementStateKey so that snapshots carry it.
 //
 // Apply runs on the group's worker; State may be called from any goroutine.
 type Meta struct {

@@ -4,11 +4,16 @@
 // owns the client side of routing: a cache of ranges and their leaders, the
 // lookups that fill it, and the retry protocol of DESIGN.md ("router").
 // It also splits requests that cover many ranges (scans, delete-ranges,
-// batches) into one part per range. It does not own the transport (callers
-// send each attempt themselves, so the same router serves the Go client and
-// each node's gateway), the placement driver (a Resolver answers cache
-// misses), nor the checking of requests for bad input (the caller's, before
-// a request is split).
+// batches) into one part per range, and holds the KV request driver that
+// the Go client (package flotilla) and every node's gateway (package server)
+// share. It does not own the transport (each attempt goes to the handler a
+// Nodes gives for its store: a gRPC client of that node, or on a gateway
+// its own store), nor the placement driver (a Resolver answers cache
+// misses; PlacementResolver asks the Placement service). Scan, DeleteRange
+// and Batch do not check a request for bad input: the caller runs
+// CheckScan, CheckDeleteRange or CheckBatch first. Of Flotilla's packages
+// it imports only rpc, rpc/flotillapb and internal/invariants, never
+// multiraft, shard or placement, so that a client can link it.
 //
 // # Cache
 //
@@ -80,6 +85,29 @@
 // batch per range, the ops of each attempt again chosen by the attempt's
 // range. A request split this way is not atomic across ranges: a write
 // that fails after a part was applied fails with outcome UNKNOWN.
+//
+// # The request driver
+//
+// kv.go holds what the client and the gateways share to send KV requests.
+// Send runs a request routed by key through Do: each attempt is a copy of
+// the request with the attempt's header (SetHeader: the range's ID and
+// version, marked forwarded), sent with a KVMethod (a method expression of
+// rpc.KVHandler, such as rpc.KVHandler.Put) to the handler Nodes gives for
+// the attempt's store. PartSender sends the parts of a request that Scan,
+// DeleteRange or Batch split. A request whose header is Routed (forwarded,
+// or addressed to a range by ID) is served by the receiving node's replica
+// or fails: it is never forwarded again nor split. Retriable says what may
+// be sent again: never bad input, never a write that may have been applied.
+// CheckScan, CheckDeleteRange and CheckBatch are the replicas' own input
+// checks (flotillapb.CheckSpan, CheckOp), run before a request is split: a
+// part refused after another part was applied would leave it half done.
+//
+// PlacementResolver (resolver.go) is the Resolver of both: it answers a
+// miss with the Placement service's LookupRange (the client asks its
+// endpoints in turn; a gateway asks its own node, which answers on the
+// placement group's leader and forwards the question there elsewhere), and
+// keeps the node addresses the answers list (Address), so that a Nodes can
+// dial the store of an attempt.
 //
 // The router runs no goroutines of its own; a single-flight lookup runs in
 // one that ends when the Resolver returns.

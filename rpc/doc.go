@@ -8,12 +8,14 @@
 //     address, shared by everyone in the process, with per-address dial
 //     overrides for tests, and the dial and server options every connection
 //     uses (message size bounds, keepalive, reconnection backoff);
-//   - the readiness check a write makes before it is sent (EnsureReady): a
-//     request that never left is certainly not applied;
+//   - the readiness check a request makes before it is sent (Pool.Ready,
+//     EnsureReady): a request that never left is certainly not applied,
+//     and Ready's error carries the dial error of an unreachable node;
 //   - the mapping of Flotilla's errors to gRPC statuses and back
 //     (StatusError, ErrorFromStatus), the only place where it happens;
 //   - the service interfaces a node implements (KVHandler, NodeHandler,
-//     PlacementHandler) and their registration on a gRPC server.
+//     PlacementHandler), their registration on a gRPC server, and the KV
+//     service's gRPC client as a KVHandler (NewKVClient).
 //
 // It does not own the raft transport or snapshot streams (rpc/raftrpc, the
 // node side), nor any logic: it never imports shard, placement, router,

@@ -14,7 +14,11 @@ import (
 // KVHandler serves the KV service; the node's gateway implements it. Its
 // methods are called from gRPC's goroutines, concurrently. Errors are
 // *flotillapb.Error (or context errors); StatusError turns them into gRPC
-// statuses.
+// statuses. It is also the shape of every hop a request takes: a gRPC
+// client of a node (NewKVClient), a node's store (shard.Store, for the
+// attempts its gateway serves locally) and the Go client's sender all
+// implement it, and flotilla.NewKV builds the public KV API over any of
+// them.
 type KVHandler interface {
 	Get(context.Context, *flotillapb.GetRequest) (*flotillapb.GetResponse, error)
 	Put(context.Context, *flotillapb.PutRequest) (*flotillapb.PutResponse, error)
@@ -70,7 +74,7 @@ func (s kvService) Batch(ctx context.Context, r *flotillapb.BatchRequest) (*flot
 	return resp, StatusError(err)
 }
 
-// NodeHandler serves the Node service; the node assembly implements it.
+// NodeHandler serves the Node service; package server implements it.
 type NodeHandler interface {
 	Init(context.Context, *flotillapb.InitRequest) (*flotillapb.InitResponse, error)
 	Join(context.Context, *flotillapb.JoinRequest) (*flotillapb.JoinResponse, error)
@@ -135,8 +139,8 @@ func EnsureReady(ctx context.Context, conn *grpc.ClientConn, wait time.Duration)
 	}
 }
 
-// PlacementHandler serves the Placement service; the node assembly
-// implements it over package placement.
+// PlacementHandler serves the Placement service; package server implements
+// it over package placement.
 type PlacementHandler interface {
 	StoreHeartbeat(context.Context, *flotillapb.StoreHeartbeatRequest) (*flotillapb.StoreHeartbeatResponse, error)
 	RangeHeartbeat(context.Context, *flotillapb.RangeHeartbeatRequest) (*flotillapb.RangeHeartbeatResponse, error)

@@ -12,8 +12,9 @@
 //   - the gateway (gateway.go): any request for any key may be sent to any
 //     node, which serves it from a local replica or routes it through its
 //     router, the same request driver the Go client uses;
-//   - membership (node.go, membership.go): init, join, the node directory,
-//     and the collection of replicas removed while the node was away;
+//   - membership (node.go, service.go, membership.go): init, join, the node
+//     directory, and the collection of replicas removed while the node was
+//     away;
 //   - heartbeats to the placement driver and the operator steps it answers
 //     with (heartbeat.go), and, on the placement group's leader, the
 //     driver's services (placement_service.go, placement_admin.go);
@@ -47,4 +48,6 @@
 //   - Only the placement group's leader answers placement requests from its
 //     driver; other nodes forward them there once (a forwarded request is
 //     never forwarded again).
+//   - The node's locks are taken in the order written on Node (memberMu,
+//     the gate, allocMu, mu); mu is never held across I/O or a proposal.
 package server

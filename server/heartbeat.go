@@ -17,11 +17,20 @@ import (
 
 // heartbeatPoll is how often the heartbeat loop looks for ranges whose
 // leader, term or descriptor changed, to report them at once rather than
-// at the next HeartbeatInterval.
+// at the next HeartbeatInterval. The driver schedules a range only when
+// the range's leader reports it, so this bounds how long a new leader, the
+// halves of a split or a learner that caught up wait for their next step;
+// a poll that finds nothing changed sends nothing, so it costs one pass
+// over the host's groups.
 const heartbeatPoll = 100 * time.Millisecond
 
 // reported is what this node last told the placement driver about a range
-// it leads.
+// it leads: a range is reported again before its full heartbeat is due
+// when any of these changes. The term says the leader changed (the driver
+// ignores a report older than the one it holds, by epoch then term),
+// confVer and version that the descriptor did, pending that a learner
+// caught up (the driver waits for that to promote it), and splitKey that
+// the range now proposes a split, or another one.
 type reported struct {
 	term, confVer, version uint64
 	pending                int
@@ -31,21 +40,40 @@ type reported struct {
 // splitCandidate is a range's size-based split key, computed at most once
 // per splitKeyTTL per version (it scans the range).
 type splitCandidate struct {
+	// version is the range's version the key was computed at: a split
+	// changes it, and the key of the old bounds is then recomputed.
 	version uint64
 	at      time.Time
-	key     []byte
+	// key is nil if the range could not be split (one key, or none).
+	key []byte
 }
 
+// splitKeyTTL is how long a size-based split key is reused. Computing one
+// reads the range's data (shard.Store.SizeSplitKey), and a range over
+// SplitSize would otherwise be read at every poll; writes move the key
+// that halves a range slowly, so a key 10 s old still splits it well.
 const splitKeyTTL = 10 * time.Second
 
 // heartbeatLoop reports this store every HeartbeatInterval, and every
 // range it leads then and whenever the range's leadership or descriptor
 // changes; it runs the operator steps the driver answers with. On the
 // placement group's leader it also runs the balancers.
+//
+// By default HeartbeatInterval is at most a third of the driver's
+// LivenessWindow (Config), so that a store stays live across two lost or
+// slow beats; Validate only requires it not to exceed the window.
+// One goroutine (the stopper's) runs the loop; the maps below are its own
+// and need no lock. A heartbeat, or a balance round, that takes longer
+// than the tick delays the next one rather than overlapping it.
 func (n *Node) heartbeatLoop() {
 	t := time.NewTicker(min(heartbeatPoll, n.cfg.HeartbeatInterval))
 	defer t.Stop()
+	// last holds what was last reported of each range this node leads; a
+	// range missing from it is reported at the next poll (a new leader, or
+	// a heartbeat that failed).
 	last := map[multiraft.GroupID]reported{}
+	// splits caches the size-based split key of each range this node
+	// leads (splitSuggestion).
 	splits := map[multiraft.GroupID]splitCandidate{}
 	var lastFull time.Time
 	for {
@@ -70,7 +98,13 @@ func (n *Node) heartbeatLoop() {
 
 // sendHeartbeats sends the range heartbeats that are due (all of them if
 // full, else those that changed since last) and, if full, the store
-// heartbeat.
+// heartbeat, then hands each step the driver answers with to executeStep,
+// which runs it in the background: a slow conf change must not hold up the
+// other ranges' heartbeats. The store heartbeat goes first, so that the
+// driver decides on this store's ranges with its latest liveness and
+// statistics. The
+// heartbeats go through the node's own placement service, which answers
+// them on the placement group's leader and forwards them there elsewhere.
 func (n *Node) sendHeartbeats(last map[multiraft.GroupID]reported, splits map[multiraft.GroupID]splitCandidate, full bool) {
 	host, meta, ok := n.running()
 	if !ok {
@@ -92,6 +126,9 @@ func (n *Node) sendHeartbeats(last map[multiraft.GroupID]reported, splits map[mu
 		if g != placement.GroupID {
 			stats.RangeCount++
 		}
+		// Only a range's leader reports it: its view of the range (the
+		// descriptor it applied, its learners' progress) is the one the
+		// driver may act on, and steps are run by the leader.
 		if gs.Leader != gs.Replica || gs.Replica == 0 {
 			continue
 		}
@@ -119,6 +156,9 @@ func (n *Node) sendHeartbeats(last map[multiraft.GroupID]reported, splits map[mu
 			hb.SplitKey, hb.SplitReason = n.splitSuggestion(g, hb.GetDescriptor_(), rs, splits)
 		}
 		hb.LeaderReplicaId, hb.Term = uint64(gs.Replica), gs.Term
+		// A learner is pending while it is further behind than PlanStep
+		// would promote it at, so the driver asks for the promotion once
+		// the leader would do it.
 		for _, l := range gs.Learners {
 			if match := gs.LearnerMatch[l]; match == 0 || match+placement.LearnerCatchUpLag < gs.Commit {
 				hb.PendingReplicas = append(hb.PendingReplicas, uint64(l))
@@ -197,12 +237,20 @@ func (n *Node) splitSuggestion(g multiraft.GroupID, desc *flotillapb.RangeDescri
 }
 
 // ensureIDs gives the driver replica sequence numbers and range IDs from
-// the placement group's allocators when it runs low.
+// the placement group's allocators when it runs low. The driver builds
+// operators from blocks allocated ahead, through the placement group's
+// log, so that replica and range IDs stay unique across driver leaders
+// (the driver drops its block when a new term starts) at the cost of one
+// proposal per block, not one per operator. Its callers run it on the
+// placement group's leader only, where the driver is used.
 func (n *Node) ensureIDs(ctx context.Context, host *multiraft.Host) {
 	n.ensureAlloc(ctx, host, flotillapb.AllocIDs_REPLICA_SEQ, n.driver.ReplicaSeqsNeeded, n.driver.AddReplicaSeqs)
 	n.ensureAlloc(ctx, host, flotillapb.AllocIDs_RANGE, n.driver.RangeIDsNeeded, n.driver.AddRangeIDs)
 }
 
+// ensureAlloc allocates needed() IDs of kind and gives them to add, if
+// needed() is not 0. needed is asked again under allocMu, so that of callers
+// racing on one shortage only the first proposes.
 func (n *Node) ensureAlloc(ctx context.Context, host *multiraft.Host, kind flotillapb.AllocIDs_Kind,
 	needed func() uint64, add func(first, n uint64)) {
 	if needed() == 0 {
@@ -235,7 +283,12 @@ func (n *Node) ensureAlloc(ctx context.Context, host *multiraft.Host, kind floti
 }
 
 // scheduleBalance runs the driver's balancers if this node leads the
-// placement group, and marks the stores that finished decommissioning.
+// placement group, and marks the stores that finished decommissioning. It
+// runs on the heartbeat loop once per HeartbeatInterval, and its proposals
+// are bounded by that interval so that a slow placement group delays the
+// next heartbeats by at most that long. On other nodes it clears the
+// published view, so that /status and the placement gauges describe only
+// the driver that acts.
 func (n *Node) scheduleBalance() {
 	host, meta, ok := n.running()
 	if !ok || meta == nil {
@@ -277,7 +330,9 @@ func (n *Node) setStoreState(ctx context.Context, host *multiraft.Host, id multi
 
 // executeStep runs an operator step for range g in the background, unless
 // one already runs for g (the driver hands the step out again on the next
-// heartbeat if it is still due).
+// heartbeat if it is still due). The step's goroutine belongs to the
+// node's stopper: Close waits for it. A step that cannot start (the node
+// is stopping) is dropped; the driver gives it to the range's next leader.
 func (n *Node) executeStep(g multiraft.GroupID, step *flotillapb.OperatorStep) {
 	if _, busy := n.executing.LoadOrStore(g, struct{}{}); busy {
 		return
@@ -320,7 +375,12 @@ func (n *Node) groupDescriptor(g multiraft.GroupID, meta *placement.Meta) *floti
 }
 
 // runStep runs one operator step as group g's leader (placement.PlanStep
-// decides what that takes).
+// decides what that takes). Whatever the driver believed, the leader
+// checks again: it leads g now, and the step is for g's current conf_ver
+// (PlanStep), which the proposed change carries too, so the range refuses
+// it if another change got in first. A conf change is given 10 s to
+// commit; if it takes longer it is left to raft and the driver, which
+// sees the change, or not, in the range's next heartbeat.
 func (n *Node) runStep(g multiraft.GroupID, step *flotillapb.OperatorStep) error {
 	host, meta, ok := n.running()
 	if !ok {
@@ -360,7 +420,9 @@ func (n *Node) runStep(g multiraft.GroupID, step *flotillapb.OperatorStep) error
 	return nil
 }
 
-// runSplit splits range g as a SPLIT step says.
+// runSplit splits range g as a SPLIT step says. The range refuses the
+// split unless it is still at the step's version and conf_ver, so a stale
+// or repeated SPLIT step changes nothing.
 func (n *Node) runSplit(g multiraft.GroupID, step *flotillapb.OperatorStep) error {
 	if g == placement.GroupID {
 		return fmt.Errorf("the placement group has no keys to split")
@@ -381,7 +443,9 @@ func (n *Node) runSplit(g multiraft.GroupID, step *flotillapb.OperatorStep) erro
 }
 
 // publishPlacementView keeps the driver's view for /status and /metrics,
-// and registers a heartbeat-age gauge for every store.
+// and registers a heartbeat-age gauge for every store. The gauges are never
+// unregistered (a metrics.Set cannot): they read the latest view, and say
+// -1 for a store it does not list (this node no longer leads, say).
 func (n *Node) publishPlacementView(meta *flotillapb.ClusterMeta) {
 	stores := n.driver.Stores(meta)
 	for _, st := range stores {

@@ -14,14 +14,22 @@ import (
 )
 
 // maintenanceInterval is how often a node refreshes its node directory and
-// checks that the cluster has its current addresses.
+// checks that the cluster has its current addresses. What it repairs is
+// rare (a restart at a new address, a node that missed others joining, a
+// replica removed while its node was away) and none of it is urgent, so a
+// round is cheap and mostly does nothing; 2 s bounds how long a node that
+// came back at a new address stays unknown to its peers.
 const maintenanceInterval = 2 * time.Second
 
-// maintenanceLoop keeps the node's membership current (maintainMembership).
-// Replicas are placed by the placement driver (heartbeat.go).
+// maintenanceLoop keeps the node's membership current (maintainMembership)
+// and destroys the replicas removed while the node was away
+// (collectRemovedReplicas). Replicas are placed by the placement driver
+// (heartbeat.go). One goroutine, the stopper's, runs it.
 func (n *Node) maintenanceLoop() {
 	t := time.NewTicker(maintenanceInterval)
 	defer t.Stop()
+	// leaderless holds, for each of this node's groups with no known
+	// leader, when it was first seen so; it is the loop's own.
 	leaderless := map[multiraft.GroupID]time.Time{}
 	for round := 1; ; round++ {
 		select {
@@ -32,8 +40,9 @@ func (n *Node) maintenanceLoop() {
 		if _, _, ok := n.running(); ok {
 			n.maintainMembership()
 			// A removed learner never campaigns, so it keeps its last
-			// leader: every so often every follower is checked, not only
-			// the leaderless.
+			// leader: every so often (every 15th round, 30 s) every
+			// follower is checked, not only the leaderless; that costs
+			// one ListRanges call to the placement group's leader.
 			n.collectRemovedReplicas(leaderless, round%15 == 0)
 		}
 	}
@@ -46,6 +55,12 @@ func (n *Node) maintenanceLoop() {
 // is checked against the placement driver's descriptor of its group (and,
 // with checkAll, every follower); if that is newer and lists it no more,
 // it is destroyed.
+//
+// Safety rests on that check alone: the driver's descriptor is newer by
+// epoch than the replica's own and does not list the replica, so its group
+// removed it. The grace (10 s, or two liveness windows if longer) only
+// keeps ordinary elections and short partitions from costing a ListRanges
+// call.
 func (n *Node) collectRemovedReplicas(leaderless map[multiraft.GroupID]time.Time, checkAll bool) {
 	host, meta, ok := n.running()
 	if !ok {
@@ -117,6 +132,8 @@ func (n *Node) collectRemovedReplicas(leaderless map[multiraft.GroupID]time.Time
 // placement group, or whose replica knows no leader, refreshes its node
 // directory from a peer, and a node
 // whose address changed (a restart on another port) re-announces itself.
+// The re-announcement is a Join with the store's join token, which the
+// placement group applies as an address change of the same node ID.
 func (n *Node) maintainMembership() {
 	host, meta, ok := n.running()
 	if !ok {
@@ -144,7 +161,10 @@ func (n *Node) maintainMembership() {
 }
 
 // refreshDirectory asks a known node (or a join address) for the cluster's
-// nodes.
+// nodes, and learns them from the first that answers as a member of this
+// node's cluster. Each peer gets 1 s, WaitForReady so that a connection in
+// its reconnection backoff is retried; a round asks the peers in turn, so
+// a round with every peer down costs 1 s per peer.
 func (n *Node) refreshDirectory() {
 	var addrs []string
 	for _, d := range n.directory() {

@@ -55,12 +55,31 @@ func (s nodeState) String() string {
 // groups, a gRPC server for peers and clients, and an HTTP admin server.
 // It implements KV: requests go through its gateway, which serves them from
 // local replicas or routes them to the node that can.
+//
+// Locks, in the order they are acquired (a goroutine holding one may take
+// only those after it):
+//
+//	memberMu → gate (shared) → allocMu → mu
+//
+// memberMu and allocMu serialize slow work (becoming a member, allocating
+// IDs through the placement group) and are held across I/O and raft
+// proposals; mu guards only in-memory fields and is never held across I/O,
+// a proposal or a call into the host. No raft worker takes memberMu,
+// allocMu or the gate, so waiting for a proposal under them cannot
+// deadlock; the placement group's worker does take mu (metaChanged).
+// placement.Driver, shard.Store and the gateway's router have locks of
+// their own, which come after all of these: nothing the node runs under
+// them (the build functions it gives Driver.AdminOperator) takes a lock of
+// the node's.
 type Node struct {
 	// KV is the node's KV API over its gateway (flotilla.NewKV); Close is
 	// the node's own.
 	flotilla.KV
 
-	cfg       Config
+	// The fields up to gw are set by Open before any goroutine of the node
+	// starts, and never change; after a failed Open some are nil, which
+	// Close allows for.
+	cfg       Config // with defaults filled in
 	log       *slog.Logger
 	eng       *engine.Engine
 	metrics   *metrics.Set
@@ -69,17 +88,33 @@ type Node struct {
 	store     *shard.Store
 	gw        *gateway
 	// driver is what this node observes while it leads the placement
-	// group; driverTerm is the term it was last reset for.
+	// group: any node may lead it, so every node has one, and it is
+	// meaningful only on the leader. It is safe for concurrent use (its
+	// own lock). driverTerm is the placement group's term it was last
+	// reset for: it only grows (syncDriver), so the driver is reset once
+	// per term this node leads, and never with an older term's view.
 	driver     *placement.Driver
 	driverTerm atomic.Uint64
-	// allocMu serializes the allocation of replica IDs for the driver.
+	// allocMu serializes the allocation of replica sequence numbers and
+	// range IDs for the driver (ensureAlloc), so that callers racing on
+	// one shortage (range heartbeats, admin requests, the balance round)
+	// propose one AllocIDs, not one each. It is held across that proposal,
+	// which its context bounds.
 	allocMu sync.Mutex
-	// executing holds the groups an operator step runs for.
+	// executing holds the groups (multiraft.GroupID → struct{}) an
+	// operator step runs for: executeStep adds one before it starts the
+	// step's goroutine and the goroutine removes it, so at most one step
+	// runs per range; the driver hands a step out again while it is due.
 	executing sync.Map
 	// placementView is the driver's view while this node leads the
-	// placement group, for /status and /metrics; nil otherwise.
+	// placement group, for /status and /metrics; nil otherwise. Only the
+	// heartbeat loop stores it (scheduleBalance), once per
+	// HeartbeatInterval; readers may keep the pointer (it is replaced,
+	// never modified).
 	placementView atomic.Pointer[flotillapb.PlacementView]
 
+	// Set by Open and never changed; Close closes the listeners and
+	// servers.
 	lis        net.Listener
 	grpcServer *grpc.Server
 	httpLis    net.Listener
@@ -87,9 +122,15 @@ type Node struct {
 	addr       string // advertised gRPC address
 	httpAddr   string // HTTP address listened on ("" when off)
 	started    time.Time
-	joinToken  string
+	// joinToken identifies this store to the placement group across
+	// retried joins and address changes (loadJoinToken). It goes from ""
+	// to a token at most once, with memberMu held (ensureJoinToken), before
+	// the node joins or founds a cluster; from then on it is read without
+	// a lock.
+	joinToken string
 
-	// ready is closed when the node becomes a running member.
+	// ready is closed when the node becomes a running member, once, by
+	// the startMember that moved the state from waiting to running.
 	ready chan struct{}
 	// stopCtx ends when Close starts; background goroutines and forwarded
 	// calls watch it.
@@ -100,25 +141,48 @@ type Node struct {
 	// for them all.
 	stopper *stopper.Stopper
 
-	// memberMu serializes becoming a member (init, join) and Close. It is
-	// acquired before mu.
+	// memberMu serializes becoming a member (init, join, creating the join
+	// token) and Close's move to stopped, so that no init or join starts a
+	// host once Close has begun. It is held across I/O (asking the --join
+	// peers, writing the ident, starting the host): never take it while
+	// holding mu or the gate.
 	memberMu sync.Mutex
 	mu       struct {
 		sync.Mutex
+		// state goes waiting → running → stopped and never back:
+		// startMember moves it to running (with memberMu held, and only
+		// from waiting), Close to stopped.
 		state nodeState
 		// initializing: an Init is asking the --join peers whether a
 		// cluster exists; Status reports it so that peers refuse to init.
 		initializing bool
-		ident        *flotillapb.StoreIdent
-		host         *multiraft.Host
-		meta         *placement.Meta
+		// ident is the store's cluster and node ID. It is set before the
+		// host starts (its state machines need the node's own ID), so it may
+		// be set while the state is still waiting; it is the ident on disk
+		// once the state is running.
+		ident *flotillapb.StoreIdent
+		// host is set with state running and never replaced; Close stops
+		// it.
+		host *multiraft.Host
+		// meta is this node's replica of the placement group's state
+		// machine, set when the host creates that replica (newStateMachine);
+		// nil while the node holds none.
+		meta *placement.Meta
 		// directory is the cluster's nodes as last learned (from the
 		// placement group's state if this node holds a replica of it, else
-		// from the join response).
+		// from a join response or a peer's status), without join tokens.
+		// Entries are added and updated, never removed; the store keeps a
+		// copy (saveNodes) for restarts.
 		directory map[multiraft.NodeID]*flotillapb.NodeDescriptor
 	}
 	// gate keeps Close from closing the store under a request: requests
-	// hold it shared; Close takes it exclusively once the host stopped.
+	// made in this process (the KV API, the admin HTTP handlers, the
+	// placement and status handlers) hold it shared; Close takes it
+	// exclusively once the gRPC server has drained its handlers and the
+	// host has stopped, and sets closed, so later requests fail at once.
+	// A goroutine must not take it shared twice: a Close waiting for it in
+	// between would deadlock both (hence placementRequestEntered and
+	// lookupRange).
 	gate struct {
 		sync.RWMutex
 		closed bool
@@ -444,7 +508,8 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// newHostLocked starts the multiraft host as node id.
+// newHost starts the multiraft host as node id. The host loads the store's
+// groups at once, calling newStateMachine for each.
 func (n *Node) newHost(id multiraft.NodeID) (*multiraft.Host, error) {
 	return multiraft.NewHost(multiraft.Config{
 		NodeID:          id,
@@ -458,7 +523,9 @@ func (n *Node) newHost(id multiraft.NodeID) (*multiraft.Host, error) {
 }
 
 // newStateMachine is the host's state machine factory: the placement group
-// gets the cluster metadata, every other group is a key range.
+// gets the cluster metadata, every other group is a key range. The host
+// calls it while it loads its groups and, later, on a raft worker when a
+// message or a split creates a replica; it takes mu.
 func (n *Node) newStateMachine(group multiraft.GroupID) (multiraft.StateMachine, error) {
 	if group == placement.GroupID {
 		m, err := placement.NewMeta(n.eng, n.metaChanged)
@@ -475,11 +542,15 @@ func (n *Node) newStateMachine(group multiraft.GroupID) (multiraft.StateMachine,
 }
 
 // metaChanged learns the nodes' addresses from the placement group's state
-// (on the group's worker).
+// (on the group's worker, after every apply that changed it: so mu must
+// never be held while waiting for a placement-group proposal).
 func (n *Node) metaChanged(st *flotillapb.ClusterMeta) {
 	n.learnNodes(st.GetNodes())
 }
 
+// learnNodes merges nodes into the directory, saves it if it changed, and
+// gives the transport the other nodes' addresses. It takes mu, and does the
+// I/O after releasing it.
 func (n *Node) learnNodes(nodes []*flotillapb.NodeDescriptor) {
 	nodes = withoutTokens(nodes) // only the placement group keeps tokens
 	n.mu.Lock()
@@ -531,6 +602,11 @@ func (n *Node) becomeMember(ident *flotillapb.StoreIdent, nodes []*flotillapb.No
 	return n.startMember(ident, host)
 }
 
+// startMember makes the node a running member over host, a host started
+// as ident's node: it starts the raft transport and hands the host to the
+// store, then moves the state from waiting to running and closes ready. It
+// fails, and stops host, if the state is no longer waiting (Close began).
+// The caller holds memberMu.
 func (n *Node) startMember(ident *flotillapb.StoreIdent, host *multiraft.Host) error {
 	if err := n.transport.Start(multiraft.NodeID(ident.GetNodeId()), ident.GetClusterId(), n.addr, host); err != nil {
 		host.Stop()
@@ -677,7 +753,10 @@ func newClusterID() string {
 }
 
 // joinLoop asks the join addresses, in turn, to admit this node until one
-// does, the node is initialized some other way, or it stops.
+// does, the node is initialized some other way, or it stops. It backs off
+// from 100 ms to 2 s between attempts: the cluster may not exist yet (the
+// nodes are started before `flotilla init`), so it keeps asking, but the
+// peers it asks must not be flooded; it logs at most every 5 s.
 func (n *Node) joinLoop() {
 	backoff := 100 * time.Millisecond
 	var lastLog time.Time
@@ -703,6 +782,12 @@ func (n *Node) joinLoop() {
 	}
 }
 
+// joinOnce asks the node at addr to admit this one. The request is sent
+// without memberMu (it may wait for the placement group up to 5 s); the
+// answer is acted on with it held, unless the node became a member, or
+// began to close, meanwhile. The ident is written before the host starts:
+// a crash in between restarts the node as that member, and the join token
+// makes a retried join get the same node ID anyway.
 func (n *Node) joinOnce(addr string) error {
 	if addr == n.addr {
 		return errors.New("not joining through this node itself")
@@ -747,6 +832,15 @@ func (n *Node) joinOnce(addr string) error {
 
 // Close stops the node: it stops serving, stops its raft groups and closes
 // its store. It is idempotent.
+//
+// The order matters: stopCtx ends first, so that loops and forwarded calls
+// end; the state becomes stopped (under memberMu, so an init or join in
+// progress finishes first and none starts after); the servers stop (the
+// gRPC server waits for its handlers: WaitForHandlers); the host stops, so
+// that proposals and reads in flight fail now rather than at their
+// deadlines; then the gate, taken exclusively, waits for the requests made
+// in this process; the stopper waits for every goroutine; only then are the
+// transport, the pool and the store closed.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		n.stop()

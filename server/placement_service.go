@@ -16,7 +16,18 @@ import (
 
 // placementService serves the Placement gRPC service: the placement
 // group's leader answers from its state and its Driver (what heartbeats
-// reported); any other node forwards the request there once.
+// reported); any other node forwards the request there once. Like
+// nodeService it is the Node under another method set, with no state of
+// its own. The node's own loops call it in-process too (heartbeats,
+// ListRanges for collectRemovedReplicas), and its router's lookups go
+// through lookupRange.
+//
+// Why the leader: the Driver is not replicated; only the node that leads
+// the placement group observes the heartbeats and schedules, and only its
+// proposals to the group's state (descriptors, allocations, store states)
+// succeed, so every request must reach it. A forwarded request is served
+// or refused, never forwarded again, so a request takes at most one extra
+// hop and nodes that disagree about the leader cannot bounce it.
 type placementService Node
 
 var _ rpc.PlacementHandler = (*placementService)(nil)
@@ -79,7 +90,13 @@ func placementRequestEntered[Req proto.Message, Resp any](ctx context.Context, n
 }
 
 // syncDriver resets the driver's observations when this node starts a new
-// term as the placement group's leader.
+// term as the placement group's leader: what it saw in an earlier term is
+// stale (another node led meanwhile, and its operators moved replicas),
+// and the replica IDs and range IDs left in its blocks may have been used
+// since. Every caller passes the term it saw this node lead in; driverTerm
+// only grows (compare-and-swap), so the driver is reset once per term,
+// by whichever caller sees the term first, and a late caller with an
+// older term resets nothing.
 func (n *Node) syncDriver(term uint64) {
 	for {
 		cur := n.driverTerm.Load()
@@ -93,6 +110,9 @@ func (n *Node) syncDriver(term uint64) {
 	}
 }
 
+// StoreHeartbeat records a store's report: its liveness and statistics, in
+// the driver's memory only (a new leader waits a liveness window to hear
+// from every store again).
 func (s *placementService) StoreHeartbeat(ctx context.Context, req *flotillapb.StoreHeartbeatRequest) (*flotillapb.StoreHeartbeatResponse, error) {
 	return placementRequest(ctx, s.node(), req, req.GetForwarded(),
 		func(r *flotillapb.StoreHeartbeatRequest) { r.Forwarded = true },
@@ -106,6 +126,15 @@ func (s *placementService) StoreHeartbeat(ctx context.Context, req *flotillapb.S
 		})
 }
 
+// RangeHeartbeat records a range leader's report and answers with the
+// range's next operator step, if any. A descriptor newer than the one the
+// placement group holds is recorded in the group first (UpdateRange), and
+// the heartbeat fails if that fails: the driver hands out no step against
+// a descriptor its replicated state does not hold, so a new driver leader,
+// which starts with no heartbeats, still knows every range a step was
+// computed for (the halves of a split included). IDs are topped up before
+// scheduling (ensureIDs), so that an operator needing a new replica or
+// range ID can start at this heartbeat rather than the next.
 func (s *placementService) RangeHeartbeat(ctx context.Context, req *flotillapb.RangeHeartbeatRequest) (*flotillapb.RangeHeartbeatResponse, error) {
 	n := s.node()
 	return placementRequest(ctx, n, req, req.GetForwarded(),
@@ -151,6 +180,9 @@ func knownDescriptor(st *flotillapb.ClusterMeta, rangeID uint64) *flotillapb.Ran
 	return nil
 }
 
+// LookupRange answers a router's cache miss: the range holding a key (or,
+// with before, the keys just below it), its last reported leader, and the
+// nodes' addresses so that the router can reach it.
 func (s *placementService) LookupRange(ctx context.Context, req *flotillapb.LookupRangeRequest) (*flotillapb.LookupRangeResponse, error) {
 	n := s.node()
 	if !n.enter() {

@@ -21,13 +21,21 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// nodeService serves the Node gRPC service.
+// nodeService serves the Node gRPC service. It is the Node itself under
+// another method set (a conversion, no state of its own), so that the
+// service's methods (Init, Join, Status) do not clash with Node's own.
+//
+// Its handlers run on gRPC's goroutines, which Close drains before it
+// stops the host (WaitForHandlers), so those that touch only the host and
+// in-memory state take no gate; Status, which reads the store, does.
 type nodeService Node
 
 var _ rpc.NodeHandler = (*nodeService)(nil)
 
 func (s *nodeService) node() *Node { return (*Node)(s) }
 
+// Init is Node.Init for `flotilla init`. It is serialized with joins and
+// Close by memberMu (initChecked).
 func (s *nodeService) Init(ctx context.Context, req *flotillapb.InitRequest) (*flotillapb.InitResponse, error) {
 	ident, err := s.node().initChecked(ctx, req.GetSplitKeys())
 	if err != nil {
@@ -39,7 +47,9 @@ func (s *nodeService) Init(ctx context.Context, req *flotillapb.InitRequest) (*f
 // checkPeersUninitialized refuses to create a cluster unless every node this
 // one was told to join answers and belongs to no cluster: a waiting node
 // must not found a second cluster instead of joining the first. (A node
-// started without --join has nobody to ask.)
+// started without --join has nobody to ask.) Each peer gets 3 s, enough for
+// a connection still in its reconnection backoff to be retried once; the
+// caller holds memberMu throughout, so a Close waits for it.
 func (n *Node) checkPeersUninitialized(ctx context.Context) error {
 	for _, addr := range n.cfg.Join {
 		if addr == n.addr {
@@ -69,7 +79,15 @@ func (n *Node) checkPeersUninitialized(ctx context.Context) error {
 
 // Join admits a node: the placement group's leader allocates its ID. A
 // member that does not lead the group forwards the request to the node that
-// does (or, holding no replica of it, to the other nodes it knows).
+// does (or, holding no replica of it, to the other nodes it knows). A
+// forwarded request is never forwarded again, so a join takes at most one
+// extra hop and cannot loop between nodes that disagree about the leader.
+// AddNode is idempotent per join token: a retried join, or a member that
+// announces a new address (maintainMembership), gets the same node ID.
+//
+// It runs from gRPC and from the maintenance loop, both of which Close
+// waits for; it takes no gate, since once the host stops its proposal
+// fails at once.
 func (s *nodeService) Join(ctx context.Context, req *flotillapb.JoinRequest) (*flotillapb.JoinResponse, error) {
 	n := s.node()
 	host, meta, ok := n.running()
@@ -127,7 +145,14 @@ func (s *nodeService) forwardJoin(ctx context.Context, req *flotillapb.JoinReque
 // forwardToNodes sends a request, already marked forwarded, to the first
 // of targets that serves it: a target that cannot (not the leader,
 // unreachable) passes it on to the next; any other answer, success or
-// failure, is the result. The call ends when the node stops.
+// failure, is the result. The call ends when the node stops: Close waits
+// for the handler that forwards, and must not wait out the peer's answer.
+// Only an Unavailable error moves on to the next target. A connection that
+// broke mid-call is Unavailable too, so a request may run on two targets
+// if both led the placement group in turn: joins are idempotent per join
+// token, and a placement request is an observation, a read, idempotent
+// (SetStoreState), or starts an operator that replaces the range's running
+// one.
 func forwardToNodes[Resp any](ctx context.Context, n *Node, targets []multiraft.NodeID,
 	call func(context.Context, *grpc.ClientConn) (Resp, error)) (Resp, error) {
 	var zero Resp
@@ -198,7 +223,10 @@ func (s *nodeService) Status(ctx context.Context, req *flotillapb.StatusRequest)
 }
 
 // Status reports the node and its replicas (with each range's data hash if
-// withHash: it reads all their data).
+// withHash: it reads all their data). It takes mu only to copy the node's
+// fields, then asks the host and the store without it. The caller holds
+// the gate (or is a gRPC handler, which Close drains first) when withHash
+// reads the store.
 func (n *Node) Status(withHash bool) *flotillapb.NodeStatus {
 	n.mu.Lock()
 	st := &flotillapb.NodeStatus{
@@ -260,7 +288,11 @@ func (n *Node) Status(withHash bool) *flotillapb.NodeStatus {
 	return st
 }
 
-// ClusterStatus asks every known node for its status.
+// ClusterStatus asks every known node for its status, at once: one
+// goroutine per node, each bounded by 2 s so that a dead node costs the
+// answer 2 s, not the caller's deadline. The handler owns those goroutines
+// and waits for all of them before it returns; each writes only its own
+// entry of the response.
 func (s *nodeService) ClusterStatus(ctx context.Context, _ *flotillapb.ClusterStatusRequest) (*flotillapb.ClusterStatusResponse, error) {
 	n := s.node()
 	if _, _, ok := n.running(); !ok {

@@ -4,6 +4,15 @@
 // that can lose, delay, reorder and partition messages, and can stop,
 // restart and crash hosts over their own data (in memory, on Pebble's
 // crash-simulating filesystem, or in real directories).
+//
+// It is for the tests of multiraft and of what sits directly on it (shard,
+// rpc/raftrpc). Each group's state machine is a LogStateMachine, which
+// records the commands it applies, unless Options.Configure installs
+// another (shard's tests install its replicas). It owns its hosts, engines
+// and the Network's delivery goroutines, and stops them all when the test
+// ends (New registers Close with t.Cleanup). It knows nothing of nodes,
+// gRPC or placement: tests of whole nodes run real server.Nodes over
+// loopback gRPC instead, with internal/testproxy to cut links.
 package testcluster
 
 import (

@@ -1,6 +1,9 @@
 // Copyright 2026 The Flotilla Authors. All rights reserved.
 
-// Package testutil holds helpers shared by Flotilla's tests.
+// Package testutil holds helpers shared by Flotilla's tests: SucceedsSoon
+// and its variants, which poll a condition with backoff until a deadline,
+// so that no test sleeps to wait for one. It imports nothing of Flotilla's
+// and starts no goroutines.
 package testutil
 
 import (

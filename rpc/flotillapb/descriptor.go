@@ -126,7 +126,7 @@ func (e *RangeEpoch) Newer(o *RangeEpoch) bool {
 // stricter sense: older in neither component and newer in one. Each change
 // of a range bumps one component, so two epochs of one range are always
 // ordered this way; the router's cache never replaces an entry by one it
-// does not dominate.
+// dominates (an older descriptor of the range).
 func (e *RangeEpoch) Dominates(o *RangeEpoch) bool {
 	if e.GetVersion() < o.GetVersion() || e.GetConfVer() < o.GetConfVer() {
 		return false
