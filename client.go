@@ -7,13 +7,16 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/flotilladb/flotilla/router"
 	"github.com/flotilladb/flotilla/rpc"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
+	"google.golang.org/grpc"
 )
 
 // readAttemptTimeout bounds one attempt of a read at one node, so that a
@@ -73,7 +76,10 @@ func New(cfg Config) (*Client, error) {
 		return nil, err
 	}
 	r := &remote{cfg: cfg, pool: rpc.NewPool(rpc.PoolConfig{})}
-	for _, ep := range cfg.Endpoints {
+	for _, ep := range slices.Compact(slices.Clone(cfg.Endpoints)) {
+		if slices.ContainsFunc(r.endpoints, func(e endpoint) bool { return e.addr == ep }) {
+			continue // given twice
+		}
 		conn, err := r.pool.Conn(ep)
 		if err != nil {
 			_ = r.pool.Close()
@@ -117,10 +123,7 @@ type remote struct {
 	closed  atomic.Bool
 }
 
-var (
-	_ rpc.KVHandler = (*remote)(nil)
-	_ router.Nodes  = (*remote)(nil)
-)
+var _ rpc.KVHandler = (*remote)(nil)
 
 func (r *remote) close() error {
 	if r.closed.Swap(true) {
@@ -130,19 +133,91 @@ func (r *remote) close() error {
 	return r.pool.Close()
 }
 
-// Handler implements router.Nodes: a gRPC client of node, once its
-// connection is ready.
-func (r *remote) Handler(ctx context.Context, node flotillapb.NodeID, _ bool) (rpc.KVHandler, error) {
-	addr, ok := r.resolver.Address(node)
+// reach is the router's Nodes for one request: a gRPC client of each node
+// an attempt goes to, once its connection is ready. It tracks whether any
+// attempt of the request found a working connection: a request that could
+// reach none of the nodes it tried for Config.DialTimeout gives up then,
+// with their dial errors (unreachable), rather than at its deadline. The
+// router calls Handler from the request's goroutine, one attempt at a
+// time; mu guards against split requests all the same.
+type reach struct {
+	r *remote
+	// giveUp ends the request's context when it gives up.
+	giveUp context.CancelCauseFunc
+
+	mu struct {
+		sync.Mutex
+		// firstFailure is when a dial first failed; zero before.
+		firstFailure time.Time
+		// reached: some attempt found a working connection (and may have
+		// been sent); then the request never gives up for want of one.
+		reached bool
+		// causes holds each address's dial error, in the order tried.
+		addrs  []string
+		causes map[string]error
+	}
+}
+
+// errUnreachable is the cause of a request context that reach ended.
+var errUnreachable = errors.New("no node could be reached")
+
+var _ router.Nodes = (*reach)(nil)
+
+// Handler implements router.Nodes.
+func (q *reach) Handler(ctx context.Context, node flotillapb.NodeID, _ bool) (rpc.KVHandler, error) {
+	addr, ok := q.r.resolver.Address(node)
 	if !ok {
 		return nil, unavailable(fmt.Sprintf("no address known for node %d", node))
 	}
-	conn, err := r.pool.Ready(ctx, addr, connectWait)
+	conn, err := q.dial(ctx, addr)
 	if err != nil {
 		// Never sent: certainly not applied.
 		return nil, unavailable(fmt.Sprintf("node %d: %v", node, err))
 	}
 	return rpc.NewKVClient(conn), nil
+}
+
+// dial returns the ready connection to addr, or the reason it is not, and
+// ends the request (giveUp) once no dial has succeeded for DialTimeout.
+func (q *reach) dial(ctx context.Context, addr string) (*grpc.ClientConn, error) {
+	conn, err := q.r.pool.Ready(ctx, addr, connectWait)
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	switch {
+	case err == nil:
+		q.mu.reached = true
+	case q.mu.reached || ctx.Err() != nil:
+	default:
+		now := time.Now()
+		if q.mu.firstFailure.IsZero() {
+			q.mu.firstFailure = now
+			q.mu.causes = make(map[string]error)
+		}
+		if _, seen := q.mu.causes[addr]; !seen {
+			q.mu.addrs = append(q.mu.addrs, addr)
+		}
+		q.mu.causes[addr] = err
+		if now.Sub(q.mu.firstFailure) >= q.r.cfg.DialTimeout {
+			q.giveUp(errUnreachable)
+		}
+	}
+	return conn, err
+}
+
+// unreachable returns the error of a request that gave up because no node
+// could be reached, naming each node's dial error; nil if it did not give
+// up for that reason.
+func (q *reach) unreachable(ctx context.Context) *flotillapb.Error {
+	if !errors.Is(context.Cause(ctx), errUnreachable) {
+		return nil
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	causes := make([]string, 0, len(q.mu.addrs))
+	for _, a := range q.mu.addrs {
+		causes = append(causes, q.mu.causes[a].Error())
+	}
+	return unavailable(fmt.Sprintf("no node could be reached within the dial timeout (%v): %s", q.r.cfg.DialTimeout, strings.Join(causes, "; ")))
 }
 
 // lookupRange asks the endpoints in turn, from the current one, for the
@@ -174,15 +249,16 @@ func (r *remote) lookupRange(ctx context.Context, req *flotillapb.LookupRangeReq
 }
 
 // begin starts a request: it fails if the client is closed, and returns
-// ctx, also ended when the client closes, with the function that releases
-// it. (The KV API bounds every request by DefaultRequestTimeout already.)
-func (r *remote) begin(ctx context.Context) (context.Context, context.CancelFunc, error) {
+// ctx, also ended when the client closes or when the request finds no node
+// reachable (reach), the request's reach, and the function that releases
+// them. (The KV API bounds every request by DefaultRequestTimeout already.)
+func (r *remote) begin(ctx context.Context) (context.Context, *reach, context.CancelFunc, error) {
 	if r.closed.Load() {
-		return nil, nil, ErrClosed
+		return nil, nil, nil, ErrClosed
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	stop := context.AfterFunc(r.stopCtx, cancel)
-	return ctx, func() { stop(); cancel() }, nil
+	ctx, cancel := context.WithCancelCause(ctx)
+	stop := context.AfterFunc(r.stopCtx, func() { cancel(ErrClosed) })
+	return ctx, &reach{r: r, giveUp: cancel}, func() { stop(); cancel(nil) }, nil
 }
 
 // closedErr is the error a request returns: ErrClosed for one that failed
@@ -206,7 +282,7 @@ func mayBeApplied(err error, write bool) bool {
 // fails for good, or ctx ends.
 func call[Req router.KVRequest, Resp any](ctx context.Context, r *remote, key []byte, write bool, req Req, m router.KVMethod[Req, Resp]) (Resp, error) {
 	var zero Resp
-	ctx, done, err := r.begin(ctx)
+	ctx, q, done, err := r.begin(ctx)
 	if err != nil {
 		return zero, err
 	}
@@ -216,10 +292,22 @@ func call[Req router.KVRequest, Resp any](ctx context.Context, r *remote, key []
 	// entry the router would only back off and ask again; an endpoint's
 	// gateway may still route the request (its node may hold the range).
 	if _, err := r.router.Lookup(ctx, key); err != nil {
-		return callEndpoints(ctx, r, write, req, m)
+		return callEndpoints(ctx, r, q, write, req, m)
 	}
-	resp, err := router.Send(ctx, r.router, r, key, write, req, m)
-	return resp, r.closedErr(err, write)
+	resp, err := router.Send(ctx, r.router, q, key, write, req, m)
+	return resp, r.finalErr(ctx, q, err, write)
+}
+
+// finalErr is the error a request returns: the unreachable nodes' if it
+// gave up on them, else the router's (closedErr).
+func (r *remote) finalErr(ctx context.Context, q *reach, err error, write bool) error {
+	if err == nil {
+		return nil
+	}
+	if fe := q.unreachable(ctx); fe != nil {
+		return fe
+	}
+	return r.closedErr(err, write)
 }
 
 // callSpan runs a request whose keys may lie in many ranges, routed by key
@@ -233,38 +321,34 @@ func callSpan[Req router.KVRequest, Resp any](ctx context.Context, r *remote, ke
 	split func(ctx context.Context, send func(context.Context, router.Target, Req) (Resp, error)) (Resp, error),
 ) (Resp, error) {
 	var zero Resp
-	ctx, done, err := r.begin(ctx)
+	ctx, q, done, err := r.begin(ctx)
 	if err != nil {
 		return zero, err
 	}
 	defer done()
 	info, err := r.router.Lookup(ctx, key)
 	if err != nil {
-		return callEndpoints(ctx, r, write, req, m)
+		return callEndpoints(ctx, r, q, write, req, m)
 	}
 	if fits(info.Desc) {
-		resp, err := router.Send(ctx, r.router, r, key, write, req, m)
+		resp, err := router.Send(ctx, r.router, q, key, write, req, m)
 		if err == nil || !router.NeedsSplit(err, key) {
-			return resp, r.closedErr(err, write)
+			return resp, r.finalErr(ctx, q, err, write)
 		}
 	}
-	resp, err := split(ctx, router.PartSender(r, write, m))
-	return resp, r.closedErr(err, write)
+	resp, err := split(ctx, router.PartSender(q, write, m))
+	return resp, r.finalErr(ctx, q, err, write)
 }
 
 // callEndpoints sends a request, as given (no range in its header), to the
 // endpoints' gateways, moving to another endpoint when one fails, with
 // retries until it succeeds, fails for good, or ctx ends. It is the path
 // for requests the router cannot route. When no endpoint could be reached
-// at all for Config.DialTimeout, it fails with their dial errors.
-func callEndpoints[Req router.KVRequest, Resp any](ctx context.Context, r *remote, write bool, req Req, m router.KVMethod[Req, Resp]) (Resp, error) {
+// for Config.DialTimeout, it fails with their dial errors (reach).
+func callEndpoints[Req router.KVRequest, Resp any](ctx context.Context, r *remote, q *reach, write bool, req Req, m router.KVMethod[Req, Resp]) (Resp, error) {
 	var zero Resp
 	backoff := 10 * time.Millisecond
 	n := uint32(len(r.endpoints))
-	start := time.Now()
-	// unreachable holds each endpoint's dial error while none was reached.
-	unreachable := make(map[string]error, n)
-	reached := false
 	for attempt := 0; ; attempt++ {
 		if r.closed.Load() {
 			return zero, ErrClosed
@@ -277,14 +361,10 @@ func callEndpoints[Req router.KVRequest, Resp any](ctx context.Context, r *remot
 			actx, cancel = context.WithTimeout(ctx, readAttemptTimeout)
 		}
 		var fe *flotillapb.Error
-		if conn, err := r.pool.Ready(actx, ep.addr, connectWait); err != nil {
+		if conn, err := q.dial(actx, ep.addr); err != nil {
 			// Never sent: certainly not applied.
 			fe = unavailable("endpoint " + err.Error())
-			if !reached && ctx.Err() == nil {
-				unreachable[ep.addr] = err
-			}
 		} else {
-			reached = true
 			resp, err := m(rpc.NewKVClient(conn), actx, req)
 			if err == nil {
 				cancel()
@@ -293,8 +373,8 @@ func callEndpoints[Req router.KVRequest, Resp any](ctx context.Context, r *remot
 			fe = rpc.ErrorFromStatus(err, write)
 		}
 		cancel()
-		if !reached && len(unreachable) == len(r.endpoints) && time.Since(start) >= r.cfg.DialTimeout {
-			return zero, unreachableError(r.endpoints, unreachable, r.cfg.DialTimeout)
+		if u := q.unreachable(ctx); u != nil {
+			return zero, u
 		}
 		if !router.Retriable(fe, write) || ctx.Err() != nil {
 			return zero, fe
@@ -306,23 +386,15 @@ func callEndpoints[Req router.KVRequest, Resp any](ctx context.Context, r *remot
 			select {
 			case <-ctx.Done():
 				t.Stop()
+				if u := q.unreachable(ctx); u != nil {
+					return zero, u
+				}
 				return zero, fe
 			case <-t.C:
 			}
 			backoff = min(2*backoff, 500*time.Millisecond)
 		}
 	}
-}
-
-// unreachableError says that no endpoint could be reached, and why.
-func unreachableError(eps []endpoint, errs map[string]error, dialTimeout time.Duration) *flotillapb.Error {
-	causes := make([]string, 0, len(eps))
-	for _, ep := range eps {
-		if err := errs[ep.addr]; err != nil {
-			causes = append(causes, err.Error())
-		}
-	}
-	return unavailable(fmt.Sprintf("no endpoint could be reached within the dial timeout (%v): %s", dialTimeout, strings.Join(causes, "; ")))
 }
 
 // unavailable is the error of a request that could not be sent: it was

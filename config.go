@@ -26,10 +26,13 @@ type Config struct {
 	// them when it cannot route it itself; it learns the other nodes from
 	// their answers.
 	Endpoints []string
-	// DialTimeout bounds the attempts to reach the endpoints: when none of
-	// them could be reached for this long, a request fails with
-	// ErrUnavailable and the cause (connection refused, say) instead of
-	// trying until its deadline. Default DefaultDialTimeout (2 s).
+	// DialTimeout bounds how long a request tries to reach a node: when
+	// none of the nodes it tried (its endpoints, or the nodes of its
+	// range's replicas) could be connected to for this long, and none was
+	// reached before, it fails with ErrUnavailable and ErrNotApplied and
+	// each node's dial error (connection refused, say) instead of trying
+	// until its deadline. Default DefaultDialTimeout (2 s). Repeated
+	// endpoints count once.
 	DialTimeout time.Duration
 }
 

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/flotilladb/flotilla"
+	"github.com/flotilladb/flotilla/internal/testutil"
+	"github.com/flotilladb/flotilla/server"
 )
 
 // checkErr fails unless err came from the caller's context ending the
@@ -24,7 +26,7 @@ func checkErr(t *testing.T, what string, err, ctxErr error, write bool) {
 		t.Errorf("%s: %v does not match %v", what, err, ctxErr)
 	}
 	msg := err.Error()
-	n := strings.Count(msg, "(not applied)") + strings.Count(msg, "(outcome unknown)")
+	n := strings.Count(msg, "not applied") + strings.Count(msg, "outcome unknown")
 	if write && (n != 1 || !(errors.Is(err, flotilla.ErrNotApplied) || errors.Is(err, flotilla.ErrOutcomeUnknown))) {
 		t.Errorf("%s: a write's error must tell its outcome once: %q", what, msg)
 	}
@@ -82,5 +84,49 @@ func TestRequestErrorsWithoutQuorum(t *testing.T) {
 		_, err = kv.Scan(cctx, nil, nil, flotilla.ScanOptions{})
 		checkErr(t, name+" scan canceled", err, context.Canceled, false)
 		ccancel()
+	}
+}
+
+// TestDialTimeoutAfterRouting: a client that knows where a key lives, whose
+// every node then goes away, fails its next request within its dial
+// timeout (with the dial errors), not at the request's deadline.
+func TestDialTimeoutAfterRouting(t *testing.T) {
+	n := openNode(t, server.Config{Dir: t.TempDir(), Bootstrap: true})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := n.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := flotilla.New(flotilla.Config{Endpoints: []string{n.Addr()}, DialTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	testutil.SucceedsSoon(t, func() error { return cl.Put(ctx, []byte("k"), []byte("v")) })
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, op := range []struct {
+		name  string
+		write bool
+		do    func() error
+	}{
+		{"put", true, func() error { return cl.Put(ctx, []byte("k"), []byte("v2")) }},
+		{"get", false, func() error { _, err := cl.Get(ctx, []byte("k")); return err }},
+		{"scan", false, func() error { _, err := cl.Scan(ctx, nil, nil, flotilla.ScanOptions{}); return err }},
+	} {
+		start := time.Now()
+		err := op.do()
+		took := time.Since(start)
+		if !errors.Is(err, flotilla.ErrUnavailable) || !strings.Contains(err.Error(), "connection refused") || !strings.Contains(err.Error(), "dial timeout") {
+			t.Errorf("%s after the node closed: %v, want unavailable with the dial error", op.name, err)
+		}
+		if op.write && !errors.Is(err, flotilla.ErrNotApplied) {
+			t.Errorf("%s: %v: never sent, so certainly not applied", op.name, err)
+		}
+		// The deadline is a minute away, the default request timeout 10 s.
+		if took > 8*time.Second {
+			t.Errorf("%s took %v with a dial timeout of 300ms", op.name, took)
+		}
 	}
 }

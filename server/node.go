@@ -666,7 +666,7 @@ func (n *Node) initCluster() (*flotillapb.StoreIdent, error) {
 
 // initClusterLocked is initCluster with memberMu held, pre-split at
 // splitKeys (checked by checkSplitKeys).
-func (n *Node) initClusterLocked(splitKeys [][]byte) (*flotillapb.StoreIdent, error) {
+func (n *Node) initClusterLocked(splitKeys [][]byte) (_ *flotillapb.StoreIdent, err error) {
 	n.mu.Lock()
 	state := n.mu.state
 	n.mu.Unlock()
@@ -681,9 +681,23 @@ func (n *Node) initClusterLocked(splitKeys [][]byte) (*flotillapb.StoreIdent, er
 	}
 	const first multiraft.NodeID = 1
 	ident := &flotillapb.StoreIdent{ClusterId: newClusterID(), NodeId: uint64(first)}
+	// The state machines the host creates read the node's own ID: publish
+	// the ident before the host starts, and take it back if the init
+	// fails, so that a node still waiting reports no cluster (a peer's
+	// init would otherwise take it for a member of one). A published ident
+	// is never modified: a corrected one replaces it.
 	n.mu.Lock()
 	n.mu.ident = ident
 	n.mu.Unlock()
+	defer func() {
+		if err != nil {
+			n.mu.Lock()
+			if n.mu.state == stateWaiting {
+				n.mu.ident = nil
+			}
+			n.mu.Unlock()
+		}
+	}()
 	host, err := n.newHost(first)
 	if err != nil {
 		return nil, err
@@ -719,8 +733,11 @@ func (n *Node) initClusterLocked(splitKeys [][]byte) (*flotillapb.StoreIdent, er
 	}
 	// After a crash between bootstrap and ident, the groups name the
 	// cluster.
-	if st, err := placement.ReadMeta(n.eng); err == nil && st != nil {
-		ident.ClusterId = st.GetClusterId()
+	if st, err := placement.ReadMeta(n.eng); err == nil && st != nil && st.GetClusterId() != ident.GetClusterId() {
+		ident = &flotillapb.StoreIdent{ClusterId: st.GetClusterId(), NodeId: ident.GetNodeId()}
+		n.mu.Lock()
+		n.mu.ident = ident
+		n.mu.Unlock()
 	}
 	if err := writeIdent(n.eng, ident); err != nil {
 		host.Stop()

@@ -80,16 +80,21 @@ func unavailable(outcome flotillapb.Outcome, format string, args ...any) *flotil
 }
 
 // proposalError maps the error of a proposal's Wait to a *flotillapb.Error.
+// The outcome travels in the error's Outcome; its message is the cause's
+// alone, or the outcome would be told twice ("…; outcome unknown (outcome
+// unknown)").
 func proposalError(id multiraft.GroupID, err error) *flotillapb.Error {
+	var ambiguous *multiraft.AmbiguousError
+	var notApplied *multiraft.NotAppliedError
 	switch {
-	case multiraft.IsAmbiguous(err):
-		return unavailable(flotillapb.Outcome_UNKNOWN, "range %d: %v", id, err)
+	case errors.As(err, &ambiguous):
+		return unavailable(flotillapb.Outcome_UNKNOWN, "range %d: %v", id, ambiguous.Err)
 	case errors.Is(err, multiraft.ErrNotLeader):
 		return notLeader(flotillapb.Outcome_NOT_APPLIED, id, multiraft.LeaderHint(err))
 	case errors.Is(err, multiraft.ErrGroupNotFound):
 		return rangeNotFound(flotillapb.Outcome_NOT_APPLIED, id, "range %d: %v", id, err)
-	case multiraft.IsNotApplied(err):
-		return unavailable(flotillapb.Outcome_NOT_APPLIED, "range %d: %v", id, err)
+	case errors.As(err, &notApplied):
+		return unavailable(flotillapb.Outcome_NOT_APPLIED, "range %d: %v", id, notApplied.Err)
 	}
 	// multiraft promises one of the two kinds; anything else may have been
 	// applied as far as we know.
