@@ -16,7 +16,6 @@ import (
 	"github.com/flotilladb/flotilla/router"
 	"github.com/flotilladb/flotilla/rpc"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
-	"google.golang.org/grpc"
 )
 
 // readAttemptTimeout bounds one attempt of a read at one node, so that a
@@ -147,8 +146,8 @@ type reach struct {
 
 	mu struct {
 		sync.Mutex
-		// firstFailure is when a dial first failed; zero before.
-		firstFailure time.Time
+		// start is when the request's first dial began; zero before.
+		start time.Time
 		// reached: some attempt found a working connection (and may have
 		// been sent); then the request never gives up for want of one.
 		reached bool
@@ -169,18 +168,30 @@ func (q *reach) Handler(ctx context.Context, node flotillapb.NodeID, _ bool) (rp
 	if !ok {
 		return nil, unavailable(fmt.Sprintf("no address known for node %d", node))
 	}
-	conn, err := q.dial(ctx, addr)
+	kv, err := q.dial(ctx, addr)
 	if err != nil {
 		// Never sent: certainly not applied.
 		return nil, unavailable(fmt.Sprintf("node %d: %v", node, err))
 	}
-	return rpc.NewKVClient(conn), nil
+	return kv, nil
 }
 
-// dial returns the ready connection to addr, or the reason it is not, and
-// ends the request (giveUp) once no dial has succeeded for DialTimeout.
-func (q *reach) dial(ctx context.Context, addr string) (*grpc.ClientConn, error) {
-	conn, err := q.r.pool.Ready(ctx, addr, connectWait)
+// dial returns the KV client of addr once its connection is ready, or the
+// reason it is not. Until some dial of the request succeeds, the request's
+// dials together take at most DialTimeout from the first one's start: then
+// the request gives up (giveUp).
+func (q *reach) dial(ctx context.Context, addr string) (rpc.KVHandler, error) {
+	wait := connectWait
+	q.mu.Lock()
+	if !q.mu.reached {
+		now := time.Now()
+		if q.mu.start.IsZero() {
+			q.mu.start = now
+		}
+		wait = min(wait, max(q.r.cfg.DialTimeout-now.Sub(q.mu.start), time.Millisecond))
+	}
+	q.mu.Unlock()
+	kv, err := q.r.pool.ReadyKV(ctx, addr, wait)
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	switch {
@@ -188,20 +199,18 @@ func (q *reach) dial(ctx context.Context, addr string) (*grpc.ClientConn, error)
 		q.mu.reached = true
 	case q.mu.reached || ctx.Err() != nil:
 	default:
-		now := time.Now()
-		if q.mu.firstFailure.IsZero() {
-			q.mu.firstFailure = now
+		if q.mu.causes == nil {
 			q.mu.causes = make(map[string]error)
 		}
 		if _, seen := q.mu.causes[addr]; !seen {
 			q.mu.addrs = append(q.mu.addrs, addr)
 		}
 		q.mu.causes[addr] = err
-		if now.Sub(q.mu.firstFailure) >= q.r.cfg.DialTimeout {
+		if time.Since(q.mu.start) >= q.r.cfg.DialTimeout {
 			q.giveUp(errUnreachable)
 		}
 	}
-	return conn, err
+	return kv, err
 }
 
 // unreachable returns the error of a request that gave up because no node
@@ -213,6 +222,9 @@ func (q *reach) unreachable(ctx context.Context) *flotillapb.Error {
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	if q.mu.reached {
+		return nil // a later attempt got through: it may have been sent
+	}
 	causes := make([]string, 0, len(q.mu.addrs))
 	for _, a := range q.mu.addrs {
 		causes = append(causes, q.mu.causes[a].Error())
@@ -227,9 +239,16 @@ func (r *remote) lookupRange(ctx context.Context, req *flotillapb.LookupRangeReq
 	n := uint32(len(r.endpoints))
 	first := r.next.Load()
 	var lastErr error
+	q, _ := ctx.Value(reachKey{}).(*reach)
 	for i := range n {
 		ep := r.endpoints[(first+i)%n]
-		if _, err := r.pool.Ready(ctx, ep.addr, connectWait); err != nil {
+		var err error
+		if q != nil {
+			_, err = q.dial(ctx, ep.addr)
+		} else {
+			_, err = r.pool.Ready(ctx, ep.addr, connectWait)
+		}
+		if err != nil {
 			lastErr = unavailable("endpoint " + err.Error())
 		} else {
 			lctx, cancel := context.WithTimeout(ctx, lookupTimeout)
@@ -258,8 +277,15 @@ func (r *remote) begin(ctx context.Context) (context.Context, *reach, context.Ca
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	stop := context.AfterFunc(r.stopCtx, func() { cancel(ErrClosed) })
-	return ctx, &reach{r: r, giveUp: cancel}, func() { stop(); cancel(nil) }, nil
+	q := &reach{r: r, giveUp: cancel}
+	// The router's lookups run under the context of the request that
+	// started them: their dials count towards its dial timeout.
+	ctx = context.WithValue(ctx, reachKey{}, q)
+	return ctx, q, func() { stop(); cancel(nil) }, nil
 }
+
+// reachKey is the context key of a request's reach.
+type reachKey struct{}
 
 // closedErr is the error a request returns: ErrClosed for one that failed
 // because the client closed, unless it is a write that may have been
@@ -361,11 +387,11 @@ func callEndpoints[Req router.KVRequest, Resp any](ctx context.Context, r *remot
 			actx, cancel = context.WithTimeout(ctx, readAttemptTimeout)
 		}
 		var fe *flotillapb.Error
-		if conn, err := q.dial(actx, ep.addr); err != nil {
+		if kv, err := q.dial(actx, ep.addr); err != nil {
 			// Never sent: certainly not applied.
 			fe = unavailable("endpoint " + err.Error())
 		} else {
-			resp, err := m(rpc.NewKVClient(conn), actx, req)
+			resp, err := m(kv, actx, req)
 			if err == nil {
 				cancel()
 				return resp, nil

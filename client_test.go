@@ -95,6 +95,57 @@ func TestDialTimeout(t *testing.T) {
 	}
 }
 
+// silentAddr returns a loopback address that accepts connections and never
+// answers (a node that hangs), closed when the test ends.
+func silentAddr(t *testing.T) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	var conns []net.Conn
+	go func() {
+		defer close(done)
+		for {
+			c, err := lis.Accept()
+			if err != nil {
+				for _, c := range conns {
+					_ = c.Close()
+				}
+				return
+			}
+			conns = append(conns, c)
+		}
+	}()
+	t.Cleanup(func() { _ = lis.Close(); <-done })
+	return lis.Addr().String()
+}
+
+// TestDialTimeoutSilentNode: a node that accepts connections but never
+// answers counts as unreachable too, within the dial timeout as a whole
+// (every dial of the request together, the range lookup's included).
+func TestDialTimeoutSilentNode(t *testing.T) {
+	c, err := flotilla.New(flotilla.Config{Endpoints: []string{silentAddr(t)}, DialTimeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	start := time.Now()
+	_, err = c.Get(ctx, []byte("k"))
+	took := time.Since(start)
+	if !errors.Is(err, flotilla.ErrUnavailable) || !strings.Contains(err.Error(), "did not answer") {
+		t.Fatalf("get from a silent node: %v", err)
+	}
+	// Well below the connect wait (1 s) that two dials of the request
+	// would take without a shared bound.
+	if took > 900*time.Millisecond {
+		t.Errorf("get took %v with a dial timeout of 300ms", took)
+	}
+}
+
 // TestContextEndsRequest: when the caller's context ends a request, its
 // error matches the context's error with errors.Is (and still says the
 // outcome of a write).

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 )
 
@@ -21,7 +22,8 @@ const (
 // Config configures a Client (New). Fill Endpoints; leave the rest zero for
 // the defaults.
 type Config struct {
-	// Endpoints are nodes of the cluster, HOST:PORT, at least one. The
+	// Endpoints are nodes of the cluster, HOST:PORT (or gRPC targets:
+	// dns:///HOST:PORT, unix:PATH), at least one. The
 	// client asks them where ranges are, and sends a request to one of
 	// them when it cannot route it itself; it learns the other nodes from
 	// their answers.
@@ -29,8 +31,8 @@ type Config struct {
 	// DialTimeout bounds how long a request tries to reach a node: when
 	// none of the nodes it tried (its endpoints, or the nodes of its
 	// range's replicas) could be connected to for this long, and none was
-	// reached before, it fails with ErrUnavailable and ErrNotApplied and
-	// each node's dial error (connection refused, say) instead of trying
+	// reached before, it fails with ErrUnavailable (and, a write,
+	// ErrNotApplied: nothing was sent) and each node's dial error (connection refused, say) instead of trying
 	// until its deadline. Default DefaultDialTimeout (2 s). Repeated
 	// endpoints count once.
 	DialTimeout time.Duration
@@ -51,8 +53,8 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("no endpoints"))
 	}
 	for _, ep := range c.Endpoints {
-		if _, _, err := net.SplitHostPort(ep); err != nil {
-			errs = append(errs, fmt.Errorf("endpoint %q: want HOST:PORT: %v", ep, err))
+		if _, _, err := net.SplitHostPort(ep); err != nil && !grpcTarget(ep) {
+			errs = append(errs, fmt.Errorf("endpoint %q: want HOST:PORT (or a gRPC target such as dns:///HOST:PORT): %v", ep, err))
 		}
 	}
 	if c.DialTimeout < 0 {
@@ -62,4 +64,19 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: client config: %w", ErrInvalidArgument, errors.Join(errs...))
 	}
 	return nil
+}
+
+// grpcTarget reports whether ep names a gRPC target by scheme
+// (dns:///host:port, unix:path, passthrough:///host:port), which gRPC
+// resolves itself.
+func grpcTarget(ep string) bool {
+	scheme, rest, ok := strings.Cut(ep, ":")
+	if !ok || rest == "" {
+		return false
+	}
+	switch scheme {
+	case "dns", "unix", "unix-abstract", "passthrough", "ipv4", "ipv6":
+		return true
+	}
+	return false
 }

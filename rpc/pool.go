@@ -14,6 +14,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 )
@@ -104,13 +105,15 @@ type Pool struct {
 	mu struct {
 		sync.Mutex
 		closed bool
-		// conns maps an advertised address to its connection.
-		conns map[string]*grpc.ClientConn
-		// dialErrs maps an advertised address to the error of its latest
-		// failed dial, removed by the next successful one: what Ready
-		// reports as the cause of an unreachable node.
-		dialErrs map[string]error
+		// conns maps an advertised address to its connection and the KV
+		// client over it (made once: a request's every hop needs one).
+		conns map[string]poolConn
 	}
+}
+
+type poolConn struct {
+	conn *grpc.ClientConn
+	kv   KVHandler
 }
 
 // NewPool returns an empty pool.
@@ -119,8 +122,7 @@ func NewPool(cfg PoolConfig) *Pool {
 	if p.logger == nil {
 		p.logger = slog.Default()
 	}
-	p.mu.conns = make(map[string]*grpc.ClientConn)
-	p.mu.dialErrs = make(map[string]error)
+	p.mu.conns = make(map[string]poolConn)
 	return p
 }
 
@@ -131,94 +133,139 @@ func NewPool(cfg PoolConfig) *Pool {
 // reconnects by itself. The caller must not close the connection. Safe for
 // concurrent use.
 func (p *Pool) Conn(addr string) (*grpc.ClientConn, error) {
+	pc, err := p.get(addr)
+	return pc.conn, err
+}
+
+// get is Conn, with the connection's KV client.
+func (p *Pool) get(addr string) (poolConn, error) {
 	if addr == "" {
-		return nil, errors.New("rpc: empty address")
+		return poolConn{}, errors.New("rpc: empty address")
 	}
 	p.mu.Lock()
-	conn, closed := p.mu.conns[addr], p.mu.closed
+	pc, closed := p.mu.conns[addr], p.mu.closed
 	p.mu.Unlock()
 	if closed {
-		return nil, ErrPoolClosed
+		return poolConn{}, ErrPoolClosed
 	}
-	if conn != nil {
-		return conn, nil
+	if pc.conn != nil {
+		return pc, nil
 	}
 
-	target := addr
-	if o, ok := p.overrides[addr]; ok {
-		target = o
-	}
+	target := p.target(addr)
 	// grpc.NewClient starts the resolver's goroutines; keep it out of the
 	// lock and settle races below.
-	created, err := grpc.NewClient(target, append(DialOptions(), grpc.WithContextDialer(p.dialer(addr)))...)
+	created, err := grpc.NewClient(target, DialOptions()...)
 	if err != nil {
-		return nil, fmt.Errorf("rpc: connection to %s (dialling %s): %w", addr, target, err)
+		return poolConn{}, fmt.Errorf("rpc: connection to %s (dialling %s): %w", addr, target, err)
 	}
 
 	p.mu.Lock()
-	conn, closed = p.mu.conns[addr], p.mu.closed
-	if !closed && conn == nil {
-		p.mu.conns[addr] = created
-		conn = created
+	pc, closed = p.mu.conns[addr], p.mu.closed
+	if !closed && pc.conn == nil {
+		pc = poolConn{conn: created, kv: NewKVClient(created)}
+		p.mu.conns[addr] = pc
 	}
 	p.mu.Unlock()
-	if conn != created {
+	if pc.conn != created {
 		_ = created.Close()
 	}
 	if closed {
-		return nil, ErrPoolClosed
+		return poolConn{}, ErrPoolClosed
 	}
 	if target != addr {
 		p.logger.Debug("rpc: dial override", "addr", addr, "dialling", target)
 	}
-	return conn, nil
+	return pc, nil
 }
 
-// dialer returns the dialer of addr's connection: a plain TCP dial that
-// remembers its last failure, so that an unreachable node is reported with
-// its cause (connection refused, no route) rather than only as unreachable.
-func (p *Pool) dialer(addr string) func(context.Context, string) (net.Conn, error) {
-	return func(ctx context.Context, target string) (net.Conn, error) {
-		var d net.Dialer
-		c, err := d.DialContext(ctx, "tcp", target)
-		p.mu.Lock()
-		if err != nil {
-			p.mu.dialErrs[addr] = err
-		} else {
-			delete(p.mu.dialErrs, addr)
-		}
-		p.mu.Unlock()
-		return c, err
+// target is what addr's connection dials: its override, or addr.
+func (p *Pool) target(addr string) string {
+	if o, ok := p.overrides[addr]; ok {
+		return o
 	}
-}
-
-// DialError returns the error of the latest failed attempt to connect to
-// addr, unless one succeeded since; nil otherwise.
-func (p *Pool) DialError(addr string) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.mu.dialErrs[addr]
+	return addr
 }
 
 // Ready returns the connection to addr once it works, waiting up to wait
 // (and no longer than ctx) for it to connect. If it does not, the error
-// says why (the dial's error when there was one): a request that was never
-// sent was certainly not applied.
+// says why: a request that was never sent was certainly not applied.
+//
+// gRPC says only that a connection failed, and after a failure waits (up
+// to a second) before it dials again. So when the connection is not ready,
+// Ready dials the node itself, once: if that fails, its error is the
+// cause (connection refused, no route); if it succeeds, the node is back,
+// and gRPC is told to reconnect at once rather than when its backoff ends.
+// The probe dials TCP directly, as gRPC's connections do (DialOptions
+// sets no proxy), and only where the target is HOST:PORT.
 func (p *Pool) Ready(ctx context.Context, addr string, wait time.Duration) (*grpc.ClientConn, error) {
-	conn, err := p.Conn(addr)
+	pc, err := p.get(addr)
 	if err != nil {
 		return nil, err
 	}
-	if EnsureReady(ctx, conn, wait) {
-		return conn, nil
+	return pc.conn, p.ready(ctx, addr, pc.conn, wait)
+}
+
+// ReadyKV is Ready, returning the KV client over the connection.
+func (p *Pool) ReadyKV(ctx context.Context, addr string, wait time.Duration) (KVHandler, error) {
+	pc, err := p.get(addr)
+	if err != nil {
+		return nil, err
 	}
-	if err := p.DialError(addr); err != nil {
-		return nil, fmt.Errorf("%s is unreachable: %w", addr, err)
+	return pc.kv, p.ready(ctx, addr, pc.conn, wait)
+}
+
+// probeTimeout bounds the dial Ready makes itself to learn why a node is
+// unreachable.
+const probeTimeout = 200 * time.Millisecond
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+func (p *Pool) ready(ctx context.Context, addr string, conn *grpc.ClientConn, wait time.Duration) error {
+	deadline := time.Now().Add(wait)
+	if EnsureReady(ctx, conn, wait) {
+		return nil
 	}
 	if ctx.Err() != nil {
-		return nil, fmt.Errorf("%s: not connected before the request ended: %w", addr, ctx.Err())
+		return fmt.Errorf("%s: not connected before the request ended: %w", addr, ctx.Err())
 	}
-	return nil, fmt.Errorf("%s is unreachable: not connected within %v", addr, wait)
+	target := p.target(addr)
+	if _, _, err := net.SplitHostPort(target); err != nil {
+		return fmt.Errorf("%s is unreachable: not connected within %v", addr, wait)
+	}
+	// The probe gets at least probeTimeout even when gRPC's attempt used
+	// up the wait: it exists to tell why.
+	pctx, cancel := context.WithDeadline(ctx, later(deadline, time.Now().Add(probeTimeout)))
+	defer cancel()
+	var d net.Dialer
+	c, err := d.DialContext(pctx, "tcp", target)
+	if err != nil {
+		return fmt.Errorf("%s is unreachable: %w", addr, err)
+	}
+	_ = c.Close()
+	pctx, cancel = context.WithDeadline(ctx, deadline)
+	defer cancel()
+	// The node accepts connections: reconnect now, and wait for it.
+	conn.ResetConnectBackoff()
+	for {
+		switch conn.GetState() {
+		case connectivity.Ready:
+			return nil
+		case connectivity.Shutdown:
+			return fmt.Errorf("%s: connection closed", addr)
+		}
+		if !conn.WaitForStateChange(pctx, conn.GetState()) {
+			if ctx.Err() != nil {
+				return fmt.Errorf("%s: not connected before the request ended: %w", addr, ctx.Err())
+			}
+			return fmt.Errorf("%s accepts connections but did not answer within %v", addr, wait)
+		}
+	}
 }
 
 // Close closes every connection; calls in flight on them fail. Later Conn
@@ -226,12 +273,12 @@ func (p *Pool) Ready(ctx context.Context, addr string, wait time.Duration) (*grp
 func (p *Pool) Close() error {
 	p.mu.Lock()
 	conns := p.mu.conns
-	p.mu.conns = make(map[string]*grpc.ClientConn)
+	p.mu.conns = make(map[string]poolConn)
 	p.mu.closed = true
 	p.mu.Unlock()
 	var errs []error
 	for addr, c := range conns {
-		if err := c.Close(); err != nil {
+		if err := c.conn.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("rpc: closing connection to %s: %w", addr, err))
 		}
 	}

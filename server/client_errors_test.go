@@ -130,3 +130,51 @@ func TestDialTimeoutAfterRouting(t *testing.T) {
 		}
 	}
 }
+
+// TestDialTimeoutNodeBack: a request that starts while its only node is
+// down, which comes back within the dial timeout, succeeds: the client
+// notices the node is back (its own dial succeeds) without waiting out
+// gRPC's reconnection backoff, and does not give up on a stale failure.
+func TestDialTimeoutNodeBack(t *testing.T) {
+	dir := t.TempDir()
+	cfg := server.Config{Dir: dir, Bootstrap: true, ListenAddr: lzReservePort(t)}
+	n := openNode(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := n.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := flotilla.New(flotilla.Config{Endpoints: []string{n.Addr()}, DialTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	testutil.SucceedsSoon(t, func() error { return cl.Put(ctx, []byte("k"), []byte("v")) })
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Fail a few requests so that gRPC backs off from the node.
+	for range 3 {
+		fctx, fcancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		_, _ = cl.Get(fctx, []byte("k"))
+		fcancel()
+	}
+	back := make(chan *server.Node, 1)
+	time.AfterFunc(time.Second, func() {
+		n, err := server.Open(context.Background(), server.Config{Dir: dir, ListenAddr: cfg.ListenAddr, HTTPAddr: "off",
+			TickInterval: 20 * time.Millisecond, Logger: quietLogger()})
+		if err != nil {
+			t.Error(err)
+		}
+		back <- n
+	})
+	defer func() {
+		if n := <-back; n != nil {
+			_ = n.Close()
+		}
+	}()
+	v, err := cl.Get(ctx, []byte("k"))
+	if err != nil || string(v) != "v" {
+		t.Fatalf("get while the node comes back: %q, %v", v, err)
+	}
+}

@@ -104,7 +104,7 @@ var (
 // checks that its replica may serve), a gRPC client of any other node once
 // its connection is ready.
 func (g *gateway) Handler(ctx context.Context, node flotillapb.NodeID, _ bool) (rpc.KVHandler, error) {
-	if host, _, ok := g.n.running(); ok && node == host.NodeID() {
+	if self := g.n.self.Load(); self != 0 && uint64(node) == self {
 		g.metrics.local.Inc()
 		return g.n.store, nil
 	}
@@ -125,11 +125,11 @@ func (g *gateway) remote(ctx context.Context, node flotillapb.NodeID) (rpc.KVHan
 	if !ok {
 		return nil, unavailable("no address known for node " + strconv.FormatUint(uint64(node), 10))
 	}
-	conn, err := g.n.pool.Ready(ctx, addr, connectWait)
+	kv, err := g.n.pool.ReadyKV(ctx, addr, connectWait)
 	if err != nil {
 		return nil, unavailable("node " + strconv.FormatUint(uint64(node), 10) + ": " + err.Error())
 	}
-	return rpc.NewKVClient(conn), nil
+	return kv, nil
 }
 
 // partNodes is the gateway as the Nodes of a split request's parts: each

@@ -129,6 +129,11 @@ type Node struct {
 	// a lock.
 	joinToken string
 
+	// self is the node's ID once it runs as a member (startMember), 0
+	// before; it never changes after. The gateway reads it on every
+	// attempt without taking mu.
+	self atomic.Uint64
+
 	// ready is closed when the node becomes a running member, once, by
 	// the startMember that moved the state from waiting to running.
 	ready chan struct{}
@@ -623,6 +628,7 @@ func (n *Node) startMember(ident *flotillapb.StoreIdent, host *multiraft.Host) e
 	n.mu.host = host
 	n.mu.state = stateRunning
 	n.mu.Unlock()
+	n.self.Store(ident.GetNodeId())
 	close(n.ready)
 	n.log.Info("node running", "node", ident.GetNodeId(), "cluster", ident.GetClusterId(), "addr", n.addr, "http", n.httpAddr)
 	return nil

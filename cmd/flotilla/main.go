@@ -12,7 +12,7 @@
 // It owns the command line only: flags, output formats and exit statuses.
 // A node is package server's (start and demo run server.Open with a
 // server.Config built from the flags); kv talks to a cluster through the
-// Go client (flotilla.Connect); cluster and init call the Placement and
+// Go client (flotilla.New); cluster and init call the Placement and
 // Node gRPC services; bench is a thin layer over packages bench and
 // bench/target. A failed command prints its error on stderr and exits
 // with a non-zero status.
