@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/flotilladb/flotilla/rpc"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
@@ -31,6 +32,12 @@ var _ KV = kvAPI{}
 // (over its gateway). h's errors are *flotillapb.Error or context errors.
 func NewKV(h rpc.KVHandler, close func() error) KV {
 	return kvAPI{h: h, close: close}
+}
+
+// pastDeadline reports whether ctx's deadline has passed.
+func pastDeadline(ctx context.Context) bool {
+	dl, ok := ctx.Deadline()
+	return ok && !time.Now().Before(dl)
 }
 
 // bound returns ctx bounded by DefaultRequestTimeout unless it has a
@@ -72,10 +79,13 @@ func wrapErr(ctx context.Context, op string, write bool, err error) error {
 		fe.Outcome = flotillapb.Outcome_UNKNOWN
 	}
 	e := &Error{Op: op, Detail: fe}
-	if cerr := ctx.Err(); cerr != nil {
+	switch cerr := ctx.Err(); {
+	case cerr != nil:
 		e.Cause = cerr
-	} else if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		e.Cause = err
+	case pastDeadline(ctx):
+		// The deadline passed, but its timer has not run yet: a server's
+		// answer that its time ran out can arrive first.
+		e.Cause = context.DeadlineExceeded
 	}
 	return e
 }
