@@ -87,25 +87,34 @@ func TestRequestErrorsWithoutQuorum(t *testing.T) {
 	}
 }
 
-// TestDialTimeoutAfterRouting: a client that knows where a key lives, whose
-// every node then goes away, fails its next request within its dial
-// timeout (with the dial errors), not at the request's deadline.
-func TestDialTimeoutAfterRouting(t *testing.T) {
-	n := openNode(t, server.Config{Dir: t.TempDir(), Bootstrap: true})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+// clientOfClosedNode opens a single-node cluster with cfg, makes a client
+// with dialTimeout write k=v through it (so that the client knows where k
+// lives), closes the node and returns the client (closed with the test).
+func clientOfClosedNode(t *testing.T, ctx context.Context, cfg server.Config, dialTimeout time.Duration) *flotilla.Client {
+	t.Helper()
+	n := openNode(t, cfg)
 	if err := n.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}
-	cl, err := flotilla.New(flotilla.Config{Endpoints: []string{n.Addr()}, DialTimeout: 300 * time.Millisecond})
+	cl, err := flotilla.New(flotilla.Config{Endpoints: []string{n.Addr()}, DialTimeout: dialTimeout})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cl.Close()
+	t.Cleanup(func() { _ = cl.Close() })
 	testutil.SucceedsSoon(t, func() error { return cl.Put(ctx, []byte("k"), []byte("v")) })
 	if err := n.Close(); err != nil {
 		t.Fatal(err)
 	}
+	return cl
+}
+
+// TestDialTimeoutAfterRouting: a client that knows where a key lives, whose
+// every node then goes away, fails its next request within its dial
+// timeout (with the dial errors), not at the request's deadline.
+func TestDialTimeoutAfterRouting(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cl := clientOfClosedNode(t, ctx, server.Config{Dir: t.TempDir(), Bootstrap: true}, 300*time.Millisecond)
 	for _, op := range []struct {
 		name  string
 		write bool
@@ -138,21 +147,9 @@ func TestDialTimeoutAfterRouting(t *testing.T) {
 func TestDialTimeoutNodeBack(t *testing.T) {
 	dir := t.TempDir()
 	cfg := server.Config{Dir: dir, Bootstrap: true, ListenAddr: lzReservePort(t)}
-	n := openNode(t, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := n.WaitReady(ctx); err != nil {
-		t.Fatal(err)
-	}
-	cl, err := flotilla.New(flotilla.Config{Endpoints: []string{n.Addr()}, DialTimeout: 2 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	testutil.SucceedsSoon(t, func() error { return cl.Put(ctx, []byte("k"), []byte("v")) })
-	if err := n.Close(); err != nil {
-		t.Fatal(err)
-	}
+	cl := clientOfClosedNode(t, ctx, cfg, 2*time.Second)
 	// Fail a few requests so that gRPC backs off from the node.
 	for range 3 {
 		fctx, fcancel := context.WithTimeout(ctx, 100*time.Millisecond)
