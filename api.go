@@ -34,6 +34,21 @@ func NewKV(h rpc.KVHandler, close func() error) KV {
 	return kvAPI{h: h, close: close}
 }
 
+// ended returns the error of a request whose context ended before it was
+// sent (nothing was sent: a write was not applied), or nil. A request
+// made with a context that has ended fails so, as a gRPC call would,
+// whatever the store could have answered at once.
+func ended(ctx context.Context) error {
+	if ctx.Err() == nil && !pastDeadline(ctx) {
+		return nil
+	}
+	return &flotillapb.Error{
+		Message: "the request's context ended before it was sent",
+		Outcome: flotillapb.Outcome_NOT_APPLIED,
+		Detail:  &flotillapb.Error_Unavailable{Unavailable: &flotillapb.Unavailable{}},
+	}
+}
+
 // pastDeadline reports whether ctx's deadline has passed.
 func pastDeadline(ctx context.Context) bool {
 	dl, ok := ctx.Deadline()
@@ -93,6 +108,9 @@ func wrapErr(ctx context.Context, op string, write bool, err error) error {
 func (a kvAPI) Get(ctx context.Context, key []byte) ([]byte, error) {
 	ctx, cancel := bound(ctx)
 	defer cancel()
+	if err := ended(ctx); err != nil {
+		return nil, wrapErr(ctx, "get", false, err)
+	}
 	resp, err := a.h.Get(ctx, &flotillapb.GetRequest{Key: key})
 	if err != nil {
 		return nil, wrapErr(ctx, "get", false, err)
@@ -113,6 +131,9 @@ func nonNil(b []byte) []byte {
 func (a kvAPI) Put(ctx context.Context, key, value []byte) error {
 	ctx, cancel := bound(ctx)
 	defer cancel()
+	if err := ended(ctx); err != nil {
+		return wrapErr(ctx, "put", true, err)
+	}
 	_, err := a.h.Put(ctx, &flotillapb.PutRequest{Key: key, Value: value})
 	return wrapErr(ctx, "put", true, err)
 }
@@ -120,6 +141,9 @@ func (a kvAPI) Put(ctx context.Context, key, value []byte) error {
 func (a kvAPI) Delete(ctx context.Context, key []byte) (bool, error) {
 	ctx, cancel := bound(ctx)
 	defer cancel()
+	if err := ended(ctx); err != nil {
+		return false, wrapErr(ctx, "delete", true, err)
+	}
 	resp, err := a.h.Delete(ctx, &flotillapb.DeleteRequest{Key: key})
 	if err != nil {
 		return false, wrapErr(ctx, "delete", true, err)
@@ -130,6 +154,9 @@ func (a kvAPI) Delete(ctx context.Context, key []byte) (bool, error) {
 func (a kvAPI) DeleteRange(ctx context.Context, start, end []byte) (int64, error) {
 	ctx, cancel := bound(ctx)
 	defer cancel()
+	if err := ended(ctx); err != nil {
+		return 0, wrapErr(ctx, "delete-range", true, err)
+	}
 	resp, err := a.h.DeleteRange(ctx, &flotillapb.DeleteRangeRequest{StartKey: start, EndKey: end})
 	if err != nil {
 		return 0, wrapErr(ctx, "delete-range", true, err)
@@ -170,6 +197,9 @@ func (a kvAPI) Scan(ctx context.Context, start, end []byte, opts ScanOptions) ([
 func (a kvAPI) ScanPage(ctx context.Context, start, end []byte, opts ScanOptions) ([]KeyValue, []byte, error) {
 	ctx, cancel := bound(ctx)
 	defer cancel()
+	if err := ended(ctx); err != nil {
+		return nil, nil, wrapErr(ctx, "scan", false, err)
+	}
 	if opts.Limit < 0 {
 		return nil, nil, wrapErr(ctx, "scan", false, negativeLimit(opts.Limit))
 	}
@@ -198,6 +228,9 @@ func (a kvAPI) ScanPage(ctx context.Context, start, end []byte, opts ScanOptions
 func (a kvAPI) CompareAndSwap(ctx context.Context, key []byte, cond Condition, value []byte) (CASResult, error) {
 	ctx, cancel := bound(ctx)
 	defer cancel()
+	if err := ended(ctx); err != nil {
+		return CASResult{}, wrapErr(ctx, "cas", true, err)
+	}
 	resp, err := a.h.CompareAndSwap(ctx, &flotillapb.CompareAndSwapRequest{
 		Key: key, Expected: cond.expected, ExpectAbsent: cond.absent, Value: value,
 	})
@@ -214,6 +247,9 @@ func (a kvAPI) CompareAndSwap(ctx context.Context, key []byte, cond Condition, v
 func (a kvAPI) Batch(ctx context.Context, ops ...Op) ([]OpResult, error) {
 	ctx, cancel := bound(ctx)
 	defer cancel()
+	if err := ended(ctx); err != nil {
+		return nil, wrapErr(ctx, "batch", true, err)
+	}
 	req := &flotillapb.BatchRequest{Ops: make([]*flotillapb.Op, len(ops))}
 	for i, op := range ops {
 		req.Ops[i] = op.pb
