@@ -105,15 +105,28 @@ func wrapErr(ctx context.Context, op string, write bool, err error) error {
 	return e
 }
 
-func (a kvAPI) Get(ctx context.Context, key []byte) ([]byte, error) {
+// request sends one request through h with method m: bounded by
+// DefaultRequestTimeout, refused if its context has ended already, its
+// error made the *Error KV returns (wrapErr).
+func request[Req, Resp any](ctx context.Context, h rpc.KVHandler, op string, write bool, req Req,
+	m func(rpc.KVHandler, context.Context, Req) (Resp, error)) (Resp, error) {
 	ctx, cancel := bound(ctx)
 	defer cancel()
+	var zero Resp
 	if err := ended(ctx); err != nil {
-		return nil, wrapErr(ctx, "get", false, err)
+		return zero, wrapErr(ctx, op, write, err)
 	}
-	resp, err := a.h.Get(ctx, &flotillapb.GetRequest{Key: key})
+	resp, err := m(h, ctx, req)
 	if err != nil {
-		return nil, wrapErr(ctx, "get", false, err)
+		return zero, wrapErr(ctx, op, write, err)
+	}
+	return resp, nil
+}
+
+func (a kvAPI) Get(ctx context.Context, key []byte) ([]byte, error) {
+	resp, err := request(ctx, a.h, "get", false, &flotillapb.GetRequest{Key: key}, rpc.KVHandler.Get)
+	if err != nil {
+		return nil, err
 	}
 	if !resp.GetFound() {
 		return nil, ErrKeyNotFound
@@ -129,37 +142,22 @@ func nonNil(b []byte) []byte {
 }
 
 func (a kvAPI) Put(ctx context.Context, key, value []byte) error {
-	ctx, cancel := bound(ctx)
-	defer cancel()
-	if err := ended(ctx); err != nil {
-		return wrapErr(ctx, "put", true, err)
-	}
-	_, err := a.h.Put(ctx, &flotillapb.PutRequest{Key: key, Value: value})
-	return wrapErr(ctx, "put", true, err)
+	_, err := request(ctx, a.h, "put", true, &flotillapb.PutRequest{Key: key, Value: value}, rpc.KVHandler.Put)
+	return err
 }
 
 func (a kvAPI) Delete(ctx context.Context, key []byte) (bool, error) {
-	ctx, cancel := bound(ctx)
-	defer cancel()
-	if err := ended(ctx); err != nil {
-		return false, wrapErr(ctx, "delete", true, err)
-	}
-	resp, err := a.h.Delete(ctx, &flotillapb.DeleteRequest{Key: key})
+	resp, err := request(ctx, a.h, "delete", true, &flotillapb.DeleteRequest{Key: key}, rpc.KVHandler.Delete)
 	if err != nil {
-		return false, wrapErr(ctx, "delete", true, err)
+		return false, err
 	}
 	return resp.GetFound(), nil
 }
 
 func (a kvAPI) DeleteRange(ctx context.Context, start, end []byte) (int64, error) {
-	ctx, cancel := bound(ctx)
-	defer cancel()
-	if err := ended(ctx); err != nil {
-		return 0, wrapErr(ctx, "delete-range", true, err)
-	}
-	resp, err := a.h.DeleteRange(ctx, &flotillapb.DeleteRangeRequest{StartKey: start, EndKey: end})
+	resp, err := request(ctx, a.h, "delete-range", true, &flotillapb.DeleteRangeRequest{StartKey: start, EndKey: end}, rpc.KVHandler.DeleteRange)
 	if err != nil {
-		return 0, wrapErr(ctx, "delete-range", true, err)
+		return 0, err
 	}
 	return resp.GetDeleted(), nil
 }
@@ -195,17 +193,13 @@ func (a kvAPI) Scan(ctx context.Context, start, end []byte, opts ScanOptions) ([
 // ScanPage is one scan request: the gateway or client merges the ranges'
 // parts and says where the rest of the span begins.
 func (a kvAPI) ScanPage(ctx context.Context, start, end []byte, opts ScanOptions) ([]KeyValue, []byte, error) {
-	ctx, cancel := bound(ctx)
-	defer cancel()
-	if err := ended(ctx); err != nil {
-		return nil, nil, wrapErr(ctx, "scan", false, err)
-	}
 	if opts.Limit < 0 {
 		return nil, nil, wrapErr(ctx, "scan", false, negativeLimit(opts.Limit))
 	}
-	resp, err := a.h.Scan(ctx, &flotillapb.ScanRequest{StartKey: start, EndKey: end, Limit: int64(opts.Limit), Reverse: opts.Reverse})
+	resp, err := request(ctx, a.h, "scan", false,
+		&flotillapb.ScanRequest{StartKey: start, EndKey: end, Limit: int64(opts.Limit), Reverse: opts.Reverse}, rpc.KVHandler.Scan)
 	if err != nil {
-		return nil, nil, wrapErr(ctx, "scan", false, err)
+		return nil, nil, err
 	}
 	kvs := make([]KeyValue, len(resp.GetKvs()))
 	for i, kv := range resp.GetKvs() {
@@ -226,16 +220,11 @@ func (a kvAPI) ScanPage(ctx context.Context, start, end []byte, opts ScanOptions
 }
 
 func (a kvAPI) CompareAndSwap(ctx context.Context, key []byte, cond Condition, value []byte) (CASResult, error) {
-	ctx, cancel := bound(ctx)
-	defer cancel()
-	if err := ended(ctx); err != nil {
-		return CASResult{}, wrapErr(ctx, "cas", true, err)
-	}
-	resp, err := a.h.CompareAndSwap(ctx, &flotillapb.CompareAndSwapRequest{
+	resp, err := request(ctx, a.h, "cas", true, &flotillapb.CompareAndSwapRequest{
 		Key: key, Expected: cond.expected, ExpectAbsent: cond.absent, Value: value,
-	})
+	}, rpc.KVHandler.CompareAndSwap)
 	if err != nil {
-		return CASResult{}, wrapErr(ctx, "cas", true, err)
+		return CASResult{}, err
 	}
 	r := CASResult{Swapped: resp.GetSwapped(), Found: resp.GetFound()}
 	if r.Found {
@@ -245,18 +234,13 @@ func (a kvAPI) CompareAndSwap(ctx context.Context, key []byte, cond Condition, v
 }
 
 func (a kvAPI) Batch(ctx context.Context, ops ...Op) ([]OpResult, error) {
-	ctx, cancel := bound(ctx)
-	defer cancel()
-	if err := ended(ctx); err != nil {
-		return nil, wrapErr(ctx, "batch", true, err)
-	}
 	req := &flotillapb.BatchRequest{Ops: make([]*flotillapb.Op, len(ops))}
 	for i, op := range ops {
 		req.Ops[i] = op.pb
 	}
-	resp, err := a.h.Batch(ctx, req)
+	resp, err := request(ctx, a.h, "batch", true, req, rpc.KVHandler.Batch)
 	if err != nil {
-		return nil, wrapErr(ctx, "batch", true, err)
+		return nil, err
 	}
 	out := make([]OpResult, len(resp.GetResults()))
 	for i, r := range resp.GetResults() {
