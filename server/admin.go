@@ -9,6 +9,7 @@ import (
 	"strconv"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/flotilladb/flotilla/rpc"
 	"google.golang.org/protobuf/encoding/protojson"
 )
 
@@ -21,7 +22,8 @@ import (
 //	               (?hash=false skips the hash, which reads every range's data); on the
 //	               placement group's leader also the driver's view: stores with the
 //	               time since their last heartbeat, operators, balance scores
-//	/debug/pprof/  Go's profiler
+//	/debug/pprof/  Go's profiler; on a secure node only with a client
+//	               certificate or Config.EnablePprof (pprofGuard)
 func (n *Node) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
@@ -73,15 +75,31 @@ func (n *Node) adminHandler() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(out)
 	})
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("/debug/pprof/", n.pprofGuard(pprof.Index))
+	mux.HandleFunc("/debug/pprof/cmdline", n.pprofGuard(pprof.Cmdline))
+	mux.HandleFunc("/debug/pprof/profile", n.pprofGuard(pprof.Profile))
+	mux.HandleFunc("/debug/pprof/symbol", n.pprofGuard(pprof.Symbol))
+	mux.HandleFunc("/debug/pprof/trace", n.pprofGuard(pprof.Trace))
 	mux.HandleFunc("/{$}", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/status", http.StatusFound)
 	})
 	return mux
+}
+
+// pprofGuard lets a request reach the profiler only if the node is
+// insecure, Config.EnablePprof is set, or the request came with a client
+// (or node) certificate the CA signed: a profile shows memory and command
+// lines, and profiling costs CPU.
+func (n *Node) pprofGuard(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if n.certs != nil && !n.cfg.EnablePprof {
+			if role, _ := rpc.RoleOf(r.TLS); role == rpc.RoleNone {
+				http.Error(w, "/debug/pprof/ needs a client certificate on a secure node (or start it with --enable-pprof)", http.StatusForbidden)
+				return
+			}
+		}
+		h(w, r)
+	}
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

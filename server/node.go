@@ -7,6 +7,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -116,6 +117,7 @@ type Node struct {
 	// Set by Open and never changed; Close closes the listeners and
 	// servers.
 	lis        net.Listener
+	certs      *rpc.NodeCerts // nil on an insecure node
 	grpcServer *grpc.Server
 	httpLis    net.Listener
 	httpServer *http.Server
@@ -237,6 +239,11 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		}
 	}()
 
+	if cfg.CertsDir != "" {
+		if n.certs, err = rpc.LoadNodeCerts(cfg.CertsDir); err != nil {
+			return nil, fmt.Errorf("flotilla: %w", err)
+		}
+	}
 	eopts := engine.Options{Dir: cfg.Dir, Metrics: n.metrics, Logger: cfg.Logger}
 	if cfg.Testing != nil {
 		eopts.DisableSync = cfg.Testing.DisableSync
@@ -257,8 +264,20 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		}
 		n.httpAddr = n.httpLis.Addr().String()
 	}
+	pcfg := rpc.PoolConfig{DialOverrides: cfg.DialOverrides, Logger: cfg.Logger}
+	gopts := append(rpc.ServerOptions(), grpc.WaitForHandlers(true))
+	if n.certs != nil {
+		pcfg.TLS = n.certs.PeerTLS()
+		gopts = append(gopts, rpc.SecureServerOptions(n.certs)...)
+		if n.httpLis != nil {
+			n.httpLis = tls.NewListener(n.httpLis, n.certs.HTTPTLS())
+		}
+	} else {
+		n.log.Warn("running INSECURE: no certificates (--certs-dir), so anyone who reaches this node's ports can read and write every key and send it raft messages; it listens on loopback only unless --insecure",
+			"addr", n.lis.Addr().String())
+	}
 
-	n.pool = rpc.NewPool(rpc.PoolConfig{DialOverrides: cfg.DialOverrides, Logger: cfg.Logger})
+	n.pool = rpc.NewPool(pcfg)
 	if n.transport, err = raftrpc.NewTransport(raftrpc.TransportConfig{Pool: n.pool, Metrics: n.metrics, Logger: cfg.Logger}); err != nil {
 		return nil, err
 	}
@@ -279,9 +298,9 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.KV = flotilla.NewKV(n.gw, n.Close)
 	n.registerPlacementMetrics()
 
-	// WaitForHandlers: Close must not close the store under a running
-	// request.
-	n.grpcServer = grpc.NewServer(append(rpc.ServerOptions(), grpc.WaitForHandlers(true))...)
+	// WaitForHandlers (in gopts): Close must not close the store under a
+	// running request.
+	n.grpcServer = grpc.NewServer(gopts...)
 	n.transport.Register(n.grpcServer)
 	rpc.RegisterKV(n.grpcServer, n.gw)
 	rpc.RegisterNode(n.grpcServer, (*nodeService)(n))
