@@ -97,12 +97,16 @@ etcd:
 bench-suite: build etcd
 	bench/suite/run.sh
 
-# A 3-node cluster in one process on 127.0.0.1:7400-7402 (HTTP 7480-7482),
-# data in a temporary directory; Ctrl-C stops it. RUN_ARGS passes flags to
-# `flotilla demo` (e.g. RUN_ARGS='--base-port 0' for free ports).
+# A secure 3-node cluster in one process on 127.0.0.1:7400-7402 (HTTPS
+# 7480-7482), data in a temporary directory; Ctrl-C stops it. Its throwaway
+# CA and certificates are kept in DEMO_CERTS (made on first use), so that
+# clients can use them: export FLOTILLA_CERTS_DIR=$(DEMO_CERTS). RUN_ARGS
+# passes flags to `flotilla demo` (e.g. RUN_ARGS='--base-port 0' for free
+# ports, RUN_ARGS=--insecure for plaintext).
 RUN_ARGS ?=
+DEMO_CERTS ?= $(CURDIR)/.demo-certs
 run: build
-	$(BIN)/flotilla demo $(RUN_ARGS)
+	$(BIN)/flotilla demo $(if $(findstring --insecure,$(RUN_ARGS)),,--certs-dir $(DEMO_CERTS)) $(RUN_ARGS)
 
 clean:
 	rm -rf $(BIN)

@@ -594,7 +594,7 @@ func TestMakeRun(t *testing.T) {
 	if _, err := exec.LookPath("make"); err != nil {
 		t.Skip("make is not installed")
 	}
-	cmd := exec.Command("make", "-s", "-C", "../..", "run", "RUN_ARGS=--base-port 0")
+	cmd := exec.Command("make", "-s", "-C", "../..", "run", "RUN_ARGS=--base-port 0", "DEMO_CERTS="+filepath.Join(t.TempDir(), "certs"))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
