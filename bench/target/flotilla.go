@@ -197,6 +197,7 @@ func (f *Flotilla) Describe(ctx context.Context) map[string]any {
 		"kind":      "flotilla",
 		"endpoints": slices.Clone(f.endpoints),
 		"fsync":     !f.opts.NoSync,
+		"tls":       f.opts.TLS != nil,
 	}
 	var errs []string
 	if cs, err := f.clusterStatus(ctx); err != nil {
