@@ -121,7 +121,7 @@ bench-suite: build etcd
 RUN_ARGS ?=
 DEMO_CERTS ?= $(CURDIR)/.demo-certs
 run: build
-	$(BIN)/flotilla demo $(if $(findstring --insecure,$(RUN_ARGS)),,--certs-dir $(DEMO_CERTS)) $(RUN_ARGS)
+	$(BIN)/flotilla demo $(if $(filter --insecure --insecure=true,$(RUN_ARGS)),,--certs-dir '$(DEMO_CERTS)') $(RUN_ARGS)
 
 clean:
 	rm -rf $(BIN)

@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"time"
 )
 
@@ -56,6 +57,10 @@ const (
 func ClientCertFiles(user string) (cert, key string) {
 	return "client." + user + ".crt", "client." + user + ".key"
 }
+
+// hostPattern matches a DNS name: dot-separated labels of letters, digits
+// and '-' (not first or last), or a wildcard first label.
+var hostPattern = regexp.MustCompile(`^(\*\.)?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$`)
 
 var userPattern = regexp.MustCompile(`^[a-z0-9_][a-z0-9_.-]{0,62}$`)
 
@@ -105,7 +110,10 @@ func (r *CertRequest) ensureDefaults(lifetime time.Duration) error {
 	if r.Now.IsZero() {
 		r.Now = time.Now()
 	}
-	return os.MkdirAll(r.CertsDir, 0o700)
+	if err := os.MkdirAll(r.CertsDir, 0o700); err != nil {
+		return err
+	}
+	return os.MkdirAll(filepath.Dir(r.CAKey), 0o700)
 }
 
 // CreateCA makes a new CA: CertsDir/ca.crt and its key at CAKey.
@@ -133,10 +141,10 @@ func CreateCA(r CertRequest) error {
 	if err != nil {
 		return fmt.Errorf("create CA: %w", err)
 	}
-	if err := writeKey(r.CAKey, key); err != nil {
+	if err := r.writePair(certPath, der, r.CAKey, key); err != nil {
 		return fmt.Errorf("create CA: %w", err)
 	}
-	return writeCert(certPath, der)
+	return nil
 }
 
 // CreateNodeCert makes CertsDir/node.crt and node.key, signed by the CA,
@@ -154,11 +162,15 @@ func CreateNodeCert(r CertRequest, hosts []string) error {
 		return fmt.Errorf("create node certificate: %w", err)
 	}
 	for _, h := range hosts {
+		h = strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
 		if ip := net.ParseIP(h); ip != nil {
 			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else if h != "" {
-			tmpl.DNSNames = append(tmpl.DNSNames, h)
+			continue
 		}
+		if !hostPattern.MatchString(h) {
+			return fmt.Errorf("create node certificate: host %q is neither an IP address nor a DNS name (give hosts without ports)", h)
+		}
+		tmpl.DNSNames = append(tmpl.DNSNames, h)
 	}
 	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
 	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
@@ -212,10 +224,60 @@ func (r *CertRequest) sign(tmpl *x509.Certificate, certFile, keyFile string) err
 	if err != nil {
 		return err
 	}
-	if err := writeKey(keyPath, key); err != nil {
+	return r.writePair(certPath, der, keyPath, key)
+}
+
+// writePair writes a certificate and its key. Each file is written to a
+// temporary file first and then moved into place: without Overwrite by a
+// link that fails if the file exists (so two runs at once cannot mix
+// their files), with Overwrite by a rename; the key goes first. A crash
+// between the two (or a node started between them) can still pair a new
+// key with the old certificate when overwriting: stop the node that uses
+// the files while they are replaced.
+func (r *CertRequest) writePair(certPath string, der []byte, keyPath string, key *ecdsa.PrivateKey) error {
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
 		return err
 	}
-	return writeCert(certPath, der)
+	keyTmp, err := writeTemp(keyPath, "PRIVATE KEY", keyDER, 0o600)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(keyTmp)
+	certTmp, err := writeTemp(certPath, "CERTIFICATE", der, 0o644)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(certTmp)
+	place := os.Link
+	if r.Overwrite {
+		place = os.Rename
+	}
+	if err := place(keyTmp, keyPath); err != nil {
+		return err
+	}
+	if err := place(certTmp, certPath); err != nil {
+		if !r.Overwrite {
+			_ = os.Remove(keyPath) // ours: the link succeeded
+		}
+		return err
+	}
+	return syncDir(filepath.Dir(certPath), filepath.Dir(keyPath))
+}
+
+func syncDir(dirs ...string) error {
+	for _, dir := range dirs {
+		d, err := os.Open(dir)
+		if err != nil {
+			return err
+		}
+		err = d.Sync()
+		_ = d.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // checkFree fails if a path exists and r does not overwrite.
@@ -307,40 +369,26 @@ func ReadCerts(path string) ([]*x509.Certificate, error) {
 	return certs, nil
 }
 
-func writeKey(path string, key *ecdsa.PrivateKey) error {
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return err
-	}
-	return writePEM(path, "PRIVATE KEY", der, 0o600)
-}
-
-func writeCert(path string, der []byte) error {
-	return writePEM(path, "CERTIFICATE", der, 0o644)
-}
-
-// writePEM writes one PEM block to path through a temporary file, so that
-// a crash leaves the old file or the new one.
-func writePEM(path, typ string, der []byte, mode os.FileMode) error {
+// writeTemp writes one PEM block to a new temporary file beside path,
+// synced, and returns its name.
+func writeTemp(path, typ string, der []byte, mode os.FileMode) (string, error) {
 	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-"+filepath.Base(path))
 	if err != nil {
-		return err
+		return "", err
 	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(mode); err != nil {
-		_ = tmp.Close()
-		return err
+	err = tmp.Chmod(mode)
+	if err == nil {
+		err = pem.Encode(tmp, &pem.Block{Type: typ, Bytes: der})
 	}
-	if err := pem.Encode(tmp, &pem.Block{Type: typ, Bytes: der}); err != nil {
-		_ = tmp.Close()
-		return err
+	if err == nil {
+		err = tmp.Sync()
 	}
-	if err := tmp.Sync(); err != nil {
-		_ = tmp.Close()
-		return err
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
 	}
-	if err := tmp.Close(); err != nil {
-		return err
+	if err != nil {
+		_ = os.Remove(tmp.Name())
+		return "", err
 	}
-	return os.Rename(tmp.Name(), path)
+	return tmp.Name(), nil
 }

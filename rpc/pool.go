@@ -325,12 +325,22 @@ func (p *Pool) probeTLS(ctx context.Context, addr string, c net.Conn) error {
 		}
 		return fmt.Errorf("%s: TLS handshake failed: %w", addr, err)
 	}
-	_ = tc.SetReadDeadline(time.Now().Add(probeTimeout))
+	readBy := time.Now().Add(probeTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(readBy) {
+		readBy = d
+	}
+	_ = tc.SetReadDeadline(readBy)
 	var b [1]byte
 	if _, err := tc.Read(b[:]); err != nil {
+		// A refusal is a TLS alert; a close or reset after the handshake
+		// is the node (or a proxy in front of it) going away.
+		var oe *net.OpError
+		if errors.As(err, &oe) && oe.Op == "remote error" {
+			return fmt.Errorf("%s refused this client's certificate: %w", addr, err)
+		}
 		var ne net.Error
 		if !errors.As(err, &ne) || !ne.Timeout() {
-			return fmt.Errorf("%s refused this client's certificate: %w", addr, err)
+			return fmt.Errorf("%s closed the connection after the TLS handshake: %w", addr, err)
 		}
 	}
 	return nil

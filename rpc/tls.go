@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
@@ -45,15 +46,42 @@ func LoadNodeCerts(dir string) (*NodeCerts, error) {
 		return nil, fmt.Errorf("node certificate: %w (make one with: flotilla cert create-node HOST... --certs-dir %s)", err, dir)
 	}
 	leaf := cert.Leaf
-	if leaf.Subject.CommonName != NodeCommonName {
-		return nil, fmt.Errorf("node certificate %s: CommonName %q, want %q: is it a client certificate?", certPath, leaf.Subject.CommonName, NodeCommonName)
+	if leaf == nil { // GODEBUG=x509keypairleaf=0
+		if leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
+			return nil, fmt.Errorf("node certificate %s: %w", certPath, err)
+		}
+		cert.Leaf = leaf
 	}
-	_, err = leaf.Verify(x509.VerifyOptions{Roots: cas,
-		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}})
-	if err != nil {
-		return nil, fmt.Errorf("node certificate %s does not verify against %s: %w", certPath, filepath.Join(dir, CACertFile), err)
+	if !isNodeCert(leaf) {
+		return nil, fmt.Errorf("node certificate %s: CommonName %q with usages %v is not a node certificate (CommonName %q, server and client usage): is it a client certificate?",
+			certPath, leaf.Subject.CommonName, leaf.ExtKeyUsage, NodeCommonName)
+	}
+	// KeyUsages means any of them: check each.
+	for _, usage := range []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth} {
+		if _, err = leaf.Verify(x509.VerifyOptions{Roots: cas, KeyUsages: []x509.ExtKeyUsage{usage}}); err != nil {
+			return nil, fmt.Errorf("node certificate %s does not verify against %s: %w", certPath, filepath.Join(dir, CACertFile), err)
+		}
 	}
 	return &NodeCerts{cas: cas, cert: cert, NotAfter: leaf.NotAfter}, nil
+}
+
+// isNodeCert reports whether a certificate is a node's: CommonName "node"
+// and usable both as server and as client. Anything else the CA signed is
+// a client's.
+func isNodeCert(c *x509.Certificate) bool {
+	return c.Subject.CommonName == NodeCommonName &&
+		slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageServerAuth) &&
+		slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageClientAuth)
+}
+
+// VerifyHostname checks that the node certificate is valid for host (the
+// host part of the node's advertised address), which peers and clients
+// check when they dial it.
+func (c *NodeCerts) VerifyHostname(host string) error {
+	if err := c.cert.Leaf.VerifyHostname(host); err != nil {
+		return fmt.Errorf("the node certificate does not cover the advertised host: %w (make it with: flotilla cert create-node %s ...)", err, host)
+	}
+	return nil
 }
 
 // ServerTLS is the configuration of the node's gRPC listener: it presents
@@ -149,14 +177,15 @@ func (r Role) String() string {
 
 // RoleOf returns the role of the peer of a TLS connection, from the leaf
 // of its verified chain, and the user of a client certificate. A node
-// certificate has CommonName "node" and may serve (ServerAuth); anything
-// else the CA signed is a client's.
+// certificate has CommonName "node" and both server and client usage
+// (isNodeCert); anything else the CA signed is a client's. Hence ca.crt
+// must hold CAs dedicated to the cluster: whatever they sign gets in.
 func RoleOf(state *tls.ConnectionState) (Role, string) {
 	if state == nil || len(state.VerifiedChains) == 0 || len(state.VerifiedChains[0]) == 0 {
 		return RoleNone, ""
 	}
 	leaf := state.VerifiedChains[0][0]
-	if leaf.Subject.CommonName == NodeCommonName && slices.Contains(leaf.ExtKeyUsage, x509.ExtKeyUsageServerAuth) {
+	if isNodeCert(leaf) {
 		return RoleNode, NodeCommonName
 	}
 	return RoleClient, leaf.Subject.CommonName
@@ -175,17 +204,29 @@ func peerRole(ctx context.Context) (Role, string) {
 	return RoleOf(&info.State)
 }
 
-// NodeOnly reports whether a gRPC method (its full name) is for nodes
-// only: the raft and snapshot streams, joining, and the heartbeats that
-// feed the placement driver. Every other method (KV, init, status, range
-// lookup and the placement admin calls) takes a client certificate too.
-func NodeOnly(fullMethod string) bool {
+// ClientAllowed reports whether a gRPC method (its full name) may be
+// called with a client certificate: the KV service, init and status, range
+// lookup (routing) and the placement admin calls. Every other method — the
+// raft and snapshot streams, joining, the heartbeats that feed the
+// placement driver, and any method added later until it is listed here —
+// takes a node certificate.
+func ClientAllowed(fullMethod string) bool {
+	if strings.HasPrefix(fullMethod, "/"+flotillapb.KV_ServiceDesc.ServiceName+"/") {
+		return true
+	}
 	switch fullMethod {
-	case flotillapb.Raft_RaftStream_FullMethodName,
-		flotillapb.Raft_Snapshot_FullMethodName,
-		flotillapb.Node_Join_FullMethodName,
-		flotillapb.Placement_StoreHeartbeat_FullMethodName,
-		flotillapb.Placement_RangeHeartbeat_FullMethodName:
+	case flotillapb.Node_Init_FullMethodName,
+		flotillapb.Node_Status_FullMethodName,
+		flotillapb.Node_ClusterStatus_FullMethodName,
+		flotillapb.Placement_LookupRange_FullMethodName,
+		flotillapb.Placement_ListStores_FullMethodName,
+		flotillapb.Placement_ListRanges_FullMethodName,
+		flotillapb.Placement_ListOperators_FullMethodName,
+		flotillapb.Placement_TransferLeader_FullMethodName,
+		flotillapb.Placement_AddReplica_FullMethodName,
+		flotillapb.Placement_RemoveReplica_FullMethodName,
+		flotillapb.Placement_SetStoreState_FullMethodName,
+		flotillapb.Placement_SplitRange_FullMethodName:
 		return true
 	}
 	return false
@@ -202,19 +243,21 @@ func authorize(ctx context.Context, fullMethod string) error {
 	switch {
 	case role == RoleNone:
 		return status.Errorf(codes.Unauthenticated, "rpc: %s: no verified client certificate", fullMethod)
-	case role != RoleNode && NodeOnly(fullMethod):
+	case role != RoleNode && !ClientAllowed(fullMethod):
 		return status.Errorf(codes.PermissionDenied, "rpc: %s %v; the caller presented the client certificate of user %q", fullMethod, ErrNotNode, user)
 	}
 	return nil
 }
 
 // SecureServerOptions returns the options of a secure node's gRPC server,
-// on top of ServerOptions: mTLS with the node's certificates, and
-// interceptors that let only node certificates reach node-only methods
-// (NodeOnly).
+// on top of ServerOptions: mTLS with the node's certificates, a bound on
+// the TLS handshake, and interceptors that let client certificates reach
+// only the methods ClientAllowed lists.
 func SecureServerOptions(certs *NodeCerts) []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.Creds(credentials.NewTLS(certs.ServerTLS())),
+		// An unauthenticated peer holds a handshake open this long at most.
+		grpc.ConnectionTimeout(10 * time.Second),
 		grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 			if err := authorize(ctx, info.FullMethod); err != nil {
 				return nil, err

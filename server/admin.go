@@ -19,7 +19,9 @@ import (
 //	/health        200 with {"status":"ok"} when the node is a running member, else 503
 //	/status        JSON: the node, the nodes it knows, and its replicas with descriptor,
 //	               leader, term, applied index, statistics and data hash
-//	               (?hash=false skips the hash, which reads every range's data); on the
+//	               (?hash=false skips the hash, which reads every range's data; on a
+//	               secure node the hash needs a client certificate, and is
+//	               skipped by default without one); on the
 //	               placement group's leader also the driver's view: stores with the
 //	               time since their last heartbeat, operators, balance scores
 //	/debug/pprof/  Go's profiler; on a secure node only with a client
@@ -58,7 +60,10 @@ func (n *Node) adminHandler() http.Handler {
 			return
 		}
 		defer n.exit()
-		withHash := true
+		// The hash reads every range's data: on a secure node only a
+		// certificate holder may ask for it (and gets it by default).
+		certified := n.certs == nil || hasCert(r)
+		withHash := certified
 		if v := r.URL.Query().Get("hash"); v != "" {
 			b, err := strconv.ParseBool(v)
 			if err != nil {
@@ -66,6 +71,10 @@ func (n *Node) adminHandler() http.Handler {
 				return
 			}
 			withHash = b
+		}
+		if withHash && !certified {
+			http.Error(w, "/status?hash=true reads every range's data: on a secure node it needs a client certificate", http.StatusForbidden)
+			return
 		}
 		out, err := protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true, Indent: "  "}.Marshal(n.Status(withHash))
 		if err != nil {
@@ -92,14 +101,19 @@ func (n *Node) adminHandler() http.Handler {
 // lines, and profiling costs CPU.
 func (n *Node) pprofGuard(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if n.certs != nil && !n.cfg.EnablePprof {
-			if role, _ := rpc.RoleOf(r.TLS); role == rpc.RoleNone {
-				http.Error(w, "/debug/pprof/ needs a client certificate on a secure node (or start it with --enable-pprof)", http.StatusForbidden)
-				return
-			}
+		if n.certs != nil && !n.cfg.EnablePprof && !hasCert(r) {
+			http.Error(w, "/debug/pprof/ needs a client certificate on a secure node (or start it with --enable-pprof)", http.StatusForbidden)
+			return
 		}
 		h(w, r)
 	}
+}
+
+// hasCert reports whether an HTTPS request came with a certificate the
+// cluster's CA signed (the listener verifies any certificate given).
+func hasCert(r *http.Request) bool {
+	role, _ := rpc.RoleOf(r.TLS)
+	return role != rpc.RoleNone
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

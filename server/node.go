@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -264,6 +265,9 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		}
 		n.httpAddr = n.httpLis.Addr().String()
 	}
+	if err := n.checkListeners(); err != nil {
+		return nil, err
+	}
 	pcfg := rpc.PoolConfig{DialOverrides: cfg.DialOverrides, Logger: cfg.Logger}
 	gopts := append(rpc.ServerOptions(), grpc.WaitForHandlers(true))
 	if n.certs != nil {
@@ -338,7 +342,9 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		}
 	})
 	if n.httpLis != nil {
-		n.httpServer = &http.Server{Handler: n.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+		n.httpServer = &http.Server{Handler: n.adminHandler(), ReadHeaderTimeout: 10 * time.Second,
+			// Failed TLS handshakes and the like go to the node's log.
+			ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)}
 		n.stopper.RunWorker(func() {
 			if err := n.httpServer.Serve(n.httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				n.log.Error("HTTP server failed", "err", err)
@@ -349,6 +355,39 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.stopper.RunWorker(n.maintenanceLoop)
 	n.stopper.RunWorker(n.heartbeatLoop)
 	return n, nil
+}
+
+// checkListeners checks, once the listeners are bound: on a secure node,
+// that the node certificate covers the advertised host (peers and clients
+// check it when they dial); on an insecure one, that both listeners are on
+// loopback (Config.Validate checked the names; "localhost" could resolve
+// elsewhere) unless Insecure.
+func (n *Node) checkListeners() error {
+	if n.certs != nil {
+		host, _, err := net.SplitHostPort(n.addr)
+		if err != nil {
+			return fmt.Errorf("flotilla: advertised address %q: %w", n.addr, err)
+		}
+		if err := n.certs.VerifyHostname(host); err != nil {
+			return fmt.Errorf("flotilla: %s: %w", filepath.Join(n.cfg.CertsDir, rpc.NodeCertFile), err)
+		}
+		if left := time.Until(n.certs.NotAfter); left < 30*24*time.Hour {
+			n.log.Warn("the node certificate expires soon: make a new one (docs/SECURITY.md, rotation)", "expires", n.certs.NotAfter, "in", left.Round(time.Hour))
+		}
+		return nil
+	}
+	if n.cfg.Insecure {
+		return nil
+	}
+	for _, lis := range []net.Listener{n.lis, n.httpLis} {
+		if lis == nil {
+			continue
+		}
+		if a, ok := lis.Addr().(*net.TCPAddr); ok && !a.IP.IsLoopback() {
+			return fmt.Errorf("flotilla: listening on %s, which is not loopback, and an insecure node listens only on loopback: give it certificates (--certs-dir) or, to accept the risk, --insecure", a)
+		}
+	}
+	return nil
 }
 
 // Dir returns the store's directory.

@@ -99,7 +99,7 @@ func TestSecureCluster(t *testing.T) {
 	}
 
 	// No certificate, or one of another CA: nothing gets through.
-	refused := func(what string, cfg flotilla.Config) {
+	refused := func(what string, cfg flotilla.Config, cause string) {
 		t.Helper()
 		cfg.Endpoints, cfg.DialTimeout = endpoints, 500*time.Millisecond
 		c, err := flotilla.New(cfg)
@@ -109,18 +109,18 @@ func TestSecureCluster(t *testing.T) {
 		defer c.Close()
 		rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		defer cancel()
-		if _, err := c.Get(rctx, []byte("k-root")); err == nil {
-			t.Errorf("%s: read from a secure node", what)
+		if _, err := c.Get(rctx, []byte("k-root")); err == nil || !strings.Contains(err.Error(), cause) {
+			t.Errorf("%s: read: %v, want a refusal mentioning %q", what, err, cause)
 		}
-		if err := c.Put(rctx, []byte("k-root"), []byte("forged")); err == nil {
-			t.Errorf("%s: wrote to a secure node", what)
+		if err := c.Put(rctx, []byte("k-root"), []byte("forged")); err == nil || !strings.Contains(err.Error(), cause) {
+			t.Errorf("%s: write: %v, want a refusal mentioning %q", what, err, cause)
 		}
 	}
-	refused("plaintext client", flotilla.Config{})
-	refused("client of another CA", flotilla.Config{TLS: clientTLS(t, otherCA, rpc.RootUser)})
+	refused("plaintext client", flotilla.Config{}, "is a secure node")
+	refused("client of another CA", flotilla.Config{TLS: clientTLS(t, otherCA, rpc.RootUser)}, "certificate signed by unknown authority")
 	noCert := clientTLS(t, certs, rpc.RootUser)
 	noCert.Certificates = nil
-	refused("client without a certificate", flotilla.Config{TLS: noCert})
+	refused("client without a certificate", flotilla.Config{TLS: noCert}, "refused this client's certificate")
 
 	// A client certificate does not reach the node-only services.
 	pool := rpc.NewPool(rpc.PoolConfig{TLS: clientTLS(t, certs, "alice")})
@@ -174,13 +174,16 @@ func TestSecureCluster(t *testing.T) {
 	}
 	anon := clientTLS(t, certs, rpc.RootUser)
 	anon.Certificates = nil
-	for path, want := range map[string]int{"/metrics": 200, "/health": 200, "/status?hash=false": 200, "/debug/pprof/": 403} {
+	for path, want := range map[string]int{"/metrics": 200, "/health": 200, "/status?hash=false": 200, "/status": 200,
+		"/status?hash=true": 403, "/debug/pprof/": 403} {
 		if code, err := get(anon, "https", path); err != nil || code != want {
 			t.Errorf("GET %s without a client certificate: %d, %v; want %d", path, code, err, want)
 		}
 	}
-	if code, err := get(clientTLS(t, certs, "alice"), "https", "/debug/pprof/"); err != nil || code != 200 {
-		t.Errorf("GET /debug/pprof/ with a client certificate: %d, %v; want 200", code, err)
+	for _, path := range []string{"/debug/pprof/", "/status?hash=true"} {
+		if code, err := get(clientTLS(t, certs, "alice"), "https", path); err != nil || code != 200 {
+			t.Errorf("GET %s with a client certificate: %d, %v; want 200", path, code, err)
+		}
 	}
 	if code, err := get(clientTLS(t, otherCA, rpc.RootUser), "https", "/metrics"); err == nil {
 		t.Errorf("GET /metrics trusting another CA: %d, want a TLS error", code)

@@ -282,26 +282,26 @@ flotilla_balanced() {
 	[[ -z $reason ]] || { echo "$reason"; return 1; }
 }
 
-# start_flotilla RANGES starts 3 nodes with automatic splits off,
+# start_flotilla NAME RANGES starts 3 nodes (logs named NAME) with automatic splits off,
 # initializes the cluster pre-split into RANGES ranges of equal record
 # counts, and waits until the ranges are replicated and their leaders
 # spread.
 start_flotilla() {
-	local ranges=$1 i join=$FLOTILLA_ENDPOINTS
+	local name=$1 ranges=$2 i join=$FLOTILLA_ENDPOINTS
 	for i in 0 1 2; do
-		start "$OUT/logs/flotilla-$ranges-n$((i + 1)).log" "$FLOTILLA" start --store "$DATA/flotilla-$ranges/n$((i + 1))" \
+		start "$OUT/logs/$name-n$((i + 1)).log" "$FLOTILLA" start --store "$DATA/$name/n$((i + 1))" \
 			--listen-addr "127.0.0.1:${FLOTILLA_PORTS[i]}" --http-addr "127.0.0.1:${FLOTILLA_HTTP_PORTS[i]}" \
 			--join "$join" --split-size -1 --split-qps -1
 	done
-	wait_for "flotilla-$ranges: nodes listening" flotilla_listening
+	wait_for "$name: nodes listening" flotilla_listening
 	local split=()
 	if ((ranges > 1)); then
 		split=(--split-at "$("$FLOTILLA" bench split-keys --records "$RECORDS" --ranges "$ranges")")
 	fi
-	"$FLOTILLA" init --host "127.0.0.1:${FLOTILLA_PORTS[0]}" ${split[@]+"${split[@]}"} >>"$OUT/logs/flotilla-$ranges-init.log" 2>&1 ||
-		die "flotilla-$ranges: init failed: $(cat "$OUT/logs/flotilla-$ranges-init.log")"
-	wait_for "flotilla-$ranges: nodes healthy" flotilla_healthy
-	wait_for "flotilla-$ranges: ranges replicated and leaders spread" flotilla_balanced "$ranges"
+	"$FLOTILLA" init --host "127.0.0.1:${FLOTILLA_PORTS[0]}" ${split[@]+"${split[@]}"} >>"$OUT/logs/$name-init.log" 2>&1 ||
+		die "$name: init failed: $(cat "$OUT/logs/$name-init.log")"
+	wait_for "$name: nodes healthy" flotilla_healthy
+	wait_for "$name: ranges replicated and leaders spread" flotilla_balanced "$ranges"
 }
 
 # --- the runs -----------------------------------------------------------
@@ -352,13 +352,13 @@ for store in $STORES; do
 		"$FLOTILLA" cert create-ca >/dev/null && "$FLOTILLA" cert create-node 127.0.0.1 localhost >/dev/null &&
 			"$FLOTILLA" cert create-client root >/dev/null || die "$store: making certificates failed"
 		HTTP_SCHEME=https CURL_TLS=(--cacert "$FLOTILLA_CERTS_DIR/ca.crt")
-		start_flotilla "${store#flotilla-tls-}"
+		start_flotilla "$store" "${store#flotilla-tls-}"
 		target=(--endpoints "$FLOTILLA_ENDPOINTS")
 		;;
 	flotilla-*)
 		unset FLOTILLA_CERTS_DIR
 		HTTP_SCHEME=http CURL_TLS=()
-		start_flotilla "${store#flotilla-}"
+		start_flotilla "$store" "${store#flotilla-}"
 		target=(--endpoints "$FLOTILLA_ENDPOINTS")
 		;;
 	esac

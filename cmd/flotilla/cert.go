@@ -79,7 +79,9 @@ its client.NAME.crt/.key. See docs/SECURITY.md.`,
 	cert.PersistentFlags().StringVar(&req.CertsDir, "certs-dir", os.Getenv(certsDirEnv), "the certs directory (created if missing); default $"+certsDirEnv)
 	withCA := func(c *cobra.Command, lifetime time.Duration) *cobra.Command {
 		c.Flags().StringVar(&req.CAKey, "ca-key", "", "the CA key's file (default: ca.key in --certs-dir)")
-		c.Flags().DurationVar(&req.Lifetime, "lifetime", lifetime, "how long the certificate is valid")
+		// Default 0: the subcommands share req, so the request picks the
+		// default of its kind.
+		c.Flags().DurationVar(&req.Lifetime, "lifetime", 0, fmt.Sprintf("how long the certificate is valid (default %v; never past the CA's expiry)", lifetime))
 		c.Flags().BoolVar(&req.Overwrite, "overwrite", false, "replace existing files")
 		return c
 	}
@@ -184,26 +186,16 @@ func listCerts(w io.Writer, dir string, format string) error {
 	var infos []certInfo
 	for _, f := range files {
 		info := certInfo{File: filepath.Base(f)}
-		c, err := readCert(f)
+		certs, err := rpc.ReadCerts(f)
 		if err != nil {
 			info.Error = err.Error()
 			infos = append(infos, info)
 			continue
 		}
-		info.Subject, info.NotAfter = c.Subject.CommonName, c.NotAfter
-		switch {
-		case c.IsCA:
-			info.Usage = "ca"
-		case slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageServerAuth):
-			info.Usage = "node"
-		default:
-			info.Usage = "client"
+		// ca.crt may hold several CAs while one is rotated: list each.
+		for _, c := range certs {
+			infos = append(infos, describeCert(info.File, c))
 		}
-		info.Hosts = append(info.Hosts, c.DNSNames...)
-		for _, ip := range c.IPAddresses {
-			info.Hosts = append(info.Hosts, ip.String())
-		}
-		infos = append(infos, info)
 	}
 	if format == "json" {
 		enc := json.NewEncoder(w)
@@ -232,11 +224,19 @@ func orDash(s string) string {
 	return s
 }
 
-// readCert reads the first certificate of a PEM file.
-func readCert(path string) (*x509.Certificate, error) {
-	certs, err := rpc.ReadCerts(path)
-	if err != nil {
-		return nil, err
+func describeCert(file string, c *x509.Certificate) certInfo {
+	info := certInfo{File: file, Subject: c.Subject.CommonName, NotAfter: c.NotAfter}
+	switch {
+	case c.IsCA:
+		info.Usage = "ca"
+	case c.Subject.CommonName == rpc.NodeCommonName && slices.Contains(c.ExtKeyUsage, x509.ExtKeyUsageServerAuth):
+		info.Usage = "node"
+	default:
+		info.Usage = "client"
 	}
-	return certs[0], nil
+	info.Hosts = append(info.Hosts, c.DNSNames...)
+	for _, ip := range c.IPAddresses {
+		info.Hosts = append(info.Hosts, ip.String())
+	}
+	return info
 }

@@ -162,24 +162,26 @@ func demoReplicated(nodes []*server.Node) bool {
 
 // demoCerts makes, in dir, the certificates of a demo cluster that are
 // missing: a CA, a node certificate for the loopback names, and root's
-// client certificate.
+// client certificate. A new CA gets new node and client certificates.
 func demoCerts(dir string) error {
 	exists := func(name string) bool {
 		_, err := os.Stat(filepath.Join(dir, name))
 		return err == nil
 	}
 	req := rpc.CertRequest{CertsDir: dir}
-	if !exists(rpc.CACertFile) {
-		if err := rpc.CreateCA(req); err != nil {
+	newCA := !exists(rpc.CACertFile)
+	if newCA {
+		if err := rpc.CreateCA(rpc.CertRequest{CertsDir: dir, Overwrite: true}); err != nil {
 			return err
 		}
+		req.Overwrite = true
 	}
-	if !exists(rpc.NodeCertFile) {
+	if newCA || !exists(rpc.NodeCertFile) {
 		if err := rpc.CreateNodeCert(req, []string{"127.0.0.1", "::1", "localhost"}); err != nil {
 			return err
 		}
 	}
-	if c, _ := rpc.ClientCertFiles(rpc.RootUser); !exists(c) {
+	if c, _ := rpc.ClientCertFiles(rpc.RootUser); newCA || !exists(c) {
 		if err := rpc.CreateClientCert(req, rpc.RootUser); err != nil {
 			return err
 		}

@@ -182,7 +182,11 @@ func cluster3(t *testing.T) []*proc {
 // cli runs the binary with args and returns stdout, stderr and the error.
 func cli(t *testing.T, args ...string) (string, string, error) {
 	t.Helper()
-	cmd := exec.Command(flotillaBinary(t), args...)
+	// No command of a test runs for long; one that hangs must not outlive
+	// the test.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, flotillaBinary(t), args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -594,7 +598,8 @@ func TestMakeRun(t *testing.T) {
 	if _, err := exec.LookPath("make"); err != nil {
 		t.Skip("make is not installed")
 	}
-	cmd := exec.Command("make", "-s", "-C", "../..", "run", "RUN_ARGS=--base-port 0", "DEMO_CERTS="+filepath.Join(t.TempDir(), "certs"))
+	demoCerts := filepath.Join(t.TempDir(), "certs")
+	cmd := exec.Command("make", "-s", "-C", "../..", "run", "RUN_ARGS=--base-port 0", "DEMO_CERTS="+demoCerts)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -647,6 +652,9 @@ func TestMakeRun(t *testing.T) {
 	case certsDir = <-certs:
 	default:
 		t.Fatal("make run printed no certs directory: is the demo insecure?")
+	}
+	if certsDir != demoCerts {
+		t.Fatalf("make run used certificates in %s, not DEMO_CERTS=%s", certsDir, demoCerts)
 	}
 	_ = bin
 	mustCLI(t, "OK\n", "kv", "put", "--host", addr, "--certs-dir", certsDir, "hello", "world")

@@ -20,10 +20,12 @@ import (
 )
 
 // dial connects to one node for the admin services, over TLS if tlsConfig
-// is not nil.
-func dial(host string, tlsConfig *tls.Config) (*grpc.ClientConn, func(), error) {
+// is not nil, waiting up to dialTimeout for it to answer; if it does not,
+// the error says why (refused, a TLS refusal, a secure node reached in
+// plaintext).
+func dial(ctx context.Context, host string, dialTimeout time.Duration, tlsConfig *tls.Config) (*grpc.ClientConn, func(), error) {
 	pool := rpc.NewPool(rpc.PoolConfig{TLS: tlsConfig})
-	conn, err := pool.Conn(host)
+	conn, err := pool.Ready(ctx, host, dialTimeout)
 	if err != nil {
 		_ = pool.Close()
 		return nil, nil, fmt.Errorf("--host %q: %w", host, err)

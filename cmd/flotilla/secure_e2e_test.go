@@ -42,15 +42,22 @@ func TestSecureEndToEnd(t *testing.T) {
 	mustCLIPrefix(t, "created ", "cert", "create-client", "root", "--certs-dir", other)
 	out, errOut, err := cli(t, "cert", "list", "--certs-dir", certs, "--format", "json")
 	var listed []struct {
-		File  string   `json:"file"`
-		Usage string   `json:"usage"`
-		Hosts []string `json:"hosts"`
+		File    string    `json:"file"`
+		Usage   string    `json:"usage"`
+		Hosts   []string  `json:"hosts"`
+		Expires time.Time `json:"expires"`
 	}
 	if err != nil || json.Unmarshal([]byte(out), &listed) != nil || len(listed) != 4 {
 		t.Fatalf("cert list: %v %q\n%s", err, errOut, out)
 	}
 	if listed[0].File != "ca.crt" || listed[0].Usage != "ca" || listed[3].Usage != "node" || strings.Join(listed[3].Hosts, ",") != "localhost,127.0.0.1" {
 		t.Errorf("cert list: %+v", listed)
+	}
+	// The CA is valid 10 years, the others 5.
+	for i, want := range []time.Duration{rpc.DefaultCALifetime, rpc.DefaultCertLifetime, rpc.DefaultCertLifetime, rpc.DefaultCertLifetime} {
+		if d := time.Until(listed[i].Expires); d < want-2*time.Hour || d > want {
+			t.Errorf("%s expires in %v, want %v", listed[i].File, d.Round(time.Hour), want)
+		}
 	}
 
 	procs := make([]*proc, 3)
@@ -83,8 +90,8 @@ func TestSecureEndToEnd(t *testing.T) {
 			return err
 		})
 	}
-	if _, errOut, err := cli(t, "init", "--host", procs[0].addr, "--timeout", "3s"); err == nil {
-		t.Fatalf("init without certificates succeeded: %q", errOut)
+	if _, errOut, err := cli(t, "init", "--host", procs[0].addr, "--timeout", "3s"); err == nil || !strings.Contains(errOut, "is a secure node") {
+		t.Fatalf("init without certificates: %v, stderr %q; want a refusal saying the node is secure", err, errOut)
 	}
 	sec := []string{"--certs-dir", certs}
 	mustCLIPrefix(t, "cluster ", append([]string{"init", "--host", procs[0].addr}, sec...)...)

@@ -202,6 +202,8 @@ func newInitCmd() *cobra.Command {
 		timeout time.Duration
 		splitAt []string
 		tf      tlsFlags
+
+		dialTimeout time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "init",
@@ -219,7 +221,7 @@ nodes as they join.`,
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			conn, closeConn, err := dial(host, tlsConfig)
+			conn, closeConn, err := dial(ctx, host, dialTimeout, tlsConfig)
 			if err != nil {
 				return err
 			}
@@ -242,6 +244,7 @@ nodes as they join.`,
 	cmd.Flags().StringVar(&host, "host", server.DefaultListenAddr, "the node to initialize, HOST:PORT")
 	cmd.Flags().StringSliceVar(&splitAt, "split-at", nil, "pre-split the keyspace at these keys, KEY[,KEY...]")
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "give up after this long")
+	cmd.Flags().DurationVar(&dialTimeout, "dial-timeout", flotilla.DefaultDialTimeout, "fail when the node cannot be reached for this long")
 	tf.register(cmd.Flags())
 	return cmd
 }
