@@ -91,7 +91,7 @@ func TestDestroyRemovedAtLoad(t *testing.T) {
 	if _, err := eng.Get(key); !errors.Is(err, engine.ErrNotFound) {
 		t.Fatalf("removed replica's data survived: %v", err)
 	}
-	if _, err := h.groupFor(7, self); !errors.Is(err, ErrReplicaTombstoned) {
+	if _, err := h.groupFor(7, self, true); !errors.Is(err, ErrReplicaTombstoned) {
 		t.Fatalf("old replica recreated: %v", err)
 	}
 }
