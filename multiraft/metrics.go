@@ -70,9 +70,9 @@ type hostMetrics struct {
 	batchesReceived       *metrics.Counter
 	replicasCollected     *metrics.Counter
 	// dropped counts dropped messages by reason, indexed by dropReason.
-	dropped               [numDropReasons]*metrics.Counter
-	sentByType            []*metrics.Counter
-	receivedByType        []*metrics.Counter
+	dropped        [numDropReasons]*metrics.Counter
+	sentByType     []*metrics.Counter
+	receivedByType []*metrics.Counter
 }
 
 var groupCountBuckets = []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096}
