@@ -221,9 +221,8 @@ type sentOp struct {
 // attempt. A batch whose ops all lie in one range is sent as one request.
 //
 // If a part fails after others were applied, the error's outcome is
-// UNKNOWN; if none was, the failed part's. Parts are not idempotent (a
-// compare-and-swap is not), so a part whose outcome is unknown is not sent
-// again.
+// UNKNOWN; if none was, the failed part's. A part whose outcome is
+// unknown is not sent again, as no write is (Do).
 func Batch(ctx context.Context, r *Router, req *flotillapb.BatchRequest,
 	send func(ctx context.Context, t Target, part *flotillapb.BatchRequest) (*flotillapb.BatchResponse, error),
 ) (*flotillapb.BatchResponse, error) {
