@@ -21,7 +21,7 @@ type Request struct {
 	Key []byte
 	// Write says the request changes data. Only reads are retried after an
 	// attempt whose outcome is unknown, and only writes' errors carry an
-	// outcome. No write is retried then, not even one that applied twice
+	// outcome. No write is retried then, not even one that, applied twice,
 	// has the effect of once (a put of a fixed value, a delete-range): a
 	// write of another client acknowledged in between would be undone
 	// after it was read, which is not linearizable (issue 15).

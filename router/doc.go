@@ -97,9 +97,10 @@
 // rpc.KVHandler, such as rpc.KVHandler.Put) to the handler Nodes gives for
 // the attempt's store. PartSender sends the parts of a request that Scan,
 // DeleteRange or Batch split. A request whose header is Routed (forwarded,
-// or addressed to a range by ID) is served by the receiving node's replica
-// or fails: it is never forwarded again nor split. Retriable says what may
-// be sent again: never bad input, never a write that may have been applied.
+// or addressed to a range by ID or version) is served by the receiving
+// node's replica or fails: it is never forwarded again nor split.
+// Retriable says what may be sent again: never bad input, never a write
+// that may have been applied.
 // CheckScan, CheckDeleteRange and CheckBatch are the replicas' own input
 // checks (flotillapb.CheckSpan, CheckOp), run before a request is split: a
 // part refused after another part was applied would leave it half done.
