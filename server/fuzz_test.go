@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flotilladb/flotilla/internal/testutil"
 	"github.com/flotilladb/flotilla/router"
 	"github.com/flotilladb/flotilla/rpc"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
@@ -148,6 +149,12 @@ func FuzzGatewayRequest(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	// WaitReady says the first range serves; the placement group may not
+	// have elected its leader yet.
+	testutil.SucceedsSoon(f, func() error {
+		_, err := flotillapb.NewPlacementClient(conn).LookupRange(ctx, &flotillapb.LookupRangeRequest{Key: []byte("a")})
+		return err
+	})
 	f.Fuzz(func(t *testing.T, method byte, data []byte) {
 		m := fuzzMethods[int(method)%len(fuzzMethods)]
 		req := m.req()
@@ -171,7 +178,7 @@ func FuzzGatewayRequest(f *testing.F) {
 				want = flotillapb.Outcome_NOT_APPLIED
 			}
 			if st.Code() != codes.InvalidArgument || fe.GetInvalidArgument().GetField() == "" || fe.GetMessage() == "" || fe.GetOutcome() != want {
-				t.Fatalf("%s(%v) = %v; want InvalidArgument naming a field, with a message, outcome %v", m.name, req, err, want)
+				t.Fatalf("%s(%v) = %v; want InvalidArgument naming a field, with a message, outcome %v", m.name, brief(req), err, want)
 			}
 			return
 		}
@@ -183,18 +190,27 @@ func FuzzGatewayRequest(f *testing.F) {
 		case st.Code() == codes.DeadlineExceeded:
 			// A healthy node answers at once: this one retried a request
 			// that cannot succeed until the deadline.
-			t.Fatalf("%s(%v) timed out: %v", m.name, req, err)
+			t.Fatalf("%s(%v) timed out: %v", m.name, brief(req), err)
 		case fe.GetMessage() == "":
-			t.Fatalf("%s(%v) failed without a message: %v", m.name, req, err)
+			t.Fatalf("%s(%v) failed without a message: %v", m.name, brief(req), err)
 		case fe.GetInvalidArgument() != nil && m.name != flotillapb.Placement_SplitRange_FullMethodName:
 			// (A split key may be a range's start already.)
-			t.Fatalf("%s(%v) refused good input: %v", m.name, req, err)
+			t.Fatalf("%s(%v) refused good input: %v", m.name, brief(req), err)
 		case routedHeader(req) || m.name == flotillapb.Placement_SplitRange_FullMethodName:
 			// The routing errors; a split in progress.
 		default:
-			t.Fatalf("%s(%v) = %v, want success", m.name, req, err)
+			t.Fatalf("%s(%v) = %v, want success", m.name, brief(req), err)
 		}
 	})
+}
+
+// brief describes a request in at most a few hundred bytes.
+func brief(req proto.Message) string {
+	s := fmt.Sprint(req)
+	if len(s) > 300 {
+		s = fmt.Sprintf("%s… (%d bytes)", s[:300], len(s))
+	}
+	return s
 }
 
 // gatewayFuzzSeeds are FuzzGatewayRequest's seeds by name: for each method,
