@@ -29,9 +29,10 @@ type KV interface {
 	// Within one range it is atomic. A span across ranges is deleted one
 	// range at a time, not atomically: a failure leaves the ranges done
 	// before it deleted, and its error's outcome is then unknown
-	// (ErrOutcomeUnknown). Being idempotent, each range's part is retried
-	// after an unknown outcome, so the count may then miss keys that a
-	// lost attempt deleted.
+	// (ErrOutcomeUnknown). A range's part whose outcome is unknown is not
+	// sent again (it could delete another client's write made since): the
+	// delete-range fails with ErrOutcomeUnknown, and the caller decides
+	// whether to delete the span again.
 	DeleteRange(ctx context.Context, start, end []byte) (deleted int64, err error)
 	// Scan returns the pairs in [start, end) in key order (descending with
 	// Reverse), at most opts.Limit of them if it is positive. It reads a

@@ -21,12 +21,11 @@ type Request struct {
 	Key []byte
 	// Write says the request changes data. Only reads are retried after an
 	// attempt whose outcome is unknown, and only writes' errors carry an
-	// outcome.
+	// outcome. No write is retried then, not even one that, applied twice,
+	// has the effect of once (a put of a fixed value, a delete-range): a
+	// write of another client acknowledged in between would be undone
+	// after it was read, which is not linearizable (issue 15).
 	Write bool
-	// Idempotent says a write may be applied twice with the effect of once
-	// (a put of a fixed value, a delete), so it is retried after an unknown
-	// outcome.
-	Idempotent bool
 	// Before routes the request by the keys just below Key instead (Key
 	// exclusive): to the range with start < Key <= end, or the last range
 	// if Key is empty. The part of a reverse span request that ends at Key
@@ -65,8 +64,7 @@ type Target struct {
 // Do returns send's response, or the last error as a *flotillapb.Error
 // whose Outcome, for a write, is UNKNOWN if any attempt may have been
 // applied and NOT_APPLIED otherwise (reads carry OUTCOME_UNSPECIFIED). A
-// write is never sent again after an attempt with an unknown outcome,
-// unless req.Idempotent.
+// write is never sent again after an attempt with an unknown outcome.
 func Do[Resp any](ctx context.Context, r *Router, req Request,
 	send func(ctx context.Context, t Target) (Resp, error)) (Resp, error) {
 	var zero Resp
@@ -243,9 +241,7 @@ func (rt *retrier) handle(fe *flotillapb.Error, info RangeInfo, t Target) action
 	store := uint64(t.Store)
 	if rt.req.Write && outcomeUnknown(fe) {
 		rt.unknown = true
-		if !rt.req.Idempotent {
-			return fail
-		}
+		return fail
 	}
 	switch d := fe.GetDetail().(type) {
 	case *flotillapb.Error_InvalidArgument:
@@ -317,7 +313,7 @@ func (rt *retrier) handle(fe *flotillapb.Error, info RangeInfo, t Target) action
 	}
 	// Unavailable, or an error Do does not know: this replica cannot serve
 	// now; another may. A write gets here only if it was certainly not
-	// applied, or is idempotent.
+	// applied.
 	r.metrics.retries[reasonUnavailable].Inc()
 	rt.avoid = append(rt.avoid, store)
 	r.cache.setLeader(rangeID, nil, store)

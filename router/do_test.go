@@ -381,7 +381,6 @@ func TestDoUnavailable(t *testing.T) {
 		{"write not applied is retried", Request{Write: true}, notApplied, []uint64{1, 2}, unspecified, false},
 		{"write unknown is returned", Request{Write: true}, unknown, []uint64{1}, unknown, true},
 		{"write without outcome counts as unknown", Request{Write: true}, unspecified, []uint64{1}, unknown, true},
-		{"idempotent write unknown is retried", Request{Write: true, Idempotent: true}, unknown, []uint64{1, 2}, unspecified, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			res := newFakeResolver(RangeInfo{Desc: desc(1, "", "", 1, 1, 1, 2, 3), Leader: leaderOn(1)})
@@ -506,17 +505,6 @@ func TestDoDeadline(t *testing.T) {
 		req:         Request{Write: true},
 		resolverErr: errors.New("placement driver unreachable"),
 		wantOutcome: flotillapb.Outcome_NOT_APPLIED,
-		wantDetail:  "Unavailable",
-	}, {
-		name: "idempotent write once unknown stays unknown",
-		req:  Request{Write: true, Idempotent: true},
-		errs: func(i int) error {
-			if i == 0 {
-				return unavailable(flotillapb.Outcome_UNKNOWN)
-			}
-			return unavailable(flotillapb.Outcome_NOT_APPLIED)
-		},
-		wantOutcome: flotillapb.Outcome_UNKNOWN,
 		wantDetail:  "Unavailable",
 	}, {
 		name:        "read",

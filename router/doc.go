@@ -65,8 +65,9 @@
 // Every error Do returns is a *flotillapb.Error whose Outcome, for a
 // write, says whether it was certainly not applied (NOT_APPLIED) or may
 // have been (UNKNOWN: some attempt's outcome was unknown). A write is never
-// sent again after an unknown outcome unless the request says it is
-// idempotent.
+// sent again after an unknown outcome, not even one that would have the
+// same effect applied twice (a delete-range): another client's write,
+// acknowledged and read in between, would be undone after the fact.
 //
 // # Spans
 //
@@ -84,7 +85,8 @@
 // ops in their order, a delete-range cut at range bounds) and sends one
 // batch per range, the ops of each attempt again chosen by the attempt's
 // range. A request split this way is not atomic across ranges: a write
-// that fails after a part was applied fails with outcome UNKNOWN.
+// that fails after a part was applied fails with outcome UNKNOWN, and so
+// does one whose part's outcome is unknown (the part is not sent again).
 //
 // # The request driver
 //
@@ -95,9 +97,10 @@
 // rpc.KVHandler, such as rpc.KVHandler.Put) to the handler Nodes gives for
 // the attempt's store. PartSender sends the parts of a request that Scan,
 // DeleteRange or Batch split. A request whose header is Routed (forwarded,
-// or addressed to a range by ID) is served by the receiving node's replica
-// or fails: it is never forwarded again nor split. Retriable says what may
-// be sent again: never bad input, never a write that may have been applied.
+// or addressed to a range by ID or version) is served by the receiving
+// node's replica or fails: it is never forwarded again nor split.
+// Retriable says what may be sent again: never bad input, never a write
+// that may have been applied.
 // CheckScan, CheckDeleteRange and CheckBatch are the replicas' own input
 // checks (flotillapb.CheckSpan, CheckOp), run before a request is split: a
 // part refused after another part was applied would leave it half done.

@@ -41,10 +41,14 @@ type Nodes interface {
 }
 
 // Routed reports whether a request's header routes it already: forwarded
-// by a gateway, or addressed to a range by ID. Such a request is served by
-// the receiving node's replica or fails; it is never forwarded nor split.
+// by a gateway, or addressed to a range by ID or by the version of its
+// descriptor. Such a request is served by the receiving node's replica or
+// fails; it is never forwarded nor split. (A version without a range ID
+// asks the replica holding the key to check it: a gateway that retried an
+// EpochNotMatch for it would get the same one until the deadline, since
+// only the sender can route it anew.)
 func Routed(h *flotillapb.RequestHeader) bool {
-	return h.GetForwarded() || h.GetRangeId() != 0
+	return h.GetForwarded() || h.GetRangeId() != 0 || h.GetVersion() != 0
 }
 
 // SetHeader sets a request's header (every KV request has one, named

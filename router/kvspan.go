@@ -128,13 +128,17 @@ func checkScanPart(sofar, kvs []*flotillapb.KeyValue, part Span, reverse bool) {
 }
 
 // DeleteRange deletes the span of req range by range, in key order, and
-// returns the keys deleted summed over the ranges. Each part is retried
-// after an unknown outcome (deleting a span again deletes nothing more
-// that was there before), so a part's count may miss keys an earlier
-// attempt of it deleted. A delete across ranges is not atomic: each range
-// applies its part at its own time. If a part fails after others were
-// applied, the error's outcome is UNKNOWN; if none was, the failed part's
-// (NOT_APPLIED, or UNKNOWN if an attempt of it may have been applied).
+// returns the keys deleted summed over the ranges. A delete across ranges
+// is not atomic: each range applies its part at its own time. If a part
+// fails after others were applied, the error's outcome is UNKNOWN; if none
+// was, the failed part's (NOT_APPLIED, or UNKNOWN if an attempt of it may
+// have been applied).
+//
+// A part whose outcome is unknown is not sent again, as no write is: it
+// may have been applied, and a write of another client acknowledged (and
+// read) since; sent again, it would delete that write after the fact,
+// which no single point of the delete-range in time explains (issue 15).
+// The delete-range then fails with outcome UNKNOWN.
 //
 // The response's header is the part's if a single range served it, else
 // nil.
@@ -143,7 +147,7 @@ func DeleteRange(ctx context.Context, r *Router, req *flotillapb.DeleteRangeRequ
 ) (*flotillapb.DeleteRangeResponse, error) {
 	out := &flotillapb.DeleteRangeResponse{}
 	parts := 0
-	err := DoSpan(ctx, r, SpanRequest{Span: Span{Start: req.GetStartKey(), End: req.GetEndKey()}, Write: true, Idempotent: true},
+	err := DoSpan(ctx, r, SpanRequest{Span: Span{Start: req.GetStartKey(), End: req.GetEndKey()}, Write: true},
 		func(ctx context.Context, t Target, part Span) (*flotillapb.DeleteRangeResponse, error) {
 			return send(ctx, t, &flotillapb.DeleteRangeRequest{Header: t.Header, StartKey: part.Start, EndKey: part.End})
 		},
@@ -217,9 +221,8 @@ type sentOp struct {
 // attempt. A batch whose ops all lie in one range is sent as one request.
 //
 // If a part fails after others were applied, the error's outcome is
-// UNKNOWN; if none was, the failed part's. Parts are not idempotent (a
-// compare-and-swap is not), so a part whose outcome is unknown is not sent
-// again.
+// UNKNOWN; if none was, the failed part's. A part whose outcome is
+// unknown is not sent again, as no write is (Do).
 func Batch(ctx context.Context, r *Router, req *flotillapb.BatchRequest,
 	send func(ctx context.Context, t Target, part *flotillapb.BatchRequest) (*flotillapb.BatchResponse, error),
 ) (*flotillapb.BatchResponse, error) {

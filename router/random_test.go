@@ -223,9 +223,9 @@ func (m *clusterModel) serve(tg Target, key []byte, write bool) error {
 }
 
 // runRandomRequests runs n requests for random keys against the model and
-// checks each: it succeeds within its deadline, or is a non-idempotent write
-// that failed with an unknown outcome after an attempt said so, and such a
-// write is never sent again.
+// checks each: it succeeds within its deadline, or is a write that failed
+// with an unknown outcome after an attempt said so, and such a write is
+// never sent again.
 func runRandomRequests(t *testing.T, r *Router, m *clusterModel, rng func() *rand.Rand, n int, stats map[string]int, statsMu *sync.Mutex) {
 	for i := range n {
 		var req Request
@@ -233,14 +233,13 @@ func runRandomRequests(t *testing.T, r *Router, m *clusterModel, rng func() *ran
 			rg := rng()
 			req = Request{Key: []byte(fmt.Sprintf("k%03d", rg.IntN(1000)))}
 			req.Write = rg.IntN(2) == 0
-			req.Idempotent = req.Write && rg.IntN(3) == 0
 		}()
 		unknownSeen, attempts := false, 0
 		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 		start := time.Now()
 		_, err := Do(ctx, r, req, func(_ context.Context, tg Target) (struct{}, error) {
 			attempts++
-			if unknownSeen && !req.Idempotent {
+			if unknownSeen {
 				t.Errorf("request %d (%+v): sent again after an unknown outcome", i, req)
 			}
 			if !tg.Range.ContainsKey(req.Key) || tg.Header.GetRangeId() != tg.Range.GetRangeId() ||
@@ -262,7 +261,7 @@ func runRandomRequests(t *testing.T, r *Router, m *clusterModel, rng func() *ran
 		switch {
 		case err == nil:
 			stats["succeeded"]++
-		case req.Write && !req.Idempotent && unknownSeen && outcomeOf(err) == flotillapb.Outcome_UNKNOWN:
+		case req.Write && unknownSeen && outcomeOf(err) == flotillapb.Outcome_UNKNOWN:
 			stats["unknown outcome returned"]++
 		default:
 			t.Errorf("request %d (%+v) failed after %d attempts in %v: %v", i, req, attempts, elapsed, err)

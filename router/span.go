@@ -54,8 +54,8 @@ type SpanRequest struct {
 	// Reverse walks the ranges in descending key order: the part at the
 	// end of the span first.
 	Reverse bool
-	// Write and Idempotent are Request's, for each part.
-	Write, Idempotent bool
+	// Write is Request's, for each part.
+	Write bool
 }
 
 // DoSpan runs a request over req.Span one range at a time, in key order
@@ -92,7 +92,7 @@ func DoSpan[Resp any](ctx context.Context, r *Router, req SpanRequest,
 	defer cancel()
 	rest := req.Span
 	for parts := 0; ; parts++ {
-		dreq := Request{Key: rest.Start, Write: req.Write, Idempotent: req.Idempotent}
+		dreq := Request{Key: rest.Start, Write: req.Write}
 		if req.Reverse {
 			dreq.Key, dreq.Before = rest.End, true
 		}

@@ -2,13 +2,14 @@
 
 package server_test
 
-// Linearizability of get, put and compare-and-swap (TESTING.md scenario 15),
-// checked with porcupine on histories recorded against an in-process
-// three-node cluster whose peer links run through cuttable TCP proxies.
-// TestLinearizableUnderFaults runs a random workload under partitions and
-// restarts and must produce a linearizable history;
+// Linearizability of get, put, compare-and-swap and delete-range
+// (TESTING.md scenario 15), checked with porcupine on histories recorded
+// against an in-process three-node cluster whose peer links run through
+// cuttable TCP proxies. TestLinearizableUnderFaults runs a random workload
+// under partitions and restarts and must produce a linearizable history;
 // TestLinearizabilityCheckerCatchesStaleReads breaks the read path on
-// purpose (TestingKnobs.UnsafeFollowerReads) and must be caught.
+// purpose (TestingKnobs.UnsafeFollowerReads) and must be caught, as must
+// the resent delete-range part of TestLinearizabilityCheckerCatchesResentDeleteRange.
 
 import (
 	"context"
@@ -57,12 +58,21 @@ const (
 	lzGet lzOpKind = iota
 	lzPut
 	lzCAS
+	// lzDeleteRange deletes the keys in [key, end) (an empty end: the end of
+	// the keyspace). The model checks it key by key (lzPartition): a
+	// delete-range across ranges is not atomic, each range's part applies
+	// at its own time, yet each key's deletion is one linearizable write.
+	// Its count is not checked.
+	lzDeleteRange
 )
 
 // lzInput is an operation's request.
 type lzInput struct {
-	kind  lzOpKind
-	key   string
+	kind lzOpKind
+	// key is the key of a get, put or cas; the start of a delete-range.
+	key string
+	// end is the end of a delete-range's span.
+	end   string
 	value string // put, cas: the value written
 	// cas: the condition, "key holds expected" or "key is absent".
 	expected     string
@@ -81,6 +91,8 @@ type lzOutput struct {
 	value string
 	// cas: whether it swapped.
 	swapped bool
+	// delete-range: the keys it reported deleted (described, not checked).
+	deleted int64
 }
 
 // lzState is one key's value.
@@ -89,48 +101,80 @@ type lzState struct {
 	value   string
 }
 
-func lzPartition(history []porcupine.Operation) [][]porcupine.Operation {
-	byKey := map[string][]porcupine.Operation{}
+// covers reports whether in, a delete-range, covers key.
+func (in lzInput) covers(key string) bool {
+	return key >= in.key && (in.end == "" || key < in.end)
+}
+
+// lzKeys returns the keys that the gets, puts and cas of inputs name, in
+// order: a key that only delete-ranges touch is never observed.
+func lzKeys(inputs []lzInput) []string {
 	var keys []string
-	for _, op := range history {
-		k := op.Input.(lzInput).key
-		if _, ok := byKey[k]; !ok {
-			keys = append(keys, k)
+	for _, in := range inputs {
+		if in.kind != lzDeleteRange && !slices.Contains(keys, in.key) {
+			keys = append(keys, in.key)
 		}
-		byKey[k] = append(byKey[k], op)
 	}
 	slices.Sort(keys)
-	out := make([][]porcupine.Operation, 0, len(keys))
-	for _, k := range keys {
-		out = append(out, byKey[k])
+	return keys
+}
+
+// lzPartition splits a history by key; a delete-range goes to the
+// partition of every key it covers, as a deletion of that key alone.
+func lzPartition(history []porcupine.Operation) [][]porcupine.Operation {
+	inputs := make([]lzInput, len(history))
+	for i, op := range history {
+		inputs[i] = op.Input.(lzInput)
+	}
+	keys := lzKeys(inputs)
+	out := make([][]porcupine.Operation, len(keys))
+	for i, k := range keys {
+		for _, op := range history {
+			in := op.Input.(lzInput)
+			switch {
+			case in.kind == lzDeleteRange && in.covers(k):
+				in.key, in.end = k, ""
+				op.Input = in
+			case in.kind == lzDeleteRange || in.key != k:
+				continue
+			}
+			out[i] = append(out[i], op)
+		}
 	}
 	return out
 }
 
 func lzPartitionEvents(history []porcupine.Event) [][]porcupine.Event {
-	keyOf := map[int]string{}
-	byKey := map[string][]porcupine.Event{}
-	var keys []string
+	inputOf := map[int]lzInput{}
+	var inputs []lzInput
 	for _, ev := range history {
 		if ev.Kind == porcupine.CallEvent {
-			keyOf[ev.Id] = ev.Value.(lzInput).key
+			inputOf[ev.Id] = ev.Value.(lzInput)
+			inputs = append(inputs, ev.Value.(lzInput))
 		}
-		k := keyOf[ev.Id]
-		if _, ok := byKey[k]; !ok {
-			keys = append(keys, k)
-		}
-		byKey[k] = append(byKey[k], ev)
 	}
-	slices.Sort(keys)
-	out := make([][]porcupine.Event, 0, len(keys))
-	for _, k := range keys {
-		out = append(out, byKey[k])
+	keys := lzKeys(inputs)
+	out := make([][]porcupine.Event, len(keys))
+	for i, k := range keys {
+		for _, ev := range history {
+			in := inputOf[ev.Id]
+			switch {
+			case in.kind == lzDeleteRange && in.covers(k):
+				if ev.Kind == porcupine.CallEvent {
+					in.key, in.end = k, ""
+					ev.Value = in
+				}
+			case in.kind == lzDeleteRange || in.key != k:
+				continue
+			}
+			out[i] = append(out[i], ev)
+		}
 	}
 	return out
 }
 
 // lzModel is a map of registers partitioned by key: each partition's state
-// is one key's lzState.
+// is one key's lzState, and a delete-range in it is that key's deletion.
 var lzModel = porcupine.Model{
 	Partition:      lzPartition,
 	PartitionEvent: lzPartitionEvents,
@@ -159,6 +203,10 @@ var lzModel = porcupine.Model{
 			default:
 				return !holds && out.found == st.present && (!out.found || out.value == st.value), st
 			}
+		case lzDeleteRange:
+			// Done or unknown alike: an unknown one that did not happen is
+			// linearized after everything else.
+			return true, lzState{}
 		}
 		return false, st
 	},
@@ -176,12 +224,16 @@ var lzModel = porcupine.Model{
 				cond = in.expected
 			}
 			s = fmt.Sprintf("cas(%s, %s → %s)", in.key, cond, in.value)
+		case lzDeleteRange:
+			s = fmt.Sprintf("delete-range([%s, %s))", in.key, in.end)
 		}
 		switch {
 		case out.unknown:
 			return s + " → unknown"
 		case in.kind == lzPut:
 			return s
+		case in.kind == lzDeleteRange:
+			return fmt.Sprintf("%s → %d deleted", s, out.deleted)
 		case in.kind == lzCAS && out.swapped:
 			return s + " → swapped"
 		case !out.found:
@@ -212,6 +264,8 @@ type lzHistory struct {
 		unknown []int
 	}
 	okReads, okWrites, unknownWrites, failedReads, notApplied atomic.Int64
+	// deleteRanges counts the delete-ranges recorded (done or unknown).
+	deleteRanges atomic.Int64
 }
 
 func newLZHistory() *lzHistory { return &lzHistory{base: time.Now()} }
@@ -241,6 +295,9 @@ func (h *lzHistory) record(client int, in lzInput, call, ret int64, out lzOutput
 	} else {
 		h.okWrites.Add(1)
 	}
+	if in.kind == lzDeleteRange {
+		h.deleteRanges.Add(1)
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if out.unknown {
@@ -266,8 +323,8 @@ func (h *lzHistory) operations() []porcupine.Operation {
 }
 
 func (h *lzHistory) String() string {
-	return fmt.Sprintf("reads ok %d, failed %d; writes ok %d, not applied %d, outcome unknown %d",
-		h.okReads.Load(), h.failedReads.Load(), h.okWrites.Load(), h.notApplied.Load(), h.unknownWrites.Load())
+	return fmt.Sprintf("reads ok %d, failed %d; writes ok %d, not applied %d, outcome unknown %d; delete-ranges recorded %d",
+		h.okReads.Load(), h.failedReads.Load(), h.okWrites.Load(), h.notApplied.Load(), h.unknownWrites.Load(), h.deleteRanges.Load())
 }
 
 // lzClient runs operations against a KV and records them.
@@ -316,6 +373,22 @@ func (c *lzClient) cas(key string, expected *string, value string) (lzOutput, er
 	res, err := c.kv.CompareAndSwap(ctx, []byte(key), cond, []byte(value))
 	ret := c.h.now()
 	out := lzOutput{swapped: res.Swapped, found: res.Found, value: string(res.Current)}
+	c.h.record(c.id, in, call, ret, out, err)
+	return out, err
+}
+
+func (c *lzClient) deleteRange(start, end string) (lzOutput, error) {
+	in := lzInput{kind: lzDeleteRange, key: start, end: end}
+	ctx, cancel := context.WithTimeout(context.Background(), lzOpTimeout)
+	defer cancel()
+	call := c.h.now()
+	var endKey []byte
+	if end != "" {
+		endKey = []byte(end)
+	}
+	n, err := c.kv.DeleteRange(ctx, []byte(start), endKey)
+	ret := c.h.now()
+	out := lzOutput{deleted: n}
 	c.h.record(c.id, in, call, ret, out, err)
 	return out, err
 }
@@ -592,9 +665,9 @@ func (c *lzCluster) close() {
 	}
 }
 
-// runLZClient runs client ci's share of the random workload of gets, puts
-// and compare-and-swaps over keys, recording into h, until stop closes or
-// budget reaches maxOps.
+// runLZClient runs client ci's share of the random workload of gets, puts,
+// compare-and-swaps and delete-ranges over keys (sorted), recording into h,
+// until stop closes or budget reaches maxOps.
 func runLZClient(ci int, seed uint64, kv flotilla.KV, keys []string, h *lzHistory, stop <-chan struct{}, budget *atomic.Int64, maxOps int64) {
 	rng := rand.New(rand.NewPCG(seed, uint64(ci)+1))
 	cl := &lzClient{id: ci, kv: kv, h: h}
@@ -612,14 +685,27 @@ func runLZClient(ci int, seed uint64, kv flotilla.KV, keys []string, h *lzHistor
 		}
 		key := keys[rng.IntN(len(keys))]
 		value := fmt.Sprintf("c%d-%d", ci, seq)
-		switch r := rng.IntN(10); {
-		case r < 4:
+		switch r := rng.IntN(20); {
+		case r < 8:
 			if out, err := cl.get(key); err == nil && out.found {
 				seen[key] = out.value
 			}
-		case r < 7:
+		case r < 14:
 			if err := cl.put(key, value); err == nil {
 				seen[key] = value
+			}
+		case r < 15:
+			// One to three keys, the last span open-ended.
+			i := rng.IntN(len(keys))
+			j := min(i+1+rng.IntN(3), len(keys))
+			end := ""
+			if j < len(keys) {
+				end = keys[j]
+			}
+			if _, err := cl.deleteRange(keys[i], end); err == nil {
+				for _, k := range keys[i:j] {
+					delete(seen, k)
+				}
 			}
 		default:
 			var expected *string
