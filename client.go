@@ -43,8 +43,8 @@ const maxScanResponseBytes = flotillapb.DefaultMaxScanBytes
 // of ranges it fills by asking its endpoints (Placement.LookupRange): a
 // request normally takes one hop. The router retries what is safe to retry:
 // reads, and writes that were certainly not applied. A write whose outcome
-// is unknown is returned, never retried, except a part of a delete-range
-// across ranges (KV.DeleteRange). A scan, delete-range or batch whose keys
+// is unknown is returned, never retried (a delete-range part too: resent,
+// it could delete a value written and read in between). A scan, delete-range or batch whose keys
 // cross range boundaries is split per range, one hop per part.
 //
 // When the router cannot find a key's range at all (the cluster is not
