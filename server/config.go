@@ -87,7 +87,8 @@ type Config struct {
 	// the ranges it leads refuse writes (not applied) until the free space
 	// is back above the reserve plus a quarter; reads are served
 	// throughout (disk.go). Default: 1 % of the filesystem, at least
-	// 256 MiB (DefaultDiskReserve). Negative: no reserve, no alarm.
+	// 256 MiB (DefaultDiskReserve) but at most 10 % of a small one.
+	// Negative: no reserve, no alarm.
 	DiskReserve int64
 	// DiskReservePercent, if set, makes the reserve this percentage of the
 	// filesystem's size instead, in (0, 100). Default unset.

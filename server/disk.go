@@ -89,7 +89,8 @@ func (c *Config) reserveFor(total uint64) uint64 {
 	case c.DiskReserve > 0:
 		return uint64(c.DiskReserve)
 	}
-	return max(DefaultDiskReserve, uint64(float64(total)*DefaultDiskReservePercent/100))
+	// A small disk (a test's, a container's) keeps no more than a tenth.
+	return min(max(DefaultDiskReserve, uint64(float64(total)*DefaultDiskReservePercent/100)), total/10)
 }
 
 // diskLoop watches the store's disk space and failure until the node
