@@ -15,6 +15,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/flotilladb/flotilla"
+	"github.com/flotilladb/flotilla/engine"
 	"github.com/flotilladb/flotilla/internal/diskfault"
 	"github.com/flotilladb/flotilla/internal/testutil"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
@@ -281,5 +282,24 @@ func TestStoreWriteFailureStopsNode(t *testing.T) {
 		if v, err := n.Get(ctx, []byte(key)); err != nil || string(v) != key {
 			t.Fatalf("get %s after restart: %q, %v", key, v, err)
 		}
+	}
+}
+
+// TestStoreInUse: a second node over a store this process has open fails
+// to open, saying so, and the first goes on.
+func TestStoreInUse(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	n := openNode(t, server.Config{Dir: dir, Bootstrap: true})
+	if err := n.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, err := server.Open(ctx, server.Config{Dir: dir, ListenAddr: "127.0.0.1:0", HTTPAddr: "off", Logger: quietLogger()})
+	if !errors.Is(err, engine.ErrStoreInUse) || !strings.Contains(err.Error(), "store in use by this process") {
+		t.Fatalf("second Open: %v, want ErrStoreInUse", err)
+	}
+	if err := n.Put(ctx, []byte("k"), []byte("v")); err != nil {
+		t.Fatalf("put after a second Open failed: %v", err)
 	}
 }
