@@ -123,11 +123,9 @@ func (n *Node) diskCheckInterval() time.Duration {
 	return DefaultDiskCheckInterval
 }
 
-// checkDisk reads the free space and raises or clears the alarm.
+// checkDisk reads the free space and raises or clears the alarm. With no
+// reserve (DiskReserve negative) it only reads, for the heartbeats.
 func (n *Node) checkDisk() {
-	if n.cfg.DiskReserve < 0 {
-		return
-	}
 	u, err := n.eng.DiskUsage()
 	if err != nil {
 		if !errors.Is(err, vfs.ErrUnsupported) {
