@@ -228,3 +228,27 @@ func (n *Node) FailErr() error {
 		return nil
 	}
 }
+
+// registerDiskMetrics adds the disk watch's gauges to the node's metrics:
+//
+//	flotilla_store_disk_available_bytes  free space of the store's filesystem, as last read
+//	flotilla_store_disk_reserve_bytes    the reserve kept there
+//	flotilla_alarm_nospace               1 while the NOSPACE alarm is raised, else 0
+func (n *Node) registerDiskMetrics() {
+	read := func(f func(*diskState) float64) func() float64 {
+		return func() float64 {
+			if st := n.disk.state.Load(); st != nil {
+				return f(st)
+			}
+			return 0
+		}
+	}
+	n.metrics.NewGauge("flotilla_store_disk_available_bytes", read(func(st *diskState) float64 { return float64(st.usage.AvailBytes) }))
+	n.metrics.NewGauge("flotilla_store_disk_reserve_bytes", read(func(st *diskState) float64 { return float64(st.reserve) }))
+	n.metrics.NewGauge("flotilla_alarm_nospace", read(func(st *diskState) float64 {
+		if st.alarm {
+			return 1
+		}
+		return 0
+	}))
+}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -47,6 +48,20 @@ var writeOps = []struct {
 		_, err := kv.Batch(ctx, flotilla.PutOp([]byte("batch-"+n), []byte(n)), flotilla.DeleteOp([]byte("none-"+n)))
 		return err
 	}},
+}
+
+func httpText(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 func httpGet(t *testing.T, url string) (int, map[string]any) {
@@ -157,6 +172,9 @@ func TestDiskFullAlarm(t *testing.T) {
 	}
 	if code, body := httpGet(t, "http://"+n1.HTTPAddr()+"/health?exclude=NOSPACE"); code != http.StatusOK || fmt.Sprint(body["alarms"]) != "[NOSPACE]" {
 		t.Fatalf("node 1 /health?exclude=NOSPACE: %d %v", code, body)
+	}
+	if m := httpText(t, "http://"+n1.HTTPAddr()+"/metrics"); !strings.Contains(m, "flotilla_alarm_nospace 1\n") || !strings.Contains(m, fmt.Sprintf("flotilla_store_disk_reserve_bytes %d\n", reserve)) {
+		t.Fatalf("node 1 /metrics lacks the alarm:\n%s", m)
 	}
 	if code, body := httpGet(t, "http://"+n2.HTTPAddr()+"/health"); code != http.StatusOK {
 		t.Fatalf("node 2 /health: %d %v", code, body)

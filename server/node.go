@@ -283,6 +283,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	})
 	n.KV = flotilla.NewKV(n.gw, n.Close)
 	n.registerPlacementMetrics()
+	n.registerDiskMetrics()
 
 	// WaitForHandlers: Close must not close the store under a running
 	// request.
