@@ -15,6 +15,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/flotilladb/flotilla/internal/diskfault"
+	"github.com/flotilladb/flotilla/internal/testutil"
 )
 
 // TestStoreLockInProcess: a second Open of an open store fails with
@@ -198,5 +199,37 @@ func TestWALWriteFailure(t *testing.T) {
 	}
 	if _, err := e.Get(userKey(t, "after")); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("a refused commit is there after restart: %v", err)
+	}
+}
+
+// TestFlushFailure: a memtable flush that fails for want of space fails
+// the engine (Pebble would retry it while the memtables fill and commits
+// stall); what was committed is there after a restart with room.
+func TestFlushFailure(t *testing.T) {
+	fs := diskfault.New(vfs.NewMem())
+	e := openMem(t, fs)
+	b := e.NewBatch()
+	if err := b.Set(userKey(t, "k"), []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	mustCommit(t, b, true)
+	b.Close()
+	fs.SetFullMatching(true, func(name string) bool { return strings.HasSuffix(name, ".sst") })
+	// Not e.Flush: it waits until the flush succeeds, which Pebble
+	// retries for as long as the disk is full.
+	if _, err := e.db.AsyncFlush(); err != nil {
+		t.Fatal(err)
+	}
+	testutil.SucceedsSoon(t, func() error {
+		if err := e.Err(); !errors.Is(err, ErrFailed) || !errors.Is(err, syscall.ENOSPC) {
+			return fmt.Errorf("Err: %v, want ErrFailed and ENOSPC", err)
+		}
+		return nil
+	})
+	_ = e.Close()
+	fs.SetFull(false)
+	e = openMem(t, fs)
+	if v, err := e.Get(userKey(t, "k")); err != nil || string(v) != "v" {
+		t.Fatalf("Get after restart: %q, %v", v, err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"math"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -94,6 +95,7 @@ func Open(opts Options) (*Engine, error) {
 	// applied reads the key's old value (for the range's statistics), so
 	// without them each write probed every level's index and data blocks.
 	po.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
+	po.EventListener = &pebble.EventListener{FlushEnd: e.flushEnded}
 	po.EnsureDefaults()
 
 	if opts.ErrorIfNotExists {
@@ -166,6 +168,17 @@ func (e *Engine) fail(err error) {
 	wrapped := fmt.Errorf("%w: %w", ErrFailed, err)
 	if e.failed.CompareAndSwap(nil, &wrapped) {
 		e.opts.Logger.Error("store failed: no more writes are possible", "dir", e.opts.Dir, "err", err.Error())
+	}
+}
+
+// flushEnded is Pebble's FlushEnd event. A memtable flush that failed for
+// want of space fails the engine: Pebble would retry it, but until it
+// succeeds no memtable is freed, and once they are all full every commit
+// stalls, so the node would hang rather than stop. (The data is safe in
+// the WAL.) Other flush errors are left to Pebble's retries.
+func (e *Engine) flushEnded(info pebble.FlushInfo) {
+	if info.Err != nil && errors.Is(info.Err, syscall.ENOSPC) {
+		e.fail(fmt.Errorf("flushing a memtable: %w", info.Err))
 	}
 }
 

@@ -95,8 +95,16 @@ SIGINT or SIGTERM stops the node cleanly.`,
 			case <-ctx.Done():
 			case <-n.Failed():
 				// The store failed (a write to the disk failed): the node
-				// stopped itself; exit non-zero with the reason.
-				_ = n.Close()
+				// stops itself; exit non-zero with the reason. A commit
+				// stuck in the engine may keep Close from returning: exit
+				// anyway rather than linger half-alive.
+				closed := make(chan struct{})
+				go func() { _ = n.Close(); close(closed) }()
+				select {
+				case <-closed:
+				case <-time.After(30 * time.Second):
+					fmt.Fprintln(cmd.ErrOrStderr(), "flotilla: the node did not stop within 30s of its store's failure; exiting")
+				}
 				return n.FailErr()
 			}
 			fmt.Fprintln(cmd.ErrOrStderr(), "flotilla: shutting down")
