@@ -74,7 +74,7 @@ func New(cfg Config) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	r := &remote{cfg: cfg, pool: rpc.NewPool(rpc.PoolConfig{})}
+	r := &remote{cfg: cfg, pool: rpc.NewPool(rpc.PoolConfig{TLS: cfg.TLS})}
 	for _, ep := range slices.Compact(slices.Clone(cfg.Endpoints)) {
 		if slices.ContainsFunc(r.endpoints, func(e endpoint) bool { return e.addr == ep }) {
 			continue // given twice

@@ -3,11 +3,14 @@
 package flotilla
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"strings"
 	"time"
+
+	"github.com/flotilladb/flotilla/rpc"
 )
 
 // Defaults for Config.
@@ -36,6 +39,23 @@ type Config struct {
 	// until its deadline. Default DefaultDialTimeout (2 s). Repeated
 	// endpoints count once.
 	DialTimeout time.Duration
+	// TLS secures the client's connections to a secure cluster: the CA to
+	// trust and the client certificate to present. LoadClientTLS makes it
+	// from a certs directory. A node's name is checked against the address
+	// dialled unless TLS.ServerName is set. Default nil: plaintext, for an
+	// insecure cluster. The client does not modify it.
+	TLS *tls.Config
+}
+
+// LoadClientTLS returns the TLS configuration of user's client
+// certificate in a certs directory made by `flotilla cert`: certsDir/ca.crt
+// and certsDir/client.USER.crt and .key. Use it as Config.TLS.
+func LoadClientTLS(certsDir, user string) (*tls.Config, error) {
+	c, err := rpc.LoadClientTLS(certsDir, user)
+	if err != nil {
+		return nil, fmt.Errorf("flotilla: %w", err)
+	}
+	return c, nil
 }
 
 // EnsureDefaults fills unset fields with their defaults.

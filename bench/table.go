@@ -132,6 +132,9 @@ func (r *Report) targetSummary() string {
 			parts = append(parts, "no fsync")
 		}
 	}
+	if tls, ok := r.Target["tls"].(bool); ok && tls {
+		parts = append(parts, "TLS")
+	}
 	if len(parts) == 0 {
 		return "-"
 	}

@@ -28,6 +28,13 @@ const (
 	// messages; beyond it messages are dropped and their replicas reported
 	// unreachable to raft.
 	DefaultMaxOutboxMessages = 16 << 10
+	// DefaultMaxUninitializedReplicas bounds the uninitialized replicas
+	// that peers' messages may create on a host.
+	DefaultMaxUninitializedReplicas = 64
+	// DefaultUninitializedReplicaElections is, in election timeouts, how
+	// long an uninitialized replica may hear nothing before it is
+	// collected (10 s with the default tick and election timeout).
+	DefaultUninitializedReplicaElections = 10
 )
 
 // Config configures a Host. Fill what is required, leave the rest zero for
@@ -77,6 +84,21 @@ type Config struct {
 	// MaxConcurrentSnapshots bounds the snapshots this host sends at once.
 	// Default 4.
 	MaxConcurrentSnapshots int
+	// MaxUninitializedReplicas bounds the uninitialized replicas (no log,
+	// no data) that messages from peers may create on this host: beyond it
+	// such messages are dropped (and counted, reason "uninit_limit") until
+	// idle ones are collected. A legitimate new replica is created by its
+	// leader's next append, and one created by a snapshot stream is not
+	// bounded. Default 64.
+	MaxUninitializedReplicas int
+	// UninitializedReplicaTimeout is how long an uninitialized replica may
+	// go without a message or snapshot for it before it is collected: it
+	// leaves the host, its replica ID is deleted and its HardState (term
+	// and vote) kept, so that the next message for it re-creates it with
+	// the vote it cast. A replica a leader is catching up hears its
+	// heartbeats every HeartbeatTicks, so it is never idle that long.
+	// Default 10 election timeouts (ElectionTicks × TickInterval × 10).
+	UninitializedReplicaTimeout time.Duration
 
 	// Metrics receives the host's metrics if set.
 	Metrics *metrics.Set
@@ -136,6 +158,12 @@ func (c *Config) EnsureDefaults() {
 	if c.MaxConcurrentSnapshots == 0 {
 		c.MaxConcurrentSnapshots = 4
 	}
+	if c.MaxUninitializedReplicas == 0 {
+		c.MaxUninitializedReplicas = DefaultMaxUninitializedReplicas
+	}
+	if c.UninitializedReplicaTimeout == 0 {
+		c.UninitializedReplicaTimeout = DefaultUninitializedReplicaElections * time.Duration(c.ElectionTicks) * c.TickInterval
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -184,6 +212,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxConcurrentSnapshots < 1 {
 		errs = append(errs, fmt.Errorf("MaxConcurrentSnapshots %d must be at least 1", c.MaxConcurrentSnapshots))
+	}
+	if c.MaxUninitializedReplicas < 1 {
+		errs = append(errs, fmt.Errorf("MaxUninitializedReplicas %d must be at least 1", c.MaxUninitializedReplicas))
+	}
+	if min := 2 * time.Duration(c.ElectionTicks) * c.TickInterval; c.UninitializedReplicaTimeout < min {
+		errs = append(errs, fmt.Errorf("UninitializedReplicaTimeout %v is below two election timeouts (%v)", c.UninitializedReplicaTimeout, min))
 	}
 	if c.Workers < 1 {
 		errs = append(errs, fmt.Errorf("worker count (Workers) %d must be at least 1", c.Workers))

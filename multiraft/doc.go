@@ -174,10 +174,15 @@ writer ingest the data (atomically) and record it in the raft log state.
 
 # Replica lifecycle and splits
 
-A message from a leader or candidate for a group this host lacks, addressed
-to a replica here, creates an empty, uninitialized replica: it may vote,
-never campaigns, and gets its data by snapshot (a bootstrapped log starts
-after index 10, so the log can never catch it up). A replica that applies a
+A message from a leader or candidate (not a heartbeat) for a group this
+host lacks, addressed to a replica here, creates an empty, uninitialized
+replica: it may vote, never campaigns, and gets its data by snapshot (a
+bootstrapped log starts after index 10, so the log can never catch it up).
+Messages create at most Config.MaxUninitializedReplicas of them; one that
+hears nothing for Config.UninitializedReplicaTimeout is collected, keeping
+its HardState so that a re-created replica remembers its vote. A
+heartbeat for a group not here is answered without read context, so a
+leader whose first append was lost sends another. A replica that applies a
 configuration without itself is destroyed: its pending work fails, and the
 log writer deletes its data after its queued writes and writes the
 tombstone. A membership change the state machine rejects is applied by raft
@@ -191,9 +196,21 @@ replica of it made earlier by messages.
 # Input from the network
 
 [Host.HandleBatch] steps only the message types peers send, from a valid
-replica on the sending node to a valid replica; it drops raft's local
-messages (a forged storage response could fake durability) and snapshots,
-which have their own stream. Decoders return errors, never panic.
+replica on the sending node to a valid replica, and nothing from a batch
+claiming to come from this node; it drops raft's local messages (a forged
+storage response could fake durability) and snapshots, which have their own
+stream. etcd raft trusts its peers and panics on some messages no correct
+peer sends (a heartbeat committing past the log, an append with
+non-contiguous entries, a vote of term 0, a read request with a term, a
+read acknowledgement raft never asked for): a group's worker checks every
+peer message against what it tracks of its replica (validate.go) before
+raft steps it, in O(1), plus O(entries) for an append. Every dropped
+message is counted by reason (flotilla_raft_messages_dropped_total).
+Decoders return errors, never panic. Peers are not authenticated here: a
+forger who can reach the raft port and names a group's leader and term can
+still disrupt or rewrite that group's uncommitted log (what stops that is
+the transport's TLS); what this layer guarantees is that no message panics
+a host or creates replicas without bound.
 
 # Log truncation
 

@@ -59,6 +59,9 @@ type group struct {
 		transferTo ReplicaID
 		// destroy asks to destroy the replica if it is this one.
 		destroy ReplicaID
+		// collect asks to collect the replica if it is still an idle
+		// uninitialized one (collect.go).
+		collect bool
 		// closed: the group was destroyed or the host stopped; closeErr is
 		// what new work fails with.
 		closed   bool
@@ -72,8 +75,19 @@ type group struct {
 	// not yet delivered back.
 	appendsInFlight atomic.Int32
 
+	// lastHeard is when a peer's message or snapshot for the replica last
+	// arrived (unix nanoseconds), kept while the replica is uninitialized:
+	// an idle one is collected (collect.go). snapsIncoming counts the
+	// snapshot streams being received for it; it is not collected while
+	// one is.
+	lastHeard     atomic.Int64
+	snapsIncoming atomic.Int32
+
 	// Worker-owned.
 	rn *raft.RawNode
+	// view is what the worker knows of the replica's raft state to check
+	// peers' messages (validate.go): exact after every Ready.
+	view stepView
 	// quiesced: the group neither ticks nor heartbeats (see quiesce.go).
 	// Membership in Host.active mirrors !quiesced.
 	quiesced bool

@@ -12,6 +12,7 @@ import (
 
 	"github.com/flotilladb/flotilla/engine"
 	"github.com/flotilladb/flotilla/internal/stopper"
+	"golang.org/x/time/rate"
 )
 
 // Host runs the raft groups of one store (see the package documentation).
@@ -20,10 +21,11 @@ import (
 //
 // Lock order: a group's procMu (held through a worker's pass), createMu,
 // groupsMu, a group's inboxMu. The other mutexes are leaves, held while
-// nothing else is taken: activeMu, outboxMu (but for a Stopper's own lock
+// nothing else is taken: activeMu, uninit's, outboxMu (but for a Stopper's own lock
 // when it starts a sender), an outbox's mu, and those of the scheduler,
 // the log writer, liveness and rng. A split, holding createMu, only tries
-// another group's procMu (split.go).
+// another group's procMu (split.go); a worker collecting its group only
+// tries createMu (collect.go).
 type Host struct {
 	// cfg is the configuration with its defaults, validated; immutable.
 	cfg Config
@@ -62,6 +64,19 @@ type Host struct {
 	// group starts awake (insertGroup).
 	activeMu sync.Mutex
 	active   map[GroupID]*group
+
+	// uninit holds the uninitialized replicas on the host (no applied
+	// state: created by a message or a snapshot stream, or loaded so), to
+	// bound those messages create (Config.MaxUninitializedReplicas) and
+	// collect the idle ones (collect.go). Entries of replicas since
+	// initialized or gone are pruned lazily. A leaf lock.
+	uninit struct {
+		sync.Mutex
+		groups map[GroupID]*group
+	}
+	// dropLog rate-limits the logging of dropped messages: a hostile or
+	// broken peer must not flood the log.
+	dropLog *rate.Sometimes
 
 	// liveness records when each peer node was last heard from
 	// (HandleBatch) and which are down (the ticker checks).
@@ -116,11 +131,13 @@ func NewHost(cfg Config) (*Host, error) {
 		active:   make(map[GroupID]*group),
 		snapSem:  make(chan struct{}, cfg.MaxConcurrentSnapshots),
 		liveness: newLiveness(time.Duration(cfg.ElectionTicks) * cfg.TickInterval),
+		dropLog:  &rate.Sometimes{Interval: 10 * time.Second},
 
 		stopper:     stopper.New(),
 		snapStopper: stopper.New(),
 		failStopper: stopper.New(),
 	}
+	h.uninit.groups = make(map[GroupID]*group)
 	h.metrics = newHostMetrics(cfg.Metrics, h)
 	h.sched = newScheduler(h.processGroup)
 	h.sched.queueLatency = h.metrics.observeQueueLatency
@@ -153,6 +170,7 @@ func NewHost(cfg Config) (*Host, error) {
 		}
 		h.groups[id] = g
 		h.active[id] = g
+		h.noteIfUninitialized(g)
 	}
 
 	h.sched.start(cfg.Workers)

@@ -37,7 +37,7 @@ func (s spanSM) Spans() []engine.Span { return []engine.Span{s.span} }
 // testHostConfig opens an in-memory engine (closed when the test ends) and
 // returns it with the config of a host on node 1 over it: no network, no
 // ticker, state machines owning the span "g7/".
-func testHostConfig(t *testing.T) (*engine.Engine, Config) {
+func testHostConfig(t testing.TB) (*engine.Engine, Config) {
 	t.Helper()
 	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	eng, err := engine.Open(engine.Options{Dir: "store", FS: vfs.NewMem(), CacheSize: 1 << 20, MemTableSize: 1 << 20, Logger: quiet})
@@ -91,7 +91,7 @@ func TestDestroyRemovedAtLoad(t *testing.T) {
 	if _, err := eng.Get(key); !errors.Is(err, engine.ErrNotFound) {
 		t.Fatalf("removed replica's data survived: %v", err)
 	}
-	if _, err := h.groupFor(7, self); !errors.Is(err, ErrReplicaTombstoned) {
+	if _, err := h.groupFor(7, self, true); !errors.Is(err, ErrReplicaTombstoned) {
 		t.Fatalf("old replica recreated: %v", err)
 	}
 }

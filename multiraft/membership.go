@@ -32,12 +32,15 @@ var ErrReplicaTombstoned = errors.New("multiraft: replica was removed")
 // this node holds in the group.
 var ErrReplicaMismatch = errors.New("multiraft: message for another replica of the group")
 
-// creatingTypes are the message types that may create an uninitialized
-// replica: those a leader or candidate sends to a replica it believes
-// exists.
+// createsReplica reports whether a message of type t may create an
+// uninitialized replica: those a leader or candidate sends to a replica it
+// believes exists, but heartbeats. A heartbeat never creates one (it is
+// answered instead: answerUnknownBeat): a leader sends every follower an
+// append before its heartbeats matter, and resends it when the follower
+// answers a heartbeat, while forged heartbeats are cheap to send in bulk.
 func createsReplica(t pb.MessageType) bool {
 	switch t {
-	case pb.MsgApp, pb.MsgHeartbeat, pb.MsgVote, pb.MsgPreVote, pb.MsgSnap, pb.MsgTimeoutNow:
+	case pb.MsgApp, pb.MsgVote, pb.MsgPreVote, pb.MsgSnap, pb.MsgTimeoutNow:
 		return true
 	}
 	return false
@@ -45,8 +48,9 @@ func createsReplica(t pb.MessageType) bool {
 
 // groupFor returns the group's replica on this host, creating an
 // uninitialized one for replica to if the host has none and no tombstone
-// forbids it.
-func (h *Host) groupFor(id GroupID, to ReplicaID) (*group, error) {
+// forbids it. With bounded (a raft message, not a snapshot stream), it
+// creates none beyond Config.MaxUninitializedReplicas (collect.go).
+func (h *Host) groupFor(id GroupID, to ReplicaID, bounded bool) (*group, error) {
 	h.groupsMu.RLock()
 	g := h.groups[id]
 	h.groupsMu.RUnlock()
@@ -57,7 +61,7 @@ func (h *Host) groupFor(id GroupID, to ReplicaID) (*group, error) {
 		return g, nil
 	}
 	if id == 0 || !to.Valid() || to.Node() != h.cfg.NodeID {
-		return nil, fmt.Errorf("multiraft: no replica %v of group %d on node %d", to, id, h.cfg.NodeID)
+		return nil, fmt.Errorf("%w: replica %v of group %d, node %d", errNotHere, to, id, h.cfg.NodeID)
 	}
 	// Creation does I/O and calls the state machine factory: it is
 	// serialized by createMu, not groupsMu, so other groups' traffic flows.
@@ -79,6 +83,9 @@ func (h *Host) groupFor(id GroupID, to ReplicaID) (*group, error) {
 	if to < next {
 		return nil, fmt.Errorf("%w: group %d replica %v (next allowed %v)", ErrReplicaTombstoned, id, to, next)
 	}
+	if bounded && !h.uninitRoom() {
+		return nil, fmt.Errorf("%w: group %d", errUninitLimit, id)
+	}
 	b := h.eng.NewBatch()
 	defer b.Close()
 	if err := writeReplicaID(b, id, to); err != nil {
@@ -94,6 +101,7 @@ func (h *Host) groupFor(id GroupID, to ReplicaID) (*group, error) {
 	if err := h.insertGroup(g); err != nil {
 		return nil, err
 	}
+	h.noteIfUninitialized(g)
 	h.metrics.replicasCreated.Inc()
 	return g, nil
 }

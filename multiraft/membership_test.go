@@ -176,17 +176,27 @@ func firstIndex(c *testcluster.Cluster, node multiraft.NodeID, g multiraft.Group
 		uint64(v[4])<<24 | uint64(v[5])<<16 | uint64(v[6])<<8 | uint64(v[7]) + 1, nil
 }
 
-// TestUninitializedReplica: a message for an unknown group creates an
-// uninitialized replica that votes but never campaigns.
+// TestUninitializedReplica: a message for an unknown group from a
+// candidate or leader (not a heartbeat) creates an uninitialized replica
+// that votes but never campaigns.
 func TestUninitializedReplica(t *testing.T) {
 	c := testcluster.New(t, testcluster.Options{Nodes: 2, Seed: newSeed(t)})
 	const g = 9
 	h := c.Node(2).Host()
 	self, candidate := testcluster.ReplicaOn(2), testcluster.ReplicaOn(1)
-	// A heartbeat from a leader node 2 has never heard of creates it.
+	// A heartbeat does not create it.
 	h.HandleBatch(&multiraft.MessageBatch{From: 1, To: 2, Heartbeats: []multiraft.Heartbeat{
 		{Group: g, From: candidate, To: self, Term: 1},
 	}})
+	if _, ok := h.Status(g); ok {
+		t.Fatal("a heartbeat created a replica")
+	}
+	// A pre-vote request node 2 has never heard of creates it (and changes
+	// no term).
+	h.HandleBatch(&multiraft.MessageBatch{From: 1, To: 2, Messages: []multiraft.GroupMessage{{Group: g, Message: &pb.Message{
+		Type: pb.MsgPreVote.Enum(), From: new(uint64(candidate)), To: new(uint64(self)), Term: new(uint64(1)),
+		Index: new(uint64(10)), LogTerm: new(uint64(1)),
+	}}}})
 	testutil.SucceedsSoon(t, func() error {
 		if _, ok := h.Status(g); !ok {
 			return errors.New("not created")

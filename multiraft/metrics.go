@@ -32,7 +32,9 @@ import (
 //	flotilla_raft_log_truncations_total           log truncations proposed
 //	flotilla_raft_message_batches_sent_total      batches handed to the transport
 //	flotilla_raft_message_batches_received_total  batches received
-//	flotilla_raft_messages_dropped_total          messages dropped (full queue, unknown group)
+//	flotilla_raft_messages_dropped_total{reason=...} messages dropped, by reason (dropReason)
+//	flotilla_raft_replicas_collected_total        idle uninitialized replicas collected
+//	flotilla_raft_uninitialized_replicas          uninitialized replicas on the host
 //	flotilla_raft_messages_sent_total{type=...}   raft messages sent, by type
 //	flotilla_raft_messages_received_total{type=...}
 //	flotilla_raft_proposal_seconds{stage=...}     a proposal's time on its leader, by stage:
@@ -66,9 +68,11 @@ type hostMetrics struct {
 	truncationsProposed   *metrics.Counter
 	ticks                 *metrics.Counter
 	batchesReceived       *metrics.Counter
-	messagesDropped       *metrics.Counter
-	sentByType            []*metrics.Counter
-	receivedByType        []*metrics.Counter
+	replicasCollected     *metrics.Counter
+	// dropped counts dropped messages by reason, indexed by dropReason.
+	dropped        [numDropReasons]*metrics.Counter
+	sentByType     []*metrics.Counter
+	receivedByType []*metrics.Counter
 }
 
 var groupCountBuckets = []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096}
@@ -99,7 +103,10 @@ func newHostMetrics(set *metrics.Set, h *Host) *hostMetrics {
 		truncationsProposed:   set.GetOrCreateCounter("flotilla_raft_log_truncations_total"),
 		ticks:                 set.GetOrCreateCounter("flotilla_raft_group_ticks_total"),
 		batchesReceived:       set.GetOrCreateCounter("flotilla_raft_message_batches_received_total"),
-		messagesDropped:       set.GetOrCreateCounter("flotilla_raft_messages_dropped_total"),
+		replicasCollected:     set.GetOrCreateCounter("flotilla_raft_replicas_collected_total"),
+	}
+	for r := dropReason(1); r < numDropReasons; r++ {
+		m.dropped[r] = set.GetOrCreateCounter(fmt.Sprintf(`flotilla_raft_messages_dropped_total{reason=%q}`, r.String()))
 	}
 	for t := range pb.MessageType_name {
 		typ := pb.MessageType(t)
@@ -117,6 +124,11 @@ func newHostMetrics(set *metrics.Set, h *Host) *hostMetrics {
 		h.activeMu.Lock()
 		defer h.activeMu.Unlock()
 		return float64(len(h.active))
+	})
+	m.gauge("flotilla_raft_uninitialized_replicas", func() float64 {
+		h.uninit.Lock()
+		defer h.uninit.Unlock()
+		return float64(len(h.uninit.groups))
 	})
 	m.gauge("flotilla_raft_groups", func() float64 {
 		h.groupsMu.RLock()
@@ -169,4 +181,19 @@ func (m *hostMetrics) countReceived(t pb.MessageType) {
 	if t >= 0 && int(t) < len(m.receivedByType) && m.receivedByType[t] != nil {
 		m.receivedByType[t].Inc()
 	}
+}
+
+// drop counts n messages dropped for reason.
+func (m *hostMetrics) drop(reason dropReason, n int) {
+	if reason > 0 && reason < numDropReasons && n > 0 {
+		m.dropped[reason].Add(n)
+	}
+}
+
+// droppedCount returns how many messages were dropped for reason.
+func (m *hostMetrics) droppedCount(reason dropReason) uint64 {
+	if reason <= 0 || reason >= numDropReasons {
+		return 0
+	}
+	return m.dropped[reason].Get()
 }

@@ -52,6 +52,14 @@ func (ob *outbox) signal() {
 // beats (a read waits on them) go out at once, the others with the next
 // tick.
 func (h *Host) sendBeat(g *group, hb Heartbeat, resp bool) {
+	if !h.queueBeat(hb, resp) {
+		h.reportUnreachable(g, hb.To)
+	}
+}
+
+// queueBeat queues a coalesced heartbeat (or response) and reports whether
+// it could (the outbox is not full).
+func (h *Host) queueBeat(hb Heartbeat, resp bool) bool {
 	ob := h.outbox(hb.To.Node())
 	ob.mu.Lock()
 	full := ob.queuedLocked() >= h.cfg.MaxOutboxMessages
@@ -64,13 +72,13 @@ func (h *Host) sendBeat(g *group, hb Heartbeat, resp bool) {
 	}
 	ob.mu.Unlock()
 	if full {
-		h.metrics.messagesDropped.Inc()
-		h.reportUnreachable(g, hb.To)
-		return
+		h.metrics.drop(dropOutboxFull, 1)
+		return false
 	}
 	if len(hb.Context) > 0 {
 		ob.signal()
 	}
+	return true
 }
 
 // send queues a raft message for its replica's node.
@@ -101,7 +109,7 @@ func (h *Host) send(g *group, m *pb.Message) {
 	}
 	ob.mu.Unlock()
 	if full {
-		h.metrics.messagesDropped.Inc()
+		h.metrics.drop(dropOutboxFull, 1)
 		h.reportUnreachable(g, to)
 		return
 	}
@@ -196,7 +204,7 @@ func (h *Host) runSender(ob *outbox) {
 		h.metrics.batchesSent.Inc()
 		h.metrics.heartbeatsCoalesced.Add(len(batch.Heartbeats) + len(batch.HeartbeatResps))
 		if err := h.cfg.Transport.Send(batch); err != nil {
-			h.metrics.messagesDropped.Add(batch.count())
+			h.metrics.drop(dropSendFailed, batch.count())
 			h.reportBatchUnreachable(batch)
 		}
 	}

@@ -39,7 +39,7 @@ func (h *Host) processGroup(g *group) {
 	g.inbox.msgs, g.inbox.quietMsgs, g.inbox.quiesceBeat, g.inbox.proposals, g.inbox.reads = nil, nil, nil, nil, nil
 	g.inbox.ticks, g.inbox.unreachable, g.inbox.campaign, g.inbox.downNodes = 0, nil, false, nil
 	g.inbox.snapshots, g.inbox.snapStatus, g.inbox.transferTo = nil, nil, 0
-	g.inbox.destroy = 0
+	g.inbox.destroy, g.inbox.collect = 0, false
 	g.inboxMu.Unlock()
 	if in.destroy != 0 && in.destroy == g.replicaID {
 		h.logger.Info("destroying a replica removed from its group while it could not hear of it", "group", g.id, "replica", g.replicaID)
@@ -50,6 +50,14 @@ func (h *Host) processGroup(g *group) {
 
 	busy := len(msgs) > 0 || len(props) > 0 || len(in.reads) > 0 || len(unreachable) > 0 || campaign ||
 		len(in.snapshots) > 0 || len(in.snapStatus) > 0 || in.transferTo != 0
+	if in.collect && h.collectable(g, busy || len(in.quietMsgs) > 0) {
+		if collected, err := h.collectGroup(g); collected || err != nil {
+			if err != nil {
+				h.fail(fmt.Errorf("group %d: %w", g.id, err))
+			}
+			return
+		}
+	}
 	peerDown := len(in.downNodes) > 0 && g.hasReplicaOn(in.downNodes)
 	if g.quiesced && (busy || peerDown) {
 		h.unquiesce(g)
@@ -67,8 +75,15 @@ func (h *Host) processGroup(g *group) {
 	for range ticks {
 		g.rn.Tick()
 	}
+	// Peers' messages are checked against the replica as of the last
+	// Ready, as the appends stepped before them may have changed it (view).
+	view := g.view
 	for _, batch := range [][]*pb.Message{in.quietMsgs, msgs} {
 		for _, m := range batch {
+			if h.isPeerMessage(m) {
+				h.stepPeer(g, &view, m)
+				continue
+			}
 			if err := h.step(g, m); err != nil {
 				h.fail(fmt.Errorf("group %d: %w", g.id, err))
 				return
@@ -143,6 +158,42 @@ func (h *Host) step(g *group, m *pb.Message) error {
 	return nil
 }
 
+// isPeerMessage reports whether m, from a group's inbox, came from a peer
+// (HandleBatch) rather than from this host (the log writer's and the
+// apply's responses, from this host's replica or raft's local threads):
+// HandleBatch takes no batch from this node, and its messages come from a
+// replica on the sending node.
+func (h *Host) isPeerMessage(m *pb.Message) bool {
+	return isPeerType(m.GetType()) && ReplicaID(m.GetFrom()).Node() != h.cfg.NodeID
+}
+
+// stepPeer checks a peer's message against view and steps it into raft, or
+// drops it (validate.go). A leadership transfer request is stepped as the
+// local request it stands for, without the term a forwarding follower set
+// (raft would panic forwarding it again with a term): a transfer is advice,
+// which raft checks against its own state.
+func (h *Host) stepPeer(g *group, view *stepView, m *pb.Message) {
+	if reason := validatePeerMessage(view, m); reason != dropNone {
+		h.dropped(reason, g.id, m)
+		return
+	}
+	if m.GetType() == pb.MsgTransferLeader && m.GetTerm() != 0 {
+		m = &pb.Message{Type: m.Type, From: m.From, To: m.To}
+	}
+	_ = g.rn.Step(m)
+	view.afterStep(m)
+}
+
+// dropped counts a dropped message and logs it, rarely.
+func (h *Host) dropped(reason dropReason, id GroupID, m *pb.Message) {
+	h.metrics.drop(reason, 1)
+	h.dropLog.Do(func() {
+		h.logger.Warn("dropped a raft message from a peer (logged at most every 10s)", "reason", reason.String(),
+			"group", id, "type", m.GetType().String(), "from", ReplicaID(m.GetFrom()), "to", ReplicaID(m.GetTo()),
+			"term", m.GetTerm(), "index", m.GetIndex(), "commit", m.GetCommit(), "entries", len(m.GetEntries()))
+	})
+}
+
 // propose hands p to raft, or resolves it if it cannot be proposed.
 func (h *Host) propose(g *group, p *proposal) {
 	if !p.state.CompareAndSwap(propQueued, propProposed) {
@@ -181,6 +232,7 @@ func (h *Host) handleReady(g *group) error {
 			switch m.GetTo() {
 			case raft.LocalAppendThread:
 				g.notePendingIndexes(m.GetEntries())
+				g.view.noteAppend(m)
 				var ps *pendingSnapshot
 				if snap := m.GetSnapshot(); snap != nil {
 					idx := snap.GetMetadata().GetIndex()
@@ -203,6 +255,9 @@ func (h *Host) handleReady(g *group) error {
 					_ = g.rn.Step(resp)
 				}
 			default:
+				if m.GetType() == pb.MsgHeartbeat {
+					g.view.noteSentBeat(m)
+				}
 				h.send(g, m)
 			}
 		}

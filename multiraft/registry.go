@@ -80,6 +80,12 @@ func (h *Host) loadGroup(id GroupID, replicaID ReplicaID) (*group, error) {
 		st.Close()
 		return nil, err
 	}
+	last, err := st.LastIndex()
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	g.view.lastIndex = last
 	g.publishStatus()
 	return g, nil
 }

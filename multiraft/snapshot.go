@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"time"
 
 	"github.com/flotilladb/flotilla/engine"
 	"go.etcd.io/raft/v3"
@@ -237,9 +238,15 @@ func (h *Host) HandleSnapshot(ctx context.Context, header *SnapshotHeader, next 
 		return err
 	}
 	m := header.Message
-	g, err := h.groupFor(header.Group, ReplicaID(m.GetTo()))
+	g, err := h.groupFor(header.Group, ReplicaID(m.GetTo()), false)
 	if err != nil {
 		return err
+	}
+	// The replica is not collected while its snapshot arrives.
+	g.snapsIncoming.Add(1)
+	defer g.snapsIncoming.Add(-1)
+	if g.status.applied.Load() == 0 {
+		defer g.lastHeard.Store(time.Now().UnixNano())
 	}
 	if idx := m.GetSnapshot().GetMetadata().GetIndex(); idx <= g.status.applied.Load() {
 		// The replica is past the snapshot already (it was initialized by

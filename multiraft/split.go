@@ -22,6 +22,10 @@ import (
 // snapshot. Where the splitting replica leads its group, the new group
 // campaigns at once.
 //
+// An uninitialized replica of the new group that was created here and
+// collected since (collect.go) left only its HardState: its term and vote
+// are kept the same way.
+//
 // The new group's replica here may already exist, uninitialized: created
 // by a message from a replica on another host that applied the split first
 // (a vote request, say). Such a replica has no log and no data (it cannot
@@ -177,6 +181,18 @@ func (h *Host) prepareSplit(parent *group, b *engine.Batch, ng *NewGroup) (*prep
 			return discard("a removed replica is being destroyed")
 		}
 		return nil, err
+	}
+	if old == nil {
+		// An uninitialized replica of the group that was collected
+		// (collect.go) left its HardState: its vote stands too.
+		prev, _, err := st.InitialState()
+		if err != nil {
+			st.Close()
+			return nil, err
+		}
+		if prev.GetTerm() > initialLogTerm {
+			hs.Term, hs.Vote = new(prev.GetTerm()), new(prev.GetVote())
+		}
 	}
 	snap := &pb.Snapshot{Metadata: &pb.SnapshotMetadata{
 		Index: new(uint64(initialLogIndex)), Term: new(uint64(initialLogTerm)), ConfState: cs,

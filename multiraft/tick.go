@@ -23,7 +23,8 @@ func (h *Host) Unquiesced() int {
 func (h *Host) TickInterval() time.Duration { return h.cfg.TickInterval }
 
 // Tick ticks every group that is not quiescent once, as the ticker does
-// every TickInterval. Ticks queue up to MaxTicksQueued per group.
+// every TickInterval. Ticks queue up to MaxTicksQueued per group. It also
+// has idle uninitialized replicas collected (collect.go).
 func (h *Host) Tick() {
 	h.activeMu.Lock()
 	gs := make([]*group, 0, len(h.active))
@@ -40,6 +41,7 @@ func (h *Host) Tick() {
 	}
 	h.metrics.ticks.Add(len(gs))
 	h.sched.enqueueAll(gs)
+	h.collectIdle(time.Now())
 }
 
 // runTicker is the store's one ticker (a goroutine of h.stopper): each

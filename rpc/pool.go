@@ -4,6 +4,7 @@ package rpc
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/connectivity"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 )
@@ -53,13 +55,20 @@ func ServerOptions() []grpc.ServerOption {
 	}
 }
 
-// DialOptions returns the options every Flotilla gRPC client connection
-// uses: no transport security yet, message size bounds, keepalive, and a
-// reconnection backoff capped at one second so that a restarted peer is
-// found again quickly.
-func DialOptions() []grpc.DialOption {
+// DialOptions returns the options every insecure Flotilla gRPC client
+// connection uses: no transport security, message size bounds, keepalive,
+// and a reconnection backoff capped at one second so that a restarted peer
+// is found again quickly.
+func DialOptions() []grpc.DialOption { return dialOptions(nil) }
+
+// dialOptions returns DialOptions with TLS when tlsConfig is not nil.
+func dialOptions(tlsConfig *tls.Config) []grpc.DialOption {
+	creds := insecure.NewCredentials()
+	if tlsConfig != nil {
+		creds = credentials.NewTLS(tlsConfig)
+	}
 	return []grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(
 			grpc.MaxCallRecvMsgSize(MaxMessageSize),
 			grpc.MaxCallSendMsgSize(MaxMessageSize),
@@ -90,6 +99,11 @@ type PoolConfig struct {
 	// dialled (tests put proxies between nodes). Keys and values are
 	// HOST:PORT. Default none. The pool keeps its own copy.
 	DialOverrides map[string]string
+	// TLS secures every connection: a node's PeerTLS or a client's
+	// LoadClientTLS. The server's name is checked against the address
+	// dialled (its host), unless TLS.ServerName is set. Default nil:
+	// plaintext. The pool does not modify it.
+	TLS *tls.Config
 	// Logger receives the pool's log lines. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -100,6 +114,8 @@ type PoolConfig struct {
 // one connection per peer is enough.
 type Pool struct {
 	overrides map[string]string // immutable after NewPool
+	tls       *tls.Config       // immutable after NewPool
+	dialOpts  []grpc.DialOption // immutable after NewPool
 	logger    *slog.Logger
 
 	mu struct {
@@ -118,7 +134,7 @@ type poolConn struct {
 
 // NewPool returns an empty pool.
 func NewPool(cfg PoolConfig) *Pool {
-	p := &Pool{overrides: maps.Clone(cfg.DialOverrides), logger: cfg.Logger}
+	p := &Pool{overrides: maps.Clone(cfg.DialOverrides), tls: cfg.TLS, dialOpts: dialOptions(cfg.TLS), logger: cfg.Logger}
 	if p.logger == nil {
 		p.logger = slog.Default()
 	}
@@ -155,7 +171,15 @@ func (p *Pool) get(addr string) (poolConn, error) {
 	target := p.target(addr)
 	// grpc.NewClient starts the resolver's goroutines; keep it out of the
 	// lock and settle races below.
-	created, err := grpc.NewClient(target, DialOptions()...)
+	opts := p.dialOpts
+	if p.tls != nil && target != addr && p.tls.ServerName == "" {
+		// The certificate names the advertised address, not the one an
+		// override dials.
+		tc := p.tls.Clone()
+		tc.ServerName, _, _ = net.SplitHostPort(addr)
+		opts = dialOptions(tc)
+	}
+	created, err := grpc.NewClient(target, opts...)
 	if err != nil {
 		return poolConn{}, fmt.Errorf("rpc: connection to %s (dialling %s): %w", addr, target, err)
 	}
@@ -247,7 +271,11 @@ func (p *Pool) ready(ctx context.Context, addr string, conn *grpc.ClientConn, wa
 	if err != nil {
 		return fmt.Errorf("%s is unreachable: %w", addr, err)
 	}
+	err = p.probeTLS(pctx, addr, c)
 	_ = c.Close()
+	if err != nil {
+		return err
+	}
 	pctx, cancel = context.WithDeadline(ctx, deadline)
 	defer cancel()
 	// The node accepts connections: reconnect now, and wait for it.
@@ -266,6 +294,56 @@ func (p *Pool) ready(ctx context.Context, addr string, conn *grpc.ClientConn, wa
 			return fmt.Errorf("%s accepts connections but did not answer within %v", addr, wait)
 		}
 	}
+}
+
+// probeTLS runs a TLS handshake over the probe's connection c. A plaintext
+// pool only learns whether the node is a secure one. A secure pool checks, so that a certificate the node does not accept (or a node
+// whose certificate this side does not) is reported as such rather than as
+// a node that does not answer. With TLS 1.3 the server checks the client's
+// certificate after the client's side of the handshake is done, so the
+// probe also reads once: a refusal arrives as an alert, an accepted
+// connection as the server's HTTP/2 settings (or nothing, soon).
+func (p *Pool) probeTLS(ctx context.Context, addr string, c net.Conn) error {
+	if p.tls == nil {
+		// A plaintext client of a secure node sees only a connection that
+		// closes: say that the node speaks TLS if it does.
+		tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}}) //nolint:gosec // only to tell that the peer speaks TLS
+		if tc.HandshakeContext(ctx) == nil {
+			return fmt.Errorf("%s is a secure node (it speaks TLS): connect with its cluster's certificates (--certs-dir, Config.TLS)", addr)
+		}
+		return nil
+	}
+	cfg := p.tls.Clone()
+	if cfg.ServerName == "" {
+		cfg.ServerName, _, _ = net.SplitHostPort(addr)
+	}
+	cfg.NextProtos = []string{"h2"}
+	tc := tls.Client(c, cfg)
+	if err := tc.HandshakeContext(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil // no answer in time: not a verdict on certificates
+		}
+		return fmt.Errorf("%s: TLS handshake failed: %w", addr, err)
+	}
+	readBy := time.Now().Add(probeTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(readBy) {
+		readBy = d
+	}
+	_ = tc.SetReadDeadline(readBy)
+	var b [1]byte
+	if _, err := tc.Read(b[:]); err != nil {
+		// A refusal is a TLS alert; a close or reset after the handshake
+		// is the node (or a proxy in front of it) going away.
+		var oe *net.OpError
+		if errors.As(err, &oe) && oe.Op == "remote error" {
+			return fmt.Errorf("%s refused this client's certificate: %w", addr, err)
+		}
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			return fmt.Errorf("%s closed the connection after the TLS handshake: %w", addr, err)
+		}
+	}
+	return nil
 }
 
 // Close closes every connection; calls in flight on them fail. Later Conn

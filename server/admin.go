@@ -10,6 +10,7 @@ import (
 	"strconv"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/flotilladb/flotilla/rpc"
 	"google.golang.org/protobuf/encoding/protojson"
 )
 
@@ -21,10 +22,13 @@ import (
 //	               short of space, unless ?exclude=NOSPACE
 //	/status        JSON: the node, the nodes it knows, and its replicas with descriptor,
 //	               leader, term, applied index, statistics and data hash
-//	               (?hash=false skips the hash, which reads every range's data); on the
+//	               (?hash=false skips the hash, which reads every range's data; on a
+//	               secure node the hash needs a client certificate, and is
+//	               skipped by default without one); on the
 //	               placement group's leader also the driver's view: stores with the
 //	               time since their last heartbeat, operators, balance scores
-//	/debug/pprof/  Go's profiler
+//	/debug/pprof/  Go's profiler; on a secure node only with a client
+//	               certificate or Config.EnablePprof (pprofGuard)
 func (n *Node) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
@@ -67,7 +71,10 @@ func (n *Node) adminHandler() http.Handler {
 			return
 		}
 		defer n.exit()
-		withHash := true
+		// The hash reads every range's data: on a secure node only a
+		// certificate holder may ask for it (and gets it by default).
+		certified := n.certs == nil || hasCert(r)
+		withHash := certified
 		if v := r.URL.Query().Get("hash"); v != "" {
 			b, err := strconv.ParseBool(v)
 			if err != nil {
@@ -75,6 +82,10 @@ func (n *Node) adminHandler() http.Handler {
 				return
 			}
 			withHash = b
+		}
+		if withHash && !certified {
+			http.Error(w, "/status?hash=true reads every range's data: on a secure node it needs a client certificate", http.StatusForbidden)
+			return
 		}
 		out, err := protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true, Indent: "  "}.Marshal(n.Status(withHash))
 		if err != nil {
@@ -84,15 +95,36 @@ func (n *Node) adminHandler() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(out)
 	})
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("/debug/pprof/", n.pprofGuard(pprof.Index))
+	mux.HandleFunc("/debug/pprof/cmdline", n.pprofGuard(pprof.Cmdline))
+	mux.HandleFunc("/debug/pprof/profile", n.pprofGuard(pprof.Profile))
+	mux.HandleFunc("/debug/pprof/symbol", n.pprofGuard(pprof.Symbol))
+	mux.HandleFunc("/debug/pprof/trace", n.pprofGuard(pprof.Trace))
 	mux.HandleFunc("/{$}", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/status", http.StatusFound)
 	})
 	return mux
+}
+
+// pprofGuard lets a request reach the profiler only if the node is
+// insecure, Config.EnablePprof is set, or the request came with a client
+// (or node) certificate the CA signed: a profile shows memory and command
+// lines, and profiling costs CPU.
+func (n *Node) pprofGuard(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if n.certs != nil && !n.cfg.EnablePprof && !hasCert(r) {
+			http.Error(w, "/debug/pprof/ needs a client certificate on a secure node (or start it with --enable-pprof)", http.StatusForbidden)
+			return
+		}
+		h(w, r)
+	}
+}
+
+// hasCert reports whether an HTTPS request came with a certificate the
+// cluster's CA signed (the listener verifies any certificate given).
+func hasCert(r *http.Request) bool {
+	role, _ := rpc.RoleOf(r.TLS)
+	return role != rpc.RoleNone
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

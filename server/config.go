@@ -37,6 +37,22 @@ type Config struct {
 	// HTTPAddr is the admin HTTP address (/metrics, /health, /status,
 	// /debug/pprof/). Default 127.0.0.1:7480; "off" disables it.
 	HTTPAddr string
+	// CertsDir holds the node's certificates (ca.crt, node.crt, node.key;
+	// made by `flotilla cert`). With it the node is secure: its gRPC port
+	// speaks mutual TLS and lets only node certificates reach the raft,
+	// snapshot, join and placement heartbeat services (clients reach the
+	// rest with a client certificate), its admin HTTP is HTTPS, and it
+	// dials peers with its node certificate. Default "": insecure.
+	CertsDir string
+	// Insecure lets a node without CertsDir listen on an address other
+	// than loopback. Without it such a node refuses to start: anyone who
+	// can reach an insecure node can read, write and forge raft messages.
+	// It cannot be set with CertsDir. Default false.
+	Insecure bool
+	// EnablePprof serves /debug/pprof/ on a secure node's admin HTTP to
+	// anyone; without it the profiler needs a client certificate. (An
+	// insecure node always serves it.) Default false.
+	EnablePprof bool
 	// Join lists nodes of an existing cluster to join (HOST:PORT). A node
 	// that is not yet part of a cluster asks them, in turn, until one admits
 	// it. Ignored by a node that is already a member.
@@ -168,6 +184,21 @@ func (c *Config) EnsureDefaults() {
 	}
 }
 
+// loopback reports whether a listen address (HOST:PORT) is on loopback
+// only: a loopback IP or "localhost". An empty host, 0.0.0.0 or :: listen
+// on every interface.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return true // reported as malformed elsewhere
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 // Validate reports every problem at once. It expects EnsureDefaults to have
 // run.
 func (c *Config) Validate() error {
@@ -193,6 +224,16 @@ func (c *Config) Validate() error {
 	for adv, actual := range c.DialOverrides {
 		checkAddr("DialOverrides key", adv)
 		checkAddr("DialOverrides value", actual)
+	}
+	if c.CertsDir != "" && c.Insecure {
+		errs = append(errs, errors.New("CertsDir and Insecure are exclusive (--certs-dir, --insecure): a node with certificates is secure"))
+	}
+	if c.CertsDir == "" && !c.Insecure {
+		for name, addr := range map[string]string{"ListenAddr": c.ListenAddr, "HTTPAddr": c.HTTPAddr} {
+			if addr != "off" && !loopback(addr) {
+				errs = append(errs, fmt.Errorf("%s %q is not a loopback address, and an insecure node (no certs directory) listens only on loopback: give it certificates (--certs-dir) or, to accept the risk, --insecure", name, addr))
+			}
+		}
 	}
 	if c.MaxValueSize < 0 {
 		errs = append(errs, fmt.Errorf("MaxValueSize %d is negative", c.MaxValueSize))

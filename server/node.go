@@ -7,12 +7,14 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -116,6 +118,7 @@ type Node struct {
 	// Set by Open and never changed; Close closes the listeners and
 	// servers.
 	lis        net.Listener
+	certs      *rpc.NodeCerts // nil on an insecure node
 	grpcServer *grpc.Server
 	httpLis    net.Listener
 	httpServer *http.Server
@@ -241,6 +244,11 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		}
 	}()
 
+	if cfg.CertsDir != "" {
+		if n.certs, err = rpc.LoadNodeCerts(cfg.CertsDir); err != nil {
+			return nil, fmt.Errorf("flotilla: %w", err)
+		}
+	}
 	eopts := engine.Options{Dir: cfg.Dir, Metrics: n.metrics, Logger: cfg.Logger}
 	if cfg.Testing != nil {
 		eopts.DisableSync = cfg.Testing.DisableSync
@@ -262,8 +270,23 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		}
 		n.httpAddr = n.httpLis.Addr().String()
 	}
+	if err := n.checkListeners(); err != nil {
+		return nil, err
+	}
+	pcfg := rpc.PoolConfig{DialOverrides: cfg.DialOverrides, Logger: cfg.Logger}
+	gopts := append(rpc.ServerOptions(), grpc.WaitForHandlers(true))
+	if n.certs != nil {
+		pcfg.TLS = n.certs.PeerTLS()
+		gopts = append(gopts, rpc.SecureServerOptions(n.certs)...)
+		if n.httpLis != nil {
+			n.httpLis = tls.NewListener(n.httpLis, n.certs.HTTPTLS())
+		}
+	} else {
+		n.log.Warn("running INSECURE: no certificates (--certs-dir), so anyone who reaches this node's ports can read and write every key and send it raft messages; it listens on loopback only unless --insecure",
+			"addr", n.lis.Addr().String())
+	}
 
-	n.pool = rpc.NewPool(rpc.PoolConfig{DialOverrides: cfg.DialOverrides, Logger: cfg.Logger})
+	n.pool = rpc.NewPool(pcfg)
 	if n.transport, err = raftrpc.NewTransport(raftrpc.TransportConfig{Pool: n.pool, Metrics: n.metrics, Logger: cfg.Logger}); err != nil {
 		return nil, err
 	}
@@ -285,9 +308,9 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.registerPlacementMetrics()
 	n.registerDiskMetrics()
 
-	// WaitForHandlers: Close must not close the store under a running
-	// request.
-	n.grpcServer = grpc.NewServer(append(rpc.ServerOptions(), grpc.WaitForHandlers(true))...)
+	// WaitForHandlers (in gopts): Close must not close the store under a
+	// running request.
+	n.grpcServer = grpc.NewServer(gopts...)
 	n.transport.Register(n.grpcServer)
 	rpc.RegisterKV(n.grpcServer, n.gw)
 	rpc.RegisterNode(n.grpcServer, (*nodeService)(n))
@@ -325,7 +348,9 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		}
 	})
 	if n.httpLis != nil {
-		n.httpServer = &http.Server{Handler: n.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+		n.httpServer = &http.Server{Handler: n.adminHandler(), ReadHeaderTimeout: 10 * time.Second,
+			// Failed TLS handshakes and the like go to the node's log.
+			ErrorLog: slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)}
 		n.stopper.RunWorker(func() {
 			if err := n.httpServer.Serve(n.httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				n.log.Error("HTTP server failed", "err", err)
@@ -337,6 +362,39 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.stopper.RunWorker(n.heartbeatLoop)
 	n.stopper.RunWorker(n.diskLoop)
 	return n, nil
+}
+
+// checkListeners checks, once the listeners are bound: on a secure node,
+// that the node certificate covers the advertised host (peers and clients
+// check it when they dial); on an insecure one, that both listeners are on
+// loopback (Config.Validate checked the names; "localhost" could resolve
+// elsewhere) unless Insecure.
+func (n *Node) checkListeners() error {
+	if n.certs != nil {
+		host, _, err := net.SplitHostPort(n.addr)
+		if err != nil {
+			return fmt.Errorf("flotilla: advertised address %q: %w", n.addr, err)
+		}
+		if err := n.certs.VerifyHostname(host); err != nil {
+			return fmt.Errorf("flotilla: %s: %w", filepath.Join(n.cfg.CertsDir, rpc.NodeCertFile), err)
+		}
+		if left := time.Until(n.certs.NotAfter); left < 30*24*time.Hour {
+			n.log.Warn("the node certificate expires soon: make a new one (docs/SECURITY.md, rotation)", "expires", n.certs.NotAfter, "in", left.Round(time.Hour))
+		}
+		return nil
+	}
+	if n.cfg.Insecure {
+		return nil
+	}
+	for _, lis := range []net.Listener{n.lis, n.httpLis} {
+		if lis == nil {
+			continue
+		}
+		if a, ok := lis.Addr().(*net.TCPAddr); ok && !a.IP.IsLoopback() {
+			return fmt.Errorf("flotilla: listening on %s, which is not loopback, and an insecure node listens only on loopback: give it certificates (--certs-dir) or, to accept the risk, --insecure", a)
+		}
+	}
+	return nil
 }
 
 // Dir returns the store's directory.

@@ -29,7 +29,8 @@ usage: bench/suite/run.sh   (or: make bench-suite), settings from the environmen
   WORKLOADS      workloads, each with every client count; default "write a c"
   RANGES         range counts of the pre-split Flotilla stores; default "16 48"
   STORES         stores to run, in order; default "etcd flotilla-1" and
-                 flotilla-R for each R in RANGES (flotilla-N: N ranges)
+                 flotilla-R for each R in RANGES (flotilla-N: N ranges;
+                 flotilla-tls-N: the same, secure, with throwaway certificates)
   LOAD_CLIENTS   clients of the load phase; default 64
   READY_TIMEOUT  seconds to wait for a store to be ready; default 300
 EOF
@@ -85,11 +86,11 @@ for r in $RANGES; do is_count "$r" || die "RANGES: $r is not a positive integer"
 [[ $DURATION =~ ^[0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h)$ ]] || die "DURATION=$DURATION: want a Go duration such as 20s"
 [[ -n ${CLIENTS// /} && -n ${WORKLOADS// /} && -n ${STORES// /} ]] || die "CLIENTS, WORKLOADS and STORES must not be empty"
 for s in $STORES; do
-	[[ $s == etcd || $s =~ ^flotilla-[1-9][0-9]*$ ]] || die "STORES: $s is not etcd or flotilla-N (N ranges)"
-	if [[ $s == flotilla-* ]] && ((${s#flotilla-} > RECORDS)); then
+	[[ $s == etcd || $s =~ ^flotilla-(tls-)?[1-9][0-9]*$ ]] || die "STORES: $s is not etcd, flotilla-N or flotilla-tls-N (N ranges)"
+	if [[ $s == flotilla-* ]] && ((${s##*-} > RECORDS)); then
 		die "STORES: $s has more ranges than the $RECORDS records"
 	fi
-	if [[ $s == flotilla-* ]] && ((${s#flotilla-} > 1001)); then
+	if [[ $s == flotilla-* ]] && ((${s##*-} > 1001)); then
 		die "STORES: $s: flotilla init pre-splits into at most 1001 ranges"
 	fi
 done
@@ -246,12 +247,17 @@ start_etcd() {
 
 # --- Flotilla -----------------------------------------------------------
 
+# A secure store (flotilla-tls-N) sets FLOTILLA_CERTS_DIR, which every
+# flotilla command reads as its --certs-dir, and HTTPS for curl.
+HTTP_SCHEME=http
+CURL_TLS=()
+
 # flotilla_listening succeeds once every node's admin HTTP answers (503
 # until the cluster is initialized).
 flotilla_listening() {
 	local port
 	for port in "${FLOTILLA_HTTP_PORTS[@]}"; do
-		[[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$port/health") != 000 ]] ||
+		[[ $(curl -s ${CURL_TLS[@]+"${CURL_TLS[@]}"} -o /dev/null -w '%{http_code}' --max-time 2 "$HTTP_SCHEME://127.0.0.1:$port/health") != 000 ]] ||
 			{ echo "node at :$port not listening"; return 1; }
 	done
 }
@@ -259,7 +265,7 @@ flotilla_listening() {
 flotilla_healthy() {
 	local port
 	for port in "${FLOTILLA_HTTP_PORTS[@]}"; do
-		curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$port/health" || { echo "node at :$port not healthy"; return 1; }
+		curl -sf ${CURL_TLS[@]+"${CURL_TLS[@]}"} -o /dev/null --max-time 2 "$HTTP_SCHEME://127.0.0.1:$port/health" || { echo "node at :$port not healthy"; return 1; }
 	done
 }
 
@@ -276,26 +282,26 @@ flotilla_balanced() {
 	[[ -z $reason ]] || { echo "$reason"; return 1; }
 }
 
-# start_flotilla RANGES starts 3 nodes with automatic splits off,
+# start_flotilla NAME RANGES starts 3 nodes (logs named NAME) with automatic splits off,
 # initializes the cluster pre-split into RANGES ranges of equal record
 # counts, and waits until the ranges are replicated and their leaders
 # spread.
 start_flotilla() {
-	local ranges=$1 i join=$FLOTILLA_ENDPOINTS
+	local name=$1 ranges=$2 i join=$FLOTILLA_ENDPOINTS
 	for i in 0 1 2; do
-		start "$OUT/logs/flotilla-$ranges-n$((i + 1)).log" "$FLOTILLA" start --store "$DATA/flotilla-$ranges/n$((i + 1))" \
+		start "$OUT/logs/$name-n$((i + 1)).log" "$FLOTILLA" start --store "$DATA/$name/n$((i + 1))" \
 			--listen-addr "127.0.0.1:${FLOTILLA_PORTS[i]}" --http-addr "127.0.0.1:${FLOTILLA_HTTP_PORTS[i]}" \
 			--join "$join" --split-size -1 --split-qps -1
 	done
-	wait_for "flotilla-$ranges: nodes listening" flotilla_listening
+	wait_for "$name: nodes listening" flotilla_listening
 	local split=()
 	if ((ranges > 1)); then
 		split=(--split-at "$("$FLOTILLA" bench split-keys --records "$RECORDS" --ranges "$ranges")")
 	fi
-	"$FLOTILLA" init --host "127.0.0.1:${FLOTILLA_PORTS[0]}" ${split[@]+"${split[@]}"} >>"$OUT/logs/flotilla-$ranges-init.log" 2>&1 ||
-		die "flotilla-$ranges: init failed: $(cat "$OUT/logs/flotilla-$ranges-init.log")"
-	wait_for "flotilla-$ranges: nodes healthy" flotilla_healthy
-	wait_for "flotilla-$ranges: ranges replicated and leaders spread" flotilla_balanced "$ranges"
+	"$FLOTILLA" init --host "127.0.0.1:${FLOTILLA_PORTS[0]}" ${split[@]+"${split[@]}"} >>"$OUT/logs/$name-init.log" 2>&1 ||
+		die "$name: init failed: $(cat "$OUT/logs/$name-init.log")"
+	wait_for "$name: nodes healthy" flotilla_healthy
+	wait_for "$name: ranges replicated and leaders spread" flotilla_balanced "$ranges"
 }
 
 # --- the runs -----------------------------------------------------------
@@ -341,8 +347,18 @@ for store in $STORES; do
 		start_etcd
 		target=(--etcd "$ETCD_ENDPOINTS")
 		;;
+	flotilla-tls-*)
+		export FLOTILLA_CERTS_DIR=$DATA/certs
+		"$FLOTILLA" cert create-ca >/dev/null && "$FLOTILLA" cert create-node 127.0.0.1 localhost >/dev/null &&
+			"$FLOTILLA" cert create-client root >/dev/null || die "$store: making certificates failed"
+		HTTP_SCHEME=https CURL_TLS=(--cacert "$FLOTILLA_CERTS_DIR/ca.crt")
+		start_flotilla "$store" "${store#flotilla-tls-}"
+		target=(--endpoints "$FLOTILLA_ENDPOINTS")
+		;;
 	flotilla-*)
-		start_flotilla "${store#flotilla-}"
+		unset FLOTILLA_CERTS_DIR
+		HTTP_SCHEME=http CURL_TLS=()
+		start_flotilla "$store" "${store#flotilla-}"
 		target=(--endpoints "$FLOTILLA_ENDPOINTS")
 		;;
 	esac

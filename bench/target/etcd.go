@@ -111,7 +111,7 @@ func NewEtcd(ctx context.Context, endpoints []string, opts EtcdOptions) (*Etcd, 
 	if err != nil {
 		return nil, fmt.Errorf("target: etcd at %s: %w", strings.Join(endpoints, ","), err)
 	}
-	e := &Etcd{endpoints: slices.Clone(endpoints), opts: opts, client: client, http: newHTTPClient()}
+	e := &Etcd{endpoints: slices.Clone(endpoints), opts: opts, client: client, http: newHTTPClient(nil)}
 	if _, err := client.MemberList(ctx); err != nil {
 		_ = e.Close()
 		return nil, fmt.Errorf("target: etcd at %s: %w", strings.Join(endpoints, ","), err)

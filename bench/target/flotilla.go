@@ -4,6 +4,7 @@ package target
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -29,6 +30,9 @@ type FlotillaOptions struct {
 	// RequestTimeout bounds an operation whose context has no deadline.
 	// Default DefaultRequestTimeout (10 s).
 	RequestTimeout time.Duration
+	// TLS connects to a secure cluster (flotilla.Config.TLS; also for the
+	// nodes' HTTPS /metrics). Default nil: plaintext.
+	TLS *tls.Config
 	// NoSync tells Describe that the nodes run with fsync off; the client
 	// cannot see it. Default false: "fsync" is reported true.
 	NoSync bool
@@ -98,12 +102,12 @@ func NewFlotilla(ctx context.Context, endpoints []string, opts FlotillaOptions) 
 		return nil, err
 	}
 	opts.HTTPAddrs = slices.Clone(opts.HTTPAddrs)
-	client, err := flotilla.Connect(ctx, endpoints...)
+	client, err := flotilla.New(flotilla.Config{Endpoints: endpoints, TLS: opts.TLS})
 	if err != nil {
 		return nil, fmt.Errorf("target: Flotilla: %w", err)
 	}
 	f := &Flotilla{endpoints: slices.Clone(endpoints), opts: opts, client: client,
-		admin: rpc.NewPool(rpc.PoolConfig{}), http: newHTTPClient()}
+		admin: rpc.NewPool(rpc.PoolConfig{TLS: opts.TLS}), http: newHTTPClient(opts.TLS)}
 	if _, err := f.clusterStatus(ctx); err != nil {
 		_ = f.Close()
 		return nil, fmt.Errorf("target: Flotilla at %s: %w", strings.Join(endpoints, ","), err)
@@ -148,9 +152,13 @@ func (f *Flotilla) ServerCPUSeconds(ctx context.Context) (float64, error) {
 			return 0, fmt.Errorf("target: Flotilla CPU: %w", err)
 		}
 	}
+	scheme := "http://"
+	if f.opts.TLS != nil {
+		scheme = "https://"
+	}
 	urls := make([]string, len(addrs))
 	for i, a := range addrs {
-		urls[i] = "http://" + a + "/metrics"
+		urls[i] = scheme + a + "/metrics"
 	}
 	v, err := serverCPUSeconds(ctx, f.http, urls)
 	if err != nil {
@@ -189,6 +197,7 @@ func (f *Flotilla) Describe(ctx context.Context) map[string]any {
 		"kind":      "flotilla",
 		"endpoints": slices.Clone(f.endpoints),
 		"fsync":     !f.opts.NoSync,
+		"tls":       f.opts.TLS != nil,
 	}
 	var errs []string
 	if cs, err := f.clusterStatus(ctx); err != nil {

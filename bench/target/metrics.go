@@ -5,6 +5,7 @@ package target
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -25,9 +26,10 @@ const maxMetricsBytes = 64 << 20
 
 // newHTTPClient returns the client the targets read /metrics with. Keep-
 // alives are off: the pages are read twice a phase, and no idle connection
-// (nor its goroutines) outlives the target.
-func newHTTPClient() *http.Client {
-	return &http.Client{Transport: &http.Transport{DisableKeepAlives: true, Proxy: http.ProxyFromEnvironment}}
+// (nor its goroutines) outlives the target. tlsConfig (nil for plaintext)
+// is for a secure cluster's HTTPS.
+func newHTTPClient(tlsConfig *tls.Config) *http.Client {
+	return &http.Client{Transport: &http.Transport{DisableKeepAlives: true, Proxy: http.ProxyFromEnvironment, TLSClientConfig: tlsConfig}}
 }
 
 // serverCPUSeconds returns the sum of the CPU counter over the /metrics

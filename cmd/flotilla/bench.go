@@ -19,10 +19,12 @@ import (
 	"github.com/flotilladb/flotilla/bench/target"
 	"github.com/flotilladb/flotilla/server"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // benchFlags are `flotilla bench`'s options.
 type benchFlags struct {
+	tlsFlags
 	workload     string
 	readFraction float64
 	distribution string
@@ -48,6 +50,9 @@ type benchFlags struct {
 	jsonOut string
 	plotOut string
 	quiet   bool
+
+	// flags are the command's flags, for tlsFlags.config.
+	flags *pflag.FlagSet
 }
 
 func newBenchCmd() *cobra.Command {
@@ -110,6 +115,8 @@ coordinated omission).
 	fl.StringVar(&f.jsonOut, "json", "", "write the run's report as JSON to this file")
 	fl.StringVar(&f.plotOut, "plot", "", "write a PNG plot of the run to this file")
 	fl.BoolVar(&f.quiet, "quiet", false, "no progress line (it is shown only on a terminal anyway)")
+	f.register(fl)
+	f.flags = fl
 	cmd.AddCommand(newBenchCompareCmd(), newBenchTableCmd(), newBenchSplitKeysCmd())
 	return cmd
 }
@@ -269,7 +276,11 @@ func benchConfig(f *benchFlags) (bench.Config, error) {
 func openTarget(ctx context.Context, f *benchFlags) (bench.Target, error) {
 	switch {
 	case len(f.endpoints) > 0:
-		return target.NewFlotilla(ctx, f.endpoints, target.FlotillaOptions{})
+		tlsConfig, err := f.config(f.flags)
+		if err != nil {
+			return nil, err
+		}
+		return target.NewFlotilla(ctx, f.endpoints, target.FlotillaOptions{TLS: tlsConfig})
 	case f.embedded != "":
 		// The node's own log would drown the report: warnings only.
 		logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))

@@ -28,6 +28,7 @@ func newClusterCmd() *cobra.Command {
 		dialTimeout time.Duration
 		timeout     time.Duration
 		format      string
+		tf          tlsFlags
 		// host is the node of hosts that run reached, for messages.
 		host string
 	)
@@ -39,13 +40,18 @@ func newClusterCmd() *cobra.Command {
 	cluster.PersistentFlags().DurationVar(&dialTimeout, "dial-timeout", flotilla.DefaultDialTimeout, "give up on a node that cannot be reached after this long")
 	cluster.PersistentFlags().DurationVar(&timeout, "timeout", 10*time.Second, "give up after this long")
 	cluster.PersistentFlags().StringVar(&format, "format", "table", "output format: table or json")
+	tf.register(cluster.PersistentFlags())
 	run := func(cmd *cobra.Command, fn func(ctx context.Context, pc flotillapb.PlacementClient, out io.Writer) error) error {
 		if format != "table" && format != "json" {
 			return fmt.Errorf("--format %q: want table or json", format)
 		}
+		tlsConfig, err := tf.config(cmd.Flags())
+		if err != nil {
+			return err
+		}
 		ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 		defer cancel()
-		conn, addr, closeConn, err := dialAny(ctx, hosts, dialTimeout)
+		conn, addr, closeConn, err := dialAny(ctx, hosts, dialTimeout, tlsConfig)
 		if err != nil {
 			return err
 		}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/flotilladb/flotilla/placement"
+	"github.com/flotilladb/flotilla/rpc"
 	"github.com/flotilladb/flotilla/server"
 	"github.com/spf13/cobra"
 )
@@ -27,6 +28,8 @@ func newDemoCmd() *cobra.Command {
 		store    string
 		basePort int
 		logLevel string
+		certsDir string
+		insecure bool
 	)
 	cmd := &cobra.Command{
 		Use:   "demo",
@@ -34,7 +37,12 @@ func newDemoCmd() *cobra.Command {
 		Long: `Run a 3-node cluster in one process on local ports: node i listens for gRPC on
 127.0.0.1:BASE+i-1 and for HTTP on 127.0.0.1:BASE+80+i-1 (--base-port 0 picks free
 ports). Data goes to a temporary directory that is removed at exit, or to --store,
-which is kept. Stop it with Ctrl-C.`,
+which is kept. Stop it with Ctrl-C.
+
+The cluster is secure: it makes a throwaway CA, a node certificate for
+127.0.0.1 and localhost and a client certificate for root in the data directory
+(or uses those in --certs-dir, making any that are missing), and prints the
+--certs-dir clients need. --insecure runs it in plaintext instead.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if basePort < 0 || basePort > 65535-100 {
@@ -51,10 +59,21 @@ which is kept. Stop it with Ctrl-C.`,
 				}
 				defer os.RemoveAll(dir)
 			}
+			if insecure && certsDir != "" {
+				return errors.New("--insecure and --certs-dir are exclusive")
+			}
+			if !insecure {
+				if certsDir == "" {
+					certsDir = filepath.Join(dir, "certs")
+				}
+				if err := demoCerts(certsDir); err != nil {
+					return err
+				}
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			server.Version = version
-			nodes, err := startDemo(ctx, dir, basePort, log)
+			nodes, err := startDemo(ctx, dir, certsDir, basePort, log)
 			defer func() {
 				for _, n := range nodes {
 					_ = n.Close()
@@ -63,7 +82,7 @@ which is kept. Stop it with Ctrl-C.`,
 			if err != nil {
 				return err
 			}
-			printDemo(cmd.OutOrStdout(), dir, nodes, store == "")
+			printDemo(cmd.OutOrStdout(), dir, certsDir, nodes, store == "")
 			<-ctx.Done()
 			fmt.Fprintln(cmd.ErrOrStderr(), "flotilla demo: shutting down")
 			return nil
@@ -72,6 +91,8 @@ which is kept. Stop it with Ctrl-C.`,
 	cmd.Flags().StringVar(&store, "store", "", "keep the nodes' data under this directory (default: a temporary one, removed at exit)")
 	cmd.Flags().IntVar(&basePort, "base-port", 7400, "first gRPC port (HTTP ports start 80 higher); 0 picks free ports")
 	cmd.Flags().StringVar(&logLevel, "log-level", "warn", "log level: debug, info, warn or error")
+	cmd.Flags().StringVar(&certsDir, "certs-dir", "", "use the certificates in this directory, making any missing (default: a certs directory in the data directory)")
+	cmd.Flags().BoolVar(&insecure, "insecure", false, "run without TLS (plaintext, no certificates)")
 	return cmd
 }
 
@@ -84,13 +105,14 @@ func demoAddr(basePort, offset int) string {
 
 // startDemo starts the nodes and waits until the first range has a replica
 // on each.
-func startDemo(ctx context.Context, dir string, basePort int, log *slog.Logger) ([]*server.Node, error) {
+func startDemo(ctx context.Context, dir, certsDir string, basePort int, log *slog.Logger) ([]*server.Node, error) {
 	var nodes []*server.Node
 	for i := range demoNodes {
 		cfg := server.Config{
 			Dir:        filepath.Join(dir, fmt.Sprintf("node%d", i+1)),
 			ListenAddr: demoAddr(basePort, i),
 			HTTPAddr:   demoAddr(basePort, 80+i),
+			CertsDir:   certsDir,
 			Logger:     log,
 		}
 		if i == 0 {
@@ -138,16 +160,53 @@ func demoReplicated(nodes []*server.Node) bool {
 	return true
 }
 
-func printDemo(w io.Writer, dir string, nodes []*server.Node, temporary bool) {
+// demoCerts makes, in dir, the certificates of a demo cluster that are
+// missing: a CA, a node certificate for the loopback names, and root's
+// client certificate. A new CA gets new node and client certificates.
+func demoCerts(dir string) error {
+	exists := func(name string) bool {
+		_, err := os.Stat(filepath.Join(dir, name))
+		return err == nil
+	}
+	req := rpc.CertRequest{CertsDir: dir}
+	newCA := !exists(rpc.CACertFile)
+	if newCA {
+		if err := rpc.CreateCA(rpc.CertRequest{CertsDir: dir, Overwrite: true}); err != nil {
+			return err
+		}
+		req.Overwrite = true
+	}
+	if newCA || !exists(rpc.NodeCertFile) {
+		if err := rpc.CreateNodeCert(req, []string{"127.0.0.1", "::1", "localhost"}); err != nil {
+			return err
+		}
+	}
+	if c, _ := rpc.ClientCertFiles(rpc.RootUser); newCA || !exists(c) {
+		if err := rpc.CreateClientCert(req, rpc.RootUser); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func printDemo(w io.Writer, dir, certsDir string, nodes []*server.Node, temporary bool) {
 	where := dir
 	if temporary {
 		where += " (removed at exit)"
 	}
 	fmt.Fprintf(w, "Flotilla demo cluster: %d nodes, data in %s\n", len(nodes), where)
+	scheme, certs := "https", " --certs-dir "+certsDir
+	if certsDir == "" {
+		scheme, certs = "http", ""
+		fmt.Fprintln(w, "  INSECURE: plaintext, no certificates")
+	} else {
+		fmt.Fprintf(w, "  certs %s (clients: --certs-dir %s)\n", certsDir, certsDir)
+	}
 	for i, n := range nodes {
-		fmt.Fprintf(w, "  node %d: grpc %s  http http://%s\n", i+1, n.Addr(), n.HTTPAddr())
+		fmt.Fprintf(w, "  node %d: grpc %s  http %s://%s\n", i+1, n.Addr(), scheme, n.HTTPAddr())
 	}
 	first := nodes[0].Addr()
-	fmt.Fprintf(w, "Try:\n  flotilla kv put --host %s hello world\n  flotilla kv get --host %s hello\n  flotilla cluster status --host %s\n", first, first, first)
+	fmt.Fprintf(w, "Try:\n  flotilla kv put --host %s%s hello world\n  flotilla kv get --host %s%s hello\n  flotilla cluster status --host %s%s\n",
+		first, certs, first, certs, first, certs)
 	fmt.Fprintln(w, "Press Ctrl-C to stop.")
 }

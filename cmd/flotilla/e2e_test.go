@@ -182,7 +182,11 @@ func cluster3(t *testing.T) []*proc {
 // cli runs the binary with args and returns stdout, stderr and the error.
 func cli(t *testing.T, args ...string) (string, string, error) {
 	t.Helper()
-	cmd := exec.Command(flotillaBinary(t), args...)
+	// No command of a test runs for long; one that hangs must not outlive
+	// the test.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, flotillaBinary(t), args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -588,13 +592,14 @@ func badInputGRPC(t *testing.T, addr string) {
 }
 
 // TestMakeRun starts the demo cluster with `make run` and uses it with the
-// CLI.
+// CLI, securely with the certificates it made (and not without them).
 func TestMakeRun(t *testing.T) {
 	bin := flotillaBinary(t)
 	if _, err := exec.LookPath("make"); err != nil {
 		t.Skip("make is not installed")
 	}
-	cmd := exec.Command("make", "-s", "-C", "../..", "run", "RUN_ARGS=--base-port 0")
+	demoCerts := filepath.Join(t.TempDir(), "certs")
+	cmd := exec.Command("make", "-s", "-C", "../..", "run", "RUN_ARGS=--base-port 0", "DEMO_CERTS="+demoCerts)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -607,11 +612,16 @@ func TestMakeRun(t *testing.T) {
 	}
 	exited := make(chan error, 1)
 	addrs := make(chan string, 1)
+	certs := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		sent := false
 		for sc.Scan() {
-			if f := strings.Fields(sc.Text()); !sent && len(f) >= 4 && f[0] == "node" && f[1] == "1:" && f[2] == "grpc" {
+			f := strings.Fields(sc.Text())
+			if len(f) >= 2 && f[0] == "certs" {
+				certs <- f[1]
+			}
+			if !sent && len(f) >= 4 && f[0] == "node" && f[1] == "1:" && f[2] == "grpc" {
 				addrs <- f[3]
 				sent = true
 			}
@@ -637,7 +647,19 @@ func TestMakeRun(t *testing.T) {
 	case <-time.After(3 * time.Minute):
 		t.Fatalf("make run printed no address within 3 minutes\n%s", stderr.String())
 	}
+	var certsDir string
+	select {
+	case certsDir = <-certs:
+	default:
+		t.Fatal("make run printed no certs directory: is the demo insecure?")
+	}
+	if certsDir != demoCerts {
+		t.Fatalf("make run used certificates in %s, not DEMO_CERTS=%s", certsDir, demoCerts)
+	}
 	_ = bin
-	mustCLI(t, "OK\n", "kv", "put", "--host", addr, "hello", "world")
-	mustCLI(t, "world\n", "kv", "get", "--host", addr, "hello")
+	mustCLI(t, "OK\n", "kv", "put", "--host", addr, "--certs-dir", certsDir, "hello", "world")
+	mustCLI(t, "world\n", "kv", "get", "--host", addr, "--certs-dir", certsDir, "hello")
+	if out, _, err := cli(t, "kv", "get", "--host", addr, "--dial-timeout", "1s", "--timeout", "3s", "hello"); err == nil {
+		t.Errorf("a client without certificates read from the secure demo: %q", out)
+	}
 }

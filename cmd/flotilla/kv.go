@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -18,10 +19,13 @@ import (
 	"google.golang.org/grpc"
 )
 
-// dial connects to one node for the admin services.
-func dial(host string) (*grpc.ClientConn, func(), error) {
-	pool := rpc.NewPool(rpc.PoolConfig{})
-	conn, err := pool.Conn(host)
+// dial connects to one node for the admin services, over TLS if tlsConfig
+// is not nil, waiting up to dialTimeout for it to answer; if it does not,
+// the error says why (refused, a TLS refusal, a secure node reached in
+// plaintext).
+func dial(ctx context.Context, host string, dialTimeout time.Duration, tlsConfig *tls.Config) (*grpc.ClientConn, func(), error) {
+	pool := rpc.NewPool(rpc.PoolConfig{TLS: tlsConfig})
+	conn, err := pool.Ready(ctx, host, dialTimeout)
 	if err != nil {
 		_ = pool.Close()
 		return nil, nil, fmt.Errorf("--host %q: %w", host, err)
@@ -56,12 +60,12 @@ func splitHosts(list string) ([]string, error) {
 // dialAny connects to the first node of the --host list that can be
 // reached within dialTimeout each, for the admin services, and returns its
 // connection and address. When none can, the error says why for each.
-func dialAny(ctx context.Context, list string, dialTimeout time.Duration) (*grpc.ClientConn, string, func(), error) {
+func dialAny(ctx context.Context, list string, dialTimeout time.Duration, tlsConfig *tls.Config) (*grpc.ClientConn, string, func(), error) {
 	hosts, err := splitHosts(list)
 	if err != nil {
 		return nil, "", nil, err
 	}
-	pool := rpc.NewPool(rpc.PoolConfig{})
+	pool := rpc.NewPool(rpc.PoolConfig{TLS: tlsConfig})
 	var causes []string
 	for _, h := range hosts {
 		conn, err := pool.Ready(ctx, h, dialTimeout)
@@ -78,6 +82,7 @@ func dialAny(ctx context.Context, list string, dialTimeout time.Duration) (*grpc
 }
 
 type kvFlags struct {
+	tlsFlags
 	hosts       string
 	dialTimeout time.Duration
 	timeout     time.Duration
@@ -89,9 +94,13 @@ func (f *kvFlags) run(cmd *cobra.Command, fn func(ctx context.Context, kv flotil
 	if err != nil {
 		return err
 	}
+	tlsConfig, err := f.config(cmd.Flags())
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
 	defer cancel()
-	c, err := flotilla.New(flotilla.Config{Endpoints: endpoints, DialTimeout: f.dialTimeout})
+	c, err := flotilla.New(flotilla.Config{Endpoints: endpoints, DialTimeout: f.dialTimeout, TLS: tlsConfig})
 	if err != nil {
 		return err
 	}
@@ -110,6 +119,7 @@ Keys and values are taken as given on the command line (UTF-8 bytes).`,
 	kv.PersistentFlags().StringVar(&f.hosts, "host", server.DefaultListenAddr, "node(s) to send the request to, HOST:PORT[,HOST:PORT...]")
 	kv.PersistentFlags().DurationVar(&f.dialTimeout, "dial-timeout", flotilla.DefaultDialTimeout, "fail when no node can be reached for this long")
 	kv.PersistentFlags().DurationVar(&f.timeout, "timeout", 10*time.Second, "give up after this long")
+	f.register(kv.PersistentFlags())
 
 	get := &cobra.Command{
 		Use:   "get KEY",

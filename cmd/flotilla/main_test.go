@@ -12,7 +12,12 @@ import (
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	// The tests say which certificates each command uses: a user's
+	// exported default must not change that.
+	os.Unsetenv(certsDirEnv)
+	goleak.VerifyTestMain(m)
+}
 
 func run(t *testing.T, args ...string) (string, error) {
 	t.Helper()

@@ -24,7 +24,7 @@ func newRootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newStartCmd(), newInitCmd(), newDemoCmd(), newKVCmd(), newClusterCmd(), newBenchCmd(), newVersionCmd(), newDebugCmd())
+	root.AddCommand(newStartCmd(), newInitCmd(), newDemoCmd(), newKVCmd(), newClusterCmd(), newBenchCmd(), newCertCmd(), newVersionCmd(), newDebugCmd())
 	return root
 }
 

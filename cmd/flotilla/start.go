@@ -89,8 +89,12 @@ SIGINT or SIGTERM stops the node cleanly.`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "flotilla %s: node listening on %s (admin HTTP %s), store %s\n",
-				version, n.Addr(), orOff(n.HTTPAddr()), cfg.Dir)
+			mode := "secure, certificates in " + cfg.CertsDir
+			if cfg.CertsDir == "" {
+				mode = "INSECURE: no --certs-dir, anyone who reaches its ports can read and write"
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "flotilla %s: node listening on %s (admin HTTP %s), store %s (%s)\n",
+				version, n.Addr(), orOff(n.HTTPAddr()), cfg.Dir, mode)
 			select {
 			case <-ctx.Done():
 			case <-n.Failed():
@@ -116,6 +120,9 @@ SIGINT or SIGTERM stops the node cleanly.`,
 	f.StringVar(&cfg.ListenAddr, "listen-addr", server.DefaultListenAddr, "gRPC address to listen on, HOST:PORT (peers and clients)")
 	f.StringVar(&cfg.AdvertiseAddr, "advertise-addr", "", "gRPC address other nodes and clients reach this one at (default: the listen address)")
 	f.StringVar(&cfg.HTTPAddr, "http-addr", server.DefaultHTTPAddr, `admin HTTP address (/metrics, /health, /status, /debug/pprof/); "off" disables it`)
+	f.StringVar(&cfg.CertsDir, "certs-dir", os.Getenv(certsDirEnv), "run secure with the certificates in this directory (ca.crt, node.crt, node.key; see `flotilla cert`): mTLS for peers and clients, HTTPS for admin; default $"+certsDirEnv+", or none: insecure")
+	f.BoolVar(&cfg.Insecure, "insecure", false, "without --certs-dir, allow listening on addresses other than loopback (anyone who reaches the node can read and write every key)")
+	f.BoolVar(&cfg.EnablePprof, "enable-pprof", false, "on a secure node, serve /debug/pprof/ without a client certificate")
 	f.StringSliceVar(&join, "join", nil, "nodes of the cluster to join, HOST:PORT[,HOST:PORT...]")
 	f.StringArrayVar(&overrides, "dial-override", nil, "dial ACTUAL when a peer advertises ADVERTISED, as ADVERTISED=ACTUAL (repeatable)")
 	f.IntVar(&cfg.MaxValueSize, "max-value-size", flotilla.DefaultMaxValueSize, "largest value accepted, in bytes")
@@ -243,6 +250,9 @@ func newInitCmd() *cobra.Command {
 		host    string
 		timeout time.Duration
 		splitAt []string
+		tf      tlsFlags
+
+		dialTimeout time.Duration
 	)
 	cmd := &cobra.Command{
 		Use:   "init",
@@ -254,9 +264,13 @@ range ending at each key, and the placement driver spreads them over the
 nodes as they join.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			tlsConfig, err := tf.config(cmd.Flags())
+			if err != nil {
+				return err
+			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			conn, closeConn, err := dial(host)
+			conn, closeConn, err := dial(ctx, host, dialTimeout, tlsConfig)
 			if err != nil {
 				return err
 			}
@@ -279,6 +293,8 @@ nodes as they join.`,
 	cmd.Flags().StringVar(&host, "host", server.DefaultListenAddr, "the node to initialize, HOST:PORT")
 	cmd.Flags().StringSliceVar(&splitAt, "split-at", nil, "pre-split the keyspace at these keys, KEY[,KEY...]")
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "give up after this long")
+	cmd.Flags().DurationVar(&dialTimeout, "dial-timeout", flotilla.DefaultDialTimeout, "fail when the node cannot be reached for this long")
+	tf.register(cmd.Flags())
 	return cmd
 }
 

@@ -4,8 +4,11 @@
 // reads it back and scans a prefix. It imports only the root package, so
 // it links no storage engine and no raft (internal/layout checks this).
 //
-//	make run                      # a local cluster, in another terminal
-//	go run ./examples/client 127.0.0.1:7400
+//	make run                                    # a local, secure cluster, in another terminal
+//	FLOTILLA_CERTS_DIR=.demo-certs go run ./examples/client 127.0.0.1:7400
+//
+// With FLOTILLA_CERTS_DIR set it connects securely with the certificates
+// there (ca.crt and client.root.crt/.key); without it, in plaintext.
 package main
 
 import (
@@ -30,7 +33,15 @@ func main() {
 }
 
 func run(endpoints []string) error {
-	c, err := flotilla.New(flotilla.Config{Endpoints: endpoints, DialTimeout: 2 * time.Second})
+	cfg := flotilla.Config{Endpoints: endpoints, DialTimeout: 2 * time.Second}
+	if dir := os.Getenv("FLOTILLA_CERTS_DIR"); dir != "" {
+		tlsConfig, err := flotilla.LoadClientTLS(dir, "root")
+		if err != nil {
+			return err
+		}
+		cfg.TLS = tlsConfig
+	}
+	c, err := flotilla.New(cfg)
 	if err != nil {
 		return err
 	}

@@ -12,7 +12,9 @@
 // batches and snapshot chunks are s2-compressed; snapshot data is
 // rate-limited across all snapshots. Inbound traffic is checked (peer
 // header, cluster, sender and receiver IDs) and handed to a Handler, the
-// node's multiraft.Host.
+// node's multiraft.Host, which checks the messages themselves. A header's
+// address is never taken: peers' addresses change only through SetAddress,
+// from the cluster's membership records.
 //
 // It does not own connections (rpc.Pool does), nor the meaning of the
 // messages (multiraft), nor anything a client needs: a client program never

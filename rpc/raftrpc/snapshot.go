@@ -203,7 +203,13 @@ func (t *Transport) receiveSnapshot(stream flotillapb.Raft_SnapshotServer, id *i
 		t.rejected("snapshot", err)
 		return err
 	}
-	t.learnAddress(from, frame.GetHeader().GetFromAddress())
+	if sender := multiraft.ReplicaID(header.Message.GetFrom()).Node(); sender != from {
+		// As for batches: a node speaks only for its own replicas.
+		err = status.Errorf(codes.InvalidArgument, "raftrpc: snapshot from replica %v on a stream from node %d",
+			multiraft.ReplicaID(header.Message.GetFrom()), from)
+		t.rejected("snapshot", err)
+		return err
+	}
 
 	// The first frame may carry a chunk too.
 	pending := frame

@@ -251,7 +251,10 @@ func (t *Transport) Start(nodeID multiraft.NodeID, clusterID, addr string, h Han
 
 // SetAddress records (or changes) the advertised address of a peer node;
 // an empty addr forgets it. Streams open to the peer's old address are
-// ended, so the next batches go to the new one.
+// ended, so the next batches go to the new one. It is the only way a
+// peer's address changes: its caller learns addresses from the cluster's
+// membership records. A stream's peer header names its sender's address
+// too, but anyone can send a header: the receiver ignores it.
 func (t *Transport) SetAddress(node multiraft.NodeID, addr string) {
 	t.mu.Lock()
 	old, had := t.mu.addrs[node]
@@ -529,7 +532,7 @@ func (t *Transport) runStream(q *peerQueue, id *identity, first *multiraft.Messa
 	header := &flotillapb.PeerHeader{
 		ClusterId:   id.cluster,
 		FromNode:    uint64(id.node),
-		FromAddress: id.addr,
+		FromAddress: id.addr, // informational: receivers do not take it
 		ToNode:      uint64(q.key.node),
 		Class:       q.key.class,
 	}
@@ -647,7 +650,6 @@ func (t *Transport) receiveBatches(stream flotillapb.Raft_RaftStreamServer, id *
 		t.rejected("raft stream", err)
 		return err
 	}
-	t.learnAddress(from, frame.GetHeader().GetFromAddress())
 	if len(frame.GetBatch()) == 0 {
 		// A header alone opens the stream; no batch encodes to nothing.
 		if frame, err = stream.Recv(); err != nil {
@@ -720,13 +722,6 @@ func (t *Transport) checkPeerHeader(h *flotillapb.PeerHeader, id *identity) (mul
 		return 0, status.Errorf(codes.FailedPrecondition, "raftrpc: stream from node %d to itself", from)
 	}
 	return from, nil
-}
-
-// learnAddress records the address a peer advertises in its header.
-func (t *Transport) learnAddress(node multiraft.NodeID, addr string) {
-	if addr != "" {
-		t.SetAddress(node, addr)
-	}
 }
 
 // rejected counts and (rarely) logs inbound input refused.
