@@ -169,6 +169,11 @@ var (
 	ErrOutcomeUnknown = errors.New("flotilla: write outcome unknown")
 	// ErrClosed: the client or node was closed.
 	ErrClosed = errors.New("flotilla: closed")
+	// ErrNoSpace: the write was refused, not applied, because the node
+	// leading its range is short of disk space (its NOSPACE alarm is
+	// raised). Reads are still served; writes succeed again once space is
+	// freed. Such an error also matches ErrNotApplied and ErrUnavailable.
+	ErrNoSpace = errors.New("flotilla: no space")
 )
 
 // Error is the error of a failed request, carrying the server's detail.
@@ -209,6 +214,8 @@ func (e *Error) Is(target error) bool {
 		return e.Detail.GetOutcome() == flotillapb.Outcome_NOT_APPLIED
 	case ErrOutcomeUnknown:
 		return e.Detail.GetOutcome() == flotillapb.Outcome_UNKNOWN
+	case ErrNoSpace:
+		return e.Detail.GetNoSpace() != nil
 	}
 	return false
 }

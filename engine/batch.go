@@ -159,7 +159,11 @@ func (b *Batch) SyncWait() error {
 		return nil
 	}
 	b.syncPending = false
-	return b.b.SyncWait()
+	err := b.b.SyncWait()
+	if err != nil {
+		b.e.fail(err)
+	}
+	return err
 }
 
 func (b *Batch) commit(sync, pipelined bool) error {
@@ -177,6 +181,10 @@ func (b *Batch) commit(sync, pipelined bool) error {
 	if b.err != nil {
 		b.abortStorages()
 		return fmt.Errorf("engine: batch not committed, a staged write failed: %w", b.err)
+	}
+	if err := b.e.Err(); err != nil {
+		b.abortStorages()
+		return err
 	}
 	for i, s := range storages {
 		if err := s.prepareCommit(b); err != nil {
@@ -200,6 +208,9 @@ func (b *Batch) commit(sync, pipelined bool) error {
 		b.syncPending = err == nil
 	} else {
 		err = b.b.Commit(opts)
+	}
+	if err != nil {
+		b.e.fail(err)
 	}
 	for _, s := range storages {
 		s.postCommit(b, err)

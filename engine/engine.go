@@ -11,9 +11,11 @@ import (
 	"math"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // ErrNotFound is returned by Get when the key does not exist.
@@ -29,6 +31,11 @@ var ErrNoStore = errors.New("engine: no store")
 // ErrReadOnly is returned by writes to an engine opened with ReadOnly.
 var ErrReadOnly = errors.New("engine: opened read-only")
 
+// ErrFailed is matched by the error of every commit after one failed to
+// write or sync (Engine.Err): once a write to the WAL fails, Pebble cannot
+// tell what reached the disk, and its commit pipeline is broken.
+var ErrFailed = errors.New("engine: the store failed")
+
 // ingestDir is where snapshot SSTs are written before ingestion, relative to
 // Options.Dir. Pebble ignores subdirectories of its data directory.
 const ingestDir = "auxiliary/ingest"
@@ -40,7 +47,16 @@ type Engine struct {
 	opts       Options
 	pebbleOpts *pebble.Options
 	db         *pebble.DB
+	// lock is the store directory's lock, held from before Pebble opens
+	// until after it closes (lockStore).
+	lock       *pebble.Lock
 	entryCache *entryCache
+
+	// failed is the first error a commit or sync returned (or a fatal
+	// error Pebble reported): set once, then every commit fails with it
+	// without reaching Pebble, whose next commit after a failed WAL write
+	// would be fatal to the process (Options.Logger's Fatalf).
+	failed atomic.Pointer[error]
 
 	// ingestSeq numbers the temporary SST files of snapshot ingestion.
 	ingestSeq atomic.Uint64
@@ -62,6 +78,7 @@ func Open(opts Options) (*Engine, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
+	e := &Engine{opts: opts}
 	cache := pebble.NewCache(opts.CacheSize)
 	defer cache.Unref() // the DB holds its own reference
 	po := &pebble.Options{
@@ -69,7 +86,7 @@ func Open(opts Options) (*Engine, error) {
 		Cache:              cache,
 		MemTableSize:       opts.MemTableSize,
 		FormatMajorVersion: pebble.FormatNewest,
-		Logger:             pebbleLogger{opts.Logger},
+		Logger:             pebbleLogger{l: opts.Logger, e: e},
 		ReadOnly:           opts.ReadOnly,
 		ErrorIfNotExists:   opts.ErrorIfNotExists,
 	}
@@ -78,6 +95,7 @@ func Open(opts Options) (*Engine, error) {
 	// applied reads the key's old value (for the range's statistics), so
 	// without them each write probed every level's index and data blocks.
 	po.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
+	po.EventListener = &pebble.EventListener{FlushEnd: e.flushEnded}
 	po.EnsureDefaults()
 
 	if opts.ErrorIfNotExists {
@@ -91,13 +109,24 @@ func Open(opts Options) (*Engine, error) {
 			return nil, fmt.Errorf("%w in %s", ErrNoStore, opts.Dir)
 		}
 	}
-	e := &Engine{opts: opts, pebbleOpts: po}
+	e.pebbleOpts = po
 	e.entryCache = newEntryCache(opts.RaftEntryCacheSize)
+	if !opts.ReadOnly && !opts.ErrorIfNotExists {
+		if err := opts.FS.MkdirAll(opts.Dir, 0o755); err != nil {
+			return nil, fmt.Errorf("engine: creating %s: %w", opts.Dir, err)
+		}
+	}
+	lock, err := lockStore(opts)
+	if err != nil {
+		return nil, err
+	}
+	po.Lock = lock
 	db, err := pebble.Open(opts.Dir, po)
 	if err != nil {
+		_ = lock.Close()
 		return nil, fmt.Errorf("engine: opening %s: %w", opts.Dir, err)
 	}
-	e.db = db
+	e.db, e.lock = db, lock
 	// Leftovers of an ingestion interrupted by a crash are garbage: the
 	// ingestion either reached Pebble's manifest (and Pebble holds its own
 	// links to the files) or did not happen.
@@ -105,6 +134,7 @@ func Open(opts Options) (*Engine, error) {
 		// Nothing to clean, nothing to write.
 	} else if err := opts.FS.RemoveAll(opts.FS.PathJoin(opts.Dir, ingestDir)); err != nil {
 		_ = db.Close()
+		_ = lock.Close()
 		return nil, fmt.Errorf("engine: clearing %s: %w", ingestDir, err)
 	}
 	if opts.Metrics != nil {
@@ -119,7 +149,44 @@ func (e *Engine) Close() error {
 	if !e.closed.CompareAndSwap(false, true) {
 		return nil
 	}
-	return e.db.Close()
+	return errors.Join(e.db.Close(), e.lock.Close())
+}
+
+// Err returns the error that made the engine fail, matching ErrFailed, or
+// nil: after a commit or sync failed, every later commit fails with it.
+// Reads still work (what they read was written before the failure, or is
+// in memory).
+func (e *Engine) Err() error {
+	if p := e.failed.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// fail records err as the engine's failure, if it is the first.
+func (e *Engine) fail(err error) {
+	wrapped := fmt.Errorf("%w: %w", ErrFailed, err)
+	if e.failed.CompareAndSwap(nil, &wrapped) {
+		e.opts.Logger.Error("store failed: no more writes are possible", "dir", e.opts.Dir, "err", err.Error())
+	}
+}
+
+// flushEnded is Pebble's FlushEnd event. A memtable flush that failed for
+// want of space fails the engine: Pebble would retry it, but until it
+// succeeds no memtable is freed, and once they are all full every commit
+// stalls, so the node would hang rather than stop. (The data is safe in
+// the WAL.) Other flush errors are left to Pebble's retries.
+func (e *Engine) flushEnded(info pebble.FlushInfo) {
+	if info.Err != nil && errors.Is(info.Err, syscall.ENOSPC) {
+		e.fail(fmt.Errorf("flushing a memtable: %w", info.Err))
+	}
+}
+
+// DiskUsage returns the free and total space of the filesystem holding the
+// store, as Options.FS reports it (statfs on the operating system's). An
+// FS that cannot tell returns an error matching vfs.ErrUnsupported.
+func (e *Engine) DiskUsage() (vfs.DiskUsage, error) {
+	return e.opts.FS.GetDiskUsage(e.opts.Dir)
 }
 
 func (e *Engine) checkOpen() error {
@@ -345,8 +412,12 @@ func Scan(r Reader, span Span, opts ScanOptions, fn func(key, value []byte) erro
 
 // pebbleLogger sends Pebble's log lines to slog. Its informational lines
 // (opening, WAL recovery, compactions) go out at debug level: a program
-// that embeds a node stays quiet unless it asks for them.
-type pebbleLogger struct{ l *slog.Logger }
+// that embeds a node stays quiet unless it asks for them. e is the engine
+// whose Pebble logs through it.
+type pebbleLogger struct {
+	l *slog.Logger
+	e *Engine
+}
 
 func (p pebbleLogger) Infof(format string, args ...any) {
 	p.l.Debug(fmt.Sprintf(format, args...), "component", "pebble")
@@ -356,10 +427,14 @@ func (p pebbleLogger) Errorf(format string, args ...any) {
 	p.l.Error(fmt.Sprintf(format, args...), "component", "pebble")
 }
 
-// Fatalf is called by Pebble on unrecoverable errors (such as a failed WAL
-// fsync) and must not return.
+// Fatalf is called by Pebble on unrecoverable errors (such as a commit
+// whose WAL write or fsync failed) and must not return: the process ends
+// with a panic. The engine fails first (Engine.Err) so that no later
+// commit reaches Pebble, and commits check it before they start, so that
+// a failed WAL write normally ends in an error (Batch.SyncWait), not here.
 func (p pebbleLogger) Fatalf(format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
-	p.l.Error(msg, "component", "pebble", "fatal", true)
+	p.e.fail(errors.New(msg))
+	p.l.Error("pebble failed; the process must stop: "+msg, "component", "pebble", "fatal", true, "dir", p.e.opts.Dir)
 	panic("pebble: " + msg)
 }

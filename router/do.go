@@ -244,7 +244,9 @@ func (rt *retrier) handle(fe *flotillapb.Error, info RangeInfo, t Target) action
 		return fail
 	}
 	switch d := fe.GetDetail().(type) {
-	case *flotillapb.Error_InvalidArgument:
+	case *flotillapb.Error_InvalidArgument, *flotillapb.Error_NoSpace:
+		// NoSpace: the range's leader refuses writes until its disk has
+		// room again; another replica would only name it leader.
 		return fail
 
 	case *flotillapb.Error_NotLeader:
@@ -395,7 +397,8 @@ func outcomeUnknown(fe *flotillapb.Error) bool {
 	}
 	switch fe.GetDetail().(type) {
 	case *flotillapb.Error_NotLeader, *flotillapb.Error_EpochNotMatch, *flotillapb.Error_KeyNotInRange,
-		*flotillapb.Error_RangeNotFound, *flotillapb.Error_ServerBusy, *flotillapb.Error_InvalidArgument:
+		*flotillapb.Error_RangeNotFound, *flotillapb.Error_ServerBusy, *flotillapb.Error_InvalidArgument,
+		*flotillapb.Error_NoSpace:
 		return false
 	}
 	return true

@@ -70,9 +70,10 @@ func SetForwarded(m KVRequest) {
 }
 
 // Retriable reports whether a failed request may be sent again: never an
-// invalid one, never a write that may have been applied.
+// invalid one, never a write that may have been applied, never a write
+// refused for want of disk space (NoSpace: it would be refused again).
 func Retriable(fe *flotillapb.Error, write bool) bool {
-	if fe.GetInvalidArgument() != nil {
+	if fe.GetInvalidArgument() != nil || fe.GetNoSpace() != nil {
 		return false
 	}
 	if write {

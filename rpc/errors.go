@@ -67,7 +67,7 @@ func codeOf(e *flotillapb.Error) codes.Code {
 		return codes.FailedPrecondition
 	case *flotillapb.Error_RangeNotFound:
 		return codes.NotFound
-	case *flotillapb.Error_ServerBusy:
+	case *flotillapb.Error_ServerBusy, *flotillapb.Error_NoSpace:
 		return codes.ResourceExhausted
 	case *flotillapb.Error_InvalidArgument:
 		return codes.InvalidArgument

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/pprof"
+	"slices"
 	"strconv"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -16,7 +17,9 @@ import (
 // adminHandler serves the node's admin HTTP endpoints:
 //
 //	/metrics       Prometheus text: the store's, raft's, transport's and the process's metrics
-//	/health        200 with {"status":"ok"} when the node is a running member, else 503
+//	/health        200 with {"status":"ok"} when the node is a running member, else 503;
+//	               503 with {"status":"alarm","alarms":["NOSPACE"]} while its disk is
+//	               short of space, unless ?exclude=NOSPACE
 //	/status        JSON: the node, the nodes it knows, and its replicas with descriptor,
 //	               leader, term, applied index, statistics and data hash
 //	               (?hash=false skips the hash, which reads every range's data; on a
@@ -51,6 +54,14 @@ func (n *Node) adminHandler() http.Handler {
 		case host.Err() != nil:
 			body["status"], body["error"] = "failed", host.Err().Error()
 			code = http.StatusServiceUnavailable
+		case len(n.Alarms()) > 0:
+			// As etcd's: a raised alarm makes the node unhealthy, unless
+			// the caller excludes it (?exclude=NOSPACE).
+			body["alarms"], body["disk"] = n.Alarms(), n.diskStatus()
+			if !slices.Contains(r.URL.Query()["exclude"], AlarmNoSpace) {
+				body["status"] = "alarm"
+				code = http.StatusServiceUnavailable
+			}
 		}
 		writeJSON(w, code, body)
 	})

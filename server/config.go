@@ -9,6 +9,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/flotilladb/flotilla/multiraft"
 	"github.com/flotilladb/flotilla/placement"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
@@ -97,6 +98,17 @@ type Config struct {
 	// (averaged over 10 s) is split at a key that halves its load. Default
 	// 2500; negative disables load-based splits.
 	SplitQPS float64
+	// DiskReserve is the free space, in bytes, the node keeps on its
+	// store's filesystem: below it the node raises its NOSPACE alarm and
+	// the ranges it leads refuse writes (not applied) until the free space
+	// is back above the reserve plus a quarter; reads are served
+	// throughout (disk.go). Default: 1 % of the filesystem, at least
+	// 256 MiB (DefaultDiskReserve) but at most 10 % of a small one.
+	// Negative: no reserve, no alarm.
+	DiskReserve int64
+	// DiskReservePercent, if set, makes the reserve this percentage of the
+	// filesystem's size instead, in (0, 100). Default unset.
+	DiskReservePercent float64
 	// Logger receives the node's log lines. Default slog.Default().
 	Logger *slog.Logger
 
@@ -116,6 +128,12 @@ type TestingKnobs struct {
 	// DisableSync turns fsync off (acknowledged writes are lost on a
 	// machine crash; a process crash keeps them).
 	DisableSync bool
+	// FS is the filesystem the store runs on (a fault-injecting one, such
+	// as internal/diskfault's). Default: the operating system's.
+	FS vfs.FS
+	// DiskCheckInterval is how often the node reads its free disk space.
+	// Default DefaultDiskCheckInterval.
+	DiskCheckInterval time.Duration
 }
 
 // EnsureDefaults fills unset fields with their defaults.
@@ -236,6 +254,11 @@ func (c *Config) Validate() error {
 	}
 	if c.PlacementReplicationFactor < 1 || c.PlacementReplicationFactor > 7 {
 		errs = append(errs, fmt.Errorf("PlacementReplicationFactor %d is not in [1, 7]", c.PlacementReplicationFactor))
+	}
+	if c.DiskReservePercent < 0 || c.DiskReservePercent >= 100 {
+		errs = append(errs, fmt.Errorf("DiskReservePercent %v is not in (0, 100)", c.DiskReservePercent))
+	} else if c.DiskReservePercent > 0 && c.DiskReserve != 0 {
+		errs = append(errs, fmt.Errorf("DiskReserve %d and DiskReservePercent %v are both set; set one", c.DiskReserve, c.DiskReservePercent))
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("flotilla: invalid config: %w", errors.Join(errs...))

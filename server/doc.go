@@ -18,7 +18,9 @@
 //   - heartbeats to the placement driver and the operator steps it answers
 //     with (heartbeat.go), and, on the placement group's leader, the
 //     driver's services (placement_service.go, placement_admin.go);
-//   - the admin HTTP server: /metrics, /health, /status, /debug/pprof.
+//   - the admin HTTP server: /metrics, /health, /status, /debug/pprof;
+//   - its watch on its disk (disk.go): the NOSPACE alarm below the disk
+//     reserve, and stopping the node when its store fails (Failed).
 //
 // It does not own the logic of those parts (placement decides, shard
 // applies, router routes, multiraft replicates), only their wiring and the
@@ -33,7 +35,8 @@
 // The node's state goes waiting → running → stopped and never back; every
 // request checks it. Close stops serving, stops the raft groups (in-flight
 // proposals fail), waits for every request and goroutine, then closes the
-// store.
+// store. A node whose store fails (a write to its disk failed) closes
+// itself and closes Failed; FailErr says why.
 //
 // # Invariants
 //

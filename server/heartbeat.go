@@ -5,7 +5,6 @@ package server
 import (
 	"context"
 	"fmt"
-	"syscall"
 	"time"
 
 	"github.com/flotilladb/flotilla/multiraft"
@@ -183,12 +182,12 @@ func (n *Node) sendHeartbeats(last map[multiraft.GroupID]reported, splits map[mu
 		}
 	}
 	if full {
-		var fs syscall.Statfs_t
-		if syscall.Statfs(n.cfg.Dir, &fs) == nil {
-			stats.CapacityBytes = fs.Blocks * uint64(fs.Bsize)
-			stats.AvailableBytes = fs.Bavail * uint64(fs.Bsize)
-			stats.UsedBytes = stats.CapacityBytes - stats.AvailableBytes
+		if d := n.disk.state.Load(); d != nil { // diskLoop's last reading
+			stats.CapacityBytes = d.usage.TotalBytes
+			stats.AvailableBytes = d.usage.AvailBytes
+			stats.UsedBytes = d.usage.UsedBytes
 		}
+		stats.Alarms = n.Alarms()
 		if _, err := ps.StoreHeartbeat(ctx, &flotillapb.StoreHeartbeatRequest{NodeId: n.NodeID(), Stats: stats}); err != nil {
 			n.log.Debug("store heartbeat", "err", err)
 		}

@@ -132,6 +132,9 @@ type Node struct {
 	// a lock.
 	joinToken string
 
+	// disk is the node's watch on its store's disk (disk.go).
+	disk diskWatch
+
 	// self is the node's ID once it runs as a member (startMember), 0
 	// before; it never changes after. The gateway reads it on every
 	// attempt without taking mu.
@@ -231,6 +234,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		ready:   make(chan struct{}),
 		stopper: stopper.New(),
 	}
+	n.disk.failed = make(chan struct{})
 	n.stopCtx, n.stop = context.WithCancel(context.Background())
 	n.mu.state = stateWaiting
 	n.mu.directory = map[multiraft.NodeID]*flotillapb.NodeDescriptor{}
@@ -248,6 +252,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	eopts := engine.Options{Dir: cfg.Dir, Metrics: n.metrics, Logger: cfg.Logger}
 	if cfg.Testing != nil {
 		eopts.DisableSync = cfg.Testing.DisableSync
+		eopts.FS = cfg.Testing.FS
 	}
 	if n.eng, err = engine.Open(eopts); err != nil {
 		return nil, fmt.Errorf("flotilla: opening store %s: %w", cfg.Dir, err)
@@ -285,7 +290,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if n.transport, err = raftrpc.NewTransport(raftrpc.TransportConfig{Pool: n.pool, Metrics: n.metrics, Logger: cfg.Logger}); err != nil {
 		return nil, err
 	}
-	scfg := shard.Config{Engine: n.eng, MaxValueSize: cfg.MaxValueSize, Logger: cfg.Logger}
+	scfg := shard.Config{Engine: n.eng, MaxValueSize: cfg.MaxValueSize, Logger: cfg.Logger, AdmitWrite: n.admitWrite}
 	if cfg.Testing != nil && cfg.Testing.UnsafeFollowerReads {
 		scfg.Testing = &shard.TestingKnobs{UnsafeFollowerReads: true}
 	}
@@ -301,6 +306,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	})
 	n.KV = flotilla.NewKV(n.gw, n.Close)
 	n.registerPlacementMetrics()
+	n.registerDiskMetrics()
 
 	// WaitForHandlers (in gopts): Close must not close the store under a
 	// running request.
@@ -354,6 +360,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 
 	n.stopper.RunWorker(n.maintenanceLoop)
 	n.stopper.RunWorker(n.heartbeatLoop)
+	n.stopper.RunWorker(n.diskLoop)
 	return n, nil
 }
 

@@ -244,6 +244,7 @@ func (n *Node) Status(withHash bool) *flotillapb.NodeStatus {
 	host := n.mu.host
 	n.mu.Unlock()
 	st.Nodes = withoutTokens(n.directory())
+	st.Alarms, st.Disk = n.Alarms(), n.diskStatus()
 	if host == nil || st.State != stateRunning.String() {
 		return st
 	}

@@ -44,6 +44,14 @@ type Config struct {
 	// bytes are gathered the scan stops with More set. A scan always returns
 	// at least one pair if there is one. Default DefaultMaxScanBytes.
 	MaxScanBytes int
+	// AdmitWrite, if set, is asked before a range's leader proposes a
+	// client write (put, delete, delete-range, compare-and-swap, batch),
+	// whichever node's gateway sent it; an error refuses the write, which
+	// fails with it at once (it must say NOT_APPLIED). The node refuses
+	// writes so while its disk is short of space. Splits, membership
+	// changes and the raft log's own traffic are not asked. It is called
+	// on the request's goroutine and must not block. Default: admit all.
+	AdmitWrite func() *flotillapb.Error
 	// Logger receives the store's log lines. Default slog.Default().
 	Logger *slog.Logger
 	// Testing holds knobs for tests; nil in production.

@@ -323,6 +323,11 @@ func (s *Store) write(ctx context.Context, h *flotillapb.RequestHeader, ops []*f
 	if st.Leader != st.Replica {
 		return nil, nil, notLeader(writeOutcome, r.id, st.Leader)
 	}
+	if admit := s.cfg.AdmitWrite; admit != nil {
+		if e := admit(); e != nil {
+			return nil, nil, e
+		}
+	}
 	r.load.sample(time.Now(), ops[0].RouteKey())
 	cmd, err := proto.Marshal(&flotillapb.KVCommand{RangeId: uint64(r.id), Version: desc.GetEpoch().GetVersion(), Ops: ops})
 	if err != nil {

@@ -66,7 +66,8 @@ func newClusterCmd() *cobra.Command {
 whether it heartbeated recently (live), its membership state, and the replicas
 and leaders it holds by the ranges' latest reports. --format json prints an array of objects with
 store_id, address, http_address, live, state, ranges, leaders,
-seconds_since_heartbeat, capacity_bytes and available_bytes.`,
+seconds_since_heartbeat, capacity_bytes, available_bytes and alarms (e.g.
+["NOSPACE"]: the store's disk is short of space and it refuses writes).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return run(cmd, func(ctx context.Context, pc flotillapb.PlacementClient, out io.Writer) error {
@@ -471,6 +472,8 @@ type storeJSON struct {
 	SecondsSinceHeartbeat float64 `json:"seconds_since_heartbeat"`
 	CapacityBytes         uint64  `json:"capacity_bytes"`
 	AvailableBytes        uint64  `json:"available_bytes"`
+	// Alarms are the store's raised alarms, e.g. NOSPACE; always a list.
+	Alarms []string `json:"alarms"`
 }
 
 func storeState(s flotillapb.StoreState) string {
@@ -486,6 +489,7 @@ func storesJSON(stores []*flotillapb.StoreStatus) []storeJSON {
 			Ranges: s.GetReplicas(), Leaders: s.GetLeaders(),
 			SecondsSinceHeartbeat: s.GetSecondsSinceHeartbeat(),
 			CapacityBytes:         s.GetStats().GetCapacityBytes(), AvailableBytes: s.GetStats().GetAvailableBytes(),
+			Alarms: append([]string{}, s.GetStats().GetAlarms()...),
 		})
 	}
 	return out
@@ -493,7 +497,7 @@ func storesJSON(stores []*flotillapb.StoreStatus) []storeJSON {
 
 func printStores(w io.Writer, stores []*flotillapb.StoreStatus) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "STORE\tADDRESS\tLIVE\tSTATE\tRANGES\tLEADERS\tLAST HEARTBEAT")
+	fmt.Fprintln(tw, "STORE\tADDRESS\tLIVE\tSTATE\tRANGES\tLEADERS\tLAST HEARTBEAT\tALARMS")
 	for _, s := range storesJSON(stores) {
 		live := "yes"
 		if !s.Live {
@@ -503,7 +507,11 @@ func printStores(w io.Writer, stores []*flotillapb.StoreStatus) error {
 		if s.SecondsSinceHeartbeat >= 0 {
 			last = fmt.Sprintf("%.1fs ago", s.SecondsSinceHeartbeat)
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%d\t%s\n", s.StoreID, s.Address, live, s.State, s.Ranges, s.Leaders, last)
+		alarms := "-"
+		if len(s.Alarms) > 0 {
+			alarms = strings.Join(s.Alarms, ",")
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", s.StoreID, s.Address, live, s.State, s.Ranges, s.Leaders, last, alarms)
 	}
 	return tw.Flush()
 }

@@ -95,7 +95,22 @@ SIGINT or SIGTERM stops the node cleanly.`,
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "flotilla %s: node listening on %s (admin HTTP %s), store %s (%s)\n",
 				version, n.Addr(), orOff(n.HTTPAddr()), cfg.Dir, mode)
-			<-ctx.Done()
+			select {
+			case <-ctx.Done():
+			case <-n.Failed():
+				// The store failed (a write to the disk failed): the node
+				// stops itself; exit non-zero with the reason. A commit
+				// stuck in the engine may keep Close from returning: exit
+				// anyway rather than linger half-alive.
+				closed := make(chan struct{})
+				go func() { _ = n.Close(); close(closed) }()
+				select {
+				case <-closed:
+				case <-time.After(30 * time.Second):
+					fmt.Fprintln(cmd.ErrOrStderr(), "flotilla: the node did not stop within 30s of its store's failure; exiting")
+				}
+				return n.FailErr()
+			}
 			fmt.Fprintln(cmd.ErrOrStderr(), "flotilla: shutting down")
 			return n.Close()
 		},
@@ -118,6 +133,7 @@ SIGINT or SIGTERM stops the node cleanly.`,
 	f.IntVar(&cfg.PlacementReplicationFactor, "placement-replicas", 0, "voters of the placement driver's own group, e.g. 3 or 5; set it alike on every node (default 3)")
 	f.Var(sizeFlag{&cfg.SplitSize}, "split-size", "split a range in two once its keys and values exceed this size, e.g. 64MiB or 512KiB; 0 for the default (64MiB), -1 never")
 	f.Float64Var(&cfg.SplitQPS, "split-qps", 0, "split a range at a key that halves its load once it serves more reads and writes per second than this; 0 for the default (2500), -1 never")
+	f.Var(diskReserveFlag{&cfg.DiskReserve, &cfg.DiskReservePercent}, "disk-reserve", "free disk space to keep, e.g. 1GiB or 5%: below it the node raises its NOSPACE alarm and refuses writes (default 1% of the disk, at least 256MiB but at most 10%; -1 no alarm)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.IntVar(&gcPercent, "gc-percent", 0, fmt.Sprintf("Go's GC target: let the heap grow this many percent over live data between collections (default %d; or GOGC from the environment, if set)", defaultGCPercent))
 	return cmd
@@ -166,6 +182,39 @@ func (f sizeFlag) Set(s string) error {
 		return err
 	}
 	*f.v = n
+	return nil
+}
+
+// diskReserveFlag is --disk-reserve: a size (sizeFlag's syntax, -1 for no
+// reserve) or a percentage of the disk such as 5%.
+type diskReserveFlag struct {
+	bytes   *int64
+	percent *float64
+}
+
+func (f diskReserveFlag) String() string {
+	if f.percent != nil && *f.percent > 0 {
+		return strconv.FormatFloat(*f.percent, 'g', -1, 64) + "%"
+	}
+	return sizeFlag{f.bytes}.String()
+}
+
+func (f diskReserveFlag) Type() string { return "size|percent" }
+
+func (f diskReserveFlag) Set(s string) error {
+	if num, ok := strings.CutSuffix(strings.TrimSpace(s), "%"); ok {
+		p, err := strconv.ParseFloat(strings.TrimSpace(num), 64)
+		if err != nil || !(p > 0 && p < 100) {
+			return fmt.Errorf("bad percentage %q: want a number in (0, 100) followed by %%", s)
+		}
+		*f.percent, *f.bytes = p, 0
+		return nil
+	}
+	n, err := parseSize(s)
+	if err != nil {
+		return err
+	}
+	*f.bytes, *f.percent = n, 0
 	return nil
 }
 

@@ -50,6 +50,7 @@ var rank = map[string]int{
 	"internal/stopper":          1,
 	"internal/testutil":         1,
 	"internal/testproxy":        1,
+	"internal/diskfault":        1,
 	"internal/layout":           1,
 }
 

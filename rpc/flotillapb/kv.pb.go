@@ -1733,6 +1733,7 @@ type Error struct {
 	//	*Error_ServerBusy
 	//	*Error_InvalidArgument
 	//	*Error_Unavailable
+	//	*Error_NoSpace
 	Detail        isError_Detail `protobuf_oneof:"detail"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1852,6 +1853,15 @@ func (x *Error) GetUnavailable() *Unavailable {
 	return nil
 }
 
+func (x *Error) GetNoSpace() *NoSpace {
+	if x != nil {
+		if x, ok := x.Detail.(*Error_NoSpace); ok {
+			return x.NoSpace
+		}
+	}
+	return nil
+}
+
 type isError_Detail interface {
 	isError_Detail()
 }
@@ -1884,6 +1894,10 @@ type Error_Unavailable struct {
 	Unavailable *Unavailable `protobuf:"bytes,9,opt,name=unavailable,proto3,oneof"`
 }
 
+type Error_NoSpace struct {
+	NoSpace *NoSpace `protobuf:"bytes,10,opt,name=no_space,json=noSpace,proto3,oneof"`
+}
+
 func (*Error_NotLeader) isError_Detail() {}
 
 func (*Error_EpochNotMatch) isError_Detail() {}
@@ -1897,6 +1911,8 @@ func (*Error_ServerBusy) isError_Detail() {}
 func (*Error_InvalidArgument) isError_Detail() {}
 
 func (*Error_Unavailable) isError_Detail() {}
+
+func (*Error_NoSpace) isError_Detail() {}
 
 // NotLeader: the replica asked is not its range's leader.
 type NotLeader struct {
@@ -2185,6 +2201,71 @@ func (x *InvalidArgument) GetField() string {
 	return ""
 }
 
+// NoSpace: the node that leads the range is short of disk space (its
+// NOSPACE alarm is raised) and refuses writes until space returns; reads
+// are still served. Always NOT_APPLIED. Clients do not retry it.
+type NoSpace struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	NodeId uint64                 `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// available_bytes is the free space the node last saw, reserve_bytes the
+	// reserve it keeps (server.Config.DiskReserve).
+	AvailableBytes uint64 `protobuf:"varint,2,opt,name=available_bytes,json=availableBytes,proto3" json:"available_bytes,omitempty"`
+	ReserveBytes   uint64 `protobuf:"varint,3,opt,name=reserve_bytes,json=reserveBytes,proto3" json:"reserve_bytes,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *NoSpace) Reset() {
+	*x = NoSpace{}
+	mi := &file_flotillapb_kv_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NoSpace) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NoSpace) ProtoMessage() {}
+
+func (x *NoSpace) ProtoReflect() protoreflect.Message {
+	mi := &file_flotillapb_kv_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NoSpace.ProtoReflect.Descriptor instead.
+func (*NoSpace) Descriptor() ([]byte, []int) {
+	return file_flotillapb_kv_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *NoSpace) GetNodeId() uint64 {
+	if x != nil {
+		return x.NodeId
+	}
+	return 0
+}
+
+func (x *NoSpace) GetAvailableBytes() uint64 {
+	if x != nil {
+		return x.AvailableBytes
+	}
+	return 0
+}
+
+func (x *NoSpace) GetReserveBytes() uint64 {
+	if x != nil {
+		return x.ReserveBytes
+	}
+	return 0
+}
+
 // Unavailable: the range cannot serve now (no leader, no quorum, node
 // shutting down).
 type Unavailable struct {
@@ -2195,7 +2276,7 @@ type Unavailable struct {
 
 func (x *Unavailable) Reset() {
 	*x = Unavailable{}
-	mi := &file_flotillapb_kv_proto_msgTypes[33]
+	mi := &file_flotillapb_kv_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2207,7 +2288,7 @@ func (x *Unavailable) String() string {
 func (*Unavailable) ProtoMessage() {}
 
 func (x *Unavailable) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_kv_proto_msgTypes[33]
+	mi := &file_flotillapb_kv_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2220,7 +2301,7 @@ func (x *Unavailable) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Unavailable.ProtoReflect.Descriptor instead.
 func (*Unavailable) Descriptor() ([]byte, []int) {
-	return file_flotillapb_kv_proto_rawDescGZIP(), []int{33}
+	return file_flotillapb_kv_proto_rawDescGZIP(), []int{34}
 }
 
 var File_flotillapb_kv_proto protoreflect.FileDescriptor
@@ -2334,7 +2415,7 @@ const file_flotillapb_kv_proto_rawDesc = "" +
 	"\aresults\x18\x01 \x03(\v2\x15.flotilla.v1.OpResultR\aresults\x12(\n" +
 	"\x05error\x18\x02 \x01(\v2\x12.flotilla.v1.ErrorR\x05error\x12#\n" +
 	"\rapplied_index\x18\x03 \x01(\x04R\fappliedIndex\x12I\n" +
-	"\x11split_descriptors\x18\x04 \x03(\v2\x1c.flotilla.v1.RangeDescriptorR\x10splitDescriptors\"\xac\x04\n" +
+	"\x11split_descriptors\x18\x04 \x03(\v2\x1c.flotilla.v1.RangeDescriptorR\x10splitDescriptors\"\xdf\x04\n" +
 	"\x05Error\x12\x18\n" +
 	"\amessage\x18\x01 \x01(\tR\amessage\x12.\n" +
 	"\aoutcome\x18\x02 \x01(\x0e2\x14.flotilla.v1.OutcomeR\aoutcome\x127\n" +
@@ -2346,7 +2427,9 @@ const file_flotillapb_kv_proto_rawDesc = "" +
 	"\vserver_busy\x18\a \x01(\v2\x17.flotilla.v1.ServerBusyH\x00R\n" +
 	"serverBusy\x12I\n" +
 	"\x10invalid_argument\x18\b \x01(\v2\x1c.flotilla.v1.InvalidArgumentH\x00R\x0finvalidArgument\x12<\n" +
-	"\vunavailable\x18\t \x01(\v2\x18.flotilla.v1.UnavailableH\x00R\vunavailableB\b\n" +
+	"\vunavailable\x18\t \x01(\v2\x18.flotilla.v1.UnavailableH\x00R\vunavailable\x121\n" +
+	"\bno_space\x18\n" +
+	" \x01(\v2\x14.flotilla.v1.NoSpaceH\x00R\anoSpaceB\b\n" +
 	"\x06detail\"\x85\x01\n" +
 	"\tNotLeader\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x126\n" +
@@ -2362,7 +2445,11 @@ const file_flotillapb_kv_proto_rawDesc = "" +
 	"\n" +
 	"ServerBusy\"'\n" +
 	"\x0fInvalidArgument\x12\x14\n" +
-	"\x05field\x18\x01 \x01(\tR\x05field\"\r\n" +
+	"\x05field\x18\x01 \x01(\tR\x05field\"p\n" +
+	"\aNoSpace\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12'\n" +
+	"\x0favailable_bytes\x18\x02 \x01(\x04R\x0eavailableBytes\x12#\n" +
+	"\rreserve_bytes\x18\x03 \x01(\x04R\freserveBytes\"\r\n" +
 	"\vUnavailable*@\n" +
 	"\aOutcome\x12\x17\n" +
 	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x0f\n" +
@@ -2390,7 +2477,7 @@ func file_flotillapb_kv_proto_rawDescGZIP() []byte {
 }
 
 var file_flotillapb_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_flotillapb_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_flotillapb_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_flotillapb_kv_proto_goTypes = []any{
 	(Outcome)(0),                   // 0: flotilla.v1.Outcome
 	(*RequestHeader)(nil),          // 1: flotilla.v1.RequestHeader
@@ -2426,9 +2513,10 @@ var file_flotillapb_kv_proto_goTypes = []any{
 	(*RangeNotFound)(nil),          // 31: flotilla.v1.RangeNotFound
 	(*ServerBusy)(nil),             // 32: flotilla.v1.ServerBusy
 	(*InvalidArgument)(nil),        // 33: flotilla.v1.InvalidArgument
-	(*Unavailable)(nil),            // 34: flotilla.v1.Unavailable
-	(*RangeDescriptor)(nil),        // 35: flotilla.v1.RangeDescriptor
-	(*ReplicaDescriptor)(nil),      // 36: flotilla.v1.ReplicaDescriptor
+	(*NoSpace)(nil),                // 34: flotilla.v1.NoSpace
+	(*Unavailable)(nil),            // 35: flotilla.v1.Unavailable
+	(*RangeDescriptor)(nil),        // 36: flotilla.v1.RangeDescriptor
+	(*ReplicaDescriptor)(nil),      // 37: flotilla.v1.ReplicaDescriptor
 }
 var file_flotillapb_kv_proto_depIdxs = []int32{
 	1,  // 0: flotilla.v1.GetRequest.header:type_name -> flotilla.v1.RequestHeader
@@ -2456,7 +2544,7 @@ var file_flotillapb_kv_proto_depIdxs = []int32{
 	25, // 22: flotilla.v1.KVCommand.split:type_name -> flotilla.v1.SplitCommand
 	23, // 23: flotilla.v1.KVCommandResult.results:type_name -> flotilla.v1.OpResult
 	27, // 24: flotilla.v1.KVCommandResult.error:type_name -> flotilla.v1.Error
-	35, // 25: flotilla.v1.KVCommandResult.split_descriptors:type_name -> flotilla.v1.RangeDescriptor
+	36, // 25: flotilla.v1.KVCommandResult.split_descriptors:type_name -> flotilla.v1.RangeDescriptor
 	0,  // 26: flotilla.v1.Error.outcome:type_name -> flotilla.v1.Outcome
 	28, // 27: flotilla.v1.Error.not_leader:type_name -> flotilla.v1.NotLeader
 	29, // 28: flotilla.v1.Error.epoch_not_match:type_name -> flotilla.v1.EpochNotMatch
@@ -2464,29 +2552,30 @@ var file_flotillapb_kv_proto_depIdxs = []int32{
 	31, // 30: flotilla.v1.Error.range_not_found:type_name -> flotilla.v1.RangeNotFound
 	32, // 31: flotilla.v1.Error.server_busy:type_name -> flotilla.v1.ServerBusy
 	33, // 32: flotilla.v1.Error.invalid_argument:type_name -> flotilla.v1.InvalidArgument
-	34, // 33: flotilla.v1.Error.unavailable:type_name -> flotilla.v1.Unavailable
-	36, // 34: flotilla.v1.NotLeader.leader:type_name -> flotilla.v1.ReplicaDescriptor
-	35, // 35: flotilla.v1.EpochNotMatch.current:type_name -> flotilla.v1.RangeDescriptor
-	35, // 36: flotilla.v1.KeyNotInRange.range:type_name -> flotilla.v1.RangeDescriptor
-	4,  // 37: flotilla.v1.KV.Get:input_type -> flotilla.v1.GetRequest
-	6,  // 38: flotilla.v1.KV.Put:input_type -> flotilla.v1.PutRequest
-	8,  // 39: flotilla.v1.KV.Delete:input_type -> flotilla.v1.DeleteRequest
-	10, // 40: flotilla.v1.KV.DeleteRange:input_type -> flotilla.v1.DeleteRangeRequest
-	12, // 41: flotilla.v1.KV.Scan:input_type -> flotilla.v1.ScanRequest
-	14, // 42: flotilla.v1.KV.CompareAndSwap:input_type -> flotilla.v1.CompareAndSwapRequest
-	16, // 43: flotilla.v1.KV.Batch:input_type -> flotilla.v1.BatchRequest
-	5,  // 44: flotilla.v1.KV.Get:output_type -> flotilla.v1.GetResponse
-	7,  // 45: flotilla.v1.KV.Put:output_type -> flotilla.v1.PutResponse
-	9,  // 46: flotilla.v1.KV.Delete:output_type -> flotilla.v1.DeleteResponse
-	11, // 47: flotilla.v1.KV.DeleteRange:output_type -> flotilla.v1.DeleteRangeResponse
-	13, // 48: flotilla.v1.KV.Scan:output_type -> flotilla.v1.ScanResponse
-	15, // 49: flotilla.v1.KV.CompareAndSwap:output_type -> flotilla.v1.CompareAndSwapResponse
-	17, // 50: flotilla.v1.KV.Batch:output_type -> flotilla.v1.BatchResponse
-	44, // [44:51] is the sub-list for method output_type
-	37, // [37:44] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	35, // 33: flotilla.v1.Error.unavailable:type_name -> flotilla.v1.Unavailable
+	34, // 34: flotilla.v1.Error.no_space:type_name -> flotilla.v1.NoSpace
+	37, // 35: flotilla.v1.NotLeader.leader:type_name -> flotilla.v1.ReplicaDescriptor
+	36, // 36: flotilla.v1.EpochNotMatch.current:type_name -> flotilla.v1.RangeDescriptor
+	36, // 37: flotilla.v1.KeyNotInRange.range:type_name -> flotilla.v1.RangeDescriptor
+	4,  // 38: flotilla.v1.KV.Get:input_type -> flotilla.v1.GetRequest
+	6,  // 39: flotilla.v1.KV.Put:input_type -> flotilla.v1.PutRequest
+	8,  // 40: flotilla.v1.KV.Delete:input_type -> flotilla.v1.DeleteRequest
+	10, // 41: flotilla.v1.KV.DeleteRange:input_type -> flotilla.v1.DeleteRangeRequest
+	12, // 42: flotilla.v1.KV.Scan:input_type -> flotilla.v1.ScanRequest
+	14, // 43: flotilla.v1.KV.CompareAndSwap:input_type -> flotilla.v1.CompareAndSwapRequest
+	16, // 44: flotilla.v1.KV.Batch:input_type -> flotilla.v1.BatchRequest
+	5,  // 45: flotilla.v1.KV.Get:output_type -> flotilla.v1.GetResponse
+	7,  // 46: flotilla.v1.KV.Put:output_type -> flotilla.v1.PutResponse
+	9,  // 47: flotilla.v1.KV.Delete:output_type -> flotilla.v1.DeleteResponse
+	11, // 48: flotilla.v1.KV.DeleteRange:output_type -> flotilla.v1.DeleteRangeResponse
+	13, // 49: flotilla.v1.KV.Scan:output_type -> flotilla.v1.ScanResponse
+	15, // 50: flotilla.v1.KV.CompareAndSwap:output_type -> flotilla.v1.CompareAndSwapResponse
+	17, // 51: flotilla.v1.KV.Batch:output_type -> flotilla.v1.BatchResponse
+	45, // [45:52] is the sub-list for method output_type
+	38, // [38:45] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_flotillapb_kv_proto_init() }
@@ -2509,6 +2598,7 @@ func file_flotillapb_kv_proto_init() {
 		(*Error_ServerBusy)(nil),
 		(*Error_InvalidArgument)(nil),
 		(*Error_Unavailable)(nil),
+		(*Error_NoSpace)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2516,7 +2606,7 @@ func file_flotillapb_kv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flotillapb_kv_proto_rawDesc), len(file_flotillapb_kv_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   34,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

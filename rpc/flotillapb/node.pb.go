@@ -313,7 +313,11 @@ type NodeStatus struct {
 	Nodes            []*NodeDescriptor `protobuf:"bytes,9,rep,name=nodes,proto3" json:"nodes,omitempty"`
 	// placement is the placement driver's view, on the node that leads the
 	// placement group (as of its last heartbeat round); absent elsewhere.
-	Placement     *PlacementView `protobuf:"bytes,10,opt,name=placement,proto3" json:"placement,omitempty"`
+	Placement *PlacementView `protobuf:"bytes,10,opt,name=placement,proto3" json:"placement,omitempty"`
+	// alarms are the node's raised alarms, e.g. "NOSPACE"; disk is its
+	// store's filesystem as last polled.
+	Alarms        []string    `protobuf:"bytes,11,rep,name=alarms,proto3" json:"alarms,omitempty"`
+	Disk          *DiskStatus `protobuf:"bytes,12,opt,name=disk,proto3" json:"disk,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -418,6 +422,82 @@ func (x *NodeStatus) GetPlacement() *PlacementView {
 	return nil
 }
 
+func (x *NodeStatus) GetAlarms() []string {
+	if x != nil {
+		return x.Alarms
+	}
+	return nil
+}
+
+func (x *NodeStatus) GetDisk() *DiskStatus {
+	if x != nil {
+		return x.Disk
+	}
+	return nil
+}
+
+// DiskStatus is the free space of a store's filesystem and the reserve the
+// node keeps there.
+type DiskStatus struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	TotalBytes     uint64                 `protobuf:"varint,1,opt,name=total_bytes,json=totalBytes,proto3" json:"total_bytes,omitempty"`
+	AvailableBytes uint64                 `protobuf:"varint,2,opt,name=available_bytes,json=availableBytes,proto3" json:"available_bytes,omitempty"`
+	ReserveBytes   uint64                 `protobuf:"varint,3,opt,name=reserve_bytes,json=reserveBytes,proto3" json:"reserve_bytes,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *DiskStatus) Reset() {
+	*x = DiskStatus{}
+	mi := &file_flotillapb_node_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DiskStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DiskStatus) ProtoMessage() {}
+
+func (x *DiskStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_flotillapb_node_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DiskStatus.ProtoReflect.Descriptor instead.
+func (*DiskStatus) Descriptor() ([]byte, []int) {
+	return file_flotillapb_node_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *DiskStatus) GetTotalBytes() uint64 {
+	if x != nil {
+		return x.TotalBytes
+	}
+	return 0
+}
+
+func (x *DiskStatus) GetAvailableBytes() uint64 {
+	if x != nil {
+		return x.AvailableBytes
+	}
+	return 0
+}
+
+func (x *DiskStatus) GetReserveBytes() uint64 {
+	if x != nil {
+		return x.ReserveBytes
+	}
+	return 0
+}
+
 // PlacementView is what the placement driver's leader sees.
 type PlacementView struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -436,7 +516,7 @@ type PlacementView struct {
 
 func (x *PlacementView) Reset() {
 	*x = PlacementView{}
-	mi := &file_flotillapb_node_proto_msgTypes[6]
+	mi := &file_flotillapb_node_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -448,7 +528,7 @@ func (x *PlacementView) String() string {
 func (*PlacementView) ProtoMessage() {}
 
 func (x *PlacementView) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_node_proto_msgTypes[6]
+	mi := &file_flotillapb_node_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -461,7 +541,7 @@ func (x *PlacementView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementView.ProtoReflect.Descriptor instead.
 func (*PlacementView) Descriptor() ([]byte, []int) {
-	return file_flotillapb_node_proto_rawDescGZIP(), []int{6}
+	return file_flotillapb_node_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PlacementView) GetStores() []*StoreStatus {
@@ -511,7 +591,7 @@ type ReplicaStatus struct {
 
 func (x *ReplicaStatus) Reset() {
 	*x = ReplicaStatus{}
-	mi := &file_flotillapb_node_proto_msgTypes[7]
+	mi := &file_flotillapb_node_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -523,7 +603,7 @@ func (x *ReplicaStatus) String() string {
 func (*ReplicaStatus) ProtoMessage() {}
 
 func (x *ReplicaStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_node_proto_msgTypes[7]
+	mi := &file_flotillapb_node_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -536,7 +616,7 @@ func (x *ReplicaStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaStatus.ProtoReflect.Descriptor instead.
 func (*ReplicaStatus) Descriptor() ([]byte, []int) {
-	return file_flotillapb_node_proto_rawDescGZIP(), []int{7}
+	return file_flotillapb_node_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ReplicaStatus) GetGroupId() uint64 {
@@ -645,7 +725,7 @@ type ClusterStatusRequest struct {
 
 func (x *ClusterStatusRequest) Reset() {
 	*x = ClusterStatusRequest{}
-	mi := &file_flotillapb_node_proto_msgTypes[8]
+	mi := &file_flotillapb_node_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -657,7 +737,7 @@ func (x *ClusterStatusRequest) String() string {
 func (*ClusterStatusRequest) ProtoMessage() {}
 
 func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_node_proto_msgTypes[8]
+	mi := &file_flotillapb_node_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -670,7 +750,7 @@ func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusRequest.ProtoReflect.Descriptor instead.
 func (*ClusterStatusRequest) Descriptor() ([]byte, []int) {
-	return file_flotillapb_node_proto_rawDescGZIP(), []int{8}
+	return file_flotillapb_node_proto_rawDescGZIP(), []int{9}
 }
 
 type ClusterStatusResponse struct {
@@ -683,7 +763,7 @@ type ClusterStatusResponse struct {
 
 func (x *ClusterStatusResponse) Reset() {
 	*x = ClusterStatusResponse{}
-	mi := &file_flotillapb_node_proto_msgTypes[9]
+	mi := &file_flotillapb_node_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -695,7 +775,7 @@ func (x *ClusterStatusResponse) String() string {
 func (*ClusterStatusResponse) ProtoMessage() {}
 
 func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_node_proto_msgTypes[9]
+	mi := &file_flotillapb_node_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -708,7 +788,7 @@ func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusResponse.ProtoReflect.Descriptor instead.
 func (*ClusterStatusResponse) Descriptor() ([]byte, []int) {
-	return file_flotillapb_node_proto_rawDescGZIP(), []int{9}
+	return file_flotillapb_node_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ClusterStatusResponse) GetClusterId() string {
@@ -737,7 +817,7 @@ type NodeEntry struct {
 
 func (x *NodeEntry) Reset() {
 	*x = NodeEntry{}
-	mi := &file_flotillapb_node_proto_msgTypes[10]
+	mi := &file_flotillapb_node_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -749,7 +829,7 @@ func (x *NodeEntry) String() string {
 func (*NodeEntry) ProtoMessage() {}
 
 func (x *NodeEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_node_proto_msgTypes[10]
+	mi := &file_flotillapb_node_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -762,7 +842,7 @@ func (x *NodeEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeEntry.ProtoReflect.Descriptor instead.
 func (*NodeEntry) Descriptor() ([]byte, []int) {
-	return file_flotillapb_node_proto_rawDescGZIP(), []int{10}
+	return file_flotillapb_node_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *NodeEntry) GetNode() *NodeDescriptor {
@@ -817,7 +897,7 @@ const file_flotillapb_node_proto_rawDesc = "" +
 	"\anode_id\x18\x02 \x01(\x04R\x06nodeId\x121\n" +
 	"\x05nodes\x18\x03 \x03(\v2\x1b.flotilla.v1.NodeDescriptorR\x05nodes\",\n" +
 	"\rStatusRequest\x12\x1b\n" +
-	"\twith_hash\x18\x01 \x01(\bR\bwithHash\"\x84\x03\n" +
+	"\twith_hash\x18\x01 \x01(\bR\bwithHash\"\xc9\x03\n" +
 	"\n" +
 	"NodeStatus\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x1d\n" +
@@ -831,7 +911,15 @@ const file_flotillapb_node_proto_rawDesc = "" +
 	"\breplicas\x18\b \x03(\v2\x1a.flotilla.v1.ReplicaStatusR\breplicas\x121\n" +
 	"\x05nodes\x18\t \x03(\v2\x1b.flotilla.v1.NodeDescriptorR\x05nodes\x128\n" +
 	"\tplacement\x18\n" +
-	" \x01(\v2\x1a.flotilla.v1.PlacementViewR\tplacement\"\xb5\x01\n" +
+	" \x01(\v2\x1a.flotilla.v1.PlacementViewR\tplacement\x12\x16\n" +
+	"\x06alarms\x18\v \x03(\tR\x06alarms\x12+\n" +
+	"\x04disk\x18\f \x01(\v2\x17.flotilla.v1.DiskStatusR\x04disk\"{\n" +
+	"\n" +
+	"DiskStatus\x12\x1f\n" +
+	"\vtotal_bytes\x18\x01 \x01(\x04R\n" +
+	"totalBytes\x12'\n" +
+	"\x0favailable_bytes\x18\x02 \x01(\x04R\x0eavailableBytes\x12#\n" +
+	"\rreserve_bytes\x18\x03 \x01(\x04R\freserveBytes\"\xb5\x01\n" +
 	"\rPlacementView\x120\n" +
 	"\x06stores\x18\x01 \x03(\v2\x18.flotilla.v1.StoreStatusR\x06stores\x12@\n" +
 	"\toperators\x18\x02 \x01(\v2\".flotilla.v1.ListOperatorsResponseR\toperators\x120\n" +
@@ -884,7 +972,7 @@ func file_flotillapb_node_proto_rawDescGZIP() []byte {
 	return file_flotillapb_node_proto_rawDescData
 }
 
-var file_flotillapb_node_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_flotillapb_node_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_flotillapb_node_proto_goTypes = []any{
 	(*InitRequest)(nil),           // 0: flotilla.v1.InitRequest
 	(*InitResponse)(nil),          // 1: flotilla.v1.InitResponse
@@ -892,44 +980,46 @@ var file_flotillapb_node_proto_goTypes = []any{
 	(*JoinResponse)(nil),          // 3: flotilla.v1.JoinResponse
 	(*StatusRequest)(nil),         // 4: flotilla.v1.StatusRequest
 	(*NodeStatus)(nil),            // 5: flotilla.v1.NodeStatus
-	(*PlacementView)(nil),         // 6: flotilla.v1.PlacementView
-	(*ReplicaStatus)(nil),         // 7: flotilla.v1.ReplicaStatus
-	(*ClusterStatusRequest)(nil),  // 8: flotilla.v1.ClusterStatusRequest
-	(*ClusterStatusResponse)(nil), // 9: flotilla.v1.ClusterStatusResponse
-	(*NodeEntry)(nil),             // 10: flotilla.v1.NodeEntry
-	(*NodeDescriptor)(nil),        // 11: flotilla.v1.NodeDescriptor
-	(*StoreStatus)(nil),           // 12: flotilla.v1.StoreStatus
-	(*ListOperatorsResponse)(nil), // 13: flotilla.v1.ListOperatorsResponse
-	(*RangeStatus)(nil),           // 14: flotilla.v1.RangeStatus
-	(*RangeDescriptor)(nil),       // 15: flotilla.v1.RangeDescriptor
-	(*RangeStats)(nil),            // 16: flotilla.v1.RangeStats
+	(*DiskStatus)(nil),            // 6: flotilla.v1.DiskStatus
+	(*PlacementView)(nil),         // 7: flotilla.v1.PlacementView
+	(*ReplicaStatus)(nil),         // 8: flotilla.v1.ReplicaStatus
+	(*ClusterStatusRequest)(nil),  // 9: flotilla.v1.ClusterStatusRequest
+	(*ClusterStatusResponse)(nil), // 10: flotilla.v1.ClusterStatusResponse
+	(*NodeEntry)(nil),             // 11: flotilla.v1.NodeEntry
+	(*NodeDescriptor)(nil),        // 12: flotilla.v1.NodeDescriptor
+	(*StoreStatus)(nil),           // 13: flotilla.v1.StoreStatus
+	(*ListOperatorsResponse)(nil), // 14: flotilla.v1.ListOperatorsResponse
+	(*RangeStatus)(nil),           // 15: flotilla.v1.RangeStatus
+	(*RangeDescriptor)(nil),       // 16: flotilla.v1.RangeDescriptor
+	(*RangeStats)(nil),            // 17: flotilla.v1.RangeStats
 }
 var file_flotillapb_node_proto_depIdxs = []int32{
-	11, // 0: flotilla.v1.JoinResponse.nodes:type_name -> flotilla.v1.NodeDescriptor
-	7,  // 1: flotilla.v1.NodeStatus.replicas:type_name -> flotilla.v1.ReplicaStatus
-	11, // 2: flotilla.v1.NodeStatus.nodes:type_name -> flotilla.v1.NodeDescriptor
-	6,  // 3: flotilla.v1.NodeStatus.placement:type_name -> flotilla.v1.PlacementView
-	12, // 4: flotilla.v1.PlacementView.stores:type_name -> flotilla.v1.StoreStatus
-	13, // 5: flotilla.v1.PlacementView.operators:type_name -> flotilla.v1.ListOperatorsResponse
-	14, // 6: flotilla.v1.PlacementView.ranges:type_name -> flotilla.v1.RangeStatus
-	15, // 7: flotilla.v1.ReplicaStatus.descriptor:type_name -> flotilla.v1.RangeDescriptor
-	16, // 8: flotilla.v1.ReplicaStatus.stats:type_name -> flotilla.v1.RangeStats
-	10, // 9: flotilla.v1.ClusterStatusResponse.nodes:type_name -> flotilla.v1.NodeEntry
-	11, // 10: flotilla.v1.NodeEntry.node:type_name -> flotilla.v1.NodeDescriptor
-	5,  // 11: flotilla.v1.NodeEntry.status:type_name -> flotilla.v1.NodeStatus
-	0,  // 12: flotilla.v1.Node.Init:input_type -> flotilla.v1.InitRequest
-	2,  // 13: flotilla.v1.Node.Join:input_type -> flotilla.v1.JoinRequest
-	4,  // 14: flotilla.v1.Node.Status:input_type -> flotilla.v1.StatusRequest
-	8,  // 15: flotilla.v1.Node.ClusterStatus:input_type -> flotilla.v1.ClusterStatusRequest
-	1,  // 16: flotilla.v1.Node.Init:output_type -> flotilla.v1.InitResponse
-	3,  // 17: flotilla.v1.Node.Join:output_type -> flotilla.v1.JoinResponse
-	5,  // 18: flotilla.v1.Node.Status:output_type -> flotilla.v1.NodeStatus
-	9,  // 19: flotilla.v1.Node.ClusterStatus:output_type -> flotilla.v1.ClusterStatusResponse
-	16, // [16:20] is the sub-list for method output_type
-	12, // [12:16] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	12, // 0: flotilla.v1.JoinResponse.nodes:type_name -> flotilla.v1.NodeDescriptor
+	8,  // 1: flotilla.v1.NodeStatus.replicas:type_name -> flotilla.v1.ReplicaStatus
+	12, // 2: flotilla.v1.NodeStatus.nodes:type_name -> flotilla.v1.NodeDescriptor
+	7,  // 3: flotilla.v1.NodeStatus.placement:type_name -> flotilla.v1.PlacementView
+	6,  // 4: flotilla.v1.NodeStatus.disk:type_name -> flotilla.v1.DiskStatus
+	13, // 5: flotilla.v1.PlacementView.stores:type_name -> flotilla.v1.StoreStatus
+	14, // 6: flotilla.v1.PlacementView.operators:type_name -> flotilla.v1.ListOperatorsResponse
+	15, // 7: flotilla.v1.PlacementView.ranges:type_name -> flotilla.v1.RangeStatus
+	16, // 8: flotilla.v1.ReplicaStatus.descriptor:type_name -> flotilla.v1.RangeDescriptor
+	17, // 9: flotilla.v1.ReplicaStatus.stats:type_name -> flotilla.v1.RangeStats
+	11, // 10: flotilla.v1.ClusterStatusResponse.nodes:type_name -> flotilla.v1.NodeEntry
+	12, // 11: flotilla.v1.NodeEntry.node:type_name -> flotilla.v1.NodeDescriptor
+	5,  // 12: flotilla.v1.NodeEntry.status:type_name -> flotilla.v1.NodeStatus
+	0,  // 13: flotilla.v1.Node.Init:input_type -> flotilla.v1.InitRequest
+	2,  // 14: flotilla.v1.Node.Join:input_type -> flotilla.v1.JoinRequest
+	4,  // 15: flotilla.v1.Node.Status:input_type -> flotilla.v1.StatusRequest
+	9,  // 16: flotilla.v1.Node.ClusterStatus:input_type -> flotilla.v1.ClusterStatusRequest
+	1,  // 17: flotilla.v1.Node.Init:output_type -> flotilla.v1.InitResponse
+	3,  // 18: flotilla.v1.Node.Join:output_type -> flotilla.v1.JoinResponse
+	5,  // 19: flotilla.v1.Node.Status:output_type -> flotilla.v1.NodeStatus
+	10, // 20: flotilla.v1.Node.ClusterStatus:output_type -> flotilla.v1.ClusterStatusResponse
+	17, // [17:21] is the sub-list for method output_type
+	13, // [13:17] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_flotillapb_node_proto_init() }
@@ -945,7 +1035,7 @@ func file_flotillapb_node_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flotillapb_node_proto_rawDesc), len(file_flotillapb_node_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -100,8 +100,11 @@ type StoreStats struct {
 	LeaderCount     uint32                 `protobuf:"varint,5,opt,name=leader_count,json=leaderCount,proto3" json:"leader_count,omitempty"`
 	ReadsPerSecond  float64                `protobuf:"fixed64,6,opt,name=reads_per_second,json=readsPerSecond,proto3" json:"reads_per_second,omitempty"`
 	WritesPerSecond float64                `protobuf:"fixed64,7,opt,name=writes_per_second,json=writesPerSecond,proto3" json:"writes_per_second,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// alarms are the store's raised alarms, e.g. "NOSPACE" (its free disk
+	// space is below its reserve: it refuses writes).
+	Alarms        []string `protobuf:"bytes,8,rep,name=alarms,proto3" json:"alarms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StoreStats) Reset() {
@@ -181,6 +184,13 @@ func (x *StoreStats) GetWritesPerSecond() float64 {
 		return x.WritesPerSecond
 	}
 	return 0
+}
+
+func (x *StoreStats) GetAlarms() []string {
+	if x != nil {
+		return x.Alarms
+	}
+	return nil
 }
 
 type StoreHeartbeatRequest struct {
@@ -1689,7 +1699,7 @@ var File_flotillapb_placement_proto protoreflect.FileDescriptor
 
 const file_flotillapb_placement_proto_rawDesc = "" +
 	"\n" +
-	"\x1aflotillapb/placement.proto\x12\vflotilla.v1\x1a\x15flotillapb/meta.proto\"\x95\x02\n" +
+	"\x1aflotillapb/placement.proto\x12\vflotilla.v1\x1a\x15flotillapb/meta.proto\"\xad\x02\n" +
 	"\n" +
 	"StoreStats\x12%\n" +
 	"\x0ecapacity_bytes\x18\x01 \x01(\x04R\rcapacityBytes\x12'\n" +
@@ -1700,7 +1710,8 @@ const file_flotillapb_placement_proto_rawDesc = "" +
 	"rangeCount\x12!\n" +
 	"\fleader_count\x18\x05 \x01(\rR\vleaderCount\x12(\n" +
 	"\x10reads_per_second\x18\x06 \x01(\x01R\x0ereadsPerSecond\x12*\n" +
-	"\x11writes_per_second\x18\a \x01(\x01R\x0fwritesPerSecond\"}\n" +
+	"\x11writes_per_second\x18\a \x01(\x01R\x0fwritesPerSecond\x12\x16\n" +
+	"\x06alarms\x18\b \x03(\tR\x06alarms\"}\n" +
 	"\x15StoreHeartbeatRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12-\n" +
 	"\x05stats\x18\x02 \x01(\v2\x17.flotilla.v1.StoreStatsR\x05stats\x12\x1c\n" +
