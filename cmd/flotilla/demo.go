@@ -83,9 +83,26 @@ The cluster is secure: it makes a throwaway CA, a node certificate for
 				return err
 			}
 			printDemo(cmd.OutOrStdout(), dir, certsDir, nodes, store == "")
-			<-ctx.Done()
-			fmt.Fprintln(cmd.ErrOrStderr(), "flotilla demo: shutting down")
-			return nil
+			// A node whose store failed (a full disk, say) stopped
+			// itself: end the demo with its reason, non-zero.
+			failed := make(chan *server.Node, len(nodes))
+			for _, n := range nodes {
+				go func() {
+					select {
+					case <-n.Failed():
+						failed <- n
+					case <-ctx.Done():
+					}
+				}()
+			}
+			select {
+			case <-ctx.Done():
+				fmt.Fprintln(cmd.ErrOrStderr(), "flotilla demo: shutting down")
+				return nil
+			case n := <-failed:
+				stop()
+				return fmt.Errorf("flotilla demo: node %d stopped: %w", n.NodeID(), n.FailErr())
+			}
 		},
 	}
 	cmd.Flags().StringVar(&store, "store", "", "keep the nodes' data under this directory (default: a temporary one, removed at exit)")
