@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/VictoriaMetrics/metrics"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -268,7 +269,14 @@ func TestRandomized(t *testing.T) {
 	seed := newSeed(t)
 	rng := newRand(seed)
 	nodes := 3 + rng.IntN(3)
-	c := testcluster.New(t, testcluster.Options{Nodes: nodes, Seed: seed, Configure: smallLogs})
+	sets := map[multiraft.NodeID]*metrics.Set{}
+	for id := range nodes {
+		sets[multiraft.NodeID(id+1)] = metrics.NewSet()
+	}
+	c := testcluster.New(t, testcluster.Options{Nodes: nodes, Seed: seed, Configure: func(cfg *multiraft.Config) {
+		smallLogs(cfg)
+		cfg.Metrics = sets[cfg.NodeID] // kept across restarts
+	}})
 	groups := groupRange(30)
 	for _, g := range groups {
 		members := rng.Perm(nodes)[:3]
@@ -351,4 +359,13 @@ func TestRandomized(t *testing.T) {
 	}
 	p.checkConverged(t, groups)
 	t.Logf("%d proposals, %d snapshots", p.seq.Load(), c.Net.Snapshots())
+	// Partitions, drops, reordering, restarts, snapshots and truncation
+	// never make a correct peer's message fail the hostile-input checks.
+	for id, set := range sets {
+		for _, reason := range []string{"bad_term", "commit_beyond_log", "bad_entries", "index_beyond_log", "bad_context", "bad_read_index", "not_from_peer"} {
+			if n := set.GetOrCreateCounter(fmt.Sprintf(`flotilla_raft_messages_dropped_total{reason=%q}`, reason)).Get(); n != 0 {
+				t.Errorf("node %d dropped %d messages of correct peers as %s", id, n, reason)
+			}
+		}
+	}
 }

@@ -210,6 +210,14 @@ func TestHostileReplicaFlood(t *testing.T) {
 	if err := voted(first); err != nil {
 		t.Fatalf("a collected replica lost its vote: %v", err)
 	}
+	// Bootstrapping over it would forget the vote: refused.
+	err := h.Bootstrap(first, []multiraft.Replica{{ID: candidate}, {ID: self}, {ID: testcluster.ReplicaOn(3)}})
+	if !errors.Is(err, multiraft.ErrGroupExists) {
+		t.Fatalf("Bootstrap over a collected replica's vote: %v, want ErrGroupExists", err)
+	}
+	if err := voted(first); err != nil {
+		t.Fatalf("Bootstrap lost the vote: %v", err)
+	}
 	// Another candidate of the same term is refused: the re-created replica
 	// remembers its vote.
 	other := testcluster.ReplicaOn(3)

@@ -164,10 +164,16 @@ func (h *Host) HandleBatch(batch *MessageBatch) {
 // read context (it acknowledges no ReadIndex round, so it cannot help a
 // deposed leader serve a read), and only tells the leader that the node is
 // reachable. A quiesce beat gets none: a leader quiesces only with every
-// follower caught up. The beat itself is dropped (unknown_group).
+// follower caught up; nor does any while the host holds its most
+// uninitialized replicas. The beat itself is dropped (unknown_group).
 func (h *Host) answerUnknownBeat(hb *Heartbeat) {
 	h.metrics.drop(dropUnknownGroup, 1)
 	if hb.Quiesce || hb.Group == 0 || hb.To.Node() != h.cfg.NodeID || hb.Term == 0 || hb.Term > maxPlausibleTerm {
+		return
+	}
+	if !h.uninitRoom() {
+		// The append the answer draws could not create the replica: do not
+		// make the leader send it every heartbeat.
 		return
 	}
 	h.queueBeat(Heartbeat{Group: hb.Group, From: hb.To, To: hb.From, Term: hb.Term}, true)

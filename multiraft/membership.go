@@ -98,10 +98,14 @@ func (h *Host) groupFor(id GroupID, to ReplicaID, bounded bool) (*group, error) 
 	if err != nil {
 		return nil, err
 	}
+	// Before the group is visible: a worker may then read g.applied.
+	h.noteIfUninitialized(g)
 	if err := h.insertGroup(g); err != nil {
+		h.uninit.Lock()
+		delete(h.uninit.groups, g.id)
+		h.uninit.Unlock()
 		return nil, err
 	}
-	h.noteIfUninitialized(g)
 	h.metrics.replicasCreated.Inc()
 	return g, nil
 }

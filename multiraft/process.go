@@ -177,11 +177,20 @@ func (h *Host) stepPeer(g *group, view *stepView, m *pb.Message) {
 		h.dropped(reason, g.id, m)
 		return
 	}
-	if m.GetType() == pb.MsgTransferLeader && m.GetTerm() != 0 {
+	switch {
+	case m.GetType() == pb.MsgTransferLeader && m.GetTerm() != 0:
 		m = &pb.Message{Type: m.Type, From: m.From, To: m.To}
+	case m.GetType() == pb.MsgHeartbeat:
+		if c := view.clampCommit(m.GetCommit()); c != m.GetCommit() {
+			m = proto.Clone(m).(*pb.Message) // the inbox may hold it (quiesceBeat)
+			m.Commit = &c
+		}
 	}
 	_ = g.rn.Step(m)
-	view.afterStep(m)
+	if m.GetType() == pb.MsgApp && len(m.GetEntries()) > 0 {
+		bs := g.rn.BasicStatus()
+		view.afterStep(m, bs.GetTerm())
+	}
 }
 
 // dropped counts a dropped message and logs it, rarely.

@@ -149,6 +149,15 @@ func (h *Host) BootstrapWith(id GroupID, replicas []Replica, init func(b *engine
 	if err != nil {
 		return err
 	}
+	// A collected uninitialized replica left its term and vote (collect.go):
+	// bootstrapping over them would let this node vote twice in a term.
+	if hs, _, err := st.InitialState(); err != nil {
+		st.Close()
+		return err
+	} else if hs.GetTerm() != 0 || hs.GetVote() != 0 {
+		st.Close()
+		return fmt.Errorf("%w: %d (a raft state at term %d is on disk)", ErrGroupExists, id, hs.GetTerm())
+	}
 	b := h.eng.NewBatch()
 	defer b.Close()
 	applied := appliedState{index: initialLogIndex, term: initialLogTerm, confState: cs}

@@ -231,6 +231,16 @@ func TestBadSnapshotHeaders(t *testing.T) {
 		"data span missing":    snapshotHeader(c, g, 1000, st.Term, good, []engine.Span{repl}),
 		"another group's data": snapshotHeader(c, g, 1000, st.Term, good, append([]engine.Span{repl}, otherGroup...)),
 		"raft state span":      snapshotHeader(c, g, 1000, st.Term, good, []engine.Span{repl, engine.RangeUnreplicatedSpan(g)}),
+		// A term of 0 makes raft take the snapshot for a local message (a
+		// candidate would forget its vote); a huge one wraps at the next
+		// campaign and panics raft.
+		"term 0":    snapshotHeader(c, g, 1000, 0, good, append([]engine.Span{repl}, smSpans...)),
+		"huge term": snapshotHeader(c, g, 1000, 1<<64-1, good, append([]engine.Span{repl}, smSpans...)),
+		"snapshot term above message term": func() *multiraft.SnapshotHeader {
+			h := snapshotHeader(c, g, 1000, st.Term, good, append([]engine.Span{repl}, smSpans...))
+			h.Message.Snapshot.Metadata.Term = new(st.Term + 1)
+			return h
+		}(),
 	} {
 		err := c.Node(2).Host().HandleSnapshot(ctx, hdr, noChunks)
 		if !errors.Is(err, multiraft.ErrBadSnapshot) {
@@ -238,6 +248,9 @@ func TestBadSnapshotHeaders(t *testing.T) {
 		}
 	}
 	stillUp(t, ctx, c, p, 2, g)
+	if st2, _ := c.Node(2).Host().Status(g); st2.Term > st.Term+1 {
+		t.Fatalf("forged snapshot headers moved node 2's term from %d to %d", st.Term, st2.Term)
+	}
 }
 
 // TestTwoSnapshotsOnePass: snapshots at two indexes reaching a group in one

@@ -117,6 +117,14 @@ func (h *SnapshotHeader) validate(self NodeID) error {
 		return fmt.Errorf("%w: not a MsgSnap with an index", ErrBadSnapshot)
 	case ReplicaID(m.GetTo()).Node() != self || !ReplicaID(m.GetTo()).Valid() || !ReplicaID(m.GetFrom()).Valid():
 		return fmt.Errorf("%w: from %v to %v, not to node %d", ErrBadSnapshot, ReplicaID(m.GetFrom()), ReplicaID(m.GetTo()), self)
+	case m.GetTerm() == 0 || m.GetTerm() > maxPlausibleTerm:
+		// Raft takes a MsgSnap without a term for a local message (a
+		// candidate would fall back to term 0 and forget its vote), and a
+		// term near 2^64 wraps at the next campaign: both panic or break
+		// raft's promises (validatePeerMessage's term rules).
+		return fmt.Errorf("%w: term %d", ErrBadSnapshot, m.GetTerm())
+	case m.GetSnapshot().GetMetadata().GetTerm() == 0 || m.GetSnapshot().GetMetadata().GetTerm() > m.GetTerm():
+		return fmt.Errorf("%w: snapshot term %d with message term %d", ErrBadSnapshot, m.GetSnapshot().GetMetadata().GetTerm(), m.GetTerm())
 	case len(h.Spans) == 0:
 		return fmt.Errorf("%w: no spans", ErrBadSnapshot)
 	}

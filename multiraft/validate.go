@@ -117,10 +117,18 @@ const maxPlausibleTerm = 1 << 48
 // message: enough to tell what raft could not take, kept up to date without
 // asking raft (RawNode.Status allocates).
 type stepView struct {
-	// lastIndex is at most the replica's raft last index (unstable entries
-	// included). It is exact after every Ready (group.noteReady), and
-	// lowered while a pass steps appends, which may truncate the log.
+	// lastIndex is the replica's raft last index (unstable entries
+	// included) as of the last Ready (group.noteReady). Within a pass it
+	// stays: appends stepped in the pass may truncate the log
+	// (truncatedTo), but no commit a leader sends exceeds what it knew of
+	// this log before.
 	lastIndex uint64
+	// truncatedTo, if not 0, is the lowest end of an append stepped in
+	// this pass from the replica's current leader that raft may have
+	// truncated the log to (findConflict truncates at the first entry that
+	// differs, then appends: the log then ends with the append's last
+	// entry). Raft may have kept a longer log, if nothing differed.
+	truncatedTo uint64
 	// readCtxTerm and readCtxMax: the largest read context (raft's
 	// ReadIndex position, 8 bytes little-endian) this replica sent in a
 	// heartbeat, as leader in term readCtxTerm. Raft's positions start over
@@ -171,7 +179,8 @@ func validatePeerMessage(v *stepView, m *pb.Message) dropReason {
 		}
 	case pb.MsgHeartbeat:
 		// A leader sends min(the follower's match, its commit): never past
-		// the follower's log.
+		// the follower's log. (Past an append stepped in the same pass,
+		// stepPeer lowers it: see clampCommit.)
 		if m.GetCommit() > v.lastIndex {
 			return dropCommitBeyondLog
 		}
@@ -224,13 +233,32 @@ func validateAppend(v *stepView, m *pb.Message) dropReason {
 	return dropNone
 }
 
-// afterStep updates v for a peer message raft just took: an append may
-// have truncated the log back to its last entry (raft keeps a longer log
-// that matches, but v only keeps a lower bound until the next Ready says).
-func (v *stepView) afterStep(m *pb.Message) {
-	if m.GetType() == pb.MsgApp {
-		v.lastIndex = min(v.lastIndex, m.GetIndex()+uint64(len(m.GetEntries())))
+// afterStep updates v for a peer message raft just took, raft's term now
+// being term: an append with entries from the leader of that term may have
+// truncated the log back to its last entry (one of an older term raft
+// ignored, one without entries truncates nothing). The next Ready says
+// where the log ends.
+func (v *stepView) afterStep(m *pb.Message, term uint64) {
+	if m.GetType() == pb.MsgApp && len(m.GetEntries()) > 0 && m.GetTerm() == term {
+		end := m.GetIndex() + uint64(len(m.GetEntries()))
+		if v.truncatedTo == 0 || end < v.truncatedTo {
+			v.truncatedTo = end
+		}
 	}
+}
+
+// clampCommit returns the commit index a valid heartbeat may be stepped
+// with: its own, or, past the end of an append stepped earlier in the pass
+// that may have truncated the log, that end. A leader's heartbeat commits
+// at most the follower's match, entries that agree with its log, and an
+// append of its own in its term leaves the log agreeing with it up to the
+// append's end: committing less of it is always safe, and dropping the
+// beat instead would lose its election-timer reset and read acknowledgement.
+func (v *stepView) clampCommit(commit uint64) uint64 {
+	if v.truncatedTo != 0 && commit > v.truncatedTo {
+		return v.truncatedTo
+	}
+	return commit
 }
 
 // noteSentBeat records the read context of a heartbeat the replica sends

@@ -124,13 +124,28 @@ func TestStepViewTracksTheLog(t *testing.T) {
 	if v.lastIndex != 40 {
 		t.Fatalf("after a snapshot at 40: %d", v.lastIndex)
 	}
-	v.afterStep(&pb.Message{Type: pb.MsgApp.Enum(), Index: new(uint64(30)), Entries: ents(31, 7, 2)})
-	if v.lastIndex != 32 {
-		t.Fatalf("after stepping an append ending at 32: %d", v.lastIndex)
+	// Appends stepped in a pass: one of an older term than raft's, or
+	// without entries, truncates nothing; one of the leader's term may
+	// have truncated the log to its end, and a heartbeat's commit past
+	// that end is lowered to it (never past lastIndex: dropped).
+	v.afterStep(&pb.Message{Type: pb.MsgApp.Enum(), Term: new(uint64(6)), Index: new(uint64(20)), Entries: ents(21, 6, 2)}, 7)
+	v.afterStep(&pb.Message{Type: pb.MsgApp.Enum(), Term: new(uint64(7)), Index: new(uint64(20))}, 7)
+	if v.truncatedTo != 0 || v.clampCommit(40) != 40 {
+		t.Fatalf("an append raft ignores, or one without entries, lowered the view: %+v", v)
 	}
-	v.afterStep(&pb.Message{Type: pb.MsgHeartbeat.Enum(), Commit: new(uint64(1))})
-	if v.lastIndex != 32 {
-		t.Fatalf("a heartbeat moved the view: %d", v.lastIndex)
+	v.afterStep(&pb.Message{Type: pb.MsgApp.Enum(), Term: new(uint64(7)), Index: new(uint64(30)), Entries: ents(31, 7, 2)}, 7)
+	if v.lastIndex != 40 || v.truncatedTo != 32 {
+		t.Fatalf("after stepping an append ending at 32: %+v", v)
+	}
+	if got := v.clampCommit(35); got != 32 {
+		t.Fatalf("commit 35 after an append ending at 32: clamped to %d", got)
+	}
+	if got := v.clampCommit(31); got != 31 {
+		t.Fatalf("commit 31 after an append ending at 32: %d", got)
+	}
+	v.afterStep(&pb.Message{Type: pb.MsgHeartbeat.Enum(), Term: new(uint64(7)), Commit: new(uint64(1))}, 7)
+	if v.truncatedTo != 32 {
+		t.Fatalf("a heartbeat moved the view: %+v", v)
 	}
 
 	beat := func(term, pos uint64) *pb.Message {
