@@ -204,8 +204,12 @@ peer sends (a heartbeat committing past the log, an append with
 non-contiguous entries, a vote of term 0, a read request with a term, a
 read acknowledgement raft never asked for): a group's worker checks every
 peer message against what it tracks of its replica (validate.go) before
-raft steps it, in O(1), plus O(entries) for an append. Every dropped
-message is counted by reason (flotilla_raft_messages_dropped_total).
+raft steps it, in O(1), plus O(entries) for an append. (A heartbeat whose
+commit lies past the end of an append of the current term stepped earlier
+in the same pass, which may have truncated the log, is stepped with its
+commit lowered to that end rather than dropped.) Snapshot headers get the
+same term checks (HandleSnapshot). Every dropped message is counted by
+reason (flotilla_raft_messages_dropped_total).
 Decoders return errors, never panic. Peers are not authenticated here: a
 forger who can reach the raft port and names a group's leader and term can
 still disrupt or rewrite that group's uncommitted log (what stops that is
