@@ -133,10 +133,11 @@ func (r *remote) close() error {
 }
 
 // reach is the router's Nodes for one request: a gRPC client of each node
-// an attempt goes to, once its connection is ready. It tracks whether any
-// attempt of the request found a working connection: a request that could
-// reach none of the nodes it tried for Config.DialTimeout gives up then,
-// with their dial errors (unreachable), rather than at its deadline. The
+// an attempt goes to, once its connection is ready. A request whose dials
+// keep failing for Config.DialTimeout (since it began, or since its last
+// dial that found a working connection: that connection may have died
+// before the attempt was sent, as when a node has just closed) gives up
+// then, with their dial errors (unreachable), rather than at its deadline. The
 // router calls Handler from the request's goroutine, one attempt at a
 // time; mu guards against split requests all the same.
 type reach struct {
@@ -146,12 +147,15 @@ type reach struct {
 
 	mu struct {
 		sync.Mutex
-		// start is when the request's first dial began; zero before.
+		// start is when the current run of failing dials began; zero
+		// before the first dial and after a dial that succeeded.
 		start time.Time
-		// reached: some attempt found a working connection (and may have
-		// been sent); then the request never gives up for want of one.
-		reached bool
-		// causes holds each address's dial error, in the order tried.
+		// sent: some dial found a working connection, so an attempt may
+		// have been sent: a write that then gives up has an unknown
+		// outcome.
+		sent bool
+		// causes holds each address's dial error in the current run, in
+		// the order tried.
 		addrs  []string
 		causes map[string]error
 	}
@@ -177,27 +181,24 @@ func (q *reach) Handler(ctx context.Context, node flotillapb.NodeID, _ bool) (rp
 }
 
 // dial returns the KV client of addr once its connection is ready, or the
-// reason it is not. Until some dial of the request succeeds, the request's
-// dials together take at most DialTimeout from the first one's start: then
-// the request gives up (giveUp).
+// reason it is not. A run of failing dials takes at most DialTimeout from
+// its first one's start: then the request gives up (giveUp).
 func (q *reach) dial(ctx context.Context, addr string) (rpc.KVHandler, error) {
-	wait := connectWait
 	q.mu.Lock()
-	if !q.mu.reached {
-		now := time.Now()
-		if q.mu.start.IsZero() {
-			q.mu.start = now
-		}
-		wait = min(wait, max(q.r.cfg.DialTimeout-now.Sub(q.mu.start), time.Millisecond))
+	now := time.Now()
+	if q.mu.start.IsZero() {
+		q.mu.start = now
 	}
+	wait := min(connectWait, max(q.r.cfg.DialTimeout-now.Sub(q.mu.start), time.Millisecond))
 	q.mu.Unlock()
 	kv, err := q.r.pool.ReadyKV(ctx, addr, wait)
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	switch {
 	case err == nil:
-		q.mu.reached = true
-	case q.mu.reached || ctx.Err() != nil:
+		q.mu.sent = true
+		q.mu.start, q.mu.addrs, q.mu.causes = time.Time{}, nil, nil
+	case ctx.Err() != nil:
 	default:
 		if q.mu.causes == nil {
 			q.mu.causes = make(map[string]error)
@@ -215,21 +216,24 @@ func (q *reach) dial(ctx context.Context, addr string) (rpc.KVHandler, error) {
 
 // unreachable returns the error of a request that gave up because no node
 // could be reached, naming each node's dial error; nil if it did not give
-// up for that reason.
-func (q *reach) unreachable(ctx context.Context) *flotillapb.Error {
+// up for that reason. A write an earlier attempt of which may have been
+// sent has an unknown outcome.
+func (q *reach) unreachable(ctx context.Context, write bool) *flotillapb.Error {
 	if !errors.Is(context.Cause(ctx), errUnreachable) {
 		return nil
 	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.mu.reached {
-		return nil // a later attempt got through: it may have been sent
-	}
 	causes := make([]string, 0, len(q.mu.addrs))
 	for _, a := range q.mu.addrs {
 		causes = append(causes, q.mu.causes[a].Error())
 	}
-	return unavailable(fmt.Sprintf("no node could be reached within the dial timeout (%v): %s", q.r.cfg.DialTimeout, strings.Join(causes, "; ")))
+	fe := unavailable(fmt.Sprintf("no node could be reached within the dial timeout (%v): %s", q.r.cfg.DialTimeout, strings.Join(causes, "; ")))
+	if q.mu.sent && write {
+		fe.Message += " (an earlier attempt found a connection and may have been sent)"
+		fe.Outcome = flotillapb.Outcome_UNKNOWN
+	}
+	return fe
 }
 
 // lookupRange asks the endpoints in turn, from the current one, for the
@@ -330,7 +334,7 @@ func (r *remote) finalErr(ctx context.Context, q *reach, err error, write bool) 
 	if err == nil {
 		return nil
 	}
-	if fe := q.unreachable(ctx); fe != nil {
+	if fe := q.unreachable(ctx, write); fe != nil {
 		return fe
 	}
 	return r.closedErr(err, write)
@@ -399,7 +403,7 @@ func callEndpoints[Req router.KVRequest, Resp any](ctx context.Context, r *remot
 			fe = rpc.ErrorFromStatus(err, write)
 		}
 		cancel()
-		if u := q.unreachable(ctx); u != nil {
+		if u := q.unreachable(ctx, write); u != nil {
 			return zero, u
 		}
 		if !router.Retriable(fe, write) || ctx.Err() != nil {
@@ -412,7 +416,7 @@ func callEndpoints[Req router.KVRequest, Resp any](ctx context.Context, r *remot
 			select {
 			case <-ctx.Done():
 				t.Stop()
-				if u := q.unreachable(ctx); u != nil {
+				if u := q.unreachable(ctx, write); u != nil {
 					return zero, u
 				}
 				return zero, fe

@@ -115,6 +115,18 @@ func TestDialTimeoutAfterRouting(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cl := clientOfClosedNode(t, ctx, server.Config{Dir: t.TempDir(), Bootstrap: true}, 300*time.Millisecond)
+	// A request right after the close may still find the client's
+	// connection looking ready: gRPC then fails the attempt without
+	// sending it but cannot say so (a write's outcome is unknown), and a
+	// read retries, finds the node unreachable and gives up within the
+	// dial timeout, which this read checks; after it the client knows.
+	start := time.Now()
+	if _, err := cl.Get(ctx, []byte("k")); !errors.Is(err, flotilla.ErrUnavailable) {
+		t.Fatalf("first get after the node closed: %v, want unavailable", err)
+	}
+	if took := time.Since(start); took > 8*time.Second {
+		t.Errorf("first get after the node closed took %v with a dial timeout of 300ms", took)
+	}
 	for _, op := range []struct {
 		name  string
 		write bool
