@@ -189,11 +189,3 @@ func (m *hostMetrics) drop(reason dropReason, n int) {
 		m.dropped[reason].Add(n)
 	}
 }
-
-// droppedCount returns how many messages were dropped for reason.
-func (m *hostMetrics) droppedCount(reason dropReason) uint64 {
-	if reason <= 0 || reason >= numDropReasons {
-		return 0
-	}
-	return m.dropped[reason].Get()
-}
