@@ -150,9 +150,9 @@ type reach struct {
 		// start is when the current run of failing dials began; zero
 		// before the first dial and after a dial that succeeded.
 		start time.Time
-		// sent: some dial found a working connection, so an attempt may
-		// have been sent: a write that then gives up has an unknown
-		// outcome.
+		// sent: an attempt of the request (not a range lookup) found a
+		// working connection, so it may have been sent: a write that then
+		// gives up has an unknown outcome.
 		sent bool
 		// causes holds each address's dial error in the current run, in
 		// the order tried.
@@ -177,7 +177,15 @@ func (q *reach) Handler(ctx context.Context, node flotillapb.NodeID, _ bool) (rp
 		// Never sent: certainly not applied.
 		return nil, unavailable(fmt.Sprintf("node %d: %v", node, err))
 	}
+	q.markSent()
 	return kv, nil
+}
+
+// markSent records that an attempt of the request is about to be sent.
+func (q *reach) markSent() {
+	q.mu.Lock()
+	q.mu.sent = true
+	q.mu.Unlock()
 }
 
 // dial returns the KV client of addr once its connection is ready, or the
@@ -196,7 +204,6 @@ func (q *reach) dial(ctx context.Context, addr string) (rpc.KVHandler, error) {
 	defer q.mu.Unlock()
 	switch {
 	case err == nil:
-		q.mu.sent = true
 		q.mu.start, q.mu.addrs, q.mu.causes = time.Time{}, nil, nil
 	case ctx.Err() != nil:
 	default:
@@ -395,6 +402,7 @@ func callEndpoints[Req router.KVRequest, Resp any](ctx context.Context, r *remot
 			// Never sent: certainly not applied.
 			fe = unavailable("endpoint " + err.Error())
 		} else {
+			q.markSent()
 			resp, err := m(kv, actx, req)
 			if err == nil {
 				cancel()

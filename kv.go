@@ -169,10 +169,13 @@ var (
 	ErrOutcomeUnknown = errors.New("flotilla: write outcome unknown")
 	// ErrClosed: the client or node was closed.
 	ErrClosed = errors.New("flotilla: closed")
-	// ErrNoSpace: the write was refused, not applied, because the node
-	// leading its range is short of disk space (its NOSPACE alarm is
-	// raised). Reads are still served; writes succeed again once space is
-	// freed. Such an error also matches ErrNotApplied and ErrUnavailable.
+	// ErrNoSpace: the write was refused because the node leading its range
+	// (or, for a delete-range or batch across ranges, one part's range) is
+	// short of disk space (its NOSPACE alarm is raised). Reads are still
+	// served; writes succeed again once space is freed. The refusing range
+	// applied nothing, but test ErrNotApplied or ErrOutcomeUnknown for the
+	// request's outcome: a request split across ranges may have had other
+	// parts applied (then it is ErrOutcomeUnknown, not ErrNotApplied).
 	ErrNoSpace = errors.New("flotilla: no space")
 )
 

@@ -203,10 +203,20 @@ func (b *Batch) commit(sync, pipelined bool) error {
 		opts = pebble.Sync
 	}
 	var err error
-	if pipelined && opts == pebble.Sync {
+	switch {
+	case opts == pebble.Sync:
+		// A synced commit waits for the WAL's fsync itself: Pebble's own
+		// Commit(Sync) treats a failed fsync as fatal to the process, and
+		// a node with a full disk must stop cleanly instead (fail).
 		err = b.e.db.ApplyNoSyncWait(b.b, opts)
-		b.syncPending = err == nil
-	} else {
+		if err == nil {
+			if pipelined {
+				b.syncPending = true
+			} else {
+				err = b.b.SyncWait()
+			}
+		}
+	default:
 		err = b.b.Commit(opts)
 	}
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -30,6 +31,17 @@ func TestStoreLockInProcess(t *testing.T) {
 	_, err = Open(Options{Dir: dir, Logger: quietLogger})
 	if !errors.Is(err, ErrStoreInUse) || !strings.Contains(err.Error(), fmt.Sprintf("store in use by this process (pid %d)", os.Getpid())) {
 		t.Fatalf("second Open: %v, want ErrStoreInUse by this process", err)
+	}
+	// The same store by another path (a symlink to it, "dir/."): the same
+	// store.
+	link := filepath.Join(t.TempDir(), "link")
+	if err := os.Symlink(dir, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, other := range []string{link, dir + "/."} {
+		if _, err := Open(Options{Dir: other, Logger: quietLogger}); !errors.Is(err, ErrStoreInUse) {
+			t.Fatalf("Open by %s: %v, want ErrStoreInUse", other, err)
+		}
 	}
 	// The failed Open must not have dropped the first one's lock.
 	b := e.NewBatch()
@@ -232,4 +244,26 @@ func TestFlushFailure(t *testing.T) {
 	if v, err := e.Get(userKey(t, "k")); err != nil || string(v) != "v" {
 		t.Fatalf("Get after restart: %q, %v", v, err)
 	}
+}
+
+// TestSyncCommitWALFailure: a plain synced commit (splits, snapshots,
+// membership changes commit so) whose WAL write fails returns the error and
+// fails the engine; Pebble's own synced commit would end the process.
+func TestSyncCommitWALFailure(t *testing.T) {
+	mem := vfs.NewMem()
+	fs := diskfault.New(mem)
+	e := openMem(t, fs)
+	fs.SetFullMatching(true, diskfault.WAL)
+	b := e.NewBatch()
+	if err := b.Set(userKey(t, "during"), []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Commit(true); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("Commit(true) on a full WAL: %v, want ENOSPC", err)
+	}
+	b.Close()
+	if err := e.Err(); !errors.Is(err, ErrFailed) {
+		t.Fatalf("Err: %v, want ErrFailed", err)
+	}
+	_ = e.Close()
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -114,6 +115,16 @@ func Open(opts Options) (*Engine, error) {
 	if !opts.ReadOnly && !opts.ErrorIfNotExists {
 		if err := opts.FS.MkdirAll(opts.Dir, 0o755); err != nil {
 			return nil, fmt.Errorf("engine: creating %s: %w", opts.Dir, err)
+		}
+	}
+	if opts.FS == vfs.Default {
+		// Pebble's guard against a second open in this process is keyed
+		// by the path as given, and POSIX locks are per process: open by
+		// one canonical path, so that "s" and "/abs/s" are the same store.
+		if abs, err := filepath.Abs(opts.Dir); err == nil {
+			if real, err := filepath.EvalSymlinks(abs); err == nil {
+				opts.Dir = real
+			}
 		}
 	}
 	lock, err := lockStore(opts)

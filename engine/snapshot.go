@@ -181,6 +181,9 @@ func (e *Engine) NewIngester(spans []Span) (*Ingester, error) {
 	if e.opts.ReadOnly {
 		return nil, ErrReadOnly
 	}
+	if err := e.Err(); err != nil {
+		return nil, err // a failed store takes no snapshot (Pebble's ingest could be fatal)
+	}
 	if err := validateSpans(spans); err != nil {
 		return nil, err
 	}
@@ -300,6 +303,9 @@ func (i *Ingester) Finish(ctx context.Context) (pairs uint64, _ error) {
 		return 0, errors.New("engine: ingester finished")
 	}
 	if err := i.e.checkOpen(); err != nil {
+		return 0, err
+	}
+	if err := i.e.Err(); err != nil {
 		return 0, err
 	}
 	i.done = true

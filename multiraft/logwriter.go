@@ -170,6 +170,12 @@ func (w *logWriter) run() {
 		if w.h.Err() != nil {
 			return // the syncer failed
 		}
+		if err := w.h.eng.Err(); err != nil {
+			// The store failed elsewhere (a flush, say): nothing more may be
+			// written, and the node must learn it now.
+			w.h.fail(fmt.Errorf("multiraft: the store failed: %w", err))
+			return
+		}
 		// Swap the queue with the spare slice; the two never share an array.
 		w.mu.Lock()
 		reqs := w.mu.queue
@@ -222,7 +228,14 @@ func (w *logWriter) runSyncer() {
 // append queued before it is durable.
 func (w *logWriter) waitDelivered() error {
 	w.inflight.Wait()
-	return w.h.Err()
+	if err := w.h.Err(); err != nil {
+		return err
+	}
+	if err := w.h.eng.Err(); err != nil {
+		w.h.fail(fmt.Errorf("multiraft: the store failed: %w", err))
+		return err
+	}
+	return nil
 }
 
 func (w *logWriter) abortSnapshots(reqs []logReq, err error) {

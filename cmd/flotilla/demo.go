@@ -75,8 +75,20 @@ The cluster is secure: it makes a throwaway CA, a node certificate for
 			server.Version = version
 			nodes, err := startDemo(ctx, dir, certsDir, basePort, log)
 			defer func() {
-				for _, n := range nodes {
-					_ = n.Close()
+				// A node whose store failed may never finish closing (a
+				// commit stuck in Pebble): give up after a while, as
+				// flotilla start does.
+				closed := make(chan struct{})
+				go func() {
+					defer close(closed)
+					for _, n := range nodes {
+						_ = n.Close()
+					}
+				}()
+				select {
+				case <-closed:
+				case <-time.After(30 * time.Second):
+					fmt.Fprintln(cmd.ErrOrStderr(), "flotilla demo: the nodes did not stop within 30s; exiting")
 				}
 			}()
 			if err != nil {
