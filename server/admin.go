@@ -54,6 +54,10 @@ func (n *Node) adminHandler() http.Handler {
 		case host.Err() != nil:
 			body["status"], body["error"] = "failed", host.Err().Error()
 			code = http.StatusServiceUnavailable
+		case n.eng.Err() != nil:
+			// The store failed (the node is about to stop itself).
+			body["status"], body["error"] = "failed", n.eng.Err().Error()
+			code = http.StatusServiceUnavailable
 		case len(n.Alarms()) > 0:
 			// As etcd's: a raised alarm makes the node unhealthy, unless
 			// the caller excludes it (?exclude=NOSPACE).
