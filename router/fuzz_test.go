@@ -7,6 +7,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/flotilladb/flotilla/internal/badinput"
 	"maps"
 	"os"
 	"path/filepath"
@@ -43,29 +44,6 @@ const fuzzMaxValue = 64
 // in these tests).
 const fuzzTimeout = 2 * time.Second
 
-func badKey(k []byte) bool { return len(k) == 0 || len(k) > flotillapb.MaxKeySize }
-
-// badSpan: an end before the start, or a bound over the key limit (an
-// empty start is the beginning of the keyspace, an empty end its end).
-func badSpan(start, end []byte) bool {
-	return len(start) > flotillapb.MaxKeySize || len(end) > flotillapb.MaxKeySize ||
-		len(end) > 0 && bytes.Compare(start, end) > 0
-}
-
-func badOp(op *flotillapb.Op) bool {
-	switch o := op.GetOp().(type) {
-	case *flotillapb.Op_Put:
-		return badKey(o.Put.GetKey()) || len(o.Put.GetValue()) > fuzzMaxValue
-	case *flotillapb.Op_Delete:
-		return badKey(o.Delete.GetKey())
-	case *flotillapb.Op_DeleteRange:
-		return badSpan(o.DeleteRange.GetStartKey(), o.DeleteRange.GetEndKey())
-	case *flotillapb.Op_Cas:
-		return badKey(o.Cas.GetKey()) || len(o.Cas.GetExpected()) > fuzzMaxValue || len(o.Cas.GetValue()) > fuzzMaxValue
-	}
-	return true // no op set
-}
-
 // checkRefusal checks the error of a request refused for bad input.
 func checkRefusal(t *testing.T, fe *flotillapb.Error, write bool) {
 	t.Helper()
@@ -93,7 +71,7 @@ func FuzzScan(f *testing.F) {
 			return // the gRPC server refuses it before any handler runs
 		}
 		fe := CheckScan(req)
-		bad := badSpan(req.GetStartKey(), req.GetEndKey()) || req.GetLimit() < 0
+		bad := badinput.Span(req.GetStartKey(), req.GetEndKey()) || req.GetLimit() < 0
 		if bad != (fe != nil) {
 			t.Fatalf("CheckScan(%v) = %v, want refused %v", req, fe, bad)
 		}
@@ -138,7 +116,7 @@ func FuzzDeleteRange(f *testing.F) {
 			return
 		}
 		fe := CheckDeleteRange(req)
-		if bad := badSpan(req.GetStartKey(), req.GetEndKey()); bad != (fe != nil) {
+		if bad := badinput.Span(req.GetStartKey(), req.GetEndKey()); bad != (fe != nil) {
 			t.Fatalf("CheckDeleteRange(%v) = %v, want refused %v", req, fe, bad)
 		}
 		if fe != nil {
@@ -168,7 +146,7 @@ func FuzzBatch(f *testing.F) {
 			return
 		}
 		fe := CheckBatch(req, fuzzMaxValue)
-		bad := len(req.GetOps()) == 0 || slices.ContainsFunc(req.GetOps(), badOp)
+		bad := len(req.GetOps()) == 0 || slices.ContainsFunc(req.GetOps(), func(op *flotillapb.Op) bool { return badinput.Op(op, fuzzMaxValue) })
 		if bad != (fe != nil) {
 			t.Fatalf("CheckBatch(%v) = %v, want refused %v", req, fe, bad)
 		}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"github.com/flotilladb/flotilla/internal/badinput"
 	"os"
 	"path/filepath"
 	"slices"
@@ -52,61 +53,40 @@ type fuzzMethod struct {
 	bad   func(proto.Message) bool
 }
 
-func fuzzBadKey(k []byte) bool { return len(k) == 0 || len(k) > flotillapb.MaxKeySize }
-
-func fuzzBadSpan(start, end []byte) bool {
-	return len(start) > flotillapb.MaxKeySize || len(end) > flotillapb.MaxKeySize ||
-		len(end) > 0 && bytes.Compare(start, end) > 0
-}
-
-func fuzzBadOp(op *flotillapb.Op) bool {
-	switch o := op.GetOp().(type) {
-	case *flotillapb.Op_Put:
-		return fuzzBadKey(o.Put.GetKey()) || len(o.Put.GetValue()) > fuzzMaxValue
-	case *flotillapb.Op_Delete:
-		return fuzzBadKey(o.Delete.GetKey())
-	case *flotillapb.Op_DeleteRange:
-		return fuzzBadSpan(o.DeleteRange.GetStartKey(), o.DeleteRange.GetEndKey())
-	case *flotillapb.Op_Cas:
-		return fuzzBadKey(o.Cas.GetKey()) || len(o.Cas.GetExpected()) > fuzzMaxValue || len(o.Cas.GetValue()) > fuzzMaxValue
-	}
-	return true // no op set
-}
-
 // fuzzMethods are indexed by the target's first argument, modulo their
 // number.
 var fuzzMethods = []fuzzMethod{
 	{flotillapb.KV_Get_FullMethodName, func() proto.Message { return &flotillapb.GetRequest{} }, false,
-		func(m proto.Message) bool { return fuzzBadKey(m.(*flotillapb.GetRequest).GetKey()) }},
+		func(m proto.Message) bool { return badinput.Key(m.(*flotillapb.GetRequest).GetKey()) }},
 	{flotillapb.KV_Put_FullMethodName, func() proto.Message { return &flotillapb.PutRequest{} }, true,
 		func(m proto.Message) bool {
 			r := m.(*flotillapb.PutRequest)
-			return fuzzBadKey(r.GetKey()) || len(r.GetValue()) > fuzzMaxValue
+			return badinput.Key(r.GetKey()) || len(r.GetValue()) > fuzzMaxValue
 		}},
 	{flotillapb.KV_Delete_FullMethodName, func() proto.Message { return &flotillapb.DeleteRequest{} }, true,
-		func(m proto.Message) bool { return fuzzBadKey(m.(*flotillapb.DeleteRequest).GetKey()) }},
+		func(m proto.Message) bool { return badinput.Key(m.(*flotillapb.DeleteRequest).GetKey()) }},
 	{flotillapb.KV_DeleteRange_FullMethodName, func() proto.Message { return &flotillapb.DeleteRangeRequest{} }, true,
 		func(m proto.Message) bool {
 			r := m.(*flotillapb.DeleteRangeRequest)
-			return fuzzBadSpan(r.GetStartKey(), r.GetEndKey())
+			return badinput.Span(r.GetStartKey(), r.GetEndKey())
 		}},
 	{flotillapb.KV_Scan_FullMethodName, func() proto.Message { return &flotillapb.ScanRequest{} }, false,
 		func(m proto.Message) bool {
 			r := m.(*flotillapb.ScanRequest)
-			return fuzzBadSpan(r.GetStartKey(), r.GetEndKey()) || r.GetLimit() < 0
+			return badinput.Span(r.GetStartKey(), r.GetEndKey()) || r.GetLimit() < 0
 		}},
 	{flotillapb.KV_CompareAndSwap_FullMethodName, func() proto.Message { return &flotillapb.CompareAndSwapRequest{} }, true,
 		func(m proto.Message) bool {
 			r := m.(*flotillapb.CompareAndSwapRequest)
-			return fuzzBadKey(r.GetKey()) || len(r.GetExpected()) > fuzzMaxValue || len(r.GetValue()) > fuzzMaxValue
+			return badinput.Key(r.GetKey()) || len(r.GetExpected()) > fuzzMaxValue || len(r.GetValue()) > fuzzMaxValue
 		}},
 	{flotillapb.KV_Batch_FullMethodName, func() proto.Message { return &flotillapb.BatchRequest{} }, true,
 		func(m proto.Message) bool {
 			ops := m.(*flotillapb.BatchRequest).GetOps()
-			return len(ops) == 0 || slices.ContainsFunc(ops, fuzzBadOp)
+			return len(ops) == 0 || slices.ContainsFunc(ops, func(op *flotillapb.Op) bool { return badinput.Op(op, fuzzMaxValue) })
 		}},
 	{flotillapb.Placement_SplitRange_FullMethodName, func() proto.Message { return &flotillapb.SplitRangeRequest{} }, true,
-		func(m proto.Message) bool { return fuzzBadKey(m.(*flotillapb.SplitRangeRequest).GetKey()) }},
+		func(m proto.Message) bool { return badinput.Key(m.(*flotillapb.SplitRangeRequest).GetKey()) }},
 	{flotillapb.Placement_LookupRange_FullMethodName, func() proto.Message { return &flotillapb.LookupRangeRequest{} }, false,
 		func(proto.Message) bool { return false }},
 }

@@ -41,6 +41,7 @@ var rank = map[string]int{
 	"shard":                     60,
 	"rpc/raftrpc":               50,
 	"internal/testcluster":      45,
+	"internal/badinput":         15, // the fuzz targets' oracle of bad requests (tests only)
 	"multiraft":                 40,
 	"engine":                    30,
 	"rpc":                       25,
