@@ -222,7 +222,7 @@ func TestEveryMethodClassified(t *testing.T) {
 	clientOK := map[string]bool{
 		"/flotilla.v1.KV/Get": true, "/flotilla.v1.KV/Put": true, "/flotilla.v1.KV/Delete": true,
 		"/flotilla.v1.KV/DeleteRange": true, "/flotilla.v1.KV/Scan": true, "/flotilla.v1.KV/CompareAndSwap": true,
-		"/flotilla.v1.KV/Batch":  true,
+		"/flotilla.v1.KV/Batch": true, "/flotilla.v1.KV/Txn": true, "/flotilla.v1.KV/Compact": true,
 		"/flotilla.v1.Node/Init": true, "/flotilla.v1.Node/Status": true, "/flotilla.v1.Node/ClusterStatus": true,
 		"/flotilla.v1.Node/Join":                false,
 		"/flotilla.v1.Placement/StoreHeartbeat": false, "/flotilla.v1.Placement/RangeHeartbeat": false,
@@ -230,7 +230,7 @@ func TestEveryMethodClassified(t *testing.T) {
 		"/flotilla.v1.Placement/ListRanges": true, "/flotilla.v1.Placement/ListOperators": true,
 		"/flotilla.v1.Placement/TransferLeader": true, "/flotilla.v1.Placement/AddReplica": true,
 		"/flotilla.v1.Placement/RemoveReplica": true, "/flotilla.v1.Placement/SetStoreState": true,
-		"/flotilla.v1.Placement/SplitRange": true,
+		"/flotilla.v1.Placement/SplitRange": true, "/flotilla.v1.Placement/AllocateRevisions": false,
 		"/flotilla.v1.Raft/RaftStream":      false, "/flotilla.v1.Raft/Snapshot": false,
 	}
 	seen := 0

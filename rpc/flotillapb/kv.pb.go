@@ -79,6 +79,110 @@ func (Outcome) EnumDescriptor() ([]byte, []int) {
 	return file_flotillapb_kv_proto_rawDescGZIP(), []int{0}
 }
 
+type Compare_Result int32
+
+const (
+	Compare_EQUAL     Compare_Result = 0
+	Compare_GREATER   Compare_Result = 1
+	Compare_LESS      Compare_Result = 2
+	Compare_NOT_EQUAL Compare_Result = 3
+)
+
+// Enum value maps for Compare_Result.
+var (
+	Compare_Result_name = map[int32]string{
+		0: "EQUAL",
+		1: "GREATER",
+		2: "LESS",
+		3: "NOT_EQUAL",
+	}
+	Compare_Result_value = map[string]int32{
+		"EQUAL":     0,
+		"GREATER":   1,
+		"LESS":      2,
+		"NOT_EQUAL": 3,
+	}
+)
+
+func (x Compare_Result) Enum() *Compare_Result {
+	p := new(Compare_Result)
+	*p = x
+	return p
+}
+
+func (x Compare_Result) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Compare_Result) Descriptor() protoreflect.EnumDescriptor {
+	return file_flotillapb_kv_proto_enumTypes[1].Descriptor()
+}
+
+func (Compare_Result) Type() protoreflect.EnumType {
+	return &file_flotillapb_kv_proto_enumTypes[1]
+}
+
+func (x Compare_Result) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Compare_Result.Descriptor instead.
+func (Compare_Result) EnumDescriptor() ([]byte, []int) {
+	return file_flotillapb_kv_proto_rawDescGZIP(), []int{17, 0}
+}
+
+type Compare_Target int32
+
+const (
+	Compare_VERSION Compare_Target = 0
+	Compare_CREATE  Compare_Target = 1
+	Compare_MOD     Compare_Target = 2
+	Compare_VALUE   Compare_Target = 3
+)
+
+// Enum value maps for Compare_Target.
+var (
+	Compare_Target_name = map[int32]string{
+		0: "VERSION",
+		1: "CREATE",
+		2: "MOD",
+		3: "VALUE",
+	}
+	Compare_Target_value = map[string]int32{
+		"VERSION": 0,
+		"CREATE":  1,
+		"MOD":     2,
+		"VALUE":   3,
+	}
+)
+
+func (x Compare_Target) Enum() *Compare_Target {
+	p := new(Compare_Target)
+	*p = x
+	return p
+}
+
+func (x Compare_Target) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Compare_Target) Descriptor() protoreflect.EnumDescriptor {
+	return file_flotillapb_kv_proto_enumTypes[2].Descriptor()
+}
+
+func (Compare_Target) Type() protoreflect.EnumType {
+	return &file_flotillapb_kv_proto_enumTypes[2]
+}
+
+func (x Compare_Target) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Compare_Target.Descriptor instead.
+func (Compare_Target) EnumDescriptor() ([]byte, []int) {
+	return file_flotillapb_kv_proto_rawDescGZIP(), []int{17, 1}
+}
+
 // RequestHeader addresses a request to a range. Clients leave it empty and
 // let the gateway route; a range_id asks for that range, checked against
 // version (when set) and the range's bounds.
@@ -152,7 +256,9 @@ type ResponseHeader struct {
 	RangeId uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
 	// applied_index is the index the range's state was read at (reads) or the
 	// write was applied at.
-	AppliedIndex  uint64 `protobuf:"varint,2,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	AppliedIndex uint64 `protobuf:"varint,2,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	// revision is a write's revision, or the revision a read was served at.
+	Revision      int64 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -201,10 +307,26 @@ func (x *ResponseHeader) GetAppliedIndex() uint64 {
 	return 0
 }
 
+func (x *ResponseHeader) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// KeyValue is one version of a key.
 type KeyValue struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
-	Value         []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Value []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	// create_revision is the revision of the put that created the key (after
+	// its last delete); mod_revision the revision of its latest put; version
+	// the number of puts since it was created (1 for a new key).
+	CreateRevision int64 `protobuf:"varint,3,opt,name=create_revision,json=createRevision,proto3" json:"create_revision,omitempty"`
+	ModRevision    int64 `protobuf:"varint,4,opt,name=mod_revision,json=modRevision,proto3" json:"mod_revision,omitempty"`
+	Version        int64 `protobuf:"varint,5,opt,name=version,proto3" json:"version,omitempty"`
+	// lease is the ID of the lease the key is attached to, 0 for none.
+	Lease         int64 `protobuf:"varint,6,opt,name=lease,proto3" json:"lease,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -253,10 +375,41 @@ func (x *KeyValue) GetValue() []byte {
 	return nil
 }
 
+func (x *KeyValue) GetCreateRevision() int64 {
+	if x != nil {
+		return x.CreateRevision
+	}
+	return 0
+}
+
+func (x *KeyValue) GetModRevision() int64 {
+	if x != nil {
+		return x.ModRevision
+	}
+	return 0
+}
+
+func (x *KeyValue) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *KeyValue) GetLease() int64 {
+	if x != nil {
+		return x.Lease
+	}
+	return 0
+}
+
 type GetRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Header        *RequestHeader         `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
-	Key           []byte                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Header *RequestHeader         `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Key    []byte                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	// revision reads the key as of that revision; 0 reads the latest
+	// (linearizable) and says which revision that was in the response header.
+	Revision      int64 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -305,13 +458,24 @@ func (x *GetRequest) GetKey() []byte {
 	return nil
 }
 
+func (x *GetRequest) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
 type GetResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Header        *ResponseHeader        `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
-	Found         bool                   `protobuf:"varint,2,opt,name=found,proto3" json:"found,omitempty"`
-	Value         []byte                 `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Header         *ResponseHeader        `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Found          bool                   `protobuf:"varint,2,opt,name=found,proto3" json:"found,omitempty"`
+	Value          []byte                 `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
+	CreateRevision int64                  `protobuf:"varint,4,opt,name=create_revision,json=createRevision,proto3" json:"create_revision,omitempty"`
+	ModRevision    int64                  `protobuf:"varint,5,opt,name=mod_revision,json=modRevision,proto3" json:"mod_revision,omitempty"`
+	Version        int64                  `protobuf:"varint,6,opt,name=version,proto3" json:"version,omitempty"`
+	Lease          int64                  `protobuf:"varint,7,opt,name=lease,proto3" json:"lease,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *GetResponse) Reset() {
@@ -363,6 +527,34 @@ func (x *GetResponse) GetValue() []byte {
 		return x.Value
 	}
 	return nil
+}
+
+func (x *GetResponse) GetCreateRevision() int64 {
+	if x != nil {
+		return x.CreateRevision
+	}
+	return 0
+}
+
+func (x *GetResponse) GetModRevision() int64 {
+	if x != nil {
+		return x.ModRevision
+	}
+	return 0
+}
+
+func (x *GetResponse) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *GetResponse) GetLease() int64 {
+	if x != nil {
+		return x.Lease
+	}
+	return 0
 }
 
 type PutRequest struct {
@@ -698,7 +890,10 @@ type ScanRequest struct {
 	// response size bound).
 	Limit int64 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
 	// reverse returns pairs in descending key order, from end_key down.
-	Reverse       bool `protobuf:"varint,5,opt,name=reverse,proto3" json:"reverse,omitempty"`
+	Reverse bool `protobuf:"varint,5,opt,name=reverse,proto3" json:"reverse,omitempty"`
+	// revision reads the span as of that revision (0: the latest). A scan of
+	// several ranges reads them all at one revision: one consistent snapshot.
+	Revision      int64 `protobuf:"varint,6,opt,name=revision,proto3" json:"revision,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -766,6 +961,13 @@ func (x *ScanRequest) GetReverse() bool {
 		return x.Reverse
 	}
 	return false
+}
+
+func (x *ScanRequest) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
 }
 
 type ScanResponse struct {
@@ -1093,6 +1295,719 @@ func (x *BatchResponse) GetResults() []*OpResult {
 	return nil
 }
 
+// Compare is one condition of a txn, etcd's shape.
+type Compare struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Result Compare_Result         `protobuf:"varint,1,opt,name=result,proto3,enum=flotilla.v1.Compare_Result" json:"result,omitempty"`
+	Target Compare_Target         `protobuf:"varint,2,opt,name=target,proto3,enum=flotilla.v1.Compare_Target" json:"target,omitempty"`
+	Key    []byte                 `protobuf:"bytes,3,opt,name=key,proto3" json:"key,omitempty"`
+	// Types that are valid to be assigned to TargetUnion:
+	//
+	//	*Compare_Version
+	//	*Compare_CreateRevision
+	//	*Compare_ModRevision
+	//	*Compare_Value
+	TargetUnion   isCompare_TargetUnion `protobuf_oneof:"target_union"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Compare) Reset() {
+	*x = Compare{}
+	mi := &file_flotillapb_kv_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Compare) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Compare) ProtoMessage() {}
+
+func (x *Compare) ProtoReflect() protoreflect.Message {
+	mi := &file_flotillapb_kv_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Compare.ProtoReflect.Descriptor instead.
+func (*Compare) Descriptor() ([]byte, []int) {
+	return file_flotillapb_kv_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *Compare) GetResult() Compare_Result {
+	if x != nil {
+		return x.Result
+	}
+	return Compare_EQUAL
+}
+
+func (x *Compare) GetTarget() Compare_Target {
+	if x != nil {
+		return x.Target
+	}
+	return Compare_VERSION
+}
+
+func (x *Compare) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *Compare) GetTargetUnion() isCompare_TargetUnion {
+	if x != nil {
+		return x.TargetUnion
+	}
+	return nil
+}
+
+func (x *Compare) GetVersion() int64 {
+	if x != nil {
+		if x, ok := x.TargetUnion.(*Compare_Version); ok {
+			return x.Version
+		}
+	}
+	return 0
+}
+
+func (x *Compare) GetCreateRevision() int64 {
+	if x != nil {
+		if x, ok := x.TargetUnion.(*Compare_CreateRevision); ok {
+			return x.CreateRevision
+		}
+	}
+	return 0
+}
+
+func (x *Compare) GetModRevision() int64 {
+	if x != nil {
+		if x, ok := x.TargetUnion.(*Compare_ModRevision); ok {
+			return x.ModRevision
+		}
+	}
+	return 0
+}
+
+func (x *Compare) GetValue() []byte {
+	if x != nil {
+		if x, ok := x.TargetUnion.(*Compare_Value); ok {
+			return x.Value
+		}
+	}
+	return nil
+}
+
+type isCompare_TargetUnion interface {
+	isCompare_TargetUnion()
+}
+
+type Compare_Version struct {
+	Version int64 `protobuf:"varint,4,opt,name=version,proto3,oneof"`
+}
+
+type Compare_CreateRevision struct {
+	CreateRevision int64 `protobuf:"varint,5,opt,name=create_revision,json=createRevision,proto3,oneof"`
+}
+
+type Compare_ModRevision struct {
+	ModRevision int64 `protobuf:"varint,6,opt,name=mod_revision,json=modRevision,proto3,oneof"`
+}
+
+type Compare_Value struct {
+	Value []byte `protobuf:"bytes,7,opt,name=value,proto3,oneof"`
+}
+
+func (*Compare_Version) isCompare_TargetUnion() {}
+
+func (*Compare_CreateRevision) isCompare_TargetUnion() {}
+
+func (*Compare_ModRevision) isCompare_TargetUnion() {}
+
+func (*Compare_Value) isCompare_TargetUnion() {}
+
+// TxnOp is one op of a txn branch: a write (put, delete, delete_range) or a
+// read (get, scan).
+type TxnOp struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Op:
+	//
+	//	*TxnOp_Put
+	//	*TxnOp_Delete
+	//	*TxnOp_DeleteRange
+	//	*TxnOp_Get
+	//	*TxnOp_Scan
+	Op            isTxnOp_Op `protobuf_oneof:"op"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TxnOp) Reset() {
+	*x = TxnOp{}
+	mi := &file_flotillapb_kv_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TxnOp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TxnOp) ProtoMessage() {}
+
+func (x *TxnOp) ProtoReflect() protoreflect.Message {
+	mi := &file_flotillapb_kv_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TxnOp.ProtoReflect.Descriptor instead.
+func (*TxnOp) Descriptor() ([]byte, []int) {
+	return file_flotillapb_kv_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *TxnOp) GetOp() isTxnOp_Op {
+	if x != nil {
+		return x.Op
+	}
+	return nil
+}
+
+func (x *TxnOp) GetPut() *PutOp {
+	if x != nil {
+		if x, ok := x.Op.(*TxnOp_Put); ok {
+			return x.Put
+		}
+	}
+	return nil
+}
+
+func (x *TxnOp) GetDelete() *DeleteOp {
+	if x != nil {
+		if x, ok := x.Op.(*TxnOp_Delete); ok {
+			return x.Delete
+		}
+	}
+	return nil
+}
+
+func (x *TxnOp) GetDeleteRange() *DeleteRangeOp {
+	if x != nil {
+		if x, ok := x.Op.(*TxnOp_DeleteRange); ok {
+			return x.DeleteRange
+		}
+	}
+	return nil
+}
+
+func (x *TxnOp) GetGet() *GetOp {
+	if x != nil {
+		if x, ok := x.Op.(*TxnOp_Get); ok {
+			return x.Get
+		}
+	}
+	return nil
+}
+
+func (x *TxnOp) GetScan() *ScanOp {
+	if x != nil {
+		if x, ok := x.Op.(*TxnOp_Scan); ok {
+			return x.Scan
+		}
+	}
+	return nil
+}
+
+type isTxnOp_Op interface {
+	isTxnOp_Op()
+}
+
+type TxnOp_Put struct {
+	Put *PutOp `protobuf:"bytes,1,opt,name=put,proto3,oneof"`
+}
+
+type TxnOp_Delete struct {
+	Delete *DeleteOp `protobuf:"bytes,2,opt,name=delete,proto3,oneof"`
+}
+
+type TxnOp_DeleteRange struct {
+	DeleteRange *DeleteRangeOp `protobuf:"bytes,3,opt,name=delete_range,json=deleteRange,proto3,oneof"`
+}
+
+type TxnOp_Get struct {
+	Get *GetOp `protobuf:"bytes,4,opt,name=get,proto3,oneof"`
+}
+
+type TxnOp_Scan struct {
+	Scan *ScanOp `protobuf:"bytes,5,opt,name=scan,proto3,oneof"`
+}
+
+func (*TxnOp_Put) isTxnOp_Op() {}
+
+func (*TxnOp_Delete) isTxnOp_Op() {}
+
+func (*TxnOp_DeleteRange) isTxnOp_Op() {}
+
+func (*TxnOp_Get) isTxnOp_Op() {}
+
+func (*TxnOp_Scan) isTxnOp_Op() {}
+
+type GetOp struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetOp) Reset() {
+	*x = GetOp{}
+	mi := &file_flotillapb_kv_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetOp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetOp) ProtoMessage() {}
+
+func (x *GetOp) ProtoReflect() protoreflect.Message {
+	mi := &file_flotillapb_kv_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetOp.ProtoReflect.Descriptor instead.
+func (*GetOp) Descriptor() ([]byte, []int) {
+	return file_flotillapb_kv_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *GetOp) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+type ScanOp struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	StartKey      []byte                 `protobuf:"bytes,1,opt,name=start_key,json=startKey,proto3" json:"start_key,omitempty"`
+	EndKey        []byte                 `protobuf:"bytes,2,opt,name=end_key,json=endKey,proto3" json:"end_key,omitempty"`
+	Limit         int64                  `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	Reverse       bool                   `protobuf:"varint,4,opt,name=reverse,proto3" json:"reverse,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScanOp) Reset() {
+	*x = ScanOp{}
+	mi := &file_flotillapb_kv_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScanOp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScanOp) ProtoMessage() {}
+
+func (x *ScanOp) ProtoReflect() protoreflect.Message {
+	mi := &file_flotillapb_kv_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScanOp.ProtoReflect.Descriptor instead.
+func (*ScanOp) Descriptor() ([]byte, []int) {
+	return file_flotillapb_kv_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ScanOp) GetStartKey() []byte {
+	if x != nil {
+		return x.StartKey
+	}
+	return nil
+}
+
+func (x *ScanOp) GetEndKey() []byte {
+	if x != nil {
+		return x.EndKey
+	}
+	return nil
+}
+
+func (x *ScanOp) GetLimit() int64 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *ScanOp) GetReverse() bool {
+	if x != nil {
+		return x.Reverse
+	}
+	return false
+}
+
+// TxnRequest: if every compare holds, success runs, else failure. The
+// compares and writes must lie in one range; reads may span ranges and are
+// read at the txn's revision.
+type TxnRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        *RequestHeader         `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Compares      []*Compare             `protobuf:"bytes,2,rep,name=compares,proto3" json:"compares,omitempty"`
+	Success       []*TxnOp               `protobuf:"bytes,3,rep,name=success,proto3" json:"success,omitempty"`
+	Failure       []*TxnOp               `protobuf:"bytes,4,rep,name=failure,proto3" json:"failure,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TxnRequest) Reset() {
+	*x = TxnRequest{}
+	mi := &file_flotillapb_kv_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TxnRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TxnRequest) ProtoMessage() {}
+
+func (x *TxnRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flotillapb_kv_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TxnRequest.ProtoReflect.Descriptor instead.
+func (*TxnRequest) Descriptor() ([]byte, []int) {
+	return file_flotillapb_kv_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *TxnRequest) GetHeader() *RequestHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *TxnRequest) GetCompares() []*Compare {
+	if x != nil {
+		return x.Compares
+	}
+	return nil
+}
+
+func (x *TxnRequest) GetSuccess() []*TxnOp {
+	if x != nil {
+		return x.Success
+	}
+	return nil
+}
+
+func (x *TxnRequest) GetFailure() []*TxnOp {
+	if x != nil {
+		return x.Failure
+	}
+	return nil
+}
+
+// TxnOpResult is the outcome of one TxnOp, in the order of the branch run.
+type TxnOpResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Result:
+	//
+	//	*TxnOpResult_Write
+	//	*TxnOpResult_Get
+	//	*TxnOpResult_Scan
+	Result        isTxnOpResult_Result `protobuf_oneof:"result"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TxnOpResult) Reset() {
+	*x = TxnOpResult{}
+	mi := &file_flotillapb_kv_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TxnOpResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TxnOpResult) ProtoMessage() {}
+
+func (x *TxnOpResult) ProtoReflect() protoreflect.Message {
+	mi := &file_flotillapb_kv_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TxnOpResult.ProtoReflect.Descriptor instead.
+func (*TxnOpResult) Descriptor() ([]byte, []int) {
+	return file_flotillapb_kv_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *TxnOpResult) GetResult() isTxnOpResult_Result {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *TxnOpResult) GetWrite() *OpResult {
+	if x != nil {
+		if x, ok := x.Result.(*TxnOpResult_Write); ok {
+			return x.Write
+		}
+	}
+	return nil
+}
+
+func (x *TxnOpResult) GetGet() *GetResponse {
+	if x != nil {
+		if x, ok := x.Result.(*TxnOpResult_Get); ok {
+			return x.Get
+		}
+	}
+	return nil
+}
+
+func (x *TxnOpResult) GetScan() *ScanResponse {
+	if x != nil {
+		if x, ok := x.Result.(*TxnOpResult_Scan); ok {
+			return x.Scan
+		}
+	}
+	return nil
+}
+
+type isTxnOpResult_Result interface {
+	isTxnOpResult_Result()
+}
+
+type TxnOpResult_Write struct {
+	Write *OpResult `protobuf:"bytes,1,opt,name=write,proto3,oneof"`
+}
+
+type TxnOpResult_Get struct {
+	Get *GetResponse `protobuf:"bytes,2,opt,name=get,proto3,oneof"`
+}
+
+type TxnOpResult_Scan struct {
+	Scan *ScanResponse `protobuf:"bytes,3,opt,name=scan,proto3,oneof"`
+}
+
+func (*TxnOpResult_Write) isTxnOpResult_Result() {}
+
+func (*TxnOpResult_Get) isTxnOpResult_Result() {}
+
+func (*TxnOpResult_Scan) isTxnOpResult_Result() {}
+
+type TxnResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// header.revision is the txn's revision (a txn that writes nothing is
+	// read at an oracle revision, which it returns).
+	Header        *ResponseHeader `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	Succeeded     bool            `protobuf:"varint,2,opt,name=succeeded,proto3" json:"succeeded,omitempty"`
+	Results       []*TxnOpResult  `protobuf:"bytes,3,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TxnResponse) Reset() {
+	*x = TxnResponse{}
+	mi := &file_flotillapb_kv_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TxnResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TxnResponse) ProtoMessage() {}
+
+func (x *TxnResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_flotillapb_kv_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TxnResponse.ProtoReflect.Descriptor instead.
+func (*TxnResponse) Descriptor() ([]byte, []int) {
+	return file_flotillapb_kv_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *TxnResponse) GetHeader() *ResponseHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *TxnResponse) GetSucceeded() bool {
+	if x != nil {
+		return x.Succeeded
+	}
+	return false
+}
+
+func (x *TxnResponse) GetResults() []*TxnOpResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+type CompactRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Header *RequestHeader         `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	// revision: keep, per key, the newest version at or below it and every
+	// version above.
+	Revision      int64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompactRequest) Reset() {
+	*x = CompactRequest{}
+	mi := &file_flotillapb_kv_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompactRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompactRequest) ProtoMessage() {}
+
+func (x *CompactRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flotillapb_kv_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompactRequest.ProtoReflect.Descriptor instead.
+func (*CompactRequest) Descriptor() ([]byte, []int) {
+	return file_flotillapb_kv_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *CompactRequest) GetHeader() *RequestHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *CompactRequest) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+type CompactResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Header        *ResponseHeader        `protobuf:"bytes,1,opt,name=header,proto3" json:"header,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompactResponse) Reset() {
+	*x = CompactResponse{}
+	mi := &file_flotillapb_kv_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompactResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompactResponse) ProtoMessage() {}
+
+func (x *CompactResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_flotillapb_kv_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompactResponse.ProtoReflect.Descriptor instead.
+func (*CompactResponse) Descriptor() ([]byte, []int) {
+	return file_flotillapb_kv_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *CompactResponse) GetHeader() *ResponseHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
 // Op is one write of a command or batch.
 type Op struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1109,7 +2024,7 @@ type Op struct {
 
 func (x *Op) Reset() {
 	*x = Op{}
-	mi := &file_flotillapb_kv_proto_msgTypes[17]
+	mi := &file_flotillapb_kv_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1121,7 +2036,7 @@ func (x *Op) String() string {
 func (*Op) ProtoMessage() {}
 
 func (x *Op) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_kv_proto_msgTypes[17]
+	mi := &file_flotillapb_kv_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1134,7 +2049,7 @@ func (x *Op) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Op.ProtoReflect.Descriptor instead.
 func (*Op) Descriptor() ([]byte, []int) {
-	return file_flotillapb_kv_proto_rawDescGZIP(), []int{17}
+	return file_flotillapb_kv_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *Op) GetOp() isOp_Op {
@@ -1218,7 +2133,7 @@ type PutOp struct {
 
 func (x *PutOp) Reset() {
 	*x = PutOp{}
-	mi := &file_flotillapb_kv_proto_msgTypes[18]
+	mi := &file_flotillapb_kv_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1230,7 +2145,7 @@ func (x *PutOp) String() string {
 func (*PutOp) ProtoMessage() {}
 
 func (x *PutOp) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_kv_proto_msgTypes[18]
+	mi := &file_flotillapb_kv_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1243,7 +2158,7 @@ func (x *PutOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutOp.ProtoReflect.Descriptor instead.
 func (*PutOp) Descriptor() ([]byte, []int) {
-	return file_flotillapb_kv_proto_rawDescGZIP(), []int{18}
+	return file_flotillapb_kv_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *PutOp) GetKey() []byte {
@@ -1269,7 +2184,7 @@ type DeleteOp struct {
 
 func (x *DeleteOp) Reset() {
 	*x = DeleteOp{}
-	mi := &file_flotillapb_kv_proto_msgTypes[19]
+	mi := &file_flotillapb_kv_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1281,7 +2196,7 @@ func (x *DeleteOp) String() string {
 func (*DeleteOp) ProtoMessage() {}
 
 func (x *DeleteOp) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_kv_proto_msgTypes[19]
+	mi := &file_flotillapb_kv_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1294,7 +2209,7 @@ func (x *DeleteOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteOp.ProtoReflect.Descriptor instead.
 func (*DeleteOp) Descriptor() ([]byte, []int) {
-	return file_flotillapb_kv_proto_rawDescGZIP(), []int{19}
+	return file_flotillapb_kv_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *DeleteOp) GetKey() []byte {
@@ -1314,7 +2229,7 @@ type DeleteRangeOp struct {
 
 func (x *DeleteRangeOp) Reset() {
 	*x = DeleteRangeOp{}
-	mi := &file_flotillapb_kv_proto_msgTypes[20]
+	mi := &file_flotillapb_kv_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1326,7 +2241,7 @@ func (x *DeleteRangeOp) String() string {
 func (*DeleteRangeOp) ProtoMessage() {}
 
 func (x *DeleteRangeOp) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_kv_proto_msgTypes[20]
+	mi := &file_flotillapb_kv_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1339,7 +2254,7 @@ func (x *DeleteRangeOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRangeOp.ProtoReflect.Descriptor instead.
 func (*DeleteRangeOp) Descriptor() ([]byte, []int) {
-	return file_flotillapb_kv_proto_rawDescGZIP(), []int{20}
+	return file_flotillapb_kv_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *DeleteRangeOp) GetStartKey() []byte {
@@ -1368,7 +2283,7 @@ type CompareAndSwapOp struct {
 
 func (x *CompareAndSwapOp) Reset() {
 	*x = CompareAndSwapOp{}
-	mi := &file_flotillapb_kv_proto_msgTypes[21]
+	mi := &file_flotillapb_kv_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1380,7 +2295,7 @@ func (x *CompareAndSwapOp) String() string {
 func (*CompareAndSwapOp) ProtoMessage() {}
 
 func (x *CompareAndSwapOp) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_kv_proto_msgTypes[21]
+	mi := &file_flotillapb_kv_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1393,7 +2308,7 @@ func (x *CompareAndSwapOp) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CompareAndSwapOp.ProtoReflect.Descriptor instead.
 func (*CompareAndSwapOp) Descriptor() ([]byte, []int) {
-	return file_flotillapb_kv_proto_rawDescGZIP(), []int{21}
+	return file_flotillapb_kv_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CompareAndSwapOp) GetKey() []byte {
@@ -1442,7 +2357,7 @@ type OpResult struct {
 
 func (x *OpResult) Reset() {
 	*x = OpResult{}
-	mi := &file_flotillapb_kv_proto_msgTypes[22]
+	mi := &file_flotillapb_kv_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1454,7 +2369,7 @@ func (x *OpResult) String() string {
 func (*OpResult) ProtoMessage() {}
 
 func (x *OpResult) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_kv_proto_msgTypes[22]
+	mi := &file_flotillapb_kv_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1467,7 +2382,7 @@ func (x *OpResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpResult.ProtoReflect.Descriptor instead.
 func (*OpResult) Descriptor() ([]byte, []int) {
-	return file_flotillapb_kv_proto_rawDescGZIP(), []int{22}
+	return file_flotillapb_kv_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *OpResult) GetFound() bool {
@@ -1507,14 +2422,29 @@ type KVCommand struct {
 	Version uint64                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
 	Ops     []*Op                  `protobuf:"bytes,3,rep,name=ops,proto3" json:"ops,omitempty"`
 	// split, when set (and ops empty), splits the range.
-	Split         *SplitCommand `protobuf:"bytes,4,opt,name=split,proto3" json:"split,omitempty"`
+	Split *SplitCommand `protobuf:"bytes,4,opt,name=split,proto3" json:"split,omitempty"`
+	// revision is the write's revision from the oracle and request_term the
+	// raft term its proposer led in when it asked for it: apply refuses the
+	// command unless revision is above the range's last and closed
+	// revisions and request_term is the entry's own term.
+	Revision    int64  `protobuf:"varint,5,opt,name=revision,proto3" json:"revision,omitempty"`
+	RequestTerm uint64 `protobuf:"varint,6,opt,name=request_term,json=requestTerm,proto3" json:"request_term,omitempty"`
+	// compares, when set, make ops the success branch and failure the other
+	// (a txn).
+	Compares []*Compare `protobuf:"bytes,7,rep,name=compares,proto3" json:"compares,omitempty"`
+	Failure  []*Op      `protobuf:"bytes,8,rep,name=failure,proto3" json:"failure,omitempty"`
+	// close, when set (and ops empty), raises the range's closed revision.
+	Close int64 `protobuf:"varint,9,opt,name=close,proto3" json:"close,omitempty"`
+	// compact, when set (and ops empty), raises the range's compacted
+	// revision (and its closed revision with it).
+	Compact       int64 `protobuf:"varint,10,opt,name=compact,proto3" json:"compact,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *KVCommand) Reset() {
 	*x = KVCommand{}
-	mi := &file_flotillapb_kv_proto_msgTypes[23]
+	mi := &file_flotillapb_kv_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1526,7 +2456,7 @@ func (x *KVCommand) String() string {
 func (*KVCommand) ProtoMessage() {}
 
 func (x *KVCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_kv_proto_msgTypes[23]
+	mi := &file_flotillapb_kv_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1539,7 +2469,7 @@ func (x *KVCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVCommand.ProtoReflect.Descriptor instead.
 func (*KVCommand) Descriptor() ([]byte, []int) {
-	return file_flotillapb_kv_proto_rawDescGZIP(), []int{23}
+	return file_flotillapb_kv_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *KVCommand) GetRangeId() uint64 {
@@ -1570,6 +2500,48 @@ func (x *KVCommand) GetSplit() *SplitCommand {
 	return nil
 }
 
+func (x *KVCommand) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *KVCommand) GetRequestTerm() uint64 {
+	if x != nil {
+		return x.RequestTerm
+	}
+	return 0
+}
+
+func (x *KVCommand) GetCompares() []*Compare {
+	if x != nil {
+		return x.Compares
+	}
+	return nil
+}
+
+func (x *KVCommand) GetFailure() []*Op {
+	if x != nil {
+		return x.Failure
+	}
+	return nil
+}
+
+func (x *KVCommand) GetClose() int64 {
+	if x != nil {
+		return x.Close
+	}
+	return 0
+}
+
+func (x *KVCommand) GetCompact() int64 {
+	if x != nil {
+		return x.Compact
+	}
+	return 0
+}
+
 // SplitCommand splits a range in two at split_key: the range keeps
 // [start_key, split_key) and a new range takes [split_key, end_key), with a
 // replica on every store of the range, of the same type. No data moves.
@@ -1591,7 +2563,7 @@ type SplitCommand struct {
 
 func (x *SplitCommand) Reset() {
 	*x = SplitCommand{}
-	mi := &file_flotillapb_kv_proto_msgTypes[24]
+	mi := &file_flotillapb_kv_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1603,7 +2575,7 @@ func (x *SplitCommand) String() string {
 func (*SplitCommand) ProtoMessage() {}
 
 func (x *SplitCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_kv_proto_msgTypes[24]
+	mi := &file_flotillapb_kv_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1616,7 +2588,7 @@ func (x *SplitCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SplitCommand.ProtoReflect.Descriptor instead.
 func (*SplitCommand) Descriptor() ([]byte, []int) {
-	return file_flotillapb_kv_proto_rawDescGZIP(), []int{24}
+	return file_flotillapb_kv_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *SplitCommand) GetSplitKey() []byte {
@@ -1657,13 +2629,17 @@ type KVCommandResult struct {
 	// split_descriptors are, for a split, the left and right ranges'
 	// descriptors after it.
 	SplitDescriptors []*RangeDescriptor `protobuf:"bytes,4,rep,name=split_descriptors,json=splitDescriptors,proto3" json:"split_descriptors,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// revision is the command's revision; succeeded says a txn's compares
+	// held (its ops ran, else its failure ops).
+	Revision      int64 `protobuf:"varint,5,opt,name=revision,proto3" json:"revision,omitempty"`
+	Succeeded     bool  `protobuf:"varint,6,opt,name=succeeded,proto3" json:"succeeded,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *KVCommandResult) Reset() {
 	*x = KVCommandResult{}
-	mi := &file_flotillapb_kv_proto_msgTypes[25]
+	mi := &file_flotillapb_kv_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1675,7 +2651,7 @@ func (x *KVCommandResult) String() string {
 func (*KVCommandResult) ProtoMessage() {}
 
 func (x *KVCommandResult) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_kv_proto_msgTypes[25]
+	mi := &file_flotillapb_kv_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1688,7 +2664,7 @@ func (x *KVCommandResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVCommandResult.ProtoReflect.Descriptor instead.
 func (*KVCommandResult) Descriptor() ([]byte, []int) {
-	return file_flotillapb_kv_proto_rawDescGZIP(), []int{25}
+	return file_flotillapb_kv_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *KVCommandResult) GetResults() []*OpResult {
@@ -1719,6 +2695,20 @@ func (x *KVCommandResult) GetSplitDescriptors() []*RangeDescriptor {
 	return nil
 }
 
+func (x *KVCommandResult) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+func (x *KVCommandResult) GetSucceeded() bool {
+	if x != nil {
+		return x.Succeeded
+	}
+	return false
+}
+
 // Error is the detail of every failed KV request.
 type Error struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -1734,6 +2724,9 @@ type Error struct {
 	//	*Error_InvalidArgument
 	//	*Error_Unavailable
 	//	*Error_NoSpace
+	//	*Error_Compacted
+	//	*Error_FutureRevision
+	//	*Error_CrossRange
 	Detail        isError_Detail `protobuf_oneof:"detail"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1741,7 +2734,7 @@ type Error struct {
 
 func (x *Error) Reset() {
 	*x = Error{}
-	mi := &file_flotillapb_kv_proto_msgTypes[26]
+	mi := &file_flotillapb_kv_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1753,7 +2746,7 @@ func (x *Error) String() string {
 func (*Error) ProtoMessage() {}
 
 func (x *Error) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_kv_proto_msgTypes[26]
+	mi := &file_flotillapb_kv_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1766,7 +2759,7 @@ func (x *Error) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Error.ProtoReflect.Descriptor instead.
 func (*Error) Descriptor() ([]byte, []int) {
-	return file_flotillapb_kv_proto_rawDescGZIP(), []int{26}
+	return file_flotillapb_kv_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Error) GetMessage() string {
@@ -1862,6 +2855,33 @@ func (x *Error) GetNoSpace() *NoSpace {
 	return nil
 }
 
+func (x *Error) GetCompacted() *Compacted {
+	if x != nil {
+		if x, ok := x.Detail.(*Error_Compacted); ok {
+			return x.Compacted
+		}
+	}
+	return nil
+}
+
+func (x *Error) GetFutureRevision() *FutureRevision {
+	if x != nil {
+		if x, ok := x.Detail.(*Error_FutureRevision); ok {
+			return x.FutureRevision
+		}
+	}
+	return nil
+}
+
+func (x *Error) GetCrossRange() *CrossRange {
+	if x != nil {
+		if x, ok := x.Detail.(*Error_CrossRange); ok {
+			return x.CrossRange
+		}
+	}
+	return nil
+}
+
 type isError_Detail interface {
 	isError_Detail()
 }
@@ -1898,6 +2918,18 @@ type Error_NoSpace struct {
 	NoSpace *NoSpace `protobuf:"bytes,10,opt,name=no_space,json=noSpace,proto3,oneof"`
 }
 
+type Error_Compacted struct {
+	Compacted *Compacted `protobuf:"bytes,11,opt,name=compacted,proto3,oneof"`
+}
+
+type Error_FutureRevision struct {
+	FutureRevision *FutureRevision `protobuf:"bytes,12,opt,name=future_revision,json=futureRevision,proto3,oneof"`
+}
+
+type Error_CrossRange struct {
+	CrossRange *CrossRange `protobuf:"bytes,13,opt,name=cross_range,json=crossRange,proto3,oneof"`
+}
+
 func (*Error_NotLeader) isError_Detail() {}
 
 func (*Error_EpochNotMatch) isError_Detail() {}
@@ -1914,6 +2946,12 @@ func (*Error_Unavailable) isError_Detail() {}
 
 func (*Error_NoSpace) isError_Detail() {}
 
+func (*Error_Compacted) isError_Detail() {}
+
+func (*Error_FutureRevision) isError_Detail() {}
+
+func (*Error_CrossRange) isError_Detail() {}
+
 // NotLeader: the replica asked is not its range's leader.
 type NotLeader struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -1927,7 +2965,7 @@ type NotLeader struct {
 
 func (x *NotLeader) Reset() {
 	*x = NotLeader{}
-	mi := &file_flotillapb_kv_proto_msgTypes[27]
+	mi := &file_flotillapb_kv_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1939,7 +2977,7 @@ func (x *NotLeader) String() string {
 func (*NotLeader) ProtoMessage() {}
 
 func (x *NotLeader) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_kv_proto_msgTypes[27]
+	mi := &file_flotillapb_kv_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1952,7 +2990,7 @@ func (x *NotLeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotLeader.ProtoReflect.Descriptor instead.
 func (*NotLeader) Descriptor() ([]byte, []int) {
-	return file_flotillapb_kv_proto_rawDescGZIP(), []int{27}
+	return file_flotillapb_kv_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *NotLeader) GetRangeId() uint64 {
@@ -1986,7 +3024,7 @@ type EpochNotMatch struct {
 
 func (x *EpochNotMatch) Reset() {
 	*x = EpochNotMatch{}
-	mi := &file_flotillapb_kv_proto_msgTypes[28]
+	mi := &file_flotillapb_kv_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1998,7 +3036,7 @@ func (x *EpochNotMatch) String() string {
 func (*EpochNotMatch) ProtoMessage() {}
 
 func (x *EpochNotMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_kv_proto_msgTypes[28]
+	mi := &file_flotillapb_kv_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2011,7 +3049,7 @@ func (x *EpochNotMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EpochNotMatch.ProtoReflect.Descriptor instead.
 func (*EpochNotMatch) Descriptor() ([]byte, []int) {
-	return file_flotillapb_kv_proto_rawDescGZIP(), []int{28}
+	return file_flotillapb_kv_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *EpochNotMatch) GetCurrent() []*RangeDescriptor {
@@ -2032,7 +3070,7 @@ type KeyNotInRange struct {
 
 func (x *KeyNotInRange) Reset() {
 	*x = KeyNotInRange{}
-	mi := &file_flotillapb_kv_proto_msgTypes[29]
+	mi := &file_flotillapb_kv_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2044,7 +3082,7 @@ func (x *KeyNotInRange) String() string {
 func (*KeyNotInRange) ProtoMessage() {}
 
 func (x *KeyNotInRange) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_kv_proto_msgTypes[29]
+	mi := &file_flotillapb_kv_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2057,7 +3095,7 @@ func (x *KeyNotInRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyNotInRange.ProtoReflect.Descriptor instead.
 func (*KeyNotInRange) Descriptor() ([]byte, []int) {
-	return file_flotillapb_kv_proto_rawDescGZIP(), []int{29}
+	return file_flotillapb_kv_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *KeyNotInRange) GetKey() []byte {
@@ -2084,7 +3122,7 @@ type RangeNotFound struct {
 
 func (x *RangeNotFound) Reset() {
 	*x = RangeNotFound{}
-	mi := &file_flotillapb_kv_proto_msgTypes[30]
+	mi := &file_flotillapb_kv_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2096,7 +3134,7 @@ func (x *RangeNotFound) String() string {
 func (*RangeNotFound) ProtoMessage() {}
 
 func (x *RangeNotFound) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_kv_proto_msgTypes[30]
+	mi := &file_flotillapb_kv_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2109,7 +3147,7 @@ func (x *RangeNotFound) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeNotFound.ProtoReflect.Descriptor instead.
 func (*RangeNotFound) Descriptor() ([]byte, []int) {
-	return file_flotillapb_kv_proto_rawDescGZIP(), []int{30}
+	return file_flotillapb_kv_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *RangeNotFound) GetRangeId() uint64 {
@@ -2128,7 +3166,7 @@ type ServerBusy struct {
 
 func (x *ServerBusy) Reset() {
 	*x = ServerBusy{}
-	mi := &file_flotillapb_kv_proto_msgTypes[31]
+	mi := &file_flotillapb_kv_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2140,7 +3178,7 @@ func (x *ServerBusy) String() string {
 func (*ServerBusy) ProtoMessage() {}
 
 func (x *ServerBusy) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_kv_proto_msgTypes[31]
+	mi := &file_flotillapb_kv_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2153,7 +3191,7 @@ func (x *ServerBusy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerBusy.ProtoReflect.Descriptor instead.
 func (*ServerBusy) Descriptor() ([]byte, []int) {
-	return file_flotillapb_kv_proto_rawDescGZIP(), []int{31}
+	return file_flotillapb_kv_proto_rawDescGZIP(), []int{40}
 }
 
 // InvalidArgument: the request is malformed; retrying it cannot help.
@@ -2166,7 +3204,7 @@ type InvalidArgument struct {
 
 func (x *InvalidArgument) Reset() {
 	*x = InvalidArgument{}
-	mi := &file_flotillapb_kv_proto_msgTypes[32]
+	mi := &file_flotillapb_kv_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2178,7 +3216,7 @@ func (x *InvalidArgument) String() string {
 func (*InvalidArgument) ProtoMessage() {}
 
 func (x *InvalidArgument) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_kv_proto_msgTypes[32]
+	mi := &file_flotillapb_kv_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2191,7 +3229,7 @@ func (x *InvalidArgument) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InvalidArgument.ProtoReflect.Descriptor instead.
 func (*InvalidArgument) Descriptor() ([]byte, []int) {
-	return file_flotillapb_kv_proto_rawDescGZIP(), []int{32}
+	return file_flotillapb_kv_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *InvalidArgument) GetField() string {
@@ -2217,7 +3255,7 @@ type NoSpace struct {
 
 func (x *NoSpace) Reset() {
 	*x = NoSpace{}
-	mi := &file_flotillapb_kv_proto_msgTypes[33]
+	mi := &file_flotillapb_kv_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2229,7 +3267,7 @@ func (x *NoSpace) String() string {
 func (*NoSpace) ProtoMessage() {}
 
 func (x *NoSpace) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_kv_proto_msgTypes[33]
+	mi := &file_flotillapb_kv_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2242,7 +3280,7 @@ func (x *NoSpace) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NoSpace.ProtoReflect.Descriptor instead.
 func (*NoSpace) Descriptor() ([]byte, []int) {
-	return file_flotillapb_kv_proto_rawDescGZIP(), []int{33}
+	return file_flotillapb_kv_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *NoSpace) GetNodeId() uint64 {
@@ -2266,6 +3304,141 @@ func (x *NoSpace) GetReserveBytes() uint64 {
 	return 0
 }
 
+// Compacted: the revision asked for was compacted away.
+type Compacted struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	CompactRevision int64                  `protobuf:"varint,1,opt,name=compact_revision,json=compactRevision,proto3" json:"compact_revision,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *Compacted) Reset() {
+	*x = Compacted{}
+	mi := &file_flotillapb_kv_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Compacted) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Compacted) ProtoMessage() {}
+
+func (x *Compacted) ProtoReflect() protoreflect.Message {
+	mi := &file_flotillapb_kv_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Compacted.ProtoReflect.Descriptor instead.
+func (*Compacted) Descriptor() ([]byte, []int) {
+	return file_flotillapb_kv_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *Compacted) GetCompactRevision() int64 {
+	if x != nil {
+		return x.CompactRevision
+	}
+	return 0
+}
+
+// FutureRevision: the revision asked for is above the current revision.
+type FutureRevision struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	CurrentRevision int64                  `protobuf:"varint,1,opt,name=current_revision,json=currentRevision,proto3" json:"current_revision,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *FutureRevision) Reset() {
+	*x = FutureRevision{}
+	mi := &file_flotillapb_kv_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FutureRevision) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FutureRevision) ProtoMessage() {}
+
+func (x *FutureRevision) ProtoReflect() protoreflect.Message {
+	mi := &file_flotillapb_kv_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FutureRevision.ProtoReflect.Descriptor instead.
+func (*FutureRevision) Descriptor() ([]byte, []int) {
+	return file_flotillapb_kv_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *FutureRevision) GetCurrentRevision() int64 {
+	if x != nil {
+		return x.CurrentRevision
+	}
+	return 0
+}
+
+// CrossRange: a txn's compares and writes lie in more than one range.
+type CrossRange struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RangeIds      []uint64               `protobuf:"varint,1,rep,packed,name=range_ids,json=rangeIds,proto3" json:"range_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CrossRange) Reset() {
+	*x = CrossRange{}
+	mi := &file_flotillapb_kv_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CrossRange) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CrossRange) ProtoMessage() {}
+
+func (x *CrossRange) ProtoReflect() protoreflect.Message {
+	mi := &file_flotillapb_kv_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CrossRange.ProtoReflect.Descriptor instead.
+func (*CrossRange) Descriptor() ([]byte, []int) {
+	return file_flotillapb_kv_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *CrossRange) GetRangeIds() []uint64 {
+	if x != nil {
+		return x.RangeIds
+	}
+	return nil
+}
+
 // Unavailable: the range cannot serve now (no leader, no quorum, node
 // shutting down).
 type Unavailable struct {
@@ -2276,7 +3449,7 @@ type Unavailable struct {
 
 func (x *Unavailable) Reset() {
 	*x = Unavailable{}
-	mi := &file_flotillapb_kv_proto_msgTypes[34]
+	mi := &file_flotillapb_kv_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2288,7 +3461,7 @@ func (x *Unavailable) String() string {
 func (*Unavailable) ProtoMessage() {}
 
 func (x *Unavailable) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_kv_proto_msgTypes[34]
+	mi := &file_flotillapb_kv_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2301,7 +3474,7 @@ func (x *Unavailable) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Unavailable.ProtoReflect.Descriptor instead.
 func (*Unavailable) Descriptor() ([]byte, []int) {
-	return file_flotillapb_kv_proto_rawDescGZIP(), []int{34}
+	return file_flotillapb_kv_proto_rawDescGZIP(), []int{46}
 }
 
 var File_flotillapb_kv_proto protoreflect.FileDescriptor
@@ -2312,21 +3485,31 @@ const file_flotillapb_kv_proto_rawDesc = "" +
 	"\rRequestHeader\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x1c\n" +
-	"\tforwarded\x18\x03 \x01(\bR\tforwarded\"P\n" +
+	"\tforwarded\x18\x03 \x01(\bR\tforwarded\"l\n" +
 	"\x0eResponseHeader\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12#\n" +
-	"\rapplied_index\x18\x02 \x01(\x04R\fappliedIndex\"2\n" +
+	"\rapplied_index\x18\x02 \x01(\x04R\fappliedIndex\x12\x1a\n" +
+	"\brevision\x18\x03 \x01(\x03R\brevision\"\xae\x01\n" +
 	"\bKeyValue\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\fR\x05value\"R\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\x12'\n" +
+	"\x0fcreate_revision\x18\x03 \x01(\x03R\x0ecreateRevision\x12!\n" +
+	"\fmod_revision\x18\x04 \x01(\x03R\vmodRevision\x12\x18\n" +
+	"\aversion\x18\x05 \x01(\x03R\aversion\x12\x14\n" +
+	"\x05lease\x18\x06 \x01(\x03R\x05lease\"n\n" +
 	"\n" +
 	"GetRequest\x122\n" +
 	"\x06header\x18\x01 \x01(\v2\x1a.flotilla.v1.RequestHeaderR\x06header\x12\x10\n" +
-	"\x03key\x18\x02 \x01(\fR\x03key\"n\n" +
+	"\x03key\x18\x02 \x01(\fR\x03key\x12\x1a\n" +
+	"\brevision\x18\x03 \x01(\x03R\brevision\"\xea\x01\n" +
 	"\vGetResponse\x123\n" +
 	"\x06header\x18\x01 \x01(\v2\x1b.flotilla.v1.ResponseHeaderR\x06header\x12\x14\n" +
 	"\x05found\x18\x02 \x01(\bR\x05found\x12\x14\n" +
-	"\x05value\x18\x03 \x01(\fR\x05value\"h\n" +
+	"\x05value\x18\x03 \x01(\fR\x05value\x12'\n" +
+	"\x0fcreate_revision\x18\x04 \x01(\x03R\x0ecreateRevision\x12!\n" +
+	"\fmod_revision\x18\x05 \x01(\x03R\vmodRevision\x12\x18\n" +
+	"\aversion\x18\x06 \x01(\x03R\aversion\x12\x14\n" +
+	"\x05lease\x18\a \x01(\x03R\x05lease\"h\n" +
 	"\n" +
 	"PutRequest\x122\n" +
 	"\x06header\x18\x01 \x01(\v2\x1a.flotilla.v1.RequestHeaderR\x06header\x12\x10\n" +
@@ -2346,13 +3529,14 @@ const file_flotillapb_kv_proto_rawDesc = "" +
 	"\aend_key\x18\x03 \x01(\fR\x06endKey\"d\n" +
 	"\x13DeleteRangeResponse\x123\n" +
 	"\x06header\x18\x01 \x01(\v2\x1b.flotilla.v1.ResponseHeaderR\x06header\x12\x18\n" +
-	"\adeleted\x18\x02 \x01(\x03R\adeleted\"\xa7\x01\n" +
+	"\adeleted\x18\x02 \x01(\x03R\adeleted\"\xc3\x01\n" +
 	"\vScanRequest\x122\n" +
 	"\x06header\x18\x01 \x01(\v2\x1a.flotilla.v1.RequestHeaderR\x06header\x12\x1b\n" +
 	"\tstart_key\x18\x02 \x01(\fR\bstartKey\x12\x17\n" +
 	"\aend_key\x18\x03 \x01(\fR\x06endKey\x12\x14\n" +
 	"\x05limit\x18\x04 \x01(\x03R\x05limit\x12\x18\n" +
-	"\areverse\x18\x05 \x01(\bR\areverse\"\x9f\x01\n" +
+	"\areverse\x18\x05 \x01(\bR\areverse\x12\x1a\n" +
+	"\brevision\x18\x06 \x01(\x03R\brevision\"\x9f\x01\n" +
 	"\fScanResponse\x123\n" +
 	"\x06header\x18\x01 \x01(\v2\x1b.flotilla.v1.ResponseHeaderR\x06header\x12'\n" +
 	"\x03kvs\x18\x02 \x03(\v2\x15.flotilla.v1.KeyValueR\x03kvs\x12\x12\n" +
@@ -2375,7 +3559,61 @@ const file_flotillapb_kv_proto_rawDesc = "" +
 	"\x03ops\x18\x02 \x03(\v2\x0f.flotilla.v1.OpR\x03ops\"u\n" +
 	"\rBatchResponse\x123\n" +
 	"\x06header\x18\x01 \x01(\v2\x1b.flotilla.v1.ResponseHeaderR\x06header\x12/\n" +
-	"\aresults\x18\x02 \x03(\v2\x15.flotilla.v1.OpResultR\aresults\"\xd7\x01\n" +
+	"\aresults\x18\x02 \x03(\v2\x15.flotilla.v1.OpResultR\aresults\"\x8b\x03\n" +
+	"\aCompare\x123\n" +
+	"\x06result\x18\x01 \x01(\x0e2\x1b.flotilla.v1.Compare.ResultR\x06result\x123\n" +
+	"\x06target\x18\x02 \x01(\x0e2\x1b.flotilla.v1.Compare.TargetR\x06target\x12\x10\n" +
+	"\x03key\x18\x03 \x01(\fR\x03key\x12\x1a\n" +
+	"\aversion\x18\x04 \x01(\x03H\x00R\aversion\x12)\n" +
+	"\x0fcreate_revision\x18\x05 \x01(\x03H\x00R\x0ecreateRevision\x12#\n" +
+	"\fmod_revision\x18\x06 \x01(\x03H\x00R\vmodRevision\x12\x16\n" +
+	"\x05value\x18\a \x01(\fH\x00R\x05value\"9\n" +
+	"\x06Result\x12\t\n" +
+	"\x05EQUAL\x10\x00\x12\v\n" +
+	"\aGREATER\x10\x01\x12\b\n" +
+	"\x04LESS\x10\x02\x12\r\n" +
+	"\tNOT_EQUAL\x10\x03\"5\n" +
+	"\x06Target\x12\v\n" +
+	"\aVERSION\x10\x00\x12\n" +
+	"\n" +
+	"\x06CREATE\x10\x01\x12\a\n" +
+	"\x03MOD\x10\x02\x12\t\n" +
+	"\x05VALUE\x10\x03B\x0e\n" +
+	"\ftarget_union\"\xfa\x01\n" +
+	"\x05TxnOp\x12&\n" +
+	"\x03put\x18\x01 \x01(\v2\x12.flotilla.v1.PutOpH\x00R\x03put\x12/\n" +
+	"\x06delete\x18\x02 \x01(\v2\x15.flotilla.v1.DeleteOpH\x00R\x06delete\x12?\n" +
+	"\fdelete_range\x18\x03 \x01(\v2\x1a.flotilla.v1.DeleteRangeOpH\x00R\vdeleteRange\x12&\n" +
+	"\x03get\x18\x04 \x01(\v2\x12.flotilla.v1.GetOpH\x00R\x03get\x12)\n" +
+	"\x04scan\x18\x05 \x01(\v2\x13.flotilla.v1.ScanOpH\x00R\x04scanB\x04\n" +
+	"\x02op\"\x19\n" +
+	"\x05GetOp\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\"n\n" +
+	"\x06ScanOp\x12\x1b\n" +
+	"\tstart_key\x18\x01 \x01(\fR\bstartKey\x12\x17\n" +
+	"\aend_key\x18\x02 \x01(\fR\x06endKey\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\x03R\x05limit\x12\x18\n" +
+	"\areverse\x18\x04 \x01(\bR\areverse\"\xce\x01\n" +
+	"\n" +
+	"TxnRequest\x122\n" +
+	"\x06header\x18\x01 \x01(\v2\x1a.flotilla.v1.RequestHeaderR\x06header\x120\n" +
+	"\bcompares\x18\x02 \x03(\v2\x14.flotilla.v1.CompareR\bcompares\x12,\n" +
+	"\asuccess\x18\x03 \x03(\v2\x12.flotilla.v1.TxnOpR\asuccess\x12,\n" +
+	"\afailure\x18\x04 \x03(\v2\x12.flotilla.v1.TxnOpR\afailure\"\xa5\x01\n" +
+	"\vTxnOpResult\x12-\n" +
+	"\x05write\x18\x01 \x01(\v2\x15.flotilla.v1.OpResultH\x00R\x05write\x12,\n" +
+	"\x03get\x18\x02 \x01(\v2\x18.flotilla.v1.GetResponseH\x00R\x03get\x12/\n" +
+	"\x04scan\x18\x03 \x01(\v2\x19.flotilla.v1.ScanResponseH\x00R\x04scanB\b\n" +
+	"\x06result\"\x94\x01\n" +
+	"\vTxnResponse\x123\n" +
+	"\x06header\x18\x01 \x01(\v2\x1b.flotilla.v1.ResponseHeaderR\x06header\x12\x1c\n" +
+	"\tsucceeded\x18\x02 \x01(\bR\tsucceeded\x122\n" +
+	"\aresults\x18\x03 \x03(\v2\x18.flotilla.v1.TxnOpResultR\aresults\"`\n" +
+	"\x0eCompactRequest\x122\n" +
+	"\x06header\x18\x01 \x01(\v2\x1a.flotilla.v1.RequestHeaderR\x06header\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"F\n" +
+	"\x0fCompactResponse\x123\n" +
+	"\x06header\x18\x01 \x01(\v2\x1b.flotilla.v1.ResponseHeaderR\x06header\"\xd7\x01\n" +
 	"\x02Op\x12&\n" +
 	"\x03put\x18\x01 \x01(\v2\x12.flotilla.v1.PutOpH\x00R\x03put\x12/\n" +
 	"\x06delete\x18\x02 \x01(\v2\x15.flotilla.v1.DeleteOpH\x00R\x06delete\x12?\n" +
@@ -2399,23 +3637,32 @@ const file_flotillapb_kv_proto_rawDesc = "" +
 	"\x05found\x18\x01 \x01(\bR\x05found\x12\x18\n" +
 	"\aswapped\x18\x02 \x01(\bR\aswapped\x12\x18\n" +
 	"\acurrent\x18\x03 \x01(\fR\acurrent\x12\x18\n" +
-	"\adeleted\x18\x04 \x01(\x03R\adeleted\"\x94\x01\n" +
+	"\adeleted\x18\x04 \x01(\x03R\adeleted\"\xe0\x02\n" +
 	"\tKVCommand\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12!\n" +
 	"\x03ops\x18\x03 \x03(\v2\x0f.flotilla.v1.OpR\x03ops\x12/\n" +
-	"\x05split\x18\x04 \x01(\v2\x19.flotilla.v1.SplitCommandR\x05split\"\x90\x01\n" +
+	"\x05split\x18\x04 \x01(\v2\x19.flotilla.v1.SplitCommandR\x05split\x12\x1a\n" +
+	"\brevision\x18\x05 \x01(\x03R\brevision\x12!\n" +
+	"\frequest_term\x18\x06 \x01(\x04R\vrequestTerm\x120\n" +
+	"\bcompares\x18\a \x03(\v2\x14.flotilla.v1.CompareR\bcompares\x12)\n" +
+	"\afailure\x18\b \x03(\v2\x0f.flotilla.v1.OpR\afailure\x12\x14\n" +
+	"\x05close\x18\t \x01(\x03R\x05close\x12\x18\n" +
+	"\acompact\x18\n" +
+	" \x01(\x03R\acompact\"\x90\x01\n" +
 	"\fSplitCommand\x12\x1b\n" +
 	"\tsplit_key\x18\x01 \x01(\fR\bsplitKey\x12 \n" +
 	"\fnew_range_id\x18\x02 \x01(\x04R\n" +
 	"newRangeId\x12&\n" +
 	"\x0fnew_replica_ids\x18\x03 \x03(\x04R\rnewReplicaIds\x12\x19\n" +
-	"\bconf_ver\x18\x04 \x01(\x04R\aconfVer\"\xdc\x01\n" +
+	"\bconf_ver\x18\x04 \x01(\x04R\aconfVer\"\x96\x02\n" +
 	"\x0fKVCommandResult\x12/\n" +
 	"\aresults\x18\x01 \x03(\v2\x15.flotilla.v1.OpResultR\aresults\x12(\n" +
 	"\x05error\x18\x02 \x01(\v2\x12.flotilla.v1.ErrorR\x05error\x12#\n" +
 	"\rapplied_index\x18\x03 \x01(\x04R\fappliedIndex\x12I\n" +
-	"\x11split_descriptors\x18\x04 \x03(\v2\x1c.flotilla.v1.RangeDescriptorR\x10splitDescriptors\"\xdf\x04\n" +
+	"\x11split_descriptors\x18\x04 \x03(\v2\x1c.flotilla.v1.RangeDescriptorR\x10splitDescriptors\x12\x1a\n" +
+	"\brevision\x18\x05 \x01(\x03R\brevision\x12\x1c\n" +
+	"\tsucceeded\x18\x06 \x01(\bR\tsucceeded\"\x9b\x06\n" +
 	"\x05Error\x12\x18\n" +
 	"\amessage\x18\x01 \x01(\tR\amessage\x12.\n" +
 	"\aoutcome\x18\x02 \x01(\x0e2\x14.flotilla.v1.OutcomeR\aoutcome\x127\n" +
@@ -2429,7 +3676,11 @@ const file_flotillapb_kv_proto_rawDesc = "" +
 	"\x10invalid_argument\x18\b \x01(\v2\x1c.flotilla.v1.InvalidArgumentH\x00R\x0finvalidArgument\x12<\n" +
 	"\vunavailable\x18\t \x01(\v2\x18.flotilla.v1.UnavailableH\x00R\vunavailable\x121\n" +
 	"\bno_space\x18\n" +
-	" \x01(\v2\x14.flotilla.v1.NoSpaceH\x00R\anoSpaceB\b\n" +
+	" \x01(\v2\x14.flotilla.v1.NoSpaceH\x00R\anoSpace\x126\n" +
+	"\tcompacted\x18\v \x01(\v2\x16.flotilla.v1.CompactedH\x00R\tcompacted\x12F\n" +
+	"\x0ffuture_revision\x18\f \x01(\v2\x1b.flotilla.v1.FutureRevisionH\x00R\x0efutureRevision\x12:\n" +
+	"\vcross_range\x18\r \x01(\v2\x17.flotilla.v1.CrossRangeH\x00R\n" +
+	"crossRangeB\b\n" +
 	"\x06detail\"\x85\x01\n" +
 	"\tNotLeader\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x126\n" +
@@ -2449,12 +3700,19 @@ const file_flotillapb_kv_proto_rawDesc = "" +
 	"\aNoSpace\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12'\n" +
 	"\x0favailable_bytes\x18\x02 \x01(\x04R\x0eavailableBytes\x12#\n" +
-	"\rreserve_bytes\x18\x03 \x01(\x04R\freserveBytes\"\r\n" +
+	"\rreserve_bytes\x18\x03 \x01(\x04R\freserveBytes\"6\n" +
+	"\tCompacted\x12)\n" +
+	"\x10compact_revision\x18\x01 \x01(\x03R\x0fcompactRevision\";\n" +
+	"\x0eFutureRevision\x12)\n" +
+	"\x10current_revision\x18\x01 \x01(\x03R\x0fcurrentRevision\")\n" +
+	"\n" +
+	"CrossRange\x12\x1b\n" +
+	"\trange_ids\x18\x01 \x03(\x04R\brangeIds\"\r\n" +
 	"\vUnavailable*@\n" +
 	"\aOutcome\x12\x17\n" +
 	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vNOT_APPLIED\x10\x01\x12\v\n" +
-	"\aUNKNOWN\x10\x022\xe5\x03\n" +
+	"\aUNKNOWN\x10\x022\xe5\x04\n" +
 	"\x02KV\x128\n" +
 	"\x03Get\x12\x17.flotilla.v1.GetRequest\x1a\x18.flotilla.v1.GetResponse\x128\n" +
 	"\x03Put\x12\x17.flotilla.v1.PutRequest\x1a\x18.flotilla.v1.PutResponse\x12A\n" +
@@ -2462,7 +3720,9 @@ const file_flotillapb_kv_proto_rawDesc = "" +
 	"\vDeleteRange\x12\x1f.flotilla.v1.DeleteRangeRequest\x1a .flotilla.v1.DeleteRangeResponse\x12;\n" +
 	"\x04Scan\x12\x18.flotilla.v1.ScanRequest\x1a\x19.flotilla.v1.ScanResponse\x12Y\n" +
 	"\x0eCompareAndSwap\x12\".flotilla.v1.CompareAndSwapRequest\x1a#.flotilla.v1.CompareAndSwapResponse\x12>\n" +
-	"\x05Batch\x12\x19.flotilla.v1.BatchRequest\x1a\x1a.flotilla.v1.BatchResponseB/Z-github.com/flotilladb/flotilla/rpc/flotillapbb\x06proto3"
+	"\x05Batch\x12\x19.flotilla.v1.BatchRequest\x1a\x1a.flotilla.v1.BatchResponse\x128\n" +
+	"\x03Txn\x12\x17.flotilla.v1.TxnRequest\x1a\x18.flotilla.v1.TxnResponse\x12D\n" +
+	"\aCompact\x12\x1b.flotilla.v1.CompactRequest\x1a\x1c.flotilla.v1.CompactResponseB/Z-github.com/flotilladb/flotilla/rpc/flotillapbb\x06proto3"
 
 var (
 	file_flotillapb_kv_proto_rawDescOnce sync.Once
@@ -2476,106 +3736,147 @@ func file_flotillapb_kv_proto_rawDescGZIP() []byte {
 	return file_flotillapb_kv_proto_rawDescData
 }
 
-var file_flotillapb_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_flotillapb_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_flotillapb_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_flotillapb_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_flotillapb_kv_proto_goTypes = []any{
 	(Outcome)(0),                   // 0: flotilla.v1.Outcome
-	(*RequestHeader)(nil),          // 1: flotilla.v1.RequestHeader
-	(*ResponseHeader)(nil),         // 2: flotilla.v1.ResponseHeader
-	(*KeyValue)(nil),               // 3: flotilla.v1.KeyValue
-	(*GetRequest)(nil),             // 4: flotilla.v1.GetRequest
-	(*GetResponse)(nil),            // 5: flotilla.v1.GetResponse
-	(*PutRequest)(nil),             // 6: flotilla.v1.PutRequest
-	(*PutResponse)(nil),            // 7: flotilla.v1.PutResponse
-	(*DeleteRequest)(nil),          // 8: flotilla.v1.DeleteRequest
-	(*DeleteResponse)(nil),         // 9: flotilla.v1.DeleteResponse
-	(*DeleteRangeRequest)(nil),     // 10: flotilla.v1.DeleteRangeRequest
-	(*DeleteRangeResponse)(nil),    // 11: flotilla.v1.DeleteRangeResponse
-	(*ScanRequest)(nil),            // 12: flotilla.v1.ScanRequest
-	(*ScanResponse)(nil),           // 13: flotilla.v1.ScanResponse
-	(*CompareAndSwapRequest)(nil),  // 14: flotilla.v1.CompareAndSwapRequest
-	(*CompareAndSwapResponse)(nil), // 15: flotilla.v1.CompareAndSwapResponse
-	(*BatchRequest)(nil),           // 16: flotilla.v1.BatchRequest
-	(*BatchResponse)(nil),          // 17: flotilla.v1.BatchResponse
-	(*Op)(nil),                     // 18: flotilla.v1.Op
-	(*PutOp)(nil),                  // 19: flotilla.v1.PutOp
-	(*DeleteOp)(nil),               // 20: flotilla.v1.DeleteOp
-	(*DeleteRangeOp)(nil),          // 21: flotilla.v1.DeleteRangeOp
-	(*CompareAndSwapOp)(nil),       // 22: flotilla.v1.CompareAndSwapOp
-	(*OpResult)(nil),               // 23: flotilla.v1.OpResult
-	(*KVCommand)(nil),              // 24: flotilla.v1.KVCommand
-	(*SplitCommand)(nil),           // 25: flotilla.v1.SplitCommand
-	(*KVCommandResult)(nil),        // 26: flotilla.v1.KVCommandResult
-	(*Error)(nil),                  // 27: flotilla.v1.Error
-	(*NotLeader)(nil),              // 28: flotilla.v1.NotLeader
-	(*EpochNotMatch)(nil),          // 29: flotilla.v1.EpochNotMatch
-	(*KeyNotInRange)(nil),          // 30: flotilla.v1.KeyNotInRange
-	(*RangeNotFound)(nil),          // 31: flotilla.v1.RangeNotFound
-	(*ServerBusy)(nil),             // 32: flotilla.v1.ServerBusy
-	(*InvalidArgument)(nil),        // 33: flotilla.v1.InvalidArgument
-	(*NoSpace)(nil),                // 34: flotilla.v1.NoSpace
-	(*Unavailable)(nil),            // 35: flotilla.v1.Unavailable
-	(*RangeDescriptor)(nil),        // 36: flotilla.v1.RangeDescriptor
-	(*ReplicaDescriptor)(nil),      // 37: flotilla.v1.ReplicaDescriptor
+	(Compare_Result)(0),            // 1: flotilla.v1.Compare.Result
+	(Compare_Target)(0),            // 2: flotilla.v1.Compare.Target
+	(*RequestHeader)(nil),          // 3: flotilla.v1.RequestHeader
+	(*ResponseHeader)(nil),         // 4: flotilla.v1.ResponseHeader
+	(*KeyValue)(nil),               // 5: flotilla.v1.KeyValue
+	(*GetRequest)(nil),             // 6: flotilla.v1.GetRequest
+	(*GetResponse)(nil),            // 7: flotilla.v1.GetResponse
+	(*PutRequest)(nil),             // 8: flotilla.v1.PutRequest
+	(*PutResponse)(nil),            // 9: flotilla.v1.PutResponse
+	(*DeleteRequest)(nil),          // 10: flotilla.v1.DeleteRequest
+	(*DeleteResponse)(nil),         // 11: flotilla.v1.DeleteResponse
+	(*DeleteRangeRequest)(nil),     // 12: flotilla.v1.DeleteRangeRequest
+	(*DeleteRangeResponse)(nil),    // 13: flotilla.v1.DeleteRangeResponse
+	(*ScanRequest)(nil),            // 14: flotilla.v1.ScanRequest
+	(*ScanResponse)(nil),           // 15: flotilla.v1.ScanResponse
+	(*CompareAndSwapRequest)(nil),  // 16: flotilla.v1.CompareAndSwapRequest
+	(*CompareAndSwapResponse)(nil), // 17: flotilla.v1.CompareAndSwapResponse
+	(*BatchRequest)(nil),           // 18: flotilla.v1.BatchRequest
+	(*BatchResponse)(nil),          // 19: flotilla.v1.BatchResponse
+	(*Compare)(nil),                // 20: flotilla.v1.Compare
+	(*TxnOp)(nil),                  // 21: flotilla.v1.TxnOp
+	(*GetOp)(nil),                  // 22: flotilla.v1.GetOp
+	(*ScanOp)(nil),                 // 23: flotilla.v1.ScanOp
+	(*TxnRequest)(nil),             // 24: flotilla.v1.TxnRequest
+	(*TxnOpResult)(nil),            // 25: flotilla.v1.TxnOpResult
+	(*TxnResponse)(nil),            // 26: flotilla.v1.TxnResponse
+	(*CompactRequest)(nil),         // 27: flotilla.v1.CompactRequest
+	(*CompactResponse)(nil),        // 28: flotilla.v1.CompactResponse
+	(*Op)(nil),                     // 29: flotilla.v1.Op
+	(*PutOp)(nil),                  // 30: flotilla.v1.PutOp
+	(*DeleteOp)(nil),               // 31: flotilla.v1.DeleteOp
+	(*DeleteRangeOp)(nil),          // 32: flotilla.v1.DeleteRangeOp
+	(*CompareAndSwapOp)(nil),       // 33: flotilla.v1.CompareAndSwapOp
+	(*OpResult)(nil),               // 34: flotilla.v1.OpResult
+	(*KVCommand)(nil),              // 35: flotilla.v1.KVCommand
+	(*SplitCommand)(nil),           // 36: flotilla.v1.SplitCommand
+	(*KVCommandResult)(nil),        // 37: flotilla.v1.KVCommandResult
+	(*Error)(nil),                  // 38: flotilla.v1.Error
+	(*NotLeader)(nil),              // 39: flotilla.v1.NotLeader
+	(*EpochNotMatch)(nil),          // 40: flotilla.v1.EpochNotMatch
+	(*KeyNotInRange)(nil),          // 41: flotilla.v1.KeyNotInRange
+	(*RangeNotFound)(nil),          // 42: flotilla.v1.RangeNotFound
+	(*ServerBusy)(nil),             // 43: flotilla.v1.ServerBusy
+	(*InvalidArgument)(nil),        // 44: flotilla.v1.InvalidArgument
+	(*NoSpace)(nil),                // 45: flotilla.v1.NoSpace
+	(*Compacted)(nil),              // 46: flotilla.v1.Compacted
+	(*FutureRevision)(nil),         // 47: flotilla.v1.FutureRevision
+	(*CrossRange)(nil),             // 48: flotilla.v1.CrossRange
+	(*Unavailable)(nil),            // 49: flotilla.v1.Unavailable
+	(*RangeDescriptor)(nil),        // 50: flotilla.v1.RangeDescriptor
+	(*ReplicaDescriptor)(nil),      // 51: flotilla.v1.ReplicaDescriptor
 }
 var file_flotillapb_kv_proto_depIdxs = []int32{
-	1,  // 0: flotilla.v1.GetRequest.header:type_name -> flotilla.v1.RequestHeader
-	2,  // 1: flotilla.v1.GetResponse.header:type_name -> flotilla.v1.ResponseHeader
-	1,  // 2: flotilla.v1.PutRequest.header:type_name -> flotilla.v1.RequestHeader
-	2,  // 3: flotilla.v1.PutResponse.header:type_name -> flotilla.v1.ResponseHeader
-	1,  // 4: flotilla.v1.DeleteRequest.header:type_name -> flotilla.v1.RequestHeader
-	2,  // 5: flotilla.v1.DeleteResponse.header:type_name -> flotilla.v1.ResponseHeader
-	1,  // 6: flotilla.v1.DeleteRangeRequest.header:type_name -> flotilla.v1.RequestHeader
-	2,  // 7: flotilla.v1.DeleteRangeResponse.header:type_name -> flotilla.v1.ResponseHeader
-	1,  // 8: flotilla.v1.ScanRequest.header:type_name -> flotilla.v1.RequestHeader
-	2,  // 9: flotilla.v1.ScanResponse.header:type_name -> flotilla.v1.ResponseHeader
-	3,  // 10: flotilla.v1.ScanResponse.kvs:type_name -> flotilla.v1.KeyValue
-	1,  // 11: flotilla.v1.CompareAndSwapRequest.header:type_name -> flotilla.v1.RequestHeader
-	2,  // 12: flotilla.v1.CompareAndSwapResponse.header:type_name -> flotilla.v1.ResponseHeader
-	1,  // 13: flotilla.v1.BatchRequest.header:type_name -> flotilla.v1.RequestHeader
-	18, // 14: flotilla.v1.BatchRequest.ops:type_name -> flotilla.v1.Op
-	2,  // 15: flotilla.v1.BatchResponse.header:type_name -> flotilla.v1.ResponseHeader
-	23, // 16: flotilla.v1.BatchResponse.results:type_name -> flotilla.v1.OpResult
-	19, // 17: flotilla.v1.Op.put:type_name -> flotilla.v1.PutOp
-	20, // 18: flotilla.v1.Op.delete:type_name -> flotilla.v1.DeleteOp
-	21, // 19: flotilla.v1.Op.delete_range:type_name -> flotilla.v1.DeleteRangeOp
-	22, // 20: flotilla.v1.Op.cas:type_name -> flotilla.v1.CompareAndSwapOp
-	18, // 21: flotilla.v1.KVCommand.ops:type_name -> flotilla.v1.Op
-	25, // 22: flotilla.v1.KVCommand.split:type_name -> flotilla.v1.SplitCommand
-	23, // 23: flotilla.v1.KVCommandResult.results:type_name -> flotilla.v1.OpResult
-	27, // 24: flotilla.v1.KVCommandResult.error:type_name -> flotilla.v1.Error
-	36, // 25: flotilla.v1.KVCommandResult.split_descriptors:type_name -> flotilla.v1.RangeDescriptor
-	0,  // 26: flotilla.v1.Error.outcome:type_name -> flotilla.v1.Outcome
-	28, // 27: flotilla.v1.Error.not_leader:type_name -> flotilla.v1.NotLeader
-	29, // 28: flotilla.v1.Error.epoch_not_match:type_name -> flotilla.v1.EpochNotMatch
-	30, // 29: flotilla.v1.Error.key_not_in_range:type_name -> flotilla.v1.KeyNotInRange
-	31, // 30: flotilla.v1.Error.range_not_found:type_name -> flotilla.v1.RangeNotFound
-	32, // 31: flotilla.v1.Error.server_busy:type_name -> flotilla.v1.ServerBusy
-	33, // 32: flotilla.v1.Error.invalid_argument:type_name -> flotilla.v1.InvalidArgument
-	35, // 33: flotilla.v1.Error.unavailable:type_name -> flotilla.v1.Unavailable
-	34, // 34: flotilla.v1.Error.no_space:type_name -> flotilla.v1.NoSpace
-	37, // 35: flotilla.v1.NotLeader.leader:type_name -> flotilla.v1.ReplicaDescriptor
-	36, // 36: flotilla.v1.EpochNotMatch.current:type_name -> flotilla.v1.RangeDescriptor
-	36, // 37: flotilla.v1.KeyNotInRange.range:type_name -> flotilla.v1.RangeDescriptor
-	4,  // 38: flotilla.v1.KV.Get:input_type -> flotilla.v1.GetRequest
-	6,  // 39: flotilla.v1.KV.Put:input_type -> flotilla.v1.PutRequest
-	8,  // 40: flotilla.v1.KV.Delete:input_type -> flotilla.v1.DeleteRequest
-	10, // 41: flotilla.v1.KV.DeleteRange:input_type -> flotilla.v1.DeleteRangeRequest
-	12, // 42: flotilla.v1.KV.Scan:input_type -> flotilla.v1.ScanRequest
-	14, // 43: flotilla.v1.KV.CompareAndSwap:input_type -> flotilla.v1.CompareAndSwapRequest
-	16, // 44: flotilla.v1.KV.Batch:input_type -> flotilla.v1.BatchRequest
-	5,  // 45: flotilla.v1.KV.Get:output_type -> flotilla.v1.GetResponse
-	7,  // 46: flotilla.v1.KV.Put:output_type -> flotilla.v1.PutResponse
-	9,  // 47: flotilla.v1.KV.Delete:output_type -> flotilla.v1.DeleteResponse
-	11, // 48: flotilla.v1.KV.DeleteRange:output_type -> flotilla.v1.DeleteRangeResponse
-	13, // 49: flotilla.v1.KV.Scan:output_type -> flotilla.v1.ScanResponse
-	15, // 50: flotilla.v1.KV.CompareAndSwap:output_type -> flotilla.v1.CompareAndSwapResponse
-	17, // 51: flotilla.v1.KV.Batch:output_type -> flotilla.v1.BatchResponse
-	45, // [45:52] is the sub-list for method output_type
-	38, // [38:45] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	3,  // 0: flotilla.v1.GetRequest.header:type_name -> flotilla.v1.RequestHeader
+	4,  // 1: flotilla.v1.GetResponse.header:type_name -> flotilla.v1.ResponseHeader
+	3,  // 2: flotilla.v1.PutRequest.header:type_name -> flotilla.v1.RequestHeader
+	4,  // 3: flotilla.v1.PutResponse.header:type_name -> flotilla.v1.ResponseHeader
+	3,  // 4: flotilla.v1.DeleteRequest.header:type_name -> flotilla.v1.RequestHeader
+	4,  // 5: flotilla.v1.DeleteResponse.header:type_name -> flotilla.v1.ResponseHeader
+	3,  // 6: flotilla.v1.DeleteRangeRequest.header:type_name -> flotilla.v1.RequestHeader
+	4,  // 7: flotilla.v1.DeleteRangeResponse.header:type_name -> flotilla.v1.ResponseHeader
+	3,  // 8: flotilla.v1.ScanRequest.header:type_name -> flotilla.v1.RequestHeader
+	4,  // 9: flotilla.v1.ScanResponse.header:type_name -> flotilla.v1.ResponseHeader
+	5,  // 10: flotilla.v1.ScanResponse.kvs:type_name -> flotilla.v1.KeyValue
+	3,  // 11: flotilla.v1.CompareAndSwapRequest.header:type_name -> flotilla.v1.RequestHeader
+	4,  // 12: flotilla.v1.CompareAndSwapResponse.header:type_name -> flotilla.v1.ResponseHeader
+	3,  // 13: flotilla.v1.BatchRequest.header:type_name -> flotilla.v1.RequestHeader
+	29, // 14: flotilla.v1.BatchRequest.ops:type_name -> flotilla.v1.Op
+	4,  // 15: flotilla.v1.BatchResponse.header:type_name -> flotilla.v1.ResponseHeader
+	34, // 16: flotilla.v1.BatchResponse.results:type_name -> flotilla.v1.OpResult
+	1,  // 17: flotilla.v1.Compare.result:type_name -> flotilla.v1.Compare.Result
+	2,  // 18: flotilla.v1.Compare.target:type_name -> flotilla.v1.Compare.Target
+	30, // 19: flotilla.v1.TxnOp.put:type_name -> flotilla.v1.PutOp
+	31, // 20: flotilla.v1.TxnOp.delete:type_name -> flotilla.v1.DeleteOp
+	32, // 21: flotilla.v1.TxnOp.delete_range:type_name -> flotilla.v1.DeleteRangeOp
+	22, // 22: flotilla.v1.TxnOp.get:type_name -> flotilla.v1.GetOp
+	23, // 23: flotilla.v1.TxnOp.scan:type_name -> flotilla.v1.ScanOp
+	3,  // 24: flotilla.v1.TxnRequest.header:type_name -> flotilla.v1.RequestHeader
+	20, // 25: flotilla.v1.TxnRequest.compares:type_name -> flotilla.v1.Compare
+	21, // 26: flotilla.v1.TxnRequest.success:type_name -> flotilla.v1.TxnOp
+	21, // 27: flotilla.v1.TxnRequest.failure:type_name -> flotilla.v1.TxnOp
+	34, // 28: flotilla.v1.TxnOpResult.write:type_name -> flotilla.v1.OpResult
+	7,  // 29: flotilla.v1.TxnOpResult.get:type_name -> flotilla.v1.GetResponse
+	15, // 30: flotilla.v1.TxnOpResult.scan:type_name -> flotilla.v1.ScanResponse
+	4,  // 31: flotilla.v1.TxnResponse.header:type_name -> flotilla.v1.ResponseHeader
+	25, // 32: flotilla.v1.TxnResponse.results:type_name -> flotilla.v1.TxnOpResult
+	3,  // 33: flotilla.v1.CompactRequest.header:type_name -> flotilla.v1.RequestHeader
+	4,  // 34: flotilla.v1.CompactResponse.header:type_name -> flotilla.v1.ResponseHeader
+	30, // 35: flotilla.v1.Op.put:type_name -> flotilla.v1.PutOp
+	31, // 36: flotilla.v1.Op.delete:type_name -> flotilla.v1.DeleteOp
+	32, // 37: flotilla.v1.Op.delete_range:type_name -> flotilla.v1.DeleteRangeOp
+	33, // 38: flotilla.v1.Op.cas:type_name -> flotilla.v1.CompareAndSwapOp
+	29, // 39: flotilla.v1.KVCommand.ops:type_name -> flotilla.v1.Op
+	36, // 40: flotilla.v1.KVCommand.split:type_name -> flotilla.v1.SplitCommand
+	20, // 41: flotilla.v1.KVCommand.compares:type_name -> flotilla.v1.Compare
+	29, // 42: flotilla.v1.KVCommand.failure:type_name -> flotilla.v1.Op
+	34, // 43: flotilla.v1.KVCommandResult.results:type_name -> flotilla.v1.OpResult
+	38, // 44: flotilla.v1.KVCommandResult.error:type_name -> flotilla.v1.Error
+	50, // 45: flotilla.v1.KVCommandResult.split_descriptors:type_name -> flotilla.v1.RangeDescriptor
+	0,  // 46: flotilla.v1.Error.outcome:type_name -> flotilla.v1.Outcome
+	39, // 47: flotilla.v1.Error.not_leader:type_name -> flotilla.v1.NotLeader
+	40, // 48: flotilla.v1.Error.epoch_not_match:type_name -> flotilla.v1.EpochNotMatch
+	41, // 49: flotilla.v1.Error.key_not_in_range:type_name -> flotilla.v1.KeyNotInRange
+	42, // 50: flotilla.v1.Error.range_not_found:type_name -> flotilla.v1.RangeNotFound
+	43, // 51: flotilla.v1.Error.server_busy:type_name -> flotilla.v1.ServerBusy
+	44, // 52: flotilla.v1.Error.invalid_argument:type_name -> flotilla.v1.InvalidArgument
+	49, // 53: flotilla.v1.Error.unavailable:type_name -> flotilla.v1.Unavailable
+	45, // 54: flotilla.v1.Error.no_space:type_name -> flotilla.v1.NoSpace
+	46, // 55: flotilla.v1.Error.compacted:type_name -> flotilla.v1.Compacted
+	47, // 56: flotilla.v1.Error.future_revision:type_name -> flotilla.v1.FutureRevision
+	48, // 57: flotilla.v1.Error.cross_range:type_name -> flotilla.v1.CrossRange
+	51, // 58: flotilla.v1.NotLeader.leader:type_name -> flotilla.v1.ReplicaDescriptor
+	50, // 59: flotilla.v1.EpochNotMatch.current:type_name -> flotilla.v1.RangeDescriptor
+	50, // 60: flotilla.v1.KeyNotInRange.range:type_name -> flotilla.v1.RangeDescriptor
+	6,  // 61: flotilla.v1.KV.Get:input_type -> flotilla.v1.GetRequest
+	8,  // 62: flotilla.v1.KV.Put:input_type -> flotilla.v1.PutRequest
+	10, // 63: flotilla.v1.KV.Delete:input_type -> flotilla.v1.DeleteRequest
+	12, // 64: flotilla.v1.KV.DeleteRange:input_type -> flotilla.v1.DeleteRangeRequest
+	14, // 65: flotilla.v1.KV.Scan:input_type -> flotilla.v1.ScanRequest
+	16, // 66: flotilla.v1.KV.CompareAndSwap:input_type -> flotilla.v1.CompareAndSwapRequest
+	18, // 67: flotilla.v1.KV.Batch:input_type -> flotilla.v1.BatchRequest
+	24, // 68: flotilla.v1.KV.Txn:input_type -> flotilla.v1.TxnRequest
+	27, // 69: flotilla.v1.KV.Compact:input_type -> flotilla.v1.CompactRequest
+	7,  // 70: flotilla.v1.KV.Get:output_type -> flotilla.v1.GetResponse
+	9,  // 71: flotilla.v1.KV.Put:output_type -> flotilla.v1.PutResponse
+	11, // 72: flotilla.v1.KV.Delete:output_type -> flotilla.v1.DeleteResponse
+	13, // 73: flotilla.v1.KV.DeleteRange:output_type -> flotilla.v1.DeleteRangeResponse
+	15, // 74: flotilla.v1.KV.Scan:output_type -> flotilla.v1.ScanResponse
+	17, // 75: flotilla.v1.KV.CompareAndSwap:output_type -> flotilla.v1.CompareAndSwapResponse
+	19, // 76: flotilla.v1.KV.Batch:output_type -> flotilla.v1.BatchResponse
+	26, // 77: flotilla.v1.KV.Txn:output_type -> flotilla.v1.TxnResponse
+	28, // 78: flotilla.v1.KV.Compact:output_type -> flotilla.v1.CompactResponse
+	70, // [70:79] is the sub-list for method output_type
+	61, // [61:70] is the sub-list for method input_type
+	61, // [61:61] is the sub-list for extension type_name
+	61, // [61:61] is the sub-list for extension extendee
+	0,  // [0:61] is the sub-list for field type_name
 }
 
 func init() { file_flotillapb_kv_proto_init() }
@@ -2585,12 +3886,30 @@ func file_flotillapb_kv_proto_init() {
 	}
 	file_flotillapb_meta_proto_init()
 	file_flotillapb_kv_proto_msgTypes[17].OneofWrappers = []any{
+		(*Compare_Version)(nil),
+		(*Compare_CreateRevision)(nil),
+		(*Compare_ModRevision)(nil),
+		(*Compare_Value)(nil),
+	}
+	file_flotillapb_kv_proto_msgTypes[18].OneofWrappers = []any{
+		(*TxnOp_Put)(nil),
+		(*TxnOp_Delete)(nil),
+		(*TxnOp_DeleteRange)(nil),
+		(*TxnOp_Get)(nil),
+		(*TxnOp_Scan)(nil),
+	}
+	file_flotillapb_kv_proto_msgTypes[22].OneofWrappers = []any{
+		(*TxnOpResult_Write)(nil),
+		(*TxnOpResult_Get)(nil),
+		(*TxnOpResult_Scan)(nil),
+	}
+	file_flotillapb_kv_proto_msgTypes[26].OneofWrappers = []any{
 		(*Op_Put)(nil),
 		(*Op_Delete)(nil),
 		(*Op_DeleteRange)(nil),
 		(*Op_Cas)(nil),
 	}
-	file_flotillapb_kv_proto_msgTypes[26].OneofWrappers = []any{
+	file_flotillapb_kv_proto_msgTypes[35].OneofWrappers = []any{
 		(*Error_NotLeader)(nil),
 		(*Error_EpochNotMatch)(nil),
 		(*Error_KeyNotInRange)(nil),
@@ -2599,14 +3918,17 @@ func file_flotillapb_kv_proto_init() {
 		(*Error_InvalidArgument)(nil),
 		(*Error_Unavailable)(nil),
 		(*Error_NoSpace)(nil),
+		(*Error_Compacted)(nil),
+		(*Error_FutureRevision)(nil),
+		(*Error_CrossRange)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flotillapb_kv_proto_rawDesc), len(file_flotillapb_kv_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   35,
+			NumEnums:      3,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -170,7 +170,7 @@ func (x AllocIDs_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use AllocIDs_Kind.Descriptor instead.
 func (AllocIDs_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_flotillapb_meta_proto_rawDescGZIP(), []int{10, 0}
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{13, 0}
 }
 
 // RangeEpoch orders descriptors of one range: version bumps on split and
@@ -428,6 +428,73 @@ func (x *RangeStats) GetValueBytes() int64 {
 	return 0
 }
 
+// RangeRevisions is a range's replicated revision state, written with its
+// applied index.
+type RangeRevisions struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// last is the highest revision the range applied a write at.
+	Last int64 `protobuf:"varint,1,opt,name=last,proto3" json:"last,omitempty"`
+	// closed: apply refuses writes at or below it; reads at or below it need
+	// no leader round.
+	Closed int64 `protobuf:"varint,2,opt,name=closed,proto3" json:"closed,omitempty"`
+	// compacted: versions older than the newest at or below it are gone;
+	// reads below it fail with Compacted.
+	Compacted     int64 `protobuf:"varint,3,opt,name=compacted,proto3" json:"compacted,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RangeRevisions) Reset() {
+	*x = RangeRevisions{}
+	mi := &file_flotillapb_meta_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RangeRevisions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RangeRevisions) ProtoMessage() {}
+
+func (x *RangeRevisions) ProtoReflect() protoreflect.Message {
+	mi := &file_flotillapb_meta_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RangeRevisions.ProtoReflect.Descriptor instead.
+func (*RangeRevisions) Descriptor() ([]byte, []int) {
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *RangeRevisions) GetLast() int64 {
+	if x != nil {
+		return x.Last
+	}
+	return 0
+}
+
+func (x *RangeRevisions) GetClosed() int64 {
+	if x != nil {
+		return x.Closed
+	}
+	return 0
+}
+
+func (x *RangeRevisions) GetCompacted() int64 {
+	if x != nil {
+		return x.Compacted
+	}
+	return 0
+}
+
 // NodeDescriptor is a member node of the cluster.
 type NodeDescriptor struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
@@ -447,7 +514,7 @@ type NodeDescriptor struct {
 
 func (x *NodeDescriptor) Reset() {
 	*x = NodeDescriptor{}
-	mi := &file_flotillapb_meta_proto_msgTypes[4]
+	mi := &file_flotillapb_meta_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -459,7 +526,7 @@ func (x *NodeDescriptor) String() string {
 func (*NodeDescriptor) ProtoMessage() {}
 
 func (x *NodeDescriptor) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_meta_proto_msgTypes[4]
+	mi := &file_flotillapb_meta_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -472,7 +539,7 @@ func (x *NodeDescriptor) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeDescriptor.ProtoReflect.Descriptor instead.
 func (*NodeDescriptor) Descriptor() ([]byte, []int) {
-	return file_flotillapb_meta_proto_rawDescGZIP(), []int{4}
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *NodeDescriptor) GetNodeId() uint64 {
@@ -521,7 +588,7 @@ type StoreIdent struct {
 
 func (x *StoreIdent) Reset() {
 	*x = StoreIdent{}
-	mi := &file_flotillapb_meta_proto_msgTypes[5]
+	mi := &file_flotillapb_meta_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -533,7 +600,7 @@ func (x *StoreIdent) String() string {
 func (*StoreIdent) ProtoMessage() {}
 
 func (x *StoreIdent) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_meta_proto_msgTypes[5]
+	mi := &file_flotillapb_meta_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -546,7 +613,7 @@ func (x *StoreIdent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreIdent.ProtoReflect.Descriptor instead.
 func (*StoreIdent) Descriptor() ([]byte, []int) {
-	return file_flotillapb_meta_proto_rawDescGZIP(), []int{5}
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *StoreIdent) GetClusterId() string {
@@ -583,13 +650,18 @@ type ClusterMeta struct {
 	// placement_group describes the placement group's own replicas (range_id
 	// 1, no keys): its membership changes are applied to it like a range's.
 	PlacementGroup *RangeDescriptor `protobuf:"bytes,7,opt,name=placement_group,json=placementGroup,proto3" json:"placement_group,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// revision_hwm is the revision oracle's high-water mark: no revision
+	// above it was ever handed out (raised by SetRevisionHWM).
+	RevisionHwm int64 `protobuf:"varint,8,opt,name=revision_hwm,json=revisionHwm,proto3" json:"revision_hwm,omitempty"`
+	// compacted_revision is the cluster-wide compaction revision.
+	CompactedRevision int64 `protobuf:"varint,9,opt,name=compacted_revision,json=compactedRevision,proto3" json:"compacted_revision,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *ClusterMeta) Reset() {
 	*x = ClusterMeta{}
-	mi := &file_flotillapb_meta_proto_msgTypes[6]
+	mi := &file_flotillapb_meta_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -601,7 +673,7 @@ func (x *ClusterMeta) String() string {
 func (*ClusterMeta) ProtoMessage() {}
 
 func (x *ClusterMeta) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_meta_proto_msgTypes[6]
+	mi := &file_flotillapb_meta_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -614,7 +686,7 @@ func (x *ClusterMeta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterMeta.ProtoReflect.Descriptor instead.
 func (*ClusterMeta) Descriptor() ([]byte, []int) {
-	return file_flotillapb_meta_proto_rawDescGZIP(), []int{6}
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ClusterMeta) GetClusterId() string {
@@ -666,6 +738,20 @@ func (x *ClusterMeta) GetPlacementGroup() *RangeDescriptor {
 	return nil
 }
 
+func (x *ClusterMeta) GetRevisionHwm() int64 {
+	if x != nil {
+		return x.RevisionHwm
+	}
+	return 0
+}
+
+func (x *ClusterMeta) GetCompactedRevision() int64 {
+	if x != nil {
+		return x.CompactedRevision
+	}
+	return 0
+}
+
 // MetaCommand is a command of the placement group.
 type MetaCommand struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -676,6 +762,8 @@ type MetaCommand struct {
 	//	*MetaCommand_UpdateRange
 	//	*MetaCommand_SetStoreState
 	//	*MetaCommand_AllocIds
+	//	*MetaCommand_SetRevisionHwm
+	//	*MetaCommand_SetCompactedRevision
 	Command       isMetaCommand_Command `protobuf_oneof:"command"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -683,7 +771,7 @@ type MetaCommand struct {
 
 func (x *MetaCommand) Reset() {
 	*x = MetaCommand{}
-	mi := &file_flotillapb_meta_proto_msgTypes[7]
+	mi := &file_flotillapb_meta_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -695,7 +783,7 @@ func (x *MetaCommand) String() string {
 func (*MetaCommand) ProtoMessage() {}
 
 func (x *MetaCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_meta_proto_msgTypes[7]
+	mi := &file_flotillapb_meta_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -708,7 +796,7 @@ func (x *MetaCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetaCommand.ProtoReflect.Descriptor instead.
 func (*MetaCommand) Descriptor() ([]byte, []int) {
-	return file_flotillapb_meta_proto_rawDescGZIP(), []int{7}
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *MetaCommand) GetCommand() isMetaCommand_Command {
@@ -763,6 +851,24 @@ func (x *MetaCommand) GetAllocIds() *AllocIDs {
 	return nil
 }
 
+func (x *MetaCommand) GetSetRevisionHwm() *SetRevisionHWM {
+	if x != nil {
+		if x, ok := x.Command.(*MetaCommand_SetRevisionHwm); ok {
+			return x.SetRevisionHwm
+		}
+	}
+	return nil
+}
+
+func (x *MetaCommand) GetSetCompactedRevision() *SetCompactedRevision {
+	if x != nil {
+		if x, ok := x.Command.(*MetaCommand_SetCompactedRevision); ok {
+			return x.SetCompactedRevision
+		}
+	}
+	return nil
+}
+
 type isMetaCommand_Command interface {
 	isMetaCommand_Command()
 }
@@ -787,6 +893,14 @@ type MetaCommand_AllocIds struct {
 	AllocIds *AllocIDs `protobuf:"bytes,5,opt,name=alloc_ids,json=allocIds,proto3,oneof"`
 }
 
+type MetaCommand_SetRevisionHwm struct {
+	SetRevisionHwm *SetRevisionHWM `protobuf:"bytes,6,opt,name=set_revision_hwm,json=setRevisionHwm,proto3,oneof"`
+}
+
+type MetaCommand_SetCompactedRevision struct {
+	SetCompactedRevision *SetCompactedRevision `protobuf:"bytes,7,opt,name=set_compacted_revision,json=setCompactedRevision,proto3,oneof"`
+}
+
 func (*MetaCommand_AddNode) isMetaCommand_Command() {}
 
 func (*MetaCommand_UpdateNode) isMetaCommand_Command() {}
@@ -796,6 +910,101 @@ func (*MetaCommand_UpdateRange) isMetaCommand_Command() {}
 func (*MetaCommand_SetStoreState) isMetaCommand_Command() {}
 
 func (*MetaCommand_AllocIds) isMetaCommand_Command() {}
+
+func (*MetaCommand_SetRevisionHwm) isMetaCommand_Command() {}
+
+func (*MetaCommand_SetCompactedRevision) isMetaCommand_Command() {}
+
+// SetRevisionHWM raises the oracle's high-water mark to hwm (applied as
+// max(revision_hwm, hwm)).
+type SetRevisionHWM struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Hwm           int64                  `protobuf:"varint,1,opt,name=hwm,proto3" json:"hwm,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetRevisionHWM) Reset() {
+	*x = SetRevisionHWM{}
+	mi := &file_flotillapb_meta_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetRevisionHWM) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetRevisionHWM) ProtoMessage() {}
+
+func (x *SetRevisionHWM) ProtoReflect() protoreflect.Message {
+	mi := &file_flotillapb_meta_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetRevisionHWM.ProtoReflect.Descriptor instead.
+func (*SetRevisionHWM) Descriptor() ([]byte, []int) {
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *SetRevisionHWM) GetHwm() int64 {
+	if x != nil {
+		return x.Hwm
+	}
+	return 0
+}
+
+// SetCompactedRevision raises the cluster-wide compaction revision.
+type SetCompactedRevision struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Revision      int64                  `protobuf:"varint,1,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetCompactedRevision) Reset() {
+	*x = SetCompactedRevision{}
+	mi := &file_flotillapb_meta_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetCompactedRevision) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetCompactedRevision) ProtoMessage() {}
+
+func (x *SetCompactedRevision) ProtoReflect() protoreflect.Message {
+	mi := &file_flotillapb_meta_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetCompactedRevision.ProtoReflect.Descriptor instead.
+func (*SetCompactedRevision) Descriptor() ([]byte, []int) {
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *SetCompactedRevision) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
 
 // UpdateRange records a range's descriptor if it is newer (by epoch) than
 // the one held: a stale or duplicated report changes nothing.
@@ -808,7 +1017,7 @@ type UpdateRange struct {
 
 func (x *UpdateRange) Reset() {
 	*x = UpdateRange{}
-	mi := &file_flotillapb_meta_proto_msgTypes[8]
+	mi := &file_flotillapb_meta_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -820,7 +1029,7 @@ func (x *UpdateRange) String() string {
 func (*UpdateRange) ProtoMessage() {}
 
 func (x *UpdateRange) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_meta_proto_msgTypes[8]
+	mi := &file_flotillapb_meta_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -833,7 +1042,7 @@ func (x *UpdateRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateRange.ProtoReflect.Descriptor instead.
 func (*UpdateRange) Descriptor() ([]byte, []int) {
-	return file_flotillapb_meta_proto_rawDescGZIP(), []int{8}
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *UpdateRange) GetDescriptor_() *RangeDescriptor {
@@ -854,7 +1063,7 @@ type SetStoreState struct {
 
 func (x *SetStoreState) Reset() {
 	*x = SetStoreState{}
-	mi := &file_flotillapb_meta_proto_msgTypes[9]
+	mi := &file_flotillapb_meta_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -866,7 +1075,7 @@ func (x *SetStoreState) String() string {
 func (*SetStoreState) ProtoMessage() {}
 
 func (x *SetStoreState) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_meta_proto_msgTypes[9]
+	mi := &file_flotillapb_meta_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -879,7 +1088,7 @@ func (x *SetStoreState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetStoreState.ProtoReflect.Descriptor instead.
 func (*SetStoreState) Descriptor() ([]byte, []int) {
-	return file_flotillapb_meta_proto_rawDescGZIP(), []int{9}
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SetStoreState) GetNodeId() uint64 {
@@ -907,7 +1116,7 @@ type AllocIDs struct {
 
 func (x *AllocIDs) Reset() {
 	*x = AllocIDs{}
-	mi := &file_flotillapb_meta_proto_msgTypes[10]
+	mi := &file_flotillapb_meta_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -919,7 +1128,7 @@ func (x *AllocIDs) String() string {
 func (*AllocIDs) ProtoMessage() {}
 
 func (x *AllocIDs) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_meta_proto_msgTypes[10]
+	mi := &file_flotillapb_meta_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -932,7 +1141,7 @@ func (x *AllocIDs) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocIDs.ProtoReflect.Descriptor instead.
 func (*AllocIDs) Descriptor() ([]byte, []int) {
-	return file_flotillapb_meta_proto_rawDescGZIP(), []int{10}
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *AllocIDs) GetKind() AllocIDs_Kind {
@@ -963,7 +1172,7 @@ type AddNode struct {
 
 func (x *AddNode) Reset() {
 	*x = AddNode{}
-	mi := &file_flotillapb_meta_proto_msgTypes[11]
+	mi := &file_flotillapb_meta_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -975,7 +1184,7 @@ func (x *AddNode) String() string {
 func (*AddNode) ProtoMessage() {}
 
 func (x *AddNode) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_meta_proto_msgTypes[11]
+	mi := &file_flotillapb_meta_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -988,7 +1197,7 @@ func (x *AddNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddNode.ProtoReflect.Descriptor instead.
 func (*AddNode) Descriptor() ([]byte, []int) {
-	return file_flotillapb_meta_proto_rawDescGZIP(), []int{11}
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *AddNode) GetAddress() string {
@@ -1022,7 +1231,7 @@ type UpdateNode struct {
 
 func (x *UpdateNode) Reset() {
 	*x = UpdateNode{}
-	mi := &file_flotillapb_meta_proto_msgTypes[12]
+	mi := &file_flotillapb_meta_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1034,7 +1243,7 @@ func (x *UpdateNode) String() string {
 func (*UpdateNode) ProtoMessage() {}
 
 func (x *UpdateNode) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_meta_proto_msgTypes[12]
+	mi := &file_flotillapb_meta_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1047,7 +1256,7 @@ func (x *UpdateNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNode.ProtoReflect.Descriptor instead.
 func (*UpdateNode) Descriptor() ([]byte, []int) {
-	return file_flotillapb_meta_proto_rawDescGZIP(), []int{12}
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *UpdateNode) GetNode() *NodeDescriptor {
@@ -1082,7 +1291,11 @@ const file_flotillapb_meta_proto_rawDesc = "" +
 	"\x04keys\x18\x01 \x01(\x03R\x04keys\x12\x1b\n" +
 	"\tkey_bytes\x18\x02 \x01(\x03R\bkeyBytes\x12\x1f\n" +
 	"\vvalue_bytes\x18\x03 \x01(\x03R\n" +
-	"valueBytes\"\xb4\x01\n" +
+	"valueBytes\"Z\n" +
+	"\x0eRangeRevisions\x12\x12\n" +
+	"\x04last\x18\x01 \x01(\x03R\x04last\x12\x16\n" +
+	"\x06closed\x18\x02 \x01(\x03R\x06closed\x12\x1c\n" +
+	"\tcompacted\x18\x03 \x01(\x03R\tcompacted\"\xb4\x01\n" +
 	"\x0eNodeDescriptor\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12!\n" +
@@ -1094,7 +1307,7 @@ const file_flotillapb_meta_proto_rawDesc = "" +
 	"StoreIdent\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\x17\n" +
-	"\anode_id\x18\x02 \x01(\x04R\x06nodeId\"\xcc\x02\n" +
+	"\anode_id\x18\x02 \x01(\x04R\x06nodeId\"\x9e\x03\n" +
 	"\vClusterMeta\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12 \n" +
@@ -1104,15 +1317,23 @@ const file_flotillapb_meta_proto_rawDesc = "" +
 	"\x06ranges\x18\x04 \x03(\v2\x1c.flotilla.v1.RangeDescriptorR\x06ranges\x12\"\n" +
 	"\rnext_range_id\x18\x05 \x01(\x04R\vnextRangeId\x12(\n" +
 	"\x10next_replica_seq\x18\x06 \x01(\x04R\x0enextReplicaSeq\x12E\n" +
-	"\x0fplacement_group\x18\a \x01(\v2\x1c.flotilla.v1.RangeDescriptorR\x0eplacementGroup\"\xc2\x02\n" +
+	"\x0fplacement_group\x18\a \x01(\v2\x1c.flotilla.v1.RangeDescriptorR\x0eplacementGroup\x12!\n" +
+	"\frevision_hwm\x18\b \x01(\x03R\vrevisionHwm\x12-\n" +
+	"\x12compacted_revision\x18\t \x01(\x03R\x11compactedRevision\"\xe6\x03\n" +
 	"\vMetaCommand\x121\n" +
 	"\badd_node\x18\x01 \x01(\v2\x14.flotilla.v1.AddNodeH\x00R\aaddNode\x12:\n" +
 	"\vupdate_node\x18\x02 \x01(\v2\x17.flotilla.v1.UpdateNodeH\x00R\n" +
 	"updateNode\x12=\n" +
 	"\fupdate_range\x18\x03 \x01(\v2\x18.flotilla.v1.UpdateRangeH\x00R\vupdateRange\x12D\n" +
 	"\x0fset_store_state\x18\x04 \x01(\v2\x1a.flotilla.v1.SetStoreStateH\x00R\rsetStoreState\x124\n" +
-	"\talloc_ids\x18\x05 \x01(\v2\x15.flotilla.v1.AllocIDsH\x00R\ballocIdsB\t\n" +
-	"\acommand\"K\n" +
+	"\talloc_ids\x18\x05 \x01(\v2\x15.flotilla.v1.AllocIDsH\x00R\ballocIds\x12G\n" +
+	"\x10set_revision_hwm\x18\x06 \x01(\v2\x1b.flotilla.v1.SetRevisionHWMH\x00R\x0esetRevisionHwm\x12Y\n" +
+	"\x16set_compacted_revision\x18\a \x01(\v2!.flotilla.v1.SetCompactedRevisionH\x00R\x14setCompactedRevisionB\t\n" +
+	"\acommand\"\"\n" +
+	"\x0eSetRevisionHWM\x12\x10\n" +
+	"\x03hwm\x18\x01 \x01(\x03R\x03hwm\"2\n" +
+	"\x14SetCompactedRevision\x12\x1a\n" +
+	"\brevision\x18\x01 \x01(\x03R\brevision\"K\n" +
 	"\vUpdateRange\x12<\n" +
 	"\n" +
 	"descriptor\x18\x01 \x01(\v2\x1c.flotilla.v1.RangeDescriptorR\n" +
@@ -1156,47 +1377,52 @@ func file_flotillapb_meta_proto_rawDescGZIP() []byte {
 }
 
 var file_flotillapb_meta_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_flotillapb_meta_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_flotillapb_meta_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_flotillapb_meta_proto_goTypes = []any{
-	(ReplicaType)(0),          // 0: flotilla.v1.ReplicaType
-	(StoreState)(0),           // 1: flotilla.v1.StoreState
-	(AllocIDs_Kind)(0),        // 2: flotilla.v1.AllocIDs.Kind
-	(*RangeEpoch)(nil),        // 3: flotilla.v1.RangeEpoch
-	(*ReplicaDescriptor)(nil), // 4: flotilla.v1.ReplicaDescriptor
-	(*RangeDescriptor)(nil),   // 5: flotilla.v1.RangeDescriptor
-	(*RangeStats)(nil),        // 6: flotilla.v1.RangeStats
-	(*NodeDescriptor)(nil),    // 7: flotilla.v1.NodeDescriptor
-	(*StoreIdent)(nil),        // 8: flotilla.v1.StoreIdent
-	(*ClusterMeta)(nil),       // 9: flotilla.v1.ClusterMeta
-	(*MetaCommand)(nil),       // 10: flotilla.v1.MetaCommand
-	(*UpdateRange)(nil),       // 11: flotilla.v1.UpdateRange
-	(*SetStoreState)(nil),     // 12: flotilla.v1.SetStoreState
-	(*AllocIDs)(nil),          // 13: flotilla.v1.AllocIDs
-	(*AddNode)(nil),           // 14: flotilla.v1.AddNode
-	(*UpdateNode)(nil),        // 15: flotilla.v1.UpdateNode
+	(ReplicaType)(0),             // 0: flotilla.v1.ReplicaType
+	(StoreState)(0),              // 1: flotilla.v1.StoreState
+	(AllocIDs_Kind)(0),           // 2: flotilla.v1.AllocIDs.Kind
+	(*RangeEpoch)(nil),           // 3: flotilla.v1.RangeEpoch
+	(*ReplicaDescriptor)(nil),    // 4: flotilla.v1.ReplicaDescriptor
+	(*RangeDescriptor)(nil),      // 5: flotilla.v1.RangeDescriptor
+	(*RangeStats)(nil),           // 6: flotilla.v1.RangeStats
+	(*RangeRevisions)(nil),       // 7: flotilla.v1.RangeRevisions
+	(*NodeDescriptor)(nil),       // 8: flotilla.v1.NodeDescriptor
+	(*StoreIdent)(nil),           // 9: flotilla.v1.StoreIdent
+	(*ClusterMeta)(nil),          // 10: flotilla.v1.ClusterMeta
+	(*MetaCommand)(nil),          // 11: flotilla.v1.MetaCommand
+	(*SetRevisionHWM)(nil),       // 12: flotilla.v1.SetRevisionHWM
+	(*SetCompactedRevision)(nil), // 13: flotilla.v1.SetCompactedRevision
+	(*UpdateRange)(nil),          // 14: flotilla.v1.UpdateRange
+	(*SetStoreState)(nil),        // 15: flotilla.v1.SetStoreState
+	(*AllocIDs)(nil),             // 16: flotilla.v1.AllocIDs
+	(*AddNode)(nil),              // 17: flotilla.v1.AddNode
+	(*UpdateNode)(nil),           // 18: flotilla.v1.UpdateNode
 }
 var file_flotillapb_meta_proto_depIdxs = []int32{
 	0,  // 0: flotilla.v1.ReplicaDescriptor.type:type_name -> flotilla.v1.ReplicaType
 	3,  // 1: flotilla.v1.RangeDescriptor.epoch:type_name -> flotilla.v1.RangeEpoch
 	4,  // 2: flotilla.v1.RangeDescriptor.replicas:type_name -> flotilla.v1.ReplicaDescriptor
 	1,  // 3: flotilla.v1.NodeDescriptor.state:type_name -> flotilla.v1.StoreState
-	7,  // 4: flotilla.v1.ClusterMeta.nodes:type_name -> flotilla.v1.NodeDescriptor
+	8,  // 4: flotilla.v1.ClusterMeta.nodes:type_name -> flotilla.v1.NodeDescriptor
 	5,  // 5: flotilla.v1.ClusterMeta.ranges:type_name -> flotilla.v1.RangeDescriptor
 	5,  // 6: flotilla.v1.ClusterMeta.placement_group:type_name -> flotilla.v1.RangeDescriptor
-	14, // 7: flotilla.v1.MetaCommand.add_node:type_name -> flotilla.v1.AddNode
-	15, // 8: flotilla.v1.MetaCommand.update_node:type_name -> flotilla.v1.UpdateNode
-	11, // 9: flotilla.v1.MetaCommand.update_range:type_name -> flotilla.v1.UpdateRange
-	12, // 10: flotilla.v1.MetaCommand.set_store_state:type_name -> flotilla.v1.SetStoreState
-	13, // 11: flotilla.v1.MetaCommand.alloc_ids:type_name -> flotilla.v1.AllocIDs
-	5,  // 12: flotilla.v1.UpdateRange.descriptor:type_name -> flotilla.v1.RangeDescriptor
-	1,  // 13: flotilla.v1.SetStoreState.state:type_name -> flotilla.v1.StoreState
-	2,  // 14: flotilla.v1.AllocIDs.kind:type_name -> flotilla.v1.AllocIDs.Kind
-	7,  // 15: flotilla.v1.UpdateNode.node:type_name -> flotilla.v1.NodeDescriptor
-	16, // [16:16] is the sub-list for method output_type
-	16, // [16:16] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	17, // 7: flotilla.v1.MetaCommand.add_node:type_name -> flotilla.v1.AddNode
+	18, // 8: flotilla.v1.MetaCommand.update_node:type_name -> flotilla.v1.UpdateNode
+	14, // 9: flotilla.v1.MetaCommand.update_range:type_name -> flotilla.v1.UpdateRange
+	15, // 10: flotilla.v1.MetaCommand.set_store_state:type_name -> flotilla.v1.SetStoreState
+	16, // 11: flotilla.v1.MetaCommand.alloc_ids:type_name -> flotilla.v1.AllocIDs
+	12, // 12: flotilla.v1.MetaCommand.set_revision_hwm:type_name -> flotilla.v1.SetRevisionHWM
+	13, // 13: flotilla.v1.MetaCommand.set_compacted_revision:type_name -> flotilla.v1.SetCompactedRevision
+	5,  // 14: flotilla.v1.UpdateRange.descriptor:type_name -> flotilla.v1.RangeDescriptor
+	1,  // 15: flotilla.v1.SetStoreState.state:type_name -> flotilla.v1.StoreState
+	2,  // 16: flotilla.v1.AllocIDs.kind:type_name -> flotilla.v1.AllocIDs.Kind
+	8,  // 17: flotilla.v1.UpdateNode.node:type_name -> flotilla.v1.NodeDescriptor
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_flotillapb_meta_proto_init() }
@@ -1204,12 +1430,14 @@ func file_flotillapb_meta_proto_init() {
 	if File_flotillapb_meta_proto != nil {
 		return
 	}
-	file_flotillapb_meta_proto_msgTypes[7].OneofWrappers = []any{
+	file_flotillapb_meta_proto_msgTypes[8].OneofWrappers = []any{
 		(*MetaCommand_AddNode)(nil),
 		(*MetaCommand_UpdateNode)(nil),
 		(*MetaCommand_UpdateRange)(nil),
 		(*MetaCommand_SetStoreState)(nil),
 		(*MetaCommand_AllocIds)(nil),
+		(*MetaCommand_SetRevisionHwm)(nil),
+		(*MetaCommand_SetCompactedRevision)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1217,7 +1445,7 @@ func file_flotillapb_meta_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flotillapb_meta_proto_rawDesc), len(file_flotillapb_meta_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   13,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

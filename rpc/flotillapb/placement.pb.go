@@ -91,6 +91,136 @@ func (OperatorStepKind) EnumDescriptor() ([]byte, []int) {
 	return file_flotillapb_placement_proto_rawDescGZIP(), []int{0}
 }
 
+type AllocateRevisionsRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	NodeId uint64                 `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// batch_id identifies the attempt; a retry carries a new one.
+	BatchId       uint64 `protobuf:"varint,2,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
+	Count         uint32 `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`
+	Forwarded     bool   `protobuf:"varint,4,opt,name=forwarded,proto3" json:"forwarded,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AllocateRevisionsRequest) Reset() {
+	*x = AllocateRevisionsRequest{}
+	mi := &file_flotillapb_placement_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AllocateRevisionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AllocateRevisionsRequest) ProtoMessage() {}
+
+func (x *AllocateRevisionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flotillapb_placement_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AllocateRevisionsRequest.ProtoReflect.Descriptor instead.
+func (*AllocateRevisionsRequest) Descriptor() ([]byte, []int) {
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *AllocateRevisionsRequest) GetNodeId() uint64 {
+	if x != nil {
+		return x.NodeId
+	}
+	return 0
+}
+
+func (x *AllocateRevisionsRequest) GetBatchId() uint64 {
+	if x != nil {
+		return x.BatchId
+	}
+	return 0
+}
+
+func (x *AllocateRevisionsRequest) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *AllocateRevisionsRequest) GetForwarded() bool {
+	if x != nil {
+		return x.Forwarded
+	}
+	return false
+}
+
+// AllocateRevisionsResponse: the revisions [first, first+count).
+type AllocateRevisionsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	BatchId       uint64                 `protobuf:"varint,1,opt,name=batch_id,json=batchId,proto3" json:"batch_id,omitempty"`
+	First         int64                  `protobuf:"varint,2,opt,name=first,proto3" json:"first,omitempty"`
+	Count         uint32                 `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AllocateRevisionsResponse) Reset() {
+	*x = AllocateRevisionsResponse{}
+	mi := &file_flotillapb_placement_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AllocateRevisionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AllocateRevisionsResponse) ProtoMessage() {}
+
+func (x *AllocateRevisionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_flotillapb_placement_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AllocateRevisionsResponse.ProtoReflect.Descriptor instead.
+func (*AllocateRevisionsResponse) Descriptor() ([]byte, []int) {
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *AllocateRevisionsResponse) GetBatchId() uint64 {
+	if x != nil {
+		return x.BatchId
+	}
+	return 0
+}
+
+func (x *AllocateRevisionsResponse) GetFirst() int64 {
+	if x != nil {
+		return x.First
+	}
+	return 0
+}
+
+func (x *AllocateRevisionsResponse) GetCount() uint32 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
 type StoreStats struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	CapacityBytes   uint64                 `protobuf:"varint,1,opt,name=capacity_bytes,json=capacityBytes,proto3" json:"capacity_bytes,omitempty"`
@@ -109,7 +239,7 @@ type StoreStats struct {
 
 func (x *StoreStats) Reset() {
 	*x = StoreStats{}
-	mi := &file_flotillapb_placement_proto_msgTypes[0]
+	mi := &file_flotillapb_placement_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -121,7 +251,7 @@ func (x *StoreStats) String() string {
 func (*StoreStats) ProtoMessage() {}
 
 func (x *StoreStats) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_placement_proto_msgTypes[0]
+	mi := &file_flotillapb_placement_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -134,7 +264,7 @@ func (x *StoreStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreStats.ProtoReflect.Descriptor instead.
 func (*StoreStats) Descriptor() ([]byte, []int) {
-	return file_flotillapb_placement_proto_rawDescGZIP(), []int{0}
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *StoreStats) GetCapacityBytes() uint64 {
@@ -205,7 +335,7 @@ type StoreHeartbeatRequest struct {
 
 func (x *StoreHeartbeatRequest) Reset() {
 	*x = StoreHeartbeatRequest{}
-	mi := &file_flotillapb_placement_proto_msgTypes[1]
+	mi := &file_flotillapb_placement_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -217,7 +347,7 @@ func (x *StoreHeartbeatRequest) String() string {
 func (*StoreHeartbeatRequest) ProtoMessage() {}
 
 func (x *StoreHeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_placement_proto_msgTypes[1]
+	mi := &file_flotillapb_placement_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -230,7 +360,7 @@ func (x *StoreHeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreHeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*StoreHeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_flotillapb_placement_proto_rawDescGZIP(), []int{1}
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *StoreHeartbeatRequest) GetNodeId() uint64 {
@@ -262,7 +392,7 @@ type StoreHeartbeatResponse struct {
 
 func (x *StoreHeartbeatResponse) Reset() {
 	*x = StoreHeartbeatResponse{}
-	mi := &file_flotillapb_placement_proto_msgTypes[2]
+	mi := &file_flotillapb_placement_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -274,7 +404,7 @@ func (x *StoreHeartbeatResponse) String() string {
 func (*StoreHeartbeatResponse) ProtoMessage() {}
 
 func (x *StoreHeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_placement_proto_msgTypes[2]
+	mi := &file_flotillapb_placement_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -287,7 +417,7 @@ func (x *StoreHeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreHeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*StoreHeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_flotillapb_placement_proto_rawDescGZIP(), []int{2}
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{4}
 }
 
 type RangeHeartbeatRequest struct {
@@ -313,7 +443,7 @@ type RangeHeartbeatRequest struct {
 
 func (x *RangeHeartbeatRequest) Reset() {
 	*x = RangeHeartbeatRequest{}
-	mi := &file_flotillapb_placement_proto_msgTypes[3]
+	mi := &file_flotillapb_placement_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -325,7 +455,7 @@ func (x *RangeHeartbeatRequest) String() string {
 func (*RangeHeartbeatRequest) ProtoMessage() {}
 
 func (x *RangeHeartbeatRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_placement_proto_msgTypes[3]
+	mi := &file_flotillapb_placement_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -338,7 +468,7 @@ func (x *RangeHeartbeatRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeHeartbeatRequest.ProtoReflect.Descriptor instead.
 func (*RangeHeartbeatRequest) Descriptor() ([]byte, []int) {
-	return file_flotillapb_placement_proto_rawDescGZIP(), []int{3}
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RangeHeartbeatRequest) GetDescriptor_() *RangeDescriptor {
@@ -428,7 +558,7 @@ type RangeHeartbeatResponse struct {
 
 func (x *RangeHeartbeatResponse) Reset() {
 	*x = RangeHeartbeatResponse{}
-	mi := &file_flotillapb_placement_proto_msgTypes[4]
+	mi := &file_flotillapb_placement_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -440,7 +570,7 @@ func (x *RangeHeartbeatResponse) String() string {
 func (*RangeHeartbeatResponse) ProtoMessage() {}
 
 func (x *RangeHeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_placement_proto_msgTypes[4]
+	mi := &file_flotillapb_placement_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -453,7 +583,7 @@ func (x *RangeHeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeHeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*RangeHeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_flotillapb_placement_proto_rawDescGZIP(), []int{4}
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RangeHeartbeatResponse) GetStep() *OperatorStep {
@@ -484,7 +614,7 @@ type OperatorStep struct {
 
 func (x *OperatorStep) Reset() {
 	*x = OperatorStep{}
-	mi := &file_flotillapb_placement_proto_msgTypes[5]
+	mi := &file_flotillapb_placement_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -496,7 +626,7 @@ func (x *OperatorStep) String() string {
 func (*OperatorStep) ProtoMessage() {}
 
 func (x *OperatorStep) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_placement_proto_msgTypes[5]
+	mi := &file_flotillapb_placement_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -509,7 +639,7 @@ func (x *OperatorStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OperatorStep.ProtoReflect.Descriptor instead.
 func (*OperatorStep) Descriptor() ([]byte, []int) {
-	return file_flotillapb_placement_proto_rawDescGZIP(), []int{5}
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *OperatorStep) GetOperatorId() uint64 {
@@ -589,7 +719,7 @@ type LookupRangeRequest struct {
 
 func (x *LookupRangeRequest) Reset() {
 	*x = LookupRangeRequest{}
-	mi := &file_flotillapb_placement_proto_msgTypes[6]
+	mi := &file_flotillapb_placement_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -601,7 +731,7 @@ func (x *LookupRangeRequest) String() string {
 func (*LookupRangeRequest) ProtoMessage() {}
 
 func (x *LookupRangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_placement_proto_msgTypes[6]
+	mi := &file_flotillapb_placement_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -614,7 +744,7 @@ func (x *LookupRangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LookupRangeRequest.ProtoReflect.Descriptor instead.
 func (*LookupRangeRequest) Descriptor() ([]byte, []int) {
-	return file_flotillapb_placement_proto_rawDescGZIP(), []int{6}
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *LookupRangeRequest) GetKey() []byte {
@@ -652,7 +782,7 @@ type LookupRangeResponse struct {
 
 func (x *LookupRangeResponse) Reset() {
 	*x = LookupRangeResponse{}
-	mi := &file_flotillapb_placement_proto_msgTypes[7]
+	mi := &file_flotillapb_placement_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -664,7 +794,7 @@ func (x *LookupRangeResponse) String() string {
 func (*LookupRangeResponse) ProtoMessage() {}
 
 func (x *LookupRangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_placement_proto_msgTypes[7]
+	mi := &file_flotillapb_placement_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -677,7 +807,7 @@ func (x *LookupRangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LookupRangeResponse.ProtoReflect.Descriptor instead.
 func (*LookupRangeResponse) Descriptor() ([]byte, []int) {
-	return file_flotillapb_placement_proto_rawDescGZIP(), []int{7}
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *LookupRangeResponse) GetDescriptor_() *RangeDescriptor {
@@ -710,7 +840,7 @@ type ListStoresRequest struct {
 
 func (x *ListStoresRequest) Reset() {
 	*x = ListStoresRequest{}
-	mi := &file_flotillapb_placement_proto_msgTypes[8]
+	mi := &file_flotillapb_placement_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -722,7 +852,7 @@ func (x *ListStoresRequest) String() string {
 func (*ListStoresRequest) ProtoMessage() {}
 
 func (x *ListStoresRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_placement_proto_msgTypes[8]
+	mi := &file_flotillapb_placement_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -735,7 +865,7 @@ func (x *ListStoresRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListStoresRequest.ProtoReflect.Descriptor instead.
 func (*ListStoresRequest) Descriptor() ([]byte, []int) {
-	return file_flotillapb_placement_proto_rawDescGZIP(), []int{8}
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListStoresRequest) GetForwarded() bool {
@@ -765,7 +895,7 @@ type StoreStatus struct {
 
 func (x *StoreStatus) Reset() {
 	*x = StoreStatus{}
-	mi := &file_flotillapb_placement_proto_msgTypes[9]
+	mi := &file_flotillapb_placement_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -777,7 +907,7 @@ func (x *StoreStatus) String() string {
 func (*StoreStatus) ProtoMessage() {}
 
 func (x *StoreStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_placement_proto_msgTypes[9]
+	mi := &file_flotillapb_placement_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -790,7 +920,7 @@ func (x *StoreStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreStatus.ProtoReflect.Descriptor instead.
 func (*StoreStatus) Descriptor() ([]byte, []int) {
-	return file_flotillapb_placement_proto_rawDescGZIP(), []int{9}
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *StoreStatus) GetNode() *NodeDescriptor {
@@ -844,7 +974,7 @@ type ListStoresResponse struct {
 
 func (x *ListStoresResponse) Reset() {
 	*x = ListStoresResponse{}
-	mi := &file_flotillapb_placement_proto_msgTypes[10]
+	mi := &file_flotillapb_placement_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -856,7 +986,7 @@ func (x *ListStoresResponse) String() string {
 func (*ListStoresResponse) ProtoMessage() {}
 
 func (x *ListStoresResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_placement_proto_msgTypes[10]
+	mi := &file_flotillapb_placement_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -869,7 +999,7 @@ func (x *ListStoresResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListStoresResponse.ProtoReflect.Descriptor instead.
 func (*ListStoresResponse) Descriptor() ([]byte, []int) {
-	return file_flotillapb_placement_proto_rawDescGZIP(), []int{10}
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListStoresResponse) GetStores() []*StoreStatus {
@@ -888,7 +1018,7 @@ type ListRangesRequest struct {
 
 func (x *ListRangesRequest) Reset() {
 	*x = ListRangesRequest{}
-	mi := &file_flotillapb_placement_proto_msgTypes[11]
+	mi := &file_flotillapb_placement_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -900,7 +1030,7 @@ func (x *ListRangesRequest) String() string {
 func (*ListRangesRequest) ProtoMessage() {}
 
 func (x *ListRangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_placement_proto_msgTypes[11]
+	mi := &file_flotillapb_placement_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -913,7 +1043,7 @@ func (x *ListRangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRangesRequest.ProtoReflect.Descriptor instead.
 func (*ListRangesRequest) Descriptor() ([]byte, []int) {
-	return file_flotillapb_placement_proto_rawDescGZIP(), []int{11}
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListRangesRequest) GetForwarded() bool {
@@ -938,7 +1068,7 @@ type RangeStatus struct {
 
 func (x *RangeStatus) Reset() {
 	*x = RangeStatus{}
-	mi := &file_flotillapb_placement_proto_msgTypes[12]
+	mi := &file_flotillapb_placement_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -950,7 +1080,7 @@ func (x *RangeStatus) String() string {
 func (*RangeStatus) ProtoMessage() {}
 
 func (x *RangeStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_placement_proto_msgTypes[12]
+	mi := &file_flotillapb_placement_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -963,7 +1093,7 @@ func (x *RangeStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeStatus.ProtoReflect.Descriptor instead.
 func (*RangeStatus) Descriptor() ([]byte, []int) {
-	return file_flotillapb_placement_proto_rawDescGZIP(), []int{12}
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RangeStatus) GetDescriptor_() *RangeDescriptor {
@@ -1019,7 +1149,7 @@ type ListRangesResponse struct {
 
 func (x *ListRangesResponse) Reset() {
 	*x = ListRangesResponse{}
-	mi := &file_flotillapb_placement_proto_msgTypes[13]
+	mi := &file_flotillapb_placement_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1031,7 +1161,7 @@ func (x *ListRangesResponse) String() string {
 func (*ListRangesResponse) ProtoMessage() {}
 
 func (x *ListRangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_placement_proto_msgTypes[13]
+	mi := &file_flotillapb_placement_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1044,7 +1174,7 @@ func (x *ListRangesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRangesResponse.ProtoReflect.Descriptor instead.
 func (*ListRangesResponse) Descriptor() ([]byte, []int) {
-	return file_flotillapb_placement_proto_rawDescGZIP(), []int{13}
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListRangesResponse) GetRanges() []*RangeStatus {
@@ -1070,7 +1200,7 @@ type ListOperatorsRequest struct {
 
 func (x *ListOperatorsRequest) Reset() {
 	*x = ListOperatorsRequest{}
-	mi := &file_flotillapb_placement_proto_msgTypes[14]
+	mi := &file_flotillapb_placement_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1082,7 +1212,7 @@ func (x *ListOperatorsRequest) String() string {
 func (*ListOperatorsRequest) ProtoMessage() {}
 
 func (x *ListOperatorsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_placement_proto_msgTypes[14]
+	mi := &file_flotillapb_placement_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1095,7 +1225,7 @@ func (x *ListOperatorsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOperatorsRequest.ProtoReflect.Descriptor instead.
 func (*ListOperatorsRequest) Descriptor() ([]byte, []int) {
-	return file_flotillapb_placement_proto_rawDescGZIP(), []int{14}
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListOperatorsRequest) GetForwarded() bool {
@@ -1129,7 +1259,7 @@ type OperatorStatus struct {
 
 func (x *OperatorStatus) Reset() {
 	*x = OperatorStatus{}
-	mi := &file_flotillapb_placement_proto_msgTypes[15]
+	mi := &file_flotillapb_placement_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1141,7 +1271,7 @@ func (x *OperatorStatus) String() string {
 func (*OperatorStatus) ProtoMessage() {}
 
 func (x *OperatorStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_placement_proto_msgTypes[15]
+	mi := &file_flotillapb_placement_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1154,7 +1284,7 @@ func (x *OperatorStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OperatorStatus.ProtoReflect.Descriptor instead.
 func (*OperatorStatus) Descriptor() ([]byte, []int) {
-	return file_flotillapb_placement_proto_rawDescGZIP(), []int{15}
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *OperatorStatus) GetId() uint64 {
@@ -1236,7 +1366,7 @@ type ListOperatorsResponse struct {
 
 func (x *ListOperatorsResponse) Reset() {
 	*x = ListOperatorsResponse{}
-	mi := &file_flotillapb_placement_proto_msgTypes[16]
+	mi := &file_flotillapb_placement_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1248,7 +1378,7 @@ func (x *ListOperatorsResponse) String() string {
 func (*ListOperatorsResponse) ProtoMessage() {}
 
 func (x *ListOperatorsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_placement_proto_msgTypes[16]
+	mi := &file_flotillapb_placement_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1261,7 +1391,7 @@ func (x *ListOperatorsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOperatorsResponse.ProtoReflect.Descriptor instead.
 func (*ListOperatorsResponse) Descriptor() ([]byte, []int) {
-	return file_flotillapb_placement_proto_rawDescGZIP(), []int{16}
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListOperatorsResponse) GetOperators() []*OperatorStatus {
@@ -1303,7 +1433,7 @@ type TransferLeaderRequest struct {
 
 func (x *TransferLeaderRequest) Reset() {
 	*x = TransferLeaderRequest{}
-	mi := &file_flotillapb_placement_proto_msgTypes[17]
+	mi := &file_flotillapb_placement_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1315,7 +1445,7 @@ func (x *TransferLeaderRequest) String() string {
 func (*TransferLeaderRequest) ProtoMessage() {}
 
 func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_placement_proto_msgTypes[17]
+	mi := &file_flotillapb_placement_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1328,7 +1458,7 @@ func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeaderRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeaderRequest) Descriptor() ([]byte, []int) {
-	return file_flotillapb_placement_proto_rawDescGZIP(), []int{17}
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *TransferLeaderRequest) GetRangeId() uint64 {
@@ -1365,7 +1495,7 @@ type AddReplicaRequest struct {
 
 func (x *AddReplicaRequest) Reset() {
 	*x = AddReplicaRequest{}
-	mi := &file_flotillapb_placement_proto_msgTypes[18]
+	mi := &file_flotillapb_placement_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1377,7 +1507,7 @@ func (x *AddReplicaRequest) String() string {
 func (*AddReplicaRequest) ProtoMessage() {}
 
 func (x *AddReplicaRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_placement_proto_msgTypes[18]
+	mi := &file_flotillapb_placement_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1390,7 +1520,7 @@ func (x *AddReplicaRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddReplicaRequest.ProtoReflect.Descriptor instead.
 func (*AddReplicaRequest) Descriptor() ([]byte, []int) {
-	return file_flotillapb_placement_proto_rawDescGZIP(), []int{18}
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *AddReplicaRequest) GetRangeId() uint64 {
@@ -1432,7 +1562,7 @@ type RemoveReplicaRequest struct {
 
 func (x *RemoveReplicaRequest) Reset() {
 	*x = RemoveReplicaRequest{}
-	mi := &file_flotillapb_placement_proto_msgTypes[19]
+	mi := &file_flotillapb_placement_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1444,7 +1574,7 @@ func (x *RemoveReplicaRequest) String() string {
 func (*RemoveReplicaRequest) ProtoMessage() {}
 
 func (x *RemoveReplicaRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_placement_proto_msgTypes[19]
+	mi := &file_flotillapb_placement_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1457,7 +1587,7 @@ func (x *RemoveReplicaRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveReplicaRequest.ProtoReflect.Descriptor instead.
 func (*RemoveReplicaRequest) Descriptor() ([]byte, []int) {
-	return file_flotillapb_placement_proto_rawDescGZIP(), []int{19}
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RemoveReplicaRequest) GetRangeId() uint64 {
@@ -1490,7 +1620,7 @@ type OperatorResponse struct {
 
 func (x *OperatorResponse) Reset() {
 	*x = OperatorResponse{}
-	mi := &file_flotillapb_placement_proto_msgTypes[20]
+	mi := &file_flotillapb_placement_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1502,7 +1632,7 @@ func (x *OperatorResponse) String() string {
 func (*OperatorResponse) ProtoMessage() {}
 
 func (x *OperatorResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_placement_proto_msgTypes[20]
+	mi := &file_flotillapb_placement_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1515,7 +1645,7 @@ func (x *OperatorResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OperatorResponse.ProtoReflect.Descriptor instead.
 func (*OperatorResponse) Descriptor() ([]byte, []int) {
-	return file_flotillapb_placement_proto_rawDescGZIP(), []int{20}
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *OperatorResponse) GetOperator() *OperatorStatus {
@@ -1539,7 +1669,7 @@ type SetStoreStateRequest struct {
 
 func (x *SetStoreStateRequest) Reset() {
 	*x = SetStoreStateRequest{}
-	mi := &file_flotillapb_placement_proto_msgTypes[21]
+	mi := &file_flotillapb_placement_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1551,7 +1681,7 @@ func (x *SetStoreStateRequest) String() string {
 func (*SetStoreStateRequest) ProtoMessage() {}
 
 func (x *SetStoreStateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_placement_proto_msgTypes[21]
+	mi := &file_flotillapb_placement_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1564,7 +1694,7 @@ func (x *SetStoreStateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetStoreStateRequest.ProtoReflect.Descriptor instead.
 func (*SetStoreStateRequest) Descriptor() ([]byte, []int) {
-	return file_flotillapb_placement_proto_rawDescGZIP(), []int{21}
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SetStoreStateRequest) GetStoreId() uint64 {
@@ -1599,7 +1729,7 @@ type SetStoreStateResponse struct {
 
 func (x *SetStoreStateResponse) Reset() {
 	*x = SetStoreStateResponse{}
-	mi := &file_flotillapb_placement_proto_msgTypes[22]
+	mi := &file_flotillapb_placement_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1611,7 +1741,7 @@ func (x *SetStoreStateResponse) String() string {
 func (*SetStoreStateResponse) ProtoMessage() {}
 
 func (x *SetStoreStateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_placement_proto_msgTypes[22]
+	mi := &file_flotillapb_placement_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1624,7 +1754,7 @@ func (x *SetStoreStateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetStoreStateResponse.ProtoReflect.Descriptor instead.
 func (*SetStoreStateResponse) Descriptor() ([]byte, []int) {
-	return file_flotillapb_placement_proto_rawDescGZIP(), []int{22}
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SetStoreStateResponse) GetStore() *StoreStatus {
@@ -1653,7 +1783,7 @@ type SplitRangeRequest struct {
 
 func (x *SplitRangeRequest) Reset() {
 	*x = SplitRangeRequest{}
-	mi := &file_flotillapb_placement_proto_msgTypes[23]
+	mi := &file_flotillapb_placement_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1665,7 +1795,7 @@ func (x *SplitRangeRequest) String() string {
 func (*SplitRangeRequest) ProtoMessage() {}
 
 func (x *SplitRangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_placement_proto_msgTypes[23]
+	mi := &file_flotillapb_placement_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1678,7 +1808,7 @@ func (x *SplitRangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SplitRangeRequest.ProtoReflect.Descriptor instead.
 func (*SplitRangeRequest) Descriptor() ([]byte, []int) {
-	return file_flotillapb_placement_proto_rawDescGZIP(), []int{23}
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SplitRangeRequest) GetKey() []byte {
@@ -1699,7 +1829,16 @@ var File_flotillapb_placement_proto protoreflect.FileDescriptor
 
 const file_flotillapb_placement_proto_rawDesc = "" +
 	"\n" +
-	"\x1aflotillapb/placement.proto\x12\vflotilla.v1\x1a\x15flotillapb/meta.proto\"\xad\x02\n" +
+	"\x1aflotillapb/placement.proto\x12\vflotilla.v1\x1a\x15flotillapb/meta.proto\"\x82\x01\n" +
+	"\x18AllocateRevisionsRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x19\n" +
+	"\bbatch_id\x18\x02 \x01(\x04R\abatchId\x12\x14\n" +
+	"\x05count\x18\x03 \x01(\rR\x05count\x12\x1c\n" +
+	"\tforwarded\x18\x04 \x01(\bR\tforwarded\"b\n" +
+	"\x19AllocateRevisionsResponse\x12\x19\n" +
+	"\bbatch_id\x18\x01 \x01(\x04R\abatchId\x12\x14\n" +
+	"\x05first\x18\x02 \x01(\x03R\x05first\x12\x14\n" +
+	"\x05count\x18\x03 \x01(\rR\x05count\"\xad\x02\n" +
 	"\n" +
 	"StoreStats\x12%\n" +
 	"\x0ecapacity_bytes\x18\x01 \x01(\x04R\rcapacityBytes\x12'\n" +
@@ -1834,7 +1973,7 @@ const file_flotillapb_placement_proto_rawDesc = "" +
 	"\n" +
 	"\x06REMOVE\x10\x02\x12\x13\n" +
 	"\x0fTRANSFER_LEADER\x10\x03\x12\t\n" +
-	"\x05SPLIT\x10\x042\xa3\a\n" +
+	"\x05SPLIT\x10\x042\x87\b\n" +
 	"\tPlacement\x12Y\n" +
 	"\x0eStoreHeartbeat\x12\".flotilla.v1.StoreHeartbeatRequest\x1a#.flotilla.v1.StoreHeartbeatResponse\x12Y\n" +
 	"\x0eRangeHeartbeat\x12\".flotilla.v1.RangeHeartbeatRequest\x1a#.flotilla.v1.RangeHeartbeatResponse\x12P\n" +
@@ -1850,7 +1989,8 @@ const file_flotillapb_placement_proto_rawDesc = "" +
 	"\rRemoveReplica\x12!.flotilla.v1.RemoveReplicaRequest\x1a\x1d.flotilla.v1.OperatorResponse\x12V\n" +
 	"\rSetStoreState\x12!.flotilla.v1.SetStoreStateRequest\x1a\".flotilla.v1.SetStoreStateResponse\x12K\n" +
 	"\n" +
-	"SplitRange\x12\x1e.flotilla.v1.SplitRangeRequest\x1a\x1d.flotilla.v1.OperatorResponseB/Z-github.com/flotilladb/flotilla/rpc/flotillapbb\x06proto3"
+	"SplitRange\x12\x1e.flotilla.v1.SplitRangeRequest\x1a\x1d.flotilla.v1.OperatorResponse\x12b\n" +
+	"\x11AllocateRevisions\x12%.flotilla.v1.AllocateRevisionsRequest\x1a&.flotilla.v1.AllocateRevisionsResponseB/Z-github.com/flotilladb/flotilla/rpc/flotillapbb\x06proto3"
 
 var (
 	file_flotillapb_placement_proto_rawDescOnce sync.Once
@@ -1865,86 +2005,90 @@ func file_flotillapb_placement_proto_rawDescGZIP() []byte {
 }
 
 var file_flotillapb_placement_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_flotillapb_placement_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_flotillapb_placement_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_flotillapb_placement_proto_goTypes = []any{
-	(OperatorStepKind)(0),          // 0: flotilla.v1.OperatorStepKind
-	(*StoreStats)(nil),             // 1: flotilla.v1.StoreStats
-	(*StoreHeartbeatRequest)(nil),  // 2: flotilla.v1.StoreHeartbeatRequest
-	(*StoreHeartbeatResponse)(nil), // 3: flotilla.v1.StoreHeartbeatResponse
-	(*RangeHeartbeatRequest)(nil),  // 4: flotilla.v1.RangeHeartbeatRequest
-	(*RangeHeartbeatResponse)(nil), // 5: flotilla.v1.RangeHeartbeatResponse
-	(*OperatorStep)(nil),           // 6: flotilla.v1.OperatorStep
-	(*LookupRangeRequest)(nil),     // 7: flotilla.v1.LookupRangeRequest
-	(*LookupRangeResponse)(nil),    // 8: flotilla.v1.LookupRangeResponse
-	(*ListStoresRequest)(nil),      // 9: flotilla.v1.ListStoresRequest
-	(*StoreStatus)(nil),            // 10: flotilla.v1.StoreStatus
-	(*ListStoresResponse)(nil),     // 11: flotilla.v1.ListStoresResponse
-	(*ListRangesRequest)(nil),      // 12: flotilla.v1.ListRangesRequest
-	(*RangeStatus)(nil),            // 13: flotilla.v1.RangeStatus
-	(*ListRangesResponse)(nil),     // 14: flotilla.v1.ListRangesResponse
-	(*ListOperatorsRequest)(nil),   // 15: flotilla.v1.ListOperatorsRequest
-	(*OperatorStatus)(nil),         // 16: flotilla.v1.OperatorStatus
-	(*ListOperatorsResponse)(nil),  // 17: flotilla.v1.ListOperatorsResponse
-	(*TransferLeaderRequest)(nil),  // 18: flotilla.v1.TransferLeaderRequest
-	(*AddReplicaRequest)(nil),      // 19: flotilla.v1.AddReplicaRequest
-	(*RemoveReplicaRequest)(nil),   // 20: flotilla.v1.RemoveReplicaRequest
-	(*OperatorResponse)(nil),       // 21: flotilla.v1.OperatorResponse
-	(*SetStoreStateRequest)(nil),   // 22: flotilla.v1.SetStoreStateRequest
-	(*SetStoreStateResponse)(nil),  // 23: flotilla.v1.SetStoreStateResponse
-	(*SplitRangeRequest)(nil),      // 24: flotilla.v1.SplitRangeRequest
-	nil,                            // 25: flotilla.v1.ListOperatorsResponse.CountsEntry
-	(*RangeDescriptor)(nil),        // 26: flotilla.v1.RangeDescriptor
-	(*RangeStats)(nil),             // 27: flotilla.v1.RangeStats
-	(*ReplicaDescriptor)(nil),      // 28: flotilla.v1.ReplicaDescriptor
-	(*NodeDescriptor)(nil),         // 29: flotilla.v1.NodeDescriptor
-	(StoreState)(0),                // 30: flotilla.v1.StoreState
+	(OperatorStepKind)(0),             // 0: flotilla.v1.OperatorStepKind
+	(*AllocateRevisionsRequest)(nil),  // 1: flotilla.v1.AllocateRevisionsRequest
+	(*AllocateRevisionsResponse)(nil), // 2: flotilla.v1.AllocateRevisionsResponse
+	(*StoreStats)(nil),                // 3: flotilla.v1.StoreStats
+	(*StoreHeartbeatRequest)(nil),     // 4: flotilla.v1.StoreHeartbeatRequest
+	(*StoreHeartbeatResponse)(nil),    // 5: flotilla.v1.StoreHeartbeatResponse
+	(*RangeHeartbeatRequest)(nil),     // 6: flotilla.v1.RangeHeartbeatRequest
+	(*RangeHeartbeatResponse)(nil),    // 7: flotilla.v1.RangeHeartbeatResponse
+	(*OperatorStep)(nil),              // 8: flotilla.v1.OperatorStep
+	(*LookupRangeRequest)(nil),        // 9: flotilla.v1.LookupRangeRequest
+	(*LookupRangeResponse)(nil),       // 10: flotilla.v1.LookupRangeResponse
+	(*ListStoresRequest)(nil),         // 11: flotilla.v1.ListStoresRequest
+	(*StoreStatus)(nil),               // 12: flotilla.v1.StoreStatus
+	(*ListStoresResponse)(nil),        // 13: flotilla.v1.ListStoresResponse
+	(*ListRangesRequest)(nil),         // 14: flotilla.v1.ListRangesRequest
+	(*RangeStatus)(nil),               // 15: flotilla.v1.RangeStatus
+	(*ListRangesResponse)(nil),        // 16: flotilla.v1.ListRangesResponse
+	(*ListOperatorsRequest)(nil),      // 17: flotilla.v1.ListOperatorsRequest
+	(*OperatorStatus)(nil),            // 18: flotilla.v1.OperatorStatus
+	(*ListOperatorsResponse)(nil),     // 19: flotilla.v1.ListOperatorsResponse
+	(*TransferLeaderRequest)(nil),     // 20: flotilla.v1.TransferLeaderRequest
+	(*AddReplicaRequest)(nil),         // 21: flotilla.v1.AddReplicaRequest
+	(*RemoveReplicaRequest)(nil),      // 22: flotilla.v1.RemoveReplicaRequest
+	(*OperatorResponse)(nil),          // 23: flotilla.v1.OperatorResponse
+	(*SetStoreStateRequest)(nil),      // 24: flotilla.v1.SetStoreStateRequest
+	(*SetStoreStateResponse)(nil),     // 25: flotilla.v1.SetStoreStateResponse
+	(*SplitRangeRequest)(nil),         // 26: flotilla.v1.SplitRangeRequest
+	nil,                               // 27: flotilla.v1.ListOperatorsResponse.CountsEntry
+	(*RangeDescriptor)(nil),           // 28: flotilla.v1.RangeDescriptor
+	(*RangeStats)(nil),                // 29: flotilla.v1.RangeStats
+	(*ReplicaDescriptor)(nil),         // 30: flotilla.v1.ReplicaDescriptor
+	(*NodeDescriptor)(nil),            // 31: flotilla.v1.NodeDescriptor
+	(StoreState)(0),                   // 32: flotilla.v1.StoreState
 }
 var file_flotillapb_placement_proto_depIdxs = []int32{
-	1,  // 0: flotilla.v1.StoreHeartbeatRequest.stats:type_name -> flotilla.v1.StoreStats
-	26, // 1: flotilla.v1.RangeHeartbeatRequest.descriptor:type_name -> flotilla.v1.RangeDescriptor
-	27, // 2: flotilla.v1.RangeHeartbeatRequest.stats:type_name -> flotilla.v1.RangeStats
-	6,  // 3: flotilla.v1.RangeHeartbeatResponse.step:type_name -> flotilla.v1.OperatorStep
+	3,  // 0: flotilla.v1.StoreHeartbeatRequest.stats:type_name -> flotilla.v1.StoreStats
+	28, // 1: flotilla.v1.RangeHeartbeatRequest.descriptor:type_name -> flotilla.v1.RangeDescriptor
+	29, // 2: flotilla.v1.RangeHeartbeatRequest.stats:type_name -> flotilla.v1.RangeStats
+	8,  // 3: flotilla.v1.RangeHeartbeatResponse.step:type_name -> flotilla.v1.OperatorStep
 	0,  // 4: flotilla.v1.OperatorStep.kind:type_name -> flotilla.v1.OperatorStepKind
-	26, // 5: flotilla.v1.LookupRangeResponse.descriptor:type_name -> flotilla.v1.RangeDescriptor
-	28, // 6: flotilla.v1.LookupRangeResponse.leader:type_name -> flotilla.v1.ReplicaDescriptor
-	29, // 7: flotilla.v1.LookupRangeResponse.nodes:type_name -> flotilla.v1.NodeDescriptor
-	29, // 8: flotilla.v1.StoreStatus.node:type_name -> flotilla.v1.NodeDescriptor
-	1,  // 9: flotilla.v1.StoreStatus.stats:type_name -> flotilla.v1.StoreStats
-	10, // 10: flotilla.v1.ListStoresResponse.stores:type_name -> flotilla.v1.StoreStatus
-	26, // 11: flotilla.v1.RangeStatus.descriptor:type_name -> flotilla.v1.RangeDescriptor
-	28, // 12: flotilla.v1.RangeStatus.leader:type_name -> flotilla.v1.ReplicaDescriptor
-	27, // 13: flotilla.v1.RangeStatus.stats:type_name -> flotilla.v1.RangeStats
-	13, // 14: flotilla.v1.ListRangesResponse.ranges:type_name -> flotilla.v1.RangeStatus
-	26, // 15: flotilla.v1.ListRangesResponse.placement_group:type_name -> flotilla.v1.RangeDescriptor
-	16, // 16: flotilla.v1.ListOperatorsResponse.operators:type_name -> flotilla.v1.OperatorStatus
-	25, // 17: flotilla.v1.ListOperatorsResponse.counts:type_name -> flotilla.v1.ListOperatorsResponse.CountsEntry
-	16, // 18: flotilla.v1.OperatorResponse.operator:type_name -> flotilla.v1.OperatorStatus
-	30, // 19: flotilla.v1.SetStoreStateRequest.state:type_name -> flotilla.v1.StoreState
-	10, // 20: flotilla.v1.SetStoreStateResponse.store:type_name -> flotilla.v1.StoreStatus
-	2,  // 21: flotilla.v1.Placement.StoreHeartbeat:input_type -> flotilla.v1.StoreHeartbeatRequest
-	4,  // 22: flotilla.v1.Placement.RangeHeartbeat:input_type -> flotilla.v1.RangeHeartbeatRequest
-	7,  // 23: flotilla.v1.Placement.LookupRange:input_type -> flotilla.v1.LookupRangeRequest
-	9,  // 24: flotilla.v1.Placement.ListStores:input_type -> flotilla.v1.ListStoresRequest
-	12, // 25: flotilla.v1.Placement.ListRanges:input_type -> flotilla.v1.ListRangesRequest
-	15, // 26: flotilla.v1.Placement.ListOperators:input_type -> flotilla.v1.ListOperatorsRequest
-	18, // 27: flotilla.v1.Placement.TransferLeader:input_type -> flotilla.v1.TransferLeaderRequest
-	19, // 28: flotilla.v1.Placement.AddReplica:input_type -> flotilla.v1.AddReplicaRequest
-	20, // 29: flotilla.v1.Placement.RemoveReplica:input_type -> flotilla.v1.RemoveReplicaRequest
-	22, // 30: flotilla.v1.Placement.SetStoreState:input_type -> flotilla.v1.SetStoreStateRequest
-	24, // 31: flotilla.v1.Placement.SplitRange:input_type -> flotilla.v1.SplitRangeRequest
-	3,  // 32: flotilla.v1.Placement.StoreHeartbeat:output_type -> flotilla.v1.StoreHeartbeatResponse
-	5,  // 33: flotilla.v1.Placement.RangeHeartbeat:output_type -> flotilla.v1.RangeHeartbeatResponse
-	8,  // 34: flotilla.v1.Placement.LookupRange:output_type -> flotilla.v1.LookupRangeResponse
-	11, // 35: flotilla.v1.Placement.ListStores:output_type -> flotilla.v1.ListStoresResponse
-	14, // 36: flotilla.v1.Placement.ListRanges:output_type -> flotilla.v1.ListRangesResponse
-	17, // 37: flotilla.v1.Placement.ListOperators:output_type -> flotilla.v1.ListOperatorsResponse
-	21, // 38: flotilla.v1.Placement.TransferLeader:output_type -> flotilla.v1.OperatorResponse
-	21, // 39: flotilla.v1.Placement.AddReplica:output_type -> flotilla.v1.OperatorResponse
-	21, // 40: flotilla.v1.Placement.RemoveReplica:output_type -> flotilla.v1.OperatorResponse
-	23, // 41: flotilla.v1.Placement.SetStoreState:output_type -> flotilla.v1.SetStoreStateResponse
-	21, // 42: flotilla.v1.Placement.SplitRange:output_type -> flotilla.v1.OperatorResponse
-	32, // [32:43] is the sub-list for method output_type
-	21, // [21:32] is the sub-list for method input_type
+	28, // 5: flotilla.v1.LookupRangeResponse.descriptor:type_name -> flotilla.v1.RangeDescriptor
+	30, // 6: flotilla.v1.LookupRangeResponse.leader:type_name -> flotilla.v1.ReplicaDescriptor
+	31, // 7: flotilla.v1.LookupRangeResponse.nodes:type_name -> flotilla.v1.NodeDescriptor
+	31, // 8: flotilla.v1.StoreStatus.node:type_name -> flotilla.v1.NodeDescriptor
+	3,  // 9: flotilla.v1.StoreStatus.stats:type_name -> flotilla.v1.StoreStats
+	12, // 10: flotilla.v1.ListStoresResponse.stores:type_name -> flotilla.v1.StoreStatus
+	28, // 11: flotilla.v1.RangeStatus.descriptor:type_name -> flotilla.v1.RangeDescriptor
+	30, // 12: flotilla.v1.RangeStatus.leader:type_name -> flotilla.v1.ReplicaDescriptor
+	29, // 13: flotilla.v1.RangeStatus.stats:type_name -> flotilla.v1.RangeStats
+	15, // 14: flotilla.v1.ListRangesResponse.ranges:type_name -> flotilla.v1.RangeStatus
+	28, // 15: flotilla.v1.ListRangesResponse.placement_group:type_name -> flotilla.v1.RangeDescriptor
+	18, // 16: flotilla.v1.ListOperatorsResponse.operators:type_name -> flotilla.v1.OperatorStatus
+	27, // 17: flotilla.v1.ListOperatorsResponse.counts:type_name -> flotilla.v1.ListOperatorsResponse.CountsEntry
+	18, // 18: flotilla.v1.OperatorResponse.operator:type_name -> flotilla.v1.OperatorStatus
+	32, // 19: flotilla.v1.SetStoreStateRequest.state:type_name -> flotilla.v1.StoreState
+	12, // 20: flotilla.v1.SetStoreStateResponse.store:type_name -> flotilla.v1.StoreStatus
+	4,  // 21: flotilla.v1.Placement.StoreHeartbeat:input_type -> flotilla.v1.StoreHeartbeatRequest
+	6,  // 22: flotilla.v1.Placement.RangeHeartbeat:input_type -> flotilla.v1.RangeHeartbeatRequest
+	9,  // 23: flotilla.v1.Placement.LookupRange:input_type -> flotilla.v1.LookupRangeRequest
+	11, // 24: flotilla.v1.Placement.ListStores:input_type -> flotilla.v1.ListStoresRequest
+	14, // 25: flotilla.v1.Placement.ListRanges:input_type -> flotilla.v1.ListRangesRequest
+	17, // 26: flotilla.v1.Placement.ListOperators:input_type -> flotilla.v1.ListOperatorsRequest
+	20, // 27: flotilla.v1.Placement.TransferLeader:input_type -> flotilla.v1.TransferLeaderRequest
+	21, // 28: flotilla.v1.Placement.AddReplica:input_type -> flotilla.v1.AddReplicaRequest
+	22, // 29: flotilla.v1.Placement.RemoveReplica:input_type -> flotilla.v1.RemoveReplicaRequest
+	24, // 30: flotilla.v1.Placement.SetStoreState:input_type -> flotilla.v1.SetStoreStateRequest
+	26, // 31: flotilla.v1.Placement.SplitRange:input_type -> flotilla.v1.SplitRangeRequest
+	1,  // 32: flotilla.v1.Placement.AllocateRevisions:input_type -> flotilla.v1.AllocateRevisionsRequest
+	5,  // 33: flotilla.v1.Placement.StoreHeartbeat:output_type -> flotilla.v1.StoreHeartbeatResponse
+	7,  // 34: flotilla.v1.Placement.RangeHeartbeat:output_type -> flotilla.v1.RangeHeartbeatResponse
+	10, // 35: flotilla.v1.Placement.LookupRange:output_type -> flotilla.v1.LookupRangeResponse
+	13, // 36: flotilla.v1.Placement.ListStores:output_type -> flotilla.v1.ListStoresResponse
+	16, // 37: flotilla.v1.Placement.ListRanges:output_type -> flotilla.v1.ListRangesResponse
+	19, // 38: flotilla.v1.Placement.ListOperators:output_type -> flotilla.v1.ListOperatorsResponse
+	23, // 39: flotilla.v1.Placement.TransferLeader:output_type -> flotilla.v1.OperatorResponse
+	23, // 40: flotilla.v1.Placement.AddReplica:output_type -> flotilla.v1.OperatorResponse
+	23, // 41: flotilla.v1.Placement.RemoveReplica:output_type -> flotilla.v1.OperatorResponse
+	25, // 42: flotilla.v1.Placement.SetStoreState:output_type -> flotilla.v1.SetStoreStateResponse
+	23, // 43: flotilla.v1.Placement.SplitRange:output_type -> flotilla.v1.OperatorResponse
+	2,  // 44: flotilla.v1.Placement.AllocateRevisions:output_type -> flotilla.v1.AllocateRevisionsResponse
+	33, // [33:45] is the sub-list for method output_type
+	21, // [21:33] is the sub-list for method input_type
 	21, // [21:21] is the sub-list for extension type_name
 	21, // [21:21] is the sub-list for extension extendee
 	0,  // [0:21] is the sub-list for field type_name
@@ -1962,7 +2106,7 @@ func file_flotillapb_placement_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flotillapb_placement_proto_rawDesc), len(file_flotillapb_placement_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   25,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -24,17 +24,18 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Placement_StoreHeartbeat_FullMethodName = "/flotilla.v1.Placement/StoreHeartbeat"
-	Placement_RangeHeartbeat_FullMethodName = "/flotilla.v1.Placement/RangeHeartbeat"
-	Placement_LookupRange_FullMethodName    = "/flotilla.v1.Placement/LookupRange"
-	Placement_ListStores_FullMethodName     = "/flotilla.v1.Placement/ListStores"
-	Placement_ListRanges_FullMethodName     = "/flotilla.v1.Placement/ListRanges"
-	Placement_ListOperators_FullMethodName  = "/flotilla.v1.Placement/ListOperators"
-	Placement_TransferLeader_FullMethodName = "/flotilla.v1.Placement/TransferLeader"
-	Placement_AddReplica_FullMethodName     = "/flotilla.v1.Placement/AddReplica"
-	Placement_RemoveReplica_FullMethodName  = "/flotilla.v1.Placement/RemoveReplica"
-	Placement_SetStoreState_FullMethodName  = "/flotilla.v1.Placement/SetStoreState"
-	Placement_SplitRange_FullMethodName     = "/flotilla.v1.Placement/SplitRange"
+	Placement_StoreHeartbeat_FullMethodName    = "/flotilla.v1.Placement/StoreHeartbeat"
+	Placement_RangeHeartbeat_FullMethodName    = "/flotilla.v1.Placement/RangeHeartbeat"
+	Placement_LookupRange_FullMethodName       = "/flotilla.v1.Placement/LookupRange"
+	Placement_ListStores_FullMethodName        = "/flotilla.v1.Placement/ListStores"
+	Placement_ListRanges_FullMethodName        = "/flotilla.v1.Placement/ListRanges"
+	Placement_ListOperators_FullMethodName     = "/flotilla.v1.Placement/ListOperators"
+	Placement_TransferLeader_FullMethodName    = "/flotilla.v1.Placement/TransferLeader"
+	Placement_AddReplica_FullMethodName        = "/flotilla.v1.Placement/AddReplica"
+	Placement_RemoveReplica_FullMethodName     = "/flotilla.v1.Placement/RemoveReplica"
+	Placement_SetStoreState_FullMethodName     = "/flotilla.v1.Placement/SetStoreState"
+	Placement_SplitRange_FullMethodName        = "/flotilla.v1.Placement/SplitRange"
+	Placement_AllocateRevisions_FullMethodName = "/flotilla.v1.Placement/AllocateRevisions"
 )
 
 // PlacementClient is the client API for Placement service.
@@ -64,6 +65,9 @@ type PlacementClient interface {
 	SetStoreState(ctx context.Context, in *SetStoreStateRequest, opts ...grpc.CallOption) (*SetStoreStateResponse, error)
 	// SplitRange splits the range holding key at key.
 	SplitRange(ctx context.Context, in *SplitRangeRequest, opts ...grpc.CallOption) (*OperatorResponse, error)
+	// AllocateRevisions hands out count consecutive revisions, above every
+	// revision handed out before this request arrived (node-only).
+	AllocateRevisions(ctx context.Context, in *AllocateRevisionsRequest, opts ...grpc.CallOption) (*AllocateRevisionsResponse, error)
 }
 
 type placementClient struct {
@@ -184,6 +188,16 @@ func (c *placementClient) SplitRange(ctx context.Context, in *SplitRangeRequest,
 	return out, nil
 }
 
+func (c *placementClient) AllocateRevisions(ctx context.Context, in *AllocateRevisionsRequest, opts ...grpc.CallOption) (*AllocateRevisionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AllocateRevisionsResponse)
+	err := c.cc.Invoke(ctx, Placement_AllocateRevisions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PlacementServer is the server API for Placement service.
 // All implementations must embed UnimplementedPlacementServer
 // for forward compatibility.
@@ -211,6 +225,9 @@ type PlacementServer interface {
 	SetStoreState(context.Context, *SetStoreStateRequest) (*SetStoreStateResponse, error)
 	// SplitRange splits the range holding key at key.
 	SplitRange(context.Context, *SplitRangeRequest) (*OperatorResponse, error)
+	// AllocateRevisions hands out count consecutive revisions, above every
+	// revision handed out before this request arrived (node-only).
+	AllocateRevisions(context.Context, *AllocateRevisionsRequest) (*AllocateRevisionsResponse, error)
 	mustEmbedUnimplementedPlacementServer()
 }
 
@@ -253,6 +270,9 @@ func (UnimplementedPlacementServer) SetStoreState(context.Context, *SetStoreStat
 }
 func (UnimplementedPlacementServer) SplitRange(context.Context, *SplitRangeRequest) (*OperatorResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SplitRange not implemented")
+}
+func (UnimplementedPlacementServer) AllocateRevisions(context.Context, *AllocateRevisionsRequest) (*AllocateRevisionsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AllocateRevisions not implemented")
 }
 func (UnimplementedPlacementServer) mustEmbedUnimplementedPlacementServer() {}
 func (UnimplementedPlacementServer) testEmbeddedByValue()                   {}
@@ -473,6 +493,24 @@ func _Placement_SplitRange_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Placement_AllocateRevisions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AllocateRevisionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PlacementServer).AllocateRevisions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Placement_AllocateRevisions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PlacementServer).AllocateRevisions(ctx, req.(*AllocateRevisionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Placement_ServiceDesc is the grpc.ServiceDesc for Placement service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -523,6 +561,10 @@ var Placement_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SplitRange",
 			Handler:    _Placement_SplitRange_Handler,
+		},
+		{
+			MethodName: "AllocateRevisions",
+			Handler:    _Placement_AllocateRevisions_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
