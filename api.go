@@ -124,14 +124,47 @@ func request[Req, Resp any](ctx context.Context, h rpc.KVHandler, op string, wri
 }
 
 func (a kvAPI) Get(ctx context.Context, key []byte) ([]byte, error) {
-	resp, err := request(ctx, a.h, "get", false, &flotillapb.GetRequest{Key: key}, rpc.KVHandler.Get)
+	r, err := a.GetAt(ctx, key, 0)
 	if err != nil {
 		return nil, err
 	}
-	if !resp.GetFound() {
+	if !r.Found {
 		return nil, ErrKeyNotFound
 	}
-	return nonNil(resp.GetValue()), nil
+	return r.KV.Value, nil
+}
+
+func (a kvAPI) GetAt(ctx context.Context, key []byte, rev int64) (GetResult, error) {
+	if rev < 0 {
+		return GetResult{}, wrapErr(ctx, "get", false, negativeRevision(rev))
+	}
+	resp, err := request(ctx, a.h, "get", false, &flotillapb.GetRequest{Key: key, Revision: rev}, rpc.KVHandler.Get)
+	if err != nil {
+		return GetResult{}, err
+	}
+	return getResult(key, resp, resp.GetHeader().GetRevision()), nil
+}
+
+// getResult converts a get's response; rev is the revision it was read at.
+func getResult(key []byte, resp *flotillapb.GetResponse, rev int64) GetResult {
+	r := GetResult{Found: resp.GetFound(), Revision: rev}
+	if r.Found {
+		r.KV = KeyValue{
+			Key: bytes.Clone(key), Value: nonNil(resp.GetValue()),
+			CreateRevision: resp.GetCreateRevision(), ModRevision: resp.GetModRevision(),
+			Version: resp.GetVersion(), Lease: resp.GetLease(),
+		}
+	}
+	return r
+}
+
+// keyValue converts a scanned pair.
+func keyValue(kv *flotillapb.KeyValue) KeyValue {
+	return KeyValue{
+		Key: kv.GetKey(), Value: nonNil(kv.GetValue()),
+		CreateRevision: kv.GetCreateRevision(), ModRevision: kv.GetModRevision(),
+		Version: kv.GetVersion(), Lease: kv.GetLease(),
+	}
 }
 
 func nonNil(b []byte) []byte {
@@ -142,16 +175,29 @@ func nonNil(b []byte) []byte {
 }
 
 func (a kvAPI) Put(ctx context.Context, key, value []byte) error {
-	_, err := request(ctx, a.h, "put", true, &flotillapb.PutRequest{Key: key, Value: value}, rpc.KVHandler.Put)
+	_, err := a.PutRev(ctx, key, value)
 	return err
 }
 
+func (a kvAPI) PutRev(ctx context.Context, key, value []byte) (int64, error) {
+	resp, err := request(ctx, a.h, "put", true, &flotillapb.PutRequest{Key: key, Value: value}, rpc.KVHandler.Put)
+	if err != nil {
+		return 0, err
+	}
+	return resp.GetHeader().GetRevision(), nil
+}
+
 func (a kvAPI) Delete(ctx context.Context, key []byte) (bool, error) {
+	existed, _, err := a.DeleteRev(ctx, key)
+	return existed, err
+}
+
+func (a kvAPI) DeleteRev(ctx context.Context, key []byte) (bool, int64, error) {
 	resp, err := request(ctx, a.h, "delete", true, &flotillapb.DeleteRequest{Key: key}, rpc.KVHandler.Delete)
 	if err != nil {
-		return false, err
+		return false, 0, err
 	}
-	return resp.GetFound(), nil
+	return resp.GetFound(), resp.GetHeader().GetRevision(), nil
 }
 
 func (a kvAPI) DeleteRange(ctx context.Context, start, end []byte) (int64, error) {
@@ -162,8 +208,8 @@ func (a kvAPI) DeleteRange(ctx context.Context, start, end []byte) (int64, error
 	return resp.GetDeleted(), nil
 }
 
-// Scan pages through the span with ScanPage until it is covered or the
-// limit is reached.
+// Scan pages through the span with ScanAt until it is covered or the
+// limit is reached, every page at the first page's revision.
 func (a kvAPI) Scan(ctx context.Context, start, end []byte, opts ScanOptions) ([]KeyValue, error) {
 	if opts.Limit < 0 {
 		return nil, wrapErr(ctx, "scan", false, negativeLimit(opts.Limit))
@@ -174,49 +220,75 @@ func (a kvAPI) Scan(ctx context.Context, start, end []byte, opts ScanOptions) ([
 		if opts.Limit > 0 {
 			page.Limit = opts.Limit - len(out)
 		}
-		kvs, resume, err := a.ScanPage(ctx, start, end, page)
+		res, err := a.ScanAt(ctx, start, end, page)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, kvs...)
-		if resume == nil || (opts.Limit > 0 && len(out) >= opts.Limit) {
+		out = append(out, res.KVs...)
+		if res.Resume == nil || (opts.Limit > 0 && len(out) >= opts.Limit) {
 			return out, nil
 		}
+		if opts.Revision == 0 {
+			// The later pages are read at the first's revision: the
+			// whole scan is one snapshot.
+			opts.Revision = res.Revision
+		}
 		if opts.Reverse {
-			end = resume
+			end = res.Resume
 		} else {
-			start = resume
+			start = res.Resume
 		}
 	}
 }
 
-// ScanPage is one scan request: the gateway or client merges the ranges'
-// parts and says where the rest of the span begins.
 func (a kvAPI) ScanPage(ctx context.Context, start, end []byte, opts ScanOptions) ([]KeyValue, []byte, error) {
+	res, err := a.ScanAt(ctx, start, end, opts)
+	return res.KVs, res.Resume, err
+}
+
+// ScanAt is one scan request: the gateway or client merges the ranges'
+// parts, read at one revision, and says where the rest of the span begins.
+func (a kvAPI) ScanAt(ctx context.Context, start, end []byte, opts ScanOptions) (ScanResult, error) {
 	if opts.Limit < 0 {
-		return nil, nil, wrapErr(ctx, "scan", false, negativeLimit(opts.Limit))
+		return ScanResult{}, wrapErr(ctx, "scan", false, negativeLimit(opts.Limit))
+	}
+	if opts.Revision < 0 {
+		return ScanResult{}, wrapErr(ctx, "scan", false, negativeRevision(opts.Revision))
 	}
 	resp, err := request(ctx, a.h, "scan", false,
-		&flotillapb.ScanRequest{StartKey: start, EndKey: end, Limit: int64(opts.Limit), Reverse: opts.Reverse}, rpc.KVHandler.Scan)
+		&flotillapb.ScanRequest{StartKey: start, EndKey: end, Limit: int64(opts.Limit), Reverse: opts.Reverse, Revision: opts.Revision},
+		rpc.KVHandler.Scan)
 	if err != nil {
-		return nil, nil, err
+		return ScanResult{}, err
 	}
-	kvs := make([]KeyValue, len(resp.GetKvs()))
+	res, err := scanResult(start, end, opts.Reverse, resp, resp.GetHeader().GetRevision())
+	if err != nil {
+		return ScanResult{}, wrapErr(ctx, "scan", false, err)
+	}
+	return res, nil
+}
+
+// scanResult converts a scan's response; rev is the revision it was read
+// at. It fails if the response says there is more but its resume key does
+// not advance the scan of [start, end).
+func scanResult(start, end []byte, reverse bool, resp *flotillapb.ScanResponse, rev int64) (ScanResult, error) {
+	res := ScanResult{KVs: make([]KeyValue, len(resp.GetKvs())), Revision: rev}
 	for i, kv := range resp.GetKvs() {
-		kvs[i] = KeyValue{Key: kv.GetKey(), Value: nonNil(kv.GetValue())}
+		res.KVs[i] = keyValue(kv)
 	}
 	if !resp.GetMore() {
-		return kvs, nil, nil
+		return res, nil
 	}
 	resume := resp.GetResumeKey()
 	// The rest of the span must be smaller than the span: a resume key
 	// that does not move would page forever.
-	if len(resume) == 0 || !opts.Reverse && bytes.Compare(resume, start) <= 0 ||
-		opts.Reverse && len(end) > 0 && bytes.Compare(resume, end) >= 0 {
-		return nil, nil, wrapErr(ctx, "scan", false, fmt.Errorf(
-			"the scan of [%q, %q) said it has more, with resume key %q, which does not advance it", start, end, resume))
+	if len(resume) == 0 || !reverse && bytes.Compare(resume, start) <= 0 ||
+		reverse && len(end) > 0 && bytes.Compare(resume, end) >= 0 {
+		return ScanResult{}, fmt.Errorf(
+			"the scan of [%q, %q) said it has more, with resume key %q, which does not advance it", start, end, resume)
 	}
-	return kvs, resume, nil
+	res.Resume = resume
+	return res, nil
 }
 
 func (a kvAPI) CompareAndSwap(ctx context.Context, key []byte, cond Condition, value []byte) (CASResult, error) {
@@ -236,6 +308,9 @@ func (a kvAPI) CompareAndSwap(ctx context.Context, key []byte, cond Condition, v
 func (a kvAPI) Batch(ctx context.Context, ops ...Op) ([]OpResult, error) {
 	req := &flotillapb.BatchRequest{Ops: make([]*flotillapb.Op, len(ops))}
 	for i, op := range ops {
+		if op.read != nil {
+			return nil, wrapErr(ctx, "batch", true, invalidOp(fmt.Sprintf("ops[%d]", i), "a get or scan is only valid in a Txn"))
+		}
 		req.Ops[i] = op.pb
 	}
 	resp, err := request(ctx, a.h, "batch", true, req, rpc.KVHandler.Batch)
@@ -252,7 +327,40 @@ func (a kvAPI) Batch(ctx context.Context, ops ...Op) ([]OpResult, error) {
 	return out, nil
 }
 
+func (a kvAPI) Txn() *Txn { return &Txn{h: a.h} }
+
+func (a kvAPI) Compact(ctx context.Context, rev int64) error {
+	if rev <= 0 {
+		return wrapErr(ctx, "compact", true, &flotillapb.Error{
+			Message: fmt.Sprintf("compacting at revision %d: it must be positive", rev),
+			Outcome: flotillapb.Outcome_NOT_APPLIED,
+			Detail:  &flotillapb.Error_InvalidArgument{InvalidArgument: &flotillapb.InvalidArgument{Field: "revision"}},
+		})
+	}
+	_, err := request(ctx, a.h, "compact", true, &flotillapb.CompactRequest{Revision: rev}, rpc.KVHandler.Compact)
+	return err
+}
+
 func (a kvAPI) Close() error { return a.close() }
+
+// negativeRevision is the error of a read at a negative revision, as a
+// server would refuse it.
+func negativeRevision(rev int64) *flotillapb.Error {
+	return &flotillapb.Error{
+		Message: fmt.Sprintf("negative revision %d", rev),
+		Detail:  &flotillapb.Error_InvalidArgument{InvalidArgument: &flotillapb.InvalidArgument{Field: "revision"}},
+	}
+}
+
+// invalidOp is the error of a write request refused before it was sent:
+// field names the bad part.
+func invalidOp(field, problem string) *flotillapb.Error {
+	return &flotillapb.Error{
+		Message: field + ": " + problem,
+		Outcome: flotillapb.Outcome_NOT_APPLIED,
+		Detail:  &flotillapb.Error_InvalidArgument{InvalidArgument: &flotillapb.InvalidArgument{Field: field}},
+	}
+}
 
 // negativeLimit is the error of a scan with a negative limit, as a server
 // would refuse it.

@@ -500,3 +500,39 @@ func (r *remote) Batch(ctx context.Context, req *flotillapb.BatchRequest) (*flot
 			return router.Batch(ctx, r.router, req, send)
 		})
 }
+
+// Txn serves a txn at the range of its compares and writes, splitting off
+// reads that lie beyond it (router.Txn).
+func (r *remote) Txn(ctx context.Context, req *flotillapb.TxnRequest) (*flotillapb.TxnResponse, error) {
+	if req == nil {
+		return nil, unavailable("nil request")
+	}
+	// The client does not know the cluster's limits (value size, ops per
+	// txn): the servers check those. Everything else is checked here, so
+	// that a txn split by the router does not apply its writes and then
+	// fail on a malformed read.
+	if field, p := flotillapb.CheckTxn(req, -1, -1); p != "" {
+		return nil, &flotillapb.Error{
+			Message: fmt.Sprintf("invalid %s: %s", field, p),
+			Outcome: flotillapb.Outcome_NOT_APPLIED,
+			Detail:  &flotillapb.Error_InvalidArgument{InvalidArgument: &flotillapb.InvalidArgument{Field: field}},
+		}
+	}
+	key := req.RouteKey()
+	return callSpan(ctx, r, key, true, req, rpc.KVHandler.Txn,
+		func(d *flotillapb.RangeDescriptor) bool { return router.TxnFits(req, d) },
+		func(ctx context.Context, send func(context.Context, router.Target, *flotillapb.TxnRequest) (*flotillapb.TxnResponse, error)) (*flotillapb.TxnResponse, error) {
+			return router.Txn(ctx, r.router, req, send, r)
+		})
+}
+
+// Compact compacts every range at the request's revision.
+func (r *remote) Compact(ctx context.Context, req *flotillapb.CompactRequest) (*flotillapb.CompactResponse, error) {
+	ctx, q, done, err := r.begin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	resp, err := router.Compact(ctx, r.router, req, router.PartSender(q, true, rpc.KVHandler.Compact))
+	return resp, r.finalErr(ctx, q, err, true)
+}

@@ -36,9 +36,11 @@ type KV interface {
 	DeleteRange(ctx context.Context, start, end []byte) (deleted int64, err error)
 	// Scan returns the pairs in [start, end) in key order (descending with
 	// Reverse), at most opts.Limit of them if it is positive. It reads a
-	// page at a time (ScanPage) until the span is covered: each range's part
-	// of a page is a linearizable read, but the parts and pages are read at
-	// successive points in time, not at one snapshot.
+	// page at a time (ScanAt) until the span is covered, every page at one
+	// revision: opts.Revision, or if it is 0 the revision the first page
+	// was read at (the latest when the scan began). So a whole Scan is one
+	// consistent snapshot of the span, across ranges and pages; it fails
+	// with ErrCompacted if that revision is compacted while it pages.
 	Scan(ctx context.Context, start, end []byte, opts ScanOptions) ([]KeyValue, error)
 	// ScanPage returns the first page of Scan: the pairs in [start, end)
 	// in key order (descending with Reverse), at most opts.Limit of them if
@@ -50,6 +52,33 @@ type KV interface {
 	// returns a resume key although no pair may remain; the next page is
 	// then empty, with a nil resume.
 	ScanPage(ctx context.Context, start, end []byte, opts ScanOptions) (kvs []KeyValue, resume []byte, err error)
+	// ScanAt is ScanPage that also says the revision the page was read
+	// at: opts.Revision, or if it is 0 the latest revision when the request
+	// arrived. To read the rest of the span at the same snapshot, pass
+	// that revision as opts.Revision of the next page.
+	ScanAt(ctx context.Context, start, end []byte, opts ScanOptions) (ScanResult, error)
+	// GetAt reads key as of revision rev (0: the latest, linearizable). A
+	// key that did not exist at that revision is no error: Found is false.
+	// It fails with ErrCompacted if rev is below the compacted revision
+	// and with ErrFutureRevision if rev is above the current one.
+	GetAt(ctx context.Context, key []byte, rev int64) (GetResult, error)
+	// PutRev is Put that returns the write's revision.
+	PutRev(ctx context.Context, key, value []byte) (rev int64, err error)
+	// DeleteRev is Delete that returns the write's revision. A delete of a
+	// key that did not exist is a write too and takes a revision.
+	DeleteRev(ctx context.Context, key []byte) (existed bool, rev int64, err error)
+	// Txn starts an etcd-style transaction, sent by its Commit: if every
+	// compare (If) holds, the Then ops run, else the Else ops, atomically
+	// at one revision. See Txn.
+	Txn() *Txn
+	// Compact discards, in every range, the versions a read at a revision
+	// below rev would need: per key it keeps the newest version at or
+	// below rev and every version above. Reads below rev fail with
+	// ErrCompacted afterwards. rev must be positive and at most the
+	// current revision (else ErrFutureRevision). Ranges are compacted one
+	// after another: a failure may leave some compacted; compacting again
+	// at the same revision is harmless.
+	Compact(ctx context.Context, rev int64) error
 	// CompareAndSwap sets key to value if its current value satisfies cond.
 	CompareAndSwap(ctx context.Context, key []byte, cond Condition, value []byte) (CASResult, error)
 	// Batch applies ops and returns their results, one per op, in order.
@@ -76,9 +105,43 @@ const MaxKeySize = flotillapb.MaxKeySize
 // DefaultMaxValueSize is the largest value unless configured otherwise.
 const DefaultMaxValueSize = flotillapb.DefaultMaxValueSize
 
-// KeyValue is a key and its value.
+// KeyValue is a key, its value and the metadata of the version read.
+// Revisions are cluster-wide: every write gets one, larger than those of
+// the writes that completed before it began; they are not dense (a
+// failover may skip many).
 type KeyValue struct {
 	Key, Value []byte
+	// CreateRevision is the revision of the put that created the key
+	// (after its last delete), ModRevision that of its latest put, and
+	// Version the number of puts since it was created (1 for a new key).
+	CreateRevision, ModRevision, Version int64
+	// Lease is the ID of the lease the key is attached to (always 0: there
+	// are no leases yet).
+	Lease int64
+}
+
+// GetResult is the outcome of GetAt.
+type GetResult struct {
+	// KV is the key's version at the revision read, if Found.
+	KV KeyValue
+	// Found says the key existed at the revision read.
+	Found bool
+	// Revision is the revision the read was served at: the one asked for,
+	// or the latest when it was 0.
+	Revision int64
+}
+
+// ScanResult is one page of a scan (ScanAt).
+type ScanResult struct {
+	// KVs are the page's pairs in key order (descending for a reverse
+	// scan).
+	KVs []KeyValue
+	// Resume is nil if the page covers the span; otherwise the rest of the
+	// span is [Resume, end) (forward) or [start, Resume) (reverse), as for
+	// ScanPage.
+	Resume []byte
+	// Revision is the revision the page was read at.
+	Revision int64
 }
 
 // ScanOptions modify a Scan or ScanPage.
@@ -88,6 +151,9 @@ type ScanOptions struct {
 	Limit int
 	// Reverse returns pairs in descending key order.
 	Reverse bool
+	// Revision reads the span as of that revision; 0 (the default) reads
+	// the latest. It must not be negative.
+	Revision int64
 }
 
 // Condition is what a compare-and-swap expects of the current value.
@@ -111,30 +177,35 @@ type CASResult struct {
 	Current []byte
 }
 
-// Op is one write in a Batch; build it with PutOp, DeleteOp, DeleteRangeOp
-// or CompareAndSwapOp.
+// Op is one operation of a Batch or a Txn. Build it with PutOp, DeleteOp
+// or DeleteRangeOp (writes, valid in both), CompareAndSwapOp (a Batch
+// only: a Txn has compares), or GetOp and ScanOp (reads, a Txn only).
+// The zero Op is refused.
 type Op struct {
+	// pb is a write, or nil for a read.
 	pb *flotillapb.Op
+	// read is a get or scan (txn only), or nil for a write.
+	read *flotillapb.TxnOp
 }
 
 // PutOp sets key to value.
 func PutOp(key, value []byte) Op {
-	return Op{&flotillapb.Op{Op: &flotillapb.Op_Put{Put: &flotillapb.PutOp{Key: key, Value: value}}}}
+	return Op{pb: &flotillapb.Op{Op: &flotillapb.Op_Put{Put: &flotillapb.PutOp{Key: key, Value: value}}}}
 }
 
 // DeleteOp removes key.
 func DeleteOp(key []byte) Op {
-	return Op{&flotillapb.Op{Op: &flotillapb.Op_Delete{Delete: &flotillapb.DeleteOp{Key: key}}}}
+	return Op{pb: &flotillapb.Op{Op: &flotillapb.Op_Delete{Delete: &flotillapb.DeleteOp{Key: key}}}}
 }
 
 // DeleteRangeOp removes the keys in [start, end).
 func DeleteRangeOp(start, end []byte) Op {
-	return Op{&flotillapb.Op{Op: &flotillapb.Op_DeleteRange{DeleteRange: &flotillapb.DeleteRangeOp{StartKey: start, EndKey: end}}}}
+	return Op{pb: &flotillapb.Op{Op: &flotillapb.Op_DeleteRange{DeleteRange: &flotillapb.DeleteRangeOp{StartKey: start, EndKey: end}}}}
 }
 
 // CompareAndSwapOp sets key to value if cond holds.
 func CompareAndSwapOp(key []byte, cond Condition, value []byte) Op {
-	return Op{&flotillapb.Op{Op: &flotillapb.Op_Cas{Cas: &flotillapb.CompareAndSwapOp{
+	return Op{pb: &flotillapb.Op{Op: &flotillapb.Op_Cas{Cas: &flotillapb.CompareAndSwapOp{
 		Key: key, Expected: cond.expected, ExpectAbsent: cond.absent, Value: value,
 	}}}}
 }
@@ -169,6 +240,16 @@ var (
 	ErrOutcomeUnknown = errors.New("flotilla: write outcome unknown")
 	// ErrClosed: the client or node was closed.
 	ErrClosed = errors.New("flotilla: closed")
+	// ErrCompacted: the revision read at was compacted away (Compact).
+	// The compacted revision is the error's CompactRevision.
+	ErrCompacted = errors.New("flotilla: revision compacted")
+	// ErrFutureRevision: the revision asked for (a read's or Compact's) is
+	// above the cluster's current revision. The current revision is the
+	// error's CurrentRevision.
+	ErrFutureRevision = errors.New("flotilla: revision is in the future")
+	// ErrCrossRange: a txn's compares and writes lie in more than one
+	// range; nothing was applied. Its reads may lie anywhere.
+	ErrCrossRange = errors.New("flotilla: txn spans more than one range")
 	// ErrNoSpace: the write was refused because the node leading its range
 	// (or, for a delete-range or batch across ranges, one part's range) is
 	// short of disk space (its NOSPACE alarm is raised). Reads are still
@@ -212,7 +293,14 @@ func (e *Error) Is(target error) bool {
 	case ErrInvalidArgument:
 		return e.Detail.GetInvalidArgument() != nil
 	case ErrUnavailable:
-		return e.Detail.GetInvalidArgument() == nil
+		return e.Detail.GetInvalidArgument() == nil && e.Detail.GetCompacted() == nil &&
+			e.Detail.GetFutureRevision() == nil && e.Detail.GetCrossRange() == nil
+	case ErrCompacted:
+		return e.Detail.GetCompacted() != nil
+	case ErrFutureRevision:
+		return e.Detail.GetFutureRevision() != nil
+	case ErrCrossRange:
+		return e.Detail.GetCrossRange() != nil
 	case ErrNotApplied:
 		return e.Detail.GetOutcome() == flotillapb.Outcome_NOT_APPLIED
 	case ErrOutcomeUnknown:
@@ -221,6 +309,16 @@ func (e *Error) Is(target error) bool {
 		return e.Detail.GetNoSpace() != nil
 	}
 	return false
+}
+
+// CompactRevision is, for an error matching ErrCompacted, the revision the
+// cluster was compacted at (reads at or above it succeed); else 0.
+func (e *Error) CompactRevision() int64 { return e.Detail.GetCompacted().GetCompactRevision() }
+
+// CurrentRevision is, for an error matching ErrFutureRevision, the current
+// revision the server saw; else 0.
+func (e *Error) CurrentRevision() int64 {
+	return e.Detail.GetFutureRevision().GetCurrentRevision()
 }
 
 // NotApplied reports whether err says the write was certainly not applied.

@@ -9,10 +9,6 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 )
 
-// maxEngineKeySize bounds any key written through a Batch: the longest is a
-// user key with its one-byte prefix.
-const maxEngineKeySize = MaxUserKeySize + 1
-
 // ErrBatchDone is returned by operations on a batch that was committed or
 // closed.
 var ErrBatchDone = errors.New("engine: batch already committed or closed")
@@ -62,7 +58,7 @@ func checkKey(key []byte) error {
 	if len(key) == 0 {
 		return fmt.Errorf("%w: engine key", ErrEmptyKey)
 	}
-	if len(key) > maxEngineKeySize {
+	if len(key) > maxEngineKeyLen(key) {
 		return fmt.Errorf("%w: engine key of %d bytes", ErrKeyTooLarge, len(key))
 	}
 	return nil

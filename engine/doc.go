@@ -12,6 +12,10 @@
 //   - Open/Close of the Pebble engine with documented Options;
 //   - atomic write batches (Batch) with optional fsync, point reads, bounded
 //     scans and range deletion;
+//   - multi-version user data (mvcc.go): versions of user keys at
+//     revisions, their value encoding, reads at a revision, compaction of
+//     old versions and statistics, over the store's comparer (keys.go) that
+//     keeps bloom filters per user key;
 //   - each range's raft log and raft state as a go.etcd.io/raft/v3 Storage
 //     (RaftStorage), whose writes for many ranges share one batch and so one
 //     fsync, and a store-wide, bounded cache of recent entries;

@@ -4,12 +4,14 @@ package engine
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -31,6 +33,13 @@ var ErrNoStore = errors.New("engine: no store")
 
 // ErrReadOnly is returned by writes to an engine opened with ReadOnly.
 var ErrReadOnly = errors.New("engine: opened read-only")
+
+// ErrIncompatibleStore is returned (wrapped) by Open for a store written in
+// another on-disk key format than this build's (KeyFormat): Pebble's
+// comparer, which orders the keys, is part of the format, and a store can be
+// read only with the comparer it was written with. Such a store must be
+// recreated (its data moved with a build that reads it); nothing converts it.
+var ErrIncompatibleStore = errors.New("engine: store written in another key format")
 
 // ErrFailed is matched by the error of every commit after one failed to
 // write or sync (Engine.Err): once a write to the WAL fails, Pebble cannot
@@ -84,6 +93,7 @@ func Open(opts Options) (*Engine, error) {
 	defer cache.Unref() // the DB holds its own reference
 	po := &pebble.Options{
 		FS:                 opts.FS,
+		Comparer:           keyComparer,
 		Cache:              cache,
 		MemTableSize:       opts.MemTableSize,
 		FormatMajorVersion: pebble.FormatNewest,
@@ -92,7 +102,10 @@ func Open(opts Options) (*Engine, error) {
 		ErrorIfNotExists:   opts.ErrorIfNotExists,
 	}
 	// Bloom filters (10 bits per key, ~1 % false positives) on every level
-	// let a point read skip the files that do not hold its key. Every write
+	// let a point read skip the files that do not hold its key. They hold
+	// the comparer's prefixes: whole keys, but for a versioned key its user
+	// key's prefix, so that a read of a key's newest version (SeekPrefixGE)
+	// is filtered too. Every write
 	// applied reads the key's old value (for the range's statistics), so
 	// without them each write probed every level's index and data blocks.
 	po.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
@@ -131,6 +144,10 @@ func Open(opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkKeyFormat(opts, po); err != nil {
+		_ = lock.Close()
+		return nil, err
+	}
 	po.Lock = lock
 	db, err := pebble.Open(opts.Dir, po)
 	if err != nil {
@@ -152,6 +169,42 @@ func Open(opts Options) (*Engine, error) {
 		registerMetrics(opts.Metrics, e)
 	}
 	return e, nil
+}
+
+// checkKeyFormat fails with ErrIncompatibleStore if the store in opts.Dir
+// was written with another comparer than po's (another KeyFormat). Pebble
+// would refuse it too, with an error that does not say what to do. A missing
+// or unreadable store is left to Pebble to report.
+func checkKeyFormat(opts Options, po *pebble.Options) error {
+	desc, err := pebble.Peek(opts.Dir, opts.FS)
+	if err != nil || !desc.Exists || desc.OptionsFilename == "" {
+		return nil
+	}
+	f, err := opts.FS.Open(desc.OptionsFilename)
+	if err != nil {
+		return nil
+	}
+	text, err := io.ReadAll(f)
+	_ = f.Close()
+	if err != nil {
+		return nil
+	}
+	if err := po.CheckCompatibility(opts.Dir, string(text)); err != nil {
+		return fmt.Errorf("%w: %s was written in key format %q and this build reads format %q only; "+
+			"recreate the store (%v)", ErrIncompatibleStore, opts.Dir, optionsComparer(string(text)), KeyFormat, err)
+	}
+	return nil
+}
+
+// optionsComparer returns the comparer named in the text of a Pebble OPTIONS
+// file ("comparer=NAME" in its [Options] section), for error messages.
+func optionsComparer(text string) string {
+	for line := range strings.Lines(text) {
+		if name, ok := strings.CutPrefix(strings.TrimSpace(line), "comparer="); ok {
+			return name
+		}
+	}
+	return "unknown"
 }
 
 // Close closes the engine. It is idempotent. Raft storages and iterators
@@ -259,6 +312,16 @@ func (e *Engine) Flush() error {
 	return e.db.Flush()
 }
 
+// CompactAll compacts the whole LSM (Pebble's manual compaction), so that
+// deleted and overwritten data stops taking space. Benchmarks and tools
+// use it; the engine compacts on its own in the background.
+func (e *Engine) CompactAll() error {
+	if err := e.checkOpen(); err != nil {
+		return err
+	}
+	return e.db.Compact(context.Background(), []byte{0}, []byte{0xff, 0xff}, true)
+}
+
 // NewSnapshot returns a consistent, point-in-time view of the engine. The
 // caller must Close it; an open snapshot pins old data in the LSM.
 func (e *Engine) NewSnapshot() (*Snapshot, error) {
@@ -333,10 +396,14 @@ func getCopy(r pebbleReader, key []byte) ([]byte, error) {
 }
 
 func newIter(r pebbleReader, lower, upper []byte) (*Iterator, error) {
-	if lower != nil && upper != nil && bytes.Compare(lower, upper) > 0 {
+	if lower != nil && upper != nil && CompareKeys(lower, upper) > 0 {
 		return nil, fmt.Errorf("engine: iterator bounds inverted: %s > %s", PrettyKey(lower), PrettyKey(upper))
 	}
-	it, err := r.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	var opts *pebble.IterOptions // nil for an unbounded iterator (MVCCGet's): one allocation less
+	if lower != nil || upper != nil {
+		opts = &pebble.IterOptions{LowerBound: lower, UpperBound: upper}
+	}
+	it, err := r.NewIter(opts)
 	if err != nil {
 		return nil, err
 	}
@@ -357,6 +424,19 @@ func (i *Iterator) Last() bool { return i.it.Last() }
 
 // SeekGE moves to the first key >= key.
 func (i *Iterator) SeekGE(key []byte) bool { return i.it.SeekGE(key) }
+
+// SeekPrefixGE moves to the first key >= key with key's comparer prefix (for
+// a versioned key, its user key's prefix; for other keys, the whole key), and
+// puts the iterator in prefix mode: Next stays within the prefix, Prev is
+// not allowed, until the next SeekGE, SeekLT, First or Last. Bloom filters
+// skip the files without the prefix.
+func (i *Iterator) SeekPrefixGE(key []byte) bool { return i.it.SeekPrefixGE(key) }
+
+// NextPrefix moves forward to the first key with another comparer prefix:
+// past the remaining versions of the current versioned key at the cost of
+// about one step. Not in prefix mode (it exhausts the iterator) nor
+// after a backward move.
+func (i *Iterator) NextPrefix() bool { return i.it.NextPrefix() }
 
 // SeekLT moves to the last key < key.
 func (i *Iterator) SeekLT(key []byte) bool { return i.it.SeekLT(key) }

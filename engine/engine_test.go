@@ -148,11 +148,15 @@ func TestBatchBadInput(t *testing.T) {
 	if err := b.Set(nil, []byte("v")); !errors.Is(err, ErrEmptyKey) {
 		t.Fatalf("empty key: %v", err)
 	}
-	if err := b.Set(make([]byte, maxEngineKeySize+1), nil); !errors.Is(err, ErrKeyTooLarge) {
+	if err := b.Set(make([]byte, MaxUserKeySize+2), nil); !errors.Is(err, ErrKeyTooLarge) {
 		t.Fatalf("oversized key: %v", err)
 	}
-	if err := b.Delete(make([]byte, maxEngineKeySize+1)); !errors.Is(err, ErrKeyTooLarge) {
+	if err := b.Delete(make([]byte, MaxUserKeySize+2)); !errors.Is(err, ErrKeyTooLarge) {
 		t.Fatalf("oversized key delete: %v", err)
+	}
+	tooLong := append([]byte{versionedPrefixByte}, make([]byte, MaxUserKeySize+versionedKeyOverhead)...)
+	if err := b.Set(tooLong, nil); !errors.Is(err, ErrKeyTooLarge) {
+		t.Fatalf("oversized versioned key: %v", err)
 	}
 	if _, err := e.NewIter([]byte("b"), []byte("a")); err == nil {
 		t.Fatal("inverted iterator bounds accepted")

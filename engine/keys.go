@@ -7,8 +7,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
 )
 
@@ -20,14 +22,24 @@ import (
 //	\x01 r <rangeID BE8> r <suffix>        replicated per-range state
 //	\x01 r <rangeID BE8> u <suffix>        unreplicated per-range state
 //	\x01 r <rangeID BE8> u l <index BE8>   raft log entries
-//	\x02 <user key>                        user data
+//	\x02 <user key>                        user data, one value per key (plain)
+//	\x03 <user key> \x00 <^rev BE8> \x09    one version of a user key (versioned)
+//	\x03 <user key> \x00                   a versioned key's prefix: a seek key, never stored
 //
 // Invariants the layout guarantees, and tests check:
 //   - all keys of one range ID (replicated, unreplicated and log) share the
 //     prefix \x01 r <rangeID BE8> and so sort together, in range ID order;
 //   - raft log entries of a range sort by index;
-//   - all local (\x01) keys sort before all user (\x02) keys, and user keys
-//     sort in the order of the user's bytes.
+//   - all local (\x01) keys sort before all plain user (\x02) keys, which
+//     sort before all versioned (\x03) keys; plain user keys sort in the
+//     order of the user's bytes;
+//   - versioned keys sort by user key (in the order of the user's bytes), then
+//     by revision, newest first, and a user key's prefix sorts before all its
+//     versions and after every version of smaller user keys.
+//
+// The order is not bytewise: the store's Pebble runs with Comparer (see
+// "Versioned keys and the comparer" below), and code comparing engine keys
+// must use CompareKeys.
 
 // RangeID identifies a range (flotillapb.RangeID). Range IDs are never
 // reused; 0 is invalid.
@@ -38,8 +50,9 @@ type RangeID = flotillapb.RangeID
 const MaxUserKeySize = flotillapb.MaxKeySize
 
 const (
-	localPrefixByte = '\x01'
-	userPrefixByte  = '\x02'
+	localPrefixByte     = '\x01'
+	userPrefixByte      = '\x02'
+	versionedPrefixByte = '\x03'
 
 	storeLocalInfix     = 's'
 	rangeLocalInfix     = 'r'
@@ -73,6 +86,7 @@ const (
 	leaseSuffix        = 'e' // leader lease
 	statsSuffix        = 'm' // RangeStats: the range's key and byte counts
 	placementSuffix    = 'p' // the placement group's state (ClusterMeta)
+	revisionsSuffix    = 'v' // RangeRevisions: last, closed and compacted revisions
 
 	// Unreplicated.
 	hardStateSuffix      = 'h' // raft HardState
@@ -182,6 +196,12 @@ func RangeLeaseKey(rangeID RangeID) []byte {
 // RangeStatsKey holds the range's replicated statistics (keys and bytes).
 func RangeStatsKey(rangeID RangeID) []byte {
 	return rangeStateKey(rangeID, replicatedInfix, statsSuffix)
+}
+
+// RangeRevisionsKey holds the range's revision state (last, closed and
+// compacted revisions).
+func RangeRevisionsKey(rangeID RangeID) []byte {
+	return rangeStateKey(rangeID, replicatedInfix, revisionsSuffix)
 }
 
 // PlacementStateKey holds the placement group's replicated state; rangeID is
@@ -314,6 +334,256 @@ func UserSpan(start, end []byte) (Span, error) {
 	return s, nil
 }
 
+// ---- Versioned keys and the comparer -------------------------------------
+//
+// A version of a user key is stored at
+//
+//	\x03 <user key> \x00 <^revision, 8 bytes big-endian> \x09
+//	'----- prefix ------' '------------- suffix -------------'
+//
+// Pebble's Comparer.Split cuts a key into a prefix and a suffix; bloom
+// filters hold prefixes, and SeekPrefixGE reads only keys with the seek key's
+// prefix. Here the prefix, \x03 <user key> \x00, names the user key and the
+// suffix names the version. The prefix alone is a valid key (a seek key, or a
+// span bound); it is never stored.
+//
+// Why the split is unambiguous. Split (splitKey) cuts a key only if it starts
+// with \x03, is at least minVersionedKeyLen bytes long, ends in \x09 (the
+// suffix's length, as CockroachDB's engine keys end in their version's) and
+// has the \x00 sentinel just before the suffix. It looks at both ends of the
+// key only, never inside the user key, so \x00 and \x09 bytes in a user key
+// do not matter:
+//   - every versioned key passes, and is cut right before its 9-byte suffix;
+//   - a prefix ends in \x00, not \x09, so it is never cut: Split(prefix) =
+//     len(prefix), as Pebble requires (a prefix sorts before every key with
+//     that prefix, and SeekPrefixGE on a prefix and on any of its versions
+//     probe the same bloom filter entry);
+//   - local (\x01) and plain user (\x02) keys do not start with \x03 and are
+//     never cut, whatever their bytes: they keep their bytewise order, and
+//     their bloom filters hold whole keys, as before.
+//
+// The encoding without the sentinel (\x03 <user key> <^rev BE8>, split 8
+// bytes from the end) is not sound: a seek key \x03 <user key> of 9 or more
+// bytes would be cut as if it had a revision, so a prefix would not be its
+// own prefix.
+//
+// The order (CompareKeys). Every byte string has exactly one split, and keys
+// compare by prefix, bytewise, then by suffix, bytewise: a total order on all
+// byte strings (the map key -> (prefix, suffix) is one-to-one), which Pebble
+// needs since it also compares span bounds and the separators it makes for
+// its index blocks. Keys outside \x03 are never cut, so among themselves and
+// against \x03 keys they compare bytewise. For versioned keys:
+//   - user keys keep their order: bytes.Compare(a+"\x00", b+"\x00") =
+//     bytes.Compare(a, b). If neither of a, b is a prefix of the other, the
+//     first differing byte decides both; if a is a proper prefix of b, a+"\x00"
+//     either differs from b+"\x00" at b[len(a)] > 0 (a+"\x00" is smaller), or
+//     is a proper prefix of it (smaller again);
+//   - the revision is stored inverted, so a user key's versions sort newest
+//     first, and the empty suffix (the prefix) sorts before all of them.
+//
+// One thing Pebble documents and this comparer does not give: that removing
+// leading bytes from a prefix leaves a valid prefix. Pebble needs that only
+// for synthetic prefixes (of external files and virtual SSTs), which Flotilla
+// never uses.
+
+// KeyFormat names the on-disk key format of this build: the name of its
+// Pebble comparer. Pebble records it in the store and refuses to open a
+// store written with another; Open reports that as ErrIncompatibleStore.
+// Stores written before versioned keys used Pebble's bytewise comparer,
+// "leveldb.BytewiseComparator" (format 1).
+const KeyFormat = "flotilla.keys.v2"
+
+const (
+	versionSentinel  = '\x00'
+	revisionLen      = 8
+	versionSuffixLen = revisionLen + 1 // <^rev BE8> <versionMarker>
+	// versionMarker is the last byte of every versioned key: the length of
+	// its suffix.
+	versionMarker = versionSuffixLen
+	// minVersionedKeyLen is the length of a versioned key of a one-byte
+	// user key.
+	minVersionedKeyLen = 1 + 1 + 1 + versionSuffixLen
+	// versionedKeyOverhead is what a versioned key adds to its user key.
+	versionedKeyOverhead = 1 + 1 + versionSuffixLen
+)
+
+// ErrBadRevision is returned (wrapped) for a revision that is not positive
+// where a version's revision is required.
+var ErrBadRevision = errors.New("engine: revision must be positive")
+
+// MVCCKey returns the engine key of user key's version at rev, or an error if
+// the user key is not valid (see ValidateUserKey) or rev is not positive.
+func MVCCKey(key []byte, rev int64) ([]byte, error) {
+	if err := ValidateUserKey(key); err != nil {
+		return nil, err
+	}
+	if rev <= 0 {
+		return nil, fmt.Errorf("%w: %d", ErrBadRevision, rev)
+	}
+	return appendMVCCKey(make([]byte, 0, len(key)+versionedKeyOverhead), key, rev), nil
+}
+
+// appendMVCCKey appends the versioned key of (key, rev) to dst. The caller has
+// validated both.
+func appendMVCCKey(dst, key []byte, rev int64) []byte {
+	dst = appendMVCCPrefix(dst, key)
+	dst = binary.BigEndian.AppendUint64(dst, ^uint64(rev))
+	return append(dst, versionMarker)
+}
+
+// appendMVCCPrefix appends the prefix of key's versions, \x03 <key> \x00, to
+// dst: it sorts before all of key's versions and after those of every
+// smaller user key.
+func appendMVCCPrefix(dst, key []byte) []byte {
+	dst = append(dst, versionedPrefixByte)
+	dst = append(dst, key...)
+	return append(dst, versionSentinel)
+}
+
+// appendMVCCPrefixEnd appends the smallest prefix after every version of
+// key: the prefix of key+"\x00", the next user key.
+func appendMVCCPrefixEnd(dst, key []byte) []byte {
+	return append(appendMVCCPrefix(dst, key), versionSentinel)
+}
+
+// DecodeMVCCKey returns the user key and revision of a versioned key. The
+// user key aliases k. It never panics; an error wraps ErrMalformedKey.
+func DecodeMVCCKey(k []byte) (key []byte, rev int64, err error) {
+	if splitKey(k) == len(k) {
+		return nil, 0, fmt.Errorf("%w: not a versioned key: %q", ErrMalformedKey, k)
+	}
+	key = k[1 : len(k)-versionSuffixLen-1]
+	if len(key) > MaxUserKeySize {
+		return nil, 0, fmt.Errorf("%w: versioned key of %d bytes", ErrMalformedKey, len(key))
+	}
+	rev = int64(^binary.BigEndian.Uint64(k[len(k)-versionSuffixLen:]))
+	if rev <= 0 {
+		return nil, 0, fmt.Errorf("%w: revision %d in %q", ErrMalformedKey, rev, k)
+	}
+	return key, rev, nil
+}
+
+// mvccPrefixOf returns the prefix part of a versioned key k (as DecodeMVCCKey
+// accepts), aliasing k.
+func mvccPrefixOf(k []byte) []byte { return k[:len(k)-versionSuffixLen] }
+
+// MVCCSpan returns the engine span of every version of the user keys in
+// [start, end). An empty start means the first user key, an empty end the end
+// of the versioned keyspace. The same bounds are errors as for UserSpan.
+func MVCCSpan(start, end []byte) (Span, error) {
+	if len(start) > MaxUserKeySize || len(end) > MaxUserKeySize {
+		return Span{}, fmt.Errorf("%w: span bound longer than %d bytes", ErrKeyTooLarge, MaxUserKeySize)
+	}
+	if len(end) > 0 && bytes.Compare(start, end) >= 0 {
+		return Span{}, fmt.Errorf("engine: empty or inverted user span [%q, %q)", start, end)
+	}
+	s := Span{Start: []byte{versionedPrefixByte}}
+	if len(start) > 0 {
+		s.Start = appendMVCCPrefix(make([]byte, 0, len(start)+2), start)
+	}
+	if len(end) == 0 {
+		s.End = []byte{versionedPrefixByte + 1}
+	} else {
+		s.End = appendMVCCPrefix(make([]byte, 0, len(end)+2), end)
+	}
+	return s, nil
+}
+
+// splitKey is the comparer's Split: the length of k's prefix (see above).
+func splitKey(k []byte) int {
+	n := len(k)
+	if n >= minVersionedKeyLen && k[0] == versionedPrefixByte && k[n-1] == versionMarker &&
+		k[n-versionSuffixLen-1] == versionSentinel {
+		return n - versionSuffixLen
+	}
+	return n
+}
+
+// CompareKeys compares two engine keys in the store's order (see
+// "Versioned keys and the comparer" in keys.go): bytewise, except that a
+// versioned key's prefix and suffix compare separately. Use it, not
+// bytes.Compare, to compare engine keys.
+func CompareKeys(a, b []byte) int {
+	if len(a) == 0 || len(b) == 0 || a[0] != versionedPrefixByte || b[0] != versionedPrefixByte {
+		return bytes.Compare(a, b) // at most one is cut, and the first byte decides
+	}
+	an, bn := splitKey(a), splitKey(b)
+	if c := bytes.Compare(a[:an], b[:bn]); c != 0 {
+		return c
+	}
+	return bytes.Compare(a[an:], b[bn:])
+}
+
+// abbreviatedKey is the comparer's AbbreviatedKey: the first 8 bytes of the
+// prefix, big-endian, zero-padded. Keys compare by prefix first, bytewise, so
+// a smaller abbreviation means a smaller key.
+func abbreviatedKey(k []byte) uint64 {
+	return pebble.DefaultComparer.AbbreviatedKey(k[:splitKey(k)])
+}
+
+// separator is the comparer's Separator: a short key k with a <= k < b for
+// Pebble's index blocks. It shortens the prefixes bytewise, and falls back to
+// a itself whenever the short key would not lie in [a, b) in the store's
+// order (a and b with one prefix, for one).
+func separator(dst, a, b []byte) []byte {
+	n := len(dst)
+	dst = pebble.DefaultComparer.Separator(dst, a[:splitKey(a)], b[:splitKey(b)])
+	if k := dst[n:]; CompareKeys(a, k) <= 0 && CompareKeys(k, b) < 0 {
+		return dst
+	}
+	return append(dst[:n], a...)
+}
+
+// successor is the comparer's Successor: a short key k >= a, the bytewise
+// successor of a's prefix, or a itself if that is not after a.
+func successor(dst, a []byte) []byte {
+	n := len(dst)
+	dst = pebble.DefaultComparer.Successor(dst, a[:splitKey(a)])
+	if CompareKeys(a, dst[n:]) <= 0 {
+		return dst
+	}
+	return append(dst[:n], a...)
+}
+
+// immediateSuccessor is the comparer's ImmediateSuccessor: for a prefix a
+// (never cut), a+"\x00" is never cut either (it ends in \x00), and uncut keys
+// compare bytewise, so it is the next prefix. For a versioned prefix it is
+// the prefix of the next user key.
+func immediateSuccessor(dst, a []byte) []byte {
+	return append(append(dst, a...), 0)
+}
+
+// prettyFormatter prints a key for Pebble's logs and errors.
+type prettyFormatter []byte
+
+func (k prettyFormatter) Format(s fmt.State, _ rune) { _, _ = io.WriteString(s, PrettyKey(k)) }
+
+// keyComparer orders every key of the store (see above). Open installs it.
+var keyComparer = &pebble.Comparer{
+	Compare:              CompareKeys,
+	Equal:                bytes.Equal, // keys compare equal only when equal: the split is one-to-one
+	AbbreviatedKey:       abbreviatedKey,
+	Separator:            separator,
+	Successor:            successor,
+	ImmediateSuccessor:   immediateSuccessor,
+	Split:                splitKey,
+	ComparePointSuffixes: bytes.Compare,
+	CompareRangeSuffixes: bytes.Compare,
+	FormatKey:            func(k []byte) fmt.Formatter { return prettyFormatter(k) },
+	Name:                 KeyFormat,
+}
+
+// maxEngineKeyLen bounds the length of key, by its kind: a Batch and a
+// snapshot's ingestion refuse longer keys. A versioned key has room for a
+// user key of MaxUserKeySize; every other key, for one with its one-byte
+// prefix.
+func maxEngineKeyLen(key []byte) int {
+	if len(key) > 0 && key[0] == versionedPrefixByte {
+		return MaxUserKeySize + versionedKeyOverhead
+	}
+	return MaxUserKeySize + 1
+}
+
 // ---- Spans ---------------------------------------------------------------
 
 // Span is a half-open interval [Start, End) of engine keys.
@@ -321,13 +591,13 @@ type Span struct {
 	Start, End []byte
 }
 
-// Contains reports whether key lies in the span.
+// Contains reports whether key lies in the span, in the store's order.
 func (s Span) Contains(key []byte) bool {
-	return bytes.Compare(key, s.Start) >= 0 && bytes.Compare(key, s.End) < 0
+	return CompareKeys(key, s.Start) >= 0 && CompareKeys(key, s.End) < 0
 }
 
 // Valid reports whether the span is non-empty.
-func (s Span) Valid() bool { return bytes.Compare(s.Start, s.End) < 0 }
+func (s Span) Valid() bool { return CompareKeys(s.Start, s.End) < 0 }
 
 func (s Span) String() string { return "[" + PrettyKey(s.Start) + ", " + PrettyKey(s.End) + ")" }
 
@@ -357,16 +627,21 @@ const (
 	KindRangeUnreplicated
 	KindRaftLog
 	KindUser
+	// KindVersioned is a version of a user key (Revision > 0) or, with
+	// Revision 0, the prefix of a user key's versions (a seek key or span
+	// bound, never stored).
+	KindVersioned
 )
 
 // DecodedKey is an engine key taken apart by DecodeKey. Byte slices alias the
 // decoded key.
 type DecodedKey struct {
-	Kind    KeyKind
-	RangeID RangeID // for range-local kinds
-	Suffix  []byte  // store-local, replicated and unreplicated kinds
-	Index   uint64  // KindRaftLog
-	UserKey []byte  // KindUser
+	Kind     KeyKind
+	RangeID  RangeID // for range-local kinds
+	Suffix   []byte  // store-local, replicated and unreplicated kinds
+	Index    uint64  // KindRaftLog
+	UserKey  []byte  // KindUser, KindVersioned
+	Revision int64   // KindVersioned: the version's revision, 0 for a prefix
 }
 
 // DecodeKey takes any engine key apart, or returns an error wrapping
@@ -382,6 +657,8 @@ func DecodeKey(key []byte) (DecodedKey, error) {
 			return DecodedKey{}, err
 		}
 		return DecodedKey{Kind: KindUser, UserKey: uk}, nil
+	case versionedPrefixByte:
+		return decodeVersionedKey(key)
 	case localPrefixByte:
 	default:
 		return DecodedKey{}, fmt.Errorf("%w: unknown prefix %#x", ErrMalformedKey, key[0])
@@ -424,6 +701,25 @@ func DecodeKey(key []byte) (DecodedKey, error) {
 	}
 }
 
+// decodeVersionedKey decodes a versioned key or a versioned prefix.
+func decodeVersionedKey(key []byte) (DecodedKey, error) {
+	if splitKey(key) < len(key) {
+		uk, rev, err := DecodeMVCCKey(key)
+		if err != nil {
+			return DecodedKey{}, err
+		}
+		return DecodedKey{Kind: KindVersioned, UserKey: uk, Revision: rev}, nil
+	}
+	// A prefix: \x03 <user key> \x00.
+	if len(key) < 3 || key[len(key)-1] != versionSentinel {
+		return DecodedKey{}, fmt.Errorf("%w: not a versioned key or prefix: %q", ErrMalformedKey, key)
+	}
+	if len(key)-2 > MaxUserKeySize {
+		return DecodedKey{}, fmt.Errorf("%w: versioned prefix of %d bytes", ErrMalformedKey, len(key))
+	}
+	return DecodedKey{Kind: KindVersioned, UserKey: key[1 : len(key)-1]}, nil
+}
+
 var suffixNames = map[[2]byte]string{
 	{replicatedInfix, appliedStateSuffix}:     "AppliedState",
 	{replicatedInfix, confStateSuffix}:        "ConfState",
@@ -431,6 +727,7 @@ var suffixNames = map[[2]byte]string{
 	{replicatedInfix, leaseSuffix}:            "Lease",
 	{replicatedInfix, statsSuffix}:            "RangeStats",
 	{replicatedInfix, placementSuffix}:        "PlacementState",
+	{replicatedInfix, revisionsSuffix}:        "RangeRevisions",
 	{unreplicatedInfix, hardStateSuffix}:      "HardState",
 	{unreplicatedInfix, replicaIDSuffix}:      "ReplicaID",
 	{unreplicatedInfix, snapshotMetaSuffix}:   "SnapshotMeta",
@@ -439,7 +736,9 @@ var suffixNames = map[[2]byte]string{
 }
 
 // PrettyKey renders an engine key for logs and debugging, e.g.
-// "/Range/7/Raft/Log/42" or "/User/\"apple\"". Keys that do not decode are
+// "/Range/7/Raft/Log/42", "/User/\"apple\"", "/Versioned/\"apple\"/42" (the
+// version at revision 42) or "/Versioned/\"apple\"" (the prefix of apple's
+// versions). Keys that do not decode are
 // printed quoted with a "/Malformed" prefix; span bounds such as prefix ends
 // fall in that class.
 func PrettyKey(key []byte) string {
@@ -463,7 +762,18 @@ func PrettyKey(key []byte) string {
 		return fmt.Sprintf("/Range/%d/%s/%s", d.RangeID, part, name)
 	case KindRaftLog:
 		return fmt.Sprintf("/Range/%d/Raft/Log/%d", d.RangeID, d.Index)
+	case KindVersioned:
+		if d.Revision == 0 {
+			return "/Versioned/" + strconv.Quote(string(d.UserKey))
+		}
+		return fmt.Sprintf("/Versioned/%s/%d", strconv.Quote(string(d.UserKey)), d.Revision)
 	default:
 		return "/User/" + strconv.Quote(string(d.UserKey))
 	}
+}
+
+// UserDataSpan is the span of all user data, plain (\x02) and versioned
+// (\x03): what a state machine's data spans (a snapshot's) may cover.
+func UserDataSpan() Span {
+	return Span{Start: []byte{userPrefixByte}, End: []byte{versionedPrefixByte + 1}}
 }

@@ -112,7 +112,7 @@ func TestKeyOrdering(t *testing.T) {
 	}
 	keys = append(keys, tagged{key: StoreIdentKey(), kind: KindStoreLocal}, tagged{key: ClusterIDKey(), kind: KindStoreLocal})
 	rng.Shuffle(len(keys), func(i, j int) { keys[i], keys[j] = keys[j], keys[i] })
-	slices.SortFunc(keys, func(a, b tagged) int { return bytes.Compare(a.key, b.key) })
+	slices.SortFunc(keys, func(a, b tagged) int { return CompareKeys(a.key, b.key) })
 
 	seenRange := map[RangeID]bool{}
 	var prev *tagged
@@ -205,6 +205,8 @@ func TestPrettyKey(t *testing.T) {
 		{RangeDescriptorKey(3), "/Range/3/Replicated/RangeDescriptor"},
 		{uk, `/User/"apple"`},
 		{StoreIdentKey(), `/Store/"ident"`},
+		{mustMVCCKey(t, "apple", 42), `/Versioned/"apple"/42`},
+		{appendMVCCPrefix(nil, []byte("apple")), `/Versioned/"apple"`},
 		{[]byte{9}, `/Malformed/"\t"`},
 	} {
 		if got := PrettyKey(tc.key); got != tc.want {
@@ -217,7 +219,8 @@ func TestPrettyKey(t *testing.T) {
 // decodes re-encodes to the same bytes.
 func FuzzDecodeKey(f *testing.F) {
 	uk, _ := UserKey([]byte("k"))
-	for _, k := range [][]byte{RaftLogKey(1, 2), RaftHardStateKey(3), RangeDescriptorKey(4), uk, StoreIdentKey(), {}} {
+	vk, _ := MVCCKey([]byte("k"), 7)
+	for _, k := range [][]byte{RaftLogKey(1, 2), RaftHardStateKey(3), RangeDescriptorKey(4), uk, StoreIdentKey(), {}, vk, appendMVCCPrefix(nil, []byte("k"))} {
 		f.Add(k)
 	}
 	f.Fuzz(func(t *testing.T, key []byte) {
@@ -232,6 +235,12 @@ func FuzzDecodeKey(f *testing.F) {
 			again = RaftLogKey(d.RangeID, d.Index)
 		case KindUser:
 			again, err = UserKey(d.UserKey)
+		case KindVersioned:
+			if d.Revision == 0 {
+				again = appendMVCCPrefix(nil, d.UserKey)
+			} else {
+				again, err = MVCCKey(d.UserKey, d.Revision)
+			}
 		case KindRangeReplicated:
 			again = rangeStateKey(d.RangeID, replicatedInfix, d.Suffix[0])
 		case KindRangeUnreplicated:

@@ -101,7 +101,7 @@ func validateSpans(spans []Span) error {
 		if !s.Valid() {
 			return fmt.Errorf("engine: span %d %s is empty", i, s)
 		}
-		if i > 0 && bytes.Compare(spans[i-1].End, s.Start) > 0 {
+		if i > 0 && CompareKeys(spans[i-1].End, s.Start) > 0 {
 			return fmt.Errorf("engine: spans %s and %s overlap or are out of order", spans[i-1], s)
 		}
 	}
@@ -223,7 +223,7 @@ func (i *Ingester) finishFile(end []byte) error {
 	var err error
 	for _, s := range i.spans {
 		start, stop := maxKey(s.Start, i.fileStart), minKey(s.End, end)
-		if bytes.Compare(start, stop) < 0 {
+		if CompareKeys(start, stop) < 0 {
 			if err = i.w.DeleteRange(start, stop); err != nil {
 				break
 			}
@@ -237,14 +237,14 @@ func (i *Ingester) finishFile(end []byte) error {
 }
 
 func maxKey(a, b []byte) []byte {
-	if bytes.Compare(a, b) >= 0 {
+	if CompareKeys(a, b) >= 0 {
 		return a
 	}
 	return b
 }
 
 func minKey(a, b []byte) []byte {
-	if bytes.Compare(a, b) <= 0 {
+	if CompareKeys(a, b) <= 0 {
 		return a
 	}
 	return b
@@ -268,10 +268,10 @@ func (i *Ingester) addPair(key, value []byte) error {
 	if err := checkKey(key); err != nil {
 		return fmt.Errorf("%w: %v", ErrBadChunk, err)
 	}
-	if i.haveLast && bytes.Compare(key, i.lastKey) <= 0 {
+	if i.haveLast && CompareKeys(key, i.lastKey) <= 0 {
 		return fmt.Errorf("%w: key %s not after %s", ErrBadChunk, PrettyKey(key), PrettyKey(i.lastKey))
 	}
-	for i.spanIdx < len(i.spans) && bytes.Compare(key, i.spans[i.spanIdx].End) >= 0 {
+	for i.spanIdx < len(i.spans) && CompareKeys(key, i.spans[i.spanIdx].End) >= 0 {
 		i.spanIdx++
 	}
 	if i.spanIdx == len(i.spans) || !i.spans[i.spanIdx].Contains(key) {

@@ -115,6 +115,11 @@ type TestingKnobs struct {
 	DisableTicker bool
 	// DisableQuiescence keeps idle groups ticking and heartbeating.
 	DisableQuiescence bool
+	// DisableCheckQuorum turns raft's CheckQuorum off: a leader cut off
+	// from its quorum keeps believing it leads until it hears of a later
+	// term, as it may without CheckQuorum's timing, so that tests can
+	// probe what a deposed leader does.
+	DisableCheckQuorum bool
 	// AfterSnapshotIngest runs in the log writer after a received
 	// snapshot's data was ingested and before its raft state is written.
 	AfterSnapshotIngest func(GroupID)

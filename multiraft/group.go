@@ -120,12 +120,15 @@ type group struct {
 
 	// Published status, readable by anyone.
 	status struct {
-		leader    atomic.Uint64
-		term      atomic.Uint64
-		commit    atomic.Uint64
-		applied   atomic.Uint64
-		raftState atomic.Int32
-		lastIndex atomic.Uint64
+		// lead is the leader and term, one consistent pair (replaced
+		// when either changes).
+		lead    atomic.Pointer[leadTerm]
+		commit  atomic.Uint64
+		applied atomic.Uint64
+		// appliedTerm is the term of the entry at applied.
+		appliedTerm atomic.Uint64
+		raftState   atomic.Int32
+		lastIndex   atomic.Uint64
 		// confState is the applied configuration; it is replaced, never
 		// modified.
 		confState atomic.Pointer[pb.ConfState]
@@ -290,3 +293,6 @@ func ReadAppliedIndex(r engine.Reader, id GroupID) (uint64, error) {
 	}
 	return a.index, nil
 }
+
+// leadTerm is a replica's view of its group's leader in a term.
+type leadTerm struct{ leader, term uint64 }

@@ -70,7 +70,7 @@ func (h *Host) loadGroup(id GroupID, replicaID ReplicaID) (*group, error) {
 		MaxSizePerMsg:             h.cfg.MaxSizePerMsg,
 		MaxCommittedSizePerReady:  h.cfg.MaxCommittedSizePerReady,
 		MaxInflightMsgs:           h.cfg.MaxInflightMsgs,
-		CheckQuorum:               true,
+		CheckQuorum:               h.cfg.Testing == nil || !h.cfg.Testing.DisableCheckQuorum,
 		PreVote:                   true,
 		StepDownOnRemoval:         true,
 		DisableProposalForwarding: true,

@@ -141,9 +141,9 @@ func (h *SnapshotHeader) validate(self NodeID) error {
 	if !bytes.Equal(h.Spans[0].Start, repl.Start) || !bytes.Equal(h.Spans[0].End, repl.End) {
 		return fmt.Errorf("%w: first span %s is not the group's replicated state", ErrBadSnapshot, h.Spans[0])
 	}
-	userStart, _ := engine.UserSpan(nil, nil)
+	data := engine.UserDataSpan()
 	for _, s := range h.Spans[1:] {
-		if bytes.Compare(s.Start, userStart.Start) < 0 || bytes.Compare(s.End, userStart.End) > 0 {
+		if engine.CompareKeys(s.Start, data.Start) < 0 || engine.CompareKeys(s.End, data.End) > 0 {
 			return fmt.Errorf("%w: span %s is outside the user keyspace", ErrBadSnapshot, s)
 		}
 	}
@@ -166,7 +166,7 @@ func (h *Host) startSnapshot(g *group, m *pb.Message) {
 		Index: new(a.index), Term: new(a.term), ConfState: proto.Clone(a.confState).(*pb.ConfState),
 	}}
 	spans := append([]engine.Span{engine.RangeReplicatedSpan(g.id)}, g.sm.Spans()...)
-	slices.SortFunc(spans[1:], func(x, y engine.Span) int { return bytes.Compare(x.Start, y.Start) })
+	slices.SortFunc(spans[1:], func(x, y engine.Span) int { return engine.CompareKeys(x.Start, y.Start) })
 	header := &SnapshotHeader{Group: g.id, Message: msg, Spans: spans}
 	h.metrics.snapshotsSent.Inc()
 	started := h.snapStopper.RunWorker(func() {
@@ -344,7 +344,7 @@ func (g *group) checkSnapshotSpans(spans []engine.Span) error {
 		return c.CheckSnapshotSpans(spans[1:])
 	}
 	want := append([]engine.Span(nil), g.sm.Spans()...)
-	slices.SortFunc(want, func(x, y engine.Span) int { return bytes.Compare(x.Start, y.Start) })
+	slices.SortFunc(want, func(x, y engine.Span) int { return engine.CompareKeys(x.Start, y.Start) })
 	if len(want) != len(spans)-1 {
 		return fmt.Errorf("%w: %d data spans, the state machine has %d", ErrBadSnapshot, len(spans)-1, len(want))
 	}

@@ -16,14 +16,17 @@ import (
 
 // GroupStatus is a group's replica as seen at some recent instant.
 type GroupStatus struct {
-	Group     GroupID
-	Replica   ReplicaID
-	Leader    ReplicaID
-	Term      uint64
-	Commit    uint64
-	Applied   uint64
-	LastIndex uint64
-	State     raft.StateType
+	Group   GroupID
+	Replica ReplicaID
+	Leader  ReplicaID
+	Term    uint64
+	Commit  uint64
+	Applied uint64
+	// AppliedTerm is the term of the entry at Applied: a leader whose
+	// AppliedTerm is its Term has applied an entry of its own term.
+	AppliedTerm uint64
+	LastIndex   uint64
+	State       raft.StateType
 	// Voters and Learners are the applied configuration (the incoming one
 	// while Joint).
 	Voters, Learners []ReplicaID
@@ -39,15 +42,23 @@ func (h *Host) Status(id GroupID) (GroupStatus, bool) {
 	if g == nil {
 		return GroupStatus{}, false
 	}
+	// Leader and Term are one consistent pair (the design of revisions
+	// relies on it: a write's request term is the term its replica led
+	// in).
+	var leader, term uint64
+	if lt := g.status.lead.Load(); lt != nil {
+		leader, term = lt.leader, lt.term
+	}
 	st := GroupStatus{
-		Group:     id,
-		Replica:   g.replicaID,
-		Leader:    ReplicaID(g.status.leader.Load()),
-		Term:      g.status.term.Load(),
-		Commit:    g.status.commit.Load(),
-		Applied:   g.status.applied.Load(),
-		LastIndex: g.status.lastIndex.Load(),
-		State:     raft.StateType(g.status.raftState.Load()),
+		Group:       id,
+		Replica:     g.replicaID,
+		Leader:      ReplicaID(leader),
+		Term:        term,
+		Commit:      g.status.commit.Load(),
+		Applied:     g.status.applied.Load(),
+		AppliedTerm: g.status.appliedTerm.Load(),
+		LastIndex:   g.status.lastIndex.Load(),
+		State:       raft.StateType(g.status.raftState.Load()),
 	}
 	if cs := g.status.confState.Load(); cs != nil {
 		for _, id := range cs.GetVoters() {
@@ -67,10 +78,12 @@ func (h *Host) Status(id GroupID) (GroupStatus, bool) {
 // publishStatus makes the replica's state readable by other goroutines.
 func (g *group) publishStatus() {
 	st := g.rn.BasicStatus()
-	g.status.leader.Store(st.Lead)
-	g.status.term.Store(st.GetTerm())
+	if lt := g.status.lead.Load(); lt == nil || lt.leader != st.Lead || lt.term != st.GetTerm() {
+		g.status.lead.Store(&leadTerm{leader: st.Lead, term: st.GetTerm()})
+	}
 	g.status.commit.Store(st.GetCommit())
 	g.status.applied.Store(g.applied.index)
+	g.status.appliedTerm.Store(g.applied.term)
 	g.status.raftState.Store(int32(st.RaftState))
 	if last, err := g.storage.LastIndex(); err == nil {
 		g.status.lastIndex.Store(last)
@@ -91,4 +104,29 @@ func (g *group) publishStatus() {
 	} else if g.status.learnerMatch.Load() != nil {
 		g.status.learnerMatch.Store(nil)
 	}
+}
+
+// Leadership is the part of a replica's status that says whether it leads
+// its group: cheap to read (no allocation), for every request's checks.
+type Leadership struct {
+	Replica, Leader ReplicaID
+	// Term is the term Leader leads in, AppliedTerm the term of the
+	// replica's last applied entry.
+	Term, AppliedTerm uint64
+}
+
+// Leading reports whether the replica leads its group.
+func (l Leadership) Leading() bool { return l.Leader != 0 && l.Leader == l.Replica }
+
+// Leadership returns the leadership part of the local replica's status.
+func (h *Host) Leadership(id GroupID) (Leadership, bool) {
+	g := h.group(id)
+	if g == nil {
+		return Leadership{}, false
+	}
+	l := Leadership{Replica: g.replicaID, AppliedTerm: g.status.appliedTerm.Load()}
+	if lt := g.status.lead.Load(); lt != nil {
+		l.Leader, l.Term = ReplicaID(lt.leader), lt.term
+	}
+	return l, true
 }

@@ -14,7 +14,15 @@
 //     at a later version drops the ones it overlaps: the unsplit range);
 //     the placement group's own descriptor; and the allocators of node
 //     IDs (AddNode, idempotent per join token), range IDs and replica
-//     sequence numbers (AllocIDs). WriteInitialMeta writes a new cluster's.
+//     sequence numbers (AllocIDs); the revision oracle's high-water mark
+//     (SetRevisionHWM) and the cluster's compacted revision
+//     (SetCompactedRevision), both only raised. WriteInitialMeta writes a
+//     new cluster's.
+//   - RevisionOracle (oracle.go), the revision oracle's in-memory state on
+//     the placement group's leader: the next revision of the term it
+//     serves, the high-water marks to commit first, overflow limits
+//     (docs/REVISIONS.md). Package server runs its leadership checks and
+//     raft writes (server/oracle.go).
 //   - Driver (driver.go, schedule.go): what the placement group's leader
 //     observes (the latest store and range heartbeats, hence liveness and
 //     each range's leader and catching-up learners), and the scheduling of

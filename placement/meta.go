@@ -37,7 +37,8 @@ var ErrBadCommand = errors.New("placement: bad command")
 // Meta is the placement group's state machine on one node: one
 // flotillapb.ClusterMeta (the cluster ID, the member nodes and their
 // states, the newest descriptor of every range, the placement group's own
-// descriptor, and the node, range and replica ID allocators), kept under
+// descriptor, the node, range and replica ID allocators, and the revision
+// oracle's high-water mark and the compacted revision), kept under
 // engine.PlacementStateKey so that snapshots carry it.
 //
 // Apply runs on the group's worker; State may be called from any goroutine.
@@ -320,6 +321,26 @@ func applyMeta(st *flotillapb.ClusterMeta, cmd *flotillapb.MetaCommand) (*flotil
 			return nil, nil, fmt.Errorf("%w: unknown ID kind %v", ErrBadCommand, c.AllocIds.GetKind())
 		}
 		return next, binary.BigEndian.AppendUint64(nil, first), nil
+	case *flotillapb.MetaCommand_SetRevisionHwm:
+		h := c.SetRevisionHwm.GetHwm()
+		if h <= 0 || h > MaxRevision {
+			return nil, nil, fmt.Errorf("%w: revision high-water mark %d not in [1, %d]", ErrBadCommand, h, MaxRevision)
+		}
+		if h <= st.GetRevisionHwm() {
+			return st, nil, nil // raised only: a lower or repeated mark changes nothing
+		}
+		next.RevisionHwm = h
+		return next, nil, nil
+	case *flotillapb.MetaCommand_SetCompactedRevision:
+		r := c.SetCompactedRevision.GetRevision()
+		if r <= 0 || r > MaxRevision {
+			return nil, nil, fmt.Errorf("%w: compacted revision %d not in [1, %d]", ErrBadCommand, r, MaxRevision)
+		}
+		if r <= st.GetCompactedRevision() {
+			return st, nil, nil
+		}
+		next.CompactedRevision = r
+		return next, nil, nil
 	default:
 		return nil, nil, fmt.Errorf("%w: empty command", ErrBadCommand)
 	}

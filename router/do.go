@@ -139,7 +139,9 @@ func Do[Resp any](ctx context.Context, r *Router, req Request,
 		cancel()
 		if err == nil {
 			if req.Write && info.Leader.GetStoreId() != replica.GetStoreId() {
-				// Only the leader accepts writes.
+				// Only the leader accepts writes. (A read that succeeded
+				// says less: a replica serves reads at or below its closed
+				// revision whether it leads or not.)
 				r.cache.setLeader(flotillapb.RangeID(info.Desc.GetRangeId()), replica, 0)
 			}
 			return resp, nil
@@ -244,9 +246,11 @@ func (rt *retrier) handle(fe *flotillapb.Error, info RangeInfo, t Target) action
 		return fail
 	}
 	switch d := fe.GetDetail().(type) {
-	case *flotillapb.Error_InvalidArgument, *flotillapb.Error_NoSpace:
+	case *flotillapb.Error_InvalidArgument, *flotillapb.Error_NoSpace, *flotillapb.Error_Compacted,
+		*flotillapb.Error_FutureRevision, *flotillapb.Error_CrossRange:
 		// NoSpace: the range's leader refuses writes until its disk has
-		// room again; another replica would only name it leader.
+		// room again; another replica would only name it leader. The
+		// others (Permanent) every replica would refuse alike.
 		return fail
 
 	case *flotillapb.Error_NotLeader:
@@ -292,12 +296,13 @@ func (rt *retrier) handle(fe *flotillapb.Error, info RangeInfo, t Target) action
 				rt.avoid = append(rt.avoid, store)
 				return retryNext
 			}
+			r.cache.insert(cur, nil, r.now().Add(r.cfg.TTL))
 			if reachesPast(d.KeyNotInRange, rt.req.Key, rt.req.Before) {
 				// The request reaches past its range (a batch or span
-				// across ranges): the caller must split it.
+				// across ranges): the caller must split it, by the
+				// descriptor just learned.
 				return fail
 			}
-			r.cache.insert(cur, nil, r.now().Add(r.cfg.TTL))
 		}
 		r.cache.invalidate(info.Desc)
 		return retryNow
@@ -398,7 +403,7 @@ func outcomeUnknown(fe *flotillapb.Error) bool {
 	switch fe.GetDetail().(type) {
 	case *flotillapb.Error_NotLeader, *flotillapb.Error_EpochNotMatch, *flotillapb.Error_KeyNotInRange,
 		*flotillapb.Error_RangeNotFound, *flotillapb.Error_ServerBusy, *flotillapb.Error_InvalidArgument,
-		*flotillapb.Error_NoSpace:
+		*flotillapb.Error_NoSpace, *flotillapb.Error_Compacted, *flotillapb.Error_FutureRevision, *flotillapb.Error_CrossRange:
 		return false
 	}
 	return true

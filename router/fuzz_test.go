@@ -71,7 +71,7 @@ func FuzzScan(f *testing.F) {
 			return // the gRPC server refuses it before any handler runs
 		}
 		fe := CheckScan(req)
-		bad := badinput.Span(req.GetStartKey(), req.GetEndKey()) || req.GetLimit() < 0
+		bad := badinput.Span(req.GetStartKey(), req.GetEndKey()) || req.GetLimit() < 0 || badinput.Revision(req.GetRevision())
 		if bad != (fe != nil) {
 			t.Fatalf("CheckScan(%v) = %v, want refused %v", req, fe, bad)
 		}
@@ -221,6 +221,24 @@ func fuzzSeeds() map[string]map[string]proto.Message {
 			"most negative":      &flotillapb.ScanRequest{Limit: -1 << 63},
 			"routed header":      &flotillapb.ScanRequest{Header: routed, StartKey: b("a")},
 			"zero bytes in keys": &flotillapb.ScanRequest{StartKey: b("\x00"), EndKey: b("b\x00")},
+			"at a revision":      &flotillapb.ScanRequest{StartKey: b("b"), Revision: 3},
+			"negative revision":  &flotillapb.ScanRequest{Revision: -1},
+			"most negative rev":  &flotillapb.ScanRequest{Revision: -1 << 63, Limit: 2},
+		},
+		"FuzzTxn": {
+			"one range":           &flotillapb.TxnRequest{Compares: []*flotillapb.Compare{txnValueIs("a1", "1")}, Success: []*flotillapb.TxnOp{txnPut("a2", "2"), txnGet("z")}, Failure: []*flotillapb.TxnOp{txnPut("a1", "3")}},
+			"writes across":       &flotillapb.TxnRequest{Success: []*flotillapb.TxnOp{txnPut("a", "1"), txnPut("k", "1")}},
+			"compares across":     &flotillapb.TxnRequest{Compares: []*flotillapb.Compare{txnValueIs("a", "1"), txnValueIs("k", "1")}, Success: []*flotillapb.TxnOp{txnPut("a", "2")}},
+			"failure across":      &flotillapb.TxnRequest{Compares: []*flotillapb.Compare{txnValueIs("a", "1")}, Failure: []*flotillapb.TxnOp{txnPut("k", "2")}},
+			"delete-range past":   &flotillapb.TxnRequest{Success: []*flotillapb.TxnOp{{Op: &flotillapb.TxnOp_DeleteRange{DeleteRange: &flotillapb.DeleteRangeOp{StartKey: b("a"), EndKey: b("z")}}}}},
+			"delete-range inside": &flotillapb.TxnRequest{Success: []*flotillapb.TxnOp{{Op: &flotillapb.TxnOp_DeleteRange{DeleteRange: &flotillapb.DeleteRangeOp{StartKey: b("a1"), EndKey: b("a2")}}}}},
+			"reads only":          &flotillapb.TxnRequest{Success: []*flotillapb.TxnOp{txnGet("a"), {Op: &flotillapb.TxnOp_Scan{Scan: &flotillapb.ScanOp{Limit: 5}}}, txnGet("z")}},
+			"compares only":       &flotillapb.TxnRequest{Compares: []*flotillapb.Compare{{Key: b("c"), Target: flotillapb.Compare_MOD}}},
+			"empty":               &flotillapb.TxnRequest{},
+			"nil op":              &flotillapb.TxnRequest{Success: []*flotillapb.TxnOp{txnPut("a", "1"), {}}},
+			"unknown target":      &flotillapb.TxnRequest{Compares: []*flotillapb.Compare{{Key: b("a"), Target: 9}}, Success: []*flotillapb.TxnOp{txnPut("a", "1")}},
+			"oversize value":      &flotillapb.TxnRequest{Success: []*flotillapb.TxnOp{txnPut("a", string(bigValue))}},
+			"routed header":       &flotillapb.TxnRequest{Header: routed, Success: []*flotillapb.TxnOp{txnPut("a", "1")}},
 		},
 		"FuzzDeleteRange": {
 			"everything":       &flotillapb.DeleteRangeRequest{},
@@ -248,6 +266,18 @@ func fuzzSeeds() map[string]map[string]proto.Message {
 			"routed header":  &flotillapb.BatchRequest{Header: routed, Ops: []*flotillapb.Op{op(&flotillapb.PutOp{Key: b("a"), Value: b("1")})}},
 		},
 	}
+}
+
+func txnPut(k, v string) *flotillapb.TxnOp {
+	return &flotillapb.TxnOp{Op: &flotillapb.TxnOp_Put{Put: &flotillapb.PutOp{Key: []byte(k), Value: []byte(v)}}}
+}
+
+func txnGet(k string) *flotillapb.TxnOp {
+	return &flotillapb.TxnOp{Op: &flotillapb.TxnOp_Get{Get: &flotillapb.GetOp{Key: []byte(k)}}}
+}
+
+func txnValueIs(k, v string) *flotillapb.Compare {
+	return &flotillapb.Compare{Key: []byte(k), Target: flotillapb.Compare_VALUE, TargetUnion: &flotillapb.Compare_Value{Value: []byte(v)}}
 }
 
 // TestFuzzSeeds checks that the seed corpora in testdata/fuzz are the

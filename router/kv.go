@@ -71,15 +71,31 @@ func SetForwarded(m KVRequest) {
 
 // Retriable reports whether a failed request may be sent again: never an
 // invalid one, never a write that may have been applied, never a write
-// refused for want of disk space (NoSpace: it would be refused again).
+// refused for want of disk space (NoSpace: it would be refused again),
+// never one refused for its revision or its ranges (Compacted,
+// FutureRevision, CrossRange: every replica refuses it alike, so a retry
+// only spins until the deadline).
 func Retriable(fe *flotillapb.Error, write bool) bool {
-	if fe.GetInvalidArgument() != nil || fe.GetNoSpace() != nil {
+	if Permanent(fe) {
 		return false
 	}
 	if write {
 		return fe.GetOutcome() == flotillapb.Outcome_NOT_APPLIED
 	}
 	return true
+}
+
+// Permanent reports whether fe refuses the request itself, wherever it is
+// sent: bad input (InvalidArgument), a full disk (NoSpace), a revision
+// below the compaction (Compacted) or not handed out yet (FutureRevision),
+// a txn across ranges (CrossRange).
+func Permanent(fe *flotillapb.Error) bool {
+	switch fe.GetDetail().(type) {
+	case *flotillapb.Error_InvalidArgument, *flotillapb.Error_NoSpace, *flotillapb.Error_Compacted,
+		*flotillapb.Error_FutureRevision, *flotillapb.Error_CrossRange:
+		return true
+	}
+	return false
 }
 
 // Send sends a request, routed by key, through r (Do): each attempt is a
@@ -123,6 +139,9 @@ func CheckScan(req *flotillapb.ScanRequest) *flotillapb.Error {
 	}
 	if req.GetLimit() < 0 {
 		return badInputError(false, "limit", fmt.Sprintf("negative limit %d", req.GetLimit()))
+	}
+	if req.GetRevision() < 0 {
+		return badInputError(false, "revision", fmt.Sprintf("negative revision %d", req.GetRevision()))
 	}
 	return nil
 }

@@ -36,11 +36,13 @@ import (
 // (forward) or began (reverse), though no pair may remain beyond it. So a
 // response with More says where to go on: at [ResumeKey, end) forward,
 // [start, ResumeKey) in reverse; one without More covered the whole span.
-// Each part is a linearizable read of its range; the parts are read one
-// after another, not at one point in time.
+// Every part is read at one revision — the request's, or else the one the
+// first part was served at (a linearizable read's, from the oracle) — so
+// the scan is one consistent snapshot across ranges, and a resumed scan
+// at that revision continues it.
 //
 // The response's header is the part's if a single range served the scan,
-// else nil.
+// else one that carries only the revision.
 func Scan(ctx context.Context, r *Router, req *flotillapb.ScanRequest, maxBytes int,
 	send func(ctx context.Context, t Target, part *flotillapb.ScanRequest) (*flotillapb.ScanResponse, error),
 ) (*flotillapb.ScanResponse, error) {
@@ -54,10 +56,14 @@ func Scan(ctx context.Context, r *Router, req *flotillapb.ScanRequest, maxBytes 
 	reverse := req.GetReverse()
 	out := &flotillapb.ScanResponse{}
 	size, parts := 0, 0
+	// Every part is read at one revision, so that the scan is one
+	// snapshot: the request's, or the one the first part was served at
+	// (taken from the oracle after the scan began).
+	rev := req.GetRevision()
 	var bad *flotillapb.Error
 	err := DoSpan(ctx, r, SpanRequest{Span: Span{Start: req.GetStartKey(), End: req.GetEndKey()}, Reverse: reverse},
 		func(ctx context.Context, t Target, part Span) (*flotillapb.ScanResponse, error) {
-			preq := &flotillapb.ScanRequest{Header: t.Header, StartKey: part.Start, EndKey: part.End, Reverse: reverse}
+			preq := &flotillapb.ScanRequest{Header: t.Header, StartKey: part.Start, EndKey: part.End, Reverse: reverse, Revision: rev}
 			if limit > 0 {
 				preq.Limit = limit - int64(len(out.Kvs))
 			}
@@ -65,9 +71,14 @@ func Scan(ctx context.Context, r *Router, req *flotillapb.ScanRequest, maxBytes 
 		},
 		func(part Span, done bool, resp *flotillapb.ScanResponse) bool {
 			parts++
-			out.Header = nil
+			// A scan of many ranges has no one range; its header says
+			// the revision they were all read at.
+			out.Header = &flotillapb.ResponseHeader{Revision: rev}
 			if parts == 1 {
 				out.Header = resp.GetHeader()
+				if rev == 0 {
+					rev = resp.GetHeader().GetRevision()
+				}
 			}
 			if invariants.Enabled {
 				checkScanPart(out.Kvs, resp.GetKvs(), part, reverse)

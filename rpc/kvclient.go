@@ -64,3 +64,13 @@ func (k kvClient) Batch(ctx context.Context, r *flotillapb.BatchRequest) (*floti
 	resp, err := k.c.Batch(ctx, r)
 	return resp, callErr(err, true)
 }
+
+func (k kvClient) Txn(ctx context.Context, r *flotillapb.TxnRequest) (*flotillapb.TxnResponse, error) {
+	resp, err := k.c.Txn(ctx, r)
+	return resp, callErr(err, true)
+}
+
+func (k kvClient) Compact(ctx context.Context, r *flotillapb.CompactRequest) (*flotillapb.CompactResponse, error) {
+	resp, err := k.c.Compact(ctx, r)
+	return resp, callErr(err, true)
+}

@@ -27,6 +27,8 @@ type KVHandler interface {
 	Scan(context.Context, *flotillapb.ScanRequest) (*flotillapb.ScanResponse, error)
 	CompareAndSwap(context.Context, *flotillapb.CompareAndSwapRequest) (*flotillapb.CompareAndSwapResponse, error)
 	Batch(context.Context, *flotillapb.BatchRequest) (*flotillapb.BatchResponse, error)
+	Txn(context.Context, *flotillapb.TxnRequest) (*flotillapb.TxnResponse, error)
+	Compact(context.Context, *flotillapb.CompactRequest) (*flotillapb.CompactResponse, error)
 }
 
 // RegisterKV registers the KV service on s, served by h.
@@ -71,6 +73,16 @@ func (s kvService) CompareAndSwap(ctx context.Context, r *flotillapb.CompareAndS
 
 func (s kvService) Batch(ctx context.Context, r *flotillapb.BatchRequest) (*flotillapb.BatchResponse, error) {
 	resp, err := s.h.Batch(ctx, r)
+	return resp, StatusError(err)
+}
+
+func (s kvService) Txn(ctx context.Context, r *flotillapb.TxnRequest) (*flotillapb.TxnResponse, error) {
+	resp, err := s.h.Txn(ctx, r)
+	return resp, StatusError(err)
+}
+
+func (s kvService) Compact(ctx context.Context, r *flotillapb.CompactRequest) (*flotillapb.CompactResponse, error) {
+	resp, err := s.h.Compact(ctx, r)
 	return resp, StatusError(err)
 }
 
@@ -153,6 +165,7 @@ type PlacementHandler interface {
 	RemoveReplica(context.Context, *flotillapb.RemoveReplicaRequest) (*flotillapb.OperatorResponse, error)
 	SetStoreState(context.Context, *flotillapb.SetStoreStateRequest) (*flotillapb.SetStoreStateResponse, error)
 	SplitRange(context.Context, *flotillapb.SplitRangeRequest) (*flotillapb.OperatorResponse, error)
+	AllocateRevisions(context.Context, *flotillapb.AllocateRevisionsRequest) (*flotillapb.AllocateRevisionsResponse, error)
 }
 
 // RegisterPlacement registers the Placement service on s, served by h.
@@ -217,5 +230,10 @@ func (s placementService) SetStoreState(ctx context.Context, r *flotillapb.SetSt
 
 func (s placementService) SplitRange(ctx context.Context, r *flotillapb.SplitRangeRequest) (*flotillapb.OperatorResponse, error) {
 	resp, err := s.h.SplitRange(ctx, r)
+	return resp, StatusError(err)
+}
+
+func (s placementService) AllocateRevisions(ctx context.Context, r *flotillapb.AllocateRevisionsRequest) (*flotillapb.AllocateRevisionsResponse, error) {
+	resp, err := s.h.AllocateRevisions(ctx, r)
 	return resp, StatusError(err)
 }

@@ -4,6 +4,7 @@ package server_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -176,4 +177,70 @@ func benchSplitCluster(b *testing.B, ranges int) []*server.Node {
 		return nil
 	})
 	return nodes
+}
+
+// BenchmarkOracle measures revisions handed out to one node by its revision
+// oracle client (Node.Revision, one revision per call) under 64 ×
+// GOMAXPROCS concurrent callers: on a single-node cluster, and on three
+// nodes (on disk, fsync on) through the placement group's leader (in
+// process) or a follower (each batch forwarded over gRPC). Every batch
+// costs the leader one ReadIndex round on the placement group.
+func BenchmarkOracle(b *testing.B) {
+	b.Run("nodes=1", func(b *testing.B) {
+		n := openNode(b, server.Config{Dir: b.TempDir(), Bootstrap: true, HTTPAddr: "off", TickInterval: 100 * time.Millisecond})
+		benchRevisions(b, n)
+	})
+	for _, on := range []string{"leader", "follower"} {
+		b.Run("nodes=3/on="+on, func(b *testing.B) {
+			nodes := benchCluster(b)
+			testutil.SucceedsWithin(b, time.Minute, func() error {
+				if got := placementGroupStores(nodes); len(got) != 3 {
+					return fmt.Errorf("placement group on %v", got)
+				}
+				return nil
+			})
+			leader := -1
+			testutil.SucceedsWithin(b, time.Minute, func() error {
+				for i, n := range nodes {
+					for _, r := range n.Status(false).GetReplicas() {
+						if r.GetGroupId() == uint64(placement.GroupID) && r.GetReplicaId() != 0 && r.GetLeaderReplicaId() == r.GetReplicaId() {
+							leader = i
+							return nil
+						}
+					}
+				}
+				return errors.New("no placement leader")
+			})
+			n := nodes[leader]
+			if on == "follower" {
+				n = nodes[(leader+1)%3]
+			}
+			benchRevisions(b, n)
+		})
+	}
+}
+
+func benchRevisions(b *testing.B, n *server.Node) {
+	ctx := context.Background()
+	testutil.SucceedsWithin(b, time.Minute, func() error {
+		_, err := n.Revision(ctx)
+		return err
+	})
+	b.SetParallelism(64)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := n.Revision(ctx); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "revisions/s")
+	// Batches of this node's client: the whole run, warm-up included.
+	if batches := n.CounterForTest("flotilla_oracle_batches_total"); batches > 0 {
+		b.ReportMetric(float64(n.CounterForTest("flotilla_oracle_revisions_total"))/float64(batches), "revisions/batch")
+		b.ReportMetric(b.Elapsed().Seconds()*1e6/float64(batches), "µs/batch")
+	}
 }

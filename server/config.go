@@ -13,6 +13,7 @@ import (
 	"github.com/flotilladb/flotilla/multiraft"
 	"github.com/flotilladb/flotilla/placement"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
+	"github.com/flotilladb/flotilla/shard"
 )
 
 // Defaults for Config.
@@ -109,6 +110,22 @@ type Config struct {
 	// DiskReservePercent, if set, makes the reserve this percentage of the
 	// filesystem's size instead, in (0, 100). Default unset.
 	DiskReservePercent float64
+	// AutoCompactionMode is how old versions are compacted away, as
+	// etcd's --auto-compaction-mode: "periodic" keeps the history of the
+	// last AutoCompactionRetention (a duration), "revision" keeps the last
+	// AutoCompactionRevisions revisions, "off" keeps everything until a
+	// Compact by hand. The node that leads the placement group compacts
+	// every range (compaction.go). Default "periodic".
+	AutoCompactionMode string
+	// AutoCompactionRetention is the history periodic compaction keeps.
+	// Default one hour (DefaultAutoCompactionRetention).
+	AutoCompactionRetention time.Duration
+	// AutoCompactionRevisions is the number of revisions revision-mode
+	// compaction keeps. Default 10000.
+	AutoCompactionRevisions int64
+	// MaxTxnOps bounds the ops of a txn (both branches) and its compares,
+	// as etcd's --max-txn-ops. Default 128.
+	MaxTxnOps int
 	// Logger receives the node's log lines. Default slog.Default().
 	Logger *slog.Logger
 
@@ -134,10 +151,72 @@ type TestingKnobs struct {
 	// DiskCheckInterval is how often the node reads its free disk space.
 	// Default DefaultDiskCheckInterval.
 	DiskCheckInterval time.Duration
+	// RevisionWindow is the revision oracle's window W while this node
+	// leads the placement group (a small one makes tests raise the
+	// high-water mark often). Default placement.DefaultRevisionWindow.
+	RevisionWindow int64
+	// UnsafeOracleSkipLeadershipCheck makes the revision oracle's leader
+	// answer batches without its leadership check: a deposed leader that
+	// does not know it yet hands out revisions below its successor's. It
+	// exists to show that the oracle's tests catch that.
+	UnsafeOracleSkipLeadershipCheck bool
+	// CompactionInterval, if set, is how often the placement leader runs
+	// automatic compaction (default: a tenth of the retention, at most an
+	// hour, at least a second).
+	CompactionInterval time.Duration
+	// DisableCheckQuorum turns raft's CheckQuorum off in every group
+	// (multiraft.TestingKnobs.DisableCheckQuorum): a leader cut off from
+	// the others keeps leading, as far as it knows, until the partition
+	// heals.
+	DisableCheckQuorum bool
+	// UnsafeSkipRequestTermCheck, UnsafeSkipReadWait and
+	// UnsafeApplyBelowLast break the store's revision rules on purpose
+	// (shard.TestingKnobs): they exist to show that the revision
+	// checkers catch a range that applies a write below its last
+	// revision, or a read at R that does not wait for the writes at or
+	// below R in flight.
+	UnsafeSkipRequestTermCheck bool
+	UnsafeSkipReadWait         bool
+	UnsafeApplyBelowLast       bool
+	// BeforePropose, if set, runs just before the store proposes a write
+	// that got its revision (shard.TestingKnobs.BeforePropose); it may
+	// block.
+	BeforePropose func(rangeID uint64, revision int64)
+}
+
+// shardKnobs returns the store's testing knobs that k asks for, nil if
+// none.
+func (k *TestingKnobs) shardKnobs() *shard.TestingKnobs {
+	if k == nil || !k.UnsafeFollowerReads && !k.UnsafeSkipRequestTermCheck && !k.UnsafeSkipReadWait &&
+		!k.UnsafeApplyBelowLast && k.BeforePropose == nil {
+		return nil
+	}
+	sk := &shard.TestingKnobs{
+		UnsafeFollowerReads:        k.UnsafeFollowerReads,
+		UnsafeSkipRequestTermCheck: k.UnsafeSkipRequestTermCheck,
+		UnsafeSkipReadWait:         k.UnsafeSkipReadWait,
+		UnsafeApplyBelowLast:       k.UnsafeApplyBelowLast,
+	}
+	if before := k.BeforePropose; before != nil {
+		sk.BeforePropose = func(rangeID multiraft.GroupID, revision int64) { before(uint64(rangeID), revision) }
+	}
+	return sk
 }
 
 // EnsureDefaults fills unset fields with their defaults.
 func (c *Config) EnsureDefaults() {
+	if c.AutoCompactionMode == "" {
+		c.AutoCompactionMode = CompactionPeriodic
+	}
+	if c.AutoCompactionRetention == 0 {
+		c.AutoCompactionRetention = DefaultAutoCompactionRetention
+	}
+	if c.AutoCompactionRevisions == 0 {
+		c.AutoCompactionRevisions = DefaultAutoCompactionRevisions
+	}
+	if c.MaxTxnOps == 0 {
+		c.MaxTxnOps = flotillapb.DefaultMaxTxnOps
+	}
 	if c.ListenAddr == "" {
 		c.ListenAddr = DefaultListenAddr
 	}
@@ -203,6 +282,20 @@ func loopback(addr string) bool {
 // run.
 func (c *Config) Validate() error {
 	var errs []error
+	switch c.AutoCompactionMode {
+	case CompactionPeriodic, CompactionRevision, CompactionOff:
+	default:
+		errs = append(errs, fmt.Errorf("AutoCompactionMode %q is not %q, %q or %q", c.AutoCompactionMode, CompactionPeriodic, CompactionRevision, CompactionOff))
+	}
+	if c.AutoCompactionRetention < 0 {
+		errs = append(errs, fmt.Errorf("AutoCompactionRetention %v is negative", c.AutoCompactionRetention))
+	}
+	if c.AutoCompactionRevisions < 0 {
+		errs = append(errs, fmt.Errorf("AutoCompactionRevisions %d is negative", c.AutoCompactionRevisions))
+	}
+	if c.MaxTxnOps < 0 {
+		errs = append(errs, fmt.Errorf("MaxTxnOps %d is negative", c.MaxTxnOps))
+	}
 	if c.Dir == "" {
 		errs = append(errs, errors.New("a Dir is required"))
 	}

@@ -18,6 +18,10 @@
 //   - heartbeats to the placement driver and the operator steps it answers
 //     with (heartbeat.go), and, on the placement group's leader, the
 //     driver's services (placement_service.go, placement_admin.go);
+//   - the revision oracle (oracle.go): the node's client, which batches
+//     every revision its callers ask for (Node.Revision), and, on the
+//     placement group's leader, the rounds that hand revisions out
+//     (AllocateRevisions) over placement.RevisionOracle;
 //   - the admin HTTP server: /metrics, /health, /status, /debug/pprof;
 //   - its watch on its disk (disk.go): the NOSPACE alarm below the disk
 //     reserve, and stopping the node when its store fails (Failed).

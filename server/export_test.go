@@ -6,7 +6,9 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/flotilladb/flotilla/engine"
 	"github.com/flotilladb/flotilla/multiraft"
+	"github.com/flotilladb/flotilla/rpc/flotillapb"
 )
 
 // Hooks into a node's raft groups for the external tests, which act on
@@ -60,4 +62,31 @@ func (n *Node) RemoveReplicaForTest(ctx context.Context, rangeID, from uint64) e
 	}
 	_, err = host.ProposeConfChange(multiraft.GroupID(rangeID), multiraft.RemoveReplica(id)).Wait(ctx)
 	return err
+}
+
+// RevisionsForTest asks n's revision oracle client for count revisions.
+func RevisionsForTest(ctx context.Context, n *Node, count int) (int64, error) {
+	return n.oracle.Revisions(ctx, count)
+}
+
+// CounterForTest returns the value of one of n's counters by name.
+func (n *Node) CounterForTest(name string) uint64 {
+	return n.metrics.GetOrCreateCounter(name).Get()
+}
+
+// CompactEngine runs a manual compaction of the node's whole LSM (for
+// benchmarks that measure space).
+func (n *Node) CompactEngine() error { return n.eng.CompactAll() }
+
+// CompactAt compacts every range at rev through the node's gateway.
+func (n *Node) CompactAt(ctx context.Context, rev int64) error {
+	_, err := n.gw.Compact(ctx, &flotillapb.CompactRequest{Revision: rev})
+	return err
+}
+
+// VersionBytes returns the number of versions the node's store holds and
+// their bytes (engine.MVCCComputeStats over every key).
+func (n *Node) VersionBytes() (versions, bytes int64, err error) {
+	st, err := engine.MVCCComputeStats(n.eng, nil, nil)
+	return st.Versions, st.VersionBytes, err
 }

@@ -57,7 +57,10 @@ type fuzzMethod struct {
 // number.
 var fuzzMethods = []fuzzMethod{
 	{flotillapb.KV_Get_FullMethodName, func() proto.Message { return &flotillapb.GetRequest{} }, false,
-		func(m proto.Message) bool { return badinput.Key(m.(*flotillapb.GetRequest).GetKey()) }},
+		func(m proto.Message) bool {
+			r := m.(*flotillapb.GetRequest)
+			return badinput.Key(r.GetKey()) || badinput.Revision(r.GetRevision())
+		}},
 	{flotillapb.KV_Put_FullMethodName, func() proto.Message { return &flotillapb.PutRequest{} }, true,
 		func(m proto.Message) bool {
 			r := m.(*flotillapb.PutRequest)
@@ -73,7 +76,7 @@ var fuzzMethods = []fuzzMethod{
 	{flotillapb.KV_Scan_FullMethodName, func() proto.Message { return &flotillapb.ScanRequest{} }, false,
 		func(m proto.Message) bool {
 			r := m.(*flotillapb.ScanRequest)
-			return badinput.Span(r.GetStartKey(), r.GetEndKey()) || r.GetLimit() < 0
+			return badinput.Span(r.GetStartKey(), r.GetEndKey()) || r.GetLimit() < 0 || badinput.Revision(r.GetRevision())
 		}},
 	{flotillapb.KV_CompareAndSwap_FullMethodName, func() proto.Message { return &flotillapb.CompareAndSwapRequest{} }, true,
 		func(m proto.Message) bool {
@@ -89,6 +92,49 @@ var fuzzMethods = []fuzzMethod{
 		func(m proto.Message) bool { return badinput.Key(m.(*flotillapb.SplitRangeRequest).GetKey()) }},
 	{flotillapb.Placement_LookupRange_FullMethodName, func() proto.Message { return &flotillapb.LookupRangeRequest{} }, false,
 		func(proto.Message) bool { return false }},
+	{flotillapb.KV_Txn_FullMethodName, func() proto.Message { return &flotillapb.TxnRequest{} }, true,
+		func(m proto.Message) bool {
+			return badinput.Txn(m.(*flotillapb.TxnRequest), fuzzMaxValue, fuzzMaxTxnOps)
+		}},
+	{flotillapb.KV_Compact_FullMethodName, func() proto.Message { return &flotillapb.CompactRequest{} }, true,
+		func(m proto.Message) bool {
+			return badinput.CompactRevision(m.(*flotillapb.CompactRequest).GetRevision())
+		}},
+}
+
+// fuzzMaxTxnOps is the node's bound on a txn's ops: small, so that a seed
+// can break it.
+const fuzzMaxTxnOps = 4
+
+// revisionRefusal reports whether fe refuses a good request for its
+// revision or its ranges, as it may: a revision compacted away or not
+// handed out yet (a read or compaction at a revision), a txn across the
+// ranges a split seed made.
+func revisionRefusal(req proto.Message, fe *flotillapb.Error) bool {
+	switch r := req.(type) {
+	case *flotillapb.GetRequest:
+		return r.GetRevision() > 0 && (fe.GetCompacted() != nil || fe.GetFutureRevision() != nil)
+	case *flotillapb.ScanRequest:
+		return r.GetRevision() > 0 && (fe.GetCompacted() != nil || fe.GetFutureRevision() != nil)
+	case *flotillapb.CompactRequest:
+		return fe.GetFutureRevision() != nil && fe.GetOutcome() == flotillapb.Outcome_NOT_APPLIED
+	case *flotillapb.TxnRequest:
+		return fe.GetCrossRange() != nil && fe.GetOutcome() == flotillapb.Outcome_NOT_APPLIED
+	}
+	return false
+}
+
+// fuzzDump is everything the node holds, with revisions, as a string.
+func fuzzDump(ctx context.Context, kv flotillapb.KVClient) (string, error) {
+	resp, err := kv.Scan(ctx, &flotillapb.ScanRequest{})
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	for _, p := range resp.GetKvs() {
+		fmt.Fprintf(&b, "%q=%q@%d/%d/%d ", p.GetKey(), p.GetValue(), p.GetModRevision(), p.GetCreateRevision(), p.GetVersion())
+	}
+	return b.String(), nil
 }
 
 // rawCodec sends a request's bytes as they are and returns the response's
@@ -118,8 +164,8 @@ func routedHeader(req proto.Message) bool {
 func FuzzGatewayRequest(f *testing.F) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	n := openNode(f, server.Config{Dir: f.TempDir(), Bootstrap: true, MaxValueSize: fuzzMaxValue, HTTPAddr: "off",
-		Testing: &server.TestingKnobs{DisableSync: true}})
+	n := openNode(f, server.Config{Dir: f.TempDir(), Bootstrap: true, MaxValueSize: fuzzMaxValue, MaxTxnOps: fuzzMaxTxnOps,
+		HTTPAddr: "off", AutoCompactionMode: server.CompactionOff, Testing: &server.TestingKnobs{DisableSync: true}})
 	if err := n.WaitReady(ctx); err != nil {
 		f.Fatal(err)
 	}
@@ -135,12 +181,21 @@ func FuzzGatewayRequest(f *testing.F) {
 		_, err := flotillapb.NewPlacementClient(conn).LookupRange(ctx, &flotillapb.LookupRangeRequest{Key: []byte("a")})
 		return err
 	})
+	kv := flotillapb.NewKVClient(conn)
 	f.Fuzz(func(t *testing.T, method byte, data []byte) {
 		m := fuzzMethods[int(method)%len(fuzzMethods)]
 		req := m.req()
 		decodeErr := proto.Unmarshal(data, req)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
+		bad := decodeErr == nil && m.bad(req)
+		var before string
+		if bad {
+			var err error
+			if before, err = fuzzDump(ctx, kv); err != nil {
+				t.Fatal(err)
+			}
+		}
 		var resp []byte
 		err := conn.Invoke(ctx, m.name, &data, &resp, grpc.ForceCodec(rawCodec{}))
 		st, _ := status.FromError(err)
@@ -151,7 +206,7 @@ func FuzzGatewayRequest(f *testing.F) {
 			}
 			return
 		}
-		if m.bad(req) {
+		if bad {
 			fe := rpc.ErrorFromStatus(err, m.write)
 			want := flotillapb.Outcome_OUTCOME_UNSPECIFIED
 			if m.write {
@@ -159,6 +214,14 @@ func FuzzGatewayRequest(f *testing.F) {
 			}
 			if st.Code() != codes.InvalidArgument || fe.GetInvalidArgument().GetField() == "" || fe.GetMessage() == "" || fe.GetOutcome() != want {
 				t.Fatalf("%s(%v) = %v; want InvalidArgument naming a field, with a message, outcome %v", m.name, brief(req), err, want)
+			}
+			// Nothing changed.
+			after, err := fuzzDump(ctx, kv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if after != before {
+				t.Fatalf("%s(%v), refused, changed the data:\nbefore %s\nafter  %s", m.name, brief(req), before, after)
 			}
 			return
 		}
@@ -173,6 +236,9 @@ func FuzzGatewayRequest(f *testing.F) {
 			t.Fatalf("%s(%v) timed out: %v", m.name, brief(req), err)
 		case fe.GetMessage() == "":
 			t.Fatalf("%s(%v) failed without a message: %v", m.name, brief(req), err)
+		case revisionRefusal(req, fe):
+			// A good request at a revision compacted away or in the
+			// future, or a txn across ranges: refused, as it should be.
 		case fe.GetInvalidArgument() != nil && m.name != flotillapb.Placement_SplitRange_FullMethodName:
 			// (A split key may be a range's start already.)
 			t.Fatalf("%s(%v) refused good input: %v", m.name, brief(req), err)
@@ -230,7 +296,24 @@ func gatewayFuzzSeeds() map[string]struct {
 		batch
 		split
 		lookup
+		txn
+		compactM
 	)
+	tput := func(k, v []byte) *flotillapb.TxnOp {
+		return &flotillapb.TxnOp{Op: &flotillapb.TxnOp_Put{Put: &flotillapb.PutOp{Key: k, Value: v}}}
+	}
+	tget := func(k []byte) *flotillapb.TxnOp {
+		return &flotillapb.TxnOp{Op: &flotillapb.TxnOp_Get{Get: &flotillapb.GetOp{Key: k}}}
+	}
+	tscan := func(s, e []byte, limit int64) *flotillapb.TxnOp {
+		return &flotillapb.TxnOp{Op: &flotillapb.TxnOp_Scan{Scan: &flotillapb.ScanOp{StartKey: s, EndKey: e, Limit: limit}}}
+	}
+	tdelRange := func(s, e []byte) *flotillapb.TxnOp {
+		return &flotillapb.TxnOp{Op: &flotillapb.TxnOp_DeleteRange{DeleteRange: &flotillapb.DeleteRangeOp{StartKey: s, EndKey: e}}}
+	}
+	valueIs := func(k, v []byte) *flotillapb.Compare {
+		return &flotillapb.Compare{Key: k, Target: flotillapb.Compare_VALUE, TargetUnion: &flotillapb.Compare_Value{Value: v}}
+	}
 	return map[string]seed{
 		"get":                   {get, &flotillapb.GetRequest{Key: b("a")}, nil},
 		"get-empty-key":         {get, &flotillapb.GetRequest{}, nil},
@@ -272,6 +355,31 @@ func gatewayFuzzSeeds() map[string]struct {
 		"lookup-empty-before":   {lookup, &flotillapb.LookupRangeRequest{Before: true}, nil},
 		"lookup-oversize-key":   {lookup, &flotillapb.LookupRangeRequest{Key: big, Forwarded: true}, nil},
 		"lookup-garbage":        {lookup, nil, b("\xff\xff\xff")},
+		"get-at-revision":       {get, &flotillapb.GetRequest{Key: b("a"), Revision: 1}, nil},
+		"get-negative-revision": {get, &flotillapb.GetRequest{Key: b("a"), Revision: -1}, nil},
+		"get-future-revision":   {get, &flotillapb.GetRequest{Key: b("a"), Revision: 1<<63 - 1}, nil},
+		"scan-at-revision":      {scan, &flotillapb.ScanRequest{Revision: 2}, nil},
+		"scan-negative-rev":     {scan, &flotillapb.ScanRequest{Revision: -1 << 63}, nil},
+		"scan-future-revision":  {scan, &flotillapb.ScanRequest{StartKey: b("a"), Revision: 1 << 40}, nil},
+		"txn":                   {txn, &flotillapb.TxnRequest{Compares: []*flotillapb.Compare{valueIs(b("a"), b("1"))}, Success: []*flotillapb.TxnOp{tput(b("a"), b("2")), tget(b("a"))}, Failure: []*flotillapb.TxnOp{tscan(nil, nil, 0)}}, nil},
+		"txn-reads-only":        {txn, &flotillapb.TxnRequest{Success: []*flotillapb.TxnOp{tget(b("a")), tscan(b("a"), b("z"), 3)}}, nil},
+		"txn-compares-only":     {txn, &flotillapb.TxnRequest{Compares: []*flotillapb.Compare{{Key: b("a"), Target: flotillapb.Compare_CREATE}}}, nil},
+		"txn-across-split":      {txn, &flotillapb.TxnRequest{Success: []*flotillapb.TxnOp{tput(b("a"), b("1")), tput(b("z"), b("1"))}}, nil},
+		"txn-delete-range-all":  {txn, &flotillapb.TxnRequest{Success: []*flotillapb.TxnOp{tdelRange(b("x"), nil)}}, nil},
+		"txn-empty":             {txn, &flotillapb.TxnRequest{}, nil},
+		"txn-too-many-ops":      {txn, &flotillapb.TxnRequest{Success: []*flotillapb.TxnOp{tput(b("a"), b("1")), tput(b("b"), b("1")), tput(b("c"), b("1"))}, Failure: []*flotillapb.TxnOp{tget(b("a")), tget(b("b"))}}, nil},
+		"txn-unknown-target":    {txn, &flotillapb.TxnRequest{Compares: []*flotillapb.Compare{{Key: b("a"), Target: 9}}, Success: []*flotillapb.TxnOp{tput(b("a"), b("x"))}}, nil},
+		"txn-unknown-result":    {txn, &flotillapb.TxnRequest{Compares: []*flotillapb.Compare{{Key: b("a"), Result: 4}}, Success: []*flotillapb.TxnOp{tput(b("a"), b("x"))}}, nil},
+		"txn-wrong-operand":     {txn, &flotillapb.TxnRequest{Compares: []*flotillapb.Compare{{Key: b("a"), Target: flotillapb.Compare_MOD, TargetUnion: &flotillapb.Compare_Version{Version: 1}}}, Success: []*flotillapb.TxnOp{tput(b("a"), b("x"))}}, nil},
+		"txn-oversize-compare":  {txn, &flotillapb.TxnRequest{Compares: []*flotillapb.Compare{valueIs(b("a"), bigValue)}, Success: []*flotillapb.TxnOp{tput(b("a"), b("x"))}}, nil},
+		"txn-nil-op":            {txn, &flotillapb.TxnRequest{Success: []*flotillapb.TxnOp{tput(b("a"), b("1")), {}}}, nil},
+		"txn-negative-limit":    {txn, &flotillapb.TxnRequest{Success: []*flotillapb.TxnOp{tput(b("a"), b("1")), tscan(nil, nil, -1)}}, nil},
+		"txn-routed":            {txn, &flotillapb.TxnRequest{Header: routed, Success: []*flotillapb.TxnOp{tput(b("a"), b("1"))}}, nil},
+		"compact":               {compactM, &flotillapb.CompactRequest{Revision: 1}, nil},
+		"compact-zero":          {compactM, &flotillapb.CompactRequest{}, nil},
+		"compact-negative":      {compactM, &flotillapb.CompactRequest{Revision: -1 << 63}, nil},
+		"compact-future":        {compactM, &flotillapb.CompactRequest{Revision: 1<<63 - 1}, nil},
+		"compact-routed":        {compactM, &flotillapb.CompactRequest{Header: routed, Revision: 1}, nil},
 	}
 }
 

@@ -4,6 +4,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"strconv"
 	"sync/atomic"
@@ -15,6 +16,7 @@ import (
 	"github.com/flotilladb/flotilla/router"
 	"github.com/flotilladb/flotilla/rpc"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
+	"github.com/flotilladb/flotilla/shard"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -310,20 +312,22 @@ func attemptKV[Req router.KVRequest, Resp any](ctx context.Context, g *gateway, 
 		return zero, g.n.notRunningError()
 	}
 	r, has := g.n.store.LookupKey(key)
-	if forwarded || (has && !write) {
+	if forwarded || has && !write && g.n.cfg.Testing != nil && g.n.cfg.Testing.UnsafeFollowerReads {
 		// Without a local replica, the store says why it cannot serve.
 		g.metrics.local.Inc()
 		return m(g.n.store, ctx, req)
 	}
 	if has {
-		st, _ := host.Status(r.RangeID())
-		if st.Leader == st.Replica {
+		st, _ := host.Leadership(r.RangeID())
+		if st.Leading() {
 			g.metrics.local.Inc()
 			return m(g.n.store, ctx, req)
 		}
-		// A write on a follower: the replica knows its range and, better
-		// than the placement driver, who leads it. Tell the router, unless
-		// it holds a newer descriptor.
+		// A follower serves neither writes nor reads (only the leader
+		// knows the writes it is about to propose, which a read at a
+		// revision waits for), but it knows its range and, better than
+		// the placement driver, who leads it. Tell the router, unless it
+		// holds a newer descriptor.
 		info := router.RangeInfo{Desc: r.Descriptor()}
 		if st.Leader != 0 {
 			info.Leader = &flotillapb.ReplicaDescriptor{StoreId: uint64(st.Leader.Node()), ReplicaId: uint64(st.Leader)}
@@ -473,4 +477,54 @@ func (g *gateway) Batch(ctx context.Context, req *flotillapb.BatchRequest) (*flo
 		func(ctx context.Context, send func(context.Context, router.Target, *flotillapb.BatchRequest) (*flotillapb.BatchResponse, error)) (*flotillapb.BatchResponse, error) {
 			return router.Batch(ctx, g.router, req, send)
 		})
+}
+
+// Txn serves a txn: at the range of its compares and writes when all its
+// keys lie there, else split (router.Txn): the compares and writes at their
+// range, the reads beyond it at the txn's revision; compares or writes in
+// more than one range fail with CrossRange.
+func (g *gateway) Txn(ctx context.Context, req *flotillapb.TxnRequest) (*flotillapb.TxnResponse, error) {
+	key := req.RouteKey()
+	if req == nil || router.Routed(req.GetHeader()) {
+		return routeKV(ctx, g, key, true, req, rpc.KVHandler.Txn)
+	}
+	if fe := shard.ValidateTxn(req, g.n.cfg.MaxValueSize, g.n.cfg.MaxTxnOps, flotillapb.Outcome_NOT_APPLIED); fe != nil {
+		return nil, fe
+	}
+	return spanKV(ctx, g, key, true, req, rpc.KVHandler.Txn,
+		func(d *flotillapb.RangeDescriptor) bool { return router.TxnFits(req, d) },
+		func(ctx context.Context, send func(context.Context, router.Target, *flotillapb.TxnRequest) (*flotillapb.TxnResponse, error)) (*flotillapb.TxnResponse, error) {
+			return router.Txn(ctx, g.router, req, send, enteredReader{g})
+		})
+}
+
+// enteredReader serves a txn's reads for a request that holds the node's
+// gate already (begin): taking it again could deadlock with Close.
+type enteredReader struct{ g *gateway }
+
+func (e enteredReader) Get(ctx context.Context, req *flotillapb.GetRequest) (*flotillapb.GetResponse, error) {
+	return retryKV(ctx, e.g, req.GetKey(), false, req, rpc.KVHandler.Get)
+}
+
+func (e enteredReader) Scan(ctx context.Context, req *flotillapb.ScanRequest) (*flotillapb.ScanResponse, error) {
+	if fe := router.CheckScan(req); fe != nil {
+		return nil, fe
+	}
+	return router.Scan(ctx, e.g.router, req, flotillapb.DefaultMaxScanBytes, router.PartSender(partNodes(e), false, rpc.KVHandler.Scan))
+}
+
+// Compact compacts every range at the request's revision (router.Compact).
+func (g *gateway) Compact(ctx context.Context, req *flotillapb.CompactRequest) (*flotillapb.CompactResponse, error) {
+	if req == nil || router.Routed(req.GetHeader()) {
+		return routeKV(ctx, g, nil, true, req, rpc.KVHandler.Compact)
+	}
+	if req.GetRevision() <= 0 {
+		return nil, invalidArgument("revision", fmt.Sprintf("compacting at revision %d: it must be positive", req.GetRevision()))
+	}
+	ctx, done, fe := g.begin(ctx, true)
+	if fe != nil {
+		return nil, fe
+	}
+	defer done()
+	return router.Compact(ctx, g.router, req, router.PartSender(partNodes{g}, true, rpc.KVHandler.Compact))
 }

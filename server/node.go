@@ -114,6 +114,11 @@ type Node struct {
 	// HeartbeatInterval; readers may keep the pointer (it is replaced,
 	// never modified).
 	placementView atomic.Pointer[flotillapb.PlacementView]
+	// oracle is the node's client of the revision oracle: every caller on
+	// this node takes revisions from it (Revision). oracleSrv serves the
+	// oracle while this node leads the placement group (oracle.go).
+	oracle    *oracleClient
+	oracleSrv *oracleServer
 
 	// Set by Open and never changed; Close closes the listeners and
 	// servers.
@@ -290,10 +295,10 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if n.transport, err = raftrpc.NewTransport(raftrpc.TransportConfig{Pool: n.pool, Metrics: n.metrics, Logger: cfg.Logger}); err != nil {
 		return nil, err
 	}
-	scfg := shard.Config{Engine: n.eng, MaxValueSize: cfg.MaxValueSize, Logger: cfg.Logger, AdmitWrite: n.admitWrite}
-	if cfg.Testing != nil && cfg.Testing.UnsafeFollowerReads {
-		scfg.Testing = &shard.TestingKnobs{UnsafeFollowerReads: true}
-	}
+	oracleMetrics := newOracleMetrics(n.metrics)
+	n.oracle = newOracleClient(n, oracleMetrics)
+	scfg := shard.Config{Engine: n.eng, Revisions: n.oracle, MaxValueSize: cfg.MaxValueSize, MaxTxnOps: cfg.MaxTxnOps, Logger: cfg.Logger, AdmitWrite: n.admitWrite}
+	scfg.Testing = cfg.Testing.shardKnobs()
 	if n.store, err = shard.NewStore(scfg); err != nil {
 		return nil, err
 	}
@@ -304,6 +309,14 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		LivenessWindow: cfg.LivenessWindow, StoreDownTimeout: cfg.StoreDownTimeout,
 		ReplicationFactor: cfg.ReplicationFactor, PlacementReplicationFactor: cfg.PlacementReplicationFactor,
 	})
+	var window int64
+	skipCheck := false
+	if cfg.Testing != nil {
+		window, skipCheck = cfg.Testing.RevisionWindow, cfg.Testing.UnsafeOracleSkipLeadershipCheck
+	}
+	if n.oracleSrv, err = newOracleServer(n, oracleMetrics, window, skipCheck); err != nil {
+		return nil, fmt.Errorf("flotilla: %w", err)
+	}
 	n.KV = flotilla.NewKV(n.gw, n.Close)
 	n.registerPlacementMetrics()
 	n.registerDiskMetrics()
@@ -358,9 +371,12 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 		})
 	}
 
+	n.stopper.RunWorker(n.oracleSrv.run)
+	n.stopper.RunWorker(n.oracle.run)
 	n.stopper.RunWorker(n.maintenanceLoop)
 	n.stopper.RunWorker(n.heartbeatLoop)
 	n.stopper.RunWorker(n.diskLoop)
+	n.stopper.RunWorker(n.compactionLoop)
 	return n, nil
 }
 
@@ -589,7 +605,17 @@ func (n *Node) newHost(id multiraft.NodeID) (*multiraft.Host, error) {
 		TickInterval:    n.cfg.TickInterval,
 		Metrics:         n.metrics,
 		Logger:          n.log,
+		Testing:         n.hostKnobs(),
 	})
+}
+
+// hostKnobs returns the host's testing knobs from the node's, nil in
+// production.
+func (n *Node) hostKnobs() *multiraft.TestingKnobs {
+	if n.cfg.Testing == nil || !n.cfg.Testing.DisableCheckQuorum {
+		return nil
+	}
+	return &multiraft.TestingKnobs{DisableCheckQuorum: true}
 }
 
 // newStateMachine is the host's state machine factory: the placement group

@@ -97,8 +97,15 @@ func TestEmbedded(t *testing.T) {
 		t.Fatalf("batch: %+v %v", res, err)
 	}
 	kvs, err := kv.Scan(ctx, nil, nil, flotilla.ScanOptions{})
-	if err != nil || fmt.Sprint(kvs) != "[{[98] [51]} {[99] []}]" {
-		t.Fatalf("scan: %v %v", kvs, err)
+	var pairs []string
+	for _, p := range kvs {
+		pairs = append(pairs, fmt.Sprintf("%s=%q", p.Key, p.Value))
+	}
+	// One batch, one revision: b was put and swapped at it (version 2),
+	// c created at it.
+	if err != nil || fmt.Sprint(pairs) != `[b="3" c=""]` || kvs[0].Version != 2 || kvs[1].Version != 1 ||
+		kvs[0].ModRevision != kvs[1].ModRevision || kvs[1].CreateRevision != kvs[1].ModRevision {
+		t.Fatalf("scan: %+v %v", kvs, err)
 	}
 	kvs, err = kv.Scan(ctx, nil, nil, flotilla.ScanOptions{Reverse: true, Limit: 1})
 	if err != nil || len(kvs) != 1 || string(kvs[0].Key) != "c" {

@@ -24,14 +24,14 @@ import (
 // with the data.
 func (r *Replica) Apply(b *engine.Batch, cmds []multiraft.Command) ([]multiraft.Result, error) {
 	r.mu.Lock()
-	desc, stats := r.mu.desc, r.mu.stats
+	desc, stats, revs := r.mu.desc, r.mu.stats, r.mu.revs
 	r.mu.Unlock()
 	if desc == nil {
 		// An uninitialized replica has no log to apply: its log starts
 		// after the snapshot that initializes it.
 		return nil, fmt.Errorf("shard: range %d: %d commands to apply on an uninitialized replica", r.id, len(cmds))
 	}
-	a := &applier{r: r, b: b, ov: newOverlay(r.store.eng), desc: desc, stats: stats}
+	a := &applier{r: r, b: b, ov: newOverlay(r.store.eng, b), desc: desc, stats: stats, revs: revs}
 	results := make([]multiraft.Result, len(cmds))
 	for i, c := range cmds {
 		var err error
@@ -56,7 +56,16 @@ func (r *Replica) Apply(b *engine.Batch, cmds []multiraft.Command) ([]multiraft.
 			return nil, err
 		}
 	}
-	r.setState(a.desc, a.stats)
+	if a.revs != revs {
+		data, err := a.revs.marshal()
+		if err != nil {
+			return nil, err
+		}
+		if err := b.Set(engine.RangeRevisionsKey(r.id), data); err != nil {
+			return nil, err
+		}
+	}
+	r.setState(a.desc, a.stats, a.revs)
 	if a.writeOps > 0 {
 		r.writes.add(time.Now(), a.writeOps)
 	}
@@ -72,6 +81,7 @@ type applier struct {
 	// far in this call.
 	desc     *flotillapb.RangeDescriptor
 	stats    rangeStats
+	revs     revState
 	writeOps int64
 }
 
@@ -119,64 +129,176 @@ func (a *applier) applyKV(c multiraft.Command) (multiraft.Result, error) {
 		}
 		return a.applySplit(c, cmd.GetSplit())
 	}
+	if cmd.GetClose() != 0 || cmd.GetCompact() != 0 {
+		return a.applyClose(c, &cmd)
+	}
 	// The value size limit is the proposer's configuration; replicas apply
 	// the same commands whatever theirs.
-	if e := validateOps(cmd.GetOps(), "ops", -1, outcome); e != nil {
+	txn := cmd.GetTxn()
+	if e := validateCommandOps(&cmd, txn, outcome); e != nil {
 		return rejected(e, c.Index), nil
 	}
-	if e := opsInRange(cmd.GetOps(), a.desc, outcome); e != nil {
-		return rejected(e, c.Index), nil
+	for _, ops := range [][]*flotillapb.Op{cmd.GetOps(), cmd.GetFailure()} {
+		if e := opsInRange(ops, a.desc, outcome); e != nil {
+			return rejected(e, c.Index), nil
+		}
 	}
-	results := make([]*flotillapb.OpResult, len(cmd.GetOps()))
-	for i, op := range cmd.GetOps() {
+	rs := spanOf(a.desc)
+	for _, cmp := range cmd.GetCompares() {
+		if !rs.contains(cmp.GetKey()) {
+			return rejected(keyNotInRange(outcome, cmp.GetKey(), a.desc), c.Index), nil
+		}
+	}
+	if refused := a.checkRevision(c, &cmd); refused != nil {
+		res := &flotillapb.KVCommandResult{Error: refused, RevisionRefused: true}
+		return multiraft.Result{Err: refused, Value: encodeResult(res, c.Index)}, nil
+	}
+	rev := cmd.GetRevision()
+	// at is the revision the versions are written at: rev, except under
+	// UnsafeApplyBelowLast.
+	at := rev
+	if a.r.store.testingKnob(func(k *TestingKnobs) bool { return k.UnsafeApplyBelowLast }) && a.revs.last > 1 {
+		at = a.revs.last - 1
+	}
+	succeeded := true
+	for _, cmp := range cmd.GetCompares() {
+		ok, err := a.compare(cmp)
+		if err != nil {
+			return multiraft.Result{}, err
+		}
+		if !ok {
+			succeeded = false
+			break
+		}
+	}
+	ops := cmd.GetOps()
+	if !succeeded {
+		ops = cmd.GetFailure()
+	}
+	results := make([]*flotillapb.OpResult, len(ops))
+	for i, op := range ops {
 		var err error
-		if results[i], err = a.applyOp(op); err != nil {
+		if results[i], err = a.applyOp(op, at); err != nil {
 			return multiraft.Result{}, err
 		}
 	}
 	a.writeOps += int64(len(results))
-	return multiraft.Result{Value: encodeResult(&flotillapb.KVCommandResult{Results: results}, c.Index)}, nil
+	a.revs.last = max(a.revs.last, rev)
+	res := &flotillapb.KVCommandResult{Results: results, Revision: rev, Succeeded: succeeded}
+	return multiraft.Result{Value: encodeResult(res, c.Index)}, nil
 }
 
-// applyOp applies one validated op whose keys lie in the range.
-func (a *applier) applyOp(op *flotillapb.Op) (*flotillapb.OpResult, error) {
+// validateCommandOps checks a command's ops: a plain write needs at least
+// one; a txn's branches may be empty.
+func validateCommandOps(cmd *flotillapb.KVCommand, txn bool, outcome flotillapb.Outcome) *flotillapb.Error {
+	if !txn {
+		return validateOps(cmd.GetOps(), "ops", -1, outcome)
+	}
+	for i, c := range cmd.GetCompares() {
+		if field, p := flotillapb.CheckCompare(c, fmt.Sprintf("compares[%d].", i), -1); p != "" {
+			return invalidArgument(outcome, field, "%s", p)
+		}
+	}
+	for _, branch := range []struct {
+		name string
+		ops  []*flotillapb.Op
+	}{{"ops", cmd.GetOps()}, {"failure", cmd.GetFailure()}} {
+		if len(branch.ops) > 0 {
+			if e := validateOps(branch.ops, branch.name, -1, outcome); e != nil {
+				return e
+			}
+		}
+	}
+	return nil
+}
+
+// compare evaluates a txn's compare as etcd does: a compare on the value
+// of a missing key fails; the other targets of a missing key are 0.
+func (a *applier) compare(c *flotillapb.Compare) (bool, error) {
+	v, found, err := a.ov.get(c.GetKey())
+	if err != nil {
+		return false, err
+	}
+	return compareVersion(c, v, found), nil
+}
+
+// compareVersion evaluates c against a key's version (found: the key
+// exists).
+func compareVersion(c *flotillapb.Compare, v engine.Version, found bool) bool {
+	if !found {
+		v = engine.Version{} // a missing (or deleted) key's targets are 0
+	}
+	var r int
+	switch c.GetTarget() {
+	case flotillapb.Compare_VALUE:
+		if !found {
+			return false
+		}
+		r = bytes.Compare(v.Value, c.GetValue())
+	case flotillapb.Compare_VERSION:
+		r = cmpInt(v.Version, c.GetVersion())
+	case flotillapb.Compare_CREATE:
+		r = cmpInt(v.CreateRevision, c.GetCreateRevision())
+	case flotillapb.Compare_MOD:
+		r = cmpInt(v.ModRevision, c.GetModRevision())
+	default:
+		return false
+	}
+	switch c.GetResult() {
+	case flotillapb.Compare_EQUAL:
+		return r == 0
+	case flotillapb.Compare_NOT_EQUAL:
+		return r != 0
+	case flotillapb.Compare_LESS:
+		return r < 0
+	case flotillapb.Compare_GREATER:
+		return r > 0
+	}
+	return false
+}
+
+func cmpInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// applyOp applies one validated op whose keys lie in the range, at rev.
+func (a *applier) applyOp(op *flotillapb.Op, rev int64) (*flotillapb.OpResult, error) {
 	switch o := op.GetOp().(type) {
 	case *flotillapb.Op_Put:
-		return &flotillapb.OpResult{}, a.put(o.Put.GetKey(), o.Put.GetValue())
+		return &flotillapb.OpResult{}, a.put(o.Put.GetKey(), o.Put.GetValue(), rev)
 	case *flotillapb.Op_Delete:
-		found, err := a.delete(o.Delete.GetKey())
+		found, err := a.delete(o.Delete.GetKey(), rev)
 		return &flotillapb.OpResult{Found: found}, err
 	case *flotillapb.Op_DeleteRange:
 		span := userSpan{start: o.DeleteRange.GetStartKey(), end: o.DeleteRange.GetEndKey()}
-		keys, keyBytes, valueBytes, err := a.ov.deleteRange(span)
+		kvs, err := a.ov.live(span)
 		if err != nil {
 			return nil, err
 		}
-		if !span.empty() {
-			es, err := engine.UserSpan(span.start, span.end)
-			if err != nil {
-				return nil, err
-			}
-			if err := a.b.DeleteRange(es); err != nil {
+		for _, kv := range kvs {
+			if _, err := a.delete(kv.key, rev); err != nil {
 				return nil, err
 			}
 		}
-		a.stats.keys -= keys
-		a.stats.keyBytes -= keyBytes
-		a.stats.valueBytes -= valueBytes
-		return &flotillapb.OpResult{Deleted: keys}, nil
+		return &flotillapb.OpResult{Deleted: int64(len(kvs))}, nil
 	case *flotillapb.Op_Cas:
 		cas := o.Cas
 		cur, found, err := a.ov.get(cas.GetKey())
 		if err != nil {
 			return nil, err
 		}
-		if cas.GetExpectAbsent() && !found || !cas.GetExpectAbsent() && found && bytes.Equal(cur, cas.GetExpected()) {
-			return &flotillapb.OpResult{Swapped: true}, a.put(cas.GetKey(), cas.GetValue())
+		if cas.GetExpectAbsent() && !found || !cas.GetExpectAbsent() && found && bytes.Equal(cur.Value, cas.GetExpected()) {
+			return &flotillapb.OpResult{Swapped: true}, a.put(cas.GetKey(), cas.GetValue(), rev)
 		}
 		res := &flotillapb.OpResult{Found: found}
 		if found {
-			res.Current = append([]byte{}, cur...)
+			res.Current = bytes.Clone(cur.Value)
 		}
 		return res, nil
 	}
@@ -184,44 +306,75 @@ func (a *applier) applyOp(op *flotillapb.Op) (*flotillapb.OpResult, error) {
 	panic(fmt.Sprintf("shard: applying an op of type %T", op.GetOp()))
 }
 
-func (a *applier) put(key, value []byte) error {
-	old, found, err := a.ov.get(key)
+func (a *applier) put(key, value []byte, rev int64) error {
+	old, found, err := a.ov.put(key, value, rev)
 	if err != nil {
 		return err
 	}
-	ek, err := engine.UserKey(key)
-	if err != nil {
-		return err
-	}
-	if err := a.b.Set(ek, value); err != nil {
-		return err
-	}
-	a.ov.set(key, value)
 	if !found {
 		a.stats.keys++
 		a.stats.keyBytes += int64(len(key))
 	}
-	a.stats.valueBytes += int64(len(value)) - int64(len(old))
+	a.stats.valueBytes += int64(len(value)) - int64(len(old.Value))
 	return nil
 }
 
-func (a *applier) delete(key []byte) (found bool, _ error) {
-	old, found, err := a.ov.get(key)
+func (a *applier) delete(key []byte, rev int64) (found bool, _ error) {
+	old, found, err := a.ov.delete(key, rev)
 	if err != nil || !found {
 		return false, err
 	}
-	ek, err := engine.UserKey(key)
-	if err != nil {
-		return false, err
-	}
-	if err := a.b.Delete(ek); err != nil {
-		return false, err
-	}
-	a.ov.delete(key)
 	a.stats.keys--
 	a.stats.keyBytes -= int64(len(key))
-	a.stats.valueBytes -= int64(len(old))
+	a.stats.valueBytes -= int64(len(old.Value))
 	return true, nil
+}
+
+// checkRevision checks a write's revision (docs/REVISIONS.md, "The write
+// path", step 4): it must be above the range's last and closed revisions,
+// and asked for in the term of the command's own entry. A command that
+// fails is refused as NOT_APPLIED with RevisionRefused set, so that its
+// proposer may retry it with a new revision.
+func (a *applier) checkRevision(c multiraft.Command, cmd *flotillapb.KVCommand) *flotillapb.Error {
+	const outcome = flotillapb.Outcome_NOT_APPLIED
+	rev := cmd.GetRevision()
+	switch {
+	case rev <= 0:
+		return invalidArgument(outcome, "revision", "a write needs a positive revision, not %d", rev)
+	case rev <= a.revs.last && !a.r.store.testingKnob(func(k *TestingKnobs) bool { return k.UnsafeApplyBelowLast }):
+		return unavailable(outcome, "range %d: revision %d is not above the range's last revision %d", a.r.id, rev, a.revs.last)
+	case rev <= a.revs.closed:
+		return unavailable(outcome, "range %d: revision %d is at or below the range's closed revision %d", a.r.id, rev, a.revs.closed)
+	case cmd.GetRequestTerm() != c.Term && !a.r.store.testingKnob(func(k *TestingKnobs) bool { return k.UnsafeSkipRequestTermCheck }):
+		return unavailable(outcome, "range %d: revision %d was asked for in term %d, the entry is of term %d",
+			a.r.id, rev, cmd.GetRequestTerm(), c.Term)
+	}
+	return nil
+}
+
+// applyClose applies a "closed at C" command, and a compaction (which
+// closes at its revision too): both only ever raise their revision.
+func (a *applier) applyClose(c multiraft.Command, cmd *flotillapb.KVCommand) (multiraft.Result, error) {
+	const outcome = flotillapb.Outcome_NOT_APPLIED
+	if len(cmd.GetOps()) > 0 || cmd.GetRevision() != 0 {
+		return rejected(invalidArgument(outcome, "ops", "a close or compact command carries no ops and no revision"), c.Index), nil
+	}
+	closeAt, compact := cmd.GetClose(), cmd.GetCompact()
+	if closeAt < 0 || compact < 0 {
+		return rejected(invalidArgument(outcome, "revision", "negative revision"), c.Index), nil
+	}
+	a.revs.closed = max(a.revs.closed, closeAt, compact)
+	if compact > a.revs.compacted {
+		// Remove the versions no read at or above compact can see. The
+		// engine holds the state as of the previous Apply; versions this
+		// call wrote stay (reads may see them), which the data hash
+		// allows for (hashVersions).
+		if _, _, err := engine.MVCCCompact(a.r.store.eng, a.b, a.desc.GetStartKey(), a.desc.GetEndKey(), compact, 0); err != nil {
+			return multiraft.Result{}, err
+		}
+		a.revs.compacted = compact
+	}
+	return multiraft.Result{Value: encodeResult(&flotillapb.KVCommandResult{}, c.Index)}, nil
 }
 
 // applyConfChange updates the descriptor's replicas from a membership
@@ -290,6 +443,7 @@ func (a *applier) applySplit(c multiraft.Command, sc *flotillapb.SplitCommand) (
 	// the overlay as the left range's: they are checked against the new
 	// descriptor, so none touches it.
 	rightID := multiraft.GroupID(right.GetRangeId())
+	rightRevs := a.revs
 	// The right-hand span leaves this range when Apply returns, before the
 	// batch commits and the new range starts: no snapshot may take it
 	// meanwhile (it would be overwritten by this batch's data).
@@ -298,10 +452,13 @@ func (a *applier) applySplit(c multiraft.Command, sc *flotillapb.SplitCommand) (
 		Done: func() { a.r.store.unreserve(rightID) },
 		ID:   rightID,
 		Init: func(b *engine.Batch) error {
-			return writeRangeState(b, right, rightStats)
+			// The right-hand range starts with the left's revision state
+			// as of the split: its keys' history is the left's
+			// (docs/REVISIONS.md, Storage).
+			return writeRangeState(b, right, rightStats, rightRevs)
 		},
 		Discard: func(b *engine.Batch) error {
-			es, err := engine.UserSpan(rightSpan.start, rightSpan.end)
+			es, err := engine.MVCCSpan(rightSpan.start, rightSpan.end)
 			if err != nil {
 				return err
 			}

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/flotilladb/flotilla/engine"
+	"github.com/flotilladb/flotilla/internal/testutil"
 	"github.com/flotilladb/flotilla/multiraft"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
 	pb "go.etcd.io/raft/v3/raftpb"
@@ -50,7 +51,7 @@ func newApplyHarness(t *testing.T, desc *flotillapb.RangeDescriptor) *applyHarne
 	if err := b.Commit(false); err != nil {
 		t.Fatal(err)
 	}
-	s, err := NewStore(Config{Engine: eng, Logger: quietLogger})
+	s, err := NewStore(Config{Engine: eng, Logger: quietLogger, Revisions: &testutil.Revisions{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,11 +64,12 @@ func newApplyHarness(t *testing.T, desc *flotillapb.RangeDescriptor) *applyHarne
 
 func (h *applyHarness) kv(version uint64, ops ...*flotillapb.Op) multiraft.Command {
 	h.t.Helper()
-	data, err := proto.Marshal(&flotillapb.KVCommand{RangeId: uint64(h.r.id), Version: version, Ops: ops})
+	h.index++
+	// The index is a revision above every earlier one.
+	data, err := proto.Marshal(&flotillapb.KVCommand{RangeId: uint64(h.r.id), Version: version, Ops: ops, Revision: int64(h.index), RequestTerm: 1})
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	h.index++
 	return multiraft.Command{Index: h.index, Term: 1, Kind: multiraft.CommandNormal, Data: data}
 }
 
@@ -108,7 +110,7 @@ func (h *applyHarness) checkStats(want map[string]string) {
 	for k, v := range want {
 		ws.keys, ws.keyBytes, ws.valueBytes = ws.keys+1, ws.keyBytes+int64(len(k)), ws.valueBytes+int64(len(v))
 	}
-	desc, stored, err := loadState(h.eng, h.r.id)
+	desc, stored, _, err := loadState(h.eng, h.r.id)
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -258,7 +260,7 @@ func TestApplyConfChange(t *testing.T) {
 	check := func(confVer uint64, want map[multiraft.ReplicaID]flotillapb.ReplicaType) {
 		t.Helper()
 		for _, d := range []*flotillapb.RangeDescriptor{h.r.Descriptor(), func() *flotillapb.RangeDescriptor {
-			d, _, err := loadState(h.eng, h.r.id)
+			d, _, _, err := loadState(h.eng, h.r.id)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -451,7 +453,7 @@ func FuzzApply(f *testing.F) {
 		h := newApplyHarness(t, testDesc(7, "", ""))
 		h.apply(h.kv(1, put("a", "1"), put("b", "2")))
 		h.apply(multiraft.Command{Index: 100, Kind: multiraft.CommandNormal, Data: data})
-		desc, stats, err := loadState(h.eng, h.r.id)
+		desc, stats, _, err := loadState(h.eng, h.r.id)
 		if err != nil {
 			t.Fatal(err)
 		}

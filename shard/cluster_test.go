@@ -28,6 +28,8 @@ type kvCluster struct {
 
 	mu     sync.Mutex
 	stores map[multiraft.NodeID]*shard.Store
+	// revs is the cluster's revision oracle, shared by its stores.
+	revs *testutil.Revisions
 }
 
 type clusterOptions struct {
@@ -70,7 +72,7 @@ func (r observedReplica) Apply(b *engine.Batch, cmds []multiraft.Command) ([]mul
 
 func newKVCluster(t *testing.T, opts clusterOptions) *kvCluster {
 	t.Helper()
-	k := &kvCluster{t: t, stores: map[multiraft.NodeID]*shard.Store{}}
+	k := &kvCluster{t: t, stores: map[multiraft.NodeID]*shard.Store{}, revs: &testutil.Revisions{}}
 	if opts.Seed == 0 {
 		_, opts.Seed = shard.NewRand(t)
 	}
@@ -79,7 +81,7 @@ func newKVCluster(t *testing.T, opts clusterOptions) *kvCluster {
 		if configureHost != nil {
 			configureHost(cfg)
 		}
-		sc := shard.Config{Engine: cfg.Engine, Logger: cfg.Logger}
+		sc := shard.Config{Engine: cfg.Engine, Logger: cfg.Logger, Revisions: k.revs}
 		if opts.configureStore != nil {
 			opts.configureStore(cfg.NodeID, &sc)
 		}

@@ -30,6 +30,9 @@ type Config struct {
 	// Engine is the store's engine, shared with multiraft. Required; the
 	// store does not close it.
 	Engine *engine.Engine
+	// Revisions is the node's client of the revision oracle: every write
+	// and every latest read takes a revision from it. Required.
+	Revisions Revisions
 	// MaxValueSize is the largest value a write may carry, in bytes (also
 	// bounds a compare-and-swap's expected value). Checked before proposing
 	// only: replicas with different settings apply the same commands.
@@ -44,6 +47,9 @@ type Config struct {
 	// bytes are gathered the scan stops with More set. A scan always returns
 	// at least one pair if there is one. Default DefaultMaxScanBytes.
 	MaxScanBytes int
+	// MaxTxnOps bounds the ops of a txn (both branches together) and its
+	// compares. Default flotillapb.DefaultMaxTxnOps (etcd's --max-txn-ops).
+	MaxTxnOps int
 	// AdmitWrite, if set, is asked before a range's leader proposes a
 	// client write (put, delete, delete-range, compare-and-swap, batch),
 	// whichever node's gateway sent it; an error refuses the write, which
@@ -64,6 +70,27 @@ type TestingKnobs struct {
 	// ReadIndex, so stale reads are possible. It exists only so that the
 	// linearizability checker can be shown to catch them.
 	UnsafeFollowerReads bool
+	// UnsafeSkipRequestTermCheck applies writes whatever the term their
+	// revision was asked for in, and UnsafeSkipReadWait serves a read at R
+	// without waiting for the leader's writes at or below R in flight:
+	// each breaks reads at a revision, so that tests can show they catch
+	// it.
+	UnsafeSkipRequestTermCheck bool
+	UnsafeSkipReadWait         bool
+	// UnsafeApplyBelowLast makes apply accept a write at or below the
+	// range's last revision, and write every write's versions at last − 1
+	// (once the range has applied a write above 1) instead of at its
+	// revision, while answering with its revision and raising last to it:
+	// each write lands below the one applied before it, so a later write
+	// to a key hides under the earlier one. It breaks "a range never
+	// applies a write below its last revision" deterministically, so that
+	// tests can show the revision checkers catch it.
+	UnsafeApplyBelowLast bool
+	// BeforePropose, if set, runs on a write's goroutine on the range's
+	// leader after the write got its revision and its turn, just before
+	// it is proposed; it may block (tests use it to hold a write with a
+	// revision back while a read is served).
+	BeforePropose func(rangeID multiraft.GroupID, revision int64)
 }
 
 // EnsureDefaults fills unset fields with their defaults.
@@ -77,6 +104,9 @@ func (c *Config) EnsureDefaults() {
 	if c.MaxScanBytes == 0 {
 		c.MaxScanBytes = DefaultMaxScanBytes
 	}
+	if c.MaxTxnOps == 0 {
+		c.MaxTxnOps = flotillapb.DefaultMaxTxnOps
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -89,11 +119,17 @@ func (c *Config) Validate() error {
 	if c.Engine == nil {
 		errs = append(errs, errors.New("no Engine given"))
 	}
+	if c.Revisions == nil {
+		errs = append(errs, errors.New("no Revisions (revision oracle client) given"))
+	}
 	if c.MaxValueSize <= 0 {
 		errs = append(errs, fmt.Errorf("MaxValueSize %d is not positive", c.MaxValueSize))
 	}
 	if c.MaxCommandSize < c.MaxValueSize+2*flotillapb.MaxKeySize+64 {
 		errs = append(errs, fmt.Errorf("MaxCommandSize %d leaves no room for a value of MaxValueSize %d", c.MaxCommandSize, c.MaxValueSize))
+	}
+	if c.MaxTxnOps <= 0 {
+		errs = append(errs, fmt.Errorf("MaxTxnOps %d is not positive", c.MaxTxnOps))
 	}
 	if c.MaxScanBytes <= 0 {
 		errs = append(errs, fmt.Errorf("MaxScanBytes %d is not positive", c.MaxScanBytes))
@@ -118,6 +154,13 @@ type RaftHost interface {
 	// Status returns the local replica's status, or false if the host has no
 	// replica of the group (never had one, or it was removed).
 	Status(id multiraft.GroupID) (multiraft.GroupStatus, bool)
+	// Leadership is the leadership part of Status, without allocating.
+	Leadership(id multiraft.GroupID) (multiraft.Leadership, bool)
 }
 
 var _ RaftHost = (*multiraft.Host)(nil)
+
+// testingKnob reports a testing knob's setting (false without knobs).
+func (s *Store) testingKnob(get func(*TestingKnobs) bool) bool {
+	return s.cfg.Testing != nil && get(s.cfg.Testing)
+}

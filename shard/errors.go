@@ -8,6 +8,7 @@ import (
 
 	"github.com/flotilladb/flotilla/multiraft"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
+	"google.golang.org/protobuf/proto"
 )
 
 // Every error the Store returns is a *flotillapb.Error. Its Outcome says, for
@@ -117,4 +118,35 @@ func readIndexError(id multiraft.GroupID, err error) *flotillapb.Error {
 // storageError reports a failure of the local engine.
 func storageError(outcome flotillapb.Outcome, id multiraft.GroupID, err error) *flotillapb.Error {
 	return unavailable(outcome, "range %d: reading the engine: %v", id, err)
+}
+
+// compacted: a read below the range's compacted revision.
+func compacted(id multiraft.GroupID, rev, compactRev int64) *flotillapb.Error {
+	return &flotillapb.Error{
+		Message: fmt.Sprintf("revision %d of range %d has been compacted (compacted revision %d)", rev, id, compactRev),
+		Outcome: readOutcome,
+		Detail:  &flotillapb.Error_Compacted{Compacted: &flotillapb.Compacted{CompactRevision: compactRev}},
+	}
+}
+
+// futureRevision: a read above the oracle's current revision.
+func futureRevision(outcome flotillapb.Outcome, rev, current int64) *flotillapb.Error {
+	return &flotillapb.Error{
+		Message: fmt.Sprintf("revision %d is a future revision (the current revision is %d)", rev, current),
+		Outcome: outcome,
+		Detail:  &flotillapb.Error_FutureRevision{FutureRevision: &flotillapb.FutureRevision{CurrentRevision: current}},
+	}
+}
+
+// oracleError maps the error of asking the revision oracle to a
+// *flotillapb.Error: nothing was proposed, so a write was not applied.
+func oracleError(outcome flotillapb.Outcome, id multiraft.GroupID, err error) *flotillapb.Error {
+	var fe *flotillapb.Error
+	if errors.As(err, &fe) {
+		e := proto.Clone(fe).(*flotillapb.Error)
+		e.Outcome = outcome
+		e.Message = fmt.Sprintf("range %d: asking the revision oracle: %s", id, fe.GetMessage())
+		return e
+	}
+	return unavailable(outcome, "range %d: asking the revision oracle: %v", id, err)
 }

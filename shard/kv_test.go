@@ -64,8 +64,12 @@ func TestOps(t *testing.T) {
 		}
 	}
 	s, _ := k.leaderStore(rid)
-	// Get from the leader and, through ReadIndex, from a follower.
-	for _, st := range []*shard.Store{s, follower} {
+	// Get from the leader; a follower does not serve reads (it cannot
+	// know the writes its leader is about to propose).
+	if _, err := follower.Get(ctx, &flotillapb.GetRequest{Key: []byte("c")}); pbError(t, err).GetNotLeader() == nil {
+		t.Fatalf("get at a follower: %v", err)
+	}
+	for _, st := range []*shard.Store{s} {
 		g, err := st.Get(ctx, &flotillapb.GetRequest{Key: []byte("c")})
 		if err != nil || !g.GetFound() || string(g.GetValue()) != "3" || g.GetHeader().GetAppliedIndex() == 0 {
 			t.Fatalf("get c = %v, %v", g, err)
@@ -77,7 +81,7 @@ func TestOps(t *testing.T) {
 	}
 	scan := func(start, end string, limit int64, reverse bool) (string, bool) {
 		t.Helper()
-		resp, err := follower.Scan(ctx, &flotillapb.ScanRequest{StartKey: []byte(start), EndKey: []byte(end), Limit: limit, Reverse: reverse})
+		resp, err := s.Scan(ctx, &flotillapb.ScanRequest{StartKey: []byte(start), EndKey: []byte(end), Limit: limit, Reverse: reverse})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -529,8 +533,8 @@ func TestRangeErrors(t *testing.T) {
 	}
 }
 
-// TestNotLeader: a write at a follower fails, not applied, naming the
-// leader; reads at a follower are served (ReadIndex goes to the leader).
+// TestNotLeader: a write or read at a follower fails (not applied) naming
+// the leader.
 func TestNotLeader(t *testing.T) {
 	k := newKVCluster(t, clusterOptions{Options: testcluster.Options{Nodes: 3}})
 	const rid = 1
@@ -554,12 +558,16 @@ func TestNotLeader(t *testing.T) {
 	if _, err := k.Store(2).Put(ctx, &flotillapb.PutRequest{Key: []byte("a"), Value: []byte("1")}); err != nil {
 		t.Fatal(err)
 	}
-	g, err := k.Store(3).Get(ctx, &flotillapb.GetRequest{Key: []byte("a")})
+	_, err = k.Store(3).Get(ctx, &flotillapb.GetRequest{Key: []byte("a")})
+	if nl := pbError(t, err).GetNotLeader(); nl.GetLeader().GetStoreId() != 2 {
+		t.Fatalf("read at a follower: %v", err)
+	}
+	g, err := k.Store(2).Get(ctx, &flotillapb.GetRequest{Key: []byte("a")})
 	if err != nil || string(g.GetValue()) != "1" {
-		t.Fatalf("read at a follower: %v, %v", g, err)
+		t.Fatalf("read at the leader: %v, %v", g, err)
 	}
 	// Before SetHost, a store serves nothing.
-	early, err := shard.NewStore(shard.Config{Engine: k.Node(1).Engine()})
+	early, err := shard.NewStore(shard.Config{Engine: k.Node(1).Engine(), Revisions: k.revs})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,38 +4,27 @@ package shard
 
 import (
 	"bytes"
-	"errors"
+	"slices"
 
 	"github.com/flotilladb/flotilla/engine"
 )
 
-// overlay is the view of a range's user data during one Apply call. The batch
-// multiraft hands to Apply is write-only, and one call may carry many
-// commands whose later ops must see the writes of earlier ones (a
-// compare-and-swap after a put of the same key, even in another command), so
-// the overlay records the call's writes and answers reads from them first,
-// falling back to the engine, which holds the state as of the previous Apply
-// (committed by the host before this call).
+// overlay is the view of a range's versioned user data during one Apply
+// call. The batch multiraft hands to Apply is write-only, and one call may
+// carry many commands whose later ops must see the writes of earlier ones (a
+// compare after a put of the same key, even in another command), so the
+// overlay records the newest version the call wrote of each key and answers
+// reads from it first, falling back to the engine, which holds the state as
+// of the previous Apply (committed by the host before this call).
 //
-// The overlay only models the writes; the caller also writes them into the
-// batch, in the same order, so that the batch's effect equals the overlay's.
-//
-// Invariant: no key of points lies in a span that was deleted after the key
-// was written (deleteRange drops them), so a point entry always wins over the
-// deleted spans.
+// Every write goes through the overlay, which stages it in the batch too, so
+// that the batch's effect equals the overlay's.
 type overlay struct {
 	r engine.Reader
-	// points holds the call's point writes by user key: a value, or a
-	// tombstone (deleted).
-	points map[string]pointWrite
-	// deleted holds the user-key spans removed by delete-ranges of this
-	// call; keys written after a delete-range are in points.
-	deleted []userSpan
-}
-
-type pointWrite struct {
-	value     []byte
-	tombstone bool
+	b *engine.Batch
+	// points holds the newest version this call wrote of each key (puts and
+	// tombstones).
+	points map[string]engine.Version
 }
 
 // userSpan is [start, end) of user keys; an empty end is the end of the
@@ -53,106 +42,105 @@ func (s userSpan) empty() bool {
 	return len(s.end) > 0 && bytes.Compare(s.start, s.end) >= 0
 }
 
-func newOverlay(r engine.Reader) *overlay {
-	return &overlay{r: r, points: make(map[string]pointWrite)}
+func newOverlay(r engine.Reader, b *engine.Batch) *overlay {
+	return &overlay{r: r, b: b, points: make(map[string]engine.Version)}
 }
 
-// get returns key's value as of the writes so far. The value must not be
+// get returns key's newest version as of the writes so far if the key
+// exists (its newest version is not a tombstone). The value must not be
 // modified.
-func (o *overlay) get(key []byte) (value []byte, found bool, err error) {
-	if p, ok := o.points[string(key)]; ok {
-		return p.value, !p.tombstone, nil
+func (o *overlay) get(key []byte) (engine.Version, bool, error) {
+	if v, ok := o.points[string(key)]; ok {
+		if v.Deleted {
+			return engine.Version{}, false, nil
+		}
+		return v, true, nil
 	}
-	if o.inDeletedSpan(key) {
-		return nil, false, nil
-	}
-	ek, err := engine.UserKey(key)
-	if err != nil {
-		return nil, false, err
-	}
-	v, err := o.r.Get(ek)
-	if errors.Is(err, engine.ErrNotFound) {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, err
+	v, found, err := engine.MVCCGet(o.r, key, 0)
+	if err != nil || !found || v.Deleted {
+		return engine.Version{}, false, err
 	}
 	return v, true, nil
 }
 
-func (o *overlay) inDeletedSpan(key []byte) bool {
-	for _, s := range o.deleted {
-		if s.contains(key) {
-			return true
+// put writes value as key's version at rev and returns the version it
+// replaced, if the key existed. It keeps value.
+func (o *overlay) put(key, value []byte, rev int64) (old engine.Version, existed bool, _ error) {
+	old, existed, err := o.get(key)
+	if err != nil {
+		return engine.Version{}, false, err
+	}
+	v := engine.Version{Value: value, ModRevision: rev, CreateRevision: rev, Version: 1}
+	if existed {
+		v.CreateRevision, v.Version = old.CreateRevision, old.Version+1
+	}
+	if err := engine.MVCCPut(o.b, key, v); err != nil {
+		return engine.Version{}, false, err
+	}
+	o.points[string(key)] = v
+	return old, existed, nil
+}
+
+// delete writes a tombstone for key at rev if the key exists, and returns
+// the version it deleted.
+func (o *overlay) delete(key []byte, rev int64) (old engine.Version, existed bool, _ error) {
+	old, existed, err := o.get(key)
+	if err != nil || !existed {
+		return engine.Version{}, false, err
+	}
+	v := engine.Version{ModRevision: rev, Deleted: true}
+	if err := engine.MVCCPut(o.b, key, v); err != nil {
+		return engine.Version{}, false, err
+	}
+	o.points[string(key)] = v
+	return old, true, nil
+}
+
+// keyVersion is a key with one of its versions.
+type keyVersion struct {
+	key []byte
+	v   engine.Version
+}
+
+// live returns the keys in span that exist as of the writes so far, in key
+// order, with their newest versions.
+func (o *overlay) live(span userSpan) ([]keyVersion, error) {
+	if span.empty() {
+		return nil, nil
+	}
+	var out []keyVersion
+	err := engine.MVCCScan(o.r, span.start, span.end, 0, engine.MVCCScanOptions{}, func(key []byte, v engine.Version) error {
+		if _, ok := o.points[string(key)]; ok {
+			return nil // the overlay decides, below
+		}
+		v.Value = bytes.Clone(v.Value)
+		out = append(out, keyVersion{key: bytes.Clone(key), v: v})
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	n := len(out)
+	for k, v := range o.points {
+		if !v.Deleted && span.contains([]byte(k)) {
+			out = append(out, keyVersion{key: []byte(k), v: v})
 		}
 	}
-	return false
-}
-
-// set records a put. It keeps value.
-func (o *overlay) set(key, value []byte) {
-	o.points[string(key)] = pointWrite{value: value}
-}
-
-// delete records a point delete.
-func (o *overlay) delete(key []byte) {
-	o.points[string(key)] = pointWrite{tombstone: true}
-}
-
-// deleteRange records the deletion of every key in span and returns what it
-// removed: the number of keys present and their key and value bytes. Keys
-// present both in the engine and in the overlay are counted once, as the
-// overlay has them.
-func (o *overlay) deleteRange(span userSpan) (keys, keyBytes, valueBytes int64, err error) {
-	if keys, keyBytes, valueBytes, err = o.stats(span); err != nil || span.empty() {
-		return keys, keyBytes, valueBytes, err
+	if len(out) > n {
+		slices.SortFunc(out, func(a, b keyVersion) int { return bytes.Compare(a.key, b.key) })
 	}
-	for k := range o.points {
-		if span.contains([]byte(k)) {
-			delete(o.points, k)
-		}
-	}
-	o.deleted = append(o.deleted, userSpan{start: span.start, end: span.end})
-	return keys, keyBytes, valueBytes, nil
+	return out, nil
 }
 
 // stats returns the number of keys in span as of the writes so far, and
 // their key and value bytes.
 func (o *overlay) stats(span userSpan) (keys, keyBytes, valueBytes int64, err error) {
-	if span.empty() {
-		return 0, 0, 0, nil
-	}
-	es, err := engine.UserSpan(span.start, span.end)
+	kvs, err := o.live(span)
 	if err != nil {
 		return 0, 0, 0, err
 	}
-	it, err := o.r.NewIter(es.Start, es.End)
-	if err != nil {
-		return 0, 0, 0, err
-	}
-	for valid := it.First(); valid; valid = it.Next() {
-		uk, err := engine.DecodeUserKey(it.Key())
-		if err != nil {
-			_ = it.Close()
-			return 0, 0, 0, err
-		}
-		if _, ok := o.points[string(uk)]; ok || o.inDeletedSpan(uk) {
-			continue // the overlay decides, below
-		}
-		v, err := it.Value()
-		if err != nil {
-			_ = it.Close()
-			return 0, 0, 0, err
-		}
-		keys, keyBytes, valueBytes = keys+1, keyBytes+int64(len(uk)), valueBytes+int64(len(v))
-	}
-	if err := it.Close(); err != nil {
-		return 0, 0, 0, err
-	}
-	for k, p := range o.points {
-		if span.contains([]byte(k)) && !p.tombstone {
-			keys, keyBytes, valueBytes = keys+1, keyBytes+int64(len(k)), valueBytes+int64(len(p.value))
-		}
+	for _, kv := range kvs {
+		keys, keyBytes, valueBytes = keys+1, keyBytes+int64(len(kv.key)), valueBytes+int64(len(kv.v.Value))
 	}
 	return keys, keyBytes, valueBytes, nil
 }

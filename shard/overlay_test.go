@@ -27,27 +27,24 @@ func openTestEngine(t testing.TB) *engine.Engine {
 	return eng
 }
 
+// mustUserKey returns the engine key of k's version at revision 1 (a key
+// inside k's span of versions).
 func mustUserKey(t testing.TB, k string) []byte {
 	t.Helper()
-	ek, err := engine.UserKey([]byte(k))
+	ek, err := engine.MVCCKey([]byte(k), 1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return ek
 }
 
-// userData reads every user pair of eng.
+// userData reads the newest value of every live user key of eng.
 func userData(t testing.TB, eng *engine.Engine) map[string]string {
 	t.Helper()
-	span, err := engine.UserSpan(nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := map[string]string{}
-	err = engine.Scan(eng, span, engine.ScanOptions{}, func(k, v []byte) error {
-		uk, err := engine.DecodeUserKey(k)
-		out[string(uk)] = string(v)
-		return err
+	err := engine.MVCCScan(eng, nil, nil, 0, engine.MVCCScanOptions{}, func(k []byte, v engine.Version) error {
+		out[string(k)] = string(v.Value)
+		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -55,82 +52,36 @@ func userData(t testing.TB, eng *engine.Engine) map[string]string {
 	return out
 }
 
-// TestOverlaySequence walks through the cases one at a time: reads fall
-// through to the engine, point writes shadow it, a delete-range hides
-// engine keys and earlier point writes, and a write after the delete-range
-// shows again.
-func TestOverlaySequence(t *testing.T) {
-	eng := openTestEngine(t)
-	b := eng.NewBatch()
-	for _, k := range []string{"a", "c", "e", "g"} {
-		if err := b.Set(mustUserKey(t, k), []byte("engine-"+k)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := b.Commit(false); err != nil {
-		t.Fatal(err)
-	}
-	b.Close()
-
-	ov := newOverlay(eng)
-	expect := func(k, want string, wantFound bool) {
-		t.Helper()
-		v, found, err := ov.get([]byte(k))
-		if err != nil || found != wantFound || string(v) != want {
-			t.Fatalf("get(%q) = %q, %v, %v; want %q, %v", k, v, found, err, want, wantFound)
-		}
-	}
-	expect("a", "engine-a", true)
-	expect("b", "", false)
-	ov.set([]byte("b"), []byte("ov-b"))
-	ov.set([]byte("c"), []byte("ov-c"))
-	ov.delete([]byte("e"))
-	expect("b", "ov-b", true)
-	expect("c", "ov-c", true)
-	expect("e", "", false)
-
-	// [b, f) holds b (overlay), c (overlay over engine), e (deleted):
-	// two keys, counted once each, with the overlay's values.
-	keys, kb, vb, err := ov.deleteRange(userSpan{start: []byte("b"), end: []byte("f")})
-	if err != nil || keys != 2 || kb != 2 || vb != int64(len("ov-b")+len("ov-c")) {
-		t.Fatalf("deleteRange = %d keys, %d key bytes, %d value bytes, %v", keys, kb, vb, err)
-	}
-	expect("a", "engine-a", true)
-	expect("b", "", false)
-	expect("c", "", false)
-	expect("g", "engine-g", true)
-	ov.set([]byte("c"), []byte("again"))
-	expect("c", "again", true)
-	// Deleting an overlapping span again counts only what is left: c
-	// (written after the first delete-range) and g.
-	keys, _, _, err = ov.deleteRange(userSpan{start: []byte("a1")})
-	if err != nil || keys != 2 {
-		t.Fatalf("second deleteRange = %d keys, %v; want 2", keys, err)
-	}
-	expect("c", "", false)
-	expect("g", "", false)
-	expect("a", "engine-a", true)
-	// An empty span is a no-op.
-	if keys, _, _, err := ov.deleteRange(userSpan{start: []byte("a"), end: []byte("a")}); err != nil || keys != 0 {
-		t.Fatalf("empty deleteRange = %d, %v", keys, err)
-	}
-	expect("a", "engine-a", true)
+// modelVersion is a key's newest version in TestOverlayRandomized's model.
+type modelVersion struct {
+	value                string
+	create, mod, version int64
 }
 
-// TestOverlayRandomized drives the overlay and a batch with the same random
-// writes and checks every read and delete-range count against a model map,
-// and that the committed batch leaves the engine equal to the model.
+// TestOverlayRandomized drives the overlay with random puts, deletes and
+// delete-ranges (each at a new revision) over random engine contents and
+// checks every read, every version's metadata and every live-key listing
+// against a model, and that the committed batch leaves the engine equal to
+// the model.
 func TestOverlayRandomized(t *testing.T) {
 	rng, _ := newRand(t)
 	key := func() string { return string(rune('a'+rng.IntN(12))) + string(rune('a'+rng.IntN(3))) }
-	for round := range 20 {
+	for range 20 {
 		eng := openTestEngine(t)
-		model := map[string]string{}
+		model := map[string]modelVersion{}
+		rev := int64(0)
 		b := eng.NewBatch()
 		for range rng.IntN(20) {
 			k, v := key(), fmt.Sprintf("e%d", rng.IntN(1000))
-			model[k] = v
-			if err := b.Set(mustUserKey(t, k), []byte(v)); err != nil {
+			rev++
+			mv, ok := model[k]
+			if !ok {
+				mv = modelVersion{create: rev}
+			}
+			mv.value, mv.mod, mv.version = v, rev, mv.version+1
+			model[k] = mv
+			ev := engine.Version{Value: []byte(v), CreateRevision: mv.create, ModRevision: rev, Version: mv.version}
+			if err := engine.MVCCPut(b, []byte(k), ev); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -139,60 +90,60 @@ func TestOverlayRandomized(t *testing.T) {
 		}
 		b.Close()
 
-		ov := newOverlay(eng)
 		b = eng.NewBatch()
+		ov := newOverlay(eng, b)
 		for step := range 60 {
+			rev++
 			switch rng.IntN(4) {
 			case 0:
 				k, v := key(), fmt.Sprintf("v%d", rng.IntN(1000))
-				ov.set([]byte(k), []byte(v))
-				model[k] = v
-				if err := b.Set(mustUserKey(t, k), []byte(v)); err != nil {
-					t.Fatal(err)
+				old, existed, err := ov.put([]byte(k), []byte(v), rev)
+				mv, ok := model[k]
+				if err != nil || existed != ok || ok && string(old.Value) != mv.value {
+					t.Fatalf("step %d: put %q = %v, %v, %v; model %v, %v", step, k, old, existed, err, mv, ok)
 				}
+				if !ok {
+					mv = modelVersion{create: rev}
+				}
+				mv.value, mv.mod, mv.version = v, rev, mv.version+1
+				model[k] = mv
 			case 1:
 				k := key()
-				ov.delete([]byte(k))
+				_, existed, err := ov.delete([]byte(k), rev)
+				_, ok := model[k]
+				if err != nil || existed != ok {
+					t.Fatalf("step %d: delete %q = %v, %v; model %v", step, k, existed, err, ok)
+				}
 				delete(model, k)
-				if err := b.Delete(mustUserKey(t, k)); err != nil {
+			case 2:
+				span := userSpan{start: []byte(key())}
+				if rng.IntN(2) == 0 {
+					span.end = []byte(key())
+				}
+				kvs, err := ov.live(span)
+				if err != nil {
 					t.Fatal(err)
 				}
-			case 2:
-				lo, hi := key(), key()
-				if lo > hi {
-					lo, hi = hi, lo
-				}
-				if rng.IntN(5) == 0 {
-					hi = ""
-				}
-				span := userSpan{start: []byte(lo), end: []byte(hi)}
-				var wantKeys, wantKB, wantVB int64
-				for k, v := range model {
-					if span.contains([]byte(k)) {
-						wantKeys, wantKB, wantVB = wantKeys+1, wantKB+int64(len(k)), wantVB+int64(len(v))
-						delete(model, k)
+				var want []string
+				for _, k := range slices.Sorted(maps.Keys(model)) {
+					if span.contains([]byte(k)) && !span.empty() {
+						want = append(want, k)
 					}
 				}
-				keys, kb, vb, err := ov.deleteRange(span)
-				if err != nil || keys != wantKeys || kb != wantKB || vb != wantVB {
-					t.Fatalf("round %d step %d: deleteRange [%q, %q) = %d/%d/%d, %v; want %d/%d/%d",
-						round, step, lo, hi, keys, kb, vb, err, wantKeys, wantKB, wantVB)
+				var got []string
+				for _, kv := range kvs {
+					got = append(got, string(kv.key))
 				}
-				if !span.empty() {
-					es, err := engine.UserSpan(span.start, span.end)
-					if err != nil {
-						t.Fatal(err)
-					}
-					if err := b.DeleteRange(es); err != nil {
-						t.Fatal(err)
-					}
+				if !slices.Equal(got, want) {
+					t.Fatalf("step %d: live %q = %q, want %q", step, span, got, want)
 				}
-			case 3:
+			default:
 				k := key()
 				v, found, err := ov.get([]byte(k))
-				want, wantFound := model[k]
-				if err != nil || found != wantFound || string(v) != want {
-					t.Fatalf("round %d step %d: get(%q) = %q, %v, %v; want %q, %v", round, step, k, v, found, err, want, wantFound)
+				mv, ok := model[k]
+				if err != nil || found != ok || ok && (string(v.Value) != mv.value || v.CreateRevision != mv.create ||
+					v.ModRevision != mv.mod || v.Version != mv.version) {
+					t.Fatalf("step %d: get %q = %+v, %v, %v; model %+v, %v", step, k, v, found, err, mv, ok)
 				}
 			}
 		}
@@ -200,8 +151,12 @@ func TestOverlayRandomized(t *testing.T) {
 			t.Fatal(err)
 		}
 		b.Close()
-		if got := userData(t, eng); !maps.Equal(got, model) {
-			t.Fatalf("round %d: engine after the batch\n%v\nmodel\n%v", round, sortedPairs(got), sortedPairs(model))
+		want := map[string]string{}
+		for k, mv := range model {
+			want[k] = mv.value
+		}
+		if got := userData(t, eng); !maps.Equal(got, want) {
+			t.Fatalf("engine %v, model %v", sortedPairs(got), sortedPairs(want))
 		}
 	}
 }
@@ -258,8 +213,9 @@ func TestUserSpanHelpers(t *testing.T) {
 		{mustSpan(t, "", ""), true},
 		{mustSpan(t, "x", ""), true},
 		{engine.RangeReplicatedSpan(3), false},
-		{engine.Span{Start: []byte{2, 'b'}, End: []byte{2, 'a'}}, false},
-		{engine.Span{Start: []byte{2}, End: []byte{4}}, false},
+		{engine.Span{Start: []byte{3, 'b', 0}, End: []byte{3, 'a', 0}}, false},
+		{engine.Span{Start: []byte{3}, End: []byte{5}}, false},
+		{engine.Span{Start: []byte{2, 'a'}, End: []byte{2, 'b'}}, false},
 		{engine.Span{}, false},
 	} {
 		us, ok := decodeUserSpan(tc.span)
@@ -267,7 +223,7 @@ func TestUserSpanHelpers(t *testing.T) {
 			t.Errorf("decodeUserSpan(%s) = %q, %v", tc.span, us, ok)
 		}
 		if ok {
-			back, err := engine.UserSpan(us.start, us.end)
+			back, err := engine.MVCCSpan(us.start, us.end)
 			if err != nil || !bytes.Equal(back.Start, tc.span.Start) || !bytes.Equal(back.End, tc.span.End) {
 				t.Errorf("decodeUserSpan(%s) = %q, which encodes as %s", tc.span, us, back)
 			}
@@ -277,7 +233,7 @@ func TestUserSpanHelpers(t *testing.T) {
 
 func mustSpan(t testing.TB, start, end string) engine.Span {
 	t.Helper()
-	s, err := engine.UserSpan([]byte(start), []byte(end))
+	s, err := engine.MVCCSpan([]byte(start), []byte(end))
 	if err != nil {
 		t.Fatal(err)
 	}

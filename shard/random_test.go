@@ -11,7 +11,6 @@ import (
 	"testing"
 
 	"github.com/flotilladb/flotilla/internal/testcluster"
-	"github.com/flotilladb/flotilla/multiraft"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
 	"github.com/flotilladb/flotilla/shard"
 	"google.golang.org/protobuf/proto"
@@ -147,8 +146,8 @@ func TestRandomizedDifferential(t *testing.T) {
 			t.Fatalf("step %d: %s", step, fmt.Sprintf(format, args...))
 		}
 		switch rng.IntN(10) {
-		case 0, 1: // a read, at any replica
-			s := k.Store(multiraft.NodeID(1 + rng.IntN(3)))
+		case 0, 1: // a read, at the leader (only the leader serves reads)
+			s, _ := k.leaderStore(rid)
 			if rng.IntN(2) == 0 {
 				key := string(rune('b'+rng.IntN(11))) + string(rune('a'+rng.IntN(4)))
 				h := header()
@@ -232,7 +231,8 @@ func TestRandomizedDifferential(t *testing.T) {
 		t.Fatalf("stats %+v, the model has %d keys, %d key bytes, %d value bytes", stats, keys, keyBytes, valueBytes)
 	}
 	// The stores read back exactly the model.
-	resp, err := k.Store(2).Scan(ctx, &flotillapb.ScanRequest{Header: hdr(rid), StartKey: []byte("b"), EndKey: []byte("m")})
+	leader, _ := k.leaderStore(rid)
+	resp, err := leader.Scan(ctx, &flotillapb.ScanRequest{Header: hdr(rid), StartKey: []byte("b"), EndKey: []byte("m")})
 	if want, _ := m.scan("b", "m", 0, false); err != nil || kvString(resp.GetKvs()) != want {
 		t.Fatalf("final scan %q (%v), model %q", kvString(resp.GetKvs()), err, want)
 	}

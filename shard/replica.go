@@ -56,10 +56,16 @@ type Replica struct {
 		// publishes them (and desc) before the host commits its batch, so
 		// they may briefly run ahead of the engine; Hash reads the engine.
 		stats rangeStats
+		// revs is the revision state as of the last Apply, published
+		// like stats.
+		revs revState
 		// lastRight is the right-hand range's descriptor as the last split
 		// of this replica made it, for EpochNotMatch errors.
 		lastRight *flotillapb.RangeDescriptor
 	}
+
+	// tracker follows the writes this replica proposes as leader.
+	tracker writeTracker
 
 	// checkedSpans are the data spans snapshot checks accepted since the
 	// last Restored (worker only): the descriptor a snapshot carries must
@@ -170,37 +176,90 @@ func (r *Replica) Hash() (appliedIndex uint64, sum [32]byte, err error) {
 	if err != nil {
 		return 0, sum, err
 	}
-	desc, _, err := loadState(snap, r.id)
+	desc, _, revs, err := loadState(snap, r.id)
 	if err != nil {
 		return 0, sum, err
 	}
 	if desc == nil {
 		return 0, sum, fmt.Errorf("shard: range %d: replica not initialized", r.id)
 	}
-	span, err := engine.UserSpan(desc.GetStartKey(), desc.GetEndKey())
+	sum, err = hashVersions(snap, desc, revs)
+	return appliedIndex, sum, err
+}
+
+// hashVersions hashes the versions of desc's keys that a compaction at
+// compacted keeps — per key, its versions above compacted and its newest
+// at or below it unless that is a tombstone — so that replicas agree
+// whether or not they removed the others yet, after the range's last,
+// closed and compacted revisions. Each version adds the key's
+// length (8 bytes, big endian), the key, the revision, a tombstone flag,
+// create_revision, version, lease, the value's length and the value.
+func hashVersions(snap engine.Reader, desc *flotillapb.RangeDescriptor, revs revState) (sum [32]byte, _ error) {
+	compacted := revs.compacted
+	span, err := engine.MVCCSpan(desc.GetStartKey(), desc.GetEndKey())
 	if err != nil {
-		return 0, sum, err
+		return sum, err
+	}
+	it, err := snap.NewIter(span.Start, span.End)
+	if err != nil {
+		return sum, err
 	}
 	h := sha256.New()
-	var lenBuf [8]byte
-	err = engine.Scan(snap, span, engine.ScanOptions{}, func(k, v []byte) error {
-		uk, err := engine.DecodeUserKey(k)
+	// The revision state first: replicas agree on it too.
+	buf := binary.BigEndian.AppendUint64(nil, uint64(revs.last))
+	buf = binary.BigEndian.AppendUint64(buf, uint64(revs.closed))
+	buf = binary.BigEndian.AppendUint64(buf, uint64(revs.compacted))
+	h.Write(buf)
+	var prev []byte
+	below := false // the current key's newest version at or below compacted was seen
+	for ok := it.First(); ok; ok = it.Next() {
+		uk, rev, err := engine.DecodeMVCCKey(it.Key())
 		if err != nil {
-			return err
+			_ = it.Close()
+			return sum, err
 		}
-		binary.BigEndian.PutUint64(lenBuf[:], uint64(len(uk)))
-		h.Write(lenBuf[:])
-		h.Write(uk)
-		binary.BigEndian.PutUint64(lenBuf[:], uint64(len(v)))
-		h.Write(lenBuf[:])
-		h.Write(v)
-		return nil
-	})
-	if err != nil {
-		return 0, sum, err
+		if !bytes.Equal(uk, prev) {
+			prev, below = append(prev[:0], uk...), false
+		}
+		if rev <= compacted {
+			if below {
+				continue // compaction removes it
+			}
+			below = true
+		}
+		raw, err := it.Value()
+		if err != nil {
+			_ = it.Close()
+			return sum, err
+		}
+		v, err := engine.DecodeVersion(raw)
+		if err != nil {
+			_ = it.Close()
+			return sum, err
+		}
+		if rev <= compacted && v.Deleted {
+			continue // compaction removes a tombstone at or below it
+		}
+		buf = binary.BigEndian.AppendUint64(buf[:0], uint64(len(uk)))
+		buf = append(buf, uk...)
+		buf = binary.BigEndian.AppendUint64(buf, uint64(rev))
+		if v.Deleted {
+			buf = append(buf, 1)
+		} else {
+			buf = append(buf, 0)
+		}
+		buf = binary.BigEndian.AppendUint64(buf, uint64(v.CreateRevision))
+		buf = binary.BigEndian.AppendUint64(buf, uint64(v.Version))
+		buf = binary.BigEndian.AppendUint64(buf, uint64(v.Lease))
+		buf = binary.BigEndian.AppendUint64(buf, uint64(len(v.Value)))
+		h.Write(buf)
+		h.Write(v.Value)
+	}
+	if err := it.Close(); err != nil {
+		return sum, err
 	}
 	copy(sum[:], h.Sum(nil))
-	return appliedIndex, sum, nil
+	return sum, nil
 }
 
 // Spans implements multiraft.StateMachine: the range's user span, nil while
@@ -210,7 +269,7 @@ func (r *Replica) Spans() []engine.Span {
 	if desc == nil {
 		return nil
 	}
-	span, err := engine.UserSpan(desc.GetStartKey(), desc.GetEndKey())
+	span, err := engine.MVCCSpan(desc.GetStartKey(), desc.GetEndKey())
 	if err != nil {
 		// setState only installs descriptors with valid bounds.
 		panic(fmt.Sprintf("shard: range %d: descriptor with invalid bounds: %v", r.id, err))
@@ -245,7 +304,7 @@ func (r *Replica) PrecheckSnapshotSpans(spans []engine.Span) error {
 		// The range may have been split since this replica last applied:
 		// the snapshot then covers the left part of its span (the same
 		// start, an end inside the span). Restored clears the rest.
-		if !bytes.Equal(got.Start, own[0].Start) || bytes.Compare(got.End, own[0].End) > 0 || bytes.Compare(got.End, got.Start) <= 0 {
+		if !bytes.Equal(got.Start, own[0].Start) || engine.CompareKeys(got.End, own[0].End) > 0 || engine.CompareKeys(got.End, got.Start) <= 0 {
 			return fmt.Errorf("%w: range %d: snapshot span %s, the replica's is %s", multiraft.ErrBadSnapshot, r.id, got, own[0])
 		}
 		if _, ok := decodeUserSpan(got); !ok {
@@ -269,20 +328,33 @@ func (r *Replica) PrecheckSnapshotSpans(spans []engine.Span) error {
 	return nil
 }
 
-// decodeUserSpan returns the user span whose engine span is s, if s is one.
+// decodeUserSpan returns the user span whose engine span (of versioned
+// keys, engine.MVCCSpan) is s, if s is one.
 func decodeUserSpan(s engine.Span) (userSpan, bool) {
-	all, err := engine.UserSpan(nil, nil)
-	if err != nil || len(s.Start) == 0 || s.Start[0] != all.Start[0] {
+	all, err := engine.MVCCSpan(nil, nil)
+	if err != nil {
 		return userSpan{}, false
 	}
-	us := userSpan{start: s.Start[1:]}
-	if !bytes.Equal(s.End, all.End) {
-		if len(s.End) < 2 || s.End[0] != all.Start[0] {
-			return userSpan{}, false
+	var us userSpan
+	bound := func(b, whole []byte) ([]byte, bool) {
+		if bytes.Equal(b, whole) {
+			return nil, true
 		}
-		us.end = s.End[1:]
+		// A bound is the prefix of a user key's versions: the versioned
+		// keyspace's first byte, the key, and a zero byte.
+		if len(b) < 3 || b[0] != all.Start[0] || b[len(b)-1] != 0 {
+			return nil, false
+		}
+		return b[1 : len(b)-1], true
 	}
-	check, err := engine.UserSpan(us.start, us.end)
+	var ok bool
+	if us.start, ok = bound(s.Start, all.Start); !ok {
+		return userSpan{}, false
+	}
+	if us.end, ok = bound(s.End, all.End); !ok {
+		return userSpan{}, false
+	}
+	check, err := engine.MVCCSpan(us.start, us.end)
 	if err != nil || !bytes.Equal(check.Start, s.Start) || !bytes.Equal(check.End, s.End) {
 		return userSpan{}, false
 	}
@@ -293,7 +365,7 @@ func decodeUserSpan(s engine.Span) (userSpan, bool) {
 // range's data and replicated state, so the replica reloads its descriptor
 // and statistics and registers its (possibly new) bounds with the store.
 func (r *Replica) Restored() error {
-	desc, stats, err := loadState(r.store.eng, r.id)
+	desc, stats, revs, err := loadState(r.store.eng, r.id)
 	if err != nil {
 		return fmt.Errorf("shard: range %d: reloading after a snapshot: %w", r.id, err)
 	}
@@ -301,7 +373,7 @@ func (r *Replica) Restored() error {
 		return fmt.Errorf("shard: range %d: a snapshot left no range descriptor", r.id)
 	}
 	if checked := r.checkedSpans; len(checked) > 0 {
-		span, err := engine.UserSpan(desc.GetStartKey(), desc.GetEndKey())
+		span, err := engine.MVCCSpan(desc.GetStartKey(), desc.GetEndKey())
 		if err != nil || !slices.ContainsFunc(checked, func(c engine.Span) bool {
 			return bytes.Equal(span.Start, c.Start) && bytes.Equal(span.End, c.End)
 		}) {
@@ -327,14 +399,14 @@ func (r *Replica) Restored() error {
 			return fmt.Errorf("shard: range %d after a snapshot: %w", r.id, err)
 		}
 	}
-	r.setState(desc, stats)
+	r.setState(desc, stats, revs)
 	r.store.register(r)
 	return nil
 }
 
 // clearSpan deletes the user data in span, durably.
 func (r *Replica) clearSpan(span userSpan) error {
-	es, err := engine.UserSpan(span.start, span.end)
+	es, err := engine.MVCCSpan(span.start, span.end)
 	if err != nil {
 		return err
 	}
@@ -346,9 +418,9 @@ func (r *Replica) clearSpan(span userSpan) error {
 	return b.Commit(true)
 }
 
-// setState installs a new descriptor and statistics (worker, or before the
-// replica is shared).
-func (r *Replica) setState(desc *flotillapb.RangeDescriptor, stats rangeStats) {
+// setState installs a new descriptor, statistics and revision state
+// (worker, or before the replica is shared).
+func (r *Replica) setState(desc *flotillapb.RangeDescriptor, stats rangeStats, revs revState) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.mu.desc = desc
@@ -356,62 +428,80 @@ func (r *Replica) setState(desc *flotillapb.RangeDescriptor, stats rangeStats) {
 		r.mu.span = userSpan{start: desc.GetStartKey(), end: desc.GetEndKey()}
 	}
 	r.mu.stats = stats
+	r.mu.revs = revs
 }
 
-// loadState reads a range's descriptor and statistics from r: nil if it has
-// no descriptor (an uninitialized replica).
-func loadState(r engine.Reader, id multiraft.GroupID) (*flotillapb.RangeDescriptor, rangeStats, error) {
+// revisions returns the range's revision state as of the last Apply.
+func (r *Replica) revisions() revState {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.mu.revs
+}
+
+// loadState reads a range's descriptor, statistics and revision state
+// from r: nil if it has no descriptor (an uninitialized replica).
+func loadState(r engine.Reader, id multiraft.GroupID) (*flotillapb.RangeDescriptor, rangeStats, revState, error) {
 	data, err := r.Get(engine.RangeDescriptorKey(id))
 	if errors.Is(err, engine.ErrNotFound) {
-		return nil, rangeStats{}, nil
+		return nil, rangeStats{}, revState{}, nil
 	}
 	if err != nil {
-		return nil, rangeStats{}, err
+		return nil, rangeStats{}, revState{}, err
 	}
 	desc := &flotillapb.RangeDescriptor{}
 	if err := proto.Unmarshal(data, desc); err != nil {
-		return nil, rangeStats{}, fmt.Errorf("decoding the descriptor of range %d: %w", id, err)
+		return nil, rangeStats{}, revState{}, fmt.Errorf("decoding the descriptor of range %d: %w", id, err)
 	}
 	if err := validateDescriptor(desc); err != nil {
-		return nil, rangeStats{}, fmt.Errorf("range %d's stored descriptor: %w", id, err)
+		return nil, rangeStats{}, revState{}, fmt.Errorf("range %d's stored descriptor: %w", id, err)
 	}
 	if desc.GetRangeId() != uint64(id) {
-		return nil, rangeStats{}, fmt.Errorf("range %d's stored descriptor names range %d", id, desc.GetRangeId())
+		return nil, rangeStats{}, revState{}, fmt.Errorf("range %d's stored descriptor names range %d", id, desc.GetRangeId())
 	}
 	var stats rangeStats
 	data, err = r.Get(engine.RangeStatsKey(id))
 	switch {
 	case errors.Is(err, engine.ErrNotFound):
 	case err != nil:
-		return nil, rangeStats{}, err
+		return nil, rangeStats{}, revState{}, err
 	default:
 		var ps flotillapb.RangeStats
 		if err := proto.Unmarshal(data, &ps); err != nil {
-			return nil, rangeStats{}, fmt.Errorf("decoding the stats of range %d: %w", id, err)
+			return nil, rangeStats{}, revState{}, fmt.Errorf("decoding the stats of range %d: %w", id, err)
 		}
 		stats = rangeStats{keys: ps.GetKeys(), keyBytes: ps.GetKeyBytes(), valueBytes: ps.GetValueBytes()}
 	}
-	return desc, stats, nil
+	revs, err := loadRevisions(r, id)
+	if err != nil {
+		return nil, rangeStats{}, revState{}, err
+	}
+	return desc, stats, revs, nil
 }
 
-// computeStats counts the user data of desc's range in r.
+// loadRevisions reads a range's revision state from r (zero if it has
+// none).
+func loadRevisions(r engine.Reader, id multiraft.GroupID) (revState, error) {
+	data, err := r.Get(engine.RangeRevisionsKey(id))
+	switch {
+	case errors.Is(err, engine.ErrNotFound):
+		return revState{}, nil
+	case err != nil:
+		return revState{}, err
+	}
+	var pr flotillapb.RangeRevisions
+	if err := proto.Unmarshal(data, &pr); err != nil {
+		return revState{}, fmt.Errorf("decoding the revisions of range %d: %w", id, err)
+	}
+	return revStateOf(&pr), nil
+}
+
+// computeStats counts the live user data of desc's range in r.
 func computeStats(r engine.Reader, desc *flotillapb.RangeDescriptor) (rangeStats, error) {
-	span, err := engine.UserSpan(desc.GetStartKey(), desc.GetEndKey())
+	st, err := engine.MVCCComputeStats(r, desc.GetStartKey(), desc.GetEndKey())
 	if err != nil {
 		return rangeStats{}, err
 	}
-	var st rangeStats
-	err = engine.Scan(r, span, engine.ScanOptions{}, func(k, v []byte) error {
-		uk, err := engine.DecodeUserKey(k)
-		if err != nil {
-			return err
-		}
-		st.keys++
-		st.keyBytes += int64(len(uk))
-		st.valueBytes += int64(len(v))
-		return nil
-	})
-	return st, err
+	return rangeStats{keys: st.LiveKeys, keyBytes: st.LiveKeyBytes, valueBytes: st.LiveValueBytes}, nil
 }
 
 // checkStats is an invariant check: the stored statistics match the data.

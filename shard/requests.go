@@ -5,6 +5,7 @@ package shard
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/flotilladb/flotilla/internal/invariants"
 	"github.com/flotilladb/flotilla/multiraft"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -40,7 +42,7 @@ func (s *Store) Get(ctx context.Context, req *flotillapb.GetRequest) (*flotillap
 	if p := flotillapb.CheckKey(req.GetKey()); p != "" {
 		return nil, invalidArgument(readOutcome, "key", "%s", p)
 	}
-	rd, err := s.startRead(ctx, req.GetHeader(), req.GetKey(), func(desc *flotillapb.RangeDescriptor) *flotillapb.Error {
+	rd, err := s.startRead(ctx, req.GetHeader(), req.GetKey(), req.GetRevision(), func(desc *flotillapb.RangeDescriptor) *flotillapb.Error {
 		if !spanOf(desc).contains(req.GetKey()) {
 			return keyNotInRange(readOutcome, req.GetKey(), desc)
 		}
@@ -51,19 +53,56 @@ func (s *Store) Get(ctx context.Context, req *flotillapb.GetRequest) (*flotillap
 	}
 	defer rd.close()
 	resp := &flotillapb.GetResponse{Header: rd.header()}
-	ek, kerr := engine.UserKey(req.GetKey())
-	if kerr != nil {
-		return nil, invalidArgument(readOutcome, "key", "%v", kerr)
-	}
-	v, gerr := rd.snap.Get(ek)
-	switch {
-	case errors.Is(gerr, engine.ErrNotFound):
-	case gerr != nil:
-		return nil, storageError(readOutcome, rd.r.id, gerr)
-	default:
-		resp.Found, resp.Value = true, v
+	if err := getAt(rd.snap, req.GetKey(), rd.rev, resp); err != nil {
+		return nil, storageError(readOutcome, rd.r.id, err)
 	}
 	return resp, nil
+}
+
+// getAt fills resp with key's version at rev read from r.
+func getAt(r engine.Reader, key []byte, rev int64, resp *flotillapb.GetResponse) error {
+	v, found, err := engine.MVCCGet(r, key, rev)
+	if err != nil || !found || v.Deleted {
+		return err
+	}
+	resp.Found, resp.Value = true, v.Value
+	resp.CreateRevision, resp.ModRevision, resp.Version, resp.Lease = v.CreateRevision, v.ModRevision, v.Version, v.Lease
+	return nil
+}
+
+// scanAt fills resp with the pairs of [start, end) at rev read from r, at
+// most limit of them (0: no limit) and about maxBytes of keys and values,
+// setting More and ResumeKey when it stops early.
+func scanAt(r engine.Reader, start, end []byte, limit int64, reverse bool, rev int64, maxBytes int, resp *flotillapb.ScanResponse) error {
+	if (userSpan{start: start, end: end}).empty() {
+		return nil
+	}
+	errStop := errors.New("stop")
+	size := 0
+	err := engine.MVCCScan(r, start, end, rev, engine.MVCCScanOptions{Reverse: reverse}, func(uk []byte, v engine.Version) error {
+		if limit > 0 && int64(len(resp.Kvs)) >= limit || size >= maxBytes {
+			resp.More = true
+			return errStop
+		}
+		resp.Kvs = append(resp.Kvs, &flotillapb.KeyValue{
+			Key: bytes.Clone(uk), Value: bytes.Clone(v.Value),
+			CreateRevision: v.CreateRevision, ModRevision: v.ModRevision, Version: v.Version, Lease: v.Lease,
+		})
+		size += len(uk) + len(v.Value)
+		return nil
+	})
+	if err != nil && !errors.Is(err, errStop) {
+		return err
+	}
+	if resp.More && len(resp.Kvs) > 0 {
+		last := resp.Kvs[len(resp.Kvs)-1].Key
+		if reverse {
+			resp.ResumeKey = bytes.Clone(last) // the exclusive end of the rest
+		} else {
+			resp.ResumeKey = append(bytes.Clone(last), 0) // the next key after it
+		}
+	}
+	return nil
 }
 
 // Scan returns the pairs in [start_key, end_key), in key order or reverse
@@ -81,7 +120,7 @@ func (s *Store) Scan(ctx context.Context, req *flotillapb.ScanRequest) (*flotill
 	if req.GetLimit() < 0 {
 		return nil, invalidArgument(readOutcome, "limit", "negative limit %d", req.GetLimit())
 	}
-	rd, err := s.startRead(ctx, req.GetHeader(), span.start, func(desc *flotillapb.RangeDescriptor) *flotillapb.Error {
+	rd, err := s.startRead(ctx, req.GetHeader(), span.start, req.GetRevision(), func(desc *flotillapb.RangeDescriptor) *flotillapb.Error {
 		if bad, ok := spanWithin(spanOf(desc), span); !ok {
 			return keyNotInRange(readOutcome, bad, desc)
 		}
@@ -92,38 +131,8 @@ func (s *Store) Scan(ctx context.Context, req *flotillapb.ScanRequest) (*flotill
 	}
 	defer rd.close()
 	resp := &flotillapb.ScanResponse{Header: rd.header()}
-	if span.empty() {
-		return resp, nil
-	}
-	es, serr := engine.UserSpan(span.start, span.end)
-	if serr != nil {
-		return nil, invalidArgument(readOutcome, "end_key", "%v", serr)
-	}
-	errStop := errors.New("stop")
-	size := 0
-	serr = engine.Scan(rd.snap, es, engine.ScanOptions{Reverse: req.GetReverse()}, func(k, v []byte) error {
-		if req.GetLimit() > 0 && int64(len(resp.Kvs)) >= req.GetLimit() || size >= s.cfg.MaxScanBytes {
-			resp.More = true
-			return errStop
-		}
-		uk, err := engine.DecodeUserKey(k)
-		if err != nil {
-			return err
-		}
-		resp.Kvs = append(resp.Kvs, &flotillapb.KeyValue{Key: bytes.Clone(uk), Value: bytes.Clone(v)})
-		size += len(uk) + len(v)
-		return nil
-	})
-	if serr != nil && !errors.Is(serr, errStop) {
-		return nil, storageError(readOutcome, rd.r.id, serr)
-	}
-	if resp.More && len(resp.Kvs) > 0 {
-		last := resp.Kvs[len(resp.Kvs)-1].Key
-		if req.GetReverse() {
-			resp.ResumeKey = bytes.Clone(last) // the exclusive end of the rest
-		} else {
-			resp.ResumeKey = append(bytes.Clone(last), 0) // the next key after it
-		}
+	if err := scanAt(rd.snap, span.start, span.end, req.GetLimit(), req.GetReverse(), rd.rev, s.cfg.MaxScanBytes, resp); err != nil {
+		return nil, storageError(readOutcome, rd.r.id, err)
 	}
 	return resp, nil
 }
@@ -134,10 +143,12 @@ type read struct {
 	r       *Replica
 	snap    *engine.Snapshot
 	applied uint64
+	// rev is the revision the read is served at.
+	rev int64
 }
 
 func (rd *read) header() *flotillapb.ResponseHeader {
-	return &flotillapb.ResponseHeader{RangeId: uint64(rd.r.id), AppliedIndex: rd.applied}
+	return &flotillapb.ResponseHeader{RangeId: uint64(rd.r.id), AppliedIndex: rd.applied, Revision: rd.rev}
 }
 
 func (rd *read) close() { _ = rd.snap.Close() }
@@ -146,9 +157,12 @@ func (rd *read) close() { _ = rd.snap.Close() }
 // descriptor, waits until the replica may serve a linearizable read, and
 // takes the engine snapshot to read from. check reports a key outside the
 // range.
-func (s *Store) startRead(ctx context.Context, h *flotillapb.RequestHeader, routeKey []byte,
+func (s *Store) startRead(ctx context.Context, h *flotillapb.RequestHeader, routeKey []byte, rev int64,
 	check func(*flotillapb.RangeDescriptor) *flotillapb.Error,
 ) (*read, error) {
+	if rev < 0 {
+		return nil, invalidArgument(readOutcome, "revision", "negative revision %d", rev)
+	}
 	host := s.raftHost()
 	if host == nil {
 		return nil, unavailable(readOutcome, "the store is not running yet")
@@ -161,18 +175,26 @@ func (s *Store) startRead(ctx context.Context, h *flotillapb.RequestHeader, rout
 		return nil, e
 	}
 	var readIndex uint64
-	if s.cfg.Testing == nil || !s.cfg.Testing.UnsafeFollowerReads {
-		idx, err := host.ReadIndex(ctx, r.id)
-		if err != nil {
-			return nil, readIndexError(r.id, err)
+	// A read at or below the range's closed revision needs no round, on
+	// any replica: nothing at or below it can apply any more.
+	closedRead := rev > 0 && rev <= r.revisions().closed
+	switch {
+	case closedRead:
+	case s.cfg.Testing != nil && s.cfg.Testing.UnsafeFollowerReads:
+		if rev == 0 {
+			rev = r.revisions().last
 		}
-		readIndex = idx
+	default:
+		var e *flotillapb.Error
+		if rev, readIndex, e = s.awaitRevision(ctx, host, r, rev); e != nil {
+			return nil, e
+		}
 	}
 	snap, err := s.eng.NewSnapshot()
 	if err != nil {
 		return nil, storageError(readOutcome, r.id, err)
 	}
-	rd := &read{r: r, snap: snap}
+	rd := &read{r: r, snap: snap, rev: rev}
 	// Check again, now that the snapshot is taken: the range may have
 	// changed while we waited, and the replica may have been removed (its
 	// data is deleted after the host forgets it, so a replica the host
@@ -196,6 +218,21 @@ func (s *Store) startRead(ctx context.Context, h *flotillapb.RequestHeader, rout
 		rd.close()
 		return nil, storageError(readOutcome, r.id, err)
 	}
+	revs, err := loadRevisions(snap, r.id)
+	if err != nil {
+		rd.close()
+		return nil, storageError(readOutcome, r.id, err)
+	}
+	if rev < revs.compacted {
+		rd.close()
+		return nil, compacted(r.id, rev, revs.compacted)
+	}
+	if closedRead && rev > revs.closed {
+		// The closed revision was published before the engine committed
+		// it; the snapshot predates it.
+		rd.close()
+		return nil, unavailable(readOutcome, "range %d: revision %d is not closed on this replica yet; retry", r.id, rev)
+	}
 	if invariants.Enabled && rd.applied < readIndex {
 		panic(fmt.Sprintf("shard: range %d: read at applied index %d after ReadIndex returned %d", r.id, rd.applied, readIndex))
 	}
@@ -203,6 +240,105 @@ func (s *Store) startRead(ctx context.Context, h *flotillapb.RequestHeader, rout
 	r.reads.add(now, 1)
 	r.load.sample(now, routeKey)
 	return rd, nil
+}
+
+// awaitRevision waits, on the range's leader, until a read at rev (0: the
+// latest, which it takes from the oracle) may be served: conditions 1 to 3
+// of docs/REVISIONS.md, "Reads at a revision". It returns the revision and
+// the read index.
+func (s *Store) awaitRevision(ctx context.Context, host RaftHost, r *Replica, rev int64) (int64, uint64, *flotillapb.Error) {
+	st, ok := host.Leadership(r.id)
+	if !ok {
+		return 0, 0, rangeNotFound(readOutcome, r.id, "range %d has no replica on this store", r.id)
+	}
+	if !st.Leading() {
+		// Only the leader knows the writes it is about to propose.
+		return 0, 0, notLeader(readOutcome, r.id, st.Leader)
+	}
+	term := st.Term
+	stillLeader := func() bool {
+		st, ok := host.Leadership(r.id)
+		return ok && st.Term == term && st.Leading()
+	}
+	// The read "arrives" once a revision at or above rev is known to have
+	// been handed out (condition 3): every write that registers later
+	// asks the oracle later and gets a higher revision, and the writes
+	// registered by then are those it may have to wait for (condition 2).
+	switch {
+	case rev == 0:
+		got, err := s.cfg.Revisions.Revision(ctx)
+		if err != nil {
+			return 0, 0, oracleError(readOutcome, r.id, err)
+		}
+		rev = got
+	case rev <= r.revisions().last || rev <= s.cfg.Revisions.Seen():
+	default:
+		current, err := s.cfg.Revisions.Revision(ctx)
+		if err != nil {
+			return 0, 0, oracleError(readOutcome, r.id, err)
+		}
+		if rev > current {
+			return 0, 0, futureRevision(readOutcome, rev, current)
+		}
+	}
+	if !stillLeader() {
+		return 0, 0, notLeader(readOutcome, r.id, 0)
+	}
+	pending := r.tracker.before(term)
+	// Condition 1: a leadership check begun after the read arrived, its
+	// index applied. ReadIndex on a follower is forwarded, so the term and
+	// role are checked on both sides of it.
+	idx, err := host.ReadIndex(ctx, r.id)
+	if err != nil {
+		return 0, 0, readIndexError(r.id, err)
+	}
+	if !stillLeader() {
+		return 0, 0, notLeader(readOutcome, r.id, 0)
+	}
+	// etcd raft answers a single voter's ReadIndex at once, before the
+	// leader has committed an entry of its term: entries of earlier terms
+	// may still be unapplied (and a write among them may be at or below
+	// rev). Wait until an entry of this term has applied.
+	if err := awaitOwnTermApplied(ctx, host, r.id, term); err != nil {
+		return 0, 0, err
+	}
+	// Condition 2.
+	if s.testingKnob(func(k *TestingKnobs) bool { return k.UnsafeSkipReadWait }) {
+		pending = nil
+	}
+	if err := r.tracker.waitResolved(ctx, pending, rev, stillLeader); err != nil {
+		if errors.Is(err, errLostLeadership) {
+			return 0, 0, notLeader(readOutcome, r.id, 0)
+		}
+		return 0, 0, unavailable(readOutcome, "range %d: waiting for writes at or below revision %d: %v", r.id, rev, err)
+	}
+	return rev, idx, nil
+}
+
+// awaitOwnTermApplied waits until the replica of range id has applied an
+// entry of term while leading it (normally at once: a ReadIndex answered
+// on a group of several voters implies it).
+func awaitOwnTermApplied(ctx context.Context, host RaftHost, id multiraft.GroupID, term uint64) *flotillapb.Error {
+	delay := 100 * time.Microsecond
+	for {
+		st, ok := host.Leadership(id)
+		switch {
+		case !ok:
+			return rangeNotFound(readOutcome, id, "range %d has no replica on this store", id)
+		case st.Term != term || !st.Leading():
+			return notLeader(readOutcome, id, st.Leader)
+		case st.AppliedTerm == term:
+			return nil
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return unavailable(readOutcome, "range %d: waiting to apply an entry of term %d: %v", id, term, ctx.Err())
+		case <-t.C:
+		}
+		delay = min(2*delay, 10*time.Millisecond)
+	}
 }
 
 // resolve finds the replica a request is for and checks its epoch version.
@@ -305,22 +441,40 @@ func (s *Store) write(ctx context.Context, h *flotillapb.RequestHeader, ops []*f
 	if e := validateOps(ops, field, s.cfg.MaxValueSize, writeOutcome); e != nil {
 		return nil, nil, e
 	}
+	hdr, kv, err := s.writeCommand(ctx, h, ops[0].RouteKey(), &flotillapb.KVCommand{Ops: ops}, func(desc *flotillapb.RangeDescriptor) *flotillapb.Error {
+		return opsInRange(ops, desc, writeOutcome)
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(kv.GetResults()) != len(ops) {
+		// It was applied, but we cannot tell what it did.
+		return nil, nil, unavailable(flotillapb.Outcome_UNKNOWN, "range %d: undecodable command result (%d results for %d ops)",
+			hdr.GetRangeId(), len(kv.GetResults()), len(ops))
+	}
+	return hdr, kv.GetResults(), nil
+}
+
+// writeCommand proposes a validated write command (its range and version
+// are filled in here) at a new revision, through the range that holds
+// routeKey or the header's range; check reports keys outside the range.
+func (s *Store) writeCommand(ctx context.Context, h *flotillapb.RequestHeader, routeKey []byte, cmd *flotillapb.KVCommand,
+	check func(*flotillapb.RangeDescriptor) *flotillapb.Error,
+) (*flotillapb.ResponseHeader, *flotillapb.KVCommandResult, error) {
 	host := s.raftHost()
 	if host == nil {
 		return nil, nil, unavailable(writeOutcome, "the store is not running yet")
 	}
-	r, desc, e := s.resolve(h, ops[0].RouteKey(), writeOutcome)
+	r, desc, e := s.resolve(h, routeKey, writeOutcome)
 	if e != nil {
 		return nil, nil, e
 	}
-	if e := opsInRange(ops, desc, writeOutcome); e != nil {
+	if e := check(desc); e != nil {
 		return nil, nil, e
 	}
-	st, ok := host.Status(r.id)
-	if !ok {
+	if st, ok := host.Leadership(r.id); !ok {
 		return nil, nil, rangeNotFound(writeOutcome, r.id, "range %d has no replica on this store", r.id)
-	}
-	if st.Leader != st.Replica {
+	} else if !st.Leading() {
 		return nil, nil, notLeader(writeOutcome, r.id, st.Leader)
 	}
 	if admit := s.cfg.AdmitWrite; admit != nil {
@@ -328,50 +482,121 @@ func (s *Store) write(ctx context.Context, h *flotillapb.RequestHeader, ops []*f
 			return nil, nil, e
 		}
 	}
-	r.load.sample(time.Now(), ops[0].RouteKey())
-	cmd, err := proto.Marshal(&flotillapb.KVCommand{RangeId: uint64(r.id), Version: desc.GetEpoch().GetVersion(), Ops: ops})
+	r.load.sample(time.Now(), routeKey)
+	cmd.RangeId, cmd.Version = uint64(r.id), desc.GetEpoch().GetVersion()
+	data, err := proto.Marshal(cmd)
 	if err != nil {
 		return nil, nil, invalidArgument(writeOutcome, "ops", "%v", err)
 	}
-	if len(cmd) > s.cfg.MaxCommandSize {
-		return nil, nil, invalidArgument(writeOutcome, "ops", "the write is %d bytes, over the limit of %d", len(cmd), s.cfg.MaxCommandSize)
+	if len(data)+revisionFieldsSize > s.cfg.MaxCommandSize {
+		return nil, nil, invalidArgument(writeOutcome, "ops", "the write is %d bytes, over the limit of %d", len(data), s.cfg.MaxCommandSize)
 	}
-	kv, index, e := proposeCommand(ctx, host, r.id, cmd)
-	if e != nil {
-		return nil, nil, e
+	for attempt := 1; ; attempt++ {
+		kv, index, refused, e := s.proposeWrite(ctx, host, r, data)
+		if refused && attempt < maxRevisionAttempts && ctx.Err() == nil {
+			// Refused at apply for its revision (a leadership change
+			// meanwhile, or another write overtook it): nothing was
+			// applied; try again with a new revision.
+			continue
+		}
+		if e != nil {
+			return nil, nil, e
+		}
+		return &flotillapb.ResponseHeader{RangeId: uint64(r.id), AppliedIndex: index, Revision: kv.GetRevision()}, kv, nil
 	}
-	if len(kv.GetResults()) != len(ops) {
-		// It was applied, but we cannot tell what it did.
-		return nil, nil, unavailable(flotillapb.Outcome_UNKNOWN, "range %d: undecodable command result (%d results for %d ops)",
-			r.id, len(kv.GetResults()), len(ops))
+}
+
+// maxRevisionAttempts bounds how often a write refused at apply for its
+// revision is retried with a new one.
+const maxRevisionAttempts = 3
+
+// revisionFieldsSize bounds the bytes appendRevision adds to a command.
+const revisionFieldsSize = 2 * (1 + binary.MaxVarintLen64)
+
+// appendRevision appends a KVCommand's revision and request_term fields to
+// its encoding (a protobuf message's fields may be appended: the decoder
+// merges them), so that a command is marshalled once whatever revision it
+// gets.
+func appendRevision(cmd []byte, rev int64, term uint64) []byte {
+	out := make([]byte, 0, len(cmd)+revisionFieldsSize)
+	out = append(out, cmd...)
+	out = protowire.AppendTag(out, 5, protowire.VarintType)
+	out = protowire.AppendVarint(out, uint64(rev))
+	out = protowire.AppendTag(out, 6, protowire.VarintType)
+	return protowire.AppendVarint(out, term)
+}
+
+// proposeWrite runs the write path of docs/REVISIONS.md for an encoded
+// command without its revision: as the range's leader in term T, it
+// registers the write with the range's tracker, asks the oracle for a
+// revision, waits until every write of the range that may get a smaller
+// revision in T has proposed, and proposes the command with (revision,
+// T). refused reports that apply refused it for its revision (nothing was
+// applied; a retry with a new revision may succeed).
+func (s *Store) proposeWrite(ctx context.Context, host RaftHost, r *Replica, cmd []byte) (_ *flotillapb.KVCommandResult, index uint64, refused bool, _ *flotillapb.Error) {
+	st, ok := host.Leadership(r.id)
+	if !ok {
+		return nil, 0, false, rangeNotFound(writeOutcome, r.id, "range %d has no replica on this store", r.id)
 	}
-	return &flotillapb.ResponseHeader{RangeId: uint64(r.id), AppliedIndex: index}, kv.GetResults(), nil
+	if !st.Leading() {
+		return nil, 0, false, notLeader(writeOutcome, r.id, st.Leader)
+	}
+	w := r.tracker.register(st.Term, s.cfg.Revisions.Seen())
+	rev, err := s.cfg.Revisions.Revision(ctx)
+	if err != nil {
+		r.tracker.giveUp(w)
+		return nil, 0, false, oracleError(writeOutcome, r.id, err)
+	}
+	r.tracker.setRevision(w, rev)
+	if err := r.tracker.waitTurn(ctx, w); err != nil {
+		r.tracker.giveUp(w)
+		return nil, 0, false, unavailable(writeOutcome, "range %d: waiting for earlier writes to propose: %v", r.id, err)
+	}
+	if k := s.cfg.Testing; k != nil && k.BeforePropose != nil {
+		k.BeforePropose(r.id, rev)
+	}
+	p := host.Propose(r.id, appendRevision(cmd, rev, st.Term))
+	r.tracker.proposed(w, p.Done())
+	defer r.tracker.finish(w)
+	return proposeResult(ctx, p, r.id)
 }
 
 // proposeCommand proposes an encoded KVCommand to range id through host
 // and returns its decoded result and applied index, or the error it
 // failed with (a result that does not decode has an unknown outcome).
 func proposeCommand(ctx context.Context, host RaftHost, id multiraft.GroupID, cmd []byte) (*flotillapb.KVCommandResult, uint64, *flotillapb.Error) {
-	res, err := host.Propose(id, cmd).Wait(ctx)
+	kv, index, _, e := proposeResult(ctx, host.Propose(id, cmd), id)
+	return kv, index, e
+}
+
+// proposeResult waits for a proposal's outcome: its decoded result and
+// applied index, or the error it failed with (a result that does not
+// decode has an unknown outcome). refused reports a command apply refused
+// for its revision.
+func proposeResult(ctx context.Context, p *multiraft.Proposal, id multiraft.GroupID) (_ *flotillapb.KVCommandResult, index uint64, refused bool, _ *flotillapb.Error) {
+	res, err := p.Wait(ctx)
 	if err != nil {
-		return nil, 0, proposalError(id, err)
+		return nil, 0, false, proposalError(id, err)
 	}
 	if res.Err != nil {
+		if kv, _, derr := decodeResult(res.Value); derr == nil && kv.GetRevisionRefused() {
+			return nil, 0, true, kv.GetError()
+		}
 		var pe *flotillapb.Error
 		if errors.As(res.Err, &pe) {
-			return nil, 0, pe
+			return nil, 0, false, pe
 		}
-		return nil, 0, unavailable(writeOutcome, "range %d: %v", id, res.Err)
+		return nil, 0, false, unavailable(writeOutcome, "range %d: %v", id, res.Err)
 	}
 	kv, index, err := decodeResult(res.Value)
 	if err != nil {
 		// It was applied, but we cannot tell what it did.
-		return nil, 0, unavailable(flotillapb.Outcome_UNKNOWN, "range %d: undecodable command result (%v)", id, err)
+		return nil, 0, false, unavailable(flotillapb.Outcome_UNKNOWN, "range %d: undecodable command result (%v)", id, err)
 	}
 	if kv.GetError() != nil {
-		return nil, 0, kv.GetError()
+		return nil, 0, kv.GetRevisionRefused(), kv.GetError()
 	}
-	return kv, index, nil
+	return kv, index, false, nil
 }
 
 // validateOps checks ops for malformed input: no op, an op with nothing

@@ -62,23 +62,15 @@ func (s *Store) SizeSplitKey(id multiraft.GroupID) ([]byte, error) {
 	desc := r.descriptor()
 	st := r.Stats()
 	half := (st.KeyBytes + st.ValueBytes) / 2
-	span, err := engine.UserSpan(desc.GetStartKey(), desc.GetEndKey())
-	if err != nil {
-		return nil, err
-	}
 	var key []byte
 	var sum int64
 	errStop := errors.New("stop")
-	err = engine.Scan(s.eng, span, engine.ScanOptions{}, func(k, v []byte) error {
-		uk, err := engine.DecodeUserKey(k)
-		if err != nil {
-			return err
-		}
+	err := engine.MVCCScan(s.eng, desc.GetStartKey(), desc.GetEndKey(), 0, engine.MVCCScanOptions{}, func(uk []byte, v engine.Version) error {
 		if sum >= half && sum > 0 && !bytes.Equal(uk, desc.GetStartKey()) {
 			key = bytes.Clone(uk)
 			return errStop
 		}
-		sum += int64(len(uk) + len(v))
+		sum += int64(len(uk) + len(v.Value))
 		return nil
 	})
 	if err != nil && !errors.Is(err, errStop) {

@@ -140,16 +140,12 @@ func TestSplitSnapshotDuringApplyWindow(t *testing.T) {
 		return err
 	})
 	t.Logf("snapshots %d", k.Net.Snapshots())
-	ek, err := engine.UserKey([]byte("key030"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, n := range []multiraft.NodeID{1, 2, 3} {
-		v, err := k.Node(n).Engine().Get(ek)
-		if err != nil {
-			t.Fatalf("node %d: %v", n, err)
+		ver, found, err := engine.MVCCGet(k.Node(n).Engine(), []byte("key030"), 0)
+		if err != nil || !found || ver.Deleted {
+			t.Fatalf("node %d: %v, found %v", n, err, found)
 		}
-		if string(v) != "new" {
+		if v := ver.Value; string(v) != "new" {
 			t.Errorf("node %d: range %d at applied index %d holds key030=%q, the acknowledged write was %q", n, rhs, want, v, "new")
 		}
 	}
@@ -272,13 +268,9 @@ func TestSplitDestroyedLeftRacesRightSnapshot(t *testing.T) {
 		return err
 	})
 	for _, key := range []string{"key030", "key025"} {
-		ek, err := engine.UserKey([]byte(key))
-		if err != nil {
-			t.Fatal(err)
-		}
 		for _, n := range []multiraft.NodeID{1, 2, 3} {
-			if _, err := k.Node(n).Engine().Get(ek); err != nil {
-				t.Errorf("node %d: range %d at applied index %d: %s: %v", n, rhs, want, key, err)
+			if v, found, err := engine.MVCCGet(k.Node(n).Engine(), []byte(key), 0); err != nil || !found || v.Deleted {
+				t.Errorf("node %d: range %d at applied index %d: %s: %v, found %v", n, rhs, want, key, err, found)
 			}
 		}
 	}

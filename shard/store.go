@@ -136,7 +136,7 @@ func (s *Store) live(id multiraft.GroupID) bool {
 // replica, with no descriptor and no spans, that learns its bounds from a
 // snapshot.
 func (s *Store) NewStateMachine(group multiraft.GroupID) (multiraft.StateMachine, error) {
-	desc, stats, err := loadState(s.eng, group)
+	desc, stats, revs, err := loadState(s.eng, group)
 	if err != nil {
 		return nil, fmt.Errorf("shard: loading range %d: %w", group, err)
 	}
@@ -146,7 +146,8 @@ func (s *Store) NewStateMachine(group multiraft.GroupID) (multiraft.StateMachine
 		}
 	}
 	r := &Replica{store: s, id: group}
-	r.setState(desc, stats)
+	r.tracker.init()
+	r.setState(desc, stats, revs)
 	s.register(r)
 	return r, nil
 }
@@ -292,11 +293,12 @@ func WriteInitialState(b *engine.Batch, desc *flotillapb.RangeDescriptor) error 
 	if err := validateDescriptor(desc); err != nil {
 		return fmt.Errorf("shard: %w", err)
 	}
-	return writeRangeState(b, desc, rangeStats{})
+	return writeRangeState(b, desc, rangeStats{}, revState{})
 }
 
-// writeRangeState writes a range's descriptor and statistics into b.
-func writeRangeState(b *engine.Batch, desc *flotillapb.RangeDescriptor, st rangeStats) error {
+// writeRangeState writes a range's descriptor, statistics and revision
+// state into b.
+func writeRangeState(b *engine.Batch, desc *flotillapb.RangeDescriptor, st rangeStats, revs revState) error {
 	id := multiraft.GroupID(desc.GetRangeId())
 	data, err := proto.MarshalOptions{Deterministic: true}.Marshal(desc)
 	if err != nil {
@@ -306,9 +308,14 @@ func writeRangeState(b *engine.Batch, desc *flotillapb.RangeDescriptor, st range
 	if err != nil {
 		return err
 	}
+	rv, err := revs.marshal()
+	if err != nil {
+		return err
+	}
 	return errors.Join(
 		b.Set(engine.RangeDescriptorKey(id), data),
 		b.Set(engine.RangeStatsKey(id), stats),
+		b.Set(engine.RangeRevisionsKey(id), rv),
 	)
 }
 

@@ -299,9 +299,9 @@ func TestEndToEnd(t *testing.T) {
 
 	t.Run("cli", func(t *testing.T) {
 		h := procs[1].addr // a follower or the leader: every node is a gateway
-		mustCLI(t, "OK\n", "kv", "put", "--host", h, "apple", "red")
-		mustCLI(t, "OK\n", "kv", "put", "--host", h, "banana", "yellow")
-		mustCLI(t, "OK\n", "kv", "put", "--host", h, "cherry", "dark red")
+		mustCLIPrefix(t, "OK (revision ", "kv", "put", "--host", h, "apple", "red")
+		mustCLIPrefix(t, "OK (revision ", "kv", "put", "--host", h, "banana", "yellow")
+		mustCLIPrefix(t, "OK (revision ", "kv", "put", "--host", h, "cherry", "dark red")
 		mustCLI(t, "red\n", "kv", "get", "--host", procs[2].addr, "apple")
 		mustCLI(t, "apple\tred\nbanana\tyellow\ncherry\tdark red\n", "kv", "scan", "--host", h, "a", "")
 		mustCLI(t, "apple\tred\nbanana\tyellow\n", "kv", "scan", "--host", h, "a", "c")
@@ -310,7 +310,7 @@ func TestEndToEnd(t *testing.T) {
 		mustCLI(t, "not swapped: current value \"green\"\n", "kv", "cas", "--host", h, "apple", "red", "blue")
 		mustCLI(t, "swapped\n", "kv", "cas", "--host", h, "--expect-absent", "date", "brown")
 		mustCLI(t, "not swapped: current value \"brown\"\n", "kv", "cas", "--host", h, "--expect-absent", "date", "x")
-		mustCLI(t, "deleted\n", "kv", "del", "--host", h, "date")
+		mustCLIPrefix(t, "deleted (revision ", "kv", "del", "--host", h, "date")
 		if _, errOut, err := cli(t, "kv", "get", "--host", h, "date"); err == nil || !strings.Contains(errOut, "not found") {
 			t.Fatalf("get of a deleted key: %v, %q", err, errOut)
 		}
@@ -657,7 +657,7 @@ func TestMakeRun(t *testing.T) {
 		t.Fatalf("make run used certificates in %s, not DEMO_CERTS=%s", certsDir, demoCerts)
 	}
 	_ = bin
-	mustCLI(t, "OK\n", "kv", "put", "--host", addr, "--certs-dir", certsDir, "hello", "world")
+	mustCLIPrefix(t, "OK (revision ", "kv", "put", "--host", addr, "--certs-dir", certsDir, "hello", "world")
 	mustCLI(t, "world\n", "kv", "get", "--host", addr, "--certs-dir", certsDir, "hello")
 	if out, _, err := cli(t, "kv", "get", "--host", addr, "--dial-timeout", "1s", "--timeout", "3s", "hello"); err == nil {
 		t.Errorf("a client without certificates read from the secure demo: %q", out)

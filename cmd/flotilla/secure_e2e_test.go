@@ -100,8 +100,8 @@ func TestSecureEndToEnd(t *testing.T) {
 	kv := func(args ...string) []string {
 		return append(append([]string{"kv"}, args...), append([]string{"--host", h}, sec...)...)
 	}
-	mustCLI(t, "OK\n", kv("put", "apple", "red")...)
-	mustCLI(t, "OK\n", append(kv("put", "banana", "yellow"), "--user", "alice")...)
+	mustCLIPrefix(t, "OK (revision ", kv("put", "apple", "red")...)
+	mustCLIPrefix(t, "OK (revision ", append(kv("put", "banana", "yellow"), "--user", "alice")...)
 	mustCLI(t, "red\n", kv("get", "apple")...)
 	mustCLI(t, "apple\tred\nbanana\tyellow\n", kv("scan", "a", "")...)
 	mustCLI(t, "swapped\n", kv("cas", "apple", "red", "green")...)

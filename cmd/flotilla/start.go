@@ -51,6 +51,7 @@ func newStartCmd() *cobra.Command {
 		overrides []string
 		logLevel  string
 		gcPercent int
+		retention string
 	)
 	cmd := &cobra.Command{
 		Use:   "start",
@@ -77,6 +78,9 @@ SIGINT or SIGTERM stops the node cleanly.`,
 						cfg.Join = append(cfg.Join, a)
 					}
 				}
+			}
+			if err := parseRetention(&cfg, retention); err != nil {
+				return err
 			}
 			cfg.Logger = log
 			server.Version = version
@@ -134,9 +138,54 @@ SIGINT or SIGTERM stops the node cleanly.`,
 	f.Var(sizeFlag{&cfg.SplitSize}, "split-size", "split a range in two once its keys and values exceed this size, e.g. 64MiB or 512KiB; 0 for the default (64MiB), -1 never")
 	f.Float64Var(&cfg.SplitQPS, "split-qps", 0, "split a range at a key that halves its load once it serves more reads and writes per second than this; 0 for the default (2500), -1 never")
 	f.Var(diskReserveFlag{&cfg.DiskReserve, &cfg.DiskReservePercent}, "disk-reserve", "free disk space to keep, e.g. 1GiB or 5%: below it the node raises its NOSPACE alarm and refuses writes (default 1% of the disk, at least 256MiB but at most 10%; -1 no alarm)")
+	f.StringVar(&cfg.AutoCompactionMode, "auto-compaction-mode", server.CompactionPeriodic, "how old versions are compacted away, as etcd's: periodic (keep --auto-compaction-retention of history), revision (keep that many revisions) or off")
+	f.StringVar(&retention, "auto-compaction-retention", "", "history automatic compaction keeps: a duration such as 1h or 30m for periodic mode (a bare number is hours), a number of revisions for revision mode (default 1h, or 10000 revisions); 0 disables it, as in etcd")
+	f.IntVar(&cfg.MaxTxnOps, "max-txn-ops", 128, "most ops (both branches together) and compares a txn may have")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	f.IntVar(&gcPercent, "gc-percent", 0, fmt.Sprintf("Go's GC target: let the heap grow this many percent over live data between collections (default %d; or GOGC from the environment, if set)", defaultGCPercent))
 	return cmd
+}
+
+// parseRetention applies --auto-compaction-retention to cfg by its mode,
+// as etcd reads its flag: a duration (or a number of hours) for periodic
+// compaction, a number of revisions for revision compaction.
+func parseRetention(cfg *server.Config, s string) error {
+	if s == "" {
+		return nil
+	}
+	switch cfg.AutoCompactionMode {
+	case server.CompactionRevision:
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n < 0 {
+			return fmt.Errorf("--auto-compaction-retention %q: revision mode keeps a number of revisions, e.g. 10000", s)
+		}
+		cfg.AutoCompactionRevisions = n
+		if n == 0 {
+			cfg.AutoCompactionMode = server.CompactionOff // etcd: 0 disables it
+		}
+	case server.CompactionPeriodic:
+		if h, err := strconv.ParseFloat(s, 64); err == nil && h >= 0 {
+			// A number of hours beyond a Duration (Inf included) would
+			// convert to an implementation-defined value (negative on amd64).
+			if h*float64(time.Hour) >= float64(math.MaxInt64) { // 2^63: past the largest Duration
+				return fmt.Errorf("--auto-compaction-retention %q: more hours than a duration holds", s)
+			}
+			cfg.AutoCompactionRetention = time.Duration(h * float64(time.Hour))
+			if cfg.AutoCompactionRetention == 0 {
+				cfg.AutoCompactionMode = server.CompactionOff // etcd: 0 disables it
+			}
+			return nil
+		}
+		d, err := time.ParseDuration(s)
+		if err != nil || d < 0 {
+			return fmt.Errorf("--auto-compaction-retention %q: periodic mode keeps a duration, e.g. 1h or 30m", s)
+		}
+		cfg.AutoCompactionRetention = d
+		if d == 0 {
+			cfg.AutoCompactionMode = server.CompactionOff // etcd: 0 disables it
+		}
+	}
+	return nil
 }
 
 // defaultGCPercent is a node's Go GC target. The node's live heap is small

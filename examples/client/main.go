@@ -1,7 +1,8 @@
 // Copyright 2026 The Flotilla Authors. All rights reserved.
 
 // Command client is the smallest Flotilla client program: it puts a key,
-// reads it back and scans a prefix. It imports only the root package, so
+// reads it back, scans a prefix and increments a counter with a
+// transaction that holds only if nobody wrote it since it was read. It imports only the root package, so
 // it links no storage engine and no raft (internal/layout checks this).
 //
 //	make run                                    # a local, secure cluster, in another terminal
@@ -16,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/flotilladb/flotilla"
@@ -69,5 +71,35 @@ func run(endpoints []string) error {
 	for _, kv := range kvs {
 		fmt.Printf("%s\t%s\n", kv.Key, kv.Value)
 	}
-	return nil
+	return increment(ctx, c, []byte("example/counter"))
+}
+
+// increment adds one to the decimal counter at key: it reads the counter
+// and writes the new value only if its mod revision is still the one read
+// (a missing key has mod revision 0), trying again if another client got
+// there first.
+func increment(ctx context.Context, c *flotilla.Client, key []byte) error {
+	for {
+		cur, err := c.GetAt(ctx, key, 0)
+		if err != nil {
+			return err
+		}
+		n := 0
+		if cur.Found {
+			if n, err = strconv.Atoi(string(cur.KV.Value)); err != nil {
+				return fmt.Errorf("%s holds %q, not a number", key, cur.KV.Value)
+			}
+		}
+		res, err := c.Txn().
+			If(flotilla.Compare(flotilla.ModRevision(key), "=", cur.KV.ModRevision)).
+			Then(flotilla.PutOp(key, []byte(strconv.Itoa(n+1)))).
+			Commit(ctx)
+		if err != nil {
+			return err
+		}
+		if res.Succeeded {
+			fmt.Printf("%s = %d at revision %d\n", key, n+1, res.Revision)
+			return nil
+		}
+	}
 }

@@ -42,6 +42,7 @@ var rank = map[string]int{
 	"rpc/raftrpc":               50,
 	"internal/testcluster":      45,
 	"internal/badinput":         15, // the fuzz targets' oracle of bad requests (tests only)
+	"internal/revcheck":         15, // the oracles of histories with revisions (tests only)
 	"multiraft":                 40,
 	"engine":                    30,
 	"rpc":                       25,

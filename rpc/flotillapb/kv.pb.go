@@ -2437,7 +2437,9 @@ type KVCommand struct {
 	Close int64 `protobuf:"varint,9,opt,name=close,proto3" json:"close,omitempty"`
 	// compact, when set (and ops empty), raises the range's compacted
 	// revision (and its closed revision with it).
-	Compact       int64 `protobuf:"varint,10,opt,name=compact,proto3" json:"compact,omitempty"`
+	Compact int64 `protobuf:"varint,10,opt,name=compact,proto3" json:"compact,omitempty"`
+	// txn marks a txn: its branches (ops and failure) may be empty.
+	Txn           bool `protobuf:"varint,11,opt,name=txn,proto3" json:"txn,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2542,6 +2544,13 @@ func (x *KVCommand) GetCompact() int64 {
 	return 0
 }
 
+func (x *KVCommand) GetTxn() bool {
+	if x != nil {
+		return x.Txn
+	}
+	return false
+}
+
 // SplitCommand splits a range in two at split_key: the range keeps
 // [start_key, split_key) and a new range takes [split_key, end_key), with a
 // replica on every store of the range, of the same type. No data moves.
@@ -2631,10 +2640,14 @@ type KVCommandResult struct {
 	SplitDescriptors []*RangeDescriptor `protobuf:"bytes,4,rep,name=split_descriptors,json=splitDescriptors,proto3" json:"split_descriptors,omitempty"`
 	// revision is the command's revision; succeeded says a txn's compares
 	// held (its ops ran, else its failure ops).
-	Revision      int64 `protobuf:"varint,5,opt,name=revision,proto3" json:"revision,omitempty"`
-	Succeeded     bool  `protobuf:"varint,6,opt,name=succeeded,proto3" json:"succeeded,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Revision  int64 `protobuf:"varint,5,opt,name=revision,proto3" json:"revision,omitempty"`
+	Succeeded bool  `protobuf:"varint,6,opt,name=succeeded,proto3" json:"succeeded,omitempty"`
+	// revision_refused: apply refused the command for its revision (not
+	// above the range's last or closed revision, or asked for in another
+	// term); nothing was applied and the proposer may retry with a new one.
+	RevisionRefused bool `protobuf:"varint,7,opt,name=revision_refused,json=revisionRefused,proto3" json:"revision_refused,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *KVCommandResult) Reset() {
@@ -2705,6 +2718,13 @@ func (x *KVCommandResult) GetRevision() int64 {
 func (x *KVCommandResult) GetSucceeded() bool {
 	if x != nil {
 		return x.Succeeded
+	}
+	return false
+}
+
+func (x *KVCommandResult) GetRevisionRefused() bool {
+	if x != nil {
+		return x.RevisionRefused
 	}
 	return false
 }
@@ -3637,7 +3657,7 @@ const file_flotillapb_kv_proto_rawDesc = "" +
 	"\x05found\x18\x01 \x01(\bR\x05found\x12\x18\n" +
 	"\aswapped\x18\x02 \x01(\bR\aswapped\x12\x18\n" +
 	"\acurrent\x18\x03 \x01(\fR\acurrent\x12\x18\n" +
-	"\adeleted\x18\x04 \x01(\x03R\adeleted\"\xe0\x02\n" +
+	"\adeleted\x18\x04 \x01(\x03R\adeleted\"\xf2\x02\n" +
 	"\tKVCommand\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12!\n" +
@@ -3649,20 +3669,22 @@ const file_flotillapb_kv_proto_rawDesc = "" +
 	"\afailure\x18\b \x03(\v2\x0f.flotilla.v1.OpR\afailure\x12\x14\n" +
 	"\x05close\x18\t \x01(\x03R\x05close\x12\x18\n" +
 	"\acompact\x18\n" +
-	" \x01(\x03R\acompact\"\x90\x01\n" +
+	" \x01(\x03R\acompact\x12\x10\n" +
+	"\x03txn\x18\v \x01(\bR\x03txn\"\x90\x01\n" +
 	"\fSplitCommand\x12\x1b\n" +
 	"\tsplit_key\x18\x01 \x01(\fR\bsplitKey\x12 \n" +
 	"\fnew_range_id\x18\x02 \x01(\x04R\n" +
 	"newRangeId\x12&\n" +
 	"\x0fnew_replica_ids\x18\x03 \x03(\x04R\rnewReplicaIds\x12\x19\n" +
-	"\bconf_ver\x18\x04 \x01(\x04R\aconfVer\"\x96\x02\n" +
+	"\bconf_ver\x18\x04 \x01(\x04R\aconfVer\"\xc1\x02\n" +
 	"\x0fKVCommandResult\x12/\n" +
 	"\aresults\x18\x01 \x03(\v2\x15.flotilla.v1.OpResultR\aresults\x12(\n" +
 	"\x05error\x18\x02 \x01(\v2\x12.flotilla.v1.ErrorR\x05error\x12#\n" +
 	"\rapplied_index\x18\x03 \x01(\x04R\fappliedIndex\x12I\n" +
 	"\x11split_descriptors\x18\x04 \x03(\v2\x1c.flotilla.v1.RangeDescriptorR\x10splitDescriptors\x12\x1a\n" +
 	"\brevision\x18\x05 \x01(\x03R\brevision\x12\x1c\n" +
-	"\tsucceeded\x18\x06 \x01(\bR\tsucceeded\"\x9b\x06\n" +
+	"\tsucceeded\x18\x06 \x01(\bR\tsucceeded\x12)\n" +
+	"\x10revision_refused\x18\a \x01(\bR\x0frevisionRefused\"\x9b\x06\n" +
 	"\x05Error\x12\x18\n" +
 	"\amessage\x18\x01 \x01(\tR\amessage\x12.\n" +
 	"\aoutcome\x18\x02 \x01(\x0e2\x14.flotilla.v1.OutcomeR\aoutcome\x127\n" +

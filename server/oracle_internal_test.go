@@ -1,0 +1,132 @@
+// Copyright 2026 The Flotilla Authors. All rights reserved.
+
+package server
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/flotilladb/flotilla/internal/testutil"
+)
+
+// TestRevisionQueueBatching steps the batching shared by the oracle's
+// client and leader with a fake serve: one round at a time; a caller joins
+// only a round begun after it queued; a round asks for exactly the
+// revisions of the callers still waiting, and hands them out in arrival
+// order; a caller gone before its round gets nothing; an error reaches
+// every caller of its round.
+func TestRevisionQueueBatching(t *testing.T) {
+	n := &Node{}
+	n.stopCtx, n.stop = context.WithCancel(context.Background())
+	q := newRevisionQueue()
+
+	type round struct {
+		total   int64
+		release chan error
+	}
+	rounds := make(chan round)
+	var inFlight, next int64 = 0, 100
+	var mu sync.Mutex
+	serve := func(_ context.Context, total int64) (int64, error) {
+		mu.Lock()
+		inFlight++
+		if inFlight > 1 {
+			t.Errorf("%d rounds in flight", inFlight)
+		}
+		mu.Unlock()
+		r := round{total: total, release: make(chan error)}
+		rounds <- r
+		err := <-r.release
+		mu.Lock()
+		inFlight--
+		first := next
+		if err == nil {
+			next += total
+		}
+		mu.Unlock()
+		return first, err
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		q.run(n, serve)
+	}()
+	defer func() {
+		n.stop()
+		wg.Wait()
+	}()
+
+	type answer struct {
+		first int64
+		err   error
+	}
+	call := func(ctx context.Context, count int64) chan answer {
+		ch := make(chan answer, 1)
+		go func() {
+			first, err := q.wait(ctx, n, count)
+			ch <- answer{first, err}
+		}()
+		return ch
+	}
+	pending := func(want int) {
+		t.Helper()
+		testutil.SucceedsSoon(t, func() error {
+			q.mu.Lock()
+			defer q.mu.Unlock()
+			if q.mu.pending == nil || len(q.mu.pending.slots) != want {
+				return fmt.Errorf("callers pending %v, want %d", q.mu.pending, want)
+			}
+			return nil
+		})
+	}
+	expect := func(ch chan answer, first int64, wantErr bool) {
+		t.Helper()
+		a := <-ch
+		if (a.err != nil) != wantErr || (!wantErr && a.first != first) {
+			t.Fatalf("answer %d, %v; want %d (error: %v)", a.first, a.err, first, wantErr)
+		}
+	}
+
+	// A alone: a round of 1.
+	a := call(context.Background(), 1)
+	r1 := <-rounds
+	if r1.total != 1 {
+		t.Fatalf("first round asks %d", r1.total)
+	}
+	// B (2) and C (1) arrive while it is in flight: the next round.
+	b := call(context.Background(), 2)
+	pending(1)
+	c := call(context.Background(), 1)
+	pending(2)
+	r1.release <- nil
+	expect(a, 100, false)
+	r2 := <-rounds
+	if r2.total != 3 {
+		t.Fatalf("second round asks %d, want 3", r2.total)
+	}
+	// D gives up before its round begins; E waits.
+	dctx, cancelD := context.WithCancel(context.Background())
+	d := call(dctx, 5)
+	pending(1)
+	e := call(context.Background(), 1)
+	pending(2)
+	cancelD()
+	expect(d, 0, true)
+	r2.release <- nil
+	expect(b, 101, false)
+	expect(c, 103, false)
+	r3 := <-rounds
+	if r3.total != 1 {
+		t.Fatalf("third round asks %d, want 1 (the caller gone gets none)", r3.total)
+	}
+	r3.release <- fmt.Errorf("leader lost")
+	expect(e, 0, true)
+	// After an error, a new caller gets a new round.
+	f := call(context.Background(), 1)
+	r4 := <-rounds
+	r4.release <- nil
+	expect(f, 104, false)
+}
