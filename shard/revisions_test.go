@@ -268,6 +268,31 @@ func TestTxn(t *testing.T) {
 	}
 }
 
+// interleavingCluster starts the cluster of the interleaving tests: range
+// 1 on three nodes, led by node 1, with k = "old" (knobs for every store).
+func interleavingCluster(t *testing.T, knobs *shard.TestingKnobs) (*kvCluster, context.Context) {
+	k := newKVCluster(t, clusterOptions{Options: testcluster.Options{Nodes: 3},
+		configureStore: func(_ multiraft.NodeID, c *shard.Config) { c.Testing = knobs }})
+	k.bootstrapRange(1, "", "", 1, 2, 3)
+	ctx := testCtx(t)
+	k.makeLeader(1, 1)
+	if _, err := k.Store(1).Put(ctx, &flotillapb.PutRequest{Key: []byte("k"), Value: []byte("old")}); err != nil {
+		t.Fatal(err)
+	}
+	return k, ctx
+}
+
+// putLate puts k = "late" through node 1 in the background; the channel
+// gets its error.
+func putLate(ctx context.Context, k *kvCluster) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		_, err := k.Store(1).Put(ctx, &flotillapb.PutRequest{Key: []byte("k"), Value: []byte("late")})
+		done <- err
+	}()
+	return done
+}
+
 // holdWrite arms k's oracle to hold the next revision it hands out (a
 // write's) in its caller until release is called; held reports the
 // revision once it is held.
@@ -293,22 +318,11 @@ func holdWrite(k *kvCluster) (held <-chan int64, release func()) {
 // and regains it; then the write proposes. It returns the read's value
 // and R, and the value a read at R finds afterwards.
 func loseAndRegain(t *testing.T, knobs *shard.TestingKnobs) (before, after string, r int64) {
-	k := newKVCluster(t, clusterOptions{Options: testcluster.Options{Nodes: 3},
-		configureStore: func(_ multiraft.NodeID, c *shard.Config) { c.Testing = knobs }})
+	k, ctx := interleavingCluster(t, knobs)
 	const rid = 1
-	k.bootstrapRange(rid, "", "", 1, 2, 3)
-	ctx := testCtx(t)
-	k.makeLeader(rid, 1)
-	if _, err := k.Store(1).Put(ctx, &flotillapb.PutRequest{Key: []byte("k"), Value: []byte("old")}); err != nil {
-		t.Fatal(err)
-	}
 	held, release := holdWrite(k)
 	defer release()
-	done := make(chan error, 1)
-	go func() {
-		_, err := k.Store(1).Put(ctx, &flotillapb.PutRequest{Key: []byte("k"), Value: []byte("late")})
-		done <- err
-	}()
+	done := putLate(ctx, k)
 	v := <-held
 	k.revs.SetHook(nil)
 	k.makeLeader(rid, 2)
@@ -358,22 +372,11 @@ func TestLoseAndRegainLeadership(t *testing.T) {
 // released once the read has taken its revision. It returns the read's
 // value and revision and what a read at that revision finds afterwards.
 func readWhileWriteHeld(t *testing.T, knobs *shard.TestingKnobs) (before, after string, r int64) {
-	k := newKVCluster(t, clusterOptions{Options: testcluster.Options{Nodes: 3},
-		configureStore: func(_ multiraft.NodeID, c *shard.Config) { c.Testing = knobs }})
+	k, ctx := interleavingCluster(t, knobs)
 	const rid = 1
-	k.bootstrapRange(rid, "", "", 1, 2, 3)
-	ctx := testCtx(t)
-	k.makeLeader(rid, 1)
-	if _, err := k.Store(1).Put(ctx, &flotillapb.PutRequest{Key: []byte("k"), Value: []byte("old")}); err != nil {
-		t.Fatal(err)
-	}
 	held, release := holdWrite(k)
 	defer release()
-	wrote := make(chan error, 1)
-	go func() {
-		_, err := k.Store(1).Put(ctx, &flotillapb.PutRequest{Key: []byte("k"), Value: []byte("late")})
-		wrote <- err
-	}()
+	wrote := putLate(ctx, k)
 	<-held
 	broken := knobs != nil && knobs.UnsafeSkipReadWait
 	if !broken {
@@ -423,15 +426,8 @@ func TestReadWaitsForEarlierWrites(t *testing.T) {
 // once its revision is known, not when it started asking (the review of
 // issue 16 found the read served without it).
 func TestLatestReadWaitsForWriteRevisionedFirst(t *testing.T) {
-	k := newKVCluster(t, clusterOptions{Options: testcluster.Options{Nodes: 3}})
-	const rid = 1
-	k.bootstrapRange(rid, "", "", 1, 2, 3)
-	ctx := testCtx(t)
-	k.makeLeader(rid, 1)
-	if _, err := k.Store(1).Put(ctx, &flotillapb.PutRequest{Key: []byte("k"), Value: []byte("old")}); err != nil {
-		t.Fatal(err)
-	}
-	wrote := make(chan error, 1)
+	k, ctx := interleavingCluster(t, nil)
+	var late <-chan error
 	k.revs.SetPreHook(func() {
 		// In the read's oracle call, before its revision is handed out
 		// (once: the write's own call runs no hook): a write registers
@@ -442,10 +438,7 @@ func TestLatestReadWaitsForWriteRevisionedFirst(t *testing.T) {
 			k.revs.SetHook(nil)
 			close(got)
 		})
-		go func() {
-			_, err := k.Store(1).Put(context.Background(), &flotillapb.PutRequest{Key: []byte("k"), Value: []byte("late")})
-			wrote <- err
-		}()
+		late = putLate(context.Background(), k)
 		<-got
 	})
 	g, err := k.Store(1).Get(ctx, &flotillapb.GetRequest{Key: []byte("k")})
@@ -453,7 +446,7 @@ func TestLatestReadWaitsForWriteRevisionedFirst(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := <-wrote; err != nil {
+	if err := <-late; err != nil {
 		t.Fatal(err)
 	}
 	r := g.GetHeader().GetRevision()
