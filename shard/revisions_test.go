@@ -373,7 +373,6 @@ func TestLoseAndRegainLeadership(t *testing.T) {
 // value and revision and what a read at that revision finds afterwards.
 func readWhileWriteHeld(t *testing.T, knobs *shard.TestingKnobs) (before, after string, r int64) {
 	k, ctx := interleavingCluster(t, knobs)
-	const rid = 1
 	held, release := holdWrite(k)
 	defer release()
 	wrote := putLate(ctx, k)
