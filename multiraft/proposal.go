@@ -89,6 +89,10 @@ func (p *proposal) resolve(res Result, err error) {
 	}
 }
 
+// FailedProposal returns a proposal that already failed with err, for
+// tests of code that hands proposals around.
+func FailedProposal(err error) *Proposal { return resolvedProposal(err) }
+
 func resolvedProposal(err error) *Proposal {
 	p := &proposal{done: make(chan struct{})}
 	p.resolve(Result{}, err)

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -226,21 +227,29 @@ func benchRevisions(b *testing.B, n *server.Node) {
 		_, err := n.Revision(ctx)
 		return err
 	})
-	b.SetParallelism(64)
-	b.ReportAllocs()
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			if _, err := n.Revision(ctx); err != nil {
-				b.Error(err)
-				return
+	// A batch takes the callers that arrived while the previous one was in
+	// flight, so throughput grows with the callers until the leader's
+	// rounds saturate a core.
+	for _, callers := range []int{128, 256, 512} {
+		b.Run(fmt.Sprintf("callers=%d", callers), func(b *testing.B) {
+			batches0 := n.CounterForTest("flotilla_oracle_batches_total")
+			revs0 := n.CounterForTest("flotilla_oracle_revisions_total")
+			b.SetParallelism(max(1, callers/runtime.GOMAXPROCS(0)))
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := n.Revision(ctx); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "revisions/s")
+			// Batches of this node's client during this run.
+			if batches := n.CounterForTest("flotilla_oracle_batches_total") - batches0; batches > 0 {
+				b.ReportMetric(float64(n.CounterForTest("flotilla_oracle_revisions_total")-revs0)/float64(batches), "revisions/batch")
 			}
-		}
-	})
-	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "revisions/s")
-	// Batches of this node's client: the whole run, warm-up included.
-	if batches := n.CounterForTest("flotilla_oracle_batches_total"); batches > 0 {
-		b.ReportMetric(float64(n.CounterForTest("flotilla_oracle_revisions_total"))/float64(batches), "revisions/batch")
-		b.ReportMetric(b.Elapsed().Seconds()*1e6/float64(batches), "µs/batch")
+		})
 	}
 }

@@ -31,7 +31,13 @@ func (r *Replica) Apply(b *engine.Batch, cmds []multiraft.Command) ([]multiraft.
 		// after the snapshot that initializes it.
 		return nil, fmt.Errorf("shard: range %d: %d commands to apply on an uninitialized replica", r.id, len(cmds))
 	}
-	a := &applier{r: r, b: b, ov: newOverlay(r.store.eng, b), desc: desc, stats: stats, revs: revs}
+	versions := &r.versions
+	if r.store.testingKnob(func(k *TestingKnobs) bool { return k.UnsafeApplyBelowLast }) {
+		// Writes land below the newest version: the cache would not
+		// know the newest.
+		versions = &versionCache{}
+	}
+	a := &applier{r: r, b: b, ov: newOverlay(r.store.eng, b, versions), desc: desc, stats: stats, revs: revs}
 	results := make([]multiraft.Result, len(cmds))
 	for i, c := range cmds {
 		var err error
@@ -307,7 +313,7 @@ func (a *applier) applyOp(op *flotillapb.Op, rev int64) (*flotillapb.OpResult, e
 }
 
 func (a *applier) put(key, value []byte, rev int64) error {
-	old, found, err := a.ov.put(key, value, rev)
+	oldLen, found, err := a.ov.put(key, value, rev)
 	if err != nil {
 		return err
 	}
@@ -315,18 +321,18 @@ func (a *applier) put(key, value []byte, rev int64) error {
 		a.stats.keys++
 		a.stats.keyBytes += int64(len(key))
 	}
-	a.stats.valueBytes += int64(len(value)) - int64(len(old.Value))
+	a.stats.valueBytes += int64(len(value)) - int64(oldLen)
 	return nil
 }
 
 func (a *applier) delete(key []byte, rev int64) (found bool, _ error) {
-	old, found, err := a.ov.delete(key, rev)
+	oldLen, found, err := a.ov.delete(key, rev)
 	if err != nil || !found {
 		return false, err
 	}
 	a.stats.keys--
 	a.stats.keyBytes -= int64(len(key))
-	a.stats.valueBytes -= int64(len(old.Value))
+	a.stats.valueBytes -= int64(oldLen)
 	return true, nil
 }
 
@@ -368,7 +374,9 @@ func (a *applier) applyClose(c multiraft.Command, cmd *flotillapb.KVCommand) (mu
 		// Remove the versions no read at or above compact can see. The
 		// engine holds the state as of the previous Apply; versions this
 		// call wrote stay (reads may see them), which the data hash
-		// allows for (hashVersions).
+		// allows for (hashVersions). The version cache stays exact: a
+		// key's newest version survives, unless it is a tombstone, and a
+		// key with none is as absent as one whose newest is one.
 		if _, _, err := engine.MVCCCompact(a.r.store.eng, a.b, a.desc.GetStartKey(), a.desc.GetEndKey(), compact, 0); err != nil {
 			return multiraft.Result{}, err
 		}
@@ -439,6 +447,9 @@ func (a *applier) applySplit(c multiraft.Command, sc *flotillapb.SplitCommand) (
 		return multiraft.Result{}, err
 	}
 	a.desc = left
+	// The right-hand keys leave; forget them (the cache holds no key of
+	// another range).
+	a.r.versions.reset()
 	// Later commands of this call must not see the right-hand data through
 	// the overlay as the left range's: they are checked against the new
 	// descriptor, so none touches it.

@@ -20,6 +20,9 @@ const (
 	DefaultMaxValueSize = flotillapb.DefaultMaxValueSize
 	// DefaultMaxCommandSize is the default for Config.MaxCommandSize: 32 MiB.
 	DefaultMaxCommandSize = 32 << 20
+	// DefaultVersionCacheBytes is the default for Config.VersionCacheBytes:
+	// 64 MiB, about 500,000 keys of 30 bytes.
+	DefaultVersionCacheBytes = 64 << 20
 	// DefaultMaxScanBytes is the default for Config.MaxScanBytes: 4 MiB.
 	DefaultMaxScanBytes = flotillapb.DefaultMaxScanBytes
 )
@@ -50,6 +53,13 @@ type Config struct {
 	// MaxTxnOps bounds the ops of a txn (both branches together) and its
 	// compares. Default flotillapb.DefaultMaxTxnOps (etcd's --max-txn-ops).
 	MaxTxnOps int
+	// VersionCacheBytes is the memory the store's replicas share to
+	// remember keys' newest versions for apply (versionCache), so that a
+	// write to a recently written key does not seek the engine for the
+	// version it continues. Shared fairly, the caches together may hold up
+	// to twice it (idle replicas keep theirs until then). Negative turns
+	// the cache off. Default DefaultVersionCacheBytes.
+	VersionCacheBytes int64
 	// AdmitWrite, if set, is asked before a range's leader proposes a
 	// client write (put, delete, delete-range, compare-and-swap, batch),
 	// whichever node's gateway sent it; an error refuses the write, which
@@ -107,6 +117,9 @@ func (c *Config) EnsureDefaults() {
 	if c.MaxTxnOps == 0 {
 		c.MaxTxnOps = flotillapb.DefaultMaxTxnOps
 	}
+	if c.VersionCacheBytes == 0 {
+		c.VersionCacheBytes = DefaultVersionCacheBytes
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -146,7 +159,9 @@ func (c *Config) Validate() error {
 // RaftHost is what a Store needs from its node's multiraft.Host, which
 // implements it. Its methods may be called from any goroutine.
 type RaftHost interface {
-	// Propose proposes cmd to the group through its local replica.
+	// Propose proposes cmd to the group through its local replica. It must
+	// not block nor call back into the store: a range's write tracker calls
+	// it under its lock, to propose a batch of writes in revision order.
 	Propose(id multiraft.GroupID, cmd []byte) *multiraft.Proposal
 	// ReadIndex returns once a linearizable read of the group may be served
 	// from the local replica, with the index it may be served at.

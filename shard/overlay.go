@@ -4,9 +4,11 @@ package shard
 
 import (
 	"bytes"
+	"fmt"
 	"slices"
 
 	"github.com/flotilladb/flotilla/engine"
+	"github.com/flotilladb/flotilla/internal/invariants"
 )
 
 // overlay is the view of a range's versioned user data during one Apply
@@ -22,6 +24,9 @@ import (
 type overlay struct {
 	r engine.Reader
 	b *engine.Batch
+	// versions answers what a put or delete needs to know of a key's
+	// newest version, before the engine is asked; every write updates it.
+	versions *versionCache
 	// points holds the newest version this call wrote of each key (puts and
 	// tombstones).
 	points map[string]engine.Version
@@ -42,8 +47,8 @@ func (s userSpan) empty() bool {
 	return len(s.end) > 0 && bytes.Compare(s.start, s.end) >= 0
 }
 
-func newOverlay(r engine.Reader, b *engine.Batch) *overlay {
-	return &overlay{r: r, b: b, points: make(map[string]engine.Version)}
+func newOverlay(r engine.Reader, b *engine.Batch, versions *versionCache) *overlay {
+	return &overlay{r: r, b: b, versions: versions, points: make(map[string]engine.Version)}
 }
 
 // get returns key's newest version as of the writes so far if the key
@@ -63,37 +68,69 @@ func (o *overlay) get(key []byte) (engine.Version, bool, error) {
 	return v, true, nil
 }
 
-// put writes value as key's version at rev and returns the version it
-// replaced, if the key existed. It keeps value.
-func (o *overlay) put(key, value []byte, rev int64) (old engine.Version, existed bool, _ error) {
-	old, existed, err := o.get(key)
+// newest returns what a write needs of key's newest version as of the
+// writes so far: from the overlay, the version cache, or the engine (whose
+// answer the cache then keeps).
+func (o *overlay) newest(key []byte) (cachedVersion, error) {
+	if v, ok := o.points[string(key)]; ok {
+		return cachedOf(v, true), nil
+	}
+	if v, ok := o.versions.get(key); ok {
+		if invariants.Enabled {
+			e, found, err := engine.MVCCGet(o.r, key, 0)
+			if err == nil && cachedOf(e, found) != v {
+				panic(fmt.Sprintf("shard: the version cache has %+v for %q, the engine %+v", v, key, cachedOf(e, found)))
+			}
+		}
+		return v, nil
+	}
+	v, found, err := engine.MVCCGet(o.r, key, 0)
 	if err != nil {
-		return engine.Version{}, false, err
+		return cachedVersion{}, err
 	}
-	v := engine.Version{Value: value, ModRevision: rev, CreateRevision: rev, Version: 1}
-	if existed {
-		v.CreateRevision, v.Version = old.CreateRevision, old.Version+1
-	}
+	c := cachedOf(v, found)
+	o.versions.put(key, c)
+	return c, nil
+}
+
+// write stages v as key's newest version.
+func (o *overlay) write(key []byte, v engine.Version) error {
 	if err := engine.MVCCPut(o.b, key, v); err != nil {
-		return engine.Version{}, false, err
+		return err
 	}
 	o.points[string(key)] = v
-	return old, existed, nil
+	o.versions.put(key, cachedOf(v, true))
+	return nil
+}
+
+// put writes value as key's version at rev and returns the length of the
+// value it replaced and whether the key existed. It keeps value.
+func (o *overlay) put(key, value []byte, rev int64) (oldLen int, existed bool, _ error) {
+	old, err := o.newest(key)
+	if err != nil {
+		return 0, false, err
+	}
+	v := engine.Version{Value: value, ModRevision: rev, CreateRevision: rev, Version: 1}
+	if !old.absent {
+		v.CreateRevision, v.Version = old.createRev, old.version+1
+	}
+	if err := o.write(key, v); err != nil {
+		return 0, false, err
+	}
+	return old.valueLen, !old.absent, nil
 }
 
 // delete writes a tombstone for key at rev if the key exists, and returns
-// the version it deleted.
-func (o *overlay) delete(key []byte, rev int64) (old engine.Version, existed bool, _ error) {
-	old, existed, err := o.get(key)
-	if err != nil || !existed {
-		return engine.Version{}, false, err
+// the length of the value it deleted.
+func (o *overlay) delete(key []byte, rev int64) (oldLen int, existed bool, _ error) {
+	old, err := o.newest(key)
+	if err != nil || old.absent {
+		return 0, false, err
 	}
-	v := engine.Version{ModRevision: rev, Deleted: true}
-	if err := engine.MVCCPut(o.b, key, v); err != nil {
-		return engine.Version{}, false, err
+	if err := o.write(key, engine.Version{ModRevision: rev, Deleted: true}); err != nil {
+		return 0, false, err
 	}
-	o.points[string(key)] = v
-	return old, true, nil
+	return old.valueLen, true, nil
 }
 
 // keyVersion is a key with one of its versions.

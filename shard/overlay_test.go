@@ -90,16 +90,32 @@ func TestOverlayRandomized(t *testing.T) {
 		}
 		b.Close()
 
+		// Several apply calls share one version cache, with no budget, a
+		// tiny one (evicting) or a large one.
+		budget := &cacheBudget{limit: []int64{0, 3 * (2 + cacheEntryOverhead), 1 << 20}[rng.IntN(3)]}
+		cache := &versionCache{budget: budget}
 		b = eng.NewBatch()
-		ov := newOverlay(eng, b)
+		ov := newOverlay(eng, b, cache)
 		for step := range 60 {
+			if step > 0 && rng.IntN(10) == 0 {
+				// The next apply call.
+				if err := b.Commit(false); err != nil {
+					t.Fatal(err)
+				}
+				b.Close()
+				b = eng.NewBatch()
+				ov = newOverlay(eng, b, cache)
+			}
+			if used := budget.used.Load(); used > max(budget.limit, 0) || used != cache.bytes.Load() {
+				t.Fatalf("step %d: the cache uses %d bytes (%d counted) of a budget of %d", step, cache.bytes.Load(), used, budget.limit)
+			}
 			rev++
 			switch rng.IntN(4) {
 			case 0:
 				k, v := key(), fmt.Sprintf("v%d", rng.IntN(1000))
 				old, existed, err := ov.put([]byte(k), []byte(v), rev)
 				mv, ok := model[k]
-				if err != nil || existed != ok || ok && string(old.Value) != mv.value {
+				if err != nil || existed != ok || ok && old != len(mv.value) {
 					t.Fatalf("step %d: put %q = %v, %v, %v; model %v, %v", step, k, old, existed, err, mv, ok)
 				}
 				if !ok {
@@ -109,9 +125,9 @@ func TestOverlayRandomized(t *testing.T) {
 				model[k] = mv
 			case 1:
 				k := key()
-				_, existed, err := ov.delete([]byte(k), rev)
-				_, ok := model[k]
-				if err != nil || existed != ok {
+				old, existed, err := ov.delete([]byte(k), rev)
+				mv, ok := model[k]
+				if err != nil || existed != ok || ok && old != len(mv.value) {
 					t.Fatalf("step %d: delete %q = %v, %v; model %v", step, k, existed, err, ok)
 				}
 				delete(model, k)

@@ -67,6 +67,10 @@ type Replica struct {
 	// tracker follows the writes this replica proposes as leader.
 	tracker writeTracker
 
+	// versions caches keys' newest versions for apply (worker only; see
+	// versionCache).
+	versions versionCache
+
 	// checkedSpans are the data spans snapshot checks accepted since the
 	// last Restored (worker only): the descriptor a snapshot carries must
 	// describe one of them.
@@ -94,7 +98,12 @@ type Stats struct {
 }
 
 // Destroyed implements multiraft.DestroyObserver.
-func (r *Replica) Destroyed() { r.wiped.Store(true) }
+func (r *Replica) Destroyed() {
+	r.wiped.Store(true)
+	// The worker is done with the replica (the host let it go before
+	// its data was deleted).
+	r.versions.reset()
+}
 
 // noteSplit remembers the right-hand range a split made (worker).
 func (r *Replica) noteSplit(right *flotillapb.RangeDescriptor) {
@@ -382,6 +391,7 @@ func (r *Replica) Restored() error {
 		}
 	}
 	r.checkedSpans = nil
+	r.versions.reset()
 	if old := r.descriptor(); old != nil && !bytes.Equal(old.GetEndKey(), desc.GetEndKey()) {
 		// The snapshot narrowed the range (it was split while this replica
 		// lagged): the rest of the old span belongs to the right-hand

@@ -547,16 +547,25 @@ func (s *Store) proposeWrite(ctx context.Context, host RaftHost, r *Replica, cmd
 		r.tracker.giveUp(w)
 		return nil, 0, false, oracleError(writeOutcome, r.id, err)
 	}
-	r.tracker.setRevision(w, rev)
-	if err := r.tracker.waitTurn(ctx, w); err != nil {
-		r.tracker.giveUp(w)
+	data := appendRevision(cmd, rev, st.Term)
+	before := s.cfg.Testing != nil && s.cfg.Testing.BeforePropose != nil
+	var propose func() *multiraft.Proposal
+	if !before {
+		// Whoever gives the write its turn proposes it: the writes of one
+		// oracle batch propose together, in order.
+		propose = func() *multiraft.Proposal { return host.Propose(r.id, data) }
+	}
+	r.tracker.setRevision(w, rev, propose)
+	p, err := r.tracker.waitTurn(ctx, w)
+	if err != nil {
 		return nil, 0, false, unavailable(writeOutcome, "range %d: waiting for earlier writes to propose: %v", r.id, err)
 	}
-	if k := s.cfg.Testing; k != nil && k.BeforePropose != nil {
-		k.BeforePropose(r.id, rev)
+	if p == nil {
+		// The knob runs on the write's own goroutine, and may block.
+		s.cfg.Testing.BeforePropose(r.id, rev)
+		p = host.Propose(r.id, data)
+		r.tracker.proposed(w, p.Done())
 	}
-	p := host.Propose(r.id, appendRevision(cmd, rev, st.Term))
-	r.tracker.proposed(w, p.Done())
 	defer r.tracker.finish(w)
 	return proposeResult(ctx, p, r.id)
 }

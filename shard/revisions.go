@@ -3,11 +3,13 @@
 package shard
 
 import (
+	"container/heap"
 	"context"
 	"fmt"
 	"sync"
 	"time"
 
+	"github.com/flotilladb/flotilla/multiraft"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
 	"google.golang.org/protobuf/proto"
 )
@@ -57,6 +59,10 @@ func (s revState) marshal() ([]byte, error) {
 //
 // Writes register and deregister themselves; one whose caller left
 // before its proposal resolved is pruned once it has.
+//
+// Turns cost O(log n) per write, not a scan: per term, the writes without a
+// revision are kept in registration order and those with one that have not
+// proposed in a heap by revision, and only the heap's head is ever woken.
 type writeTracker struct {
 	mu sync.Mutex
 	// writes are the tracked writes.
@@ -66,9 +72,18 @@ type writeTracker struct {
 	// pruneAt is the number of tracked writes at which register prunes
 	// those resolved since (whose callers left) or of older terms.
 	pruneAt int
-	// changed is closed and replaced whenever a tracked write gets its
-	// revision, proposes, or gives up.
-	changed chan struct{}
+	// queues holds, per raft term, the term's writes that have not
+	// proposed or given up.
+	queues map[uint64]*turnQueue
+}
+
+// turnQueue orders the unproposed writes of one term.
+type turnQueue struct {
+	// first and last delimit the writes without a revision, in
+	// registration (seq) order, linked by prev and next.
+	first, last *trackedWrite
+	// ready holds the writes with a revision, a min-heap by revision.
+	ready readyHeap
 }
 
 // trackedWrite is one write on its way. Fields are guarded by the
@@ -91,25 +106,36 @@ type trackedWrite struct {
 	// done, set when proposed, is closed when it resolves (its proposal's
 	// Done, or a closed channel when it gave up).
 	done <-chan struct{}
+	// prev and next link it among its queue's writes without a revision.
+	prev, next *trackedWrite
+	// heapIndex is its index in its queue's ready heap, -1 when not there.
+	heapIndex int
+	// granted: it may propose; turn, made by a waiter, is closed then.
+	granted bool
+	turn    chan struct{}
+	// propose, if set, proposes it; whoever grants it its turn calls it
+	// then, under the tracker's mu, and keeps the proposal (so that a
+	// batch of writes proposes at once, in order, not one goroutine
+	// wake-up after another). Unset, its own goroutine proposes once
+	// granted, and calls proposed.
+	propose  func() *multiraft.Proposal
+	proposal *multiraft.Proposal
+	// changed, made by a read waiting for it, is closed (and cleared)
+	// when it gets its revision, proposes or gives up.
+	changed chan struct{}
 }
 
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 func (t *writeTracker) init() {
 	t.writes = make(map[*trackedWrite]struct{})
-	t.changed = make(chan struct{})
+	t.queues = make(map[uint64]*turnQueue)
 	t.pruneAt = minPruneAt
 }
 
 // minPruneAt is the least number of tracked writes at which register
 // prunes.
 const minPruneAt = 256
-
-// notifyLocked wakes everyone waiting for a change.
-func (t *writeTracker) notifyLocked() {
-	close(t.changed)
-	t.changed = make(chan struct{})
-}
 
 // register starts tracking a write of term; seen is the highest revision
 // the node has received.
@@ -121,8 +147,14 @@ func (t *writeTracker) register(term uint64, seen int64) *trackedWrite {
 		t.pruneAt = max(minPruneAt, 2*len(t.writes))
 	}
 	t.seq++
-	w := &trackedWrite{term: term, seq: t.seq, seen: seen}
+	w := &trackedWrite{term: term, seq: t.seq, seen: seen, heapIndex: -1}
 	t.writes[w] = struct{}{}
+	q := t.queues[term]
+	if q == nil {
+		q = &turnQueue{}
+		t.queues[term] = q
+	}
+	q.pushUnrevised(w)
 	return w
 }
 
@@ -136,30 +168,64 @@ func (t *writeTracker) pruneLocked(term uint64) {
 	}
 }
 
-// setRevision records the revision w got.
-func (t *writeTracker) setRevision(w *trackedWrite, rev int64) {
+// setRevision records the revision w got and how to propose it (nil: its
+// own goroutine proposes it after waitTurn).
+func (t *writeTracker) setRevision(w *trackedWrite, rev int64, propose func() *multiraft.Proposal) {
 	t.mu.Lock()
-	w.rev, w.revSeq = rev, t.seq
-	t.notifyLocked()
-	t.mu.Unlock()
+	defer t.mu.Unlock()
+	w.rev, w.revSeq, w.propose = rev, t.seq, propose
+	q := t.queues[w.term]
+	q.removeUnrevised(w)
+	heap.Push(&q.ready, w)
+	w.notifyLocked()
+	t.grantLocked(w.term, q)
 }
 
 // giveUp resolves w without proposing it: it will never be.
 func (t *writeTracker) giveUp(w *trackedWrite) {
 	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.giveUpLocked(w)
+}
+
+func (t *writeTracker) giveUpLocked(w *trackedWrite) {
+	t.leaveQueueLocked(w)
 	w.proposed, w.done = true, closedChan
 	delete(t.writes, w)
-	t.notifyLocked()
-	t.mu.Unlock()
+	w.notifyLocked()
 }
 
 // proposed records that w was handed to raft; done is closed when it
 // resolves.
 func (t *writeTracker) proposed(w *trackedWrite, done <-chan struct{}) {
 	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.leaveQueueLocked(w)
 	w.proposed, w.done = true, done
-	t.notifyLocked()
-	t.mu.Unlock()
+	w.notifyLocked()
+}
+
+// leaveQueueLocked takes w, proposing or giving up, out of its term's
+// queue and lets the next write there have its turn.
+func (t *writeTracker) leaveQueueLocked(w *trackedWrite) {
+	if w.proposed {
+		return
+	}
+	q := t.queues[w.term]
+	if w.heapIndex >= 0 {
+		heap.Remove(&q.ready, w.heapIndex)
+	} else {
+		q.removeUnrevised(w)
+	}
+	t.grantLocked(w.term, q)
+}
+
+// notifyLocked wakes the reads waiting for w to change.
+func (w *trackedWrite) notifyLocked() {
+	if w.changed != nil {
+		close(w.changed)
+		w.changed = nil
+	}
 }
 
 // finish stops tracking w once it resolved (its proposal's outcome is
@@ -183,28 +249,114 @@ func isClosed(c <-chan struct{}) bool {
 
 // waitTurn returns once no other write of w's term that got a smaller
 // revision, or has none yet and registered before w got its revision, is
-// still unproposed: w may propose. ctx ending returns its error.
-func (t *writeTracker) waitTurn(ctx context.Context, w *trackedWrite) error {
-	for {
-		t.mu.Lock()
-		blocked := false
-		for o := range t.writes {
-			if o != w && o.term == w.term && !o.proposed && o.seq <= w.revSeq && (o.rev == 0 || o.rev < w.rev) {
-				blocked = true
-				break
-			}
-		}
-		changed := t.changed
+// still unproposed: w may propose, or, if it was set up so, was proposed
+// (its proposal is returned). ctx ending first gives w up and returns
+// ctx's error.
+func (t *writeTracker) waitTurn(ctx context.Context, w *trackedWrite) (*multiraft.Proposal, error) {
+	t.mu.Lock()
+	if w.granted {
+		p := w.proposal
 		t.mu.Unlock()
-		if !blocked {
-			return nil
+		return p, nil
+	}
+	if w.turn == nil {
+		w.turn = make(chan struct{})
+	}
+	turn := w.turn
+	t.mu.Unlock()
+	select {
+	case <-turn:
+	case <-ctx.Done():
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !w.granted {
+		t.giveUpLocked(w)
+		return nil, ctx.Err()
+	}
+	return w.proposal, nil
+}
+
+// grantLocked gives the turn to the write with the smallest revision once
+// no write without a revision registered before it got its own: none of
+// those can get a smaller one any more, and every other write with a
+// revision has a larger one. (A write registered after w got its revision
+// asks the oracle later and gets a larger one, so it never holds w back.)
+// A write that can propose itself here does, and leaves the queue, and the
+// next one is considered; one whose goroutine proposes it holds its turn
+// until it calls proposed. An empty queue is dropped.
+func (t *writeTracker) grantLocked(term uint64, q *turnQueue) {
+	for len(q.ready) > 0 {
+		head := q.ready[0]
+		if head.granted || q.first != nil && q.first.seq <= head.revSeq {
+			return
 		}
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			return ctx.Err()
+		head.granted = true
+		if head.propose != nil {
+			heap.Pop(&q.ready)
+			head.proposal = head.propose()
+			head.proposed, head.done = true, head.proposal.Done()
+			head.notifyLocked()
+		}
+		if head.turn != nil {
+			close(head.turn)
+		}
+		if head.propose == nil {
+			return
 		}
 	}
+	if q.first == nil {
+		delete(t.queues, term)
+	}
+}
+
+func (q *turnQueue) pushUnrevised(w *trackedWrite) {
+	w.prev, w.next = q.last, nil
+	if q.last != nil {
+		q.last.next = w
+	} else {
+		q.first = w
+	}
+	q.last = w
+}
+
+func (q *turnQueue) removeUnrevised(w *trackedWrite) {
+	if w.prev != nil {
+		w.prev.next = w.next
+	} else if q.first == w {
+		q.first = w.next
+	}
+	if w.next != nil {
+		w.next.prev = w.prev
+	} else if q.last == w {
+		q.last = w.prev
+	}
+	w.prev, w.next = nil, nil
+}
+
+// readyHeap is a turnQueue's writes with a revision, a container/heap by
+// revision that keeps each write's heapIndex.
+type readyHeap []*trackedWrite
+
+func (h readyHeap) Len() int           { return len(h) }
+func (h readyHeap) Less(i, j int) bool { return h[i].rev < h[j].rev }
+func (h readyHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].heapIndex, h[j].heapIndex = i, j
+}
+func (h *readyHeap) Push(x any) {
+	w := x.(*trackedWrite)
+	w.heapIndex = len(*h)
+	*h = append(*h, w)
+}
+func (h *readyHeap) Pop() any {
+	old := *h
+	n := len(old) - 1
+	w := old[n]
+	old[n] = nil
+	*h = old[:n]
+	w.heapIndex = -1
+	return w
 }
 
 // before returns the writes of term registered so far (a read's arrival),
@@ -232,22 +384,24 @@ func (t *writeTracker) waitResolved(ctx context.Context, ws []*trackedWrite, rev
 	for _, w := range ws {
 		for {
 			t.mu.Lock()
-			r, done, changed := w.rev, w.done, t.changed
+			if w.rev > rev || w.done != nil && isClosed(w.done) {
+				t.mu.Unlock()
+				break
+			}
+			wait := w.done
+			if wait == nil {
+				// No revision yet (it may get one at or below rev), or
+				// not proposed yet.
+				if w.changed == nil {
+					w.changed = make(chan struct{})
+				}
+				wait = w.changed
+			}
 			t.mu.Unlock()
-			if r > rev {
-				break
-			}
-			if done != nil && isClosed(done) {
-				break
-			}
-			wait := changed
-			if done != nil {
-				wait = nil
-			}
 			if !stillLeader() {
 				return errLostLeadership
 			}
-			if err := waitOne(ctx, wait, done); err != nil {
+			if err := waitOne(ctx, wait); err != nil {
 				return err
 			}
 		}
@@ -261,12 +415,11 @@ var errLostLeadership = fmt.Errorf("shard: lost leadership while a read waited f
 // without checking that its replica still leads.
 const leaderCheckInterval = 20 * time.Millisecond
 
-func waitOne(ctx context.Context, a, b <-chan struct{}) error {
+func waitOne(ctx context.Context, c <-chan struct{}) error {
 	t := time.NewTimer(leaderCheckInterval)
 	defer t.Stop()
 	select {
-	case <-a:
-	case <-b:
+	case <-c:
 	case <-t.C:
 	case <-ctx.Done():
 		return ctx.Err()

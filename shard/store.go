@@ -37,6 +37,12 @@ type Store struct {
 
 	host atomic.Pointer[hostRef]
 
+	// closer batches the close requests of the ranges this store leads.
+	closer closer
+
+	// versionBudget bounds the replicas' version caches together.
+	versionBudget cacheBudget
+
 	// mu guards the replica registry. Lock order: Store.mu before
 	// Replica.mu. Never held while calling the host.
 	mu struct {
@@ -68,6 +74,7 @@ func NewStore(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{cfg: cfg, eng: cfg.Engine, logger: cfg.Logger}
+	s.versionBudget.limit = cfg.VersionCacheBytes
 	s.mu.replicas = make(map[multiraft.GroupID]*Replica)
 	return s, nil
 }
@@ -146,6 +153,7 @@ func (s *Store) NewStateMachine(group multiraft.GroupID) (multiraft.StateMachine
 		}
 	}
 	r := &Replica{store: s, id: group}
+	r.versions.budget = &s.versionBudget
 	r.tracker.init()
 	r.setState(desc, stats, revs)
 	s.register(r)

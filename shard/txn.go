@@ -256,17 +256,5 @@ func (s *Store) CloseRevision(ctx context.Context, id multiraft.GroupID) (int64,
 	if st.Leader != st.Replica {
 		return 0, notLeader(writeOutcome, id, st.Leader)
 	}
-	c := r.tracker.closable(st.Term, s.cfg.Revisions.Seen())
-	if c <= r.revisions().closed {
-		return r.revisions().closed, nil
-	}
-	desc := r.descriptor()
-	data, err := proto.Marshal(&flotillapb.KVCommand{RangeId: uint64(id), Version: desc.GetEpoch().GetVersion(), Close: c})
-	if err != nil {
-		return 0, invalidArgument(writeOutcome, "close", "%v", err)
-	}
-	if _, _, e := proposeCommand(ctx, host, id, data); e != nil {
-		return 0, e
-	}
-	return r.revisions().closed, nil
+	return s.proposeClose(ctx, host, r, st.Term)
 }
