@@ -4,7 +4,6 @@ package shard
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"time"
 
@@ -167,19 +166,12 @@ func (s *Store) closeAt(ctx context.Context, id multiraft.GroupID, rev int64) (i
 		return 0, notLeader(readOutcome, id, st.Leader)
 	}
 	term := st.Term
-	stillLeader := func() bool {
-		st, ok := host.Leadership(id)
-		return ok && st.Term == term && st.Leading()
-	}
 	// rev was handed out before the round began: every write registered
 	// from now on asks the oracle later and gets a higher revision. Wait
 	// for those registered before that may get (or got) one at or below
 	// it.
-	if err := r.tracker.waitResolved(ctx, r.tracker.before(term), rev, stillLeader); err != nil {
-		if errors.Is(err, errLostLeadership) {
-			return 0, notLeader(readOutcome, id, 0)
-		}
-		return 0, unavailable(readOutcome, "range %d: waiting for writes at or below revision %d: %v", id, rev, err)
+	if e := waitForWrites(ctx, r, r.tracker.before(term), rev, leadsIn(host, id, term)); e != nil {
+		return 0, e
 	}
 	return s.proposeClose(ctx, host, r, term)
 }

@@ -256,10 +256,7 @@ func (s *Store) awaitRevision(ctx context.Context, host RaftHost, r *Replica, re
 		return 0, 0, notLeader(readOutcome, r.id, st.Leader)
 	}
 	term := st.Term
-	stillLeader := func() bool {
-		st, ok := host.Leadership(r.id)
-		return ok && st.Term == term && st.Leading()
-	}
+	stillLeader := leadsIn(host, r.id, term)
 	// The read "arrives" once a revision at or above rev is known to have
 	// been handed out (condition 3): every write that registers later
 	// asks the oracle later and gets a higher revision, and the writes
@@ -306,13 +303,33 @@ func (s *Store) awaitRevision(ctx context.Context, host RaftHost, r *Replica, re
 	if s.testingKnob(func(k *TestingKnobs) bool { return k.UnsafeSkipReadWait }) {
 		pending = nil
 	}
-	if err := r.tracker.waitResolved(ctx, pending, rev, stillLeader); err != nil {
-		if errors.Is(err, errLostLeadership) {
-			return 0, 0, notLeader(readOutcome, r.id, 0)
-		}
-		return 0, 0, unavailable(readOutcome, "range %d: waiting for writes at or below revision %d: %v", r.id, rev, err)
+	if e := waitForWrites(ctx, r, pending, rev, stillLeader); e != nil {
+		return 0, 0, e
 	}
 	return rev, idx, nil
+}
+
+// leadsIn returns whether this store's replica of range id still leads it
+// in term.
+func leadsIn(host RaftHost, id multiraft.GroupID, term uint64) func() bool {
+	return func() bool {
+		st, ok := host.Leadership(id)
+		return ok && st.Term == term && st.Leading()
+	}
+}
+
+// waitForWrites waits, on r's leader, until every write of pending with a
+// revision at or below rev has resolved (writeTracker.waitResolved), as a
+// read at rev or a close at rev must; losing the lead fails it with
+// NotLeader.
+func waitForWrites(ctx context.Context, r *Replica, pending []*trackedWrite, rev int64, stillLeader func() bool) *flotillapb.Error {
+	if err := r.tracker.waitResolved(ctx, pending, rev, stillLeader); err != nil {
+		if errors.Is(err, errLostLeadership) {
+			return notLeader(readOutcome, r.id, 0)
+		}
+		return unavailable(readOutcome, "range %d: waiting for writes at or below revision %d: %v", r.id, rev, err)
+	}
+	return nil
 }
 
 // awaitOwnTermApplied waits until the replica of range id has applied an
