@@ -249,6 +249,9 @@ func (h *Host) handleReady(g *group) error {
 						return fmt.Errorf("raft accepted a snapshot at %d with no data staged for it", idx)
 					}
 					delete(g.stagedSnaps, idx)
+					if o, ok := g.sm.(SnapshotIngestObserver); ok {
+						o.SnapshotIngesting()
+					}
 				}
 				g.appendsInFlight.Add(1)
 				h.logWriter.enqueue(g, m, ps)

@@ -407,6 +407,19 @@ func (h *Host) snapshotApplied(g *group, snap *pb.Snapshot) error {
 	return nil
 }
 
+// SnapshotIngestObserver is implemented by state machines that must know
+// when their data in the engine may change under the state they cache:
+// SnapshotIngesting is called on the worker once raft accepted a received
+// snapshot and before the log writer ingests its data; Restored (of
+// SnapshotRestorer) follows once the snapshot is durable. Between the two,
+// an engine snapshot may hold the received data while the cached state is
+// still the old one. Raft may accept another snapshot before the first is
+// restored (each call is followed by at most one Restored); none follows
+// if the group is destroyed or the host fails first.
+type SnapshotIngestObserver interface {
+	SnapshotIngesting()
+}
+
 // SnapshotRestorer is implemented by state machines that cache state: after
 // a snapshot replaced their data in the engine, Restored is called on the
 // worker so they can reload it.

@@ -170,7 +170,7 @@ func (s *Store) closeAt(ctx context.Context, id multiraft.GroupID, rev int64) (i
 	// from now on asks the oracle later and gets a higher revision. Wait
 	// for those registered before that may get (or got) one at or below
 	// it.
-	if e := waitForWrites(ctx, r, r.tracker.before(term), rev, leadsIn(host, id, term)); e != nil {
+	if e := waitForWrites(ctx, r, r.tracker.before(term, readKeys{}), rev, leadsIn(host, id, term)); e != nil {
 		return 0, e
 	}
 	return s.proposeClose(ctx, host, r, term)

@@ -9,7 +9,9 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/flotilladb/flotilla/engine"
 	"github.com/flotilladb/flotilla/internal/testcluster"
@@ -298,4 +300,81 @@ func TestCompactionSnapshotToNewReplica(t *testing.T) {
 	compact(t, k, ctx, rid, at2)
 	checkCompacted(t, k, ctx, rid, 0, h, "", "", at2)
 	k.waitConverged(rid, 1, 2, 3, 4)
+}
+
+// TestReadDuringSnapshotIngest: a replica that was cut off during a
+// compaction catches up by snapshot. A read it serves while the snapshot's
+// data is ingested, before it has reloaded its cached revision state, must
+// go by the snapshot's compacted revision, not the cached one (still below
+// it): a read below the compaction is refused. The follower serves the read
+// itself (UnsafeFollowerReads); otherwise only a leader deposed in the
+// middle of a read could be caught in that window.
+func TestReadDuringSnapshotIngest(t *testing.T) {
+	rng, seed := shard.NewRand(t)
+	const rid = 3
+	var (
+		store3  atomic.Pointer[shard.Store]
+		armed   atomic.Bool
+		readAt  atomic.Int64
+		results = make(chan error, 1)
+	)
+	k := newKVCluster(t, clusterOptions{
+		Options: testcluster.Options{
+			Nodes: 3,
+			Seed:  seed,
+			Configure: func(c *multiraft.Config) {
+				// Node 3, cut off, is not waited for past 16 entries: it
+				// catches up by snapshot.
+				c.RaftLogTruncationThreshold, c.RaftLogMaxEntries = 8, 16
+				if c.NodeID != 3 {
+					return
+				}
+				c.Testing = &multiraft.TestingKnobs{AfterSnapshotIngest: func(g multiraft.GroupID) {
+					s := store3.Load()
+					if g != rid || s == nil || !armed.CompareAndSwap(true, false) {
+						return
+					}
+					ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					defer cancel()
+					_, err := s.Get(ctx, &flotillapb.GetRequest{Header: hdr(rid), Key: []byte(compactionKeys[0]), Revision: readAt.Load()})
+					results <- err
+				}}
+			},
+		},
+		configureStore: func(id multiraft.NodeID, c *shard.Config) {
+			if id == 3 {
+				c.Testing = &shard.TestingKnobs{UnsafeFollowerReads: true}
+			}
+		},
+	})
+	store3.Store(k.Store(3))
+	k.bootstrapRange(rid, "", "", 1, 2, 3)
+	ctx := testCtx(t)
+	h := newHistory()
+	writeHistory(t, k, ctx, rid, rng, h, compactionKeys, 20)
+	k.waitConverged(rid, 1, 2, 3)
+	k.makeLeader(rid, 1)
+
+	k.Net.Partition([]multiraft.NodeID{3}, []multiraft.NodeID{1, 2})
+	writeHistory(t, k, ctx, rid, rng, h, compactionKeys, 20)
+	at := h.revs[len(h.revs)-5]
+	compact(t, k, ctx, rid, at)
+	// Enough writes after it to truncate the log past the compaction.
+	writeHistory(t, k, ctx, rid, rng, h, compactionKeys, 30)
+	readAt.Store(at - 1)
+	armed.Store(true)
+	snaps := k.Net.Snapshots()
+	k.Net.Heal()
+	k.waitConverged(rid, 1, 2, 3)
+	if k.Net.Snapshots() == snaps {
+		t.Fatal("node 3 caught up without a snapshot")
+	}
+	select {
+	case err := <-results:
+		if c := pbError(t, err).GetCompacted(); c == nil || c.GetCompactRevision() != at {
+			t.Fatalf("a read at %d on node 3 while it ingested a snapshot compacted at %d: %v", at-1, at, err)
+		}
+	default:
+		t.Fatal("node 3 served no read while it ingested the snapshot")
+	}
 }

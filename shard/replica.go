@@ -23,9 +23,9 @@ import (
 // Replica is one replica of one range on this store: the multiraft state
 // machine of the range's group.
 //
-// Apply, Spans, CheckSnapshotSpans and Restored are called by multiraft on
-// the group's worker goroutine, one at a time. The other methods may be
-// called from any goroutine.
+// Apply, Spans, CheckSnapshotSpans, SnapshotIngesting and Restored are
+// called by multiraft on the group's worker goroutine, one at a time. The
+// other methods may be called from any goroutine.
 type Replica struct {
 	store *Store
 	id    multiraft.GroupID
@@ -40,9 +40,10 @@ type Replica struct {
 	// then its span stays occupied (Store.overlapping).
 	wiped atomic.Bool
 
-	// mu guards the replica's cached replicated state. It is written only on
-	// the worker (Apply, Restored) and read anywhere; nothing does I/O while
-	// holding it. Lock order: Store.mu before Replica.mu.
+	// mu guards the replica's cached replicated state. It is written only
+	// on the worker (Apply, SnapshotIngesting, Restored) and read anywhere;
+	// nothing does I/O while holding it. Lock order: Store.mu before
+	// Replica.mu.
 	mu struct {
 		sync.Mutex
 		// desc is the range's descriptor, nil while the replica is
@@ -59,6 +60,15 @@ type Replica struct {
 		// revs is the revision state as of the last Apply, published
 		// like stats.
 		revs revState
+		// restoring counts the received snapshots handed to the log
+		// writer (SnapshotIngesting, before their data replaces the
+		// range's in the engine) and not yet reloaded by Restored: while
+		// it is above zero, desc, stats and revs may be older than the
+		// engine's (see revisionsForRead). Raft may accept a second
+		// snapshot before the first is restored. A snapshot that never
+		// reaches Restored (the replica destroyed, the host failed) leaves
+		// it above zero: reads then only do more work.
+		restoring int
 		// lastRight is the right-hand range's descriptor as the last split
 		// of this replica made it, for EpochNotMatch errors.
 		lastRight *flotillapb.RangeDescriptor
@@ -370,6 +380,13 @@ func decodeUserSpan(s engine.Span) (userSpan, bool) {
 	return us, true
 }
 
+// SnapshotIngesting implements multiraft.SnapshotIngestObserver.
+func (r *Replica) SnapshotIngesting() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.mu.restoring++
+}
+
 // Restored implements multiraft.SnapshotRestorer: a snapshot replaced the
 // range's data and replicated state, so the replica reloads its descriptor
 // and statistics and registers its (possibly new) bounds with the store.
@@ -409,7 +426,12 @@ func (r *Replica) Restored() error {
 			return fmt.Errorf("shard: range %d after a snapshot: %w", r.id, err)
 		}
 	}
-	r.setState(desc, stats, revs)
+	r.mu.Lock()
+	r.setStateLocked(desc, stats, revs)
+	if r.mu.restoring > 0 {
+		r.mu.restoring--
+	}
+	r.mu.Unlock()
 	r.store.register(r)
 	return nil
 }
@@ -433,6 +455,11 @@ func (r *Replica) clearSpan(span userSpan) error {
 func (r *Replica) setState(desc *flotillapb.RangeDescriptor, stats rangeStats, revs revState) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.setStateLocked(desc, stats, revs)
+}
+
+// setStateLocked is setState with r.mu held.
+func (r *Replica) setStateLocked(desc *flotillapb.RangeDescriptor, stats rangeStats, revs revState) {
 	r.mu.desc = desc
 	if desc != nil {
 		r.mu.span = userSpan{start: desc.GetStartKey(), end: desc.GetEndKey()}
@@ -446,6 +473,26 @@ func (r *Replica) revisions() revState {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.mu.revs
+}
+
+// revisionsForRead returns, for a read from an engine snapshot taken
+// before the call while r was (and is) the store's replica of its range, a
+// revision state whose compacted revision is at or above the snapshot's (so
+// that a read at a revision it allows finds every version it needs), or
+// false when the snapshot's own must be read. A replica starts with the
+// engine's state (loaded, or made by a split after its commit); Apply
+// publishes the state before its batch commits, and compaction only moves
+// up, so the cached state is at least the snapshot's, except while a
+// received snapshot's data is ingested and not yet reloaded (restoring):
+// SnapshotIngesting runs before the ingest, so an engine snapshot that
+// holds the received data was taken after it, and this call either sees it
+// counted or sees the state Restored reloaded. The closed revision may be
+// ahead of the engine's (published before the commit): a read relying on
+// it must read the snapshot's.
+func (r *Replica) revisionsForRead() (revState, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.mu.revs, r.mu.restoring == 0
 }
 
 // loadState reads a range's descriptor, statistics and revision state

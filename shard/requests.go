@@ -42,7 +42,7 @@ func (s *Store) Get(ctx context.Context, req *flotillapb.GetRequest) (*flotillap
 	if p := flotillapb.CheckKey(req.GetKey()); p != "" {
 		return nil, invalidArgument(readOutcome, "key", "%s", p)
 	}
-	rd, err := s.startRead(ctx, req.GetHeader(), req.GetKey(), req.GetRevision(), func(desc *flotillapb.RangeDescriptor) *flotillapb.Error {
+	rd, err := s.startRead(ctx, req.GetHeader(), req.GetKey(), readKeys{start: req.GetKey(), point: true}, req.GetRevision(), func(desc *flotillapb.RangeDescriptor) *flotillapb.Error {
 		if !spanOf(desc).contains(req.GetKey()) {
 			return keyNotInRange(readOutcome, req.GetKey(), desc)
 		}
@@ -120,7 +120,7 @@ func (s *Store) Scan(ctx context.Context, req *flotillapb.ScanRequest) (*flotill
 	if req.GetLimit() < 0 {
 		return nil, invalidArgument(readOutcome, "limit", "negative limit %d", req.GetLimit())
 	}
-	rd, err := s.startRead(ctx, req.GetHeader(), span.start, req.GetRevision(), func(desc *flotillapb.RangeDescriptor) *flotillapb.Error {
+	rd, err := s.startRead(ctx, req.GetHeader(), span.start, readKeys{start: span.start, end: span.end}, req.GetRevision(), func(desc *flotillapb.RangeDescriptor) *flotillapb.Error {
 		if bad, ok := spanWithin(spanOf(desc), span); !ok {
 			return keyNotInRange(readOutcome, bad, desc)
 		}
@@ -138,7 +138,8 @@ func (s *Store) Scan(ctx context.Context, req *flotillapb.ScanRequest) (*flotill
 }
 
 // read is a read in progress: the replica, an engine snapshot taken after
-// ReadIndex, and the applied index the snapshot reflects.
+// ReadIndex, and an applied index the snapshot includes (a leader's read:
+// its read index; the snapshot may be newer).
 type read struct {
 	r       *Replica
 	snap    *engine.Snapshot
@@ -154,10 +155,10 @@ func (rd *read) header() *flotillapb.ResponseHeader {
 func (rd *read) close() { _ = rd.snap.Close() }
 
 // startRead resolves the replica, checks the request against its
-// descriptor, waits until the replica may serve a linearizable read, and
-// takes the engine snapshot to read from. check reports a key outside the
-// range.
-func (s *Store) startRead(ctx context.Context, h *flotillapb.RequestHeader, routeKey []byte, rev int64,
+// descriptor, waits until the replica may serve a linearizable read of keys,
+// and takes the engine snapshot to read from. check reports a key outside
+// the range.
+func (s *Store) startRead(ctx context.Context, h *flotillapb.RequestHeader, routeKey []byte, keys readKeys, rev int64,
 	check func(*flotillapb.RangeDescriptor) *flotillapb.Error,
 ) (*read, error) {
 	if rev < 0 {
@@ -186,7 +187,7 @@ func (s *Store) startRead(ctx context.Context, h *flotillapb.RequestHeader, rout
 		}
 	default:
 		var e *flotillapb.Error
-		if rev, readIndex, e = s.awaitRevision(ctx, host, r, rev); e != nil {
+		if rev, readIndex, e = s.awaitRevision(ctx, host, r, keys, rev); e != nil {
 			return nil, e
 		}
 	}
@@ -198,10 +199,11 @@ func (s *Store) startRead(ctx context.Context, h *flotillapb.RequestHeader, rout
 	// Check again, now that the snapshot is taken: the range may have
 	// changed while we waited, and the replica may have been removed (its
 	// data is deleted after the host forgets it, so a replica the host
-	// still has holds its data in the snapshot). The in-memory descriptor
-	// is published before the engine commits, so it is at least as new as
-	// the snapshot's.
-	if !s.live(r.id) {
+	// still has holds its data in the snapshot; a replica made since for
+	// the same range is another one, whose state r does not have). The
+	// in-memory descriptor is published before the engine commits, so it
+	// is at least as new as the snapshot's.
+	if cur, ok := s.Replica(r.id); !ok || cur != r {
 		rd.close()
 		return nil, rangeNotFound(readOutcome, r.id, "range %d was removed from this store", r.id)
 	}
@@ -214,14 +216,37 @@ func (s *Store) startRead(ctx context.Context, h *flotillapb.RequestHeader, rout
 		rd.close()
 		return nil, e
 	}
-	if rd.applied, err = multiraft.ReadAppliedIndex(snap, r.id); err != nil {
-		rd.close()
-		return nil, storageError(readOutcome, r.id, err)
+	// A leader's read reports its read index: the snapshot holds at least
+	// that much of the log. Reading the applied state from the snapshot
+	// would cost a seek through every level of a quiet range (a closed
+	// read, which has no read index, pays it).
+	rd.applied = readIndex
+	if readIndex == 0 || invariants.Enabled {
+		applied, err := multiraft.ReadAppliedIndex(snap, r.id)
+		if err != nil {
+			rd.close()
+			return nil, storageError(readOutcome, r.id, err)
+		}
+		if invariants.Enabled && applied < readIndex {
+			panic(fmt.Sprintf("shard: range %d: read at applied index %d after ReadIndex returned %d", r.id, applied, readIndex))
+		}
+		if readIndex == 0 {
+			rd.applied = applied
+		}
 	}
-	revs, err := loadRevisions(snap, r.id)
-	if err != nil {
-		rd.close()
-		return nil, storageError(readOutcome, r.id, err)
+	revs, cached := r.revisionsForRead()
+	if !cached || closedRead || invariants.Enabled {
+		stored, err := loadRevisions(snap, r.id)
+		if err != nil {
+			rd.close()
+			return nil, storageError(readOutcome, r.id, err)
+		}
+		if invariants.Enabled && cached && stored.compacted > revs.compacted {
+			panic(fmt.Sprintf("shard: range %d: cached compacted revision %d below the snapshot's %d", r.id, revs.compacted, stored.compacted))
+		}
+		if !cached || closedRead {
+			revs = stored
+		}
 	}
 	if rev < revs.compacted {
 		rd.close()
@@ -233,20 +258,17 @@ func (s *Store) startRead(ctx context.Context, h *flotillapb.RequestHeader, rout
 		rd.close()
 		return nil, unavailable(readOutcome, "range %d: revision %d is not closed on this replica yet; retry", r.id, rev)
 	}
-	if invariants.Enabled && rd.applied < readIndex {
-		panic(fmt.Sprintf("shard: range %d: read at applied index %d after ReadIndex returned %d", r.id, rd.applied, readIndex))
-	}
 	now := time.Now()
 	r.reads.add(now, 1)
 	r.load.sample(now, routeKey)
 	return rd, nil
 }
 
-// awaitRevision waits, on the range's leader, until a read at rev (0: the
-// latest, which it takes from the oracle) may be served: conditions 1 to 3
-// of docs/REVISIONS.md, "Reads at a revision". It returns the revision and
-// the read index.
-func (s *Store) awaitRevision(ctx context.Context, host RaftHost, r *Replica, rev int64) (int64, uint64, *flotillapb.Error) {
+// awaitRevision waits, on the range's leader, until a read of keys at rev
+// (0: the latest, which it takes from the oracle) may be served: conditions
+// 1 to 3 of docs/REVISIONS.md, "Reads at a revision". It returns the
+// revision and the read index.
+func (s *Store) awaitRevision(ctx context.Context, host RaftHost, r *Replica, keys readKeys, rev int64) (int64, uint64, *flotillapb.Error) {
 	st, ok := host.Leadership(r.id)
 	if !ok {
 		return 0, 0, rangeNotFound(readOutcome, r.id, "range %d has no replica on this store", r.id)
@@ -281,7 +303,7 @@ func (s *Store) awaitRevision(ctx context.Context, host RaftHost, r *Replica, re
 	if !stillLeader() {
 		return 0, 0, notLeader(readOutcome, r.id, 0)
 	}
-	pending := r.tracker.before(term)
+	pending := r.tracker.before(term, keys)
 	// Condition 1: a leadership check begun after the read arrived, its
 	// index applied. ReadIndex on a follower is forwarded, so the term and
 	// role are checked on both sides of it.
@@ -509,7 +531,7 @@ func (s *Store) writeCommand(ctx context.Context, h *flotillapb.RequestHeader, r
 		return nil, nil, invalidArgument(writeOutcome, "ops", "the write is %d bytes, over the limit of %d", len(data), s.cfg.MaxCommandSize)
 	}
 	for attempt := 1; ; attempt++ {
-		kv, index, refused, e := s.proposeWrite(ctx, host, r, data)
+		kv, index, refused, e := s.proposeWrite(ctx, host, r, data, writeKeys{ops: cmd.GetOps(), failure: cmd.GetFailure()})
 		if refused && attempt < maxRevisionAttempts && ctx.Err() == nil {
 			// Refused at apply for its revision (a leadership change
 			// meanwhile, or another write overtook it): nothing was
@@ -550,7 +572,7 @@ func appendRevision(cmd []byte, rev int64, term uint64) []byte {
 // revision in T has proposed, and proposes the command with (revision,
 // T). refused reports that apply refused it for its revision (nothing was
 // applied; a retry with a new revision may succeed).
-func (s *Store) proposeWrite(ctx context.Context, host RaftHost, r *Replica, cmd []byte) (_ *flotillapb.KVCommandResult, index uint64, refused bool, _ *flotillapb.Error) {
+func (s *Store) proposeWrite(ctx context.Context, host RaftHost, r *Replica, cmd []byte, keys writeKeys) (_ *flotillapb.KVCommandResult, index uint64, refused bool, _ *flotillapb.Error) {
 	st, ok := host.Leadership(r.id)
 	if !ok {
 		return nil, 0, false, rangeNotFound(writeOutcome, r.id, "range %d has no replica on this store", r.id)
@@ -558,7 +580,7 @@ func (s *Store) proposeWrite(ctx context.Context, host RaftHost, r *Replica, cmd
 	if !st.Leading() {
 		return nil, 0, false, notLeader(writeOutcome, r.id, st.Leader)
 	}
-	w := r.tracker.register(st.Term, s.cfg.Revisions.Seen())
+	w := r.tracker.register(st.Term, s.cfg.Revisions.Seen(), keys)
 	rev, err := s.cfg.Revisions.Revision(ctx)
 	if err != nil {
 		r.tracker.giveUp(w)

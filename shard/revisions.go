@@ -3,6 +3,7 @@
 package shard
 
 import (
+	"bytes"
 	"container/heap"
 	"context"
 	"fmt"
@@ -98,6 +99,8 @@ type trackedWrite struct {
 	// seen is the highest revision the node had received when it
 	// registered: its own revision is above it.
 	seen int64
+	// keys are the keys it may change (immutable).
+	keys writeKeys
 	// rev is its revision, 0 until the oracle answered.
 	rev int64
 	// proposed: it was handed to raft (or gave up); later writes no
@@ -139,7 +142,7 @@ const minPruneAt = 256
 
 // register starts tracking a write of term; seen is the highest revision
 // the node has received.
-func (t *writeTracker) register(term uint64, seen int64) *trackedWrite {
+func (t *writeTracker) register(term uint64, seen int64, keys writeKeys) *trackedWrite {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if len(t.writes) >= t.pruneAt {
@@ -147,7 +150,7 @@ func (t *writeTracker) register(term uint64, seen int64) *trackedWrite {
 		t.pruneAt = max(minPruneAt, 2*len(t.writes))
 	}
 	t.seq++
-	w := &trackedWrite{term: term, seq: t.seq, seen: seen, heapIndex: -1}
+	w := &trackedWrite{term: term, seq: t.seq, seen: seen, keys: keys, heapIndex: -1}
 	t.writes[w] = struct{}{}
 	q := t.queues[term]
 	if q == nil {
@@ -359,9 +362,9 @@ func (h *readyHeap) Pop() any {
 	return w
 }
 
-// before returns the writes of term registered so far (a read's arrival),
-// pruning those resolved or of older terms.
-func (t *writeTracker) before(term uint64) []*trackedWrite {
+// before returns the writes of term registered so far (a read's arrival)
+// that may change a key of keys, pruning those resolved or of older terms.
+func (t *writeTracker) before(term uint64, keys readKeys) []*trackedWrite {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var out []*trackedWrite
@@ -369,11 +372,77 @@ func (t *writeTracker) before(term uint64) []*trackedWrite {
 		switch {
 		case w.term < term, w.done != nil && isClosed(w.done):
 			delete(t.writes, w)
-		case w.term == term:
+		case w.term == term && keys.touchedBy(w.keys):
 			out = append(out, w)
 		}
 	}
 	return out
+}
+
+// writeKeys are the keys a write may change: those of its ops, of both
+// branches for a txn. A write with no ops may change any key (the zero
+// value: keys not known).
+type writeKeys struct {
+	ops, failure []*flotillapb.Op
+}
+
+// readKeys are the keys a read reads: one key (point), or the span
+// [start, end) (an empty end: to the end of the keyspace). The zero value
+// is every key.
+type readKeys struct {
+	start, end []byte
+	point      bool
+}
+
+// touchedBy reports whether a write of wk may change a key of rk.
+func (rk readKeys) touchedBy(wk writeKeys) bool {
+	if len(wk.ops) == 0 && len(wk.failure) == 0 {
+		return true
+	}
+	return rk.touchedByOps(wk.ops) || rk.touchedByOps(wk.failure)
+}
+
+func (rk readKeys) touchedByOps(ops []*flotillapb.Op) bool {
+	for _, op := range ops {
+		switch o := op.GetOp().(type) {
+		case *flotillapb.Op_Put:
+			if rk.holds(o.Put.GetKey()) {
+				return true
+			}
+		case *flotillapb.Op_Delete:
+			if rk.holds(o.Delete.GetKey()) {
+				return true
+			}
+		case *flotillapb.Op_Cas:
+			if rk.holds(o.Cas.GetKey()) {
+				return true
+			}
+		case *flotillapb.Op_DeleteRange:
+			if rk.overlaps(userSpan{start: o.DeleteRange.GetStartKey(), end: o.DeleteRange.GetEndKey()}) {
+				return true
+			}
+		default:
+			return true // an op this does not know may change anything
+		}
+	}
+	return false
+}
+
+// holds reports whether key is one of rk's.
+func (rk readKeys) holds(key []byte) bool {
+	if rk.point {
+		return bytes.Equal(key, rk.start)
+	}
+	return userSpan{start: rk.start, end: rk.end}.contains(key)
+}
+
+// overlaps reports whether span holds a key of rk.
+func (rk readKeys) overlaps(span userSpan) bool {
+	if rk.point {
+		return span.contains(rk.start)
+	}
+	return (len(span.end) == 0 || bytes.Compare(rk.start, span.end) < 0) &&
+		(len(rk.end) == 0 || bytes.Compare(span.start, rk.end) < 0)
 }
 
 // waitResolved returns once every write of ws with a revision at or below

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/flotilladb/flotilla/multiraft"
+	"github.com/flotilladb/flotilla/rpc/flotillapb"
 )
 
 // TestWaitTurnIgnoresLaterWrites: a write waits for the writes that may
@@ -25,10 +26,10 @@ func TestWaitTurnIgnoresLaterWrites(t *testing.T) {
 		defer tr.mu.Unlock()
 		return w.granted
 	}
-	early := tr.register(1, 0)
-	w := tr.register(1, 0)
+	early := tr.register(1, 0, writeKeys{})
+	w := tr.register(1, 0, writeKeys{})
 	tr.setRevision(w, 10, nil)
-	late := tr.register(1, 50) // no revision yet, registered after w got one (50 seen)
+	late := tr.register(1, 50, writeKeys{}) // no revision yet, registered after w got one (50 seen)
 	if granted(w) {
 		t.Fatal("w did not wait for a write registered before it got its revision")
 	}
@@ -47,7 +48,7 @@ func TestWaitTurnIgnoresLaterWrites(t *testing.T) {
 	if c := tr.closable(1, 100); c != 9 {
 		t.Fatalf("closable = %d, want 9 (below w's 10)", c)
 	}
-	other := tr.register(1, 3)
+	other := tr.register(1, 3, writeKeys{})
 	if c := tr.closable(1, 100); c != 3 {
 		t.Fatalf("closable = %d, want 3 (a write without a revision registered when 3 was seen)", c)
 	}
@@ -91,7 +92,7 @@ func TestWaitTurnProposesInRevisionOrder(t *testing.T) {
 	for i := range writers {
 		wg.Go(func() {
 			for j := range perWriter {
-				w := tr.register(1, 0)
+				w := tr.register(1, 0, writeKeys{})
 				rev := revision()
 				if giveUps[i][j] {
 					tr.setRevision(w, rev, nil)
@@ -141,7 +142,7 @@ func TestWaitTurnProposesInRevisionOrder(t *testing.T) {
 func TestWaitResolved(t *testing.T) {
 	var tr writeTracker
 	tr.init()
-	a, b := tr.register(1, 0), tr.register(1, 0)
+	a, b := tr.register(1, 0, writeKeys{}), tr.register(1, 0, writeKeys{})
 	ws := []*trackedWrite{a, b}
 	leading := func() bool { return true }
 	errc := make(chan error, 1)
@@ -163,5 +164,54 @@ func TestWaitResolved(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the read still waits after the write at 9 resolved")
+	}
+}
+
+func TestReadKeysTouchedBy(t *testing.T) {
+	put := func(k string) *flotillapb.Op {
+		return &flotillapb.Op{Op: &flotillapb.Op_Put{Put: &flotillapb.PutOp{Key: []byte(k)}}}
+	}
+	del := func(k string) *flotillapb.Op {
+		return &flotillapb.Op{Op: &flotillapb.Op_Delete{Delete: &flotillapb.DeleteOp{Key: []byte(k)}}}
+	}
+	cas := func(k string) *flotillapb.Op {
+		return &flotillapb.Op{Op: &flotillapb.Op_Cas{Cas: &flotillapb.CompareAndSwapOp{Key: []byte(k)}}}
+	}
+	delRange := func(s, e string) *flotillapb.Op {
+		return &flotillapb.Op{Op: &flotillapb.Op_DeleteRange{DeleteRange: &flotillapb.DeleteRangeOp{StartKey: []byte(s), EndKey: []byte(e)}}}
+	}
+	ops := func(o ...*flotillapb.Op) []*flotillapb.Op { return o }
+	point := func(k string) readKeys { return readKeys{start: []byte(k), point: true} }
+	span := func(s, e string) readKeys { return readKeys{start: []byte(s), end: []byte(e)} }
+	for _, c := range []struct {
+		name string
+		rk   readKeys
+		wk   writeKeys
+		want bool
+	}{
+		{"unknown write", point("a"), writeKeys{}, true},
+		{"every key", readKeys{}, writeKeys{ops: ops(put("x"))}, true},
+		{"put same key", point("a"), writeKeys{ops: ops(put("a"))}, true},
+		{"put other key", point("a"), writeKeys{ops: ops(put("b"), put("a\x00"))}, false},
+		{"put prefix of key", point("ab"), writeKeys{ops: ops(put("a"))}, false},
+		{"delete", point("a"), writeKeys{ops: ops(put("b"), del("a"))}, true},
+		{"cas", point("a"), writeKeys{ops: ops(cas("a"))}, true},
+		{"txn failure branch", point("a"), writeKeys{ops: ops(put("b")), failure: ops(put("a"))}, true},
+		{"txn empty success branch", point("a"), writeKeys{failure: ops(put("b"))}, false},
+		{"delete-range over key", point("b"), writeKeys{ops: ops(delRange("a", "c"))}, true},
+		{"delete-range ends at key", point("c"), writeKeys{ops: ops(delRange("a", "c"))}, false},
+		{"delete-range to the end", point("z"), writeKeys{ops: ops(delRange("a", ""))}, true},
+		{"span holds put", span("a", "c"), writeKeys{ops: ops(put("b"))}, true},
+		{"span end excluded", span("a", "c"), writeKeys{ops: ops(put("c"))}, false},
+		{"span before start", span("b", "c"), writeKeys{ops: ops(put("a"))}, false},
+		{"open span", span("b", ""), writeKeys{ops: ops(put("zzz"))}, true},
+		{"spans overlap", span("b", "d"), writeKeys{ops: ops(delRange("c", "e"))}, true},
+		{"spans touch", span("b", "d"), writeKeys{ops: ops(delRange("d", "e"))}, false},
+		{"span after", span("e", "f"), writeKeys{ops: ops(delRange("c", "e"))}, false},
+		{"open delete-range", span("e", "f"), writeKeys{ops: ops(delRange("c", ""))}, true},
+	} {
+		if got := c.rk.touchedBy(c.wk); got != c.want {
+			t.Errorf("%s: touchedBy = %v, want %v", c.name, got, c.want)
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/flotilladb/flotilla/internal/testcluster"
 	"github.com/flotilladb/flotilla/multiraft"
@@ -482,5 +483,36 @@ func TestTxnCompareOnDeletedKey(t *testing.T) {
 	rw := txn(&flotillapb.TxnRequest{Compares: cmp, Success: op(&flotillapb.TxnOp{Op: &flotillapb.TxnOp_Put{Put: &flotillapb.PutOp{Key: []byte("b"), Value: []byte("1")}}})})
 	if !ro.GetSucceeded() || !rw.GetSucceeded() {
 		t.Fatalf("mod(a) = 0 on a deleted key: a txn of reads says %v, a writing one %v; want true both", ro.GetSucceeded(), rw.GetSucceeded())
+	}
+}
+
+// TestReadWaitsOnlyForWritesToItsKeys: a read waits for the earlier writes
+// that may change a key it reads, not for the others: with a write to k
+// held before it has its revision, a get of another key and a scan of a
+// span without k are served, and a scan of a span with k waits.
+func TestReadWaitsOnlyForWritesToItsKeys(t *testing.T) {
+	k, ctx := interleavingCluster(t, nil)
+	held, release := holdWrite(k)
+	defer release()
+	wrote := putLate(ctx, k)
+	<-held
+	served, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := k.Store(1).Get(served, &flotillapb.GetRequest{Key: []byte("j")}); err != nil {
+		t.Fatalf("get of another key while a write to k is held: %v", err)
+	}
+	if _, err := k.Store(1).Scan(served, &flotillapb.ScanRequest{StartKey: []byte("k\x00"), EndKey: []byte("z")}); err != nil {
+		t.Fatalf("scan of a span without k while a write to k is held: %v", err)
+	}
+	// The write is held until released: a read of k cannot be served.
+	waits, cancelWait := context.WithTimeout(ctx, 200*time.Millisecond)
+	_, err := k.Store(1).Scan(waits, &flotillapb.ScanRequest{StartKey: []byte("a"), EndKey: []byte("z")})
+	cancelWait()
+	if err == nil {
+		t.Fatal("a scan over k was served while a write to k, asked for its revision first, was held")
+	}
+	release()
+	if err := <-wrote; err != nil {
+		t.Fatal(err)
 	}
 }

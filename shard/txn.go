@@ -28,7 +28,7 @@ func (s *Store) Txn(ctx context.Context, req *flotillapb.TxnRequest) (*flotillap
 	routeKey := req.RouteKey()
 	check := func(desc *flotillapb.RangeDescriptor) *flotillapb.Error { return txnInRange(req, desc) }
 	if !TxnWrites(req) {
-		rd, err := s.startRead(ctx, req.GetHeader(), routeKey, 0, check)
+		rd, err := s.startRead(ctx, req.GetHeader(), routeKey, readKeys{}, 0, check)
 		if err != nil {
 			// A txn is a write to its callers, but this one writes
 			// nothing: whatever failed, nothing was applied.
@@ -93,7 +93,7 @@ func (s *Store) Txn(ctx context.Context, req *flotillapb.TxnRequest) (*flotillap
 		if rd == nil {
 			// The reads see the txn's writes: read at its revision.
 			h := &flotillapb.RequestHeader{RangeId: hdr.GetRangeId()}
-			if rd, err = s.startRead(ctx, h, routeKey, hdr.GetRevision(), check); err != nil {
+			if rd, err = s.startRead(ctx, h, routeKey, readKeys{}, hdr.GetRevision(), check); err != nil {
 				// The writes applied: say so, with the read's error.
 				return nil, readAfterWriteError(err, hdr.GetRevision())
 			}

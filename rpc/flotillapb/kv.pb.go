@@ -254,8 +254,9 @@ func (x *RequestHeader) GetForwarded() bool {
 type ResponseHeader struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	RangeId uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
-	// applied_index is the index the range's state was read at (reads) or the
-	// write was applied at.
+	// applied_index is, for a write, the index it was applied at; for a read,
+	// an index the state it read includes (a leader's read: its read index;
+	// the state may be newer).
 	AppliedIndex uint64 `protobuf:"varint,2,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
 	// revision is a write's revision, or the revision a read was served at.
 	Revision      int64 `protobuf:"varint,3,opt,name=revision,proto3" json:"revision,omitempty"`
