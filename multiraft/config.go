@@ -58,6 +58,14 @@ type Config struct {
 	// ElectionTicks is the number of ticks without a leader after which a
 	// follower campaigns (raft randomizes it up to twice this). Default 10.
 	ElectionTicks int
+	// ReadRounds returns how many ReadIndex rounds a group may have in
+	// flight at once (values below 1 count as 1). With one, a read that
+	// arrives during a round waits for it to end and then for its own (one
+	// and a half rounds on average), and a busy group costs one round at a
+	// time; with two, it starts its own at once unless two are in flight,
+	// at the cost of more rounds (heartbeats). Reads that arrive while the
+	// limit is reached join the next round. Default: one for every group.
+	ReadRounds func(GroupID) int
 	// MaxTicksQueued caps the ticks queued for a group that is slow to be
 	// processed, so a backlog does not turn into an election. Default 3.
 	MaxTicksQueued int
@@ -135,6 +143,9 @@ func (c *Config) EnsureDefaults() {
 	}
 	if c.ElectionTicks == 0 {
 		c.ElectionTicks = DefaultElectionTicks
+	}
+	if c.ReadRounds == nil {
+		c.ReadRounds = func(GroupID) int { return 1 }
 	}
 	if c.MaxTicksQueued == 0 {
 		c.MaxTicksQueued = DefaultMaxTicksQueued

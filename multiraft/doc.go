@@ -16,7 +16,8 @@ A [Host] owns, for the groups with a replica on its store:
     heartbeats are coalesced into one batch per tick;
   - quiescence of idle groups, and a liveness check of peer nodes that
     wakes the groups of a node that went down;
-  - linearizable reads (ReadIndex), one round per group at a time;
+  - linearizable reads (ReadIndex), one round per group at a time (or
+    Config.ReadRounds);
   - snapshots, streamed from a consistent engine snapshot and ingested
     atomically;
   - membership changes and leadership transfer, and the replica lifecycle:
@@ -161,7 +162,8 @@ groups only.
 [Host.ReadIndex] returns once the leader confirmed through a quorum that it
 led at a commit index and the local replica applied it; then the state
 machine may be read. Reads arriving while a round is in flight join the
-next. Followers and learners forward to the leader.
+next (a group may be allowed more rounds at once: Config.ReadRounds).
+Followers and learners forward to the leader.
 
 # Snapshots
 

@@ -112,7 +112,7 @@ type group struct {
 	proposing      map[uint64]*proposal
 	pendingByIndex map[uint64]*proposal
 	// readBatches are ReadIndex rounds in flight, by request context (at
-	// most one at a time); readQueue the reads waiting for the next round;
+	// most Config.ReadRounds); readQueue the reads waiting for the next round;
 	// readWaiters reads whose index is known but not yet applied.
 	readBatches map[string]*readBatch
 	readQueue   []*readReq

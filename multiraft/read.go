@@ -40,7 +40,7 @@ type readBatch struct {
 // may be served from this replica: the group's leader confirmed, through a
 // quorum, that it was still leader at a commit index, and this replica
 // applied that index. It returns the index. Concurrent reads of a group
-// share one round. On a follower or learner the request is forwarded to the
+// share rounds. On a follower or learner the request is forwarded to the
 // leader. Errors: *NotAppliedError with ErrNotLeader when the replica knows
 // no leader, ErrReadFailed when the request is lost (retry), ErrStopped, or
 // ctx's error.
@@ -62,12 +62,11 @@ func (h *Host) ReadIndex(ctx context.Context, id GroupID) (uint64, error) {
 	}
 }
 
-// maybeIssueReads starts a ReadIndex round for the queued reads unless one
-// is in flight: as in etcd, one round at a time, and every read that arrives
-// meanwhile joins the next, so that a burst of reads costs a few rounds
-// (worker). It reports whether it started one.
+// maybeIssueReads starts a ReadIndex round for the queued reads unless
+// the group has Config.ReadRounds in flight (worker). It reports whether it
+// started one.
 func (h *Host) maybeIssueReads(g *group) bool {
-	if len(g.readQueue) == 0 || len(g.readBatches) > 0 {
+	if len(g.readQueue) == 0 || len(g.readBatches) >= max(h.cfg.ReadRounds(g.id), 1) {
 		return false
 	}
 	reads := g.readQueue

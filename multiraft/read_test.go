@@ -178,3 +178,59 @@ func TestStaleLeaderRead(t *testing.T) {
 		return nil
 	})
 }
+
+// TestReadRounds: a group allowed two ReadIndex rounds at once
+// (Config.ReadRounds) starts a second round for a read that arrives while
+// the first cannot complete (the leader cut off), instead of queueing it;
+// once the partition heals every read is served.
+func TestReadRounds(t *testing.T) {
+	c, sets := metricsCluster(t, testcluster.Options{
+		Nodes: 3, Seed: newSeed(t),
+		// Slow ticks: a round the partition blocks does not expire
+		// (after ElectionTicks) while the test looks at it.
+		TickInterval: 500 * time.Millisecond,
+		Configure: func(cfg *multiraft.Config) {
+			cfg.ReadRounds = func(multiraft.GroupID) int { return 2 }
+		},
+	})
+	c.Bootstrap(1, 1, 2, 3)
+	leader := c.WaitLeader(1)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := c.Propose(ctx, 1, []byte("w")); err != nil {
+		t.Fatal(err)
+	}
+	h := c.Node(leader).Host()
+	var others []multiraft.NodeID
+	for _, n := range []multiraft.NodeID{1, 2, 3} {
+		if n != leader {
+			others = append(others, n)
+		}
+	}
+	c.Net.Partition([]multiraft.NodeID{leader}, others)
+	before := counterValue(t, sets[leader], "flotilla_raft_read_index_rounds_total")
+	errs := make(chan error, 3)
+	read := func() {
+		_, err := h.ReadIndex(ctx, 1)
+		errs <- err
+	}
+	waitRounds := func(want float64) {
+		t.Helper()
+		testutil.SucceedsSoon(t, func() error {
+			if got := counterValue(t, sets[leader], "flotilla_raft_read_index_rounds_total") - before; got != want {
+				return fmt.Errorf("%.0f rounds started, want %.0f", got, want)
+			}
+			return nil
+		})
+	}
+	go read()
+	waitRounds(1)
+	go read() // the first round is stuck: a second starts at once
+	waitRounds(2)
+	c.Net.Heal()
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}

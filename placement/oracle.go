@@ -35,7 +35,7 @@ var errOracleNotStarted = errors.New("placement: the revision oracle serves no t
 // I/O and starts nothing: its caller (server/oracle.go) runs the
 // leadership checks and commits the high-water marks (SetRevisionHWM) it
 // asks for, and gives it the mark of the applied state. It is not safe for
-// concurrent use: one goroutine serves the batches, one at a time.
+// concurrent use: its caller lets one round at a time use it.
 //
 // The protocol and why it hands out no revision twice, and none below one
 // handed out earlier in real time, are in docs/REVISIONS.md.

@@ -603,10 +603,22 @@ func (n *Node) newHost(id multiraft.NodeID) (*multiraft.Host, error) {
 		Transport:       n.transport,
 		NewStateMachine: n.newStateMachine,
 		TickInterval:    n.cfg.TickInterval,
+		ReadRounds:      readRounds,
 		Metrics:         n.metrics,
 		Logger:          n.log,
 		Testing:         n.hostKnobs(),
 	})
+}
+
+// readRounds is the host's ReadRounds: the placement group runs the
+// oracle's leadership checks, oracleLeaderRounds at once; a range's reads
+// share one round at a time (a second round at once cost a busy range more
+// in heartbeats than it saved in waiting).
+func readRounds(g multiraft.GroupID) int {
+	if g == placement.GroupID {
+		return oracleLeaderRounds
+	}
+	return 1
 }
 
 // hostKnobs returns the host's testing knobs from the node's, nil in

@@ -24,9 +24,9 @@ import (
 // every node, each a goroutine of the node's stopper:
 //
 //   - oracleServer, on the placement group's leader, answers
-//     AllocateRevisions batches one round at a time, in arrival order: a
-//     round serves every batch that arrived before it began, after a
-//     leadership check begun then (a ReadIndex round on the group while
+//     AllocateRevisions batches in rounds, up to oracleLeaderRounds at
+//     once: a round serves every batch that arrived before it began, after
+//     a leadership check begun then (a ReadIndex round on the group while
 //     this replica leads it in one term before and after), and after
 //     committing a higher high-water mark if the batches need one. The
 //     allocator state is placement.RevisionOracle.
@@ -36,8 +36,8 @@ import (
 //     are dropped, never kept (no prefetch).
 
 // oracleRoundTimeout bounds one round of the oracle's leader (its
-// leadership check and high-water mark write) and one batch of its
-// client, so that a round against a lost quorum ends; a round also ends as
+// leadership check, its wait for its turn and its high-water mark write)
+// and one batch of its client, so that a round against a lost quorum ends; a round also ends as
 // soon as every request waiting for it gave up.
 const oracleRoundTimeout = 5 * time.Second
 
@@ -91,8 +91,9 @@ type revisionQueue struct {
 type revisionBatch struct {
 	done chan struct{}
 	// slots are the callers in arrival order. Appended to under the
-	// queue's mu while pending; once taken, the taker alone writes first
-	// and err, then closes done; after that they are read-only.
+	// queue's mu while pending; once taken, the goroutine that answers it
+	// alone writes first and err, then closes done; after that they are
+	// read-only.
 	slots []revisionSlot
 }
 
@@ -142,10 +143,15 @@ func (q *revisionQueue) take() *revisionBatch {
 	return b
 }
 
-// run serves the batches one at a time, in order, until the node stops:
-// serve hands out total revisions in one round (the leader's) or one call
-// (the client's), begun after every caller it serves arrived.
-func (q *revisionQueue) run(n *Node, serve func(ctx context.Context, total int64) (int64, error)) {
+// run serves the batches until the node stops, at most inFlight at once
+// (1: one at a time, in order): serve hands out total revisions in one
+// round (the leader's) or one call (the client's), begun after every
+// caller it serves arrived. A batch is taken only when it can be served at
+// once, so callers that arrive meanwhile join the next.
+func (q *revisionQueue) run(n *Node, inFlight int, serve func(ctx context.Context, total int64) (int64, error)) {
+	slots := make(chan struct{}, max(inFlight, 1))
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	for {
 		select {
 		case <-n.stopCtx.Done():
@@ -156,8 +162,28 @@ func (q *revisionQueue) run(n *Node, serve func(ctx context.Context, total int64
 		// them rather than one each (a caller still joins only a batch
 		// taken after it queued).
 		runtime.Gosched()
-		for b := q.take(); b != nil; b = q.take() {
-			answer(n, b, serve)
+		for {
+			select {
+			case slots <- struct{}{}:
+			case <-n.stopCtx.Done():
+				return
+			}
+			b := q.take()
+			if b == nil {
+				<-slots
+				break
+			}
+			if inFlight == 1 {
+				answer(n, b, serve)
+				<-slots
+				continue
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				answer(n, b, serve)
+				<-slots
+			}()
 		}
 	}
 }
@@ -229,16 +255,31 @@ func roundContext(n *Node, slots []revisionSlot, part []int) (context.Context, f
 
 // ---- the leader's side ----
 
+// oracleLeaderRounds is how many rounds the oracle's leader runs at once:
+// a batch that arrives during a round starts its own leadership check at
+// once instead of waiting for that round to end (half a round less, on
+// average, for every revision). The placement group's host allows as many
+// ReadIndex rounds at once (readRounds).
+const oracleLeaderRounds = 2
+
 // oracleServer serves the revision oracle while this node leads the
-// placement group: requests queue (allocate) and one goroutine (run)
-// serves them round by round; only that goroutine touches alloc.
+// placement group: requests queue (allocate) and run serves them in
+// rounds, up to oracleLeaderRounds at once. Their leadership checks run
+// concurrently; the rest of a round (starting a term before its check,
+// raising the high-water mark and taking revisions after it) holds turn,
+// one round at a time.
 type oracleServer struct {
 	n       *Node
 	metrics *oracleMetrics
 	// skipCheck is TestingKnobs.UnsafeOracleSkipLeadershipCheck.
 	skipCheck bool
 	queue     *revisionQueue
-	// alloc is owned by run.
+	// turn (capacity 1) is held by the round that uses alloc. It is a
+	// channel, not a mutex, because its holder does raft I/O (a term's
+	// start, a high-water mark's commit) and a round waiting for it must
+	// be able to give up with its context.
+	turn chan struct{}
+	// alloc belongs to the holder of turn.
 	alloc *placement.RevisionOracle
 }
 
@@ -247,18 +288,31 @@ func newOracleServer(n *Node, m *oracleMetrics, window int64, skipCheck bool) (*
 	if err != nil {
 		return nil, err
 	}
-	return &oracleServer{n: n, metrics: m, skipCheck: skipCheck, queue: newRevisionQueue(), alloc: alloc}, nil
+	return &oracleServer{n: n, metrics: m, skipCheck: skipCheck, queue: newRevisionQueue(),
+		turn: make(chan struct{}, 1), alloc: alloc}, nil
 }
 
-// allocate hands out count revisions, answering in arrival order after a
-// leadership check begun after the call (the caller runs on this node
-// while it leads the placement group).
+// takeTurn waits for the use of alloc, or ctx's end; release gives it
+// back.
+func (s *oracleServer) takeTurn(ctx context.Context) (release func(), err error) {
+	select {
+	case s.turn <- struct{}{}:
+		return func() { <-s.turn }, nil
+	case <-ctx.Done():
+		return nil, unavailable("revision oracle: waiting for another round: " + ctx.Err().Error())
+	}
+}
+
+// allocate hands out count revisions after a leadership check begun after
+// the call (the caller runs on this node while it leads the placement
+// group); callers served by one round get consecutive ranges in arrival
+// order, and a round that ends later hands out higher revisions.
 func (s *oracleServer) allocate(ctx context.Context, count int64) (int64, error) {
 	return s.queue.wait(ctx, s.n, count)
 }
 
-// run serves the queued requests round by round until the node stops.
-func (s *oracleServer) run() { s.queue.run(s.n, s.serve) }
+// run serves the queued requests in rounds until the node stops.
+func (s *oracleServer) run() { s.queue.run(s.n, oracleLeaderRounds, s.serve) }
 
 // serve hands out total revisions in one round, to requests that all
 // arrived before it began.
@@ -279,25 +333,23 @@ func (s *oracleServer) round(ctx context.Context, total int64) (int64, error) {
 		return 0, s.n.notRunningError()
 	}
 	s.metrics.rounds.Inc()
-	st, ok := host.Status(placement.GroupID)
-	if !ok || st.Replica == 0 || st.Leader != st.Replica {
-		s.alloc.Reset()
-		return 0, unavailable("this node does not lead the placement group")
+	term, err := s.serveTerm(ctx, host, meta)
+	if err != nil {
+		return 0, err
 	}
-	if s.alloc.Term() != st.Term {
-		// A term this replica has not served yet (or it lost its state):
-		// the revisions it handed out in an earlier term say nothing about
-		// what later leaders handed out.
-		s.alloc.Reset()
-		if err := s.startTerm(ctx, host, meta, st.Term); err != nil {
-			return 0, err
-		}
-	}
-	term := s.alloc.Term()
 	if !s.skipCheck {
 		if err := leadershipCheck(ctx, host, term); err != nil {
 			return 0, err
 		}
+	}
+	release, err := s.takeTurn(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer release()
+	if s.alloc.Term() != term {
+		// Another round found the term over meanwhile.
+		return 0, unavailable(fmt.Sprintf("revision oracle: no longer serving term %d", term))
 	}
 	hwm := meta.State().GetRevisionHwm()
 	raise, err := s.alloc.RaiseTo(hwm, total)
@@ -318,6 +370,31 @@ func (s *oracleServer) round(ctx context.Context, total int64) (int64, error) {
 		return 0, unavailable("revision oracle: " + err.Error())
 	}
 	return first, nil
+}
+
+// serveTerm returns the term this replica serves the oracle in, starting
+// it if this replica leads a term it does not serve yet.
+func (s *oracleServer) serveTerm(ctx context.Context, host *multiraft.Host, meta *placement.Meta) (uint64, error) {
+	release, err := s.takeTurn(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer release()
+	st, ok := host.Status(placement.GroupID)
+	if !ok || st.Replica == 0 || st.Leader != st.Replica {
+		s.alloc.Reset()
+		return 0, unavailable("this node does not lead the placement group")
+	}
+	if s.alloc.Term() != st.Term {
+		// A term this replica has not served yet (or it lost its state):
+		// the revisions it handed out in an earlier term say nothing about
+		// what later leaders handed out.
+		s.alloc.Reset()
+		if err := s.startTerm(ctx, host, meta, st.Term); err != nil {
+			return 0, err
+		}
+	}
+	return s.alloc.Term(), nil
 }
 
 // startTerm is a new leader's first step: once its applied state holds
@@ -463,7 +540,7 @@ func (o *oracleClient) Revisions(ctx context.Context, count int) (first int64, e
 }
 
 // run sends the batches until the node stops.
-func (o *oracleClient) run() { o.queue.run(o.n, o.send) }
+func (o *oracleClient) run() { o.queue.run(o.n, 1, o.send) }
 
 // send makes one AllocateRevisions attempt for total revisions.
 func (o *oracleClient) send(ctx context.Context, total int64) (int64, error) {

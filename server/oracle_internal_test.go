@@ -29,7 +29,7 @@ func TestRevisionQueueBatching(t *testing.T) {
 	rounds := make(chan round)
 	var inFlight, next int64 = 0, 100
 	var mu sync.Mutex
-	serve := func(_ context.Context, total int64) (int64, error) {
+	serve := func(ctx context.Context, total int64) (int64, error) {
 		mu.Lock()
 		inFlight++
 		if inFlight > 1 {
@@ -37,8 +37,19 @@ func TestRevisionQueueBatching(t *testing.T) {
 		}
 		mu.Unlock()
 		r := round{total: total, release: make(chan error)}
-		rounds <- r
-		err := <-r.release
+		var err error
+		// The round's context ends with the node: a failed test does
+		// not leave it blocked.
+		select {
+		case rounds <- r:
+			select {
+			case err = <-r.release:
+			case <-ctx.Done():
+				err = ctx.Err()
+			}
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
 		mu.Lock()
 		inFlight--
 		first := next
@@ -52,7 +63,7 @@ func TestRevisionQueueBatching(t *testing.T) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		q.run(n, serve)
+		q.run(n, 1, serve)
 	}()
 	defer func() {
 		n.stop()
@@ -129,4 +140,121 @@ func TestRevisionQueueBatching(t *testing.T) {
 	r4 := <-rounds
 	r4.release <- nil
 	expect(f, 104, false)
+}
+
+// TestRevisionQueueRoundsAtOnce: with two rounds allowed at once (the
+// oracle leader's), a caller that arrives during a round gets its own
+// round at once; one that arrives while two are in flight waits for one of
+// them to end, and then joins the next with every caller that arrived
+// meanwhile.
+func TestRevisionQueueRoundsAtOnce(t *testing.T) {
+	n := &Node{}
+	n.stopCtx, n.stop = context.WithCancel(context.Background())
+	q := newRevisionQueue()
+
+	type round struct {
+		total   int64
+		release chan struct{}
+	}
+	rounds := make(chan round)
+	var (
+		mu               sync.Mutex
+		inFlight, maxNow int
+		next             int64 = 1
+	)
+	serve := func(ctx context.Context, total int64) (int64, error) {
+		mu.Lock()
+		inFlight++
+		maxNow = max(maxNow, inFlight)
+		mu.Unlock()
+		defer func() {
+			mu.Lock()
+			inFlight--
+			mu.Unlock()
+		}()
+		r := round{total: total, release: make(chan struct{})}
+		select {
+		case rounds <- r:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+		select {
+		case <-r.release:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		first := next
+		next += total
+		return first, nil
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		q.run(n, 2, serve)
+	}()
+	defer func() {
+		n.stop()
+		wg.Wait()
+	}()
+	type answer struct {
+		first int64
+		err   error
+	}
+	call := func(count int64) chan answer {
+		ch := make(chan answer, 1)
+		go func() {
+			first, err := q.wait(context.Background(), n, count)
+			ch <- answer{first, err}
+		}()
+		return ch
+	}
+	expect := func(ch chan answer, first int64) {
+		t.Helper()
+		if a := <-ch; a.err != nil || a.first != first {
+			t.Fatalf("answer %d, %v; want %d", a.first, a.err, first)
+		}
+	}
+	pending := func(want int) {
+		t.Helper()
+		testutil.SucceedsSoon(t, func() error {
+			q.mu.Lock()
+			defer q.mu.Unlock()
+			if q.mu.pending == nil || len(q.mu.pending.slots) != want {
+				return fmt.Errorf("callers pending %v, want %d", q.mu.pending, want)
+			}
+			return nil
+		})
+	}
+
+	a := call(1)
+	r1 := <-rounds
+	b := call(2)
+	r2 := <-rounds // while r1 is in flight
+	if r1.total != 1 || r2.total != 2 {
+		t.Fatalf("rounds ask %d and %d, want 1 and 2", r1.total, r2.total)
+	}
+	c := call(3)
+	pending(1)
+	d := call(4)
+	pending(2)
+	// Revisions follow the order rounds end, not the order they began.
+	close(r2.release)
+	expect(b, 1)
+	r3 := <-rounds
+	if r3.total != 7 {
+		t.Fatalf("third round asks %d, want 7 (the two callers that waited)", r3.total)
+	}
+	close(r1.release)
+	expect(a, 3)
+	close(r3.release)
+	expect(c, 4)
+	expect(d, 7)
+	mu.Lock()
+	defer mu.Unlock()
+	if maxNow != 2 {
+		t.Fatalf("%d rounds at once at most, want 2", maxNow)
+	}
 }
