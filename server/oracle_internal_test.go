@@ -59,41 +59,10 @@ func TestRevisionQueueBatching(t *testing.T) {
 		mu.Unlock()
 		return first, err
 	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		q.run(n, 1, serve)
-	}()
-	defer func() {
-		n.stop()
-		wg.Wait()
-	}()
-
-	type answer struct {
-		first int64
-		err   error
-	}
-	call := func(ctx context.Context, count int64) chan answer {
-		ch := make(chan answer, 1)
-		go func() {
-			first, err := q.wait(ctx, n, count)
-			ch <- answer{first, err}
-		}()
-		return ch
-	}
-	pending := func(want int) {
-		t.Helper()
-		testutil.SucceedsSoon(t, func() error {
-			q.mu.Lock()
-			defer q.mu.Unlock()
-			if q.mu.pending == nil || len(q.mu.pending.slots) != want {
-				return fmt.Errorf("callers pending %v, want %d", q.mu.pending, want)
-			}
-			return nil
-		})
-	}
-	expect := func(ch chan answer, first int64, wantErr bool) {
+	defer runQueue(n, q, 1, serve)()
+	call := func(ctx context.Context, count int64) chan queueAnswer { return callQueue(ctx, n, q, count) }
+	pending := func(want int) { t.Helper(); waitPending(t, q, want) }
+	expect := func(ch chan queueAnswer, first int64, wantErr bool) {
 		t.Helper()
 		a := <-ch
 		if (a.err != nil) != wantErr || (!wantErr && a.first != first) {
@@ -189,45 +158,15 @@ func TestRevisionQueueRoundsAtOnce(t *testing.T) {
 		next += total
 		return first, nil
 	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		q.run(n, 2, serve)
-	}()
-	defer func() {
-		n.stop()
-		wg.Wait()
-	}()
-	type answer struct {
-		first int64
-		err   error
-	}
-	call := func(count int64) chan answer {
-		ch := make(chan answer, 1)
-		go func() {
-			first, err := q.wait(context.Background(), n, count)
-			ch <- answer{first, err}
-		}()
-		return ch
-	}
-	expect := func(ch chan answer, first int64) {
+	defer runQueue(n, q, 2, serve)()
+	call := func(count int64) chan queueAnswer { return callQueue(context.Background(), n, q, count) }
+	expect := func(ch chan queueAnswer, first int64) {
 		t.Helper()
 		if a := <-ch; a.err != nil || a.first != first {
 			t.Fatalf("answer %d, %v; want %d", a.first, a.err, first)
 		}
 	}
-	pending := func(want int) {
-		t.Helper()
-		testutil.SucceedsSoon(t, func() error {
-			q.mu.Lock()
-			defer q.mu.Unlock()
-			if q.mu.pending == nil || len(q.mu.pending.slots) != want {
-				return fmt.Errorf("callers pending %v, want %d", q.mu.pending, want)
-			}
-			return nil
-		})
-	}
+	pending := func(want int) { t.Helper(); waitPending(t, q, want) }
 
 	a := call(1)
 	r1 := <-rounds
@@ -257,4 +196,48 @@ func TestRevisionQueueRoundsAtOnce(t *testing.T) {
 	if maxNow != 2 {
 		t.Fatalf("%d rounds at once at most, want 2", maxNow)
 	}
+}
+
+// runQueue runs q with inFlight rounds at once until the returned func
+// stops n and waits for it.
+func runQueue(n *Node, q *revisionQueue, inFlight int, serve func(context.Context, int64) (int64, error)) (stop func()) {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		q.run(n, inFlight, serve)
+	}()
+	return func() {
+		n.stop()
+		wg.Wait()
+	}
+}
+
+// queueAnswer is what a caller of a revisionQueue got.
+type queueAnswer struct {
+	first int64
+	err   error
+}
+
+// callQueue asks q for count revisions in the background.
+func callQueue(ctx context.Context, n *Node, q *revisionQueue, count int64) chan queueAnswer {
+	ch := make(chan queueAnswer, 1)
+	go func() {
+		first, err := q.wait(ctx, n, count)
+		ch <- queueAnswer{first, err}
+	}()
+	return ch
+}
+
+// waitPending waits until want callers wait in q's pending batch.
+func waitPending(t *testing.T, q *revisionQueue, want int) {
+	t.Helper()
+	testutil.SucceedsSoon(t, func() error {
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		if q.mu.pending == nil || len(q.mu.pending.slots) != want {
+			return fmt.Errorf("callers pending %v, want %d", q.mu.pending, want)
+		}
+		return nil
+	})
 }
