@@ -36,6 +36,7 @@ help:
 	@echo "make run       a local 3-node demo cluster (flotilla demo; RUN_ARGS=flags)"
 	@echo "make etcd      bin/etcd, for side-by-side benchmarks (bench/peers/etcd)"
 	@echo "make bench-suite  the standard suite, Flotilla and etcd (bench/suite/run.sh; settings: docs/BENCHMARKS.md)"
+	@echo "make bench-ab BASE=path/to/flotilla  this build against another, interleaved (bench/suite/ab.sh)"
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/flotilla ./cmd/flotilla
@@ -111,6 +112,13 @@ etcd:
 .PHONY: bench-suite
 bench-suite: build etcd
 	bench/suite/run.sh
+
+# Two builds side by side (bench/suite/ab.sh): BASE is the flotilla binary
+# to compare bin/flotilla against; both clusters run at once and the
+# workloads alternate between them, so the machine's drift hits both.
+.PHONY: bench-ab
+bench-ab: build
+	BASE=$(BASE) bench/suite/ab.sh
 
 # A secure 3-node cluster in one process on 127.0.0.1:7400-7402 (HTTPS
 # 7480-7482), data in a temporary directory; Ctrl-C stops it. Its throwaway
