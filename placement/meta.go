@@ -107,6 +107,9 @@ func WriteInitialMeta(b *engine.Batch, clusterID string, first *flotillapb.NodeD
 	if clusterID == "" || first.GetNodeId() == 0 {
 		return fmt.Errorf("%w: a cluster needs an ID and a first node", ErrBadCommand)
 	}
+	if p := flotillapb.CheckLabels(first.GetLabels()); p != "" {
+		return fmt.Errorf("%w: the first node: %s", ErrBadCommand, p)
+	}
 	st := &flotillapb.ClusterMeta{
 		ClusterId:      clusterID,
 		NextNodeId:     first.GetNodeId() + 1,
@@ -233,12 +236,17 @@ func applyMeta(st *flotillapb.ClusterMeta, cmd *flotillapb.MetaCommand) (*flotil
 		if c.AddNode.GetAddress() == "" {
 			return nil, nil, fmt.Errorf("%w: a node needs an address", ErrBadCommand)
 		}
+		if p := flotillapb.CheckLabels(c.AddNode.GetLabels()); p != "" {
+			return nil, nil, fmt.Errorf("%w: %s", ErrBadCommand, p)
+		}
+		labels := cloneLabels(c.AddNode.GetLabels())
 		if tok := c.AddNode.GetJoinToken(); tok != "" {
 			for _, n := range next.GetNodes() {
 				if n.GetJoinToken() == tok {
 					// A retried join, or a member that came back at
-					// another address: same ID, addresses updated.
-					n.Address, n.HttpAddress = c.AddNode.GetAddress(), c.AddNode.GetHttpAddress()
+					// another address or with other labels: same ID,
+					// addresses and labels updated.
+					n.Address, n.HttpAddress, n.Labels = c.AddNode.GetAddress(), c.AddNode.GetHttpAddress(), labels
 					return next, encodeNodeID(n.GetNodeId()), nil
 				}
 			}
@@ -250,7 +258,7 @@ func applyMeta(st *flotillapb.ClusterMeta, cmd *flotillapb.MetaCommand) (*flotil
 		next.NextNodeId = id + 1
 		next.Nodes = append(next.Nodes, &flotillapb.NodeDescriptor{
 			NodeId: id, Address: c.AddNode.GetAddress(), HttpAddress: c.AddNode.GetHttpAddress(),
-			JoinToken: c.AddNode.GetJoinToken(),
+			JoinToken: c.AddNode.GetJoinToken(), Labels: labels,
 		})
 		return next, encodeNodeID(id), nil
 	case *flotillapb.MetaCommand_UpdateNode:
@@ -258,6 +266,9 @@ func applyMeta(st *flotillapb.ClusterMeta, cmd *flotillapb.MetaCommand) (*flotil
 		i := slices.IndexFunc(next.Nodes, func(d *flotillapb.NodeDescriptor) bool { return d.GetNodeId() == n.GetNodeId() })
 		if i < 0 || n.GetAddress() == "" {
 			return nil, nil, fmt.Errorf("%w: unknown node %d or no address", ErrBadCommand, n.GetNodeId())
+		}
+		if p := flotillapb.CheckLabels(n.GetLabels()); p != "" {
+			return nil, nil, fmt.Errorf("%w: %s", ErrBadCommand, p)
 		}
 		next.Nodes[i] = proto.Clone(n).(*flotillapb.NodeDescriptor)
 		return next, nil, nil
@@ -391,4 +402,16 @@ func DecodeNodeID(v []byte) (multiraft.NodeID, error) {
 		return 0, fmt.Errorf("%w: node ID result of %d bytes", ErrBadCommand, len(v))
 	}
 	return multiraft.NodeID(binary.BigEndian.Uint64(v)), nil
+}
+
+// cloneLabels copies a command's labels for the state (nil for none).
+func cloneLabels(labels []*flotillapb.StoreLabel) []*flotillapb.StoreLabel {
+	if len(labels) == 0 {
+		return nil
+	}
+	out := make([]*flotillapb.StoreLabel, len(labels))
+	for i, l := range labels {
+		out[i] = &flotillapb.StoreLabel{Key: l.GetKey(), Value: l.GetValue()}
+	}
+	return out
 }

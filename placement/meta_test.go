@@ -5,6 +5,7 @@ package placement
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -203,4 +204,85 @@ func TestMetaRangesStoresIDs(t *testing.T) {
 	if changes != 1 {
 		t.Errorf("a stale report counted as a change")
 	}
+}
+
+// TestMetaNodeLabels: a node's labels come with its join, change with a
+// later join of the same token (a restart with other --labels), and bad
+// labels change nothing.
+func TestMetaNodeLabels(t *testing.T) {
+	eng, err := engine.Open(engine.Options{Dir: "m", FS: vfs.NewMem()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	zoneA := []*flotillapb.StoreLabel{{Key: "zone", Value: "a"}}
+	bad := eng.NewBatch()
+	err = WriteInitialMeta(bad, "c1", &flotillapb.NodeDescriptor{NodeId: 1, Address: "a1:1",
+		Labels: []*flotillapb.StoreLabel{{Key: "zone", Value: "a=b"}}})
+	bad.Close()
+	if !errors.Is(err, ErrBadCommand) {
+		t.Fatalf("initial meta with a bad label: %v", err)
+	}
+	b := eng.NewBatch()
+	if err := WriteInitialMeta(b, "c1", &flotillapb.NodeDescriptor{NodeId: 1, Address: "a1:1", Labels: zoneA}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Commit(true); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	m, err := NewMeta(eng, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	join := func(token string, labels ...*flotillapb.StoreLabel) []byte {
+		return metaCmd(t, &flotillapb.MetaCommand{Command: &flotillapb.MetaCommand_AddNode{AddNode: &flotillapb.AddNode{
+			Address: "a:" + token, JoinToken: token, Labels: labels}}})
+	}
+	rackR1 := &flotillapb.StoreLabel{Key: "rack", Value: "r1"}
+	zoneB := &flotillapb.StoreLabel{Key: "zone", Value: "b"}
+	cmds := []multiraft.Command{
+		{Index: 10, Data: join("t2", rackR1, zoneB)},
+		{Index: 11, Data: join("t3", zoneB)},
+		{Index: 12, Data: join("t2", zoneB, rackR1)},                       // unsorted: refused
+		{Index: 13, Data: join("t2", zoneB, zoneB)},                        // duplicate: refused
+		{Index: 14, Data: join("t3", &flotillapb.StoreLabel{Key: "zone"})}, // no value: refused
+		{Index: 15, Data: join("t3")},                                      // restarted without labels
+		{Index: 16, Data: metaCmd(t, &flotillapb.MetaCommand{Command: &flotillapb.MetaCommand_UpdateNode{UpdateNode: &flotillapb.UpdateNode{
+			Node: &flotillapb.NodeDescriptor{NodeId: 2, Address: "a:t2", Labels: []*flotillapb.StoreLabel{{Key: "!"}}}}}})},
+	}
+	b = eng.NewBatch()
+	res, err := m.Apply(b, cmds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Commit(false); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	for i, c := range cmds {
+		bad := c.Index >= 12 && c.Index <= 14 || c.Index == 16
+		if got := errors.Is(res[i].Err, ErrBadCommand); got != bad {
+			t.Errorf("entry %d: %v; want refused %v", c.Index, res[i].Err, bad)
+		}
+	}
+	want := map[uint64]string{1: "zone=a", 2: "rack=r1,zone=b", 3: ""}
+	for _, st := range []*flotillapb.ClusterMeta{m.State(), mustReadMeta(t, eng)} {
+		got := map[uint64]string{}
+		for _, n := range st.GetNodes() {
+			got[n.GetNodeId()] = flotillapb.FormatLabels(n.GetLabels())
+		}
+		if !maps.Equal(got, want) {
+			t.Errorf("nodes' labels %v; want %v", got, want)
+		}
+	}
+}
+
+func mustReadMeta(t *testing.T, eng *engine.Engine) *flotillapb.ClusterMeta {
+	t.Helper()
+	st, err := ReadMeta(eng)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
 }

@@ -126,6 +126,13 @@ type Config struct {
 	// MaxTxnOps bounds the ops of a txn (both branches) and its compares,
 	// as etcd's --max-txn-ops. Default 128.
 	MaxTxnOps int
+	// Labels are the store's labels, such as zone=a or role=observer
+	// (flotillapb.ParseLabels reads flotilla start's --labels): the
+	// placement group keeps them with the node (announced on join, and
+	// again when a restart changes them) and `cluster status` shows them;
+	// placement rules (to come) will choose stores by them. Keys and values use letters,
+	// digits and . _ / - (flotillapb.CheckLabels). Default none.
+	Labels map[string]string
 	// Logger receives the node's log lines. Default slog.Default().
 	Logger *slog.Logger
 
@@ -295,6 +302,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxTxnOps < 0 {
 		errs = append(errs, fmt.Errorf("MaxTxnOps %d is negative", c.MaxTxnOps))
+	}
+	if _, err := flotillapb.NormalizeLabels(c.Labels); err != nil {
+		errs = append(errs, fmt.Errorf("Labels: %w", err))
 	}
 	if c.Dir == "" {
 		errs = append(errs, errors.New("a Dir is required"))

@@ -131,9 +131,11 @@ func (n *Node) collectRemovedReplicas(leaderless map[multiraft.GroupID]time.Time
 // cluster's view of the node current: a node without a replica of the
 // placement group, or whose replica knows no leader, refreshes its node
 // directory from a peer, and a node
-// whose address changed (a restart on another port) re-announces itself.
+// whose address or labels changed (a restart on another port, or with
+// other --labels) re-announces itself.
 // The re-announcement is a Join with the store's join token, which the
-// placement group applies as an address change of the same node ID.
+// placement group applies as an address (and label) change of the same
+// node ID.
 func (n *Node) maintainMembership() {
 	host, meta, ok := n.running()
 	if !ok {
@@ -146,19 +148,38 @@ func (n *Node) maintainMembership() {
 	}
 	self := n.NodeID()
 	for _, d := range n.directory() {
-		if d.GetNodeId() != self || (d.GetAddress() == n.addr && d.GetHttpAddress() == n.httpAddr) {
+		if d.GetNodeId() != self || (d.GetAddress() == n.addr && d.GetHttpAddress() == n.httpAddr && flotillapb.EqualLabels(d.GetLabels(), n.labels)) {
+			continue
+		}
+		// The same announcement again within reannounceInterval means it
+		// did not take (a placement group replica of an older build drops
+		// labels): say so once, and do not rewrite the group's state every
+		// round.
+		key := n.addr + " " + n.httpAddr + " " + flotillapb.FormatLabels(n.labels)
+		if a := &n.announced; a.key == key && time.Since(a.at) < reannounceInterval {
+			// (Give the group's replicas some seconds to apply it first.)
+			if !a.warned && time.Since(a.at) > 10*time.Second {
+				a.warned = true
+				n.log.Warn("the cluster has not taken this node's address or labels; announcing again every minute",
+					"addr", n.addr, "labels", flotillapb.FormatLabels(n.labels), "cluster_has", d)
+			}
 			continue
 		}
 		ctx, cancel := context.WithTimeout(n.stopCtx, 5*time.Second)
-		resp, err := (*nodeService)(n).Join(ctx, &flotillapb.JoinRequest{Address: n.addr, HttpAddress: n.httpAddr, JoinToken: n.joinToken})
+		resp, err := (*nodeService)(n).Join(ctx, &flotillapb.JoinRequest{Address: n.addr, HttpAddress: n.httpAddr, JoinToken: n.joinToken, Labels: n.labels})
 		cancel()
 		if err != nil {
-			n.log.Debug("announcing this node's new address", "err", err)
+			n.log.Debug("announcing this node's new address or labels", "err", err)
 		} else {
+			n.announced.key, n.announced.at, n.announced.warned = key, time.Now(), false
 			n.learnNodes(resp.GetNodes())
 		}
 	}
 }
+
+// reannounceInterval is the least time between two identical
+// announcements of a node's address and labels (maintainMembership).
+const reannounceInterval = time.Minute
 
 // refreshDirectory asks a known node (or a join address) for the cluster's
 // nodes, and learns them from the first that answers as a member of this

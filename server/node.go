@@ -136,6 +136,16 @@ type Node struct {
 	// the node joins or founds a cluster; from then on it is read without
 	// a lock.
 	joinToken string
+	// labels are Config.Labels, sorted by key; never changed after Open.
+	labels []*flotillapb.StoreLabel
+	// announced is the last announcement of this node's address and labels
+	// (maintainMembership), and whether a warning that it did not take was
+	// logged. Only the maintenance loop uses it.
+	announced struct {
+		key    string
+		at     time.Time
+		warned bool
+	}
 
 	// disk is the node's watch on its store's disk (disk.go).
 	disk diskWatch
@@ -330,6 +340,9 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	rpc.RegisterPlacement(n.grpcServer, (*placementService)(n))
 	if n.joinToken, err = loadJoinToken(n.eng, false); err != nil {
 		return nil, err
+	}
+	if n.labels, err = flotillapb.NormalizeLabels(cfg.Labels); err != nil {
+		return nil, fmt.Errorf("flotilla: %w", err) // Validate refused it already
 	}
 	// Become a member (or not) before serving, so that no request, Init
 	// in particular, sees a half-started node.
@@ -812,7 +825,7 @@ func (n *Node) initClusterLocked(splitKeys [][]byte) (_ *flotillapb.StoreIdent, 
 		return nil, err
 	}
 	replicas := []multiraft.Replica{{ID: multiraft.MakeReplicaID(first, 1)}}
-	self := &flotillapb.NodeDescriptor{NodeId: uint64(first), Address: n.addr, HttpAddress: n.httpAddr, JoinToken: n.joinToken}
+	self := &flotillapb.NodeDescriptor{NodeId: uint64(first), Address: n.addr, HttpAddress: n.httpAddr, JoinToken: n.joinToken, Labels: n.labels}
 	// The first range covers the keyspace, or, pre-split, up to the first
 	// split key; one range follows from each split key.
 	bounds := append(append([][]byte{nil}, splitKeys...), nil)
@@ -931,7 +944,7 @@ func (n *Node) joinOnce(addr string) error {
 	ctx, cancel := context.WithTimeout(n.stopCtx, 5*time.Second)
 	defer cancel()
 	resp, err := flotillapb.NewNodeClient(conn).Join(ctx, &flotillapb.JoinRequest{
-		Address: n.addr, HttpAddress: n.httpAddr, JoinToken: n.joinToken,
+		Address: n.addr, HttpAddress: n.httpAddr, JoinToken: n.joinToken, Labels: n.labels,
 	})
 	if err != nil {
 		return err

@@ -83,7 +83,8 @@ func (n *Node) checkPeersUninitialized(ctx context.Context) error {
 // forwarded request is never forwarded again, so a join takes at most one
 // extra hop and cannot loop between nodes that disagree about the leader.
 // AddNode is idempotent per join token: a retried join, or a member that
-// announces a new address (maintainMembership), gets the same node ID.
+// announces a new address or labels (maintainMembership), gets the same
+// node ID.
 //
 // It runs from gRPC and from the maintenance loop, both of which Close
 // waits for; it takes no gate, since once the host stops its proposal
@@ -97,10 +98,14 @@ func (s *nodeService) Join(ctx context.Context, req *flotillapb.JoinRequest) (*f
 	if req.GetAddress() == "" {
 		return nil, invalidArgument("address", "a joining node must give its address")
 	}
+	if p := flotillapb.CheckLabels(req.GetLabels()); p != "" {
+		return nil, invalidArgument("labels", p)
+	}
 	if st, ok := host.Status(placement.GroupID); ok && meta != nil {
 		if st.Leader == st.Replica {
 			data, err := proto.Marshal(&flotillapb.MetaCommand{Command: &flotillapb.MetaCommand_AddNode{AddNode: &flotillapb.AddNode{
 				Address: req.GetAddress(), HttpAddress: req.GetHttpAddress(), JoinToken: req.GetJoinToken(),
+				Labels: req.GetLabels(),
 			}}})
 			if err != nil {
 				return nil, err

@@ -9,6 +9,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -474,6 +476,8 @@ type storeJSON struct {
 	AvailableBytes        uint64  `json:"available_bytes"`
 	// Alarms are the store's raised alarms, e.g. NOSPACE; always a list.
 	Alarms []string `json:"alarms"`
+	// Labels are the store's labels (start --labels); always an object.
+	Labels map[string]string `json:"labels"`
 }
 
 func storeState(s flotillapb.StoreState) string {
@@ -490,14 +494,24 @@ func storesJSON(stores []*flotillapb.StoreStatus) []storeJSON {
 			SecondsSinceHeartbeat: s.GetSecondsSinceHeartbeat(),
 			CapacityBytes:         s.GetStats().GetCapacityBytes(), AvailableBytes: s.GetStats().GetAvailableBytes(),
 			Alarms: append([]string{}, s.GetStats().GetAlarms()...),
+			Labels: labelsJSON(s.GetNode().GetLabels()),
 		})
 	}
 	return out
 }
 
+// labelsJSON returns a store's labels as a JSON object ({} for none).
+func labelsJSON(labels []*flotillapb.StoreLabel) map[string]string {
+	m := flotillapb.LabelsMap(labels)
+	if m == nil {
+		m = map[string]string{}
+	}
+	return m
+}
+
 func printStores(w io.Writer, stores []*flotillapb.StoreStatus) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "STORE\tADDRESS\tLIVE\tSTATE\tRANGES\tLEADERS\tLAST HEARTBEAT\tALARMS")
+	fmt.Fprintln(tw, "STORE\tADDRESS\tLIVE\tSTATE\tRANGES\tLEADERS\tLAST HEARTBEAT\tALARMS\tLABELS")
 	for _, s := range storesJSON(stores) {
 		live := "yes"
 		if !s.Live {
@@ -511,7 +525,15 @@ func printStores(w io.Writer, stores []*flotillapb.StoreStatus) error {
 		if len(s.Alarms) > 0 {
 			alarms = strings.Join(s.Alarms, ",")
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", s.StoreID, s.Address, live, s.State, s.Ranges, s.Leaders, last, alarms)
+		labels := "-"
+		if len(s.Labels) > 0 {
+			keys := slices.Sorted(maps.Keys(s.Labels))
+			for i, k := range keys {
+				keys[i] = k + "=" + s.Labels[k]
+			}
+			labels = strings.Join(keys, ",")
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", s.StoreID, s.Address, live, s.State, s.Ranges, s.Leaders, last, alarms, labels)
 	}
 	return tw.Flush()
 }

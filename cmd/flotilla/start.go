@@ -52,6 +52,7 @@ func newStartCmd() *cobra.Command {
 		logLevel  string
 		gcPercent int
 		retention string
+		labels    []string
 	)
 	cmd := &cobra.Command{
 		Use:   "start",
@@ -62,7 +63,8 @@ cluster of the listed nodes. A store that is already part of a cluster rejoins i
 SIGINT or SIGTERM stops the node cleanly.`,
 		Example: `  flotilla start --store n1 --listen-addr 127.0.0.1:7400 --http-addr 127.0.0.1:7480
   flotilla start --store n2 --listen-addr 127.0.0.1:7401 --http-addr 127.0.0.1:7481 --join 127.0.0.1:7400
-  flotilla init --host 127.0.0.1:7400`,
+  flotilla init --host 127.0.0.1:7400
+  flotilla start --store n3 --listen-addr 127.0.0.1:7402 --http-addr 127.0.0.1:7482 --join 127.0.0.1:7400 --labels zone=b,rack=r2`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := newLogger(logLevel)
@@ -81,6 +83,10 @@ SIGINT or SIGTERM stops the node cleanly.`,
 			}
 			if err := parseRetention(&cfg, retention); err != nil {
 				return err
+			}
+			all := strings.Join(labels, ",")
+			if cfg.Labels, err = flotillapb.ParseLabels(all); err != nil {
+				return fmt.Errorf("--labels %q: %w", all, err)
 			}
 			cfg.Logger = log
 			server.Version = version
@@ -128,6 +134,7 @@ SIGINT or SIGTERM stops the node cleanly.`,
 	f.BoolVar(&cfg.Insecure, "insecure", false, "without --certs-dir, allow listening on addresses other than loopback (anyone who reaches the node can read and write every key)")
 	f.BoolVar(&cfg.EnablePprof, "enable-pprof", false, "on a secure node, serve /debug/pprof/ without a client certificate")
 	f.StringSliceVar(&join, "join", nil, "nodes of the cluster to join, HOST:PORT[,HOST:PORT...]")
+	f.StringArrayVar(&labels, "labels", nil, "the store's labels, KEY=VALUE[,KEY=VALUE...] (repeatable), e.g. zone=a,rack=r1: shown by `cluster status`, for placement rules (to come) to choose stores by; letters, digits and . _ / - only")
 	f.StringArrayVar(&overrides, "dial-override", nil, "dial ACTUAL when a peer advertises ADVERTISED, as ADVERTISED=ACTUAL (repeatable)")
 	f.IntVar(&cfg.MaxValueSize, "max-value-size", flotilla.DefaultMaxValueSize, "largest value accepted, in bytes")
 	f.DurationVar(&cfg.StoreDownTimeout, "store-down-timeout", 0, "the placement driver counts a store down, and rebuilds its replicas elsewhere, after this long without a heartbeat (default 60s)")

@@ -170,7 +170,7 @@ func (x AllocIDs_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use AllocIDs_Kind.Descriptor instead.
 func (AllocIDs_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_flotillapb_meta_proto_rawDescGZIP(), []int{13, 0}
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{14, 0}
 }
 
 // RangeEpoch orders descriptors of one range: version bumps on split and
@@ -507,7 +507,11 @@ type NodeDescriptor struct {
 	// a lost response gets the same node ID.
 	JoinToken string `protobuf:"bytes,4,opt,name=join_token,json=joinToken,proto3" json:"join_token,omitempty"`
 	// state is the store's membership state.
-	State         StoreState `protobuf:"varint,5,opt,name=state,proto3,enum=flotilla.v1.StoreState" json:"state,omitempty"`
+	State StoreState `protobuf:"varint,5,opt,name=state,proto3,enum=flotilla.v1.StoreState" json:"state,omitempty"`
+	// labels are the store's labels (flotilla start --labels), sorted by
+	// key, keys unique (flotillapb.CheckLabels); shown by cluster status,
+	// for placement rules (to come) to choose stores by.
+	Labels        []*StoreLabel `protobuf:"bytes,6,rep,name=labels,proto3" json:"labels,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -577,6 +581,66 @@ func (x *NodeDescriptor) GetState() StoreState {
 	return StoreState_STORE_UP
 }
 
+func (x *NodeDescriptor) GetLabels() []*StoreLabel {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+// StoreLabel is one label of a store, such as zone=a.
+type StoreLabel struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Value         string                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StoreLabel) Reset() {
+	*x = StoreLabel{}
+	mi := &file_flotillapb_meta_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoreLabel) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoreLabel) ProtoMessage() {}
+
+func (x *StoreLabel) ProtoReflect() protoreflect.Message {
+	mi := &file_flotillapb_meta_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoreLabel.ProtoReflect.Descriptor instead.
+func (*StoreLabel) Descriptor() ([]byte, []int) {
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *StoreLabel) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *StoreLabel) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
 // StoreIdent is written once in a store when it becomes part of a cluster.
 type StoreIdent struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -588,7 +652,7 @@ type StoreIdent struct {
 
 func (x *StoreIdent) Reset() {
 	*x = StoreIdent{}
-	mi := &file_flotillapb_meta_proto_msgTypes[6]
+	mi := &file_flotillapb_meta_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -600,7 +664,7 @@ func (x *StoreIdent) String() string {
 func (*StoreIdent) ProtoMessage() {}
 
 func (x *StoreIdent) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_meta_proto_msgTypes[6]
+	mi := &file_flotillapb_meta_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -613,7 +677,7 @@ func (x *StoreIdent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreIdent.ProtoReflect.Descriptor instead.
 func (*StoreIdent) Descriptor() ([]byte, []int) {
-	return file_flotillapb_meta_proto_rawDescGZIP(), []int{6}
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *StoreIdent) GetClusterId() string {
@@ -661,7 +725,7 @@ type ClusterMeta struct {
 
 func (x *ClusterMeta) Reset() {
 	*x = ClusterMeta{}
-	mi := &file_flotillapb_meta_proto_msgTypes[7]
+	mi := &file_flotillapb_meta_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -673,7 +737,7 @@ func (x *ClusterMeta) String() string {
 func (*ClusterMeta) ProtoMessage() {}
 
 func (x *ClusterMeta) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_meta_proto_msgTypes[7]
+	mi := &file_flotillapb_meta_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -686,7 +750,7 @@ func (x *ClusterMeta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterMeta.ProtoReflect.Descriptor instead.
 func (*ClusterMeta) Descriptor() ([]byte, []int) {
-	return file_flotillapb_meta_proto_rawDescGZIP(), []int{7}
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ClusterMeta) GetClusterId() string {
@@ -771,7 +835,7 @@ type MetaCommand struct {
 
 func (x *MetaCommand) Reset() {
 	*x = MetaCommand{}
-	mi := &file_flotillapb_meta_proto_msgTypes[8]
+	mi := &file_flotillapb_meta_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -783,7 +847,7 @@ func (x *MetaCommand) String() string {
 func (*MetaCommand) ProtoMessage() {}
 
 func (x *MetaCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_meta_proto_msgTypes[8]
+	mi := &file_flotillapb_meta_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -796,7 +860,7 @@ func (x *MetaCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetaCommand.ProtoReflect.Descriptor instead.
 func (*MetaCommand) Descriptor() ([]byte, []int) {
-	return file_flotillapb_meta_proto_rawDescGZIP(), []int{8}
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *MetaCommand) GetCommand() isMetaCommand_Command {
@@ -926,7 +990,7 @@ type SetRevisionHWM struct {
 
 func (x *SetRevisionHWM) Reset() {
 	*x = SetRevisionHWM{}
-	mi := &file_flotillapb_meta_proto_msgTypes[9]
+	mi := &file_flotillapb_meta_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -938,7 +1002,7 @@ func (x *SetRevisionHWM) String() string {
 func (*SetRevisionHWM) ProtoMessage() {}
 
 func (x *SetRevisionHWM) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_meta_proto_msgTypes[9]
+	mi := &file_flotillapb_meta_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -951,7 +1015,7 @@ func (x *SetRevisionHWM) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetRevisionHWM.ProtoReflect.Descriptor instead.
 func (*SetRevisionHWM) Descriptor() ([]byte, []int) {
-	return file_flotillapb_meta_proto_rawDescGZIP(), []int{9}
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SetRevisionHWM) GetHwm() int64 {
@@ -971,7 +1035,7 @@ type SetCompactedRevision struct {
 
 func (x *SetCompactedRevision) Reset() {
 	*x = SetCompactedRevision{}
-	mi := &file_flotillapb_meta_proto_msgTypes[10]
+	mi := &file_flotillapb_meta_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -983,7 +1047,7 @@ func (x *SetCompactedRevision) String() string {
 func (*SetCompactedRevision) ProtoMessage() {}
 
 func (x *SetCompactedRevision) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_meta_proto_msgTypes[10]
+	mi := &file_flotillapb_meta_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -996,7 +1060,7 @@ func (x *SetCompactedRevision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetCompactedRevision.ProtoReflect.Descriptor instead.
 func (*SetCompactedRevision) Descriptor() ([]byte, []int) {
-	return file_flotillapb_meta_proto_rawDescGZIP(), []int{10}
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SetCompactedRevision) GetRevision() int64 {
@@ -1017,7 +1081,7 @@ type UpdateRange struct {
 
 func (x *UpdateRange) Reset() {
 	*x = UpdateRange{}
-	mi := &file_flotillapb_meta_proto_msgTypes[11]
+	mi := &file_flotillapb_meta_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1029,7 +1093,7 @@ func (x *UpdateRange) String() string {
 func (*UpdateRange) ProtoMessage() {}
 
 func (x *UpdateRange) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_meta_proto_msgTypes[11]
+	mi := &file_flotillapb_meta_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1042,7 +1106,7 @@ func (x *UpdateRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateRange.ProtoReflect.Descriptor instead.
 func (*UpdateRange) Descriptor() ([]byte, []int) {
-	return file_flotillapb_meta_proto_rawDescGZIP(), []int{11}
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *UpdateRange) GetDescriptor_() *RangeDescriptor {
@@ -1063,7 +1127,7 @@ type SetStoreState struct {
 
 func (x *SetStoreState) Reset() {
 	*x = SetStoreState{}
-	mi := &file_flotillapb_meta_proto_msgTypes[12]
+	mi := &file_flotillapb_meta_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1075,7 +1139,7 @@ func (x *SetStoreState) String() string {
 func (*SetStoreState) ProtoMessage() {}
 
 func (x *SetStoreState) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_meta_proto_msgTypes[12]
+	mi := &file_flotillapb_meta_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1088,7 +1152,7 @@ func (x *SetStoreState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetStoreState.ProtoReflect.Descriptor instead.
 func (*SetStoreState) Descriptor() ([]byte, []int) {
-	return file_flotillapb_meta_proto_rawDescGZIP(), []int{12}
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SetStoreState) GetNodeId() uint64 {
@@ -1116,7 +1180,7 @@ type AllocIDs struct {
 
 func (x *AllocIDs) Reset() {
 	*x = AllocIDs{}
-	mi := &file_flotillapb_meta_proto_msgTypes[13]
+	mi := &file_flotillapb_meta_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1128,7 +1192,7 @@ func (x *AllocIDs) String() string {
 func (*AllocIDs) ProtoMessage() {}
 
 func (x *AllocIDs) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_meta_proto_msgTypes[13]
+	mi := &file_flotillapb_meta_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1141,7 +1205,7 @@ func (x *AllocIDs) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocIDs.ProtoReflect.Descriptor instead.
 func (*AllocIDs) Descriptor() ([]byte, []int) {
-	return file_flotillapb_meta_proto_rawDescGZIP(), []int{13}
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *AllocIDs) GetKind() AllocIDs_Kind {
@@ -1164,15 +1228,17 @@ type AddNode struct {
 	Address     string                 `protobuf:"bytes,1,opt,name=address,proto3" json:"address,omitempty"`
 	HttpAddress string                 `protobuf:"bytes,2,opt,name=http_address,json=httpAddress,proto3" json:"http_address,omitempty"`
 	// join_token: an AddNode with the token of a node already added returns
-	// that node's ID.
-	JoinToken     string `protobuf:"bytes,3,opt,name=join_token,json=joinToken,proto3" json:"join_token,omitempty"`
+	// that node's ID (and updates its addresses and labels).
+	JoinToken string `protobuf:"bytes,3,opt,name=join_token,json=joinToken,proto3" json:"join_token,omitempty"`
+	// labels are the node's store labels, as NodeDescriptor.labels.
+	Labels        []*StoreLabel `protobuf:"bytes,4,rep,name=labels,proto3" json:"labels,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AddNode) Reset() {
 	*x = AddNode{}
-	mi := &file_flotillapb_meta_proto_msgTypes[14]
+	mi := &file_flotillapb_meta_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1184,7 +1250,7 @@ func (x *AddNode) String() string {
 func (*AddNode) ProtoMessage() {}
 
 func (x *AddNode) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_meta_proto_msgTypes[14]
+	mi := &file_flotillapb_meta_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1197,7 +1263,7 @@ func (x *AddNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddNode.ProtoReflect.Descriptor instead.
 func (*AddNode) Descriptor() ([]byte, []int) {
-	return file_flotillapb_meta_proto_rawDescGZIP(), []int{14}
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *AddNode) GetAddress() string {
@@ -1221,7 +1287,14 @@ func (x *AddNode) GetJoinToken() string {
 	return ""
 }
 
-// UpdateNode records a node's new addresses.
+func (x *AddNode) GetLabels() []*StoreLabel {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+// UpdateNode replaces a node's descriptor (addresses, labels, state).
 type UpdateNode struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Node          *NodeDescriptor        `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
@@ -1231,7 +1304,7 @@ type UpdateNode struct {
 
 func (x *UpdateNode) Reset() {
 	*x = UpdateNode{}
-	mi := &file_flotillapb_meta_proto_msgTypes[15]
+	mi := &file_flotillapb_meta_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1243,7 +1316,7 @@ func (x *UpdateNode) String() string {
 func (*UpdateNode) ProtoMessage() {}
 
 func (x *UpdateNode) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_meta_proto_msgTypes[15]
+	mi := &file_flotillapb_meta_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1256,7 +1329,7 @@ func (x *UpdateNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNode.ProtoReflect.Descriptor instead.
 func (*UpdateNode) Descriptor() ([]byte, []int) {
-	return file_flotillapb_meta_proto_rawDescGZIP(), []int{15}
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *UpdateNode) GetNode() *NodeDescriptor {
@@ -1295,14 +1368,19 @@ const file_flotillapb_meta_proto_rawDesc = "" +
 	"\x0eRangeRevisions\x12\x12\n" +
 	"\x04last\x18\x01 \x01(\x03R\x04last\x12\x16\n" +
 	"\x06closed\x18\x02 \x01(\x03R\x06closed\x12\x1c\n" +
-	"\tcompacted\x18\x03 \x01(\x03R\tcompacted\"\xb4\x01\n" +
+	"\tcompacted\x18\x03 \x01(\x03R\tcompacted\"\xe5\x01\n" +
 	"\x0eNodeDescriptor\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12!\n" +
 	"\fhttp_address\x18\x03 \x01(\tR\vhttpAddress\x12\x1d\n" +
 	"\n" +
 	"join_token\x18\x04 \x01(\tR\tjoinToken\x12-\n" +
-	"\x05state\x18\x05 \x01(\x0e2\x17.flotilla.v1.StoreStateR\x05state\"D\n" +
+	"\x05state\x18\x05 \x01(\x0e2\x17.flotilla.v1.StoreStateR\x05state\x12/\n" +
+	"\x06labels\x18\x06 \x03(\v2\x17.flotilla.v1.StoreLabelR\x06labels\"4\n" +
+	"\n" +
+	"StoreLabel\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"D\n" +
 	"\n" +
 	"StoreIdent\x12\x1d\n" +
 	"\n" +
@@ -1346,12 +1424,13 @@ const file_flotillapb_meta_proto_rawDesc = "" +
 	"\x05count\x18\x02 \x01(\x04R\x05count\"\"\n" +
 	"\x04Kind\x12\t\n" +
 	"\x05RANGE\x10\x00\x12\x0f\n" +
-	"\vREPLICA_SEQ\x10\x01\"e\n" +
+	"\vREPLICA_SEQ\x10\x01\"\x96\x01\n" +
 	"\aAddNode\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12!\n" +
 	"\fhttp_address\x18\x02 \x01(\tR\vhttpAddress\x12\x1d\n" +
 	"\n" +
-	"join_token\x18\x03 \x01(\tR\tjoinToken\"=\n" +
+	"join_token\x18\x03 \x01(\tR\tjoinToken\x12/\n" +
+	"\x06labels\x18\x04 \x03(\v2\x17.flotilla.v1.StoreLabelR\x06labels\"=\n" +
 	"\n" +
 	"UpdateNode\x12/\n" +
 	"\x04node\x18\x01 \x01(\v2\x1b.flotilla.v1.NodeDescriptorR\x04node*%\n" +
@@ -1377,7 +1456,7 @@ func file_flotillapb_meta_proto_rawDescGZIP() []byte {
 }
 
 var file_flotillapb_meta_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_flotillapb_meta_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_flotillapb_meta_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_flotillapb_meta_proto_goTypes = []any{
 	(ReplicaType)(0),             // 0: flotilla.v1.ReplicaType
 	(StoreState)(0),              // 1: flotilla.v1.StoreState
@@ -1388,41 +1467,44 @@ var file_flotillapb_meta_proto_goTypes = []any{
 	(*RangeStats)(nil),           // 6: flotilla.v1.RangeStats
 	(*RangeRevisions)(nil),       // 7: flotilla.v1.RangeRevisions
 	(*NodeDescriptor)(nil),       // 8: flotilla.v1.NodeDescriptor
-	(*StoreIdent)(nil),           // 9: flotilla.v1.StoreIdent
-	(*ClusterMeta)(nil),          // 10: flotilla.v1.ClusterMeta
-	(*MetaCommand)(nil),          // 11: flotilla.v1.MetaCommand
-	(*SetRevisionHWM)(nil),       // 12: flotilla.v1.SetRevisionHWM
-	(*SetCompactedRevision)(nil), // 13: flotilla.v1.SetCompactedRevision
-	(*UpdateRange)(nil),          // 14: flotilla.v1.UpdateRange
-	(*SetStoreState)(nil),        // 15: flotilla.v1.SetStoreState
-	(*AllocIDs)(nil),             // 16: flotilla.v1.AllocIDs
-	(*AddNode)(nil),              // 17: flotilla.v1.AddNode
-	(*UpdateNode)(nil),           // 18: flotilla.v1.UpdateNode
+	(*StoreLabel)(nil),           // 9: flotilla.v1.StoreLabel
+	(*StoreIdent)(nil),           // 10: flotilla.v1.StoreIdent
+	(*ClusterMeta)(nil),          // 11: flotilla.v1.ClusterMeta
+	(*MetaCommand)(nil),          // 12: flotilla.v1.MetaCommand
+	(*SetRevisionHWM)(nil),       // 13: flotilla.v1.SetRevisionHWM
+	(*SetCompactedRevision)(nil), // 14: flotilla.v1.SetCompactedRevision
+	(*UpdateRange)(nil),          // 15: flotilla.v1.UpdateRange
+	(*SetStoreState)(nil),        // 16: flotilla.v1.SetStoreState
+	(*AllocIDs)(nil),             // 17: flotilla.v1.AllocIDs
+	(*AddNode)(nil),              // 18: flotilla.v1.AddNode
+	(*UpdateNode)(nil),           // 19: flotilla.v1.UpdateNode
 }
 var file_flotillapb_meta_proto_depIdxs = []int32{
 	0,  // 0: flotilla.v1.ReplicaDescriptor.type:type_name -> flotilla.v1.ReplicaType
 	3,  // 1: flotilla.v1.RangeDescriptor.epoch:type_name -> flotilla.v1.RangeEpoch
 	4,  // 2: flotilla.v1.RangeDescriptor.replicas:type_name -> flotilla.v1.ReplicaDescriptor
 	1,  // 3: flotilla.v1.NodeDescriptor.state:type_name -> flotilla.v1.StoreState
-	8,  // 4: flotilla.v1.ClusterMeta.nodes:type_name -> flotilla.v1.NodeDescriptor
-	5,  // 5: flotilla.v1.ClusterMeta.ranges:type_name -> flotilla.v1.RangeDescriptor
-	5,  // 6: flotilla.v1.ClusterMeta.placement_group:type_name -> flotilla.v1.RangeDescriptor
-	17, // 7: flotilla.v1.MetaCommand.add_node:type_name -> flotilla.v1.AddNode
-	18, // 8: flotilla.v1.MetaCommand.update_node:type_name -> flotilla.v1.UpdateNode
-	14, // 9: flotilla.v1.MetaCommand.update_range:type_name -> flotilla.v1.UpdateRange
-	15, // 10: flotilla.v1.MetaCommand.set_store_state:type_name -> flotilla.v1.SetStoreState
-	16, // 11: flotilla.v1.MetaCommand.alloc_ids:type_name -> flotilla.v1.AllocIDs
-	12, // 12: flotilla.v1.MetaCommand.set_revision_hwm:type_name -> flotilla.v1.SetRevisionHWM
-	13, // 13: flotilla.v1.MetaCommand.set_compacted_revision:type_name -> flotilla.v1.SetCompactedRevision
-	5,  // 14: flotilla.v1.UpdateRange.descriptor:type_name -> flotilla.v1.RangeDescriptor
-	1,  // 15: flotilla.v1.SetStoreState.state:type_name -> flotilla.v1.StoreState
-	2,  // 16: flotilla.v1.AllocIDs.kind:type_name -> flotilla.v1.AllocIDs.Kind
-	8,  // 17: flotilla.v1.UpdateNode.node:type_name -> flotilla.v1.NodeDescriptor
-	18, // [18:18] is the sub-list for method output_type
-	18, // [18:18] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	9,  // 4: flotilla.v1.NodeDescriptor.labels:type_name -> flotilla.v1.StoreLabel
+	8,  // 5: flotilla.v1.ClusterMeta.nodes:type_name -> flotilla.v1.NodeDescriptor
+	5,  // 6: flotilla.v1.ClusterMeta.ranges:type_name -> flotilla.v1.RangeDescriptor
+	5,  // 7: flotilla.v1.ClusterMeta.placement_group:type_name -> flotilla.v1.RangeDescriptor
+	18, // 8: flotilla.v1.MetaCommand.add_node:type_name -> flotilla.v1.AddNode
+	19, // 9: flotilla.v1.MetaCommand.update_node:type_name -> flotilla.v1.UpdateNode
+	15, // 10: flotilla.v1.MetaCommand.update_range:type_name -> flotilla.v1.UpdateRange
+	16, // 11: flotilla.v1.MetaCommand.set_store_state:type_name -> flotilla.v1.SetStoreState
+	17, // 12: flotilla.v1.MetaCommand.alloc_ids:type_name -> flotilla.v1.AllocIDs
+	13, // 13: flotilla.v1.MetaCommand.set_revision_hwm:type_name -> flotilla.v1.SetRevisionHWM
+	14, // 14: flotilla.v1.MetaCommand.set_compacted_revision:type_name -> flotilla.v1.SetCompactedRevision
+	5,  // 15: flotilla.v1.UpdateRange.descriptor:type_name -> flotilla.v1.RangeDescriptor
+	1,  // 16: flotilla.v1.SetStoreState.state:type_name -> flotilla.v1.StoreState
+	2,  // 17: flotilla.v1.AllocIDs.kind:type_name -> flotilla.v1.AllocIDs.Kind
+	9,  // 18: flotilla.v1.AddNode.labels:type_name -> flotilla.v1.StoreLabel
+	8,  // 19: flotilla.v1.UpdateNode.node:type_name -> flotilla.v1.NodeDescriptor
+	20, // [20:20] is the sub-list for method output_type
+	20, // [20:20] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_flotillapb_meta_proto_init() }
@@ -1430,7 +1512,7 @@ func file_flotillapb_meta_proto_init() {
 	if File_flotillapb_meta_proto != nil {
 		return
 	}
-	file_flotillapb_meta_proto_msgTypes[8].OneofWrappers = []any{
+	file_flotillapb_meta_proto_msgTypes[9].OneofWrappers = []any{
 		(*MetaCommand_AddNode)(nil),
 		(*MetaCommand_UpdateNode)(nil),
 		(*MetaCommand_UpdateRange)(nil),
@@ -1445,7 +1527,7 @@ func file_flotillapb_meta_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flotillapb_meta_proto_rawDesc), len(file_flotillapb_meta_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   16,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -131,7 +131,10 @@ type JoinRequest struct {
 	Forwarded bool `protobuf:"varint,3,opt,name=forwarded,proto3" json:"forwarded,omitempty"`
 	// join_token is random per joining process: retries carry the same one
 	// and get the same node ID.
-	JoinToken     string `protobuf:"bytes,4,opt,name=join_token,json=joinToken,proto3" json:"join_token,omitempty"`
+	JoinToken string `protobuf:"bytes,4,opt,name=join_token,json=joinToken,proto3" json:"join_token,omitempty"`
+	// labels are the node's store labels (flotilla start --labels), as
+	// NodeDescriptor.labels.
+	Labels        []*StoreLabel `protobuf:"bytes,5,rep,name=labels,proto3" json:"labels,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -192,6 +195,13 @@ func (x *JoinRequest) GetJoinToken() string {
 		return x.JoinToken
 	}
 	return ""
+}
+
+func (x *JoinRequest) GetLabels() []*StoreLabel {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
 }
 
 type JoinResponse struct {
@@ -884,13 +894,14 @@ const file_flotillapb_node_proto_rawDesc = "" +
 	"\fInitResponse\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\x17\n" +
-	"\anode_id\x18\x02 \x01(\x04R\x06nodeId\"\x87\x01\n" +
+	"\anode_id\x18\x02 \x01(\x04R\x06nodeId\"\xb8\x01\n" +
 	"\vJoinRequest\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12!\n" +
 	"\fhttp_address\x18\x02 \x01(\tR\vhttpAddress\x12\x1c\n" +
 	"\tforwarded\x18\x03 \x01(\bR\tforwarded\x12\x1d\n" +
 	"\n" +
-	"join_token\x18\x04 \x01(\tR\tjoinToken\"y\n" +
+	"join_token\x18\x04 \x01(\tR\tjoinToken\x12/\n" +
+	"\x06labels\x18\x05 \x03(\v2\x17.flotilla.v1.StoreLabelR\x06labels\"y\n" +
 	"\fJoinResponse\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\x17\n" +
@@ -986,40 +997,42 @@ var file_flotillapb_node_proto_goTypes = []any{
 	(*ClusterStatusRequest)(nil),  // 9: flotilla.v1.ClusterStatusRequest
 	(*ClusterStatusResponse)(nil), // 10: flotilla.v1.ClusterStatusResponse
 	(*NodeEntry)(nil),             // 11: flotilla.v1.NodeEntry
-	(*NodeDescriptor)(nil),        // 12: flotilla.v1.NodeDescriptor
-	(*StoreStatus)(nil),           // 13: flotilla.v1.StoreStatus
-	(*ListOperatorsResponse)(nil), // 14: flotilla.v1.ListOperatorsResponse
-	(*RangeStatus)(nil),           // 15: flotilla.v1.RangeStatus
-	(*RangeDescriptor)(nil),       // 16: flotilla.v1.RangeDescriptor
-	(*RangeStats)(nil),            // 17: flotilla.v1.RangeStats
+	(*StoreLabel)(nil),            // 12: flotilla.v1.StoreLabel
+	(*NodeDescriptor)(nil),        // 13: flotilla.v1.NodeDescriptor
+	(*StoreStatus)(nil),           // 14: flotilla.v1.StoreStatus
+	(*ListOperatorsResponse)(nil), // 15: flotilla.v1.ListOperatorsResponse
+	(*RangeStatus)(nil),           // 16: flotilla.v1.RangeStatus
+	(*RangeDescriptor)(nil),       // 17: flotilla.v1.RangeDescriptor
+	(*RangeStats)(nil),            // 18: flotilla.v1.RangeStats
 }
 var file_flotillapb_node_proto_depIdxs = []int32{
-	12, // 0: flotilla.v1.JoinResponse.nodes:type_name -> flotilla.v1.NodeDescriptor
-	8,  // 1: flotilla.v1.NodeStatus.replicas:type_name -> flotilla.v1.ReplicaStatus
-	12, // 2: flotilla.v1.NodeStatus.nodes:type_name -> flotilla.v1.NodeDescriptor
-	7,  // 3: flotilla.v1.NodeStatus.placement:type_name -> flotilla.v1.PlacementView
-	6,  // 4: flotilla.v1.NodeStatus.disk:type_name -> flotilla.v1.DiskStatus
-	13, // 5: flotilla.v1.PlacementView.stores:type_name -> flotilla.v1.StoreStatus
-	14, // 6: flotilla.v1.PlacementView.operators:type_name -> flotilla.v1.ListOperatorsResponse
-	15, // 7: flotilla.v1.PlacementView.ranges:type_name -> flotilla.v1.RangeStatus
-	16, // 8: flotilla.v1.ReplicaStatus.descriptor:type_name -> flotilla.v1.RangeDescriptor
-	17, // 9: flotilla.v1.ReplicaStatus.stats:type_name -> flotilla.v1.RangeStats
-	11, // 10: flotilla.v1.ClusterStatusResponse.nodes:type_name -> flotilla.v1.NodeEntry
-	12, // 11: flotilla.v1.NodeEntry.node:type_name -> flotilla.v1.NodeDescriptor
-	5,  // 12: flotilla.v1.NodeEntry.status:type_name -> flotilla.v1.NodeStatus
-	0,  // 13: flotilla.v1.Node.Init:input_type -> flotilla.v1.InitRequest
-	2,  // 14: flotilla.v1.Node.Join:input_type -> flotilla.v1.JoinRequest
-	4,  // 15: flotilla.v1.Node.Status:input_type -> flotilla.v1.StatusRequest
-	9,  // 16: flotilla.v1.Node.ClusterStatus:input_type -> flotilla.v1.ClusterStatusRequest
-	1,  // 17: flotilla.v1.Node.Init:output_type -> flotilla.v1.InitResponse
-	3,  // 18: flotilla.v1.Node.Join:output_type -> flotilla.v1.JoinResponse
-	5,  // 19: flotilla.v1.Node.Status:output_type -> flotilla.v1.NodeStatus
-	10, // 20: flotilla.v1.Node.ClusterStatus:output_type -> flotilla.v1.ClusterStatusResponse
-	17, // [17:21] is the sub-list for method output_type
-	13, // [13:17] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	12, // 0: flotilla.v1.JoinRequest.labels:type_name -> flotilla.v1.StoreLabel
+	13, // 1: flotilla.v1.JoinResponse.nodes:type_name -> flotilla.v1.NodeDescriptor
+	8,  // 2: flotilla.v1.NodeStatus.replicas:type_name -> flotilla.v1.ReplicaStatus
+	13, // 3: flotilla.v1.NodeStatus.nodes:type_name -> flotilla.v1.NodeDescriptor
+	7,  // 4: flotilla.v1.NodeStatus.placement:type_name -> flotilla.v1.PlacementView
+	6,  // 5: flotilla.v1.NodeStatus.disk:type_name -> flotilla.v1.DiskStatus
+	14, // 6: flotilla.v1.PlacementView.stores:type_name -> flotilla.v1.StoreStatus
+	15, // 7: flotilla.v1.PlacementView.operators:type_name -> flotilla.v1.ListOperatorsResponse
+	16, // 8: flotilla.v1.PlacementView.ranges:type_name -> flotilla.v1.RangeStatus
+	17, // 9: flotilla.v1.ReplicaStatus.descriptor:type_name -> flotilla.v1.RangeDescriptor
+	18, // 10: flotilla.v1.ReplicaStatus.stats:type_name -> flotilla.v1.RangeStats
+	11, // 11: flotilla.v1.ClusterStatusResponse.nodes:type_name -> flotilla.v1.NodeEntry
+	13, // 12: flotilla.v1.NodeEntry.node:type_name -> flotilla.v1.NodeDescriptor
+	5,  // 13: flotilla.v1.NodeEntry.status:type_name -> flotilla.v1.NodeStatus
+	0,  // 14: flotilla.v1.Node.Init:input_type -> flotilla.v1.InitRequest
+	2,  // 15: flotilla.v1.Node.Join:input_type -> flotilla.v1.JoinRequest
+	4,  // 16: flotilla.v1.Node.Status:input_type -> flotilla.v1.StatusRequest
+	9,  // 17: flotilla.v1.Node.ClusterStatus:input_type -> flotilla.v1.ClusterStatusRequest
+	1,  // 18: flotilla.v1.Node.Init:output_type -> flotilla.v1.InitResponse
+	3,  // 19: flotilla.v1.Node.Join:output_type -> flotilla.v1.JoinResponse
+	5,  // 20: flotilla.v1.Node.Status:output_type -> flotilla.v1.NodeStatus
+	10, // 21: flotilla.v1.Node.ClusterStatus:output_type -> flotilla.v1.ClusterStatusResponse
+	18, // [18:22] is the sub-list for method output_type
+	14, // [14:18] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_flotillapb_node_proto_init() }

@@ -1,0 +1,67 @@
+// Copyright 2026 The Flotilla Authors. All rights reserved.
+
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flotilladb/flotilla/internal/testutil"
+)
+
+// TestLabelsE2E: `flotilla start --labels` on a real process, shown by
+// `cluster status` as a column and in its JSON; malformed labels stop the
+// start with a clear error before the store is touched.
+func TestLabelsE2E(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct{ labels, want string }{
+		{"zone", `"zone" is not key=value`},
+		{"zone=a,zone=b", `"zone" given twice`},
+		{"zone=a=b", `holds '='`},
+		{"role!=observer", `holds '!'`},
+		{"zone=", "empty label value"},
+	} {
+		store := filepath.Join(dir, "refused")
+		_, errOut, err := cli(t, "start", "--store", store, "--listen-addr", freeAddr(t), "--http-addr", "off", "--labels", tc.labels)
+		if err == nil || !strings.Contains(errOut, "--labels") || !strings.Contains(errOut, tc.want) {
+			t.Errorf("start --labels %q: %v, stderr %q; want an error with %q", tc.labels, err, errOut, tc.want)
+		}
+		if _, statErr := os.Stat(store); !errors.Is(statErr, fs.ErrNotExist) {
+			t.Errorf("start --labels %q: the store was created (%v)", tc.labels, statErr)
+		}
+	}
+
+	// --labels is repeatable; a key given in two of them is refused too.
+	_, errOut, err := cli(t, "start", "--store", filepath.Join(dir, "refused"), "--listen-addr", freeAddr(t), "--http-addr", "off",
+		"--labels", "zone=a", "--labels", "zone=b")
+	if err == nil || !strings.Contains(errOut, `"zone" given twice`) {
+		t.Errorf("start --labels zone=a --labels zone=b: %v, stderr %q; want refused", err, errOut)
+	}
+
+	p := startNode(t, nil, dir, filepath.Join(dir, "store"), "--labels", "zone=eu-1a, rack=r7", "--labels", "role=observer")
+	mustCLIPrefix(t, "cluster ", "init", "--host", p.addr)
+	testutil.SucceedsWithin(t, 30*time.Second, func() error {
+		var stores []struct {
+			StoreID uint64            `json:"store_id"`
+			Labels  map[string]string `json:"labels"`
+		}
+		if err := clusterJSON(t, p.addr, &stores, "status"); err != nil {
+			return err
+		}
+		if len(stores) != 1 || fmt.Sprint(stores[0].Labels) != "map[rack:r7 role:observer zone:eu-1a]" {
+			return fmt.Errorf("cluster status --format json: %+v", stores)
+		}
+		return nil
+	})
+	out, errOut, err := cli(t, "cluster", "status", "--host", p.addr)
+	if err != nil || !strings.Contains(out, "LABELS") || !strings.Contains(out, "rack=r7,role=observer,zone=eu-1a") {
+		t.Fatalf("cluster status: %v, %q\n%s", err, errOut, out)
+	}
+	p.stop(t)
+}
