@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/flotilladb/flotilla/internal/testutil"
+	"github.com/flotilladb/flotilla/placement"
 	"github.com/flotilladb/flotilla/rpc"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
 	"github.com/flotilladb/flotilla/server"
@@ -73,6 +74,33 @@ func TestStoreLabels(t *testing.T) {
 	id2 := n2.NodeID()
 	want := map[uint64]string{n1.NodeID(): "zone=a", id2: "rack=r1,zone=b", n3.NodeID(): ""}
 	expect(want)
+
+	// Each store's part in the placement group: the node that leads it
+	// (by its own status) is "leader", the others voters.
+	testutil.SucceedsWithin(t, 30*time.Second, func() error {
+		leader := uint64(0)
+		for _, n := range []*server.Node{n1, n2, n3} {
+			for _, r := range n.Status(false).GetReplicas() {
+				if r.GetGroupId() == uint64(placement.GroupID) && r.GetReplicaId() != 0 && r.GetLeaderReplicaId() == r.GetReplicaId() {
+					leader = n.NodeID()
+				}
+			}
+		}
+		resp, err := pc.ListStores(ctx, &flotillapb.ListStoresRequest{})
+		if err != nil {
+			return err
+		}
+		roles := map[uint64]string{}
+		for _, s := range resp.GetStores() {
+			roles[s.GetNode().GetNodeId()] = s.GetPlacementRole()
+		}
+		want := map[uint64]string{n1.NodeID(): "voter", n2.NodeID(): "voter", n3.NodeID(): "voter"}
+		want[leader] = "leader"
+		if fmt.Sprint(roles) != fmt.Sprint(want) {
+			return fmt.Errorf("placement roles %v; want %v (leader %d)", roles, want, leader)
+		}
+		return nil
+	})
 
 	// A join with malformed labels is refused (InvalidArgument, checked
 	// before the request is forwarded or proposed) and the stores' labels

@@ -218,7 +218,12 @@ func (s *placementService) ListStores(ctx context.Context, req *flotillapb.ListS
 		func(r *flotillapb.ListStoresRequest) { r.Forwarded = true },
 		flotillapb.PlacementClient.ListStores,
 		func(_ *multiraft.Host, meta *placement.Meta) (*flotillapb.ListStoresResponse, error) {
-			return &flotillapb.ListStoresResponse{Stores: n.driver.Stores(meta.State())}, nil
+			st := meta.State()
+			stores := n.driver.Stores(st)
+			for _, s := range stores {
+				s.PlacementRole = placementRole(st.GetPlacementGroup(), s.GetNode().GetNodeId(), n.NodeID())
+			}
+			return &flotillapb.ListStoresResponse{Stores: stores}, nil
 		})
 }
 
@@ -230,4 +235,22 @@ func (s *placementService) ListRanges(ctx context.Context, req *flotillapb.ListR
 		func(_ *multiraft.Host, meta *placement.Meta) (*flotillapb.ListRangesResponse, error) {
 			return &flotillapb.ListRangesResponse{Ranges: n.driver.Ranges(meta.State()), PlacementGroup: meta.State().GetPlacementGroup()}, nil
 		})
+}
+
+// placementRole is store's part in the placement group whose descriptor is
+// pg, as ListStores reports it, when node leader leads the group.
+func placementRole(pg *flotillapb.RangeDescriptor, store, leader uint64) string {
+	if store == leader {
+		return "leader"
+	}
+	for _, r := range pg.GetReplicas() {
+		if r.GetStoreId() != store {
+			continue
+		}
+		if r.GetType() == flotillapb.ReplicaType_VOTER {
+			return "voter"
+		}
+		return "learner"
+	}
+	return ""
 }

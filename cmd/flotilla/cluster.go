@@ -63,13 +63,16 @@ func newClusterCmd() *cobra.Command {
 	}
 	status := &cobra.Command{
 		Use:   "status",
-		Short: "Show the cluster's stores: address, liveness, replica and leader counts",
+		Short: "Show the cluster's stores: address, liveness, replica and leader counts, labels",
 		Long: `Show every store of the cluster as the placement driver sees it: its address,
-whether it heartbeated recently (live), its membership state, and the replicas
-and leaders it holds by the ranges' latest reports. --format json prints an array of objects with
-store_id, address, http_address, live, state, ranges, leaders,
-seconds_since_heartbeat, capacity_bytes, available_bytes and alarms (e.g.
-["NOSPACE"]: the store's disk is short of space and it refuses writes).`,
+whether it heartbeated recently (live), its membership state, the replicas
+and leaders it holds by the ranges' latest reports, its part in the placement
+group (PLACEMENT: leader, the acting placement driver; voter; learner; - none),
+its alarms and its labels (start --labels). --format json prints an array of
+objects with store_id, address, http_address, live, state, ranges, leaders,
+placement, seconds_since_heartbeat, capacity_bytes, available_bytes, alarms
+(e.g. ["NOSPACE"]: the store's disk is short of space and it refuses writes)
+and labels (an object).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return run(cmd, func(ctx context.Context, pc flotillapb.PlacementClient, out io.Writer) error {
@@ -478,6 +481,9 @@ type storeJSON struct {
 	Alarms []string `json:"alarms"`
 	// Labels are the store's labels (start --labels); always an object.
 	Labels map[string]string `json:"labels"`
+	// Placement is the store's part in the placement group: "leader"
+	// (the acting placement driver), "voter", "learner" or "".
+	Placement string `json:"placement"`
 }
 
 func storeState(s flotillapb.StoreState) string {
@@ -493,8 +499,9 @@ func storesJSON(stores []*flotillapb.StoreStatus) []storeJSON {
 			Ranges: s.GetReplicas(), Leaders: s.GetLeaders(),
 			SecondsSinceHeartbeat: s.GetSecondsSinceHeartbeat(),
 			CapacityBytes:         s.GetStats().GetCapacityBytes(), AvailableBytes: s.GetStats().GetAvailableBytes(),
-			Alarms: append([]string{}, s.GetStats().GetAlarms()...),
-			Labels: labelsJSON(s.GetNode().GetLabels()),
+			Alarms:    append([]string{}, s.GetStats().GetAlarms()...),
+			Labels:    labelsJSON(s.GetNode().GetLabels()),
+			Placement: s.GetPlacementRole(),
 		})
 	}
 	return out
@@ -511,7 +518,7 @@ func labelsJSON(labels []*flotillapb.StoreLabel) map[string]string {
 
 func printStores(w io.Writer, stores []*flotillapb.StoreStatus) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "STORE\tADDRESS\tLIVE\tSTATE\tRANGES\tLEADERS\tLAST HEARTBEAT\tALARMS\tLABELS")
+	fmt.Fprintln(tw, "STORE\tADDRESS\tLIVE\tSTATE\tRANGES\tLEADERS\tPLACEMENT\tLAST HEARTBEAT\tALARMS\tLABELS")
 	for _, s := range storesJSON(stores) {
 		live := "yes"
 		if !s.Live {
@@ -533,7 +540,11 @@ func printStores(w io.Writer, stores []*flotillapb.StoreStatus) error {
 			}
 			labels = strings.Join(keys, ",")
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", s.StoreID, s.Address, live, s.State, s.Ranges, s.Leaders, last, alarms, labels)
+		placement := s.Placement
+		if placement == "" {
+			placement = "-"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%s\n", s.StoreID, s.Address, live, s.State, s.Ranges, s.Leaders, placement, last, alarms, labels)
 	}
 	return tw.Flush()
 }

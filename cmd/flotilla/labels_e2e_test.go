@@ -48,19 +48,21 @@ func TestLabelsE2E(t *testing.T) {
 	mustCLIPrefix(t, "cluster ", "init", "--host", p.addr)
 	testutil.SucceedsWithin(t, 30*time.Second, func() error {
 		var stores []struct {
-			StoreID uint64            `json:"store_id"`
-			Labels  map[string]string `json:"labels"`
+			StoreID   uint64            `json:"store_id"`
+			Labels    map[string]string `json:"labels"`
+			Placement string            `json:"placement"`
 		}
 		if err := clusterJSON(t, p.addr, &stores, "status"); err != nil {
 			return err
 		}
-		if len(stores) != 1 || fmt.Sprint(stores[0].Labels) != "map[rack:r7 role:observer zone:eu-1a]" {
+		if len(stores) != 1 || fmt.Sprint(stores[0].Labels) != "map[rack:r7 role:observer zone:eu-1a]" || stores[0].Placement != "leader" {
 			return fmt.Errorf("cluster status --format json: %+v", stores)
 		}
 		return nil
 	})
 	out, errOut, err := cli(t, "cluster", "status", "--host", p.addr)
-	if err != nil || !strings.Contains(out, "LABELS") || !strings.Contains(out, "rack=r7,role=observer,zone=eu-1a") {
+	if err != nil || !strings.Contains(out, "LABELS") || !strings.Contains(out, "rack=r7,role=observer,zone=eu-1a") ||
+		!strings.Contains(out, "PLACEMENT") || !strings.Contains(out, " leader ") {
 		t.Fatalf("cluster status: %v, %q\n%s", err, errOut, out)
 	}
 	p.stop(t)

@@ -887,8 +887,12 @@ type StoreStatus struct {
 	Stats                 *StoreStats `protobuf:"bytes,4,opt,name=stats,proto3" json:"stats,omitempty"`
 	// replicas and leaders count the ranges with a replica on the store and
 	// those it leads, from the ranges' latest heartbeats.
-	Replicas      uint32 `protobuf:"varint,5,opt,name=replicas,proto3" json:"replicas,omitempty"`
-	Leaders       uint32 `protobuf:"varint,6,opt,name=leaders,proto3" json:"leaders,omitempty"`
+	Replicas uint32 `protobuf:"varint,5,opt,name=replicas,proto3" json:"replicas,omitempty"`
+	Leaders  uint32 `protobuf:"varint,6,opt,name=leaders,proto3" json:"leaders,omitempty"`
+	// placement_role is the store's part in the placement group (the
+	// placement driver): "leader" (the acting driver, which answered),
+	// "voter", "learner", or "" for none.
+	PlacementRole string `protobuf:"bytes,7,opt,name=placement_role,json=placementRole,proto3" json:"placement_role,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -963,6 +967,13 @@ func (x *StoreStatus) GetLeaders() uint32 {
 		return x.Leaders
 	}
 	return 0
+}
+
+func (x *StoreStatus) GetPlacementRole() string {
+	if x != nil {
+		return x.PlacementRole
+	}
+	return ""
 }
 
 type ListStoresResponse struct {
@@ -1897,14 +1908,15 @@ const file_flotillapb_placement_proto_rawDesc = "" +
 	"\x06leader\x18\x02 \x01(\v2\x1e.flotilla.v1.ReplicaDescriptorR\x06leader\x121\n" +
 	"\x05nodes\x18\x03 \x03(\v2\x1b.flotilla.v1.NodeDescriptorR\x05nodes\"1\n" +
 	"\x11ListStoresRequest\x12\x1c\n" +
-	"\tforwarded\x18\x01 \x01(\bR\tforwarded\"\xef\x01\n" +
+	"\tforwarded\x18\x01 \x01(\bR\tforwarded\"\x96\x02\n" +
 	"\vStoreStatus\x12/\n" +
 	"\x04node\x18\x01 \x01(\v2\x1b.flotilla.v1.NodeDescriptorR\x04node\x12\x12\n" +
 	"\x04live\x18\x02 \x01(\bR\x04live\x126\n" +
 	"\x17seconds_since_heartbeat\x18\x03 \x01(\x01R\x15secondsSinceHeartbeat\x12-\n" +
 	"\x05stats\x18\x04 \x01(\v2\x17.flotilla.v1.StoreStatsR\x05stats\x12\x1a\n" +
 	"\breplicas\x18\x05 \x01(\rR\breplicas\x12\x18\n" +
-	"\aleaders\x18\x06 \x01(\rR\aleaders\"F\n" +
+	"\aleaders\x18\x06 \x01(\rR\aleaders\x12%\n" +
+	"\x0eplacement_role\x18\a \x01(\tR\rplacementRole\"F\n" +
 	"\x12ListStoresResponse\x120\n" +
 	"\x06stores\x18\x01 \x03(\v2\x18.flotilla.v1.StoreStatusR\x06stores\"1\n" +
 	"\x11ListRangesRequest\x12\x1c\n" +
