@@ -643,3 +643,27 @@ func (c *ClusterView) BalanceSize(alloc ReplicaAllocator) *Operator {
 	}
 	return nil
 }
+
+// RangesWithoutQuorum returns the IDs of the groups among descs that have
+// a voter on store and fewer than a majority of their voters on other
+// stores that live reports live: such a group cannot commit a change of
+// its membership, so the store's replica cannot be replaced or removed.
+func RangesWithoutQuorum(descs []*flotillapb.RangeDescriptor, store uint64, live func(store uint64) bool) []uint64 {
+	var out []uint64
+	for _, d := range descs {
+		voters, _ := membersOf(d)
+		onStore, others := false, 0
+		for _, v := range voters {
+			switch {
+			case v.GetStoreId() == store:
+				onStore = true
+			case live(v.GetStoreId()):
+				others++
+			}
+		}
+		if onStore && others < len(voters)/2+1 {
+			out = append(out, d.GetRangeId())
+		}
+	}
+	return out
+}

@@ -556,3 +556,27 @@ func TestBalanceSize(t *testing.T) {
 		t.Fatalf("move towards a store with more replicas: %v", op)
 	}
 }
+
+// TestRangesWithoutQuorum: removing a dead store needs every group with a
+// voter on it to keep a majority of its voters on live stores.
+func TestRangesWithoutQuorum(t *testing.T) {
+	r := func(node uint64, seq uint32) multiraft.ReplicaID {
+		return multiraft.MakeReplicaID(multiraft.NodeID(node), seq)
+	}
+	descs := []*flotillapb.RangeDescriptor{
+		desc(2, 1, []multiraft.ReplicaID{r(1, 1), r(2, 1), r(3, 1)}),                   // 2 of 3 others live: fine
+		desc(3, 1, []multiraft.ReplicaID{r(1, 2), r(3, 2), r(4, 1)}),                   // store 4 dead too: 1 of 3 live
+		desc(4, 1, []multiraft.ReplicaID{r(1, 3), r(2, 3)}, r(3, 3)),                   // a learner on store 3 only
+		desc(5, 1, []multiraft.ReplicaID{r(3, 4), r(4, 4), r(5, 4), r(1, 4), r(2, 4)}), // 3 of 5 others live: fine
+		desc(6, 1, []multiraft.ReplicaID{r(3, 5), r(4, 5), r(5, 5), r(6, 5), r(1, 5)}), // 2 of 5 others live
+		desc(7, 1, []multiraft.ReplicaID{r(3, 6)}),                                     // its only voter
+		nil, // a cluster without a placement group descriptor
+	}
+	live := func(s uint64) bool { return s == 1 || s == 2 || s == 5 }
+	if got, want := RangesWithoutQuorum(descs, 3, live), []uint64{3, 6, 7}; !slices.Equal(got, want) {
+		t.Errorf("RangesWithoutQuorum(store 3) = %v; want %v", got, want)
+	}
+	if got := RangesWithoutQuorum(descs, 9, live); len(got) != 0 {
+		t.Errorf("RangesWithoutQuorum of a store without voters = %v; want none", got)
+	}
+}

@@ -5,6 +5,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/flotilladb/flotilla/multiraft"
 	"github.com/flotilladb/flotilla/placement"
@@ -131,6 +132,16 @@ func (s *placementService) SetStoreState(ctx context.Context, req *flotillapb.Se
 			if node == nil {
 				return nil, invalidArgument("store_id", fmt.Sprintf("store %d is not a member of the cluster", req.GetStoreId()))
 			}
+			if req.GetDead() {
+				if req.GetState() != flotillapb.StoreState_STORE_DECOMMISSIONING {
+					return nil, invalidArgument("dead", fmt.Sprintf("only a store being decommissioned can be dead, not one set %v", req.GetState()))
+				}
+				if node.GetState() == flotillapb.StoreState_STORE_UP {
+					if err := n.checkDeadStore(meta.State(), req.GetStoreId()); err != nil {
+						return nil, err
+					}
+				}
+			}
 			switch want := req.GetState(); {
 			case want != flotillapb.StoreState_STORE_UP && want != flotillapb.StoreState_STORE_DECOMMISSIONING:
 				return nil, invalidArgument("state", fmt.Sprintf("a store can be set %v or %v, not %v",
@@ -156,6 +167,39 @@ func (s *placementService) SetStoreState(ctx context.Context, req *flotillapb.Se
 			}
 			return nil, unavailable("the store vanished from the placement state")
 		})
+}
+
+// checkDeadStore refuses to remove store id as dead (remove-store) if it
+// is live, or if a range or the placement group with a voter on it has a
+// majority of its voters on stores that are not live.
+func (n *Node) checkDeadStore(meta *flotillapb.ClusterMeta, id uint64) error {
+	live := map[uint64]bool{}
+	for _, st := range n.driver.Stores(meta) {
+		live[st.GetNode().GetNodeId()] = st.GetLive()
+		if st.GetNode().GetNodeId() == id && st.GetLive() {
+			return invalidArgument("store_id", fmt.Sprintf(
+				"store %d is live (it heartbeated %.1fs ago): remove-store is for a dead store that will not come back; "+
+					"use `flotilla cluster decommission %d` to move a live store's replicas off", id, st.GetSecondsSinceHeartbeat(), id))
+		}
+	}
+	descs := append([]*flotillapb.RangeDescriptor{meta.GetPlacementGroup()}, meta.GetRanges()...)
+	if lost := placement.RangesWithoutQuorum(descs, id, func(s uint64) bool { return live[s] }); len(lost) > 0 {
+		var names, ranges []string
+		for _, g := range lost {
+			if g == uint64(placement.GroupID) {
+				names = append(names, "the placement group")
+			} else {
+				ranges = append(ranges, fmt.Sprint(g))
+			}
+		}
+		if len(ranges) > 0 {
+			names = append(names, "ranges "+strings.Join(ranges, ", "))
+		}
+		return invalidArgument("store_id", fmt.Sprintf(
+			"removing store %d would leave %s without a quorum: fewer than a majority of their voters are on live stores other than it, "+
+				"so their membership cannot change; bring a store back first", id, strings.Join(names, " and ")))
+	}
+	return nil
 }
 
 // usableStores counts the member stores that are up and live, other than

@@ -199,11 +199,35 @@ Refused if fewer stores than the replication factor would remain.`,
 			if err != nil {
 				return err
 			}
-			return runDecommission(cmd, run, &host, format, id, wait, waitTimeout)
+			return runDecommission(cmd, run, &host, format, id, false, wait, waitTimeout)
 		},
 	}
 	decommission.Flags().BoolVar(&wait, "wait", true, "wait until the node holds no replica and is decommissioned")
 	decommission.Flags().DurationVar(&waitTimeout, "wait-timeout", 30*time.Minute, "give up waiting after this long (the decommission goes on)")
+	removeStore := &cobra.Command{
+		Use:   "remove-store NODE",
+		Short: "Remove a dead node that will not come back: rebuild its replicas elsewhere",
+		Long: `Remove node NODE, which is dead and will not come back (etcd's member remove):
+the placement driver rebuilds every replica it held on the other stores at
+once, without waiting for --store-down-timeout, and marks it decommissioned
+when none is left; it takes no replicas from then on. Refused, changing
+nothing, if the node is live (use decommission), if fewer stores than the
+replication factor would remain, or if a range or the placement group with a
+voter on the node has a majority of its voters on stores that are not live
+(its membership cannot change until one comes back). Shows the replicas left
+every second until done (--wait=false returns at once); --format json as for
+decommission.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id, err := parseID("NODE", args[0])
+			if err != nil {
+				return err
+			}
+			return runDecommission(cmd, run, &host, format, id, true, wait, waitTimeout)
+		},
+	}
+	removeStore.Flags().BoolVar(&wait, "wait", true, "wait until the node's replicas are rebuilt elsewhere and it is decommissioned")
+	removeStore.Flags().DurationVar(&waitTimeout, "wait-timeout", 30*time.Minute, "give up waiting after this long (the removal goes on)")
 	recommission := &cobra.Command{
 		Use:   "recommission NODE",
 		Short: "Let a decommissioning or decommissioned node take replicas again",
@@ -271,7 +295,7 @@ when they grow past the nodes' --split-size or serve more than --split-qps.`,
 		},
 	}
 	split.Flags().DurationVar(&splitWait, "wait", 8*time.Second, "wait this long for the split to show in the range list (0: return at once; bounded by --timeout)")
-	cluster.AddCommand(status, ranges, operators, transfer, add, remove, decommission, recommission, split)
+	cluster.AddCommand(status, ranges, operators, transfer, add, remove, decommission, removeStore, recommission, split)
 	return cluster
 }
 
@@ -343,16 +367,21 @@ func printStoreState(out io.Writer, format string, resp *flotillapb.SetStoreStat
 	return err
 }
 
-// runDecommission marks a store decommissioning and, if wait, polls it
-// every second, printing the replicas left, until it is decommissioned.
+// runDecommission marks a store decommissioning (dead: removes a dead
+// store, remove-store) and, if wait, polls it every second, printing the
+// replicas left, until it is decommissioned.
 func runDecommission(cmd *cobra.Command, run func(*cobra.Command, func(context.Context, flotillapb.PlacementClient, io.Writer) error) error,
-	host *string, format string, id uint64, wait bool, waitTimeout time.Duration) error {
+	host *string, format string, id uint64, dead, wait bool, waitTimeout time.Duration) error {
 	var resp *flotillapb.SetStoreStateResponse
+	what := "decommission"
+	if dead {
+		what = "remove-store"
+	}
 	err := run(cmd, func(ctx context.Context, pc flotillapb.PlacementClient, out io.Writer) error {
 		var err error
-		resp, err = pc.SetStoreState(ctx, &flotillapb.SetStoreStateRequest{StoreId: id, State: flotillapb.StoreState_STORE_DECOMMISSIONING})
+		resp, err = pc.SetStoreState(ctx, &flotillapb.SetStoreStateRequest{StoreId: id, State: flotillapb.StoreState_STORE_DECOMMISSIONING, Dead: dead})
 		if err != nil {
-			return fmt.Errorf("cluster decommission via %s: %s", *host, describe(err))
+			return fmt.Errorf("cluster %s via %s: %s", what, *host, describe(err))
 		}
 		return nil
 	})
@@ -376,7 +405,7 @@ func runDecommission(cmd *cobra.Command, run func(*cobra.Command, func(context.C
 			break
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("store %d is still decommissioning after %v (%d replicas left); the decommission goes on", id, waitTimeout, s.Replicas)
+			return fmt.Errorf("store %d is still decommissioning after %v (%d replicas left); the %s goes on", id, waitTimeout, s.Replicas, what)
 		}
 		select {
 		case <-cmd.Context().Done():
@@ -385,7 +414,7 @@ func runDecommission(cmd *cobra.Command, run func(*cobra.Command, func(context.C
 		}
 		// Asking again for the same state only reads it.
 		err := run(cmd, func(ctx context.Context, pc flotillapb.PlacementClient, out io.Writer) error {
-			r, err := pc.SetStoreState(ctx, &flotillapb.SetStoreStateRequest{StoreId: id, State: flotillapb.StoreState_STORE_DECOMMISSIONING})
+			r, err := pc.SetStoreState(ctx, &flotillapb.SetStoreStateRequest{StoreId: id, State: flotillapb.StoreState_STORE_DECOMMISSIONING, Dead: dead})
 			if err != nil {
 				return err
 			}
@@ -399,7 +428,10 @@ func runDecommission(cmd *cobra.Command, run func(*cobra.Command, func(context.C
 	if format == "json" {
 		return printJSON(cmd.OutOrStdout(), storeStateOf(resp))
 	}
-	if wait {
+	switch {
+	case wait && dead:
+		fmt.Fprintf(cmd.OutOrStdout(), "store %d is removed: its replicas live on the other stores\n", id)
+	case wait:
 		fmt.Fprintf(cmd.OutOrStdout(), "store %d is decommissioned: it holds no replica and can be stopped\n", id)
 	}
 	return nil

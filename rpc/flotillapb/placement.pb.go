@@ -1672,8 +1672,14 @@ type SetStoreStateRequest struct {
 	// state is STORE_DECOMMISSIONING (decommission) or STORE_UP
 	// (recommission); the driver sets STORE_DECOMMISSIONED itself once a
 	// decommissioning store holds no replica.
-	State         StoreState `protobuf:"varint,2,opt,name=state,proto3,enum=flotilla.v1.StoreState" json:"state,omitempty"`
-	Forwarded     bool       `protobuf:"varint,3,opt,name=forwarded,proto3" json:"forwarded,omitempty"`
+	State     StoreState `protobuf:"varint,2,opt,name=state,proto3,enum=flotilla.v1.StoreState" json:"state,omitempty"`
+	Forwarded bool       `protobuf:"varint,3,opt,name=forwarded,proto3" json:"forwarded,omitempty"`
+	// dead (with STORE_DECOMMISSIONING; `flotilla cluster remove-store`)
+	// says the store is dead and will not come back: the request is refused
+	// if the store is live, or if a range with a voter on it has a majority
+	// of its voters on stores that are not live (its membership could not
+	// change). Its replicas are then rebuilt elsewhere as a decommission's.
+	Dead          bool `protobuf:"varint,4,opt,name=dead,proto3" json:"dead,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1725,6 +1731,13 @@ func (x *SetStoreStateRequest) GetState() StoreState {
 func (x *SetStoreStateRequest) GetForwarded() bool {
 	if x != nil {
 		return x.Forwarded
+	}
+	return false
+}
+
+func (x *SetStoreStateRequest) GetDead() bool {
+	if x != nil {
+		return x.Dead
 	}
 	return false
 }
@@ -1968,11 +1981,12 @@ const file_flotillapb_placement_proto_rawDesc = "" +
 	"\bstore_id\x18\x02 \x01(\x04R\astoreId\x12\x1c\n" +
 	"\tforwarded\x18\x03 \x01(\bR\tforwarded\"K\n" +
 	"\x10OperatorResponse\x127\n" +
-	"\boperator\x18\x01 \x01(\v2\x1b.flotilla.v1.OperatorStatusR\boperator\"~\n" +
+	"\boperator\x18\x01 \x01(\v2\x1b.flotilla.v1.OperatorStatusR\boperator\"\x92\x01\n" +
 	"\x14SetStoreStateRequest\x12\x19\n" +
 	"\bstore_id\x18\x01 \x01(\x04R\astoreId\x12-\n" +
 	"\x05state\x18\x02 \x01(\x0e2\x17.flotilla.v1.StoreStateR\x05state\x12\x1c\n" +
-	"\tforwarded\x18\x03 \x01(\bR\tforwarded\"c\n" +
+	"\tforwarded\x18\x03 \x01(\bR\tforwarded\x12\x12\n" +
+	"\x04dead\x18\x04 \x01(\bR\x04dead\"c\n" +
 	"\x15SetStoreStateResponse\x12.\n" +
 	"\x05store\x18\x01 \x01(\v2\x18.flotilla.v1.StoreStatusR\x05store\x12\x1a\n" +
 	"\breplicas\x18\x02 \x01(\rR\breplicas\"C\n" +

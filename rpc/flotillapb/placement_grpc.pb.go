@@ -61,7 +61,8 @@ type PlacementClient interface {
 	AddReplica(ctx context.Context, in *AddReplicaRequest, opts ...grpc.CallOption) (*OperatorResponse, error)
 	RemoveReplica(ctx context.Context, in *RemoveReplicaRequest, opts ...grpc.CallOption) (*OperatorResponse, error)
 	// SetStoreState decommissions (every replica moves off, then the store is
-	// marked decommissioned) or recommissions a store.
+	// marked decommissioned) or recommissions a store; with dead, it removes
+	// a dead store (remove-store).
 	SetStoreState(ctx context.Context, in *SetStoreStateRequest, opts ...grpc.CallOption) (*SetStoreStateResponse, error)
 	// SplitRange splits the range holding key at key.
 	SplitRange(ctx context.Context, in *SplitRangeRequest, opts ...grpc.CallOption) (*OperatorResponse, error)
@@ -221,7 +222,8 @@ type PlacementServer interface {
 	AddReplica(context.Context, *AddReplicaRequest) (*OperatorResponse, error)
 	RemoveReplica(context.Context, *RemoveReplicaRequest) (*OperatorResponse, error)
 	// SetStoreState decommissions (every replica moves off, then the store is
-	// marked decommissioned) or recommissions a store.
+	// marked decommissioned) or recommissions a store; with dead, it removes
+	// a dead store (remove-store).
 	SetStoreState(context.Context, *SetStoreStateRequest) (*SetStoreStateResponse, error)
 	// SplitRange splits the range holding key at key.
 	SplitRange(context.Context, *SplitRangeRequest) (*OperatorResponse, error)

@@ -15,10 +15,11 @@ import (
 	"github.com/flotilladb/flotilla/internal/testutil"
 )
 
-// TestLabelsE2E: `flotilla start --labels` on a real process, shown by
+// TestStoresE2E: `flotilla start --labels` on a real process, shown by
 // `cluster status` as a column and in its JSON; malformed labels stop the
-// start with a clear error before the store is touched.
-func TestLabelsE2E(t *testing.T) {
+// start with a clear error before the store is touched. `cluster
+// remove-store` of a live store is refused.
+func TestStoresE2E(t *testing.T) {
 	dir := t.TempDir()
 	for _, tc := range []struct{ labels, want string }{
 		{"zone", `"zone" is not key=value`},
@@ -49,13 +50,14 @@ func TestLabelsE2E(t *testing.T) {
 	testutil.SucceedsWithin(t, 30*time.Second, func() error {
 		var stores []struct {
 			StoreID   uint64            `json:"store_id"`
+			Live      bool              `json:"live"`
 			Labels    map[string]string `json:"labels"`
 			Placement string            `json:"placement"`
 		}
 		if err := clusterJSON(t, p.addr, &stores, "status"); err != nil {
 			return err
 		}
-		if len(stores) != 1 || fmt.Sprint(stores[0].Labels) != "map[rack:r7 role:observer zone:eu-1a]" || stores[0].Placement != "leader" {
+		if len(stores) != 1 || fmt.Sprint(stores[0].Labels) != "map[rack:r7 role:observer zone:eu-1a]" || stores[0].Placement != "leader" || !stores[0].Live {
 			return fmt.Errorf("cluster status --format json: %+v", stores)
 		}
 		return nil
@@ -64,6 +66,10 @@ func TestLabelsE2E(t *testing.T) {
 	if err != nil || !strings.Contains(out, "LABELS") || !strings.Contains(out, "rack=r7,role=observer,zone=eu-1a") ||
 		!strings.Contains(out, "PLACEMENT") || !strings.Contains(out, " leader ") {
 		t.Fatalf("cluster status: %v, %q\n%s", err, errOut, out)
+	}
+	_, errOut, err = cli(t, "cluster", "remove-store", "1", "--host", p.addr)
+	if err == nil || !strings.Contains(errOut, "store 1 is live") || !strings.Contains(errOut, "decommission") {
+		t.Fatalf("remove-store of a live store: %v, stderr %q; want refused, pointing to decommission", err, errOut)
 	}
 	p.stop(t)
 }
