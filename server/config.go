@@ -304,7 +304,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("MaxTxnOps %d is negative", c.MaxTxnOps))
 	}
 	if _, err := flotillapb.NormalizeLabels(c.Labels); err != nil {
-		errs = append(errs, fmt.Errorf("Labels: %w", err))
+		errs = append(errs, err) // "labels: ..."
 	}
 	if c.Dir == "" {
 		errs = append(errs, errors.New("a Dir is required"))
