@@ -566,7 +566,7 @@ func TestRangesWithoutQuorum(t *testing.T) {
 	descs := []*flotillapb.RangeDescriptor{
 		desc(2, 1, []multiraft.ReplicaID{r(1, 1), r(2, 1), r(3, 1)}),                   // 2 of 3 others live: fine
 		desc(3, 1, []multiraft.ReplicaID{r(1, 2), r(3, 2), r(4, 1)}),                   // store 4 dead too: 1 of 3 live
-		desc(4, 1, []multiraft.ReplicaID{r(1, 3), r(2, 3)}, r(3, 3)),                   // a learner on store 3 only
+		desc(4, 1, []multiraft.ReplicaID{r(1, 3), r(4, 3)}, r(3, 3)),                   // only a learner on store 3: not counted, though 1 of 2 voters is live
 		desc(5, 1, []multiraft.ReplicaID{r(3, 4), r(4, 4), r(5, 4), r(1, 4), r(2, 4)}), // 3 of 5 others live: fine
 		desc(6, 1, []multiraft.ReplicaID{r(3, 5), r(4, 5), r(5, 5), r(6, 5), r(1, 5)}), // 2 of 5 others live
 		desc(7, 1, []multiraft.ReplicaID{r(3, 6)}),                                     // its only voter

@@ -311,3 +311,35 @@ func (d *Driver) Lookup(meta *flotillapb.ClusterMeta, key []byte, before bool) (
 	}
 	return nil, false
 }
+
+// DeadStoreCheck reports what stands in the way of removing store as dead
+// (remove-store), from one view of the cluster: warming, while this view
+// is younger than the liveness window (it may not have heard from every
+// store yet, so a live store may look dead); whether the store is live;
+// and the groups among the ranges and the placement group that have a
+// voter on it and too few voters on other live stores to change their
+// membership (RangesWithoutQuorum).
+func (d *Driver) DeadStoreCheck(meta *flotillapb.ClusterMeta, store uint64) (warming, live bool, lost []uint64) {
+	now := d.cfg.Clock()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if now.Sub(d.mu.since) < d.cfg.LivenessWindow {
+		return true, false, nil
+	}
+	cv, pg := d.viewLocked(meta, now, false)
+	if s := cv.Stores[multiraft.NodeID(store)]; s != nil {
+		live = s.Live
+	}
+	var descs []*flotillapb.RangeDescriptor
+	if pg != nil {
+		descs = append(descs, pg.Desc)
+	}
+	for _, r := range cv.Ranges {
+		descs = append(descs, r.Desc)
+	}
+	lost = RangesWithoutQuorum(descs, store, func(s uint64) bool {
+		v := cv.Stores[multiraft.NodeID(s)]
+		return v != nil && v.Live
+	})
+	return false, live, lost
+}

@@ -3,6 +3,8 @@
 package placement
 
 import (
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -97,5 +99,46 @@ func TestDriver(t *testing.T) {
 	d.Reset()
 	if rs := d.Ranges(meta); rs[1].GetLeader() != nil || rs[1].GetDescriptor_().GetEpoch().GetConfVer() != 1 {
 		t.Fatalf("after reset: %v", rs[1])
+	}
+}
+
+// TestDeadStoreCheck: a fresh driver view is warming (it has not heard
+// from every store); then a store is live while it heartbeats, and a group
+// with a voter on a dead store and no majority elsewhere is named.
+func TestDeadStoreCheck(t *testing.T) {
+	clock := &fakeClock{now: time.Unix(1000, 0)}
+	d := NewDriver(DriverConfig{LivenessWindow: 5 * time.Second, StoreDownTimeout: 30 * time.Second, Clock: clock.Now})
+	voters := func(id uint64, stores ...uint64) *flotillapb.RangeDescriptor {
+		r := &flotillapb.RangeDescriptor{RangeId: id, StartKey: fmt.Appendf(nil, "r%d", id), EndKey: fmt.Appendf(nil, "r%d~", id),
+			Epoch: &flotillapb.RangeEpoch{Version: 1, ConfVer: 1}}
+		for i, s := range stores {
+			r.Replicas = append(r.Replicas, &flotillapb.ReplicaDescriptor{StoreId: s, ReplicaId: uint64(flotillapb.MakeReplicaID(flotillapb.StoreID(s), uint32(10*id)+uint32(i)+1))})
+		}
+		return r
+	}
+	meta := &flotillapb.ClusterMeta{
+		Nodes:          []*flotillapb.NodeDescriptor{{NodeId: 1}, {NodeId: 2}, {NodeId: 3}, {NodeId: 4}},
+		PlacementGroup: voters(1, 1, 2, 3),
+		Ranges:         []*flotillapb.RangeDescriptor{voters(2, 1, 2, 3), voters(3, 2, 3, 4)},
+	}
+	if warming, _, _ := d.DeadStoreCheck(meta, 3); !warming {
+		t.Fatal("a view younger than the liveness window is not warming")
+	}
+	clock.Advance(5 * time.Second)
+	for _, s := range []uint64{1, 2, 3} {
+		d.ObserveStore(&flotillapb.StoreHeartbeatRequest{NodeId: s})
+	}
+	if warming, live, _ := d.DeadStoreCheck(meta, 3); warming || !live {
+		t.Fatalf("store 3, heartbeating: warming %v live %v; want live", warming, live)
+	}
+	// Store 3 falls silent; store 4 never spoke.
+	clock.Advance(4 * time.Second)
+	for _, s := range []uint64{1, 2} {
+		d.ObserveStore(&flotillapb.StoreHeartbeatRequest{NodeId: s})
+	}
+	clock.Advance(2 * time.Second)
+	warming, live, lost := d.DeadStoreCheck(meta, 3)
+	if warming || live || !slices.Equal(lost, []uint64{3}) {
+		t.Fatalf("store 3, silent: warming %v live %v lost %v; want range 3 (voters 2, 3, 4) named", warming, live, lost)
 	}
 }

@@ -136,21 +136,26 @@ func (s *placementService) SetStoreState(ctx context.Context, req *flotillapb.Se
 				if req.GetState() != flotillapb.StoreState_STORE_DECOMMISSIONING {
 					return nil, invalidArgument("dead", fmt.Sprintf("only a store being decommissioned can be dead, not one set %v", req.GetState()))
 				}
-				if node.GetState() == flotillapb.StoreState_STORE_UP {
-					if err := n.checkDeadStore(meta.State(), req.GetStoreId()); err != nil {
-						return nil, err
-					}
+				// The quorum is checked when the removal starts; later
+				// requests (the CLI's polls) only read its progress.
+				if err := n.checkDeadStore(meta.State(), req.GetStoreId(), node.GetState() == flotillapb.StoreState_STORE_UP); err != nil {
+					return nil, err
 				}
 			}
 			switch want := req.GetState(); {
 			case want != flotillapb.StoreState_STORE_UP && want != flotillapb.StoreState_STORE_DECOMMISSIONING:
 				return nil, invalidArgument("state", fmt.Sprintf("a store can be set %v or %v, not %v",
 					flotillapb.StoreState_STORE_UP, flotillapb.StoreState_STORE_DECOMMISSIONING, want))
-			case want == flotillapb.StoreState_STORE_DECOMMISSIONING && node.GetState() == flotillapb.StoreState_STORE_DECOMMISSIONED:
-				// Already done: decommissioning again is a no-op.
+			case want == flotillapb.StoreState_STORE_DECOMMISSIONING && node.GetState() == flotillapb.StoreState_STORE_DECOMMISSIONED,
+				want == node.GetState():
+				// Already done, or under way: asking again only reads it.
 			case want == flotillapb.StoreState_STORE_DECOMMISSIONING && n.usableStores(meta.State(), req.GetStoreId()) < n.cfg.ReplicationFactor:
 				return nil, invalidArgument("store_id", fmt.Sprintf(
 					"decommissioning store %d would leave fewer than %d live stores to hold each range's replicas", req.GetStoreId(), n.cfg.ReplicationFactor))
+			case want == flotillapb.StoreState_STORE_DECOMMISSIONING && meta.State().GetPlacementGroup().ReplicaOnStore(flotillapb.StoreID(req.GetStoreId())) != nil &&
+				n.usableStores(meta.State(), req.GetStoreId()) < n.cfg.PlacementReplicationFactor:
+				return nil, invalidArgument("store_id", fmt.Sprintf(
+					"decommissioning store %d would leave fewer than %d live stores to hold the placement group's replicas (--placement-replicas)", req.GetStoreId(), n.cfg.PlacementReplicationFactor))
 			case want != node.GetState():
 				if err := n.setStoreState(ctx, host, multiraft.NodeID(req.GetStoreId()), want); err != nil {
 					return nil, err
@@ -169,37 +174,37 @@ func (s *placementService) SetStoreState(ctx context.Context, req *flotillapb.Se
 		})
 }
 
-// checkDeadStore refuses to remove store id as dead (remove-store) if it
-// is live, or if a range or the placement group with a voter on it has a
-// majority of its voters on stores that are not live.
-func (n *Node) checkDeadStore(meta *flotillapb.ClusterMeta, id uint64) error {
-	live := map[uint64]bool{}
-	for _, st := range n.driver.Stores(meta) {
-		live[st.GetNode().GetNodeId()] = st.GetLive()
-		if st.GetNode().GetNodeId() == id && st.GetLive() {
-			return invalidArgument("store_id", fmt.Sprintf(
-				"store %d is live (it heartbeated %.1fs ago): remove-store is for a dead store that will not come back; "+
-					"use `flotilla cluster decommission %d` to move a live store's replicas off", id, st.GetSecondsSinceHeartbeat(), id))
-		}
-	}
-	descs := append([]*flotillapb.RangeDescriptor{meta.GetPlacementGroup()}, meta.GetRanges()...)
-	if lost := placement.RangesWithoutQuorum(descs, id, func(s uint64) bool { return live[s] }); len(lost) > 0 {
-		var names, ranges []string
-		for _, g := range lost {
-			if g == uint64(placement.GroupID) {
-				names = append(names, "the placement group")
-			} else {
-				ranges = append(ranges, fmt.Sprint(g))
-			}
-		}
-		if len(ranges) > 0 {
-			names = append(names, "ranges "+strings.Join(ranges, ", "))
-		}
+// checkDeadStore refuses to remove store id as dead (remove-store) while
+// the placement driver's view is too young to tell a dead store, if the
+// store is live, and, when quorum is set, if a range or the placement
+// group with a voter on it has fewer than a majority of its voters on
+// other live stores.
+func (n *Node) checkDeadStore(meta *flotillapb.ClusterMeta, id uint64, quorum bool) error {
+	warming, live, lost := n.driver.DeadStoreCheck(meta, id)
+	switch {
+	case warming:
+		return unavailable(fmt.Sprintf("the placement driver's leader changed less than %v ago and has not heard from every store yet: retry", n.cfg.LivenessWindow))
+	case live:
 		return invalidArgument("store_id", fmt.Sprintf(
-			"removing store %d would leave %s without a quorum: fewer than a majority of their voters are on live stores other than it, "+
-				"so their membership cannot change; bring a store back first", id, strings.Join(names, " and ")))
+			"store %d is live: remove-store is for a dead store that will not come back; "+
+				"use `flotilla cluster decommission %d` to move a live store's replicas off", id, id))
+	case !quorum || len(lost) == 0:
+		return nil
 	}
-	return nil
+	var names, ranges []string
+	for _, g := range lost {
+		if g == uint64(placement.GroupID) {
+			names = append(names, "the placement group")
+		} else {
+			ranges = append(ranges, fmt.Sprint(g))
+		}
+	}
+	if len(ranges) > 0 {
+		names = append(names, "ranges "+strings.Join(ranges, ", "))
+	}
+	return invalidArgument("store_id", fmt.Sprintf(
+		"removing store %d would leave %s without a quorum: fewer than a majority of their voters are on live stores other than it, "+
+			"so their membership cannot change; bring a store back first", id, strings.Join(names, " and ")))
 }
 
 // usableStores counts the member stores that are up and live, other than
