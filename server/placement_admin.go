@@ -183,7 +183,7 @@ func (n *Node) checkDeadStore(meta *flotillapb.ClusterMeta, id uint64, quorum bo
 	warming, live, lost := n.driver.DeadStoreCheck(meta, id)
 	switch {
 	case warming:
-		return unavailable(fmt.Sprintf("the placement driver's leader changed less than %v ago and has not heard from every store yet: retry", n.cfg.LivenessWindow))
+		return unavailable(fmt.Sprintf("the placement driver's leader changed less than %v ago and has not heard from every store yet: retry `flotilla cluster remove-store %d` in a few seconds", n.cfg.LivenessWindow, id))
 	case live:
 		return invalidArgument("store_id", fmt.Sprintf(
 			"store %d is live: remove-store is for a dead store that will not come back; "+
