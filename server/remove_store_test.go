@@ -171,3 +171,74 @@ func placementLeaderOf(nodes []*server.Node) uint64 {
 	}
 	return 0
 }
+
+// TestHeartbeatAgesSurviveLeaderChange: the placement driver's leader
+// records when it heard each store; after the leadership moves, the new
+// leader shows a dead store's age from that record instead of "never
+// heard" (-1), so its down timeout runs from the store's silence.
+func TestHeartbeatAgesSurviveLeaderChange(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	n1 := openNode(t, placementConfig(t.TempDir()))
+	if _, err := n1.Init(ctx); err != nil {
+		t.Fatal(err)
+	}
+	nodes := []*server.Node{n1, openNode(t, placementConfig(t.TempDir(), n1.Addr())), openNode(t, placementConfig(t.TempDir(), n1.Addr()))}
+	for _, n := range nodes {
+		if err := n.WaitReady(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var leader, victim, heir *server.Node
+	testutil.SucceedsWithin(t, time.Minute, func() error {
+		if pg := placementGroupStores(nodes); len(pg) != 3 {
+			return fmt.Errorf("placement group on %v", pg)
+		}
+		leader, victim, heir = nil, nil, nil
+		for _, n := range nodes {
+			switch {
+			case n.NodeID() == placementLeaderOf(nodes):
+				leader = n
+			case victim == nil:
+				victim = n
+			default:
+				heir = n
+			}
+		}
+		if leader == nil {
+			return fmt.Errorf("no placement leader")
+		}
+		// Every store's heartbeat time is recorded (the first record is
+		// due a HeartbeatPersistInterval into the leader's term).
+		if got := leader.StoreHeartbeatTimesForTest(); len(got) != 3 {
+			return fmt.Errorf("recorded heartbeat times %v", got)
+		}
+		return nil
+	})
+	id := victim.NodeID()
+	if err := victim.Close(); err != nil {
+		t.Fatal(err)
+	}
+	testutil.SucceedsWithin(t, time.Minute, func() error {
+		if err := leader.TransferLeadershipForTest(1, heir.NodeID()); err != nil {
+			return err
+		}
+		if l := placementLeaderOf([]*server.Node{leader, heir}); l != heir.NodeID() {
+			return fmt.Errorf("placement leader %d, want %d", l, heir.NodeID())
+		}
+		resp, err := placementClient(t, heir).ListStores(ctx, &flotillapb.ListStoresRequest{})
+		if err != nil {
+			return err
+		}
+		for _, s := range resp.GetStores() {
+			if s.GetNode().GetNodeId() != id {
+				continue
+			}
+			if s.GetLive() || s.GetSecondsSinceHeartbeat() < 0 {
+				return fmt.Errorf("dead store %d on the new leader: live %v, age %v; want not live, an age from the record", id, s.GetLive(), s.GetSecondsSinceHeartbeat())
+			}
+			return nil
+		}
+		return fmt.Errorf("store %d not listed", id)
+	})
+}
