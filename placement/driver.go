@@ -94,15 +94,7 @@ type Driver struct {
 type storeObservation struct {
 	at    time.Time
 	stats *flotillapb.StoreStats
-	// seeded: not heard by this view; at comes from the heartbeat times
-	// an earlier leader recorded (ResetFrom).
-	seeded bool
 }
-
-// HeartbeatPersistInterval is how often the placement driver's leader
-// records in the placement group when it last heard each store
-// (SetStoreHeartbeats), for the next leader to start from.
-const HeartbeatPersistInterval = 10 * time.Second
 
 type rangeObservation struct {
 	at time.Time
@@ -142,29 +134,11 @@ func NewDriver(cfg DriverConfig) *Driver {
 
 // Reset forgets every observation: the node just became the group's
 // leader, and what it saw before may be stale.
-func (d *Driver) Reset() { d.ResetFrom(nil) }
-
-// ResetFrom is Reset, then takes each store's last heartbeat from the
-// times an earlier leader recorded in meta (SetStoreHeartbeats), so that
-// ages and down stores survive the change of leader. A recorded time is
-// up to HeartbeatPersistInterval older than the store's last heartbeat
-// that leader heard, and meta may miss the last record if this replica
-// has not applied it yet; so the store is taken as heard twice that much
-// later (but not after this view began): it counts down no earlier than
-// its silence warrants (give or take the two leaders' clocks), and is
-// never live until this view hears it.
-func (d *Driver) ResetFrom(meta *flotillapb.ClusterMeta) {
+func (d *Driver) Reset() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.mu.since = d.cfg.Clock()
 	d.mu.stores = map[multiraft.NodeID]storeObservation{}
-	for _, hb := range meta.GetStoreHeartbeats() {
-		at := time.Unix(0, hb.GetUnixNanos()).Add(2 * HeartbeatPersistInterval)
-		if at.After(d.mu.since) {
-			at = d.mu.since
-		}
-		d.mu.stores[multiraft.NodeID(hb.GetNodeId())] = storeObservation{at: at, seeded: true}
-	}
 	d.mu.ranges = map[multiraft.GroupID]rangeObservation{}
 	d.mu.placement = rangeObservation{}
 	d.mu.pendingSince = map[multiraft.GroupID]map[multiraft.ReplicaID]time.Time{}
@@ -249,8 +223,7 @@ func (d *Driver) ObserveRange(req *flotillapb.RangeHeartbeatRequest) {
 }
 
 // storeLiveness returns whether a store is live and down, and the seconds
-// since its last heartbeat (-1 if none since Reset and none recorded by an
-// earlier leader).
+// since its last heartbeat (-1 if none since Reset).
 func (d *Driver) storeLivenessLocked(id multiraft.NodeID, now time.Time) (live, down bool, age float64) {
 	obs, ok := d.mu.stores[id]
 	if !ok {
@@ -259,8 +232,7 @@ func (d *Driver) storeLivenessLocked(id multiraft.NodeID, now time.Time) (live, 
 		return false, now.Sub(d.mu.since) > d.cfg.StoreDownTimeout, -1
 	}
 	silent := now.Sub(obs.at)
-	// Only a heartbeat this view heard makes a store live.
-	return !obs.seeded && silent <= d.cfg.LivenessWindow, silent > d.cfg.StoreDownTimeout, silent.Seconds()
+	return silent <= d.cfg.LivenessWindow, silent > d.cfg.StoreDownTimeout, silent.Seconds()
 }
 
 // Stores returns every member store of meta with its liveness, latest
@@ -370,19 +342,4 @@ func (d *Driver) DeadStoreCheck(meta *flotillapb.ClusterMeta, store uint64) (war
 		return v != nil && v.Live
 	})
 	return false, live, lost
-}
-
-// HeardTimes returns when this view heard each store's last heartbeat
-// (stores it has not heard itself left out), for SetStoreHeartbeats.
-func (d *Driver) HeardTimes() []*flotillapb.StoreHeartbeatTime {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	var out []*flotillapb.StoreHeartbeatTime
-	for id, obs := range d.mu.stores {
-		if !obs.seeded {
-			out = append(out, &flotillapb.StoreHeartbeatTime{NodeId: uint64(id), UnixNanos: obs.at.UnixNano()})
-		}
-	}
-	slices.SortFunc(out, func(a, b *flotillapb.StoreHeartbeatTime) int { return cmp.Compare(a.GetNodeId(), b.GetNodeId()) })
-	return out
 }

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flotilladb/flotilla/multiraft"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
 )
 
@@ -141,63 +140,5 @@ func TestDeadStoreCheck(t *testing.T) {
 	warming, live, lost := d.DeadStoreCheck(meta, 3)
 	if warming || live || !slices.Equal(lost, []uint64{3}) {
 		t.Fatalf("store 3, silent: warming %v live %v lost %v; want range 3 (voters 2, 3, 4) named", warming, live, lost)
-	}
-}
-
-// TestDriverResetFrom: a new leader's view starts from the heartbeat times
-// an earlier leader recorded: a store recorded 70 s before the change
-// (taken as heard 50 s before it, allowing for the recording's lag)
-// counts down about 10 s into the new view, not a whole down timeout
-// later; it shows its age and is not live until it is heard; HeardTimes
-// leaves such stores out.
-func TestDriverResetFrom(t *testing.T) {
-	clock := &fakeClock{now: time.Unix(1000, 0)}
-	d := NewDriver(DriverConfig{LivenessWindow: 5 * time.Second, StoreDownTimeout: 60 * time.Second, Clock: clock.Now})
-	meta := &flotillapb.ClusterMeta{
-		Nodes: []*flotillapb.NodeDescriptor{{NodeId: 1}, {NodeId: 2}, {NodeId: 3}},
-		StoreHeartbeats: []*flotillapb.StoreHeartbeatTime{
-			{NodeId: 1, UnixNanos: clock.now.Add(-70 * time.Second).UnixNano()}, // recorded 70 s ago: heard as of 50 s ago
-			{NodeId: 2, UnixNanos: clock.now.Add(-time.Second).UnixNano()},      // recorded just now
-		},
-	}
-	d.ResetFrom(meta)
-	age := func(id uint64) (live, down bool, secs float64) {
-		d.mu.Lock()
-		defer d.mu.Unlock()
-		return d.storeLivenessLocked(multiraft.NodeID(id), clock.now)
-	}
-	if live, down, secs := age(1); live || down || secs != 50 {
-		t.Fatalf("store 1 after the reset: live %v down %v age %v; want not live, not down, 50 s", live, down, secs)
-	}
-	if live, _, secs := age(2); live || secs != 0 {
-		t.Fatalf("store 2 (recorded just before the reset): live %v age %v; want not live (not heard by this view), 0 s", live, secs)
-	}
-	if _, _, secs := age(3); secs != -1 {
-		t.Fatalf("store 3 (nothing recorded): age %v; want -1", secs)
-	}
-	if got := d.HeardTimes(); len(got) != 0 {
-		t.Fatalf("HeardTimes right after the reset: %v; want none (nothing heard by this view)", got)
-	}
-	clock.Advance(9 * time.Second)
-	d.ObserveStore(&flotillapb.StoreHeartbeatRequest{NodeId: 2})
-	clock.Advance(2 * time.Second) // 11 s into the view
-	if _, down, _ := age(1); !down {
-		t.Fatal("store 1, silent 61 s by the recorded time, is not down")
-	}
-	if _, down, _ := age(3); down {
-		t.Fatal("store 3, never recorded, is down before the view is a down timeout old")
-	}
-	if live, _, _ := age(2); !live {
-		t.Fatal("store 2, heard by this view, is not live")
-	}
-	got := d.HeardTimes()
-	if len(got) != 1 || got[0].GetNodeId() != 2 || got[0].GetUnixNanos() != clock.now.Add(-2*time.Second).UnixNano() {
-		t.Fatalf("HeardTimes = %v; want store 2 heard 2 s ago", got)
-	}
-	// A time in the future (another leader's clock ahead) is taken as of
-	// the view's start, not later.
-	d.ResetFrom(&flotillapb.ClusterMeta{StoreHeartbeats: []*flotillapb.StoreHeartbeatTime{{NodeId: 1, UnixNanos: clock.now.Add(time.Hour).UnixNano()}}})
-	if _, _, secs := age(1); secs != 0 {
-		t.Fatalf("a future recorded time: age %v; want 0", secs)
 	}
 }

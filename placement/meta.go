@@ -352,30 +352,6 @@ func applyMeta(st *flotillapb.ClusterMeta, cmd *flotillapb.MetaCommand) (*flotil
 		}
 		next.CompactedRevision = r
 		return next, nil, nil
-	case *flotillapb.MetaCommand_SetStoreHeartbeats:
-		changed := false
-		for _, hb := range c.SetStoreHeartbeats.GetHeartbeats() {
-			id, t := hb.GetNodeId(), hb.GetUnixNanos()
-			if t <= 0 || !slices.ContainsFunc(next.GetNodes(), func(d *flotillapb.NodeDescriptor) bool { return d.GetNodeId() == id }) {
-				continue
-			}
-			i, found := slices.BinarySearchFunc(next.StoreHeartbeats, id, func(x *flotillapb.StoreHeartbeatTime, id uint64) int {
-				return cmp.Compare(x.GetNodeId(), id)
-			})
-			switch {
-			case !found:
-				next.StoreHeartbeats = slices.Insert(next.StoreHeartbeats, i, &flotillapb.StoreHeartbeatTime{NodeId: id, UnixNanos: t})
-			case t > next.StoreHeartbeats[i].GetUnixNanos():
-				next.StoreHeartbeats[i].UnixNanos = t
-			default:
-				continue
-			}
-			changed = true
-		}
-		if !changed {
-			return st, nil, nil
-		}
-		return next, nil, nil
 	default:
 		return nil, nil, fmt.Errorf("%w: empty command", ErrBadCommand)
 	}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"strings"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -286,40 +285,4 @@ func mustReadMeta(t *testing.T, eng *engine.Engine) *flotillapb.ClusterMeta {
 		t.Fatal(err)
 	}
 	return st
-}
-
-// TestMetaStoreHeartbeats: recorded heartbeat times only go forward, stay
-// sorted by node, and ignore nodes that are not members.
-func TestMetaStoreHeartbeats(t *testing.T) {
-	st := &flotillapb.ClusterMeta{ClusterId: "c1", Nodes: []*flotillapb.NodeDescriptor{{NodeId: 1}, {NodeId: 2}, {NodeId: 3}}}
-	set := func(hbs ...*flotillapb.StoreHeartbeatTime) *flotillapb.MetaCommand {
-		return &flotillapb.MetaCommand{Command: &flotillapb.MetaCommand_SetStoreHeartbeats{SetStoreHeartbeats: &flotillapb.SetStoreHeartbeats{Heartbeats: hbs}}}
-	}
-	hb := func(id uint64, t int64) *flotillapb.StoreHeartbeatTime {
-		return &flotillapb.StoreHeartbeatTime{NodeId: id, UnixNanos: t}
-	}
-	for i, step := range []struct {
-		cmd  *flotillapb.MetaCommand
-		want string
-	}{
-		{set(hb(3, 30), hb(1, 10), hb(9, 90), hb(2, 0)), "1:10 3:30"}, // node 9 unknown, 0 no time
-		{set(hb(1, 5), hb(3, 35), hb(2, 20)), "1:10 2:20 3:35"},       // 1 does not go back
-		{set(hb(1, 10)), "1:10 2:20 3:35"},                            // nothing new: the same state
-	} {
-		next, _, err := applyMeta(st, step.cmd)
-		if err != nil {
-			t.Fatalf("step %d: %v", i, err)
-		}
-		var got []string
-		for _, h := range next.GetStoreHeartbeats() {
-			got = append(got, fmt.Sprintf("%d:%d", h.GetNodeId(), h.GetUnixNanos()))
-		}
-		if s := strings.Join(got, " "); s != step.want {
-			t.Errorf("step %d: heartbeats %q; want %q", i, s, step.want)
-		}
-		if i == 2 && next != st {
-			t.Errorf("step %d: an unchanged state was rewritten", i)
-		}
-		st = next
-	}
 }

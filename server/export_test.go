@@ -8,7 +8,6 @@ import (
 
 	"github.com/flotilladb/flotilla/engine"
 	"github.com/flotilladb/flotilla/multiraft"
-	"github.com/flotilladb/flotilla/placement"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
 )
 
@@ -39,18 +38,9 @@ func (n *Node) TransferLeadershipForTest(rangeID, to uint64) error {
 	if !ok {
 		return n.notRunningError()
 	}
-	var id multiraft.ReplicaID
-	if rangeID == uint64(placement.GroupID) {
-		// The placement group's descriptor is in the placement state.
-		_, meta, _ := n.running()
-		if r := meta.State().GetPlacementGroup().ReplicaOnStore(flotillapb.StoreID(to)); r != nil {
-			id = multiraft.ReplicaID(r.GetReplicaId())
-		}
-	} else {
-		var err error
-		if id, err = n.replicaOn(rangeID, to); err != nil {
-			return err
-		}
+	id, err := n.replicaOn(rangeID, to)
+	if err != nil {
+		return err
 	}
 	if id == 0 {
 		return fmt.Errorf("range %d has no replica on node %d", rangeID, to)
@@ -99,16 +89,4 @@ func (n *Node) CompactAt(ctx context.Context, rev int64) error {
 func (n *Node) VersionBytes() (versions, bytes int64, err error) {
 	st, err := engine.MVCCComputeStats(n.eng, nil, nil)
 	return st.Versions, st.VersionBytes, err
-}
-
-// StoreHeartbeatTimesForTest returns the store heartbeat times recorded in
-// this node's placement state (SetStoreHeartbeats), by node.
-func (n *Node) StoreHeartbeatTimesForTest() map[uint64]int64 {
-	out := map[uint64]int64{}
-	if _, meta, ok := n.running(); ok && meta != nil {
-		for _, hb := range meta.State().GetStoreHeartbeats() {
-			out[hb.GetNodeId()] = hb.GetUnixNanos()
-		}
-	}
-	return out
 }

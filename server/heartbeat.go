@@ -298,12 +298,11 @@ func (n *Node) scheduleBalance() {
 		n.placementView.Store(nil)
 		return
 	}
-	n.syncDriver(st.Term, meta)
+	n.syncDriver(st.Term)
 	defer n.publishPlacementView(meta.State())
 	ctx, cancel := context.WithTimeout(n.stopCtx, n.cfg.HeartbeatInterval)
 	defer cancel()
 	n.ensureIDs(ctx, host)
-	n.persistHeartbeats(ctx, host)
 	for _, id := range n.driver.Balance(meta.State()) {
 		if err := n.setStoreState(ctx, host, id, flotillapb.StoreState_STORE_DECOMMISSIONED); err != nil {
 			n.log.Debug("marking a store decommissioned", "store", id, "err", err)
@@ -311,34 +310,6 @@ func (n *Node) scheduleBalance() {
 		}
 		n.log.Info("store decommissioned: it holds no replica", "store", id)
 	}
-}
-
-// persistHeartbeats records in the placement group, every
-// placement.HeartbeatPersistInterval, when this leader last heard each
-// store, for the next leader to start from (Driver.ResetFrom). Only the
-// heartbeat loop calls it.
-func (n *Node) persistHeartbeats(ctx context.Context, host *multiraft.Host) {
-	if time.Since(n.heartbeatsPersisted) < placement.HeartbeatPersistInterval {
-		return
-	}
-	times := n.driver.HeardTimes()
-	if len(times) == 0 {
-		return
-	}
-	data, err := proto.Marshal(&flotillapb.MetaCommand{Command: &flotillapb.MetaCommand_SetStoreHeartbeats{
-		SetStoreHeartbeats: &flotillapb.SetStoreHeartbeats{Heartbeats: times}}})
-	if err != nil {
-		return
-	}
-	res, err := host.ProposeAndWait(ctx, placement.GroupID, data)
-	if err == nil {
-		err = res.Err
-	}
-	if err != nil {
-		n.log.Debug("recording the stores' heartbeat times", "err", err)
-		return
-	}
-	n.heartbeatsPersisted = time.Now()
 }
 
 // setStoreState proposes a store's new membership state to the placement

@@ -138,10 +138,6 @@ type Node struct {
 	joinToken string
 	// labels are Config.Labels, sorted by key; never changed after Open.
 	labels []*flotillapb.StoreLabel
-	// heartbeatsPersisted is when this node, leading the placement
-	// group, last recorded the stores' heartbeat times there
-	// (persistHeartbeats); only the heartbeat loop uses it.
-	heartbeatsPersisted time.Time
 	// announced is the last announcement of this node's address and labels
 	// (maintainMembership), and whether a warning that it did not take was
 	// logged. Only the maintenance loop uses it.

@@ -66,7 +66,7 @@ func placementRequestEntered[Req proto.Message, Resp any](ctx context.Context, n
 	var targets []multiraft.NodeID
 	if st, has := host.Status(placement.GroupID); has && meta != nil {
 		if st.Leader == st.Replica {
-			n.syncDriver(st.Term, meta)
+			n.syncDriver(st.Term)
 			return local(host, meta)
 		}
 		if st.Leader != 0 {
@@ -97,25 +97,22 @@ func placementRequestEntered[Req proto.Message, Resp any](ctx context.Context, n
 // only grows (compare-and-swap), so the driver is reset once per term,
 // by whichever caller sees the term first, and a late caller with an
 // older term resets nothing.
-func (n *Node) syncDriver(term uint64, meta *placement.Meta) {
+func (n *Node) syncDriver(term uint64) {
 	for {
 		cur := n.driverTerm.Load()
 		if term <= cur {
 			return // this term, or a late caller with an older one
 		}
 		if n.driverTerm.CompareAndSwap(cur, term) {
-			// The store heartbeat times earlier leaders recorded carry
-			// over (Driver.ResetFrom).
-			n.driver.ResetFrom(meta.State())
+			n.driver.Reset()
 			return
 		}
 	}
 }
 
 // StoreHeartbeat records a store's report: its liveness and statistics, in
-// the driver's memory (the leader records when it heard each store in the
-// placement group every placement.HeartbeatPersistInterval, for its
-// successor: persistHeartbeats).
+// the driver's memory only (a new leader waits a liveness window to hear
+// from every store again).
 func (s *placementService) StoreHeartbeat(ctx context.Context, req *flotillapb.StoreHeartbeatRequest) (*flotillapb.StoreHeartbeatResponse, error) {
 	return placementRequest(ctx, s.node(), req, req.GetForwarded(),
 		func(r *flotillapb.StoreHeartbeatRequest) { r.Forwarded = true },

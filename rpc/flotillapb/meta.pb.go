@@ -170,7 +170,7 @@ func (x AllocIDs_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use AllocIDs_Kind.Descriptor instead.
 func (AllocIDs_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_flotillapb_meta_proto_rawDescGZIP(), []int{16, 0}
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{14, 0}
 }
 
 // RangeEpoch orders descriptors of one range: version bumps on split and
@@ -719,13 +719,8 @@ type ClusterMeta struct {
 	RevisionHwm int64 `protobuf:"varint,8,opt,name=revision_hwm,json=revisionHwm,proto3" json:"revision_hwm,omitempty"`
 	// compacted_revision is the cluster-wide compaction revision.
 	CompactedRevision int64 `protobuf:"varint,9,opt,name=compacted_revision,json=compactedRevision,proto3" json:"compacted_revision,omitempty"`
-	// store_heartbeats are when the placement driver's leader last heard
-	// each store (SetStoreHeartbeats, every placement.HeartbeatPersistInterval),
-	// sorted by node: a new leader starts from them, so that a store silent
-	// before the change counts down on time, not a whole down timeout later.
-	StoreHeartbeats []*StoreHeartbeatTime `protobuf:"bytes,10,rep,name=store_heartbeats,json=storeHeartbeats,proto3" json:"store_heartbeats,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *ClusterMeta) Reset() {
@@ -821,113 +816,6 @@ func (x *ClusterMeta) GetCompactedRevision() int64 {
 	return 0
 }
 
-func (x *ClusterMeta) GetStoreHeartbeats() []*StoreHeartbeatTime {
-	if x != nil {
-		return x.StoreHeartbeats
-	}
-	return nil
-}
-
-// StoreHeartbeatTime is when the placement driver's leader last heard a
-// store's heartbeat, by its wall clock.
-type StoreHeartbeatTime struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	NodeId        uint64                 `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	UnixNanos     int64                  `protobuf:"varint,2,opt,name=unix_nanos,json=unixNanos,proto3" json:"unix_nanos,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *StoreHeartbeatTime) Reset() {
-	*x = StoreHeartbeatTime{}
-	mi := &file_flotillapb_meta_proto_msgTypes[9]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *StoreHeartbeatTime) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*StoreHeartbeatTime) ProtoMessage() {}
-
-func (x *StoreHeartbeatTime) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_meta_proto_msgTypes[9]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use StoreHeartbeatTime.ProtoReflect.Descriptor instead.
-func (*StoreHeartbeatTime) Descriptor() ([]byte, []int) {
-	return file_flotillapb_meta_proto_rawDescGZIP(), []int{9}
-}
-
-func (x *StoreHeartbeatTime) GetNodeId() uint64 {
-	if x != nil {
-		return x.NodeId
-	}
-	return 0
-}
-
-func (x *StoreHeartbeatTime) GetUnixNanos() int64 {
-	if x != nil {
-		return x.UnixNanos
-	}
-	return 0
-}
-
-// SetStoreHeartbeats raises the recorded heartbeat times of member stores
-// (a time never goes back; unknown nodes are ignored).
-type SetStoreHeartbeats struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Heartbeats    []*StoreHeartbeatTime  `protobuf:"bytes,1,rep,name=heartbeats,proto3" json:"heartbeats,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *SetStoreHeartbeats) Reset() {
-	*x = SetStoreHeartbeats{}
-	mi := &file_flotillapb_meta_proto_msgTypes[10]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *SetStoreHeartbeats) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*SetStoreHeartbeats) ProtoMessage() {}
-
-func (x *SetStoreHeartbeats) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_meta_proto_msgTypes[10]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use SetStoreHeartbeats.ProtoReflect.Descriptor instead.
-func (*SetStoreHeartbeats) Descriptor() ([]byte, []int) {
-	return file_flotillapb_meta_proto_rawDescGZIP(), []int{10}
-}
-
-func (x *SetStoreHeartbeats) GetHeartbeats() []*StoreHeartbeatTime {
-	if x != nil {
-		return x.Heartbeats
-	}
-	return nil
-}
-
 // MetaCommand is a command of the placement group.
 type MetaCommand struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -940,7 +828,6 @@ type MetaCommand struct {
 	//	*MetaCommand_AllocIds
 	//	*MetaCommand_SetRevisionHwm
 	//	*MetaCommand_SetCompactedRevision
-	//	*MetaCommand_SetStoreHeartbeats
 	Command       isMetaCommand_Command `protobuf_oneof:"command"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -948,7 +835,7 @@ type MetaCommand struct {
 
 func (x *MetaCommand) Reset() {
 	*x = MetaCommand{}
-	mi := &file_flotillapb_meta_proto_msgTypes[11]
+	mi := &file_flotillapb_meta_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -960,7 +847,7 @@ func (x *MetaCommand) String() string {
 func (*MetaCommand) ProtoMessage() {}
 
 func (x *MetaCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_meta_proto_msgTypes[11]
+	mi := &file_flotillapb_meta_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -973,7 +860,7 @@ func (x *MetaCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetaCommand.ProtoReflect.Descriptor instead.
 func (*MetaCommand) Descriptor() ([]byte, []int) {
-	return file_flotillapb_meta_proto_rawDescGZIP(), []int{11}
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *MetaCommand) GetCommand() isMetaCommand_Command {
@@ -1046,15 +933,6 @@ func (x *MetaCommand) GetSetCompactedRevision() *SetCompactedRevision {
 	return nil
 }
 
-func (x *MetaCommand) GetSetStoreHeartbeats() *SetStoreHeartbeats {
-	if x != nil {
-		if x, ok := x.Command.(*MetaCommand_SetStoreHeartbeats); ok {
-			return x.SetStoreHeartbeats
-		}
-	}
-	return nil
-}
-
 type isMetaCommand_Command interface {
 	isMetaCommand_Command()
 }
@@ -1087,10 +965,6 @@ type MetaCommand_SetCompactedRevision struct {
 	SetCompactedRevision *SetCompactedRevision `protobuf:"bytes,7,opt,name=set_compacted_revision,json=setCompactedRevision,proto3,oneof"`
 }
 
-type MetaCommand_SetStoreHeartbeats struct {
-	SetStoreHeartbeats *SetStoreHeartbeats `protobuf:"bytes,8,opt,name=set_store_heartbeats,json=setStoreHeartbeats,proto3,oneof"`
-}
-
 func (*MetaCommand_AddNode) isMetaCommand_Command() {}
 
 func (*MetaCommand_UpdateNode) isMetaCommand_Command() {}
@@ -1105,8 +979,6 @@ func (*MetaCommand_SetRevisionHwm) isMetaCommand_Command() {}
 
 func (*MetaCommand_SetCompactedRevision) isMetaCommand_Command() {}
 
-func (*MetaCommand_SetStoreHeartbeats) isMetaCommand_Command() {}
-
 // SetRevisionHWM raises the oracle's high-water mark to hwm (applied as
 // max(revision_hwm, hwm)).
 type SetRevisionHWM struct {
@@ -1118,7 +990,7 @@ type SetRevisionHWM struct {
 
 func (x *SetRevisionHWM) Reset() {
 	*x = SetRevisionHWM{}
-	mi := &file_flotillapb_meta_proto_msgTypes[12]
+	mi := &file_flotillapb_meta_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1130,7 +1002,7 @@ func (x *SetRevisionHWM) String() string {
 func (*SetRevisionHWM) ProtoMessage() {}
 
 func (x *SetRevisionHWM) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_meta_proto_msgTypes[12]
+	mi := &file_flotillapb_meta_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1143,7 +1015,7 @@ func (x *SetRevisionHWM) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetRevisionHWM.ProtoReflect.Descriptor instead.
 func (*SetRevisionHWM) Descriptor() ([]byte, []int) {
-	return file_flotillapb_meta_proto_rawDescGZIP(), []int{12}
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SetRevisionHWM) GetHwm() int64 {
@@ -1163,7 +1035,7 @@ type SetCompactedRevision struct {
 
 func (x *SetCompactedRevision) Reset() {
 	*x = SetCompactedRevision{}
-	mi := &file_flotillapb_meta_proto_msgTypes[13]
+	mi := &file_flotillapb_meta_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1175,7 +1047,7 @@ func (x *SetCompactedRevision) String() string {
 func (*SetCompactedRevision) ProtoMessage() {}
 
 func (x *SetCompactedRevision) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_meta_proto_msgTypes[13]
+	mi := &file_flotillapb_meta_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1188,7 +1060,7 @@ func (x *SetCompactedRevision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetCompactedRevision.ProtoReflect.Descriptor instead.
 func (*SetCompactedRevision) Descriptor() ([]byte, []int) {
-	return file_flotillapb_meta_proto_rawDescGZIP(), []int{13}
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SetCompactedRevision) GetRevision() int64 {
@@ -1209,7 +1081,7 @@ type UpdateRange struct {
 
 func (x *UpdateRange) Reset() {
 	*x = UpdateRange{}
-	mi := &file_flotillapb_meta_proto_msgTypes[14]
+	mi := &file_flotillapb_meta_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1221,7 +1093,7 @@ func (x *UpdateRange) String() string {
 func (*UpdateRange) ProtoMessage() {}
 
 func (x *UpdateRange) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_meta_proto_msgTypes[14]
+	mi := &file_flotillapb_meta_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1234,7 +1106,7 @@ func (x *UpdateRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateRange.ProtoReflect.Descriptor instead.
 func (*UpdateRange) Descriptor() ([]byte, []int) {
-	return file_flotillapb_meta_proto_rawDescGZIP(), []int{14}
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *UpdateRange) GetDescriptor_() *RangeDescriptor {
@@ -1255,7 +1127,7 @@ type SetStoreState struct {
 
 func (x *SetStoreState) Reset() {
 	*x = SetStoreState{}
-	mi := &file_flotillapb_meta_proto_msgTypes[15]
+	mi := &file_flotillapb_meta_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1267,7 +1139,7 @@ func (x *SetStoreState) String() string {
 func (*SetStoreState) ProtoMessage() {}
 
 func (x *SetStoreState) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_meta_proto_msgTypes[15]
+	mi := &file_flotillapb_meta_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1280,7 +1152,7 @@ func (x *SetStoreState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetStoreState.ProtoReflect.Descriptor instead.
 func (*SetStoreState) Descriptor() ([]byte, []int) {
-	return file_flotillapb_meta_proto_rawDescGZIP(), []int{15}
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SetStoreState) GetNodeId() uint64 {
@@ -1308,7 +1180,7 @@ type AllocIDs struct {
 
 func (x *AllocIDs) Reset() {
 	*x = AllocIDs{}
-	mi := &file_flotillapb_meta_proto_msgTypes[16]
+	mi := &file_flotillapb_meta_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1320,7 +1192,7 @@ func (x *AllocIDs) String() string {
 func (*AllocIDs) ProtoMessage() {}
 
 func (x *AllocIDs) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_meta_proto_msgTypes[16]
+	mi := &file_flotillapb_meta_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1333,7 +1205,7 @@ func (x *AllocIDs) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocIDs.ProtoReflect.Descriptor instead.
 func (*AllocIDs) Descriptor() ([]byte, []int) {
-	return file_flotillapb_meta_proto_rawDescGZIP(), []int{16}
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *AllocIDs) GetKind() AllocIDs_Kind {
@@ -1366,7 +1238,7 @@ type AddNode struct {
 
 func (x *AddNode) Reset() {
 	*x = AddNode{}
-	mi := &file_flotillapb_meta_proto_msgTypes[17]
+	mi := &file_flotillapb_meta_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1378,7 +1250,7 @@ func (x *AddNode) String() string {
 func (*AddNode) ProtoMessage() {}
 
 func (x *AddNode) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_meta_proto_msgTypes[17]
+	mi := &file_flotillapb_meta_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1391,7 +1263,7 @@ func (x *AddNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddNode.ProtoReflect.Descriptor instead.
 func (*AddNode) Descriptor() ([]byte, []int) {
-	return file_flotillapb_meta_proto_rawDescGZIP(), []int{17}
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *AddNode) GetAddress() string {
@@ -1432,7 +1304,7 @@ type UpdateNode struct {
 
 func (x *UpdateNode) Reset() {
 	*x = UpdateNode{}
-	mi := &file_flotillapb_meta_proto_msgTypes[18]
+	mi := &file_flotillapb_meta_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1444,7 +1316,7 @@ func (x *UpdateNode) String() string {
 func (*UpdateNode) ProtoMessage() {}
 
 func (x *UpdateNode) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_meta_proto_msgTypes[18]
+	mi := &file_flotillapb_meta_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1457,7 +1329,7 @@ func (x *UpdateNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNode.ProtoReflect.Descriptor instead.
 func (*UpdateNode) Descriptor() ([]byte, []int) {
-	return file_flotillapb_meta_proto_rawDescGZIP(), []int{18}
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *UpdateNode) GetNode() *NodeDescriptor {
@@ -1513,7 +1385,7 @@ const file_flotillapb_meta_proto_rawDesc = "" +
 	"StoreIdent\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\x17\n" +
-	"\anode_id\x18\x02 \x01(\x04R\x06nodeId\"\xea\x03\n" +
+	"\anode_id\x18\x02 \x01(\x04R\x06nodeId\"\x9e\x03\n" +
 	"\vClusterMeta\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12 \n" +
@@ -1525,17 +1397,7 @@ const file_flotillapb_meta_proto_rawDesc = "" +
 	"\x10next_replica_seq\x18\x06 \x01(\x04R\x0enextReplicaSeq\x12E\n" +
 	"\x0fplacement_group\x18\a \x01(\v2\x1c.flotilla.v1.RangeDescriptorR\x0eplacementGroup\x12!\n" +
 	"\frevision_hwm\x18\b \x01(\x03R\vrevisionHwm\x12-\n" +
-	"\x12compacted_revision\x18\t \x01(\x03R\x11compactedRevision\x12J\n" +
-	"\x10store_heartbeats\x18\n" +
-	" \x03(\v2\x1f.flotilla.v1.StoreHeartbeatTimeR\x0fstoreHeartbeats\"L\n" +
-	"\x12StoreHeartbeatTime\x12\x17\n" +
-	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12\x1d\n" +
-	"\n" +
-	"unix_nanos\x18\x02 \x01(\x03R\tunixNanos\"U\n" +
-	"\x12SetStoreHeartbeats\x12?\n" +
-	"\n" +
-	"heartbeats\x18\x01 \x03(\v2\x1f.flotilla.v1.StoreHeartbeatTimeR\n" +
-	"heartbeats\"\xbb\x04\n" +
+	"\x12compacted_revision\x18\t \x01(\x03R\x11compactedRevision\"\xe6\x03\n" +
 	"\vMetaCommand\x121\n" +
 	"\badd_node\x18\x01 \x01(\v2\x14.flotilla.v1.AddNodeH\x00R\aaddNode\x12:\n" +
 	"\vupdate_node\x18\x02 \x01(\v2\x17.flotilla.v1.UpdateNodeH\x00R\n" +
@@ -1544,8 +1406,7 @@ const file_flotillapb_meta_proto_rawDesc = "" +
 	"\x0fset_store_state\x18\x04 \x01(\v2\x1a.flotilla.v1.SetStoreStateH\x00R\rsetStoreState\x124\n" +
 	"\talloc_ids\x18\x05 \x01(\v2\x15.flotilla.v1.AllocIDsH\x00R\ballocIds\x12G\n" +
 	"\x10set_revision_hwm\x18\x06 \x01(\v2\x1b.flotilla.v1.SetRevisionHWMH\x00R\x0esetRevisionHwm\x12Y\n" +
-	"\x16set_compacted_revision\x18\a \x01(\v2!.flotilla.v1.SetCompactedRevisionH\x00R\x14setCompactedRevision\x12S\n" +
-	"\x14set_store_heartbeats\x18\b \x01(\v2\x1f.flotilla.v1.SetStoreHeartbeatsH\x00R\x12setStoreHeartbeatsB\t\n" +
+	"\x16set_compacted_revision\x18\a \x01(\v2!.flotilla.v1.SetCompactedRevisionH\x00R\x14setCompactedRevisionB\t\n" +
 	"\acommand\"\"\n" +
 	"\x0eSetRevisionHWM\x12\x10\n" +
 	"\x03hwm\x18\x01 \x01(\x03R\x03hwm\"2\n" +
@@ -1595,7 +1456,7 @@ func file_flotillapb_meta_proto_rawDescGZIP() []byte {
 }
 
 var file_flotillapb_meta_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_flotillapb_meta_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_flotillapb_meta_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_flotillapb_meta_proto_goTypes = []any{
 	(ReplicaType)(0),             // 0: flotilla.v1.ReplicaType
 	(StoreState)(0),              // 1: flotilla.v1.StoreState
@@ -1609,16 +1470,14 @@ var file_flotillapb_meta_proto_goTypes = []any{
 	(*StoreLabel)(nil),           // 9: flotilla.v1.StoreLabel
 	(*StoreIdent)(nil),           // 10: flotilla.v1.StoreIdent
 	(*ClusterMeta)(nil),          // 11: flotilla.v1.ClusterMeta
-	(*StoreHeartbeatTime)(nil),   // 12: flotilla.v1.StoreHeartbeatTime
-	(*SetStoreHeartbeats)(nil),   // 13: flotilla.v1.SetStoreHeartbeats
-	(*MetaCommand)(nil),          // 14: flotilla.v1.MetaCommand
-	(*SetRevisionHWM)(nil),       // 15: flotilla.v1.SetRevisionHWM
-	(*SetCompactedRevision)(nil), // 16: flotilla.v1.SetCompactedRevision
-	(*UpdateRange)(nil),          // 17: flotilla.v1.UpdateRange
-	(*SetStoreState)(nil),        // 18: flotilla.v1.SetStoreState
-	(*AllocIDs)(nil),             // 19: flotilla.v1.AllocIDs
-	(*AddNode)(nil),              // 20: flotilla.v1.AddNode
-	(*UpdateNode)(nil),           // 21: flotilla.v1.UpdateNode
+	(*MetaCommand)(nil),          // 12: flotilla.v1.MetaCommand
+	(*SetRevisionHWM)(nil),       // 13: flotilla.v1.SetRevisionHWM
+	(*SetCompactedRevision)(nil), // 14: flotilla.v1.SetCompactedRevision
+	(*UpdateRange)(nil),          // 15: flotilla.v1.UpdateRange
+	(*SetStoreState)(nil),        // 16: flotilla.v1.SetStoreState
+	(*AllocIDs)(nil),             // 17: flotilla.v1.AllocIDs
+	(*AddNode)(nil),              // 18: flotilla.v1.AddNode
+	(*UpdateNode)(nil),           // 19: flotilla.v1.UpdateNode
 }
 var file_flotillapb_meta_proto_depIdxs = []int32{
 	0,  // 0: flotilla.v1.ReplicaDescriptor.type:type_name -> flotilla.v1.ReplicaType
@@ -1629,26 +1488,23 @@ var file_flotillapb_meta_proto_depIdxs = []int32{
 	8,  // 5: flotilla.v1.ClusterMeta.nodes:type_name -> flotilla.v1.NodeDescriptor
 	5,  // 6: flotilla.v1.ClusterMeta.ranges:type_name -> flotilla.v1.RangeDescriptor
 	5,  // 7: flotilla.v1.ClusterMeta.placement_group:type_name -> flotilla.v1.RangeDescriptor
-	12, // 8: flotilla.v1.ClusterMeta.store_heartbeats:type_name -> flotilla.v1.StoreHeartbeatTime
-	12, // 9: flotilla.v1.SetStoreHeartbeats.heartbeats:type_name -> flotilla.v1.StoreHeartbeatTime
-	20, // 10: flotilla.v1.MetaCommand.add_node:type_name -> flotilla.v1.AddNode
-	21, // 11: flotilla.v1.MetaCommand.update_node:type_name -> flotilla.v1.UpdateNode
-	17, // 12: flotilla.v1.MetaCommand.update_range:type_name -> flotilla.v1.UpdateRange
-	18, // 13: flotilla.v1.MetaCommand.set_store_state:type_name -> flotilla.v1.SetStoreState
-	19, // 14: flotilla.v1.MetaCommand.alloc_ids:type_name -> flotilla.v1.AllocIDs
-	15, // 15: flotilla.v1.MetaCommand.set_revision_hwm:type_name -> flotilla.v1.SetRevisionHWM
-	16, // 16: flotilla.v1.MetaCommand.set_compacted_revision:type_name -> flotilla.v1.SetCompactedRevision
-	13, // 17: flotilla.v1.MetaCommand.set_store_heartbeats:type_name -> flotilla.v1.SetStoreHeartbeats
-	5,  // 18: flotilla.v1.UpdateRange.descriptor:type_name -> flotilla.v1.RangeDescriptor
-	1,  // 19: flotilla.v1.SetStoreState.state:type_name -> flotilla.v1.StoreState
-	2,  // 20: flotilla.v1.AllocIDs.kind:type_name -> flotilla.v1.AllocIDs.Kind
-	9,  // 21: flotilla.v1.AddNode.labels:type_name -> flotilla.v1.StoreLabel
-	8,  // 22: flotilla.v1.UpdateNode.node:type_name -> flotilla.v1.NodeDescriptor
-	23, // [23:23] is the sub-list for method output_type
-	23, // [23:23] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	18, // 8: flotilla.v1.MetaCommand.add_node:type_name -> flotilla.v1.AddNode
+	19, // 9: flotilla.v1.MetaCommand.update_node:type_name -> flotilla.v1.UpdateNode
+	15, // 10: flotilla.v1.MetaCommand.update_range:type_name -> flotilla.v1.UpdateRange
+	16, // 11: flotilla.v1.MetaCommand.set_store_state:type_name -> flotilla.v1.SetStoreState
+	17, // 12: flotilla.v1.MetaCommand.alloc_ids:type_name -> flotilla.v1.AllocIDs
+	13, // 13: flotilla.v1.MetaCommand.set_revision_hwm:type_name -> flotilla.v1.SetRevisionHWM
+	14, // 14: flotilla.v1.MetaCommand.set_compacted_revision:type_name -> flotilla.v1.SetCompactedRevision
+	5,  // 15: flotilla.v1.UpdateRange.descriptor:type_name -> flotilla.v1.RangeDescriptor
+	1,  // 16: flotilla.v1.SetStoreState.state:type_name -> flotilla.v1.StoreState
+	2,  // 17: flotilla.v1.AllocIDs.kind:type_name -> flotilla.v1.AllocIDs.Kind
+	9,  // 18: flotilla.v1.AddNode.labels:type_name -> flotilla.v1.StoreLabel
+	8,  // 19: flotilla.v1.UpdateNode.node:type_name -> flotilla.v1.NodeDescriptor
+	20, // [20:20] is the sub-list for method output_type
+	20, // [20:20] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_flotillapb_meta_proto_init() }
@@ -1656,7 +1512,7 @@ func file_flotillapb_meta_proto_init() {
 	if File_flotillapb_meta_proto != nil {
 		return
 	}
-	file_flotillapb_meta_proto_msgTypes[11].OneofWrappers = []any{
+	file_flotillapb_meta_proto_msgTypes[9].OneofWrappers = []any{
 		(*MetaCommand_AddNode)(nil),
 		(*MetaCommand_UpdateNode)(nil),
 		(*MetaCommand_UpdateRange)(nil),
@@ -1664,7 +1520,6 @@ func file_flotillapb_meta_proto_init() {
 		(*MetaCommand_AllocIds)(nil),
 		(*MetaCommand_SetRevisionHwm)(nil),
 		(*MetaCommand_SetCompactedRevision)(nil),
-		(*MetaCommand_SetStoreHeartbeats)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1672,7 +1527,7 @@ func file_flotillapb_meta_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flotillapb_meta_proto_rawDesc), len(file_flotillapb_meta_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   19,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
