@@ -70,15 +70,7 @@ func TestMeta(t *testing.T) {
 			Node: &flotillapb.NodeDescriptor{NodeId: 99, Address: "a:1"}}}})},
 		{Index: 18, Kind: multiraft.CommandConfChange, ConfChange: multiraft.AddVoter(multiraft.MakeReplicaID(2, 1))},
 	}
-	b = eng.NewBatch()
-	res, err := m.Apply(b, cmds)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Commit(false); err != nil {
-		t.Fatal(err)
-	}
-	b.Close()
+	res := applyCommitted(t, eng, m, cmds)
 	wantIDs := map[int]multiraft.NodeID{0: 2, 1: 3, 2: 2}
 	for i, want := range wantIDs {
 		id, err := DecodeNodeID(res[i].Value)
@@ -149,16 +141,7 @@ func TestMetaRangesStoresIDs(t *testing.T) {
 		for i, c := range cmds {
 			cs = append(cs, multiraft.Command{Index: uint64(100 + i), Data: c})
 		}
-		b := eng.NewBatch()
-		defer b.Close()
-		res, err := m.Apply(b, cs)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := b.Commit(false); err != nil {
-			t.Fatal(err)
-		}
-		return res
+		return applyCommitted(t, eng, m, cs)
 	}
 	res := apply(
 		update(2, 1, 3), // newer configuration
@@ -251,15 +234,7 @@ func TestMetaNodeLabels(t *testing.T) {
 		{Index: 16, Data: metaCmd(t, &flotillapb.MetaCommand{Command: &flotillapb.MetaCommand_UpdateNode{UpdateNode: &flotillapb.UpdateNode{
 			Node: &flotillapb.NodeDescriptor{NodeId: 2, Address: "a:t2", Labels: []*flotillapb.StoreLabel{{Key: "!"}}}}}})},
 	}
-	b = eng.NewBatch()
-	res, err := m.Apply(b, cmds)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Commit(false); err != nil {
-		t.Fatal(err)
-	}
-	b.Close()
+	res := applyCommitted(t, eng, m, cmds)
 	for i, c := range cmds {
 		bad := c.Index >= 12 && c.Index <= 14 || c.Index == 16
 		if got := errors.Is(res[i].Err, ErrBadCommand); got != bad {
@@ -276,6 +251,21 @@ func TestMetaNodeLabels(t *testing.T) {
 			t.Errorf("nodes' labels %v; want %v", got, want)
 		}
 	}
+}
+
+// applyCommitted applies cmds to m in one batch and commits it.
+func applyCommitted(t *testing.T, eng *engine.Engine, m *Meta, cmds []multiraft.Command) []multiraft.Result {
+	t.Helper()
+	b := eng.NewBatch()
+	defer b.Close()
+	res, err := m.Apply(b, cmds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Commit(false); err != nil {
+		t.Fatal(err)
+	}
+	return res
 }
 
 func mustReadMeta(t *testing.T, eng *engine.Engine) *flotillapb.ClusterMeta {

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/flotilladb/flotilla/internal/testutil"
-	"github.com/flotilladb/flotilla/placement"
 	"github.com/flotilladb/flotilla/rpc"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
 	"github.com/flotilladb/flotilla/server"
@@ -78,14 +77,7 @@ func TestStoreLabels(t *testing.T) {
 	// Each store's part in the placement group: the node that leads it
 	// (by its own status) is "leader", the others voters.
 	testutil.SucceedsWithin(t, 30*time.Second, func() error {
-		leader := uint64(0)
-		for _, n := range []*server.Node{n1, n2, n3} {
-			for _, r := range n.Status(false).GetReplicas() {
-				if r.GetGroupId() == uint64(placement.GroupID) && r.GetReplicaId() != 0 && r.GetLeaderReplicaId() == r.GetReplicaId() {
-					leader = n.NodeID()
-				}
-			}
-		}
+		leader := placementLeaderOf([]*server.Node{n1, n2, n3})
 		resp, err := pc.ListStores(ctx, &flotillapb.ListStoresRequest{})
 		if err != nil {
 			return err

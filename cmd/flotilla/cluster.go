@@ -9,8 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"maps"
-	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -516,6 +514,8 @@ type storeJSON struct {
 	// Placement is the store's part in the placement group: "leader"
 	// (the acting placement driver), "voter", "learner" or "".
 	Placement string `json:"placement"`
+	// labelText is Labels as the table shows them ("" for none).
+	labelText string
 }
 
 func storeState(s flotillapb.StoreState) string {
@@ -534,6 +534,7 @@ func storesJSON(stores []*flotillapb.StoreStatus) []storeJSON {
 			Alarms:    append([]string{}, s.GetStats().GetAlarms()...),
 			Labels:    labelsJSON(s.GetNode().GetLabels()),
 			Placement: s.GetPlacementRole(),
+			labelText: flotillapb.FormatLabels(s.GetNode().GetLabels()),
 		})
 	}
 	return out
@@ -564,13 +565,9 @@ func printStores(w io.Writer, stores []*flotillapb.StoreStatus) error {
 		if len(s.Alarms) > 0 {
 			alarms = strings.Join(s.Alarms, ",")
 		}
-		labels := "-"
-		if len(s.Labels) > 0 {
-			keys := slices.Sorted(maps.Keys(s.Labels))
-			for i, k := range keys {
-				keys[i] = k + "=" + s.Labels[k]
-			}
-			labels = strings.Join(keys, ",")
+		labels := s.labelText
+		if labels == "" {
+			labels = "-"
 		}
 		placement := s.Placement
 		if placement == "" {
