@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/flotilladb/flotilla"
+	"github.com/flotilladb/flotilla/internal/testutil"
 	"go.uber.org/goleak"
 )
 
@@ -18,18 +19,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // refusingAddr returns a loopback address nothing listens on: a port that
 // was just free.
-func refusingAddr(t *testing.T) string {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := lis.Addr().String()
-	if err := lis.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
-}
+func refusingAddr(t *testing.T) string { return testutil.FreeAddr(t) }
 
 // checkOutcomeOnce fails unless msg names a write's outcome at most once,
 // and a read's never.

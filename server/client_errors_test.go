@@ -158,7 +158,7 @@ func TestDialTimeoutAfterRouting(t *testing.T) {
 // gRPC's reconnection backoff, and does not give up on a stale failure.
 func TestDialTimeoutNodeBack(t *testing.T) {
 	dir := t.TempDir()
-	cfg := server.Config{Dir: dir, Bootstrap: true, ListenAddr: lzReservePort(t)}
+	cfg := server.Config{Dir: dir, Bootstrap: true, ListenAddr: testutil.FreeAddr(t)}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cl := clientOfClosedNode(t, ctx, cfg, 2*time.Second)

@@ -18,7 +18,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -434,28 +433,6 @@ type lzCluster struct {
 	}
 }
 
-// lzReservePort returns a free loopback address (free when returned). The
-// nodes must listen on addresses known in advance (the proxies between
-// them are built first), so the port is picked below Linux's ephemeral
-// range (32768 and up): a port from ":0", which other tests and every
-// outgoing connection use, could take it before the node binds it.
-func lzReservePort(t *testing.T) string {
-	t.Helper()
-	for range 100 {
-		addr := fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12000))
-		lis, err := net.Listen("tcp", addr)
-		if err != nil {
-			continue
-		}
-		if err := lis.Close(); err != nil {
-			t.Fatal(err)
-		}
-		return addr
-	}
-	t.Fatal("no free loopback port in 20000-31999")
-	return ""
-}
-
 func lzLogger() *slog.Logger {
 	if *lzLog || os.Getenv("FLOTILLA_TEST_LOG") != "" {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -469,7 +446,7 @@ func startLZCluster(t *testing.T, knobs *server.TestingKnobs, configure ...func(
 	t.Helper()
 	c := &lzCluster{t: t}
 	for i := range c.addrs {
-		c.addrs[i] = lzReservePort(t)
+		c.addrs[i] = testutil.FreeAddr(t)
 	}
 	// Cleanups run last-registered first: the nodes must be closed before
 	// their directories are removed, so the directory comes first.

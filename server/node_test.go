@@ -35,11 +35,13 @@ func quietLogger() *slog.Logger {
 
 func openNode(t testing.TB, cfg server.Config) *server.Node {
 	t.Helper()
+	// Ports below the ephemeral range, so that a node restarted at its
+	// address finds it free (see testutil.FreeAddr).
 	if cfg.ListenAddr == "" {
-		cfg.ListenAddr = "127.0.0.1:0"
+		cfg.ListenAddr = testutil.FreeAddr(t)
 	}
 	if cfg.HTTPAddr == "" {
-		cfg.HTTPAddr = "127.0.0.1:0"
+		cfg.HTTPAddr = testutil.FreeAddr(t)
 	}
 	if cfg.TickInterval == 0 {
 		cfg.TickInterval = 20 * time.Millisecond

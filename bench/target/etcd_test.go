@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -198,12 +197,4 @@ func etcdHealthy(ctx context.Context, hc *http.Client, clientURL string) error {
 // freeAddr returns a loopback address with a port that was free a moment
 // ago: for a server in another process to listen at, or as an address
 // nothing listens at.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lis.Close()
-	return lis.Addr().String()
-}
+func freeAddr(t *testing.T) string { return testutil.FreeAddr(t) }
