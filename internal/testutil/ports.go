@@ -86,4 +86,3 @@ func claimPort(dir string, port int) bool {
 	now := time.Now()
 	return os.Chtimes(name, now, now) == nil
 }
-
