@@ -6,6 +6,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/flotilladb/flotilla/multiraft"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
@@ -56,6 +57,8 @@ type StoreView struct {
 	// Snapshots counts the snapshots the store is receiving (moves in
 	// flight towards it).
 	Snapshots int
+	// Labels are the store's labels (never nil).
+	Labels map[string]string
 }
 
 // usable reports whether the store may take a new replica.
@@ -87,6 +90,10 @@ type ClusterView struct {
 	ReplicationFactor int
 	// MaxSnapshotsPerStore bounds the moves in flight towards one store.
 	MaxSnapshotsPerStore int
+	// Rules are the placement rules (CompileRules), sorted by start key;
+	// ranges outside them take the default rule, ReplicationFactor voters
+	// anywhere.
+	Rules []Rule
 }
 
 // StepKind says what an operator step does.
@@ -271,19 +278,63 @@ func (c *ClusterView) hasReplicaOn(d *flotillapb.RangeDescriptor, store multiraf
 	})
 }
 
-// pickTarget returns the usable store with the fewest ranges that holds no
-// replica of d and may take another snapshot, or 0.
-func (c *ClusterView) pickTarget(d *flotillapb.RangeDescriptor) multiraft.NodeID {
+// allows reports whether store s may hold a replica under the rule: a
+// voter (voter) or a non-voter.
+func (r *Rule) allows(s *StoreView, voter bool) bool {
+	if s == nil {
+		return false
+	}
+	if voter {
+		return matchesAll(r.VoterConstraints, s.Labels)
+	}
+	return r.NonVoters > 0 && matchesAll(r.NonVoterConstraints, s.Labels)
+}
+
+// canLead reports whether the rule lets store s lead.
+func (r *Rule) canLead(s *StoreView) bool {
+	return s != nil && matchesAll(r.LeaderConstraints, s.Labels)
+}
+
+// spreadGroup returns the value of the rule's spread_over label on store
+// (the group a voter there counts in), "" without one.
+func (c *ClusterView) spreadGroup(rule *Rule, store uint64) string {
+	if s := c.Stores[multiraft.NodeID(store)]; s != nil && rule.SpreadOver != "" {
+		return s.Labels[rule.SpreadOver]
+	}
+	return ""
+}
+
+// spreadCounts counts the voters per spread group.
+func (c *ClusterView) spreadCounts(rule *Rule, voters []*flotillapb.ReplicaDescriptor) map[string]int {
+	counts := map[string]int{}
+	for _, v := range voters {
+		counts[c.spreadGroup(rule, v.GetStoreId())]++
+	}
+	return counts
+}
+
+// pickTarget returns the store for a new replica of d under rule, voter
+// or non-voter, or 0: usable, allowed by the rule, holding no replica of
+// d, under the snapshot limit; for a voter, in the spread group with the
+// fewest voters of d; then the store with the fewest ranges.
+func (c *ClusterView) pickTarget(d *flotillapb.RangeDescriptor, rule *Rule, voter bool) multiraft.NodeID {
+	var counts map[string]int
+	if voter && rule.SpreadOver != "" {
+		voters, _ := membersOf(d)
+		counts = c.spreadCounts(rule, voters)
+	}
 	var best *StoreView
+	bestCount := 0
 	for _, s := range c.sortedStores() {
-		if !s.usable() || c.hasReplicaOn(d, s.ID) {
+		if !s.usable() || !rule.allows(s, voter) || c.hasReplicaOn(d, s.ID) {
 			continue
 		}
 		if c.MaxSnapshotsPerStore > 0 && s.Snapshots >= c.MaxSnapshotsPerStore {
 			continue
 		}
-		if best == nil || s.Ranges < best.Ranges {
-			best = s
+		n := counts[c.spreadGroup(rule, uint64(s.ID))]
+		if best == nil || n < bestCount || (n == bestCount && s.Ranges < best.Ranges) {
+			best, bestCount = s, n
 		}
 	}
 	if best == nil {
@@ -328,82 +379,195 @@ func moveOff(r *RangeView, from, to multiraft.ReplicaID, fromIsVoter bool) []Ste
 	return append(steps, Step{Kind: StepRemove, Replica: from})
 }
 
+// nonVoters splits a range's learners into the non-voters the rule keeps
+// (up to its count, on stores its non-voter constraints allow, in replica
+// order) and the rest: learners being added as voters, or not wanted.
+func (c *ClusterView) nonVoters(rule *Rule, learners []*flotillapb.ReplicaDescriptor) (keep, transit []*flotillapb.ReplicaDescriptor) {
+	for _, l := range learners {
+		if len(keep) < rule.NonVoters && rule.allows(c.Stores[multiraft.NodeID(l.GetStoreId())], false) {
+			keep = append(keep, l)
+		} else {
+			transit = append(transit, l)
+		}
+	}
+	return keep, transit
+}
+
 // CheckReplicas is the replica checker: it returns the operator that brings
-// r towards ReplicationFactor healthy voters, or nil. In order: finish a
-// learner that caught up (promote it if voters are missing, remove it if
-// not); add a missing voter; replace a replica on a down, decommissioning
-// or unknown store; remove an extra voter. It never proposes a removal that
-// SafeToRemove refuses.
+// r towards its placement rule (RuleFor), or nil. In order: remove a
+// learner on a store that cannot keep it, or stuck; finish a learner in
+// transit (promote it if voters are missing, remove it if not); add a
+// missing voter; remove an extra voter; replace a voter on a down,
+// decommissioning or unknown store, or on one the rule does not allow;
+// spread the voters over the rule's spread_over label; add a missing
+// non-voter; move the leadership to a store the rule prefers. It never
+// proposes a removal that SafeToRemove refuses.
 func (c *ClusterView) CheckReplicas(r *RangeView, alloc ReplicaAllocator) *Operator {
 	d := r.Desc
 	id := multiraft.GroupID(d.GetRangeId())
 	op := func(reason string, steps ...Step) *Operator {
 		return &Operator{RangeID: id, ConfVer: d.GetEpoch().GetConfVer(), Steps: steps, Reason: reason}
 	}
+	rule := c.RuleFor(d)
 	voters, learners := membersOf(d)
-	want := c.ReplicationFactor
+	storeOf := func(rep *flotillapb.ReplicaDescriptor) *StoreView {
+		return c.Stores[multiraft.NodeID(rep.GetStoreId())]
+	}
 
-	// A learner: left over from a move, or being added. One change at a
-	// time: the first learner decides.
-	if len(learners) > 0 {
-		l := learners[0]
+	// Removing a learner is always safe. A learner on a store that is not
+	// live is not catching up: it may have been added just before its
+	// store died.
+	for _, l := range learners {
 		lid := multiraft.ReplicaID(l.GetReplicaId())
-		if c.needsReplacing(l) || !c.Stores[multiraft.NodeID(l.GetStoreId())].Live {
-			// A learner on a store that is not live is not catching up:
-			// it may have been added just before its store died.
+		if c.needsReplacing(l) || !storeOf(l).Live {
 			return op("learner on an unusable store", Step{Kind: StepRemove, Replica: lid})
 		}
 		if slices.Contains(r.Stuck, lid) {
 			return op("learner stuck catching up", Step{Kind: StepRemove, Replica: lid})
 		}
+	}
+	keep, transit := c.nonVoters(rule, learners)
+
+	// A learner in transit: left over from a move, or being added. One
+	// change at a time: the first decides.
+	if len(transit) > 0 {
+		l := transit[0]
+		lid := multiraft.ReplicaID(l.GetReplicaId())
 		if c.isPending(r, lid) {
 			return nil // let it catch up; one change at a time
 		}
-		if len(voters) < want {
+		if len(voters) < rule.Voters && rule.allows(storeOf(l), true) {
 			return op("promote a caught-up learner", Step{Kind: StepPromote, Replica: lid})
 		}
 		return op("extra learner", Step{Kind: StepRemove, Replica: lid})
 	}
 
-	// A missing voter.
-	if len(voters) < want {
-		if t := c.pickTarget(d); t != 0 {
+	// A missing voter. Without a store to add it on, a caught-up
+	// non-voter the rule lets vote is promoted (the checker then adds the
+	// non-voter it lacks, if it can).
+	if len(voters) < rule.Voters {
+		if t := c.pickTarget(d, rule, true); t != 0 {
 			n := alloc(id, t)
-			return op(fmt.Sprintf("missing voter: %d of %d", len(voters), want), Step{Kind: StepAddLearner, Replica: n}, Step{Kind: StepPromote, Replica: n})
+			return op(fmt.Sprintf("missing voter: %d of %d", len(voters), rule.Voters), Step{Kind: StepAddLearner, Replica: n}, Step{Kind: StepPromote, Replica: n})
 		}
-		return nil
+		for _, l := range keep {
+			lid := multiraft.ReplicaID(l.GetReplicaId())
+			if !c.isPending(r, lid) && rule.allows(storeOf(l), true) {
+				return op(fmt.Sprintf("missing voter: %d of %d, no other store can take it: promote a non-voter", len(voters), rule.Voters),
+					Step{Kind: StepPromote, Replica: lid})
+			}
+		}
 	}
 
-	// A voter on a store that must lose it.
-	for _, v := range voters {
-		if !c.needsReplacing(v) {
-			continue
+	// An extra voter: remove first one on an unusable store, then one the
+	// rule does not allow, then one in the most crowded spread group, then
+	// the one on the fullest store; never the leader, and only if safe.
+	if len(voters) > rule.Voters {
+		counts := c.spreadCounts(rule, voters)
+		score := func(v *flotillapb.ReplicaDescriptor) (int, int, int, int) {
+			return btoi(c.needsReplacing(v)), btoi(!rule.allows(storeOf(v), true)), counts[c.spreadGroup(rule, v.GetStoreId())], c.rangesOn(v.GetStoreId())
 		}
-		vid := multiraft.ReplicaID(v.GetReplicaId())
-		if len(voters) > want && c.SafeToRemove(r, vid) {
-			return op("extra voter on an unusable store", Step{Kind: StepRemove, Replica: vid})
-		}
-		t := c.pickTarget(d)
-		if t == 0 {
-			return nil
-		}
-		return op(fmt.Sprintf("replace the replica on store %d", v.GetStoreId()), moveOff(r, vid, alloc(id, t), true)...)
-	}
-
-	// An extra voter: remove the one on the fullest store, if safe.
-	if len(voters) > want {
-		slices.SortFunc(voters, func(a, b *flotillapb.ReplicaDescriptor) int {
-			return cmp.Compare(c.rangesOn(b.GetStoreId()), c.rangesOn(a.GetStoreId()))
+		cand := slices.Clone(voters)
+		slices.SortStableFunc(cand, func(a, b *flotillapb.ReplicaDescriptor) int {
+			a1, a2, a3, a4 := score(a)
+			b1, b2, b3, b4 := score(b)
+			return cmp.Or(cmp.Compare(b1, a1), cmp.Compare(b2, a2), cmp.Compare(b3, a3), cmp.Compare(b4, a4))
 		})
-		for _, v := range voters {
+		for _, v := range cand {
 			vid := multiraft.ReplicaID(v.GetReplicaId())
 			if vid == r.Leader || !c.SafeToRemove(r, vid) {
 				continue
 			}
-			return op("extra voter", Step{Kind: StepRemove, Replica: vid})
+			reason := "extra voter"
+			if c.needsReplacing(v) {
+				reason = "extra voter on an unusable store"
+			}
+			return op(reason, Step{Kind: StepRemove, Replica: vid})
+		}
+	}
+
+	// A voter on a store that must lose it, or that the rule does not
+	// allow.
+	for _, v := range voters {
+		unusable, misplaced := c.needsReplacing(v), !rule.allows(storeOf(v), true)
+		if !unusable && !misplaced {
+			continue
+		}
+		t := c.pickTarget(d, rule, true)
+		if t == 0 {
+			break
+		}
+		reason := fmt.Sprintf("replace the replica on store %d", v.GetStoreId())
+		if !unusable {
+			reason = fmt.Sprintf("move the voter off store %d, which %s does not allow", v.GetStoreId(), rule)
+		}
+		return op(reason, moveOff(r, multiraft.ReplicaID(v.GetReplicaId()), alloc(id, t), true)...)
+	}
+
+	if o := c.checkSpread(r, rule, voters, alloc); o != nil {
+		return o
+	}
+
+	// A missing non-voter.
+	if len(keep) < rule.NonVoters {
+		if t := c.pickTarget(d, rule, false); t != 0 {
+			return op(fmt.Sprintf("missing non-voter: %d of %d", len(keep), rule.NonVoters), Step{Kind: StepAddLearner, Replica: alloc(id, t)})
+		}
+	}
+
+	// The leader on a store the rule does not prefer.
+	if len(rule.LeaderConstraints) > 0 && r.Leader != 0 && !rule.canLead(c.Stores[r.Leader.Node()]) {
+		for _, v := range voters {
+			vid := multiraft.ReplicaID(v.GetReplicaId())
+			if s := storeOf(v); s.usable() && rule.canLead(s) && !c.isPending(r, vid) {
+				return op(fmt.Sprintf("move the leadership to store %d, which %s prefers", v.GetStoreId(), rule),
+					Step{Kind: StepTransferLeader, Replica: vid})
+			}
 		}
 	}
 	return nil
+}
+
+// checkSpread returns the operator that moves a voter of r out of a spread
+// group holding at least two more of its voters than the group of the
+// store pickTarget chooses, or nil.
+func (c *ClusterView) checkSpread(r *RangeView, rule *Rule, voters []*flotillapb.ReplicaDescriptor, alloc ReplicaAllocator) *Operator {
+	if rule.SpreadOver == "" || len(voters) < 2 {
+		return nil
+	}
+	counts := c.spreadCounts(rule, voters)
+	t := c.pickTarget(r.Desc, rule, true)
+	if t == 0 {
+		return nil
+	}
+	tg := c.spreadGroup(rule, uint64(t))
+	var from *flotillapb.ReplicaDescriptor
+	for _, v := range voters {
+		g := c.spreadGroup(rule, v.GetStoreId())
+		if counts[g] < counts[tg]+2 {
+			continue
+		}
+		// The most crowded group; in it, not the leader, then the
+		// fullest store.
+		if from == nil {
+			from = v
+			continue
+		}
+		fg := c.spreadGroup(rule, from.GetStoreId())
+		vid, fid := multiraft.ReplicaID(v.GetReplicaId()), multiraft.ReplicaID(from.GetReplicaId())
+		if counts[g] > counts[fg] || (counts[g] == counts[fg] && fid == r.Leader && vid != r.Leader) ||
+			(counts[g] == counts[fg] && (fid == r.Leader) == (vid == r.Leader) && c.rangesOn(v.GetStoreId()) > c.rangesOn(from.GetStoreId())) {
+			from = v
+		}
+	}
+	if from == nil {
+		return nil
+	}
+	id := multiraft.GroupID(r.Desc.GetRangeId())
+	fg := c.spreadGroup(rule, from.GetStoreId())
+	return &Operator{RangeID: id, ConfVer: r.Desc.GetEpoch().GetConfVer(),
+		Steps:  moveOff(r, multiraft.ReplicaID(from.GetReplicaId()), alloc(id, t), true),
+		Reason: fmt.Sprintf("spread voters over %s: %d in %q, %d in %q", rule.SpreadOver, counts[fg], fg, counts[tg], tg)}
 }
 
 func (c *ClusterView) rangesOn(store uint64) int {
@@ -413,64 +577,101 @@ func (c *ClusterView) rangesOn(store uint64) int {
 	return 0
 }
 
-// BalanceReplicas moves one replica from the usable store with the most
-// ranges to the one with the fewest, if they differ by more than one: it
-// returns the operator, or nil. Ranges that are not fully healthy (missing
-// voters, learners, pending replicas, a voter on a non-live store) are not
-// moved: the replica checker comes first.
+// BalanceReplicas moves one replica from a usable store with more ranges
+// to one with at least two fewer, trying the fullest stores first and the
+// emptiest targets first: it returns the operator, or nil. Ranges that are
+// not fully healthy (missing replicas, learners in transit, pending
+// replicas, a replica on a store that is not usable) are not moved: the
+// replica checker comes first. A move keeps the range's rule: the target
+// must take the replica's role, and a voter's move must not crowd a spread
+// group.
 func (c *ClusterView) BalanceReplicas(alloc ReplicaAllocator) *Operator {
-	var from, to *StoreView
+	var stores []*StoreView
 	for _, s := range c.sortedStores() {
-		if !s.usable() {
-			continue
-		}
-		if from == nil || s.Ranges > from.Ranges {
-			from = s
-		}
-		if to == nil || s.Ranges < to.Ranges {
-			to = s
+		if s.usable() {
+			stores = append(stores, s)
 		}
 	}
-	if from == nil || to == nil || from.Ranges-to.Ranges <= 1 {
+	if len(stores) < 2 {
 		return nil
 	}
-	if c.MaxSnapshotsPerStore > 0 && to.Snapshots >= c.MaxSnapshotsPerStore {
-		return nil
-	}
+	most := slices.Clone(stores)
+	slices.SortStableFunc(most, func(a, b *StoreView) int { return cmp.Compare(b.Ranges, a.Ranges) })
+	fewest := slices.Clone(stores)
+	slices.SortStableFunc(fewest, func(a, b *StoreView) int { return cmp.Compare(a.Ranges, b.Ranges) })
 	// The smallest ranges first: BalanceSize moves the large ones, and the
 	// two must not undo each other.
-	ranges := slices.Clone(c.Ranges)
-	slices.SortStableFunc(ranges, func(a, b *RangeView) int { return cmp.Compare(a.Size, b.Size) })
-	for _, r := range ranges {
-		if !c.healthy(r) || !c.hasReplicaOn(r.Desc, from.ID) || c.hasReplicaOn(r.Desc, to.ID) {
-			continue
-		}
-		for _, rep := range r.Desc.GetReplicas() {
-			if multiraft.NodeID(rep.GetStoreId()) != from.ID {
+	var ranges []*RangeView
+	for _, from := range most {
+		for _, to := range fewest {
+			if from.Ranges-to.Ranges <= 1 {
+				break
+			}
+			if c.MaxSnapshotsPerStore > 0 && to.Snapshots >= c.MaxSnapshotsPerStore {
 				continue
 			}
-			id := multiraft.GroupID(r.Desc.GetRangeId())
-			steps := moveOff(r, multiraft.ReplicaID(rep.GetReplicaId()), alloc(id, to.ID), true)
-			return &Operator{RangeID: id, ConfVer: r.Desc.GetEpoch().GetConfVer(), Steps: steps,
-				Reason: fmt.Sprintf("balance replicas: store %d has %d, store %d has %d", from.ID, from.Ranges, to.ID, to.Ranges)}
+			if ranges == nil {
+				ranges = slices.Clone(c.Ranges)
+				slices.SortStableFunc(ranges, func(a, b *RangeView) int { return cmp.Compare(a.Size, b.Size) })
+			}
+			for _, r := range ranges {
+				if steps := c.moveSteps(r, from.ID, to, alloc); steps != nil {
+					return &Operator{RangeID: multiraft.GroupID(r.Desc.GetRangeId()), ConfVer: r.Desc.GetEpoch().GetConfVer(), Steps: steps,
+						Reason: fmt.Sprintf("balance replicas: store %d has %d, store %d has %d", from.ID, from.Ranges, to.ID, to.Ranges)}
+				}
+			}
 		}
 	}
 	return nil
 }
 
-// healthy reports whether r has exactly its voters, all on live usable
-// stores, no learners and nothing pending.
+// moveSteps returns the steps that move healthy range r's replica on store
+// from to store to, or nil if r is not healthy, has no replica on from or
+// one on to, or if its rule does not let to take that replica's role
+// (for a voter, without crowding a spread group).
+func (c *ClusterView) moveSteps(r *RangeView, from multiraft.NodeID, to *StoreView, alloc ReplicaAllocator) []Step {
+	rep := r.Desc.ReplicaOnStore(flotillapb.StoreID(from))
+	if rep == nil || c.hasReplicaOn(r.Desc, to.ID) || !c.healthy(r) {
+		return nil
+	}
+	rule := c.RuleFor(r.Desc)
+	voter := rep.GetType() != flotillapb.ReplicaType_LEARNER
+	if !rule.allows(to, voter) {
+		return nil
+	}
+	if voter && rule.SpreadOver != "" {
+		voters, _ := membersOf(r.Desc)
+		counts := c.spreadCounts(rule, voters)
+		fg, tg := c.spreadGroup(rule, uint64(from)), c.spreadGroup(rule, uint64(to.ID))
+		if fg != tg && counts[tg] >= counts[fg] {
+			return nil
+		}
+	}
+	id := multiraft.GroupID(r.Desc.GetRangeId())
+	return moveOff(r, multiraft.ReplicaID(rep.GetReplicaId()), alloc(id, to.ID), voter)
+}
+
+// healthy reports whether r has exactly the voters and non-voters of its
+// rule, all on usable stores the rule allows, a leader and nothing
+// pending.
 func (c *ClusterView) healthy(r *RangeView) bool {
+	rule := c.RuleFor(r.Desc)
 	voters, learners := membersOf(r.Desc)
-	if len(learners) > 0 || len(r.Pending) > 0 || len(voters) != c.ReplicationFactor || r.Leader == 0 {
+	if len(learners) != rule.NonVoters || len(r.Pending) > 0 || len(voters) != rule.Voters || r.Leader == 0 {
 		return false
 	}
-	for _, v := range voters {
-		if !c.Stores[multiraft.NodeID(v.GetStoreId())].usable() {
+	for _, rep := range r.Desc.GetReplicas() {
+		s := c.Stores[multiraft.NodeID(rep.GetStoreId())]
+		if !s.usable() || !rule.allows(s, rep.GetType() != flotillapb.ReplicaType_LEARNER) {
 			return false
 		}
 	}
 	return true
+}
+
+// canLeadOn reports whether r's rule lets store s lead r.
+func (c *ClusterView) canLeadOn(r *RangeView, s *StoreView) bool {
+	return c.RuleFor(r.Desc).canLead(s)
 }
 
 // BalanceLeaders moves one leadership from a usable store leading more
@@ -494,7 +695,7 @@ func (c *ClusterView) BalanceLeaders() *Operator {
 			voters, _ := membersOf(r.Desc)
 			for _, v := range voters {
 				s := c.Stores[multiraft.NodeID(v.GetStoreId())]
-				if s.ID == from.ID || !s.usable() || from.Leaders-s.Leaders <= 1 {
+				if s.ID == from.ID || !s.usable() || from.Leaders-s.Leaders <= 1 || !c.canLeadOn(r, s) {
 					continue
 				}
 				if best == nil || s.Leaders < bestLeaders {
@@ -544,7 +745,7 @@ func (c *ClusterView) BalanceHotLeaders() *Operator {
 		voters, _ := membersOf(r.Desc)
 		for _, v := range voters {
 			s := c.Stores[multiraft.NodeID(v.GetStoreId())]
-			if s.ID == from.ID || !s.usable() || hot[from.ID]-hot[s.ID] < 2 {
+			if s.ID == from.ID || !s.usable() || hot[from.ID]-hot[s.ID] < 2 || !c.canLeadOn(r, s) {
 				continue
 			}
 			if to == nil || hot[s.ID] < hot[multiraft.NodeID(to.GetStoreId())] {
@@ -623,25 +824,20 @@ func (c *ClusterView) BalanceSize(alloc ReplicaAllocator) *Operator {
 	}
 	var best *RangeView
 	for _, r := range c.Ranges {
-		if r.Size <= 0 || 2*r.Size >= gap || !c.healthy(r) || !c.hasReplicaOn(r.Desc, from.ID) || c.hasReplicaOn(r.Desc, to.ID) {
+		if r.Size <= 0 || 2*r.Size >= gap || (best != nil && r.Size <= best.Size) {
 			continue
 		}
-		if best == nil || r.Size > best.Size {
+		if c.moveSteps(r, from.ID, to, func(multiraft.GroupID, multiraft.NodeID) multiraft.ReplicaID { return 0 }) != nil {
 			best = r
 		}
 	}
 	if best == nil {
 		return nil
 	}
-	for _, rep := range best.Desc.GetReplicas() {
-		if multiraft.NodeID(rep.GetStoreId()) == from.ID {
-			id := multiraft.GroupID(best.Desc.GetRangeId())
-			return &Operator{RangeID: id, ConfVer: best.Desc.GetEpoch().GetConfVer(),
-				Steps:  moveOff(best, multiraft.ReplicaID(rep.GetReplicaId()), alloc(id, to.ID), true),
-				Reason: fmt.Sprintf("balance size: store %d holds %d bytes, store %d %d", from.ID, bytesOn[from.ID], to.ID, bytesOn[to.ID])}
-		}
-	}
-	return nil
+	id := multiraft.GroupID(best.Desc.GetRangeId())
+	return &Operator{RangeID: id, ConfVer: best.Desc.GetEpoch().GetConfVer(),
+		Steps:  c.moveSteps(best, from.ID, to, alloc),
+		Reason: fmt.Sprintf("balance size: store %d holds %d bytes, store %d %d", from.ID, bytesOn[from.ID], to.ID, bytesOn[to.ID])}
 }
 
 // RangesWithoutQuorum returns the IDs of the groups among descs that have
@@ -666,4 +862,47 @@ func RangesWithoutQuorum(descs []*flotillapb.RangeDescriptor, store uint64, live
 		}
 	}
 	return out
+}
+
+// CheckAddReplica returns why the replica checker would not keep a new
+// replica of r on store, a voter or (learner) a non-voter, under r's rule,
+// or nil: the rule's constraints do not allow the store, or, for a
+// non-voter, the rule asks for no more non-voters than r has.
+func (c *ClusterView) CheckAddReplica(r *RangeView, store multiraft.NodeID, learner bool) error {
+	rule := c.RuleFor(r.Desc)
+	s := c.Stores[store]
+	if !learner {
+		if !rule.allows(s, true) {
+			return fmt.Errorf("%s does not allow a voter on store %d (voter constraints %v, store labels %v)", rule, store, rule.VoterConstraints, s.labelText())
+		}
+		return nil
+	}
+	if rule.NonVoters == 0 {
+		return fmt.Errorf("%s asks for no non-voters, so the replica checker would remove a learner as extra; "+
+			"set a rule with non_voters (flotilla cluster rules set) to keep one", rule)
+	}
+	if !rule.allows(s, false) {
+		return fmt.Errorf("%s does not allow a non-voter on store %d (non-voter constraints %v, store labels %v)", rule, store, rule.NonVoterConstraints, s.labelText())
+	}
+	_, learners := membersOf(r.Desc)
+	if keep, _ := c.nonVoters(rule, learners); len(keep) >= rule.NonVoters {
+		return fmt.Errorf("range %d already has the %d non-voter(s) %s asks for", r.Desc.GetRangeId(), rule.NonVoters, rule)
+	}
+	return nil
+}
+
+func (s *StoreView) labelText() string {
+	if s == nil || len(s.Labels) == 0 {
+		return "none"
+	}
+	keys := make([]string, 0, len(s.Labels))
+	for k := range s.Labels {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + s.Labels[k]
+	}
+	return strings.Join(parts, ",")
 }

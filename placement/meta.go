@@ -352,6 +352,13 @@ func applyMeta(st *flotillapb.ClusterMeta, cmd *flotillapb.MetaCommand) (*flotil
 		}
 		next.CompactedRevision = r
 		return next, nil, nil
+	case *flotillapb.MetaCommand_SetRules:
+		rules, err := CompileRules(c.SetRules.GetRules())
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: placement rules: %v", ErrBadCommand, err)
+		}
+		next.Rules = RulesToProto(rules)
+		return next, nil, nil
 	default:
 		return nil, nil, fmt.Errorf("%w: empty command", ErrBadCommand)
 	}

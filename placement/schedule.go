@@ -136,7 +136,16 @@ func (d *Driver) buildViewLocked(meta *flotillapb.ClusterMeta, now time.Time, in
 	for _, n := range meta.GetNodes() {
 		id := multiraft.NodeID(n.GetNodeId())
 		live, down, _ := d.storeLivenessLocked(id, now)
-		cv.Stores[id] = &StoreView{ID: id, State: StoreState(n.GetState()), Live: live, Down: down}
+		labels := flotillapb.LabelsMap(n.GetLabels())
+		if labels == nil {
+			labels = map[string]string{}
+		}
+		cv.Stores[id] = &StoreView{ID: id, State: StoreState(n.GetState()), Live: live, Down: down, Labels: labels}
+	}
+	// The placement group applied the rules, so they compile; if they did
+	// not (a bug), the default rule is the safe fallback.
+	if rules, err := CompileRules(meta.GetRules()); err == nil {
+		cv.Rules = rules
 	}
 	byID := map[multiraft.GroupID]*RangeView{}
 	for _, desc := range meta.GetRanges() {
@@ -259,6 +268,7 @@ func (d *Driver) rangeView(cv *ClusterView, pg *RangeView, id multiraft.GroupID)
 		}
 		pcv := *cv
 		pcv.ReplicationFactor = d.cfg.PlacementReplicationFactor
+		pcv.Rules = nil // placement rules are for ranges
 		return pg, &pcv
 	}
 	for _, r := range cv.Ranges {
@@ -533,10 +543,16 @@ func (d *Driver) Schedule(meta *flotillapb.ClusterMeta, rangeID multiraft.GroupI
 	if validOp(op) {
 		return d.advanceLocked(d.startLocked(op, SourceReplicaChecker, now), r, rcv, now)
 	}
-	// The leader's proposed split, if its report is about this version.
 	if rangeID == GroupID {
 		return nil
 	}
+	// A rule boundary inside the range: each side takes its own rule.
+	if key := rcv.RuleBoundaryIn(r.Desc); key != nil && ValidSplitKey(r.Desc, key) {
+		if t := d.splitLocked(r, bytes.Clone(key), SourceSplitChecker, "split at a placement rule's boundary", now); t != nil {
+			return d.advanceLocked(t, r, rcv, now)
+		}
+	}
+	// The leader's proposed split, if its report is about this version.
 	hb := d.mu.ranges[rangeID].hb
 	if key := hb.GetSplitKey(); len(key) > 0 && proto.Equal(hb.GetDescriptor_().GetEpoch(), r.Desc.GetEpoch()) && ValidSplitKey(r.Desc, key) {
 		if t := d.splitLocked(r, key, SourceSplitChecker, "split by "+hb.GetSplitReason(), now); t != nil {

@@ -137,3 +137,38 @@ func TestSplitOperator(t *testing.T) {
 		t.Fatalf("admin split step %v", s)
 	}
 }
+
+// TestSplitAtRuleBoundary: a range that a placement rule's boundary
+// crosses is split there, so each side takes its own rule.
+func TestSplitAtRuleBoundary(t *testing.T) {
+	clock := &fakeClock{now: time.Unix(1000, 0)}
+	d := NewDriver(DriverConfig{LivenessWindow: time.Second, Clock: clock.Now})
+	meta := &flotillapb.ClusterMeta{ClusterId: "c", Ranges: []*flotillapb.RangeDescriptor{span(2, "", "", 1, 1)},
+		Rules: []*flotillapb.PlacementRule{{StartKey: []byte("f"), EndKey: []byte("m"), Voters: 3}}}
+	for n := uint64(1); n <= 3; n++ {
+		meta.Nodes = append(meta.Nodes, &flotillapb.NodeDescriptor{NodeId: n, Address: "x"})
+	}
+	d.AddReplicaSeqs(100, 64)
+	d.AddRangeIDs(40, 32)
+	clock.Advance(2 * time.Second)
+	beat := func(desc *flotillapb.RangeDescriptor) *flotillapb.OperatorStep {
+		t.Helper()
+		for n := uint64(1); n <= 3; n++ {
+			d.ObserveStore(&flotillapb.StoreHeartbeatRequest{NodeId: n})
+		}
+		d.ObserveRange(&flotillapb.RangeHeartbeatRequest{Descriptor_: desc, LeaderReplicaId: desc.GetReplicas()[0].GetReplicaId(), Term: 6})
+		return d.Schedule(meta, multiraft.GroupID(desc.GetRangeId()))
+	}
+	if s := beat(span(2, "", "", 1, 1)); s.GetKind() != flotillapb.OperatorStepKind_SPLIT || string(s.GetSplitKey()) != "f" {
+		t.Fatalf("step %v; want a split at the rule's start", s)
+	}
+	if s := beat(span(2, "", "f", 2, 1)); s != nil {
+		t.Fatalf("left of the rule: step %v", s)
+	}
+	if s := beat(span(40, "f", "", 2, 1)); s.GetKind() != flotillapb.OperatorStepKind_SPLIT || string(s.GetSplitKey()) != "m" {
+		t.Fatalf("step %v; want a split at the rule's end", s)
+	}
+	if s := beat(span(40, "f", "m", 3, 1)); s != nil {
+		t.Fatalf("the rule's span: step %v", s)
+	}
+}

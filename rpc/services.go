@@ -166,6 +166,8 @@ type PlacementHandler interface {
 	SetStoreState(context.Context, *flotillapb.SetStoreStateRequest) (*flotillapb.SetStoreStateResponse, error)
 	SplitRange(context.Context, *flotillapb.SplitRangeRequest) (*flotillapb.OperatorResponse, error)
 	AllocateRevisions(context.Context, *flotillapb.AllocateRevisionsRequest) (*flotillapb.AllocateRevisionsResponse, error)
+	GetRules(context.Context, *flotillapb.GetRulesRequest) (*flotillapb.RulesResponse, error)
+	SetRules(context.Context, *flotillapb.SetRulesRequest) (*flotillapb.RulesResponse, error)
 }
 
 // RegisterPlacement registers the Placement service on s, served by h.
@@ -230,6 +232,16 @@ func (s placementService) SetStoreState(ctx context.Context, r *flotillapb.SetSt
 
 func (s placementService) SplitRange(ctx context.Context, r *flotillapb.SplitRangeRequest) (*flotillapb.OperatorResponse, error) {
 	resp, err := s.h.SplitRange(ctx, r)
+	return resp, StatusError(err)
+}
+
+func (s placementService) GetRules(ctx context.Context, r *flotillapb.GetRulesRequest) (*flotillapb.RulesResponse, error) {
+	resp, err := s.h.GetRules(ctx, r)
+	return resp, StatusError(err)
+}
+
+func (s placementService) SetRules(ctx context.Context, r *flotillapb.SetRulesRequest) (*flotillapb.RulesResponse, error) {
+	resp, err := s.h.SetRules(ctx, r)
 	return resp, StatusError(err)
 }
 

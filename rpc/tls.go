@@ -226,7 +226,9 @@ func ClientAllowed(fullMethod string) bool {
 		flotillapb.Placement_AddReplica_FullMethodName,
 		flotillapb.Placement_RemoveReplica_FullMethodName,
 		flotillapb.Placement_SetStoreState_FullMethodName,
-		flotillapb.Placement_SplitRange_FullMethodName:
+		flotillapb.Placement_SplitRange_FullMethodName,
+		flotillapb.Placement_GetRules_FullMethodName,
+		flotillapb.Placement_SetRules_FullMethodName:
 		return true
 	}
 	return false

@@ -231,6 +231,7 @@ func TestEveryMethodClassified(t *testing.T) {
 		"/flotilla.v1.Placement/TransferLeader": true, "/flotilla.v1.Placement/AddReplica": true,
 		"/flotilla.v1.Placement/RemoveReplica": true, "/flotilla.v1.Placement/SetStoreState": true,
 		"/flotilla.v1.Placement/SplitRange": true, "/flotilla.v1.Placement/AllocateRevisions": false,
+		"/flotilla.v1.Placement/GetRules": true, "/flotilla.v1.Placement/SetRules": true,
 		"/flotilla.v1.Raft/RaftStream": false, "/flotilla.v1.Raft/Snapshot": false,
 	}
 	seen := 0

@@ -10,6 +10,7 @@ import (
 	"github.com/flotilladb/flotilla/multiraft"
 	"github.com/flotilladb/flotilla/placement"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
+	"google.golang.org/protobuf/proto"
 )
 
 // The placement driver's admin requests. Each runs on the placement
@@ -81,6 +82,9 @@ func (s *placementService) AddReplica(ctx context.Context, req *flotillapb.AddRe
 					return nil, fmt.Errorf("store %d cannot take a replica (%s, live %v)", req.GetStoreId(), st.State, st.Live)
 				case r.Desc.ReplicaOnStore(flotillapb.StoreID(req.GetStoreId())) != nil:
 					return nil, fmt.Errorf("range %d already has a replica on store %d", req.GetRangeId(), req.GetStoreId())
+				}
+				if err := cv.CheckAddReplica(r, store, req.GetLearner()); err != nil {
+					return nil, err
 				}
 				id := alloc(multiraft.GroupID(req.GetRangeId()), store)
 				steps := []placement.Step{{Kind: placement.StepAddLearner, Replica: id}}
@@ -237,5 +241,51 @@ func (s *placementService) SplitRange(ctx context.Context, req *flotillapb.Split
 			}
 			n.log.Info("admin split", "key", fmt.Sprintf("%q", req.GetKey()), "range", st.GetRangeId())
 			return &flotillapb.OperatorResponse{Operator: st}, nil
+		})
+}
+
+func (s *placementService) GetRules(ctx context.Context, req *flotillapb.GetRulesRequest) (*flotillapb.RulesResponse, error) {
+	n := s.node()
+	return placementRequest(ctx, n, req, req.GetForwarded(),
+		func(r *flotillapb.GetRulesRequest) { r.Forwarded = true },
+		flotillapb.PlacementClient.GetRules,
+		func(_ *multiraft.Host, meta *placement.Meta) (*flotillapb.RulesResponse, error) {
+			return &flotillapb.RulesResponse{Rules: meta.State().GetRules(), DefaultVoters: uint32(n.cfg.ReplicationFactor)}, nil
+		})
+}
+
+// SetRules validates the rules (their form, then whether the member
+// stores can satisfy them) and replaces the placement rules with them.
+func (s *placementService) SetRules(ctx context.Context, req *flotillapb.SetRulesRequest) (*flotillapb.RulesResponse, error) {
+	n := s.node()
+	return placementRequest(ctx, n, req, req.GetForwarded(),
+		func(r *flotillapb.SetRulesRequest) { r.Forwarded = true },
+		flotillapb.PlacementClient.SetRules,
+		func(host *multiraft.Host, meta *placement.Meta) (*flotillapb.RulesResponse, error) {
+			rules, err := placement.CompileRules(req.GetRules())
+			if err != nil {
+				return nil, invalidArgument("rules", err.Error())
+			}
+			if err := placement.CheckRulesFit(rules, meta.State().GetNodes()); err != nil {
+				return nil, invalidArgument("rules", err.Error())
+			}
+			out := &flotillapb.RulesResponse{Rules: placement.RulesToProto(rules), DefaultVoters: uint32(n.cfg.ReplicationFactor)}
+			if req.GetDryRun() {
+				return out, nil
+			}
+			data, err := proto.Marshal(&flotillapb.MetaCommand{Command: &flotillapb.MetaCommand_SetRules{
+				SetRules: &flotillapb.SetRules{Rules: out.GetRules()}}})
+			if err != nil {
+				return nil, err
+			}
+			res, err := host.ProposeAndWait(ctx, placement.GroupID, data)
+			if err == nil {
+				err = res.Err
+			}
+			if err != nil {
+				return nil, err
+			}
+			n.log.Info("placement rules set", "rules", len(rules))
+			return out, nil
 		})
 }

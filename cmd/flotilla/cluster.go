@@ -293,7 +293,7 @@ when they grow past the nodes' --split-size or serve more than --split-qps.`,
 		},
 	}
 	split.Flags().DurationVar(&splitWait, "wait", 8*time.Second, "wait this long for the split to show in the range list (0: return at once; bounded by --timeout)")
-	cluster.AddCommand(status, ranges, operators, transfer, add, remove, decommission, removeStore, recommission, split)
+	cluster.AddCommand(status, ranges, operators, transfer, add, remove, decommission, removeStore, recommission, split, newRulesCmd(run, &host, &format))
 	return cluster
 }
 

@@ -143,3 +143,56 @@ func EqualLabels(a, b []*StoreLabel) bool {
 		return x.GetKey() == y.GetKey() && x.GetValue() == y.GetValue()
 	})
 }
+
+// LabelConstraint is a placement rule's condition on a store's labels:
+// "key=value" (the store has the label with that value) or "key!=value"
+// (it has not: another value, or no such label).
+type LabelConstraint struct {
+	Key, Value string
+	Not        bool
+}
+
+// ParseConstraint parses "key=value" or "key!=value"; key and value follow
+// the rules of store labels.
+func ParseConstraint(s string) (LabelConstraint, error) {
+	var c LabelConstraint
+	k, v, ok := strings.Cut(s, "!=")
+	if ok {
+		c.Not = true
+	} else if k, v, ok = strings.Cut(s, "="); !ok {
+		return c, fmt.Errorf("constraint %s is not key=value or key!=value", quoteStart(s))
+	}
+	if p := checkLabelPart("label key", k, MaxLabelKeySize); p != "" {
+		return c, fmt.Errorf("constraint %s: %s", quoteStart(s), p)
+	}
+	if p := checkLabelPart("label value", v, MaxLabelValueSize); p != "" {
+		return c, fmt.Errorf("constraint %s: %s", quoteStart(s), p)
+	}
+	c.Key, c.Value = k, v
+	return c, nil
+}
+
+// quoteStart quotes s, or its first bytes if it is long (hostile input may
+// be huge).
+func quoteStart(s string) string {
+	if len(s) > 80 {
+		return fmt.Sprintf("%q... (%d bytes)", s[:80], len(s))
+	}
+	return fmt.Sprintf("%q", s)
+}
+
+func (c LabelConstraint) String() string {
+	if c.Not {
+		return c.Key + "!=" + c.Value
+	}
+	return c.Key + "=" + c.Value
+}
+
+// Matches reports whether a store with labels satisfies the constraint.
+func (c LabelConstraint) Matches(labels map[string]string) bool {
+	v, ok := labels[c.Key]
+	if c.Not {
+		return !ok || v != c.Value
+	}
+	return ok && v == c.Value
+}

@@ -170,7 +170,7 @@ func (x AllocIDs_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use AllocIDs_Kind.Descriptor instead.
 func (AllocIDs_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_flotillapb_meta_proto_rawDescGZIP(), []int{14, 0}
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{16, 0}
 }
 
 // RangeEpoch orders descriptors of one range: version bumps on split and
@@ -719,8 +719,12 @@ type ClusterMeta struct {
 	RevisionHwm int64 `protobuf:"varint,8,opt,name=revision_hwm,json=revisionHwm,proto3" json:"revision_hwm,omitempty"`
 	// compacted_revision is the cluster-wide compaction revision.
 	CompactedRevision int64 `protobuf:"varint,9,opt,name=compacted_revision,json=compactedRevision,proto3" json:"compacted_revision,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// rules are the placement rules, sorted by start_key, their spans
+	// disjoint; a key no rule covers takes the default rule (the cluster's
+	// --replicas voters anywhere). See PlacementRule.
+	Rules         []*PlacementRule `protobuf:"bytes,10,rep,name=rules,proto3" json:"rules,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ClusterMeta) Reset() {
@@ -816,6 +820,127 @@ func (x *ClusterMeta) GetCompactedRevision() int64 {
 	return 0
 }
 
+func (x *ClusterMeta) GetRules() []*PlacementRule {
+	if x != nil {
+		return x.Rules
+	}
+	return nil
+}
+
+// PlacementRule says where the replicas of the ranges in one key span go
+// (TiKV PD's placement rules, CockroachDB's zone configs): how many voters
+// and on which stores, how many non-voting replicas (observers: raft
+// learners that are kept, follow the log and serve reads, and never vote)
+// and on which stores, and which stores should lead. A constraint is
+// "key=value" (the store has the label with that value) or "key!=value"
+// (it does not). A range takes the rule its start key lies in; the
+// placement driver splits ranges at rule boundaries.
+type PlacementRule struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	StartKey []byte                 `protobuf:"bytes,1,opt,name=start_key,json=startKey,proto3" json:"start_key,omitempty"`
+	// end_key is exclusive; empty means the end of the keyspace.
+	EndKey           []byte   `protobuf:"bytes,2,opt,name=end_key,json=endKey,proto3" json:"end_key,omitempty"`
+	Voters           uint32   `protobuf:"varint,3,opt,name=voters,proto3" json:"voters,omitempty"`
+	VoterConstraints []string `protobuf:"bytes,4,rep,name=voter_constraints,json=voterConstraints,proto3" json:"voter_constraints,omitempty"`
+	// spread_over is a label key, such as "zone": the voters are spread
+	// over its values, no value holding two while another matching value
+	// holds none.
+	SpreadOver          string   `protobuf:"bytes,5,opt,name=spread_over,json=spreadOver,proto3" json:"spread_over,omitempty"`
+	NonVoters           uint32   `protobuf:"varint,6,opt,name=non_voters,json=nonVoters,proto3" json:"non_voters,omitempty"`
+	NonVoterConstraints []string `protobuf:"bytes,7,rep,name=non_voter_constraints,json=nonVoterConstraints,proto3" json:"non_voter_constraints,omitempty"`
+	// leader_constraints: the leader is kept on a voter whose store
+	// matches, when one is live.
+	LeaderConstraints []string `protobuf:"bytes,8,rep,name=leader_constraints,json=leaderConstraints,proto3" json:"leader_constraints,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *PlacementRule) Reset() {
+	*x = PlacementRule{}
+	mi := &file_flotillapb_meta_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlacementRule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlacementRule) ProtoMessage() {}
+
+func (x *PlacementRule) ProtoReflect() protoreflect.Message {
+	mi := &file_flotillapb_meta_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlacementRule.ProtoReflect.Descriptor instead.
+func (*PlacementRule) Descriptor() ([]byte, []int) {
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *PlacementRule) GetStartKey() []byte {
+	if x != nil {
+		return x.StartKey
+	}
+	return nil
+}
+
+func (x *PlacementRule) GetEndKey() []byte {
+	if x != nil {
+		return x.EndKey
+	}
+	return nil
+}
+
+func (x *PlacementRule) GetVoters() uint32 {
+	if x != nil {
+		return x.Voters
+	}
+	return 0
+}
+
+func (x *PlacementRule) GetVoterConstraints() []string {
+	if x != nil {
+		return x.VoterConstraints
+	}
+	return nil
+}
+
+func (x *PlacementRule) GetSpreadOver() string {
+	if x != nil {
+		return x.SpreadOver
+	}
+	return ""
+}
+
+func (x *PlacementRule) GetNonVoters() uint32 {
+	if x != nil {
+		return x.NonVoters
+	}
+	return 0
+}
+
+func (x *PlacementRule) GetNonVoterConstraints() []string {
+	if x != nil {
+		return x.NonVoterConstraints
+	}
+	return nil
+}
+
+func (x *PlacementRule) GetLeaderConstraints() []string {
+	if x != nil {
+		return x.LeaderConstraints
+	}
+	return nil
+}
+
 // MetaCommand is a command of the placement group.
 type MetaCommand struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -828,6 +953,7 @@ type MetaCommand struct {
 	//	*MetaCommand_AllocIds
 	//	*MetaCommand_SetRevisionHwm
 	//	*MetaCommand_SetCompactedRevision
+	//	*MetaCommand_SetRules
 	Command       isMetaCommand_Command `protobuf_oneof:"command"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -835,7 +961,7 @@ type MetaCommand struct {
 
 func (x *MetaCommand) Reset() {
 	*x = MetaCommand{}
-	mi := &file_flotillapb_meta_proto_msgTypes[9]
+	mi := &file_flotillapb_meta_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -847,7 +973,7 @@ func (x *MetaCommand) String() string {
 func (*MetaCommand) ProtoMessage() {}
 
 func (x *MetaCommand) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_meta_proto_msgTypes[9]
+	mi := &file_flotillapb_meta_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -860,7 +986,7 @@ func (x *MetaCommand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MetaCommand.ProtoReflect.Descriptor instead.
 func (*MetaCommand) Descriptor() ([]byte, []int) {
-	return file_flotillapb_meta_proto_rawDescGZIP(), []int{9}
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *MetaCommand) GetCommand() isMetaCommand_Command {
@@ -933,6 +1059,15 @@ func (x *MetaCommand) GetSetCompactedRevision() *SetCompactedRevision {
 	return nil
 }
 
+func (x *MetaCommand) GetSetRules() *SetRules {
+	if x != nil {
+		if x, ok := x.Command.(*MetaCommand_SetRules); ok {
+			return x.SetRules
+		}
+	}
+	return nil
+}
+
 type isMetaCommand_Command interface {
 	isMetaCommand_Command()
 }
@@ -965,6 +1100,10 @@ type MetaCommand_SetCompactedRevision struct {
 	SetCompactedRevision *SetCompactedRevision `protobuf:"bytes,7,opt,name=set_compacted_revision,json=setCompactedRevision,proto3,oneof"`
 }
 
+type MetaCommand_SetRules struct {
+	SetRules *SetRules `protobuf:"bytes,8,opt,name=set_rules,json=setRules,proto3,oneof"`
+}
+
 func (*MetaCommand_AddNode) isMetaCommand_Command() {}
 
 func (*MetaCommand_UpdateNode) isMetaCommand_Command() {}
@@ -979,6 +1118,53 @@ func (*MetaCommand_SetRevisionHwm) isMetaCommand_Command() {}
 
 func (*MetaCommand_SetCompactedRevision) isMetaCommand_Command() {}
 
+func (*MetaCommand_SetRules) isMetaCommand_Command() {}
+
+// SetRules replaces the placement rules (none: the default rule only).
+type SetRules struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rules         []*PlacementRule       `protobuf:"bytes,1,rep,name=rules,proto3" json:"rules,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetRules) Reset() {
+	*x = SetRules{}
+	mi := &file_flotillapb_meta_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetRules) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetRules) ProtoMessage() {}
+
+func (x *SetRules) ProtoReflect() protoreflect.Message {
+	mi := &file_flotillapb_meta_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetRules.ProtoReflect.Descriptor instead.
+func (*SetRules) Descriptor() ([]byte, []int) {
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *SetRules) GetRules() []*PlacementRule {
+	if x != nil {
+		return x.Rules
+	}
+	return nil
+}
+
 // SetRevisionHWM raises the oracle's high-water mark to hwm (applied as
 // max(revision_hwm, hwm)).
 type SetRevisionHWM struct {
@@ -990,7 +1176,7 @@ type SetRevisionHWM struct {
 
 func (x *SetRevisionHWM) Reset() {
 	*x = SetRevisionHWM{}
-	mi := &file_flotillapb_meta_proto_msgTypes[10]
+	mi := &file_flotillapb_meta_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1002,7 +1188,7 @@ func (x *SetRevisionHWM) String() string {
 func (*SetRevisionHWM) ProtoMessage() {}
 
 func (x *SetRevisionHWM) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_meta_proto_msgTypes[10]
+	mi := &file_flotillapb_meta_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1015,7 +1201,7 @@ func (x *SetRevisionHWM) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetRevisionHWM.ProtoReflect.Descriptor instead.
 func (*SetRevisionHWM) Descriptor() ([]byte, []int) {
-	return file_flotillapb_meta_proto_rawDescGZIP(), []int{10}
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SetRevisionHWM) GetHwm() int64 {
@@ -1035,7 +1221,7 @@ type SetCompactedRevision struct {
 
 func (x *SetCompactedRevision) Reset() {
 	*x = SetCompactedRevision{}
-	mi := &file_flotillapb_meta_proto_msgTypes[11]
+	mi := &file_flotillapb_meta_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1047,7 +1233,7 @@ func (x *SetCompactedRevision) String() string {
 func (*SetCompactedRevision) ProtoMessage() {}
 
 func (x *SetCompactedRevision) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_meta_proto_msgTypes[11]
+	mi := &file_flotillapb_meta_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1060,7 +1246,7 @@ func (x *SetCompactedRevision) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetCompactedRevision.ProtoReflect.Descriptor instead.
 func (*SetCompactedRevision) Descriptor() ([]byte, []int) {
-	return file_flotillapb_meta_proto_rawDescGZIP(), []int{11}
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *SetCompactedRevision) GetRevision() int64 {
@@ -1081,7 +1267,7 @@ type UpdateRange struct {
 
 func (x *UpdateRange) Reset() {
 	*x = UpdateRange{}
-	mi := &file_flotillapb_meta_proto_msgTypes[12]
+	mi := &file_flotillapb_meta_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1093,7 +1279,7 @@ func (x *UpdateRange) String() string {
 func (*UpdateRange) ProtoMessage() {}
 
 func (x *UpdateRange) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_meta_proto_msgTypes[12]
+	mi := &file_flotillapb_meta_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1106,7 +1292,7 @@ func (x *UpdateRange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateRange.ProtoReflect.Descriptor instead.
 func (*UpdateRange) Descriptor() ([]byte, []int) {
-	return file_flotillapb_meta_proto_rawDescGZIP(), []int{12}
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *UpdateRange) GetDescriptor_() *RangeDescriptor {
@@ -1127,7 +1313,7 @@ type SetStoreState struct {
 
 func (x *SetStoreState) Reset() {
 	*x = SetStoreState{}
-	mi := &file_flotillapb_meta_proto_msgTypes[13]
+	mi := &file_flotillapb_meta_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1139,7 +1325,7 @@ func (x *SetStoreState) String() string {
 func (*SetStoreState) ProtoMessage() {}
 
 func (x *SetStoreState) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_meta_proto_msgTypes[13]
+	mi := &file_flotillapb_meta_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1152,7 +1338,7 @@ func (x *SetStoreState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetStoreState.ProtoReflect.Descriptor instead.
 func (*SetStoreState) Descriptor() ([]byte, []int) {
-	return file_flotillapb_meta_proto_rawDescGZIP(), []int{13}
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *SetStoreState) GetNodeId() uint64 {
@@ -1180,7 +1366,7 @@ type AllocIDs struct {
 
 func (x *AllocIDs) Reset() {
 	*x = AllocIDs{}
-	mi := &file_flotillapb_meta_proto_msgTypes[14]
+	mi := &file_flotillapb_meta_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1192,7 +1378,7 @@ func (x *AllocIDs) String() string {
 func (*AllocIDs) ProtoMessage() {}
 
 func (x *AllocIDs) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_meta_proto_msgTypes[14]
+	mi := &file_flotillapb_meta_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1205,7 +1391,7 @@ func (x *AllocIDs) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AllocIDs.ProtoReflect.Descriptor instead.
 func (*AllocIDs) Descriptor() ([]byte, []int) {
-	return file_flotillapb_meta_proto_rawDescGZIP(), []int{14}
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *AllocIDs) GetKind() AllocIDs_Kind {
@@ -1238,7 +1424,7 @@ type AddNode struct {
 
 func (x *AddNode) Reset() {
 	*x = AddNode{}
-	mi := &file_flotillapb_meta_proto_msgTypes[15]
+	mi := &file_flotillapb_meta_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1250,7 +1436,7 @@ func (x *AddNode) String() string {
 func (*AddNode) ProtoMessage() {}
 
 func (x *AddNode) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_meta_proto_msgTypes[15]
+	mi := &file_flotillapb_meta_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1263,7 +1449,7 @@ func (x *AddNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddNode.ProtoReflect.Descriptor instead.
 func (*AddNode) Descriptor() ([]byte, []int) {
-	return file_flotillapb_meta_proto_rawDescGZIP(), []int{15}
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *AddNode) GetAddress() string {
@@ -1304,7 +1490,7 @@ type UpdateNode struct {
 
 func (x *UpdateNode) Reset() {
 	*x = UpdateNode{}
-	mi := &file_flotillapb_meta_proto_msgTypes[16]
+	mi := &file_flotillapb_meta_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1316,7 +1502,7 @@ func (x *UpdateNode) String() string {
 func (*UpdateNode) ProtoMessage() {}
 
 func (x *UpdateNode) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_meta_proto_msgTypes[16]
+	mi := &file_flotillapb_meta_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1329,7 +1515,7 @@ func (x *UpdateNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNode.ProtoReflect.Descriptor instead.
 func (*UpdateNode) Descriptor() ([]byte, []int) {
-	return file_flotillapb_meta_proto_rawDescGZIP(), []int{16}
+	return file_flotillapb_meta_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *UpdateNode) GetNode() *NodeDescriptor {
@@ -1385,7 +1571,7 @@ const file_flotillapb_meta_proto_rawDesc = "" +
 	"StoreIdent\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\x17\n" +
-	"\anode_id\x18\x02 \x01(\x04R\x06nodeId\"\x9e\x03\n" +
+	"\anode_id\x18\x02 \x01(\x04R\x06nodeId\"\xd0\x03\n" +
 	"\vClusterMeta\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12 \n" +
@@ -1397,7 +1583,20 @@ const file_flotillapb_meta_proto_rawDesc = "" +
 	"\x10next_replica_seq\x18\x06 \x01(\x04R\x0enextReplicaSeq\x12E\n" +
 	"\x0fplacement_group\x18\a \x01(\v2\x1c.flotilla.v1.RangeDescriptorR\x0eplacementGroup\x12!\n" +
 	"\frevision_hwm\x18\b \x01(\x03R\vrevisionHwm\x12-\n" +
-	"\x12compacted_revision\x18\t \x01(\x03R\x11compactedRevision\"\xe6\x03\n" +
+	"\x12compacted_revision\x18\t \x01(\x03R\x11compactedRevision\x120\n" +
+	"\x05rules\x18\n" +
+	" \x03(\v2\x1a.flotilla.v1.PlacementRuleR\x05rules\"\xad\x02\n" +
+	"\rPlacementRule\x12\x1b\n" +
+	"\tstart_key\x18\x01 \x01(\fR\bstartKey\x12\x17\n" +
+	"\aend_key\x18\x02 \x01(\fR\x06endKey\x12\x16\n" +
+	"\x06voters\x18\x03 \x01(\rR\x06voters\x12+\n" +
+	"\x11voter_constraints\x18\x04 \x03(\tR\x10voterConstraints\x12\x1f\n" +
+	"\vspread_over\x18\x05 \x01(\tR\n" +
+	"spreadOver\x12\x1d\n" +
+	"\n" +
+	"non_voters\x18\x06 \x01(\rR\tnonVoters\x122\n" +
+	"\x15non_voter_constraints\x18\a \x03(\tR\x13nonVoterConstraints\x12-\n" +
+	"\x12leader_constraints\x18\b \x03(\tR\x11leaderConstraints\"\x9c\x04\n" +
 	"\vMetaCommand\x121\n" +
 	"\badd_node\x18\x01 \x01(\v2\x14.flotilla.v1.AddNodeH\x00R\aaddNode\x12:\n" +
 	"\vupdate_node\x18\x02 \x01(\v2\x17.flotilla.v1.UpdateNodeH\x00R\n" +
@@ -1406,8 +1605,11 @@ const file_flotillapb_meta_proto_rawDesc = "" +
 	"\x0fset_store_state\x18\x04 \x01(\v2\x1a.flotilla.v1.SetStoreStateH\x00R\rsetStoreState\x124\n" +
 	"\talloc_ids\x18\x05 \x01(\v2\x15.flotilla.v1.AllocIDsH\x00R\ballocIds\x12G\n" +
 	"\x10set_revision_hwm\x18\x06 \x01(\v2\x1b.flotilla.v1.SetRevisionHWMH\x00R\x0esetRevisionHwm\x12Y\n" +
-	"\x16set_compacted_revision\x18\a \x01(\v2!.flotilla.v1.SetCompactedRevisionH\x00R\x14setCompactedRevisionB\t\n" +
-	"\acommand\"\"\n" +
+	"\x16set_compacted_revision\x18\a \x01(\v2!.flotilla.v1.SetCompactedRevisionH\x00R\x14setCompactedRevision\x124\n" +
+	"\tset_rules\x18\b \x01(\v2\x15.flotilla.v1.SetRulesH\x00R\bsetRulesB\t\n" +
+	"\acommand\"<\n" +
+	"\bSetRules\x120\n" +
+	"\x05rules\x18\x01 \x03(\v2\x1a.flotilla.v1.PlacementRuleR\x05rules\"\"\n" +
 	"\x0eSetRevisionHWM\x12\x10\n" +
 	"\x03hwm\x18\x01 \x01(\x03R\x03hwm\"2\n" +
 	"\x14SetCompactedRevision\x12\x1a\n" +
@@ -1456,7 +1658,7 @@ func file_flotillapb_meta_proto_rawDescGZIP() []byte {
 }
 
 var file_flotillapb_meta_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_flotillapb_meta_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_flotillapb_meta_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_flotillapb_meta_proto_goTypes = []any{
 	(ReplicaType)(0),             // 0: flotilla.v1.ReplicaType
 	(StoreState)(0),              // 1: flotilla.v1.StoreState
@@ -1470,14 +1672,16 @@ var file_flotillapb_meta_proto_goTypes = []any{
 	(*StoreLabel)(nil),           // 9: flotilla.v1.StoreLabel
 	(*StoreIdent)(nil),           // 10: flotilla.v1.StoreIdent
 	(*ClusterMeta)(nil),          // 11: flotilla.v1.ClusterMeta
-	(*MetaCommand)(nil),          // 12: flotilla.v1.MetaCommand
-	(*SetRevisionHWM)(nil),       // 13: flotilla.v1.SetRevisionHWM
-	(*SetCompactedRevision)(nil), // 14: flotilla.v1.SetCompactedRevision
-	(*UpdateRange)(nil),          // 15: flotilla.v1.UpdateRange
-	(*SetStoreState)(nil),        // 16: flotilla.v1.SetStoreState
-	(*AllocIDs)(nil),             // 17: flotilla.v1.AllocIDs
-	(*AddNode)(nil),              // 18: flotilla.v1.AddNode
-	(*UpdateNode)(nil),           // 19: flotilla.v1.UpdateNode
+	(*PlacementRule)(nil),        // 12: flotilla.v1.PlacementRule
+	(*MetaCommand)(nil),          // 13: flotilla.v1.MetaCommand
+	(*SetRules)(nil),             // 14: flotilla.v1.SetRules
+	(*SetRevisionHWM)(nil),       // 15: flotilla.v1.SetRevisionHWM
+	(*SetCompactedRevision)(nil), // 16: flotilla.v1.SetCompactedRevision
+	(*UpdateRange)(nil),          // 17: flotilla.v1.UpdateRange
+	(*SetStoreState)(nil),        // 18: flotilla.v1.SetStoreState
+	(*AllocIDs)(nil),             // 19: flotilla.v1.AllocIDs
+	(*AddNode)(nil),              // 20: flotilla.v1.AddNode
+	(*UpdateNode)(nil),           // 21: flotilla.v1.UpdateNode
 }
 var file_flotillapb_meta_proto_depIdxs = []int32{
 	0,  // 0: flotilla.v1.ReplicaDescriptor.type:type_name -> flotilla.v1.ReplicaType
@@ -1488,23 +1692,26 @@ var file_flotillapb_meta_proto_depIdxs = []int32{
 	8,  // 5: flotilla.v1.ClusterMeta.nodes:type_name -> flotilla.v1.NodeDescriptor
 	5,  // 6: flotilla.v1.ClusterMeta.ranges:type_name -> flotilla.v1.RangeDescriptor
 	5,  // 7: flotilla.v1.ClusterMeta.placement_group:type_name -> flotilla.v1.RangeDescriptor
-	18, // 8: flotilla.v1.MetaCommand.add_node:type_name -> flotilla.v1.AddNode
-	19, // 9: flotilla.v1.MetaCommand.update_node:type_name -> flotilla.v1.UpdateNode
-	15, // 10: flotilla.v1.MetaCommand.update_range:type_name -> flotilla.v1.UpdateRange
-	16, // 11: flotilla.v1.MetaCommand.set_store_state:type_name -> flotilla.v1.SetStoreState
-	17, // 12: flotilla.v1.MetaCommand.alloc_ids:type_name -> flotilla.v1.AllocIDs
-	13, // 13: flotilla.v1.MetaCommand.set_revision_hwm:type_name -> flotilla.v1.SetRevisionHWM
-	14, // 14: flotilla.v1.MetaCommand.set_compacted_revision:type_name -> flotilla.v1.SetCompactedRevision
-	5,  // 15: flotilla.v1.UpdateRange.descriptor:type_name -> flotilla.v1.RangeDescriptor
-	1,  // 16: flotilla.v1.SetStoreState.state:type_name -> flotilla.v1.StoreState
-	2,  // 17: flotilla.v1.AllocIDs.kind:type_name -> flotilla.v1.AllocIDs.Kind
-	9,  // 18: flotilla.v1.AddNode.labels:type_name -> flotilla.v1.StoreLabel
-	8,  // 19: flotilla.v1.UpdateNode.node:type_name -> flotilla.v1.NodeDescriptor
-	20, // [20:20] is the sub-list for method output_type
-	20, // [20:20] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	12, // 8: flotilla.v1.ClusterMeta.rules:type_name -> flotilla.v1.PlacementRule
+	20, // 9: flotilla.v1.MetaCommand.add_node:type_name -> flotilla.v1.AddNode
+	21, // 10: flotilla.v1.MetaCommand.update_node:type_name -> flotilla.v1.UpdateNode
+	17, // 11: flotilla.v1.MetaCommand.update_range:type_name -> flotilla.v1.UpdateRange
+	18, // 12: flotilla.v1.MetaCommand.set_store_state:type_name -> flotilla.v1.SetStoreState
+	19, // 13: flotilla.v1.MetaCommand.alloc_ids:type_name -> flotilla.v1.AllocIDs
+	15, // 14: flotilla.v1.MetaCommand.set_revision_hwm:type_name -> flotilla.v1.SetRevisionHWM
+	16, // 15: flotilla.v1.MetaCommand.set_compacted_revision:type_name -> flotilla.v1.SetCompactedRevision
+	14, // 16: flotilla.v1.MetaCommand.set_rules:type_name -> flotilla.v1.SetRules
+	12, // 17: flotilla.v1.SetRules.rules:type_name -> flotilla.v1.PlacementRule
+	5,  // 18: flotilla.v1.UpdateRange.descriptor:type_name -> flotilla.v1.RangeDescriptor
+	1,  // 19: flotilla.v1.SetStoreState.state:type_name -> flotilla.v1.StoreState
+	2,  // 20: flotilla.v1.AllocIDs.kind:type_name -> flotilla.v1.AllocIDs.Kind
+	9,  // 21: flotilla.v1.AddNode.labels:type_name -> flotilla.v1.StoreLabel
+	8,  // 22: flotilla.v1.UpdateNode.node:type_name -> flotilla.v1.NodeDescriptor
+	23, // [23:23] is the sub-list for method output_type
+	23, // [23:23] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_flotillapb_meta_proto_init() }
@@ -1512,7 +1719,7 @@ func file_flotillapb_meta_proto_init() {
 	if File_flotillapb_meta_proto != nil {
 		return
 	}
-	file_flotillapb_meta_proto_msgTypes[9].OneofWrappers = []any{
+	file_flotillapb_meta_proto_msgTypes[10].OneofWrappers = []any{
 		(*MetaCommand_AddNode)(nil),
 		(*MetaCommand_UpdateNode)(nil),
 		(*MetaCommand_UpdateRange)(nil),
@@ -1520,6 +1727,7 @@ func file_flotillapb_meta_proto_init() {
 		(*MetaCommand_AllocIds)(nil),
 		(*MetaCommand_SetRevisionHwm)(nil),
 		(*MetaCommand_SetCompactedRevision)(nil),
+		(*MetaCommand_SetRules)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1527,7 +1735,7 @@ func file_flotillapb_meta_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flotillapb_meta_proto_rawDesc), len(file_flotillapb_meta_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   17,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

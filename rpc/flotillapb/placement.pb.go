@@ -1849,6 +1849,165 @@ func (x *SplitRangeRequest) GetForwarded() bool {
 	return false
 }
 
+type GetRulesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Forwarded     bool                   `protobuf:"varint,1,opt,name=forwarded,proto3" json:"forwarded,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetRulesRequest) Reset() {
+	*x = GetRulesRequest{}
+	mi := &file_flotillapb_placement_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRulesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRulesRequest) ProtoMessage() {}
+
+func (x *GetRulesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flotillapb_placement_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRulesRequest.ProtoReflect.Descriptor instead.
+func (*GetRulesRequest) Descriptor() ([]byte, []int) {
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *GetRulesRequest) GetForwarded() bool {
+	if x != nil {
+		return x.Forwarded
+	}
+	return false
+}
+
+type SetRulesRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Rules     []*PlacementRule       `protobuf:"bytes,1,rep,name=rules,proto3" json:"rules,omitempty"`
+	Forwarded bool                   `protobuf:"varint,2,opt,name=forwarded,proto3" json:"forwarded,omitempty"`
+	// dry_run validates the rules against the cluster without storing them.
+	DryRun        bool `protobuf:"varint,3,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetRulesRequest) Reset() {
+	*x = SetRulesRequest{}
+	mi := &file_flotillapb_placement_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetRulesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetRulesRequest) ProtoMessage() {}
+
+func (x *SetRulesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flotillapb_placement_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetRulesRequest.ProtoReflect.Descriptor instead.
+func (*SetRulesRequest) Descriptor() ([]byte, []int) {
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *SetRulesRequest) GetRules() []*PlacementRule {
+	if x != nil {
+		return x.Rules
+	}
+	return nil
+}
+
+func (x *SetRulesRequest) GetForwarded() bool {
+	if x != nil {
+		return x.Forwarded
+	}
+	return false
+}
+
+func (x *SetRulesRequest) GetDryRun() bool {
+	if x != nil {
+		return x.DryRun
+	}
+	return false
+}
+
+// RulesResponse holds the rules in force (after a SetRules, the new ones)
+// and the default rule's voter count (the cluster's --replicas).
+type RulesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Rules         []*PlacementRule       `protobuf:"bytes,1,rep,name=rules,proto3" json:"rules,omitempty"`
+	DefaultVoters uint32                 `protobuf:"varint,2,opt,name=default_voters,json=defaultVoters,proto3" json:"default_voters,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RulesResponse) Reset() {
+	*x = RulesResponse{}
+	mi := &file_flotillapb_placement_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RulesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RulesResponse) ProtoMessage() {}
+
+func (x *RulesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_flotillapb_placement_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RulesResponse.ProtoReflect.Descriptor instead.
+func (*RulesResponse) Descriptor() ([]byte, []int) {
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *RulesResponse) GetRules() []*PlacementRule {
+	if x != nil {
+		return x.Rules
+	}
+	return nil
+}
+
+func (x *RulesResponse) GetDefaultVoters() uint32 {
+	if x != nil {
+		return x.DefaultVoters
+	}
+	return 0
+}
+
 var File_flotillapb_placement_proto protoreflect.FileDescriptor
 
 const file_flotillapb_placement_proto_rawDesc = "" +
@@ -1992,14 +2151,23 @@ const file_flotillapb_placement_proto_rawDesc = "" +
 	"\breplicas\x18\x02 \x01(\rR\breplicas\"C\n" +
 	"\x11SplitRangeRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x1c\n" +
-	"\tforwarded\x18\x02 \x01(\bR\tforwarded*\\\n" +
+	"\tforwarded\x18\x02 \x01(\bR\tforwarded\"/\n" +
+	"\x0fGetRulesRequest\x12\x1c\n" +
+	"\tforwarded\x18\x01 \x01(\bR\tforwarded\"z\n" +
+	"\x0fSetRulesRequest\x120\n" +
+	"\x05rules\x18\x01 \x03(\v2\x1a.flotilla.v1.PlacementRuleR\x05rules\x12\x1c\n" +
+	"\tforwarded\x18\x02 \x01(\bR\tforwarded\x12\x17\n" +
+	"\adry_run\x18\x03 \x01(\bR\x06dryRun\"h\n" +
+	"\rRulesResponse\x120\n" +
+	"\x05rules\x18\x01 \x03(\v2\x1a.flotilla.v1.PlacementRuleR\x05rules\x12%\n" +
+	"\x0edefault_voters\x18\x02 \x01(\rR\rdefaultVoters*\\\n" +
 	"\x10OperatorStepKind\x12\x0f\n" +
 	"\vADD_LEARNER\x10\x00\x12\v\n" +
 	"\aPROMOTE\x10\x01\x12\n" +
 	"\n" +
 	"\x06REMOVE\x10\x02\x12\x13\n" +
 	"\x0fTRANSFER_LEADER\x10\x03\x12\t\n" +
-	"\x05SPLIT\x10\x042\x87\b\n" +
+	"\x05SPLIT\x10\x042\x93\t\n" +
 	"\tPlacement\x12Y\n" +
 	"\x0eStoreHeartbeat\x12\".flotilla.v1.StoreHeartbeatRequest\x1a#.flotilla.v1.StoreHeartbeatResponse\x12Y\n" +
 	"\x0eRangeHeartbeat\x12\".flotilla.v1.RangeHeartbeatRequest\x1a#.flotilla.v1.RangeHeartbeatResponse\x12P\n" +
@@ -2015,7 +2183,9 @@ const file_flotillapb_placement_proto_rawDesc = "" +
 	"\rRemoveReplica\x12!.flotilla.v1.RemoveReplicaRequest\x1a\x1d.flotilla.v1.OperatorResponse\x12V\n" +
 	"\rSetStoreState\x12!.flotilla.v1.SetStoreStateRequest\x1a\".flotilla.v1.SetStoreStateResponse\x12K\n" +
 	"\n" +
-	"SplitRange\x12\x1e.flotilla.v1.SplitRangeRequest\x1a\x1d.flotilla.v1.OperatorResponse\x12b\n" +
+	"SplitRange\x12\x1e.flotilla.v1.SplitRangeRequest\x1a\x1d.flotilla.v1.OperatorResponse\x12D\n" +
+	"\bGetRules\x12\x1c.flotilla.v1.GetRulesRequest\x1a\x1a.flotilla.v1.RulesResponse\x12D\n" +
+	"\bSetRules\x12\x1c.flotilla.v1.SetRulesRequest\x1a\x1a.flotilla.v1.RulesResponse\x12b\n" +
 	"\x11AllocateRevisions\x12%.flotilla.v1.AllocateRevisionsRequest\x1a&.flotilla.v1.AllocateRevisionsResponseB/Z-github.com/flotilladb/flotilla/rpc/flotillapbb\x06proto3"
 
 var (
@@ -2031,7 +2201,7 @@ func file_flotillapb_placement_proto_rawDescGZIP() []byte {
 }
 
 var file_flotillapb_placement_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_flotillapb_placement_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_flotillapb_placement_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_flotillapb_placement_proto_goTypes = []any{
 	(OperatorStepKind)(0),             // 0: flotilla.v1.OperatorStepKind
 	(*AllocateRevisionsRequest)(nil),  // 1: flotilla.v1.AllocateRevisionsRequest
@@ -2060,64 +2230,74 @@ var file_flotillapb_placement_proto_goTypes = []any{
 	(*SetStoreStateRequest)(nil),      // 24: flotilla.v1.SetStoreStateRequest
 	(*SetStoreStateResponse)(nil),     // 25: flotilla.v1.SetStoreStateResponse
 	(*SplitRangeRequest)(nil),         // 26: flotilla.v1.SplitRangeRequest
-	nil,                               // 27: flotilla.v1.ListOperatorsResponse.CountsEntry
-	(*RangeDescriptor)(nil),           // 28: flotilla.v1.RangeDescriptor
-	(*RangeStats)(nil),                // 29: flotilla.v1.RangeStats
-	(*ReplicaDescriptor)(nil),         // 30: flotilla.v1.ReplicaDescriptor
-	(*NodeDescriptor)(nil),            // 31: flotilla.v1.NodeDescriptor
-	(StoreState)(0),                   // 32: flotilla.v1.StoreState
+	(*GetRulesRequest)(nil),           // 27: flotilla.v1.GetRulesRequest
+	(*SetRulesRequest)(nil),           // 28: flotilla.v1.SetRulesRequest
+	(*RulesResponse)(nil),             // 29: flotilla.v1.RulesResponse
+	nil,                               // 30: flotilla.v1.ListOperatorsResponse.CountsEntry
+	(*RangeDescriptor)(nil),           // 31: flotilla.v1.RangeDescriptor
+	(*RangeStats)(nil),                // 32: flotilla.v1.RangeStats
+	(*ReplicaDescriptor)(nil),         // 33: flotilla.v1.ReplicaDescriptor
+	(*NodeDescriptor)(nil),            // 34: flotilla.v1.NodeDescriptor
+	(StoreState)(0),                   // 35: flotilla.v1.StoreState
+	(*PlacementRule)(nil),             // 36: flotilla.v1.PlacementRule
 }
 var file_flotillapb_placement_proto_depIdxs = []int32{
 	3,  // 0: flotilla.v1.StoreHeartbeatRequest.stats:type_name -> flotilla.v1.StoreStats
-	28, // 1: flotilla.v1.RangeHeartbeatRequest.descriptor:type_name -> flotilla.v1.RangeDescriptor
-	29, // 2: flotilla.v1.RangeHeartbeatRequest.stats:type_name -> flotilla.v1.RangeStats
+	31, // 1: flotilla.v1.RangeHeartbeatRequest.descriptor:type_name -> flotilla.v1.RangeDescriptor
+	32, // 2: flotilla.v1.RangeHeartbeatRequest.stats:type_name -> flotilla.v1.RangeStats
 	8,  // 3: flotilla.v1.RangeHeartbeatResponse.step:type_name -> flotilla.v1.OperatorStep
 	0,  // 4: flotilla.v1.OperatorStep.kind:type_name -> flotilla.v1.OperatorStepKind
-	28, // 5: flotilla.v1.LookupRangeResponse.descriptor:type_name -> flotilla.v1.RangeDescriptor
-	30, // 6: flotilla.v1.LookupRangeResponse.leader:type_name -> flotilla.v1.ReplicaDescriptor
-	31, // 7: flotilla.v1.LookupRangeResponse.nodes:type_name -> flotilla.v1.NodeDescriptor
-	31, // 8: flotilla.v1.StoreStatus.node:type_name -> flotilla.v1.NodeDescriptor
+	31, // 5: flotilla.v1.LookupRangeResponse.descriptor:type_name -> flotilla.v1.RangeDescriptor
+	33, // 6: flotilla.v1.LookupRangeResponse.leader:type_name -> flotilla.v1.ReplicaDescriptor
+	34, // 7: flotilla.v1.LookupRangeResponse.nodes:type_name -> flotilla.v1.NodeDescriptor
+	34, // 8: flotilla.v1.StoreStatus.node:type_name -> flotilla.v1.NodeDescriptor
 	3,  // 9: flotilla.v1.StoreStatus.stats:type_name -> flotilla.v1.StoreStats
 	12, // 10: flotilla.v1.ListStoresResponse.stores:type_name -> flotilla.v1.StoreStatus
-	28, // 11: flotilla.v1.RangeStatus.descriptor:type_name -> flotilla.v1.RangeDescriptor
-	30, // 12: flotilla.v1.RangeStatus.leader:type_name -> flotilla.v1.ReplicaDescriptor
-	29, // 13: flotilla.v1.RangeStatus.stats:type_name -> flotilla.v1.RangeStats
+	31, // 11: flotilla.v1.RangeStatus.descriptor:type_name -> flotilla.v1.RangeDescriptor
+	33, // 12: flotilla.v1.RangeStatus.leader:type_name -> flotilla.v1.ReplicaDescriptor
+	32, // 13: flotilla.v1.RangeStatus.stats:type_name -> flotilla.v1.RangeStats
 	15, // 14: flotilla.v1.ListRangesResponse.ranges:type_name -> flotilla.v1.RangeStatus
-	28, // 15: flotilla.v1.ListRangesResponse.placement_group:type_name -> flotilla.v1.RangeDescriptor
+	31, // 15: flotilla.v1.ListRangesResponse.placement_group:type_name -> flotilla.v1.RangeDescriptor
 	18, // 16: flotilla.v1.ListOperatorsResponse.operators:type_name -> flotilla.v1.OperatorStatus
-	27, // 17: flotilla.v1.ListOperatorsResponse.counts:type_name -> flotilla.v1.ListOperatorsResponse.CountsEntry
+	30, // 17: flotilla.v1.ListOperatorsResponse.counts:type_name -> flotilla.v1.ListOperatorsResponse.CountsEntry
 	18, // 18: flotilla.v1.OperatorResponse.operator:type_name -> flotilla.v1.OperatorStatus
-	32, // 19: flotilla.v1.SetStoreStateRequest.state:type_name -> flotilla.v1.StoreState
+	35, // 19: flotilla.v1.SetStoreStateRequest.state:type_name -> flotilla.v1.StoreState
 	12, // 20: flotilla.v1.SetStoreStateResponse.store:type_name -> flotilla.v1.StoreStatus
-	4,  // 21: flotilla.v1.Placement.StoreHeartbeat:input_type -> flotilla.v1.StoreHeartbeatRequest
-	6,  // 22: flotilla.v1.Placement.RangeHeartbeat:input_type -> flotilla.v1.RangeHeartbeatRequest
-	9,  // 23: flotilla.v1.Placement.LookupRange:input_type -> flotilla.v1.LookupRangeRequest
-	11, // 24: flotilla.v1.Placement.ListStores:input_type -> flotilla.v1.ListStoresRequest
-	14, // 25: flotilla.v1.Placement.ListRanges:input_type -> flotilla.v1.ListRangesRequest
-	17, // 26: flotilla.v1.Placement.ListOperators:input_type -> flotilla.v1.ListOperatorsRequest
-	20, // 27: flotilla.v1.Placement.TransferLeader:input_type -> flotilla.v1.TransferLeaderRequest
-	21, // 28: flotilla.v1.Placement.AddReplica:input_type -> flotilla.v1.AddReplicaRequest
-	22, // 29: flotilla.v1.Placement.RemoveReplica:input_type -> flotilla.v1.RemoveReplicaRequest
-	24, // 30: flotilla.v1.Placement.SetStoreState:input_type -> flotilla.v1.SetStoreStateRequest
-	26, // 31: flotilla.v1.Placement.SplitRange:input_type -> flotilla.v1.SplitRangeRequest
-	1,  // 32: flotilla.v1.Placement.AllocateRevisions:input_type -> flotilla.v1.AllocateRevisionsRequest
-	5,  // 33: flotilla.v1.Placement.StoreHeartbeat:output_type -> flotilla.v1.StoreHeartbeatResponse
-	7,  // 34: flotilla.v1.Placement.RangeHeartbeat:output_type -> flotilla.v1.RangeHeartbeatResponse
-	10, // 35: flotilla.v1.Placement.LookupRange:output_type -> flotilla.v1.LookupRangeResponse
-	13, // 36: flotilla.v1.Placement.ListStores:output_type -> flotilla.v1.ListStoresResponse
-	16, // 37: flotilla.v1.Placement.ListRanges:output_type -> flotilla.v1.ListRangesResponse
-	19, // 38: flotilla.v1.Placement.ListOperators:output_type -> flotilla.v1.ListOperatorsResponse
-	23, // 39: flotilla.v1.Placement.TransferLeader:output_type -> flotilla.v1.OperatorResponse
-	23, // 40: flotilla.v1.Placement.AddReplica:output_type -> flotilla.v1.OperatorResponse
-	23, // 41: flotilla.v1.Placement.RemoveReplica:output_type -> flotilla.v1.OperatorResponse
-	25, // 42: flotilla.v1.Placement.SetStoreState:output_type -> flotilla.v1.SetStoreStateResponse
-	23, // 43: flotilla.v1.Placement.SplitRange:output_type -> flotilla.v1.OperatorResponse
-	2,  // 44: flotilla.v1.Placement.AllocateRevisions:output_type -> flotilla.v1.AllocateRevisionsResponse
-	33, // [33:45] is the sub-list for method output_type
-	21, // [21:33] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	36, // 21: flotilla.v1.SetRulesRequest.rules:type_name -> flotilla.v1.PlacementRule
+	36, // 22: flotilla.v1.RulesResponse.rules:type_name -> flotilla.v1.PlacementRule
+	4,  // 23: flotilla.v1.Placement.StoreHeartbeat:input_type -> flotilla.v1.StoreHeartbeatRequest
+	6,  // 24: flotilla.v1.Placement.RangeHeartbeat:input_type -> flotilla.v1.RangeHeartbeatRequest
+	9,  // 25: flotilla.v1.Placement.LookupRange:input_type -> flotilla.v1.LookupRangeRequest
+	11, // 26: flotilla.v1.Placement.ListStores:input_type -> flotilla.v1.ListStoresRequest
+	14, // 27: flotilla.v1.Placement.ListRanges:input_type -> flotilla.v1.ListRangesRequest
+	17, // 28: flotilla.v1.Placement.ListOperators:input_type -> flotilla.v1.ListOperatorsRequest
+	20, // 29: flotilla.v1.Placement.TransferLeader:input_type -> flotilla.v1.TransferLeaderRequest
+	21, // 30: flotilla.v1.Placement.AddReplica:input_type -> flotilla.v1.AddReplicaRequest
+	22, // 31: flotilla.v1.Placement.RemoveReplica:input_type -> flotilla.v1.RemoveReplicaRequest
+	24, // 32: flotilla.v1.Placement.SetStoreState:input_type -> flotilla.v1.SetStoreStateRequest
+	26, // 33: flotilla.v1.Placement.SplitRange:input_type -> flotilla.v1.SplitRangeRequest
+	27, // 34: flotilla.v1.Placement.GetRules:input_type -> flotilla.v1.GetRulesRequest
+	28, // 35: flotilla.v1.Placement.SetRules:input_type -> flotilla.v1.SetRulesRequest
+	1,  // 36: flotilla.v1.Placement.AllocateRevisions:input_type -> flotilla.v1.AllocateRevisionsRequest
+	5,  // 37: flotilla.v1.Placement.StoreHeartbeat:output_type -> flotilla.v1.StoreHeartbeatResponse
+	7,  // 38: flotilla.v1.Placement.RangeHeartbeat:output_type -> flotilla.v1.RangeHeartbeatResponse
+	10, // 39: flotilla.v1.Placement.LookupRange:output_type -> flotilla.v1.LookupRangeResponse
+	13, // 40: flotilla.v1.Placement.ListStores:output_type -> flotilla.v1.ListStoresResponse
+	16, // 41: flotilla.v1.Placement.ListRanges:output_type -> flotilla.v1.ListRangesResponse
+	19, // 42: flotilla.v1.Placement.ListOperators:output_type -> flotilla.v1.ListOperatorsResponse
+	23, // 43: flotilla.v1.Placement.TransferLeader:output_type -> flotilla.v1.OperatorResponse
+	23, // 44: flotilla.v1.Placement.AddReplica:output_type -> flotilla.v1.OperatorResponse
+	23, // 45: flotilla.v1.Placement.RemoveReplica:output_type -> flotilla.v1.OperatorResponse
+	25, // 46: flotilla.v1.Placement.SetStoreState:output_type -> flotilla.v1.SetStoreStateResponse
+	23, // 47: flotilla.v1.Placement.SplitRange:output_type -> flotilla.v1.OperatorResponse
+	29, // 48: flotilla.v1.Placement.GetRules:output_type -> flotilla.v1.RulesResponse
+	29, // 49: flotilla.v1.Placement.SetRules:output_type -> flotilla.v1.RulesResponse
+	2,  // 50: flotilla.v1.Placement.AllocateRevisions:output_type -> flotilla.v1.AllocateRevisionsResponse
+	37, // [37:51] is the sub-list for method output_type
+	23, // [23:37] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_flotillapb_placement_proto_init() }
@@ -2132,7 +2312,7 @@ func file_flotillapb_placement_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flotillapb_placement_proto_rawDesc), len(file_flotillapb_placement_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   27,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -35,6 +35,8 @@ const (
 	Placement_RemoveReplica_FullMethodName     = "/flotilla.v1.Placement/RemoveReplica"
 	Placement_SetStoreState_FullMethodName     = "/flotilla.v1.Placement/SetStoreState"
 	Placement_SplitRange_FullMethodName        = "/flotilla.v1.Placement/SplitRange"
+	Placement_GetRules_FullMethodName          = "/flotilla.v1.Placement/GetRules"
+	Placement_SetRules_FullMethodName          = "/flotilla.v1.Placement/SetRules"
 	Placement_AllocateRevisions_FullMethodName = "/flotilla.v1.Placement/AllocateRevisions"
 )
 
@@ -66,6 +68,10 @@ type PlacementClient interface {
 	SetStoreState(ctx context.Context, in *SetStoreStateRequest, opts ...grpc.CallOption) (*SetStoreStateResponse, error)
 	// SplitRange splits the range holding key at key.
 	SplitRange(ctx context.Context, in *SplitRangeRequest, opts ...grpc.CallOption) (*OperatorResponse, error)
+	// GetRules returns the placement rules; SetRules validates and replaces
+	// them (an empty list restores the default rule).
+	GetRules(ctx context.Context, in *GetRulesRequest, opts ...grpc.CallOption) (*RulesResponse, error)
+	SetRules(ctx context.Context, in *SetRulesRequest, opts ...grpc.CallOption) (*RulesResponse, error)
 	// AllocateRevisions hands out count consecutive revisions, above every
 	// revision handed out before this request arrived (node-only).
 	AllocateRevisions(ctx context.Context, in *AllocateRevisionsRequest, opts ...grpc.CallOption) (*AllocateRevisionsResponse, error)
@@ -189,6 +195,26 @@ func (c *placementClient) SplitRange(ctx context.Context, in *SplitRangeRequest,
 	return out, nil
 }
 
+func (c *placementClient) GetRules(ctx context.Context, in *GetRulesRequest, opts ...grpc.CallOption) (*RulesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RulesResponse)
+	err := c.cc.Invoke(ctx, Placement_GetRules_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *placementClient) SetRules(ctx context.Context, in *SetRulesRequest, opts ...grpc.CallOption) (*RulesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RulesResponse)
+	err := c.cc.Invoke(ctx, Placement_SetRules_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *placementClient) AllocateRevisions(ctx context.Context, in *AllocateRevisionsRequest, opts ...grpc.CallOption) (*AllocateRevisionsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(AllocateRevisionsResponse)
@@ -227,6 +253,10 @@ type PlacementServer interface {
 	SetStoreState(context.Context, *SetStoreStateRequest) (*SetStoreStateResponse, error)
 	// SplitRange splits the range holding key at key.
 	SplitRange(context.Context, *SplitRangeRequest) (*OperatorResponse, error)
+	// GetRules returns the placement rules; SetRules validates and replaces
+	// them (an empty list restores the default rule).
+	GetRules(context.Context, *GetRulesRequest) (*RulesResponse, error)
+	SetRules(context.Context, *SetRulesRequest) (*RulesResponse, error)
 	// AllocateRevisions hands out count consecutive revisions, above every
 	// revision handed out before this request arrived (node-only).
 	AllocateRevisions(context.Context, *AllocateRevisionsRequest) (*AllocateRevisionsResponse, error)
@@ -272,6 +302,12 @@ func (UnimplementedPlacementServer) SetStoreState(context.Context, *SetStoreStat
 }
 func (UnimplementedPlacementServer) SplitRange(context.Context, *SplitRangeRequest) (*OperatorResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SplitRange not implemented")
+}
+func (UnimplementedPlacementServer) GetRules(context.Context, *GetRulesRequest) (*RulesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetRules not implemented")
+}
+func (UnimplementedPlacementServer) SetRules(context.Context, *SetRulesRequest) (*RulesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetRules not implemented")
 }
 func (UnimplementedPlacementServer) AllocateRevisions(context.Context, *AllocateRevisionsRequest) (*AllocateRevisionsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AllocateRevisions not implemented")
@@ -495,6 +531,42 @@ func _Placement_SplitRange_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Placement_GetRules_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetRulesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PlacementServer).GetRules(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Placement_GetRules_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PlacementServer).GetRules(ctx, req.(*GetRulesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Placement_SetRules_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetRulesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PlacementServer).SetRules(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Placement_SetRules_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PlacementServer).SetRules(ctx, req.(*SetRulesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Placement_AllocateRevisions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(AllocateRevisionsRequest)
 	if err := dec(in); err != nil {
@@ -563,6 +635,14 @@ var Placement_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SplitRange",
 			Handler:    _Placement_SplitRange_Handler,
+		},
+		{
+			MethodName: "GetRules",
+			Handler:    _Placement_GetRules_Handler,
+		},
+		{
+			MethodName: "SetRules",
+			Handler:    _Placement_SetRules_Handler,
 		},
 		{
 			MethodName: "AllocateRevisions",
