@@ -414,10 +414,19 @@ func (c *ClusterView) CheckReplicas(r *RangeView, alloc ReplicaAllocator) *Opera
 		return c.Stores[multiraft.NodeID(rep.GetStoreId())]
 	}
 
-	// Removing a learner is always safe. A learner on a store that is not
-	// live is not catching up: it may have been added just before its
-	// store died.
-	for _, l := range learners {
+	// Removing a learner is always safe. A learner in transit on a store
+	// that is not live is not catching up: it may have been added just
+	// before its store died. A non-voter the rule keeps is treated like a
+	// voter: replaced only once its store is down, decommissioning or
+	// unknown (a store restarting does not lose its observers), and never
+	// for lagging (an observer far away may stay behind under load).
+	keep, transit := c.nonVoters(rule, learners)
+	for _, l := range keep {
+		if c.needsReplacing(l) {
+			return op("non-voter on an unusable store", Step{Kind: StepRemove, Replica: multiraft.ReplicaID(l.GetReplicaId())})
+		}
+	}
+	for _, l := range transit {
 		lid := multiraft.ReplicaID(l.GetReplicaId())
 		if c.needsReplacing(l) || !storeOf(l).Live {
 			return op("learner on an unusable store", Step{Kind: StepRemove, Replica: lid})
@@ -426,7 +435,6 @@ func (c *ClusterView) CheckReplicas(r *RangeView, alloc ReplicaAllocator) *Opera
 			return op("learner stuck catching up", Step{Kind: StepRemove, Replica: lid})
 		}
 	}
-	keep, transit := c.nonVoters(rule, learners)
 
 	// A learner in transit: left over from a move, or being added. One
 	// change at a time: the first decides.
@@ -487,14 +495,24 @@ func (c *ClusterView) CheckReplicas(r *RangeView, alloc ReplicaAllocator) *Opera
 	}
 
 	// A voter on a store that must lose it, or that the rule does not
-	// allow.
+	// allow. Without a store to move it to, a caught-up non-voter the rule
+	// lets vote takes its place in one joint change (the checker then
+	// adds the non-voter it lacks, if it can).
 	for _, v := range voters {
 		unusable, misplaced := c.needsReplacing(v), !rule.allows(storeOf(v), true)
 		if !unusable && !misplaced {
 			continue
 		}
+		vid := multiraft.ReplicaID(v.GetReplicaId())
 		t := c.pickTarget(d, rule, true)
 		if t == 0 {
+			for _, l := range keep {
+				lid := multiraft.ReplicaID(l.GetReplicaId())
+				if vid != r.Leader && !c.isPending(r, lid) && storeOf(l).usable() && rule.allows(storeOf(l), true) {
+					return op(fmt.Sprintf("replace the voter on store %d with the non-voter on store %d", v.GetStoreId(), l.GetStoreId()),
+						Step{Kind: StepPromote, Replica: lid, Demote: vid}, Step{Kind: StepRemove, Replica: vid})
+				}
+			}
 			break
 		}
 		reason := fmt.Sprintf("replace the replica on store %d", v.GetStoreId())
@@ -515,7 +533,9 @@ func (c *ClusterView) CheckReplicas(r *RangeView, alloc ReplicaAllocator) *Opera
 		}
 	}
 
-	// The leader on a store the rule does not prefer.
+	// The leader on a store the rule does not prefer: move the leadership
+	// to a voter that may lead, or, if none may, first move a voter that
+	// does not lead to a store that may.
 	if len(rule.LeaderConstraints) > 0 && r.Leader != 0 && !rule.canLead(c.Stores[r.Leader.Node()]) {
 		for _, v := range voters {
 			vid := multiraft.ReplicaID(v.GetReplicaId())
@@ -524,8 +544,27 @@ func (c *ClusterView) CheckReplicas(r *RangeView, alloc ReplicaAllocator) *Opera
 					Step{Kind: StepTransferLeader, Replica: vid})
 			}
 		}
+		if t := c.pickLeaderTarget(d, rule); t != 0 {
+			for _, v := range voters {
+				vid := multiraft.ReplicaID(v.GetReplicaId())
+				if vid == r.Leader || (rule.SpreadOver != "" && c.spreadGroup(rule, v.GetStoreId()) != c.spreadGroup(rule, uint64(t)) &&
+					c.spreadCounts(rule, voters)[c.spreadGroup(rule, uint64(t))] >= c.spreadCounts(rule, voters)[c.spreadGroup(rule, v.GetStoreId())]) {
+					continue
+				}
+				return op(fmt.Sprintf("no voter may lead under %s: move the voter on store %d to store %d", rule, v.GetStoreId(), t),
+					moveOff(r, vid, alloc(id, t), true)...)
+			}
+		}
 	}
 	return nil
+}
+
+// pickLeaderTarget is pickTarget for a voter whose store the rule's
+// leader constraints allow, or 0.
+func (c *ClusterView) pickLeaderTarget(d *flotillapb.RangeDescriptor, rule *Rule) multiraft.NodeID {
+	narrow := *rule
+	narrow.VoterConstraints = append(slices.Clone(rule.VoterConstraints), rule.LeaderConstraints...)
+	return c.pickTarget(d, &narrow, true)
 }
 
 // checkSpread returns the operator that moves a voter of r out of a spread
@@ -647,6 +686,23 @@ func (c *ClusterView) moveSteps(r *RangeView, from multiraft.NodeID, to *StoreVi
 			return nil
 		}
 	}
+	if voter && len(rule.LeaderConstraints) > 0 && !rule.canLead(to) && rule.canLead(c.Stores[from]) {
+		// The move must leave a voter that may lead: the leader takes the
+		// new replica when its own moves (moveOff).
+		if multiraft.ReplicaID(rep.GetReplicaId()) == r.Leader {
+			return nil
+		}
+		voters, _ := membersOf(r.Desc)
+		others := 0
+		for _, v := range voters {
+			if v.GetStoreId() != uint64(from) && rule.canLead(c.Stores[multiraft.NodeID(v.GetStoreId())]) {
+				others++
+			}
+		}
+		if others == 0 {
+			return nil
+		}
+	}
 	id := multiraft.GroupID(r.Desc.GetRangeId())
 	return moveOff(r, multiraft.ReplicaID(rep.GetReplicaId()), alloc(id, to.ID), voter)
 }
@@ -657,7 +713,10 @@ func (c *ClusterView) moveSteps(r *RangeView, from multiraft.NodeID, to *StoreVi
 func (c *ClusterView) healthy(r *RangeView) bool {
 	rule := c.RuleFor(r.Desc)
 	voters, learners := membersOf(r.Desc)
-	if len(learners) != rule.NonVoters || len(r.Pending) > 0 || len(voters) != rule.Voters || r.Leader == 0 {
+	// Pending replicas are learners; here every learner is a non-voter the
+	// rule keeps (checked below), and one lagging behind (an observer far
+	// away, under load) does not keep its range from being balanced.
+	if len(learners) != rule.NonVoters || len(voters) != rule.Voters || r.Leader == 0 {
 		return false
 	}
 	for _, rep := range r.Desc.GetReplicas() {

@@ -88,8 +88,23 @@ type Driver struct {
 		// view built without and with operator influence (viewLocked).
 		gen   uint64
 		views [2]cachedView
+		// rules are meta's rules compiled (rulesOf), rulesMeta the meta
+		// they are of.
+		rules     []Rule
+		rulesMeta *flotillapb.ClusterMeta
+		// idle records the last Balance round that found no replica to
+		// move: at gen idleGen over idleMeta, at idleAt. Until one of
+		// them changes (or idleRecheck passes) the replica balancers are
+		// not run again: with rules that keep stores unequal they may
+		// scan every range for every pair of stores.
+		idleGen  uint64
+		idleMeta *flotillapb.ClusterMeta
+		idleAt   time.Time
 	}
 }
+
+// idleRecheck bounds how long Balance trusts that nothing can move.
+const idleRecheck = 30 * time.Second
 
 type storeObservation struct {
 	at    time.Time

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
+	"google.golang.org/protobuf/proto"
 )
 
 // Placement rules (TiKV PD's placement rules, CockroachDB's zone configs)
@@ -32,6 +33,9 @@ const (
 	MaxRuleVoters      = 7
 	MaxRuleNonVoters   = 16
 	MaxRuleConstraints = 16
+	// MaxRulesBytes bounds the encoded size of all rules together: they
+	// are part of the placement state, rewritten with every change of it.
+	MaxRulesBytes = 256 << 10
 )
 
 // Rule is a compiled placement rule.
@@ -91,6 +95,13 @@ func CompileRules(pbs []*flotillapb.PlacementRule) ([]Rule, error) {
 	if len(pbs) > MaxRules {
 		return nil, fmt.Errorf("%d rules, more than %d", len(pbs), MaxRules)
 	}
+	size := 0
+	for _, pb := range pbs {
+		size += proto.Size(pb)
+	}
+	if size > MaxRulesBytes {
+		return nil, fmt.Errorf("the rules take %d bytes, more than %d", size, MaxRulesBytes)
+	}
 	out := make([]Rule, 0, len(pbs))
 	for i, pb := range pbs {
 		r, err := compileRule(i, pb)
@@ -133,7 +144,11 @@ func compileRule(i int, pb *flotillapb.PlacementRule) (Rule, error) {
 	}
 	if r.SpreadOver != "" {
 		if _, err := flotillapb.ParseConstraint(r.SpreadOver + "=x"); err != nil || strings.ContainsAny(r.SpreadOver, "=!") {
-			return r, fmt.Errorf("spread_over %q is not a label key", r.SpreadOver)
+			what := r.SpreadOver
+			if len(what) > 80 {
+				what = what[:80] + "..."
+			}
+			return r, fmt.Errorf("spread_over %q is not a label key", what)
 		}
 	}
 	var err error

@@ -250,8 +250,164 @@ func TestCheckReplicasRules(t *testing.T) {
 	if op == nil || op.Steps[0].Kind != StepTransferLeader || op.Steps[0].Replica != v2 {
 		t.Errorf("leader preference: %v", op)
 	}
-	if op := lead.BalanceLeaders(); op != nil {
-		t.Errorf("leader balancing with one range: %v", op)
+	// No voter may lead: a voter that does not lead moves to a store that
+	// may (store 1 is the only one in zone a off the observers).
+	zoneB := ruleView(t, &flotillapb.PlacementRule{Voters: 2, VoterConstraints: []string{"role!=observer"}, LeaderConstraints: []string{"zone=a"}})
+	op = zoneB.CheckReplicas(&RangeView{Desc: desc(1, 5, []multiraft.ReplicaID{v2, v3}), Leader: v2}, alloc)
+	if op == nil || !strings.Contains(op.Reason, "no voter may lead") || op.Steps[0].Replica.Node() != 1 ||
+		!slices.ContainsFunc(op.Steps, func(s Step) bool { return s.Kind == StepRemove && s.Replica == v3 }) {
+		t.Errorf("no voter may lead: %v", op)
+	}
+
+	// An observer on a store that stopped heartbeating (not yet down) is
+	// kept, and so is one lagging for long; one on a down store goes.
+	blip := ruleView(t, observerRule())
+	blip.Stores[4].Live = false
+	r = &RangeView{Desc: desc(1, 5, []multiraft.ReplicaID{v1, v2, v3}, o4, o5), Leader: v1,
+		Pending: []multiraft.ReplicaID{o5}, Stuck: []multiraft.ReplicaID{o5}}
+	if op := blip.CheckReplicas(r, alloc); op != nil {
+		t.Errorf("observers on a silent store and lagging: %v; want them kept", op)
+	}
+	blip.Stores[4].Down = true
+	if op := blip.CheckReplicas(r, alloc); op == nil || op.Steps[0].Kind != StepRemove || op.Steps[0].Replica != o4 {
+		t.Errorf("observer on a down store: %v; want it removed", op)
+	}
+	// A lagging observer does not keep its range from being balanced.
+	healthy := ruleView(t, observerRule())
+	if !healthy.healthy(&RangeView{Desc: desc(1, 5, []multiraft.ReplicaID{v1, v2, v3}, o4, o5), Leader: v1, Pending: []multiraft.ReplicaID{o4}}) {
+		t.Error("a range with a lagging observer is not healthy")
+	}
+
+	// A voter on a down store with no other store to take it: a
+	// caught-up non-voter that may vote replaces it in one joint change.
+	swap := ruleView(t, &flotillapb.PlacementRule{Voters: 3, NonVoters: 2})
+	swap.Stores[3].Live, swap.Stores[3].Down = false, true
+	op = swap.CheckReplicas(&RangeView{Desc: desc(1, 5, []multiraft.ReplicaID{v1, v2, v3}, o4, o5), Leader: v1}, alloc)
+	if op == nil || op.Steps[0].Kind != StepPromote || op.Steps[0].Demote != v3 || op.Steps[0].Replica.Node() == 3 ||
+		len(op.Steps) != 2 || op.Steps[1].Kind != StepRemove || op.Steps[1].Replica != v3 {
+		t.Errorf("dead voter, observers that may vote: %v", op)
+	}
+}
+
+// TestBalanceKeepsLeaderConstraint: the replica balancer does not move
+// away the only voter a range's leader constraints allow, nor the leader
+// to a store they exclude.
+func TestBalanceKeepsLeaderConstraint(t *testing.T) {
+	next := uint32(100)
+	alloc := seqAlloc(&next)
+	// Stores 1 to 3 hold a voter of every range, led from store 2, the
+	// only store in zone b; stores 4 and 5 hold none.
+	cv := ruleView(t, &flotillapb.PlacementRule{Voters: 3, LeaderConstraints: []string{"zone=b"}})
+	for i := range 10 {
+		cv.Ranges = append(cv.Ranges, &RangeView{Desc: desc(uint64(10+i), 5, []multiraft.ReplicaID{rid(1, 1), rid(2, 1), rid(3, 1)}), Leader: rid(2, 1)})
+	}
+	cv.Stores[1].Ranges, cv.Stores[2].Ranges, cv.Stores[3].Ranges = 10, 12, 10 // store 2 first
+	for range 5 {
+		op := cv.BalanceReplicas(alloc)
+		if op == nil {
+			t.Fatal("nothing balanced")
+		}
+		for _, s := range op.Steps {
+			if s.Kind == StepRemove && s.Replica.Node() == 2 {
+				t.Fatalf("the balancer moves the only voter that may lead: %v", op)
+			}
+		}
+		cv.Ranges = cv.Ranges[1:] // its range is busy now
+	}
+}
+
+// TestRulesConvergeUnderFaults: eight stores in three zones, one of them an
+// observer store, under the rule "3 voters spread over the zones off the
+// observer store, led from zone a, plus 1 non-voter on the observer
+// store". Stores die and come back, heartbeats are stale and duplicated,
+// steps delayed, the driver restarts (losing its operators); no step may
+// leave a range without a quorum of live voters (dsim checks), and once
+// the faults stop every range has one voter in each zone, its leader in
+// zone a, and its non-voter on the observer store, and nothing more runs.
+func TestRulesConvergeUnderFaults(t *testing.T) {
+	for run := range 3 {
+		t.Run(fmt.Sprint(run), func(t *testing.T) {
+			seed := newSeed(t)
+			rng := rand.New(rand.NewPCG(seed, seed^0xfa17))
+			s := &dsim{t: t, rng: rng, now: time.Unix(1_000_000, 0), live: map[multiraft.NodeID]bool{},
+				ranges: map[multiraft.GroupID]*simRange{}, nextID: 1000}
+			newDriver := func() *Driver {
+				return NewDriver(DriverConfig{LivenessWindow: time.Second, StoreDownTimeout: 3 * time.Second,
+					OperatorTimeout: 20 * time.Second, MaxBalanceOperators: 4, Clock: func() time.Time { return s.now }})
+			}
+			s.d = newDriver()
+			zones := []string{"a", "a", "a", "b", "b", "c", "c", "b"}
+			for i, z := range zones {
+				labels := []*flotillapb.StoreLabel{{Key: "zone", Value: z}}
+				if i == 7 {
+					labels = []*flotillapb.StoreLabel{{Key: "role", Value: "observer"}, {Key: "zone", Value: z}}
+				}
+				s.meta = &flotillapb.ClusterMeta{ClusterId: "sim", Nodes: append(s.meta.GetNodes(),
+					&flotillapb.NodeDescriptor{NodeId: uint64(i + 1), Address: "x", Labels: labels})}
+				s.live[multiraft.NodeID(i+1)] = true
+			}
+			for i := range 16 {
+				id := multiraft.GroupID(10 + i)
+				d := &flotillapb.RangeDescriptor{RangeId: uint64(id), StartKey: fmt.Appendf(nil, "k%03d", i),
+					EndKey: fmt.Appendf(nil, "k%03d", i+1), Epoch: &flotillapb.RangeEpoch{ConfVer: 1, Version: 1}}
+				for _, st := range rng.Perm(7)[:3] {
+					d.Replicas = append(d.Replicas, &flotillapb.ReplicaDescriptor{StoreId: uint64(st + 1), ReplicaId: uint64(rid(multiraft.NodeID(st+1), 1))})
+				}
+				s.ranges[id] = &simRange{desc: d, catchUp: map[multiraft.ReplicaID]int{}}
+			}
+			next, _, err := applyMeta(s.meta, &flotillapb.MetaCommand{Command: &flotillapb.MetaCommand_SetRules{SetRules: &flotillapb.SetRules{
+				Rules: []*flotillapb.PlacementRule{{Voters: 3, VoterConstraints: []string{"role!=observer"}, SpreadOver: "zone",
+					LeaderConstraints: []string{"zone=a"}, NonVoters: 1, NonVoterConstraints: []string{"role=observer"}}}}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.meta = next
+			for i := range 400 {
+				// One voter store at a time dies for a while (never the
+				// observer store: its non-voters have nowhere else to go).
+				if i%40 == 0 {
+					for id := range s.live {
+						s.live[id] = true
+					}
+					s.live[multiraft.NodeID(1+rng.IntN(7))] = false
+				}
+				if rng.IntN(100) == 0 {
+					s.d = newDriver() // a new driver leader: operators lost
+				}
+				s.round(false)
+			}
+			for id := range s.live {
+				s.live[id] = true
+			}
+			quiet := 0
+			for i := 0; i < 3000 && quiet < 20; i++ {
+				s.round(false)
+				if s.d.Operators(s.meta).GetCounts()[OpRunning] == 0 {
+					quiet++
+				} else {
+					quiet = 0
+				}
+			}
+			if quiet < 20 {
+				t.Fatalf("operators still running after the faults: %v", s.d.Operators(s.meta).GetOperators())
+			}
+			for id, r := range s.ranges {
+				voters, learners := membersOf(r.desc)
+				inZone := map[string]int{}
+				for _, v := range voters {
+					inZone[zones[v.GetStoreId()-1]]++
+				}
+				if len(voters) != 3 || inZone["a"] != 1 || inZone["b"] != 1 || inZone["c"] != 1 || slices.ContainsFunc(voters, func(v *flotillapb.ReplicaDescriptor) bool { return v.GetStoreId() == 8 }) {
+					t.Errorf("range %d: voters %v", id, voters)
+				}
+				if len(learners) != 1 || learners[0].GetStoreId() != 8 {
+					t.Errorf("range %d: learners %v; want one on store 8", id, learners)
+				}
+				if r.leader == 0 || zones[r.leader.Node()-1] != "a" {
+					t.Errorf("range %d: leader %v, not in zone a", id, r.leader)
+				}
+			}
+		})
 	}
 }
 

@@ -142,11 +142,7 @@ func (d *Driver) buildViewLocked(meta *flotillapb.ClusterMeta, now time.Time, in
 		}
 		cv.Stores[id] = &StoreView{ID: id, State: StoreState(n.GetState()), Live: live, Down: down, Labels: labels}
 	}
-	// The placement group applied the rules, so they compile; if they did
-	// not (a bug), the default rule is the safe fallback.
-	if rules, err := CompileRules(meta.GetRules()); err == nil {
-		cv.Rules = rules
-	}
+	cv.Rules = d.rulesOfLocked(meta)
 	byID := map[multiraft.GroupID]*RangeView{}
 	for _, desc := range meta.GetRanges() {
 		byID[multiraft.GroupID(desc.GetRangeId())] = &RangeView{Desc: desc}
@@ -204,6 +200,20 @@ func (d *Driver) buildViewLocked(meta *flotillapb.ClusterMeta, now time.Time, in
 		pg = nil
 	}
 	return cv, pg
+}
+
+// rulesOfLocked returns meta's rules compiled, compiling them only when
+// meta changed. The placement group applied the rules, so they compile;
+// if they did not (a bug), the default rule is the safe fallback.
+func (d *Driver) rulesOfLocked(meta *flotillapb.ClusterMeta) []Rule {
+	if d.mu.rulesMeta != meta {
+		rules, err := CompileRules(meta.GetRules())
+		if err != nil {
+			rules = nil
+		}
+		d.mu.rules, d.mu.rulesMeta = rules, meta
+	}
+	return d.mu.rules
 }
 
 // addInfluenceLocked adjusts cv's counts by what the running operators
@@ -633,9 +643,17 @@ func (d *Driver) Balance(meta *flotillapb.ClusterMeta) (decommissioned []multira
 		busy.Ranges = slices.DeleteFunc(slices.Clone(cv.Ranges), func(r *RangeView) bool {
 			return d.mu.ops[multiraft.GroupID(r.Desc.GetRangeId())] != nil
 		})
-		if op := busy.BalanceReplicas(d.allocLocked); validOp(op) {
-			d.startLocked(op, SourceBalanceReplicas, now)
-		} else if op := busy.BalanceSize(d.allocLocked); validOp(op) {
+		idle := d.mu.idleGen == d.mu.gen && d.mu.idleMeta == meta && now.Sub(d.mu.idleAt) < idleRecheck
+		var op *Operator
+		if !idle {
+			if op = busy.BalanceReplicas(d.allocLocked); !validOp(op) {
+				op = busy.BalanceSize(d.allocLocked)
+			}
+			if !validOp(op) {
+				d.mu.idleGen, d.mu.idleMeta, d.mu.idleAt = d.mu.gen, meta, now
+			}
+		}
+		if validOp(op) {
 			d.startLocked(op, SourceBalanceReplicas, now)
 		} else if op := busy.BalanceHotLeaders(); validOp(op) {
 			d.startLocked(op, SourceBalanceLeaders, now)

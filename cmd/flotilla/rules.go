@@ -5,6 +5,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -85,6 +86,19 @@ func readRulesFile(name string, stdin io.Reader) ([]*flotillapb.PlacementRule, e
 	return out, nil
 }
 
+// ruleKeyText renders a rule's key as parseRuleKey reads it back: "" for
+// none, text if printable, else (or if the text itself begins with 0x) hex
+// with a 0x prefix.
+func ruleKeyText(k []byte) string {
+	if len(k) == 0 {
+		return ""
+	}
+	if strings.HasPrefix(string(k), "0x") {
+		return "0x" + hex.EncodeToString(k)
+	}
+	return printableKey(k)
+}
+
 // parseRuleKey is parseKey with "" allowed (an open end of the span).
 func parseRuleKey(s string) ([]byte, error) {
 	if s == "" {
@@ -100,12 +114,7 @@ func rulesJSON(rules []*flotillapb.PlacementRule) []ruleJSON {
 			Voters: r.GetVoters(), VoterConstraints: r.GetVoterConstraints(), SpreadOver: r.GetSpreadOver(),
 			NonVoters: r.GetNonVoters(), NonVoterConstraints: r.GetNonVoterConstraints(), LeaderConstraints: r.GetLeaderConstraints(),
 		}
-		if len(r.GetStartKey()) > 0 {
-			rj.StartKey = printableKey(r.GetStartKey())
-		}
-		if len(r.GetEndKey()) > 0 {
-			rj.EndKey = printableKey(r.GetEndKey())
-		}
+		rj.StartKey, rj.EndKey = ruleKeyText(r.GetStartKey()), ruleKeyText(r.GetEndKey())
 		out = append(out, rj)
 	}
 	return out
