@@ -22,6 +22,10 @@ import (
 type kvAPI struct {
 	h     rpc.KVHandler
 	close func() error
+	// readFrom is the replica reads use unless they say (never
+	// ReplicaDefault); zone the client's zone, for Nearest.
+	readFrom Replica
+	zone     string
 }
 
 var _ KV = kvAPI{}
@@ -31,7 +35,34 @@ var _ KV = kvAPI{}
 // of (over its router) and what an embedded node (server.Node) is made of
 // (over its gateway). h's errors are *flotillapb.Error or context errors.
 func NewKV(h rpc.KVHandler, close func() error) KV {
-	return kvAPI{h: h, close: close}
+	return kvAPI{h: h, close: close, readFrom: Leader}
+}
+
+// NewKVInZone is NewKV for a caller in zone (a node's "zone" label), which
+// reads with Replica Nearest prefer.
+func NewKVInZone(h rpc.KVHandler, close func() error, zone string) KV {
+	return kvAPI{h: h, close: close, readFrom: Leader, zone: zone}
+}
+
+// readHeader returns the header of a read served by replica (0: the
+// client's default), nil for the leader.
+func (a kvAPI) readHeader(replica Replica) (*flotillapb.RequestHeader, error) {
+	if replica == ReplicaDefault {
+		replica = a.readFrom
+	}
+	var rf flotillapb.ReadFrom
+	switch replica {
+	case Leader, ReplicaDefault:
+		return nil, nil
+	case Follower:
+		rf = flotillapb.ReadFrom_READ_FROM_FOLLOWER
+	case Nearest:
+		rf = flotillapb.ReadFrom_READ_FROM_NEAREST
+	default:
+		return nil, &flotillapb.Error{Message: fmt.Sprintf("unknown replica choice %v", replica),
+			Detail: &flotillapb.Error_InvalidArgument{InvalidArgument: &flotillapb.InvalidArgument{Field: "replica"}}}
+	}
+	return &flotillapb.RequestHeader{ReadFrom: rf, Zone: a.zone}, nil
 }
 
 // ended returns the error of a request whose context ended before it was
@@ -135,10 +166,19 @@ func (a kvAPI) Get(ctx context.Context, key []byte) ([]byte, error) {
 }
 
 func (a kvAPI) GetAt(ctx context.Context, key []byte, rev int64) (GetResult, error) {
+	return a.GetWith(ctx, key, ReadOptions{Revision: rev})
+}
+
+func (a kvAPI) GetWith(ctx context.Context, key []byte, opts ReadOptions) (GetResult, error) {
+	rev := opts.Revision
 	if rev < 0 {
 		return GetResult{}, wrapErr(ctx, "get", false, negativeRevision(rev))
 	}
-	resp, err := request(ctx, a.h, "get", false, &flotillapb.GetRequest{Key: key, Revision: rev}, rpc.KVHandler.Get)
+	h, err := a.readHeader(opts.Replica)
+	if err != nil {
+		return GetResult{}, wrapErr(ctx, "get", false, err)
+	}
+	resp, err := request(ctx, a.h, "get", false, &flotillapb.GetRequest{Header: h, Key: key, Revision: rev}, rpc.KVHandler.Get)
 	if err != nil {
 		return GetResult{}, err
 	}
@@ -255,8 +295,12 @@ func (a kvAPI) ScanAt(ctx context.Context, start, end []byte, opts ScanOptions) 
 	if opts.Revision < 0 {
 		return ScanResult{}, wrapErr(ctx, "scan", false, negativeRevision(opts.Revision))
 	}
+	h, err := a.readHeader(opts.Replica)
+	if err != nil {
+		return ScanResult{}, wrapErr(ctx, "scan", false, err)
+	}
 	resp, err := request(ctx, a.h, "scan", false,
-		&flotillapb.ScanRequest{StartKey: start, EndKey: end, Limit: int64(opts.Limit), Reverse: opts.Reverse, Revision: opts.Revision},
+		&flotillapb.ScanRequest{Header: h, StartKey: start, EndKey: end, Limit: int64(opts.Limit), Reverse: opts.Reverse, Revision: opts.Revision},
 		rpc.KVHandler.Scan)
 	if err != nil {
 		return ScanResult{}, err

@@ -88,14 +88,21 @@ func New(cfg Config) (*Client, error) {
 	}
 	r.next.Store(uint32(rand.IntN(len(r.endpoints))))
 	r.resolver = router.NewPlacementResolver(r.lookupRange)
-	rt, err := router.New(router.Config{Resolver: r.resolver, DefaultTimeout: DefaultRequestTimeout, ReadAttemptTimeout: readAttemptTimeout})
+	// Reads from any replica go first to the node of the first endpoint,
+	// if it holds one (the CLI's --host).
+	first := cfg.Endpoints[0]
+	local := func(store flotillapb.NodeID) bool {
+		addr, ok := r.resolver.Address(store)
+		return ok && addr == first
+	}
+	rt, err := router.New(router.Config{Resolver: r.resolver, DefaultTimeout: DefaultRequestTimeout, ReadAttemptTimeout: readAttemptTimeout, Local: local})
 	if err != nil {
 		_ = r.pool.Close()
 		return nil, err
 	}
 	r.router = rt
 	r.stopCtx, r.stop = context.WithCancel(context.Background())
-	return &Client{kvAPI{h: r, close: r.close}}, nil
+	return &Client{kvAPI{h: r, close: r.close, readFrom: cfg.ReadFrom, zone: cfg.Zone}}, nil
 }
 
 // endpoint is one of Config.Endpoints.

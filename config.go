@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/flotilladb/flotilla/rpc"
+	"github.com/flotilladb/flotilla/rpc/flotillapb"
 )
 
 // Defaults for Config.
@@ -45,6 +46,15 @@ type Config struct {
 	// dialled unless TLS.ServerName is set. Default nil: plaintext, for an
 	// insecure cluster. The client does not modify it.
 	TLS *tls.Config
+	// ReadFrom is the replica that serves reads that do not choose one
+	// (ReadOptions.Replica, ScanOptions.Replica): Leader (the default),
+	// Follower or Nearest. Every choice is linearizable. Follower and
+	// Nearest reads go first to the node of the first endpoint when it
+	// holds a replica of the range.
+	ReadFrom Replica
+	// Zone is the client's zone: with Nearest, replicas on stores whose
+	// "zone" label has this value serve its reads first.
+	Zone string
 }
 
 // LoadClientTLS returns the TLS configuration of user's client
@@ -63,6 +73,9 @@ func (c *Config) EnsureDefaults() {
 	if c.DialTimeout == 0 {
 		c.DialTimeout = DefaultDialTimeout
 	}
+	if c.ReadFrom == ReplicaDefault {
+		c.ReadFrom = Leader
+	}
 }
 
 // Validate reports every problem at once. It expects EnsureDefaults to have
@@ -79,6 +92,14 @@ func (c *Config) Validate() error {
 	}
 	if c.DialTimeout < 0 {
 		errs = append(errs, fmt.Errorf("DialTimeout %v is negative", c.DialTimeout))
+	}
+	if c.ReadFrom < ReplicaDefault || c.ReadFrom > Nearest {
+		errs = append(errs, fmt.Errorf("read-from choice %v is not Leader, Follower or Nearest", c.ReadFrom))
+	}
+	if c.Zone != "" {
+		if _, err := flotillapb.ParseConstraint("zone=" + c.Zone); err != nil {
+			errs = append(errs, fmt.Errorf("zone %q is not a label value: %v", c.Zone, err))
+		}
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("%w: client config: %w", ErrInvalidArgument, errors.Join(errs...))

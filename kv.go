@@ -62,6 +62,9 @@ type KV interface {
 	// It fails with ErrCompacted if rev is below the compacted revision
 	// and with ErrFutureRevision if rev is above the current one.
 	GetAt(ctx context.Context, key []byte, rev int64) (GetResult, error)
+	// GetWith is GetAt with options: the revision, and which replica may
+	// serve the read (ReadOptions.Replica).
+	GetWith(ctx context.Context, key []byte, opts ReadOptions) (GetResult, error)
 	// PutRev is Put that returns the write's revision.
 	PutRev(ctx context.Context, key, value []byte) (rev int64, err error)
 	// DeleteRev is Delete that returns the write's revision. A delete of a
@@ -154,6 +157,72 @@ type ScanOptions struct {
 	// Revision reads the span as of that revision; 0 (the default) reads
 	// the latest. It must not be negative.
 	Revision int64
+	// Replica chooses the replicas that may serve the scan (default the
+	// leaders; the client's Config.ReadFrom if set).
+	Replica Replica
+}
+
+// ReadOptions modify a read (GetWith).
+type ReadOptions struct {
+	// Revision reads as of that revision; 0 (the default) reads the
+	// latest, linearizable. It must not be negative.
+	Revision int64
+	// Replica chooses the replica that serves the read (default the
+	// leader; the client's Config.ReadFrom if set).
+	Replica Replica
+}
+
+// Replica chooses which replica of a range serves a read. Every choice
+// is linearizable. A follower or an observer (a non-voting replica, see
+// `flotilla cluster rules`) serving a latest read asks the range's leader
+// to close the revision it reads at, then reads its own data; a read at a
+// revision the replica has closed already costs no round at all. A latest
+// read from a follower still costs the leader a close round (shared by
+// the reads of the range in flight) and a message to it; what it saves is
+// the leader's reading and sending of the data, and, for a client far
+// from the leader, the reply's distance. Reads at a past, closed revision
+// are the cheapest anywhere.
+type Replica int
+
+const (
+	// ReplicaDefault is the client's Config.ReadFrom (the leader unless
+	// set).
+	ReplicaDefault Replica = iota
+	// Leader: the range's leader.
+	Leader
+	// Follower: a replica other than the leader (a follower or an
+	// observer): the gateway node's own if it has one, else one in the
+	// client's zone, else any; the leader if none can serve.
+	Follower
+	// Nearest: the gateway node's own replica if it has one, else one in
+	// the client's zone (Config.Zone; the stores' "zone" label), else the
+	// leader.
+	Nearest
+)
+
+func (r Replica) String() string {
+	switch r {
+	case ReplicaDefault:
+		return "default"
+	case Leader:
+		return "leader"
+	case Follower:
+		return "follower"
+	case Nearest:
+		return "nearest"
+	}
+	return fmt.Sprintf("Replica(%d)", int(r))
+}
+
+// ParseReplica parses "leader", "follower" or "nearest" (the CLI's
+// --read-from).
+func ParseReplica(s string) (Replica, error) {
+	for _, r := range []Replica{Leader, Follower, Nearest} {
+		if s == r.String() {
+			return r, nil
+		}
+	}
+	return 0, fmt.Errorf("%q is not leader, follower or nearest", s)
 }
 
 // Condition is what a compare-and-swap expects of the current value.

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/flotilladb/flotilla/rpc/flotillapb"
 )
 
 // Defaults for Config.
@@ -52,6 +53,12 @@ type Config struct {
 	// backoff (after a leader hint, a new descriptor or an invalidated
 	// entry); the next one backs off. Default 3.
 	MaxImmediateRetries int
+
+	// Local, if set, says which stores a read that allows any replica
+	// (READ_FROM_FOLLOWER, READ_FROM_NEAREST) goes to first when they hold
+	// a replica of its range: the gateway's own node, the client's
+	// endpoints.
+	Local func(store flotillapb.NodeID) bool
 
 	// Metrics receives the router's metrics if set.
 	Metrics *metrics.Set

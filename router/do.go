@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"time"
 
@@ -31,6 +32,14 @@ type Request struct {
 	// if Key is empty. The part of a reverse span request that ends at Key
 	// is routed this way.
 	Before bool
+	// ReadFrom says which replicas may serve a read (writes ignore it):
+	// with READ_FROM_FOLLOWER the router prefers replicas other than the
+	// leader, with READ_FROM_NEAREST those on stores in Zone (by the
+	// stores' "zone" label, as the resolver learned it). Either falls
+	// back to the leader when no such replica answers. The attempt's
+	// header carries both, so that the replica serves the read itself.
+	ReadFrom flotillapb.ReadFrom
+	Zone     string
 }
 
 // Target is where one attempt of a request goes.
@@ -130,6 +139,9 @@ func Do[Resp any](ctx context.Context, r *Router, req Request,
 				Forwarded: true,
 			},
 		}
+		if !req.Write {
+			t.Header.ReadFrom, t.Header.Zone = req.ReadFrom, req.Zone
+		}
 		rt.attempts++
 		actx, cancel := ctx, context.CancelFunc(func() {})
 		if !req.Write {
@@ -209,6 +221,11 @@ func (rt *retrier) choose(info RangeInfo) *flotillapb.ReplicaDescriptor {
 	if id := info.Desc.GetRangeId(); id != rt.avoidRange {
 		rt.avoidRange, rt.avoid = id, rt.avoid[:0]
 	}
+	if !rt.req.Write && rt.req.ReadFrom != flotillapb.ReadFrom_READ_FROM_LEADER {
+		if rep := rt.chooseForRead(info); rep != nil {
+			return rep
+		}
+	}
 	if l := info.Leader; l.GetStoreId() != 0 && !rt.avoided(l.GetStoreId()) {
 		return l
 	}
@@ -223,6 +240,66 @@ func (rt *retrier) choose(info RangeInfo) *flotillapb.ReplicaDescriptor {
 		}
 	}
 	return nil
+}
+
+// Zoner is implemented by a Resolver that knows the stores' zones (the
+// value of their "zone" label); READ_FROM_NEAREST needs one.
+type Zoner interface {
+	Zone(store flotillapb.NodeID) string
+}
+
+// chooseForRead picks, for a read that allows other replicas than the
+// leader, one not tried in this round: a replica on a Local store first,
+// whatever its role; then with READ_FROM_FOLLOWER a replica that is not
+// the leader, those in the client's zone first; with READ_FROM_NEAREST
+// one in the client's zone, the leader first among them (it serves
+// without asking anyone). Among equals it picks at random, to spread the
+// reads. It returns nil when none fits (the caller then picks as for the
+// leader).
+func (rt *retrier) chooseForRead(info RangeInfo) *flotillapb.ReplicaDescriptor {
+	zoner, _ := rt.r.cfg.Resolver.(Zoner)
+	inZone := func(store uint64) bool {
+		return rt.req.Zone != "" && zoner != nil && zoner.Zone(flotillapb.NodeID(store)) == rt.req.Zone
+	}
+	leader := info.Leader.GetStoreId()
+	var best []*flotillapb.ReplicaDescriptor
+	bestRank := 0
+	for _, rep := range info.Desc.GetReplicas() {
+		store := rep.GetStoreId()
+		if store == 0 || rt.avoided(store) {
+			continue
+		}
+		var rank int
+		switch {
+		case rt.r.cfg.Local != nil && rt.r.cfg.Local(flotillapb.NodeID(store)):
+			rank = 3
+		case rt.req.ReadFrom == flotillapb.ReadFrom_READ_FROM_FOLLOWER && store == leader:
+			continue
+		case rt.req.ReadFrom == flotillapb.ReadFrom_READ_FROM_FOLLOWER:
+			rank = 1 + btoi(inZone(store))
+		case !inZone(store):
+			continue // nearest: only the client's zone
+		default:
+			rank = 1 + btoi(store == leader)
+		}
+		switch {
+		case rank > bestRank:
+			best, bestRank = append(best[:0], rep), rank
+		case rank == bestRank:
+			best = append(best, rep)
+		}
+	}
+	if len(best) == 0 {
+		return nil
+	}
+	return best[rand.IntN(len(best))]
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func (rt *retrier) avoided(store uint64) bool {

@@ -102,7 +102,11 @@ func Permanent(fe *flotillapb.Error) bool {
 // copy of req with the attempt's header, sent with m to the handler nodes
 // give for the attempt's store.
 func Send[Req KVRequest, Resp any](ctx context.Context, r *Router, nodes Nodes, key []byte, write bool, req Req, m KVMethod[Req, Resp]) (Resp, error) {
-	return Do(ctx, r, Request{Key: key, Write: write}, func(ctx context.Context, t Target) (Resp, error) {
+	dreq := Request{Key: key, Write: write}
+	if h := req.GetHeader(); !write {
+		dreq.ReadFrom, dreq.Zone = h.GetReadFrom(), h.GetZone()
+	}
+	return Do(ctx, r, dreq, func(ctx context.Context, t Target) (Resp, error) {
 		routed := proto.Clone(req).(Req)
 		SetHeader(routed, t.Header)
 		return sendTo(ctx, nodes, t, write, routed, m)

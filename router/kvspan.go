@@ -61,7 +61,8 @@ func Scan(ctx context.Context, r *Router, req *flotillapb.ScanRequest, maxBytes 
 	// (taken from the oracle after the scan began).
 	rev := req.GetRevision()
 	var bad *flotillapb.Error
-	err := DoSpan(ctx, r, SpanRequest{Span: Span{Start: req.GetStartKey(), End: req.GetEndKey()}, Reverse: reverse},
+	err := DoSpan(ctx, r, SpanRequest{Span: Span{Start: req.GetStartKey(), End: req.GetEndKey()}, Reverse: reverse,
+		ReadFrom: req.GetHeader().GetReadFrom(), Zone: req.GetHeader().GetZone()},
 		func(ctx context.Context, t Target, part Span) (*flotillapb.ScanResponse, error) {
 			preq := &flotillapb.ScanRequest{Header: t.Header, StartKey: part.Start, EndKey: part.End, Reverse: reverse, Revision: rev}
 			if limit > 0 {

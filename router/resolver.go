@@ -25,8 +25,10 @@ type PlacementResolver struct {
 	mu struct {
 		sync.Mutex
 		// addrs maps a node to its advertised gRPC address, as the latest
-		// answer that listed the node gave it.
+		// answer that listed the node gave it; zones to the value of its
+		// "zone" label.
 		addrs map[flotillapb.NodeID]string
+		zones map[flotillapb.NodeID]string
 	}
 }
 
@@ -36,6 +38,7 @@ var _ Resolver = (*PlacementResolver)(nil)
 func NewPlacementResolver(lookup func(context.Context, *flotillapb.LookupRangeRequest) (*flotillapb.LookupRangeResponse, error)) *PlacementResolver {
 	r := &PlacementResolver{lookup: lookup}
 	r.mu.addrs = make(map[flotillapb.NodeID]string)
+	r.mu.zones = make(map[flotillapb.NodeID]string)
 	return r
 }
 
@@ -64,6 +67,13 @@ func (r *PlacementResolver) learn(nodes []*flotillapb.NodeDescriptor) {
 	for _, d := range nodes {
 		if d.GetNodeId() != 0 && d.GetAddress() != "" {
 			r.mu.addrs[flotillapb.NodeID(d.GetNodeId())] = d.GetAddress()
+			zone := ""
+			for _, l := range d.GetLabels() {
+				if l.GetKey() == ZoneLabel {
+					zone = l.GetValue()
+				}
+			}
+			r.mu.zones[flotillapb.NodeID(d.GetNodeId())] = zone
 		}
 	}
 }
@@ -74,4 +84,15 @@ func (r *PlacementResolver) Address(node flotillapb.NodeID) (string, bool) {
 	defer r.mu.Unlock()
 	addr, ok := r.mu.addrs[node]
 	return addr, ok
+}
+
+// ZoneLabel is the store label whose value is a store's zone, for
+// READ_FROM_NEAREST.
+const ZoneLabel = "zone"
+
+// Zone implements Zoner: node's zone, "" if unknown.
+func (r *PlacementResolver) Zone(node flotillapb.NodeID) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.mu.zones[node]
 }

@@ -56,6 +56,9 @@ type SpanRequest struct {
 	Reverse bool
 	// Write is Request's, for each part.
 	Write bool
+	// ReadFrom and Zone are Request's, for each part.
+	ReadFrom flotillapb.ReadFrom
+	Zone     string
 }
 
 // DoSpan runs a request over req.Span one range at a time, in key order
@@ -92,7 +95,7 @@ func DoSpan[Resp any](ctx context.Context, r *Router, req SpanRequest,
 	defer cancel()
 	rest := req.Span
 	for parts := 0; ; parts++ {
-		dreq := Request{Key: rest.Start, Write: req.Write}
+		dreq := Request{Key: rest.Start, Write: req.Write, ReadFrom: req.ReadFrom, Zone: req.Zone}
 		if req.Reverse {
 			dreq.Key, dreq.Before = rest.End, true
 		}

@@ -92,6 +92,7 @@ type NodeHandler interface {
 	Join(context.Context, *flotillapb.JoinRequest) (*flotillapb.JoinResponse, error)
 	Status(context.Context, *flotillapb.StatusRequest) (*flotillapb.NodeStatus, error)
 	ClusterStatus(context.Context, *flotillapb.ClusterStatusRequest) (*flotillapb.ClusterStatusResponse, error)
+	CloseRange(context.Context, *flotillapb.CloseRangeRequest) (*flotillapb.CloseRangeResponse, error)
 }
 
 // RegisterNode registers the Node service on s, served by h.
@@ -121,6 +122,11 @@ func (s nodeService) Status(ctx context.Context, r *flotillapb.StatusRequest) (*
 
 func (s nodeService) ClusterStatus(ctx context.Context, r *flotillapb.ClusterStatusRequest) (*flotillapb.ClusterStatusResponse, error) {
 	resp, err := s.h.ClusterStatus(ctx, r)
+	return resp, StatusError(err)
+}
+
+func (s nodeService) CloseRange(ctx context.Context, r *flotillapb.CloseRangeRequest) (*flotillapb.CloseRangeResponse, error) {
+	resp, err := s.h.CloseRange(ctx, r)
 	return resp, StatusError(err)
 }
 

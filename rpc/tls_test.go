@@ -224,7 +224,7 @@ func TestEveryMethodClassified(t *testing.T) {
 		"/flotilla.v1.KV/DeleteRange": true, "/flotilla.v1.KV/Scan": true, "/flotilla.v1.KV/CompareAndSwap": true,
 		"/flotilla.v1.KV/Batch": true, "/flotilla.v1.KV/Txn": true, "/flotilla.v1.KV/Compact": true,
 		"/flotilla.v1.Node/Init": true, "/flotilla.v1.Node/Status": true, "/flotilla.v1.Node/ClusterStatus": true,
-		"/flotilla.v1.Node/Join":                false,
+		"/flotilla.v1.Node/Join": false, "/flotilla.v1.Node/CloseRange": false,
 		"/flotilla.v1.Placement/StoreHeartbeat": false, "/flotilla.v1.Placement/RangeHeartbeat": false,
 		"/flotilla.v1.Placement/LookupRange": true, "/flotilla.v1.Placement/ListStores": true,
 		"/flotilla.v1.Placement/ListRanges": true, "/flotilla.v1.Placement/ListOperators": true,

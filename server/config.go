@@ -146,6 +146,11 @@ type TestingKnobs struct {
 	// ReadIndex: stale reads become possible. It exists to show that the
 	// linearizability checker catches them.
 	UnsafeFollowerReads bool
+	// UnsafeFollowerReadsSkipClose makes a follower or observer serve a
+	// read that allows one at its last applied revision without asking
+	// the leader to close (stale reads), so that tests can show they
+	// catch it.
+	UnsafeFollowerReadsSkipClose bool
 	// BeforeServe, if set, runs in the gateway before each attempt to
 	// serve a request.
 	BeforeServe func()
@@ -195,7 +200,7 @@ type TestingKnobs struct {
 // none.
 func (k *TestingKnobs) shardKnobs() *shard.TestingKnobs {
 	if k == nil || !k.UnsafeFollowerReads && !k.UnsafeSkipRequestTermCheck && !k.UnsafeSkipReadWait &&
-		!k.UnsafeApplyBelowLast && k.BeforePropose == nil {
+		!k.UnsafeApplyBelowLast && k.BeforePropose == nil && !k.UnsafeFollowerReadsSkipClose {
 		return nil
 	}
 	sk := &shard.TestingKnobs{
@@ -203,6 +208,8 @@ func (k *TestingKnobs) shardKnobs() *shard.TestingKnobs {
 		UnsafeSkipRequestTermCheck: k.UnsafeSkipRequestTermCheck,
 		UnsafeSkipReadWait:         k.UnsafeSkipReadWait,
 		UnsafeApplyBelowLast:       k.UnsafeApplyBelowLast,
+
+		UnsafeFollowerReadsSkipClose: k.UnsafeFollowerReadsSkipClose,
 	}
 	if before := k.BeforePropose; before != nil {
 		sk.BeforePropose = func(rangeID multiraft.GroupID, revision int64) { before(uint64(rangeID), revision) }

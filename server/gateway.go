@@ -89,7 +89,8 @@ func newGateway(n *Node) (*gateway, error) {
 			guessed: n.metrics.GetOrCreateCounter(`flotilla_gateway_forwarded_total{via="guess"}`),
 		},
 	}
-	r, err := router.New(router.Config{Resolver: g.resolver, Metrics: n.metrics})
+	r, err := router.New(router.Config{Resolver: g.resolver, Metrics: n.metrics,
+		Local: func(store flotillapb.NodeID) bool { return uint64(store) == n.self.Load() }})
 	if err != nil {
 		return nil, err
 	}
@@ -323,11 +324,31 @@ func attemptKV[Req router.KVRequest, Resp any](ctx context.Context, g *gateway, 
 			g.metrics.local.Inc()
 			return m(g.n.store, ctx, req)
 		}
-		// A follower serves neither writes nor reads (only the leader
-		// knows the writes it is about to propose, which a read at a
-		// revision waits for), but it knows its range and, better than
-		// the placement driver, who leads it. Tell the router, unless it
-		// holds a newer descriptor.
+		if !write && req.GetHeader().GetReadFrom() != flotillapb.ReadFrom_READ_FROM_LEADER {
+			// A read that allows it is served by this replica (a
+			// follower or observer), after the leader closed the
+			// revision it reads at (shard.Store.awaitClosed), within
+			// half of what is left of the request's time (at most a
+			// router attempt's): a replica cut off from its leader, or
+			// removed and never to catch up, must leave time for the
+			// leader. If it fails, the read goes to the leader.
+			g.metrics.local.Inc()
+			actx, cancel := context.WithTimeout(ctx, followerAttemptTimeout(ctx))
+			resp, err := m(g.n.store, actx, req)
+			cancel()
+			if err == nil || !router.Retriable(asError(err, false), false) || ctx.Err() != nil {
+				return resp, err
+			}
+			req = proto.Clone(req).(Req)
+			h := proto.Clone(req.GetHeader()).(*flotillapb.RequestHeader)
+			h.ReadFrom = flotillapb.ReadFrom_READ_FROM_LEADER
+			router.SetHeader(req, h)
+		}
+		// A follower serves neither writes nor reads that must come from
+		// the leader (only the leader knows the writes it is about to
+		// propose, which a read at a revision waits for), but it knows
+		// its range and, better than the placement driver, who leads it.
+		// Tell the router, unless it holds a newer descriptor.
 		info := router.RangeInfo{Desc: r.Descriptor()}
 		if st.Leader != 0 {
 			info.Leader = &flotillapb.ReplicaDescriptor{StoreId: uint64(st.Leader.Node()), ReplicaId: uint64(st.Leader)}
@@ -342,6 +363,17 @@ func attemptKV[Req router.KVRequest, Resp any](ctx context.Context, g *gateway, 
 	defer cancel()
 	defer context.AfterFunc(g.n.stopCtx, cancel)()
 	return router.Send(ctx, g.router, g, key, write, req, m)
+}
+
+// followerAttemptTimeout bounds a gateway's attempt to serve a read from
+// its own replica that does not lead: half of what is left of ctx's time,
+// at most router.DefaultReadAttemptTimeout.
+func followerAttemptTimeout(ctx context.Context) time.Duration {
+	d := router.DefaultReadAttemptTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		d = min(d, time.Until(dl)/2)
+	}
+	return d
 }
 
 // guessKV sends a request for a range this node has no replica of, and the

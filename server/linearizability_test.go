@@ -331,6 +331,8 @@ type lzClient struct {
 	id int
 	kv flotilla.KV
 	h  *lzHistory
+	// readFrom, if set, is the replica the client's gets ask for.
+	readFrom flotilla.Replica
 }
 
 func (c *lzClient) get(key string) (lzOutput, error) {
@@ -338,7 +340,17 @@ func (c *lzClient) get(key string) (lzOutput, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), lzOpTimeout)
 	defer cancel()
 	call := c.h.now()
-	v, err := c.kv.Get(ctx, []byte(key))
+	var v []byte
+	var err error
+	if c.readFrom == flotilla.ReplicaDefault {
+		v, err = c.kv.Get(ctx, []byte(key))
+	} else {
+		var r flotilla.GetResult
+		if r, err = c.kv.GetWith(ctx, []byte(key), flotilla.ReadOptions{Replica: c.readFrom}); err == nil && !r.Found {
+			err = flotilla.ErrKeyNotFound
+		}
+		v = r.KV.Value
+	}
 	ret := c.h.now()
 	out := lzOutput{found: err == nil, value: string(v)}
 	if errors.Is(err, flotilla.ErrKeyNotFound) {
@@ -431,6 +443,19 @@ type lzCluster struct {
 		sync.Mutex
 		nodes [lzNodes]*server.Node // nil while down
 	}
+	// stoppedFollowerReads sums, per node, the follower reads of its
+	// stopped incarnations.
+	stoppedFollowerReads [lzNodes]atomic.Int64
+}
+
+// followerReads returns the follower reads node i served, in every
+// incarnation.
+func (c *lzCluster) followerReads(i int) int64 {
+	n := c.stoppedFollowerReads[i].Load()
+	if nd := c.node(i); nd != nil {
+		n += nd.FollowerReads()
+	}
+	return n
 }
 
 func lzLogger() *slog.Logger {
@@ -566,6 +591,7 @@ func (c *lzCluster) stop(i int) error {
 	if n == nil {
 		return nil
 	}
+	c.stoppedFollowerReads[i].Add(n.FollowerReads())
 	if err := n.Close(); err != nil {
 		return fmt.Errorf("closing node %d: %w", i+1, err)
 	}
@@ -615,16 +641,82 @@ func (c *lzCluster) leader(candidates ...int) int {
 // connect returns a client of the given nodes, closed with the test.
 func (c *lzCluster) connect(nodes ...int) *flotilla.Client {
 	c.t.Helper()
+	return c.connectReading(flotilla.Leader, nodes...)
+}
+
+// connectReading is connect with reads served by the replica readFrom
+// chooses.
+func (c *lzCluster) connectReading(readFrom flotilla.Replica, nodes ...int) *flotilla.Client {
+	c.t.Helper()
 	var eps []string
 	for _, i := range nodes {
 		eps = append(eps, c.addrs[i])
 	}
-	cl, err := flotilla.Connect(context.Background(), eps...)
+	cl, err := flotilla.New(flotilla.Config{Endpoints: eps, ReadFrom: readFrom})
 	if err != nil {
 		c.t.Fatal(err)
 	}
 	c.t.Cleanup(func() { _ = cl.Close() })
 	return cl
+}
+
+// makeObserver sets the placement rule "two voters and one non-voter"
+// and waits until every node's replica of the first range has applied a
+// descriptor with two voters and a learner; it returns the learner's node.
+func (c *lzCluster) makeObserver() int {
+	c.t.Helper()
+	pc := placementClient(c.t, c.node(0))
+	testutil.SucceedsSoon(c.t, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), lzOpTimeout)
+		defer cancel()
+		_, err := pc.SetRules(ctx, &flotillapb.SetRulesRequest{Rules: []*flotillapb.PlacementRule{{Voters: 2, NonVoters: 1}}})
+		return err
+	})
+	observer := -1
+	testutil.SucceedsWithin(c.t, time.Minute, func() error {
+		for i := range lzNodes {
+			n := c.node(i)
+			found := false
+			for _, r := range n.Status(false).GetReplicas() {
+				if r.GetGroupId() != uint64(placement.FirstRangeID) {
+					continue
+				}
+				found = true
+				voters, learners := 0, 0
+				for _, rd := range r.GetDescriptor_().GetReplicas() {
+					if rd.GetType() == flotillapb.ReplicaType_VOTER {
+						voters++
+					} else {
+						learners++
+					}
+				}
+				if voters != 2 || learners != 1 {
+					return fmt.Errorf("node %d: range %d has %d voters and %d learners", i+1, r.GetGroupId(), voters, learners)
+				}
+				for _, rd := range r.GetDescriptor_().GetReplicas() {
+					if rd.GetType() == flotillapb.ReplicaType_LEARNER {
+						observer = int(rd.GetStoreId()) - 1
+					}
+				}
+			}
+			if !found {
+				return fmt.Errorf("node %d has no replica of range %d", i+1, placement.FirstRangeID)
+			}
+		}
+		// The routers learn replicas from the placement driver: it must
+		// list the observer too.
+		ctx, cancel := context.WithTimeout(context.Background(), lzOpTimeout)
+		defer cancel()
+		resp, err := pc.LookupRange(ctx, &flotillapb.LookupRangeRequest{Key: []byte("k")})
+		if err != nil {
+			return err
+		}
+		if resp.GetDescriptor_().ReplicaOnStore(flotillapb.StoreID(observer+1)) == nil {
+			return fmt.Errorf("the placement driver lists range %v without the observer on store %d", resp.GetDescriptor_(), observer+1)
+		}
+		return nil
+	})
+	return observer
 }
 
 func (c *lzCluster) close() {
@@ -718,6 +810,34 @@ func TestLinearizableUnderFaults(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs a cluster under faults for several seconds")
 	}
+	lzFaultRun(t, lzRunOpts{})
+}
+
+// TestFollowerReadsLinearizableUnderFaults is TestLinearizableUnderFaults
+// with every read served by a replica other than the leader where one
+// answers (clients reading from Follower or Nearest), one of the three
+// replicas an observer: the placement rule keeps two voters and one
+// non-voter.
+func TestFollowerReadsLinearizableUnderFaults(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a cluster under faults for several seconds")
+	}
+	lzFaultRun(t, lzRunOpts{readFrom: []flotilla.Replica{flotilla.Follower, flotilla.Nearest}, observer: true})
+}
+
+// lzRunOpts vary lzFaultRun.
+type lzRunOpts struct {
+	// readFrom are the clients' replica choices, in turn (none: the
+	// leader).
+	readFrom []flotilla.Replica
+	// observer makes one of the first range's replicas a non-voter (a
+	// placement rule of two voters and one non-voter).
+	observer bool
+}
+
+// lzFaultRun runs a random workload under partitions and restarts and
+// checks that its history is linearizable.
+func lzFaultRun(t *testing.T, opts lzRunOpts) {
 	seed := lzTestSeed(t)
 
 	const (
@@ -728,6 +848,10 @@ func TestLinearizableUnderFaults(t *testing.T) {
 	keys := []string{"k0", "k1", "k2"}
 
 	c := startLZCluster(t, nil)
+	observer := -1
+	if opts.observer {
+		observer = c.makeObserver()
+	}
 	h := newLZHistory()
 
 	// Clients 0-2 each know one node only: their range lookups, and their
@@ -737,13 +861,16 @@ func TestLinearizableUnderFaults(t *testing.T) {
 	// the nemesis isolates too.)
 	var kvs [clients]flotilla.KV
 	for i := range clients {
+		readFrom := flotilla.Leader
+		if len(opts.readFrom) > 0 {
+			readFrom = opts.readFrom[i%len(opts.readFrom)]
+		}
 		if i < lzNodes {
-			kvs[i] = c.connect(i)
+			kvs[i] = c.connectReading(readFrom, i)
 		} else {
-			kvs[i] = c.connect(i%lzNodes, (i+1)%lzNodes, (i+2)%lzNodes)
+			kvs[i] = c.connectReading(readFrom, i%lzNodes, (i+1)%lzNodes, (i+2)%lzNodes)
 		}
 	}
-
 	var (
 		stop       = make(chan struct{})
 		opsStarted atomic.Int64
@@ -852,9 +979,26 @@ func TestLinearizableUnderFaults(t *testing.T) {
 	if partitions.Load() == 0 || restarts.Load() == 0 {
 		t.Errorf("the nemesis made %d partitions and %d restarts, want at least one of each", partitions.Load(), restarts.Load())
 	}
-	const minOK = 50
+	// With two voters (opts.observer), isolating either stops the range.
+	minOK := int64(50)
+	if opts.observer {
+		minOK = 25
+	}
 	if h.okReads.Load() < minOK || h.okWrites.Load() < minOK {
 		t.Errorf("only %d reads and %d writes succeeded, want at least %d of each", h.okReads.Load(), h.okWrites.Load(), minOK)
+	}
+	if len(opts.readFrom) > 0 {
+		var served [lzNodes]int64
+		for i := range lzNodes {
+			served[i] = c.followerReads(i)
+		}
+		t.Logf("follower reads served by each node: %v (node %d holds the observer)", served, observer+1)
+		if observer >= 0 && served[observer] == 0 {
+			t.Error("the observer served no read")
+		}
+		if served == [lzNodes]int64{} {
+			t.Error("no read was served by a follower or observer")
+		}
 	}
 	checkLinearizable(t, h, porcupine.Ok)
 }
@@ -931,4 +1075,99 @@ func TestLinearizabilityCheckerCatchesStaleReads(t *testing.T) {
 	c.heal()
 
 	checkLinearizable(t, h, porcupine.Illegal)
+}
+
+// TestLinearizabilityCheckerCatchesStaleFollowerReads shows that the
+// checker catches a follower that serves a read without asking the leader
+// to close its revision (TestingKnobs.UnsafeFollowerReadsSkipClose): cut
+// off, it answers with a value overwritten long before. Without the knob
+// the same follower refuses the read while it cannot reach the leader,
+// and serves the newest value once healed.
+func TestLinearizabilityCheckerCatchesStaleFollowerReads(t *testing.T) {
+	for _, broken := range []bool{true, false} {
+		t.Run(fmt.Sprintf("broken=%v", broken), func(t *testing.T) {
+			var knobs *server.TestingKnobs
+			if broken {
+				knobs = &server.TestingKnobs{UnsafeFollowerReadsSkipClose: true}
+			}
+			c := startLZCluster(t, knobs)
+			h := newLZHistory()
+			const key = "k"
+			writer := &lzClient{id: 0, kv: c.connect(0), h: h}
+			if err := writer.put(key, "v0"); err != nil {
+				t.Fatal(err)
+			}
+			// Every node's replica serves v0 as a follower read.
+			for i := range lzNodes {
+				cl := &lzClient{id: 10 + i, kv: c.node(i), h: h, readFrom: flotilla.Follower}
+				testutil.SucceedsSoon(t, func() error {
+					out, err := cl.get(key)
+					if err != nil {
+						return err
+					}
+					if out.value != "v0" {
+						return fmt.Errorf("node %d serves %q", i+1, out.value)
+					}
+					return nil
+				})
+			}
+			// Isolate a node that does not lead; the other two are a
+			// quorum with a leader.
+			victim := 2
+			if c.leader(0, 1, 2) == 2 {
+				victim = 1
+			}
+			c.isolate(victim)
+			var leader int
+			testutil.SucceedsSoon(t, func() error {
+				others := []int{}
+				for i := range lzNodes {
+					if i != victim {
+						others = append(others, i)
+					}
+				}
+				if leader = c.leader(others...); leader < 0 {
+					return errors.New("no leader among the nodes not cut off")
+				}
+				return nil
+			})
+			fresh := &lzClient{id: 1, kv: c.connect(leader), h: h}
+			for i := 1; i <= 3; i++ {
+				v := fmt.Sprintf("v%d", i)
+				testutil.SucceedsSoon(t, func() error {
+					err := fresh.put(key, v)
+					if err != nil && !errors.Is(err, flotilla.ErrNotApplied) {
+						t.Fatalf("put %s through node %d: %v", v, leader+1, err)
+					}
+					return err
+				})
+			}
+			stale := &lzClient{id: 2, kv: c.node(victim), h: h, readFrom: flotilla.Follower}
+			out, err := stale.get(key)
+			switch {
+			case broken && (err != nil || out.value != "v0"):
+				t.Fatalf("the broken follower read: %q, %v; want the stale v0", out.value, err)
+			case !broken && err == nil:
+				t.Fatalf("a follower cut off from its leader served %q", out.value)
+			}
+			c.heal()
+			if !broken {
+				testutil.SucceedsSoon(t, func() error {
+					out, err := stale.get(key)
+					if err == nil && out.value != "v3" {
+						t.Fatalf("the healed follower serves %q, want v3", out.value)
+					}
+					return err
+				})
+				if c.node(victim).FollowerReads() == 0 {
+					t.Fatal("the follower counted no follower reads")
+				}
+			}
+			want := porcupine.Ok
+			if broken {
+				want = porcupine.Illegal
+			}
+			checkLinearizable(t, h, want)
+		})
+	}
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/flotilladb/flotilla/internal/stopper"
 	"github.com/flotilladb/flotilla/multiraft"
 	"github.com/flotilladb/flotilla/placement"
+	"github.com/flotilladb/flotilla/router"
 	"github.com/flotilladb/flotilla/rpc"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
 	"github.com/flotilladb/flotilla/rpc/raftrpc"
@@ -307,7 +308,9 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	}
 	oracleMetrics := newOracleMetrics(n.metrics)
 	n.oracle = newOracleClient(n, oracleMetrics)
-	scfg := shard.Config{Engine: n.eng, Revisions: n.oracle, MaxValueSize: cfg.MaxValueSize, MaxTxnOps: cfg.MaxTxnOps, Logger: cfg.Logger, AdmitWrite: n.admitWrite}
+	scfg := shard.Config{Engine: n.eng, Revisions: n.oracle, MaxValueSize: cfg.MaxValueSize, MaxTxnOps: cfg.MaxTxnOps, Logger: cfg.Logger,
+		AdmitWrite: n.admitWrite, CloseAtLeader: n.closeAtLeader,
+		OnFollowerRead: n.metrics.NewCounter("flotilla_kv_follower_reads_total").Inc}
 	scfg.Testing = cfg.Testing.shardKnobs()
 	if n.store, err = shard.NewStore(scfg); err != nil {
 		return nil, err
@@ -327,7 +330,7 @@ func Open(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if n.oracleSrv, err = newOracleServer(n, oracleMetrics, window, skipCheck); err != nil {
 		return nil, fmt.Errorf("flotilla: %w", err)
 	}
-	n.KV = flotilla.NewKV(n.gw, n.Close)
+	n.KV = flotilla.NewKVInZone(n.gw, n.Close, cfg.Labels[router.ZoneLabel])
 	n.registerPlacementMetrics()
 	n.registerDiskMetrics()
 

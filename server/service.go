@@ -335,3 +335,47 @@ func (s *nodeService) ClusterStatus(ctx context.Context, _ *flotillapb.ClusterSt
 	wg.Wait()
 	return resp, nil
 }
+
+// CloseRange closes a range at a revision on this node, which must lead
+// it (shard.Store.EnsureClosed): a follower or observer on another node
+// asks before it serves a read at that revision (follower reads).
+func (s *nodeService) CloseRange(ctx context.Context, req *flotillapb.CloseRangeRequest) (*flotillapb.CloseRangeResponse, error) {
+	n := s.node()
+	if _, _, ok := n.running(); !ok {
+		return nil, rpc.ErrNotInitialized
+	}
+	if req.GetRangeId() == 0 || req.GetRangeId() == uint64(placement.GroupID) {
+		return nil, invalidArgument("range_id", fmt.Sprintf("range %d cannot be closed", req.GetRangeId()))
+	}
+	closed, err := n.store.EnsureClosed(ctx, multiraft.GroupID(req.GetRangeId()), req.GetRevision())
+	if err != nil {
+		return nil, err
+	}
+	return &flotillapb.CloseRangeResponse{Closed: closed}, nil
+}
+
+// closeAtLeader is the store's CloseAtLeader: it asks node leader, which
+// leads range id, to close it at rev (CloseRange).
+func (n *Node) closeAtLeader(ctx context.Context, leader multiraft.NodeID, id multiraft.GroupID, rev int64) (int64, error) {
+	if uint64(leader) == n.self.Load() {
+		return n.store.EnsureClosed(ctx, id, rev)
+	}
+	addr, ok := n.transport.Address(flotillapb.NodeID(leader))
+	if !ok {
+		return 0, unavailable(fmt.Sprintf("no address known for node %d, the leader of range %d", leader, id))
+	}
+	conn, err := n.pool.Ready(ctx, addr, connectWait)
+	if err != nil {
+		return 0, unavailable(fmt.Sprintf("node %d, the leader of range %d: %v", leader, id, err))
+	}
+	resp, err := flotillapb.NewNodeClient(conn).CloseRange(ctx, &flotillapb.CloseRangeRequest{RangeId: uint64(id), Revision: rev})
+	if err != nil {
+		return 0, rpc.ErrorFromStatus(rpc.StatusError(err), false)
+	}
+	return resp.GetClosed(), nil
+}
+
+// FollowerReads returns how many reads this node's replicas served
+// without leading their range (follower and observer reads) since it
+// started (flotilla_kv_follower_reads_total).
+func (n *Node) FollowerReads() int64 { return n.store.FollowerReads() }

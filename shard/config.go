@@ -68,6 +68,16 @@ type Config struct {
 	// changes and the raft log's own traffic are not asked. It is called
 	// on the request's goroutine and must not block. Default: admit all.
 	AdmitWrite func() *flotillapb.Error
+	// CloseAtLeader, if set, asks the node whose replica leads range id
+	// (leader) to close it at rev (EnsureClosed there) and returns the
+	// closed revision: a follower or observer asks it before serving a
+	// read at rev from its own data (follower reads). Unset, a replica that
+	// does not lead refuses reads with NotLeader.
+	CloseAtLeader func(ctx context.Context, leader multiraft.NodeID, id multiraft.GroupID, rev int64) (int64, error)
+	// OnFollowerRead, if set, is called for every read a replica served
+	// without leading its range (a follower or observer read). It must
+	// not block.
+	OnFollowerRead func()
 	// Logger receives the store's log lines. Default slog.Default().
 	Logger *slog.Logger
 	// Testing holds knobs for tests; nil in production.
@@ -80,6 +90,11 @@ type TestingKnobs struct {
 	// ReadIndex, so stale reads are possible. It exists only so that the
 	// linearizability checker can be shown to catch them.
 	UnsafeFollowerReads bool
+	// UnsafeFollowerReadsSkipClose serves a follower read (a request that
+	// allows one, on a replica that does not lead) from the local replica
+	// at its last applied revision, without asking the leader to close:
+	// stale reads are possible, so that tests can show they catch them.
+	UnsafeFollowerReadsSkipClose bool
 	// UnsafeSkipRequestTermCheck applies writes whatever the term their
 	// revision was asked for in, and UnsafeSkipReadWait serves a read at R
 	// without waiting for the leader's writes at or below R in flight:

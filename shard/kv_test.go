@@ -660,3 +660,74 @@ func TestOutcomeUnknownOnTimeout(t *testing.T) {
 		t.Fatalf("write at a cut-off leader: %v", pe)
 	}
 }
+
+// TestFollowerReads: a replica that does not lead serves a read that
+// allows it once the leader closed the read's revision (CloseAtLeader)
+// and its own log reached the close, with the latest value; if the
+// leader's answer is not borne out by its own closed revision (here a
+// CloseAtLeader that lies), it refuses rather than serve what it has.
+func TestFollowerReads(t *testing.T) {
+	var k *kvCluster
+	k = newKVCluster(t, clusterOptions{
+		Options: testcluster.Options{Nodes: 3},
+		configureStore: func(n multiraft.NodeID, c *shard.Config) {
+			c.CloseAtLeader = func(ctx context.Context, leader multiraft.NodeID, id multiraft.GroupID, rev int64) (int64, error) {
+				if n == 3 {
+					return rev, nil // lies: nothing was closed
+				}
+				return k.Store(leader).EnsureClosed(ctx, id, rev)
+			}
+		},
+	})
+	const rid = 1
+	k.bootstrapRange(rid, "", "", 1, 2, 3)
+	k.makeLeader(rid, 1)
+	ctx := testCtx(t)
+	put := func(v string) {
+		t.Helper()
+		if _, err := do(k, ctx, rid, func(ctx context.Context, s *shard.Store) (*flotillapb.PutResponse, error) {
+			return s.Put(ctx, &flotillapb.PutRequest{Key: []byte("a"), Value: []byte(v)})
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	follower := &flotillapb.RequestHeader{ReadFrom: flotillapb.ReadFrom_READ_FROM_FOLLOWER}
+	for i := range 5 {
+		v := fmt.Sprint(i)
+		put(v)
+		g, err := k.Store(2).Get(ctx, &flotillapb.GetRequest{Header: follower, Key: []byte("a")})
+		if err != nil || string(g.GetValue()) != v {
+			t.Fatalf("follower read after put %s: %v, %v", v, g, err)
+		}
+	}
+	if n := k.Store(2).FollowerReads(); n != 5 {
+		t.Fatalf("store 2 counted %d follower reads, want 5", n)
+	}
+	// Without read_from the follower refuses, naming the leader.
+	if _, err := k.Store(2).Get(ctx, &flotillapb.GetRequest{Key: []byte("a")}); pbError(t, err).GetNotLeader() == nil {
+		t.Fatalf("a leader read at a follower: %v", err)
+	}
+	// Store 3 is told the range closed when it did not: it refuses.
+	put("new")
+	short, cancel := context.WithTimeout(ctx, 2*time.Second)
+	g, err := k.Store(3).Get(short, &flotillapb.GetRequest{Header: follower, Key: []byte("a")})
+	cancel()
+	if err == nil {
+		t.Fatalf("a follower served %q at a revision nobody closed", g.GetValue())
+	}
+	if pe := pbError(t, err); pe.GetUnavailable() == nil {
+		t.Fatalf("follower read without a close: %v; want Unavailable", pe)
+	}
+	// A read at a revision the follower has closed needs nobody.
+	rev, err := k.Store(1).EnsureClosed(ctx, rid, k.revs.Seen())
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.waitConverged(rid, 1, 2, 3)
+	k.Net.Partition([]multiraft.NodeID{3}, []multiraft.NodeID{1, 2})
+	g, err = k.Store(3).Get(ctx, &flotillapb.GetRequest{Header: follower, Key: []byte("a"), Revision: rev})
+	k.Net.Heal()
+	if err != nil || string(g.GetValue()) != "new" {
+		t.Fatalf("read at closed revision %d on a cut-off follower: %v, %v", rev, g, err)
+	}
+}

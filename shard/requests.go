@@ -185,6 +185,24 @@ func (s *Store) startRead(ctx context.Context, h *flotillapb.RequestHeader, rout
 		if rev == 0 {
 			rev = r.revisions().last
 		}
+	case h.GetReadFrom() != flotillapb.ReadFrom_READ_FROM_LEADER && !leads(host, r.id):
+		if s.cfg.Testing != nil && s.cfg.Testing.UnsafeFollowerReadsSkipClose {
+			if rev == 0 {
+				rev = r.revisions().last
+			}
+			break
+		}
+		var e *flotillapb.Error
+		if rev, readIndex, e = s.awaitClosed(ctx, host, r, rev); e != nil {
+			return nil, e
+		}
+		// Served like a read at a closed revision: from here on the
+		// checks are the same.
+		closedRead = true
+		s.followerReads.Add(1)
+		if f := s.cfg.OnFollowerRead; f != nil {
+			f()
+		}
 	default:
 		var e *flotillapb.Error
 		if rev, readIndex, e = s.awaitRevision(ctx, host, r, keys, rev); e != nil {
@@ -263,6 +281,78 @@ func (s *Store) startRead(ctx context.Context, h *flotillapb.RequestHeader, rout
 	r.load.sample(now, routeKey)
 	return rd, nil
 }
+
+// leads reports whether this store's replica of range id leads it.
+func leads(host RaftHost, id multiraft.GroupID) bool {
+	st, ok := host.Leadership(id)
+	return ok && st.Leading()
+}
+
+// awaitClosed waits, on a replica that does not lead the range (a
+// follower or an observer), until it may serve a read at rev (0: the
+// latest, taken from the oracle after the request arrived, so at or above
+// every write that completed before) from its own data: once it has
+// applied "closed at C" for some C >= rev, no write at or below rev can
+// apply any more, and its state at rev is final (docs/REVISIONS.md,
+// "Follower reads"). If it has not, it asks the leader to close at rev
+// (CloseAtLeader), then waits through a ReadIndex round for its log to
+// reach the leader's commit index, which includes the close. It returns
+// the revision and the read index (0 when no round was needed).
+func (s *Store) awaitClosed(ctx context.Context, host RaftHost, r *Replica, rev int64) (int64, uint64, *flotillapb.Error) {
+	if rev == 0 || rev > s.cfg.Revisions.Seen() {
+		current, err := s.cfg.Revisions.Revision(ctx)
+		if err != nil {
+			return 0, 0, oracleError(readOutcome, r.id, err)
+		}
+		if rev > current {
+			return 0, 0, futureRevision(readOutcome, rev, current)
+		}
+		if rev == 0 {
+			rev = current
+		}
+	}
+	if rev <= r.revisions().closed {
+		return rev, 0, nil
+	}
+	st, ok := host.Leadership(r.id)
+	if !ok {
+		return 0, 0, rangeNotFound(readOutcome, r.id, "range %d has no replica on this store", r.id)
+	}
+	if st.Leader == 0 || s.cfg.CloseAtLeader == nil {
+		return 0, 0, notLeader(readOutcome, r.id, st.Leader)
+	}
+	if _, err := s.cfg.CloseAtLeader(ctx, st.Leader.Node(), r.id, rev); err != nil {
+		if fe, ok := err.(*flotillapb.Error); ok {
+			switch fe.GetDetail().(type) {
+			case *flotillapb.Error_FutureRevision, *flotillapb.Error_InvalidArgument:
+				// The leader refuses the revision itself: so would any
+				// replica.
+				return 0, 0, fe
+			case *flotillapb.Error_NotLeader:
+				// A deposed leader names the new one, for the caller's
+				// next attempt.
+				if l := fe.GetNotLeader().GetLeader(); l.GetStoreId() != uint64(st.Replica.Node()) {
+					return 0, 0, fe
+				}
+			}
+		}
+		// Anything else is about the leader, not this replica, which
+		// cannot serve the read now.
+		return 0, 0, unavailable(readOutcome, "range %d: asking leader %v to close at revision %d: %v", r.id, st.Leader, rev, err)
+	}
+	index, err := host.ReadIndex(ctx, r.id)
+	if err != nil {
+		return 0, 0, readIndexError(r.id, err)
+	}
+	if closed := r.revisions().closed; closed < rev {
+		return 0, 0, unavailable(readOutcome, "range %d: closed at %d on this replica after the leader closed it at %d or above; retry", r.id, closed, rev)
+	}
+	return rev, index, nil
+}
+
+// FollowerReads returns how many reads this store's replicas served
+// without leading their range (follower and observer reads).
+func (s *Store) FollowerReads() int64 { return s.followerReads.Load() }
 
 // awaitRevision waits, on the range's leader, until a read of keys at rev
 // (0: the latest, which it takes from the oracle) may be served: conditions

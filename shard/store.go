@@ -39,6 +39,8 @@ type Store struct {
 
 	// closer batches the close requests of the ranges this store leads.
 	closer closer
+	// followerReads counts the reads served by replicas that did not lead.
+	followerReads atomic.Int64
 
 	// versionBudget bounds the replicas' version caches together.
 	versionBudget cacheBudget

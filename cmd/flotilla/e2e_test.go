@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -654,4 +655,32 @@ func TestMakeRun(t *testing.T) {
 	if out, _, err := cli(t, "kv", "get", "--host", addr, "--dial-timeout", "1s", "--timeout", "3s", "hello"); err == nil {
 		t.Errorf("a client without certificates read from the secure demo: %q", out)
 	}
+}
+
+// metricValue returns the value of an unlabelled metric on a node's
+// /metrics page (0 if the page does not list it).
+func metricValue(t *testing.T, httpAddr, name string) float64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+httpAddr+"/metrics", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				t.Fatalf("metric %s: %q: %v", name, line, err)
+			}
+			return f
+		}
+	}
+	return 0
 }

@@ -89,6 +89,8 @@ type kvFlags struct {
 	timeout     time.Duration
 	// format is text or json.
 	format string
+	// readFrom (--read-from, kv get and scan) and zone (--zone).
+	readFrom, zone string
 }
 
 // run connects a client and runs fn with a deadline.
@@ -106,12 +108,26 @@ func (f *kvFlags) run(cmd *cobra.Command, fn func(ctx context.Context, kv flotil
 	}
 	ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
 	defer cancel()
-	c, err := flotilla.New(flotilla.Config{Endpoints: endpoints, DialTimeout: f.dialTimeout, TLS: tlsConfig})
+	readFrom := flotilla.Leader
+	if f.readFrom != "" {
+		if readFrom, err = flotilla.ParseReplica(f.readFrom); err != nil {
+			return fmt.Errorf("--read-from: %v", err)
+		}
+	}
+	c, err := flotilla.New(flotilla.Config{Endpoints: endpoints, DialTimeout: f.dialTimeout, TLS: tlsConfig, ReadFrom: readFrom, Zone: f.zone})
 	if err != nil {
 		return err
 	}
 	defer c.Close()
 	return fn(ctx, c, cmd.OutOrStdout())
+}
+
+// registerRead adds the flags that choose the replica serving a read.
+func (f *kvFlags) registerRead(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.readFrom, "read-from", "leader",
+		"replica that serves the read: leader, follower (the --host node's own replica if it has one, else another than the leader) "+
+			"or nearest (the --host node's own, else one in --zone, else the leader); every choice is linearizable")
+	cmd.Flags().StringVar(&f.zone, "zone", "", `the client's zone: --read-from nearest prefers replicas on stores with this "zone" label`)
 }
 
 // checkRev refuses a negative --rev.
@@ -187,6 +203,7 @@ mod_revision, version, lease and the revision the read was served at.`,
 		},
 	}
 	get.Flags().Int64Var(&getRev, "rev", 0, "read as of this revision (0: the latest)")
+	f.registerRead(get)
 	put := &cobra.Command{
 		Use:   "put KEY VALUE",
 		Short: "Set a key's value and print the write's revision",
@@ -280,6 +297,7 @@ key, value, create_revision, mod_revision, version and lease.`,
 	scan.Flags().IntVar(&limit, "limit", 0, "print at most this many pairs (0: all)")
 	scan.Flags().BoolVar(&reverse, "reverse", false, "descending key order")
 	scan.Flags().Int64Var(&scanRev, "rev", 0, "read as of this revision (0: the latest)")
+	f.registerRead(scan)
 	var expectAbsent bool
 	cas := &cobra.Command{
 		Use:   "cas KEY EXPECTED NEW | cas --expect-absent KEY NEW",

@@ -124,6 +124,23 @@ func TestRevisionsE2E(t *testing.T) {
 	mustCLI(t, "a\t1\nb\tx\n", "kv", "scan", "--host", h, "a", "--rev", fmt.Sprint(r2))
 	mustCLI(t, "a\t2\nb\tx\nn\tin the second range\n", "kv", "scan", "--host", h, "a", "")
 	mustCLI(t, "n\tin the second range\nb\tx\n", "kv", "scan", "--host", h, "a", "--reverse", "--limit", "2")
+	// Reads from any replica: each node serves from its own replica (two
+	// of the three follow), the same answers.
+	for _, p := range procs {
+		for _, from := range []string{"follower", "nearest"} {
+			mustCLI(t, "2\n", "kv", "get", "--host", p.addr, "a", "--read-from", from)
+			mustCLI(t, "a\t2\nb\tx\nn\tin the second range\n", "kv", "scan", "--host", p.addr, "a", "", "--read-from", from, "--zone", "z1")
+		}
+	}
+	mustFail(t, "", `--read-from: "any" is not leader, follower or nearest`, "kv", "get", "--host", h, "a", "--read-from", "any")
+	mustFail(t, "", `zone "a,b" is not a label value`, "kv", "get", "--host", h, "a", "--zone", "a,b")
+	followerReads := 0.0
+	for _, p := range procs {
+		followerReads += metricValue(t, p.httpAddr, "flotilla_kv_follower_reads_total")
+	}
+	if followerReads < 2 {
+		t.Errorf("flotilla_kv_follower_reads_total sums to %v over the nodes; want reads served by followers", followerReads)
+	}
 	var s struct {
 		Revision int64
 		KVs      []e2eKV

@@ -26,6 +26,65 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ReadFrom chooses the replica that serves a read. Every choice is
+// linearizable: a follower or observer (a non-voting replica) serves a
+// latest read after asking the range's leader to close the revision it
+// reads at, and a read at a revision the replica has closed without any
+// round (docs/REVISIONS.md, "Follower reads").
+type ReadFrom int32
+
+const (
+	// READ_FROM_LEADER: the range's leader (the default).
+	ReadFrom_READ_FROM_LEADER ReadFrom = 0
+	// READ_FROM_FOLLOWER: a replica that is not the leader: the gateway's own
+	// if it has one, else another.
+	ReadFrom_READ_FROM_FOLLOWER ReadFrom = 1
+	// READ_FROM_NEAREST: the gateway's own replica if it has one, else one in
+	// the client's zone, else the leader.
+	ReadFrom_READ_FROM_NEAREST ReadFrom = 2
+)
+
+// Enum value maps for ReadFrom.
+var (
+	ReadFrom_name = map[int32]string{
+		0: "READ_FROM_LEADER",
+		1: "READ_FROM_FOLLOWER",
+		2: "READ_FROM_NEAREST",
+	}
+	ReadFrom_value = map[string]int32{
+		"READ_FROM_LEADER":   0,
+		"READ_FROM_FOLLOWER": 1,
+		"READ_FROM_NEAREST":  2,
+	}
+)
+
+func (x ReadFrom) Enum() *ReadFrom {
+	p := new(ReadFrom)
+	*p = x
+	return p
+}
+
+func (x ReadFrom) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ReadFrom) Descriptor() protoreflect.EnumDescriptor {
+	return file_flotillapb_kv_proto_enumTypes[0].Descriptor()
+}
+
+func (ReadFrom) Type() protoreflect.EnumType {
+	return &file_flotillapb_kv_proto_enumTypes[0]
+}
+
+func (x ReadFrom) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ReadFrom.Descriptor instead.
+func (ReadFrom) EnumDescriptor() ([]byte, []int) {
+	return file_flotillapb_kv_proto_rawDescGZIP(), []int{0}
+}
+
 // Outcome says what became of a failed write.
 type Outcome int32
 
@@ -63,11 +122,11 @@ func (x Outcome) String() string {
 }
 
 func (Outcome) Descriptor() protoreflect.EnumDescriptor {
-	return file_flotillapb_kv_proto_enumTypes[0].Descriptor()
+	return file_flotillapb_kv_proto_enumTypes[1].Descriptor()
 }
 
 func (Outcome) Type() protoreflect.EnumType {
-	return &file_flotillapb_kv_proto_enumTypes[0]
+	return &file_flotillapb_kv_proto_enumTypes[1]
 }
 
 func (x Outcome) Number() protoreflect.EnumNumber {
@@ -76,7 +135,7 @@ func (x Outcome) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Outcome.Descriptor instead.
 func (Outcome) EnumDescriptor() ([]byte, []int) {
-	return file_flotillapb_kv_proto_rawDescGZIP(), []int{0}
+	return file_flotillapb_kv_proto_rawDescGZIP(), []int{1}
 }
 
 type Compare_Result int32
@@ -115,11 +174,11 @@ func (x Compare_Result) String() string {
 }
 
 func (Compare_Result) Descriptor() protoreflect.EnumDescriptor {
-	return file_flotillapb_kv_proto_enumTypes[1].Descriptor()
+	return file_flotillapb_kv_proto_enumTypes[2].Descriptor()
 }
 
 func (Compare_Result) Type() protoreflect.EnumType {
-	return &file_flotillapb_kv_proto_enumTypes[1]
+	return &file_flotillapb_kv_proto_enumTypes[2]
 }
 
 func (x Compare_Result) Number() protoreflect.EnumNumber {
@@ -167,11 +226,11 @@ func (x Compare_Target) String() string {
 }
 
 func (Compare_Target) Descriptor() protoreflect.EnumDescriptor {
-	return file_flotillapb_kv_proto_enumTypes[2].Descriptor()
+	return file_flotillapb_kv_proto_enumTypes[3].Descriptor()
 }
 
 func (Compare_Target) Type() protoreflect.EnumType {
-	return &file_flotillapb_kv_proto_enumTypes[2]
+	return &file_flotillapb_kv_proto_enumTypes[3]
 }
 
 func (x Compare_Target) Number() protoreflect.EnumNumber {
@@ -194,7 +253,12 @@ type RequestHeader struct {
 	Version uint64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
 	// forwarded is set by a gateway that forwards the request: the receiver
 	// serves it from its own replica or fails, and never forwards it again.
-	Forwarded     bool `protobuf:"varint,3,opt,name=forwarded,proto3" json:"forwarded,omitempty"`
+	Forwarded bool `protobuf:"varint,3,opt,name=forwarded,proto3" json:"forwarded,omitempty"`
+	// read_from says which replicas may serve a read (writes ignore it).
+	ReadFrom ReadFrom `protobuf:"varint,4,opt,name=read_from,json=readFrom,proto3,enum=flotilla.v1.ReadFrom" json:"read_from,omitempty"`
+	// zone is the client's zone, for READ_FROM_NEAREST: a replica on a store
+	// whose "zone" label has this value is preferred.
+	Zone          string `protobuf:"bytes,5,opt,name=zone,proto3" json:"zone,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -248,6 +312,20 @@ func (x *RequestHeader) GetForwarded() bool {
 		return x.Forwarded
 	}
 	return false
+}
+
+func (x *RequestHeader) GetReadFrom() ReadFrom {
+	if x != nil {
+		return x.ReadFrom
+	}
+	return ReadFrom_READ_FROM_LEADER
+}
+
+func (x *RequestHeader) GetZone() string {
+	if x != nil {
+		return x.Zone
+	}
+	return ""
 }
 
 // ResponseHeader says which range served a request.
@@ -3502,11 +3580,13 @@ var File_flotillapb_kv_proto protoreflect.FileDescriptor
 
 const file_flotillapb_kv_proto_rawDesc = "" +
 	"\n" +
-	"\x13flotillapb/kv.proto\x12\vflotilla.v1\x1a\x15flotillapb/meta.proto\"b\n" +
+	"\x13flotillapb/kv.proto\x12\vflotilla.v1\x1a\x15flotillapb/meta.proto\"\xaa\x01\n" +
 	"\rRequestHeader\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x1c\n" +
-	"\tforwarded\x18\x03 \x01(\bR\tforwarded\"l\n" +
+	"\tforwarded\x18\x03 \x01(\bR\tforwarded\x122\n" +
+	"\tread_from\x18\x04 \x01(\x0e2\x15.flotilla.v1.ReadFromR\breadFrom\x12\x12\n" +
+	"\x04zone\x18\x05 \x01(\tR\x04zone\"l\n" +
 	"\x0eResponseHeader\x12\x19\n" +
 	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12#\n" +
 	"\rapplied_index\x18\x02 \x01(\x04R\fappliedIndex\x12\x1a\n" +
@@ -3731,7 +3811,11 @@ const file_flotillapb_kv_proto_rawDesc = "" +
 	"\n" +
 	"CrossRange\x12\x1b\n" +
 	"\trange_ids\x18\x01 \x03(\x04R\brangeIds\"\r\n" +
-	"\vUnavailable*@\n" +
+	"\vUnavailable*O\n" +
+	"\bReadFrom\x12\x14\n" +
+	"\x10READ_FROM_LEADER\x10\x00\x12\x16\n" +
+	"\x12READ_FROM_FOLLOWER\x10\x01\x12\x15\n" +
+	"\x11READ_FROM_NEAREST\x10\x02*@\n" +
 	"\aOutcome\x12\x17\n" +
 	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x0f\n" +
 	"\vNOT_APPLIED\x10\x01\x12\v\n" +
@@ -3759,147 +3843,149 @@ func file_flotillapb_kv_proto_rawDescGZIP() []byte {
 	return file_flotillapb_kv_proto_rawDescData
 }
 
-var file_flotillapb_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_flotillapb_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
 var file_flotillapb_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_flotillapb_kv_proto_goTypes = []any{
-	(Outcome)(0),                   // 0: flotilla.v1.Outcome
-	(Compare_Result)(0),            // 1: flotilla.v1.Compare.Result
-	(Compare_Target)(0),            // 2: flotilla.v1.Compare.Target
-	(*RequestHeader)(nil),          // 3: flotilla.v1.RequestHeader
-	(*ResponseHeader)(nil),         // 4: flotilla.v1.ResponseHeader
-	(*KeyValue)(nil),               // 5: flotilla.v1.KeyValue
-	(*GetRequest)(nil),             // 6: flotilla.v1.GetRequest
-	(*GetResponse)(nil),            // 7: flotilla.v1.GetResponse
-	(*PutRequest)(nil),             // 8: flotilla.v1.PutRequest
-	(*PutResponse)(nil),            // 9: flotilla.v1.PutResponse
-	(*DeleteRequest)(nil),          // 10: flotilla.v1.DeleteRequest
-	(*DeleteResponse)(nil),         // 11: flotilla.v1.DeleteResponse
-	(*DeleteRangeRequest)(nil),     // 12: flotilla.v1.DeleteRangeRequest
-	(*DeleteRangeResponse)(nil),    // 13: flotilla.v1.DeleteRangeResponse
-	(*ScanRequest)(nil),            // 14: flotilla.v1.ScanRequest
-	(*ScanResponse)(nil),           // 15: flotilla.v1.ScanResponse
-	(*CompareAndSwapRequest)(nil),  // 16: flotilla.v1.CompareAndSwapRequest
-	(*CompareAndSwapResponse)(nil), // 17: flotilla.v1.CompareAndSwapResponse
-	(*BatchRequest)(nil),           // 18: flotilla.v1.BatchRequest
-	(*BatchResponse)(nil),          // 19: flotilla.v1.BatchResponse
-	(*Compare)(nil),                // 20: flotilla.v1.Compare
-	(*TxnOp)(nil),                  // 21: flotilla.v1.TxnOp
-	(*GetOp)(nil),                  // 22: flotilla.v1.GetOp
-	(*ScanOp)(nil),                 // 23: flotilla.v1.ScanOp
-	(*TxnRequest)(nil),             // 24: flotilla.v1.TxnRequest
-	(*TxnOpResult)(nil),            // 25: flotilla.v1.TxnOpResult
-	(*TxnResponse)(nil),            // 26: flotilla.v1.TxnResponse
-	(*CompactRequest)(nil),         // 27: flotilla.v1.CompactRequest
-	(*CompactResponse)(nil),        // 28: flotilla.v1.CompactResponse
-	(*Op)(nil),                     // 29: flotilla.v1.Op
-	(*PutOp)(nil),                  // 30: flotilla.v1.PutOp
-	(*DeleteOp)(nil),               // 31: flotilla.v1.DeleteOp
-	(*DeleteRangeOp)(nil),          // 32: flotilla.v1.DeleteRangeOp
-	(*CompareAndSwapOp)(nil),       // 33: flotilla.v1.CompareAndSwapOp
-	(*OpResult)(nil),               // 34: flotilla.v1.OpResult
-	(*KVCommand)(nil),              // 35: flotilla.v1.KVCommand
-	(*SplitCommand)(nil),           // 36: flotilla.v1.SplitCommand
-	(*KVCommandResult)(nil),        // 37: flotilla.v1.KVCommandResult
-	(*Error)(nil),                  // 38: flotilla.v1.Error
-	(*NotLeader)(nil),              // 39: flotilla.v1.NotLeader
-	(*EpochNotMatch)(nil),          // 40: flotilla.v1.EpochNotMatch
-	(*KeyNotInRange)(nil),          // 41: flotilla.v1.KeyNotInRange
-	(*RangeNotFound)(nil),          // 42: flotilla.v1.RangeNotFound
-	(*ServerBusy)(nil),             // 43: flotilla.v1.ServerBusy
-	(*InvalidArgument)(nil),        // 44: flotilla.v1.InvalidArgument
-	(*NoSpace)(nil),                // 45: flotilla.v1.NoSpace
-	(*Compacted)(nil),              // 46: flotilla.v1.Compacted
-	(*FutureRevision)(nil),         // 47: flotilla.v1.FutureRevision
-	(*CrossRange)(nil),             // 48: flotilla.v1.CrossRange
-	(*Unavailable)(nil),            // 49: flotilla.v1.Unavailable
-	(*RangeDescriptor)(nil),        // 50: flotilla.v1.RangeDescriptor
-	(*ReplicaDescriptor)(nil),      // 51: flotilla.v1.ReplicaDescriptor
+	(ReadFrom)(0),                  // 0: flotilla.v1.ReadFrom
+	(Outcome)(0),                   // 1: flotilla.v1.Outcome
+	(Compare_Result)(0),            // 2: flotilla.v1.Compare.Result
+	(Compare_Target)(0),            // 3: flotilla.v1.Compare.Target
+	(*RequestHeader)(nil),          // 4: flotilla.v1.RequestHeader
+	(*ResponseHeader)(nil),         // 5: flotilla.v1.ResponseHeader
+	(*KeyValue)(nil),               // 6: flotilla.v1.KeyValue
+	(*GetRequest)(nil),             // 7: flotilla.v1.GetRequest
+	(*GetResponse)(nil),            // 8: flotilla.v1.GetResponse
+	(*PutRequest)(nil),             // 9: flotilla.v1.PutRequest
+	(*PutResponse)(nil),            // 10: flotilla.v1.PutResponse
+	(*DeleteRequest)(nil),          // 11: flotilla.v1.DeleteRequest
+	(*DeleteResponse)(nil),         // 12: flotilla.v1.DeleteResponse
+	(*DeleteRangeRequest)(nil),     // 13: flotilla.v1.DeleteRangeRequest
+	(*DeleteRangeResponse)(nil),    // 14: flotilla.v1.DeleteRangeResponse
+	(*ScanRequest)(nil),            // 15: flotilla.v1.ScanRequest
+	(*ScanResponse)(nil),           // 16: flotilla.v1.ScanResponse
+	(*CompareAndSwapRequest)(nil),  // 17: flotilla.v1.CompareAndSwapRequest
+	(*CompareAndSwapResponse)(nil), // 18: flotilla.v1.CompareAndSwapResponse
+	(*BatchRequest)(nil),           // 19: flotilla.v1.BatchRequest
+	(*BatchResponse)(nil),          // 20: flotilla.v1.BatchResponse
+	(*Compare)(nil),                // 21: flotilla.v1.Compare
+	(*TxnOp)(nil),                  // 22: flotilla.v1.TxnOp
+	(*GetOp)(nil),                  // 23: flotilla.v1.GetOp
+	(*ScanOp)(nil),                 // 24: flotilla.v1.ScanOp
+	(*TxnRequest)(nil),             // 25: flotilla.v1.TxnRequest
+	(*TxnOpResult)(nil),            // 26: flotilla.v1.TxnOpResult
+	(*TxnResponse)(nil),            // 27: flotilla.v1.TxnResponse
+	(*CompactRequest)(nil),         // 28: flotilla.v1.CompactRequest
+	(*CompactResponse)(nil),        // 29: flotilla.v1.CompactResponse
+	(*Op)(nil),                     // 30: flotilla.v1.Op
+	(*PutOp)(nil),                  // 31: flotilla.v1.PutOp
+	(*DeleteOp)(nil),               // 32: flotilla.v1.DeleteOp
+	(*DeleteRangeOp)(nil),          // 33: flotilla.v1.DeleteRangeOp
+	(*CompareAndSwapOp)(nil),       // 34: flotilla.v1.CompareAndSwapOp
+	(*OpResult)(nil),               // 35: flotilla.v1.OpResult
+	(*KVCommand)(nil),              // 36: flotilla.v1.KVCommand
+	(*SplitCommand)(nil),           // 37: flotilla.v1.SplitCommand
+	(*KVCommandResult)(nil),        // 38: flotilla.v1.KVCommandResult
+	(*Error)(nil),                  // 39: flotilla.v1.Error
+	(*NotLeader)(nil),              // 40: flotilla.v1.NotLeader
+	(*EpochNotMatch)(nil),          // 41: flotilla.v1.EpochNotMatch
+	(*KeyNotInRange)(nil),          // 42: flotilla.v1.KeyNotInRange
+	(*RangeNotFound)(nil),          // 43: flotilla.v1.RangeNotFound
+	(*ServerBusy)(nil),             // 44: flotilla.v1.ServerBusy
+	(*InvalidArgument)(nil),        // 45: flotilla.v1.InvalidArgument
+	(*NoSpace)(nil),                // 46: flotilla.v1.NoSpace
+	(*Compacted)(nil),              // 47: flotilla.v1.Compacted
+	(*FutureRevision)(nil),         // 48: flotilla.v1.FutureRevision
+	(*CrossRange)(nil),             // 49: flotilla.v1.CrossRange
+	(*Unavailable)(nil),            // 50: flotilla.v1.Unavailable
+	(*RangeDescriptor)(nil),        // 51: flotilla.v1.RangeDescriptor
+	(*ReplicaDescriptor)(nil),      // 52: flotilla.v1.ReplicaDescriptor
 }
 var file_flotillapb_kv_proto_depIdxs = []int32{
-	3,  // 0: flotilla.v1.GetRequest.header:type_name -> flotilla.v1.RequestHeader
-	4,  // 1: flotilla.v1.GetResponse.header:type_name -> flotilla.v1.ResponseHeader
-	3,  // 2: flotilla.v1.PutRequest.header:type_name -> flotilla.v1.RequestHeader
-	4,  // 3: flotilla.v1.PutResponse.header:type_name -> flotilla.v1.ResponseHeader
-	3,  // 4: flotilla.v1.DeleteRequest.header:type_name -> flotilla.v1.RequestHeader
-	4,  // 5: flotilla.v1.DeleteResponse.header:type_name -> flotilla.v1.ResponseHeader
-	3,  // 6: flotilla.v1.DeleteRangeRequest.header:type_name -> flotilla.v1.RequestHeader
-	4,  // 7: flotilla.v1.DeleteRangeResponse.header:type_name -> flotilla.v1.ResponseHeader
-	3,  // 8: flotilla.v1.ScanRequest.header:type_name -> flotilla.v1.RequestHeader
-	4,  // 9: flotilla.v1.ScanResponse.header:type_name -> flotilla.v1.ResponseHeader
-	5,  // 10: flotilla.v1.ScanResponse.kvs:type_name -> flotilla.v1.KeyValue
-	3,  // 11: flotilla.v1.CompareAndSwapRequest.header:type_name -> flotilla.v1.RequestHeader
-	4,  // 12: flotilla.v1.CompareAndSwapResponse.header:type_name -> flotilla.v1.ResponseHeader
-	3,  // 13: flotilla.v1.BatchRequest.header:type_name -> flotilla.v1.RequestHeader
-	29, // 14: flotilla.v1.BatchRequest.ops:type_name -> flotilla.v1.Op
-	4,  // 15: flotilla.v1.BatchResponse.header:type_name -> flotilla.v1.ResponseHeader
-	34, // 16: flotilla.v1.BatchResponse.results:type_name -> flotilla.v1.OpResult
-	1,  // 17: flotilla.v1.Compare.result:type_name -> flotilla.v1.Compare.Result
-	2,  // 18: flotilla.v1.Compare.target:type_name -> flotilla.v1.Compare.Target
-	30, // 19: flotilla.v1.TxnOp.put:type_name -> flotilla.v1.PutOp
-	31, // 20: flotilla.v1.TxnOp.delete:type_name -> flotilla.v1.DeleteOp
-	32, // 21: flotilla.v1.TxnOp.delete_range:type_name -> flotilla.v1.DeleteRangeOp
-	22, // 22: flotilla.v1.TxnOp.get:type_name -> flotilla.v1.GetOp
-	23, // 23: flotilla.v1.TxnOp.scan:type_name -> flotilla.v1.ScanOp
-	3,  // 24: flotilla.v1.TxnRequest.header:type_name -> flotilla.v1.RequestHeader
-	20, // 25: flotilla.v1.TxnRequest.compares:type_name -> flotilla.v1.Compare
-	21, // 26: flotilla.v1.TxnRequest.success:type_name -> flotilla.v1.TxnOp
-	21, // 27: flotilla.v1.TxnRequest.failure:type_name -> flotilla.v1.TxnOp
-	34, // 28: flotilla.v1.TxnOpResult.write:type_name -> flotilla.v1.OpResult
-	7,  // 29: flotilla.v1.TxnOpResult.get:type_name -> flotilla.v1.GetResponse
-	15, // 30: flotilla.v1.TxnOpResult.scan:type_name -> flotilla.v1.ScanResponse
-	4,  // 31: flotilla.v1.TxnResponse.header:type_name -> flotilla.v1.ResponseHeader
-	25, // 32: flotilla.v1.TxnResponse.results:type_name -> flotilla.v1.TxnOpResult
-	3,  // 33: flotilla.v1.CompactRequest.header:type_name -> flotilla.v1.RequestHeader
-	4,  // 34: flotilla.v1.CompactResponse.header:type_name -> flotilla.v1.ResponseHeader
-	30, // 35: flotilla.v1.Op.put:type_name -> flotilla.v1.PutOp
-	31, // 36: flotilla.v1.Op.delete:type_name -> flotilla.v1.DeleteOp
-	32, // 37: flotilla.v1.Op.delete_range:type_name -> flotilla.v1.DeleteRangeOp
-	33, // 38: flotilla.v1.Op.cas:type_name -> flotilla.v1.CompareAndSwapOp
-	29, // 39: flotilla.v1.KVCommand.ops:type_name -> flotilla.v1.Op
-	36, // 40: flotilla.v1.KVCommand.split:type_name -> flotilla.v1.SplitCommand
-	20, // 41: flotilla.v1.KVCommand.compares:type_name -> flotilla.v1.Compare
-	29, // 42: flotilla.v1.KVCommand.failure:type_name -> flotilla.v1.Op
-	34, // 43: flotilla.v1.KVCommandResult.results:type_name -> flotilla.v1.OpResult
-	38, // 44: flotilla.v1.KVCommandResult.error:type_name -> flotilla.v1.Error
-	50, // 45: flotilla.v1.KVCommandResult.split_descriptors:type_name -> flotilla.v1.RangeDescriptor
-	0,  // 46: flotilla.v1.Error.outcome:type_name -> flotilla.v1.Outcome
-	39, // 47: flotilla.v1.Error.not_leader:type_name -> flotilla.v1.NotLeader
-	40, // 48: flotilla.v1.Error.epoch_not_match:type_name -> flotilla.v1.EpochNotMatch
-	41, // 49: flotilla.v1.Error.key_not_in_range:type_name -> flotilla.v1.KeyNotInRange
-	42, // 50: flotilla.v1.Error.range_not_found:type_name -> flotilla.v1.RangeNotFound
-	43, // 51: flotilla.v1.Error.server_busy:type_name -> flotilla.v1.ServerBusy
-	44, // 52: flotilla.v1.Error.invalid_argument:type_name -> flotilla.v1.InvalidArgument
-	49, // 53: flotilla.v1.Error.unavailable:type_name -> flotilla.v1.Unavailable
-	45, // 54: flotilla.v1.Error.no_space:type_name -> flotilla.v1.NoSpace
-	46, // 55: flotilla.v1.Error.compacted:type_name -> flotilla.v1.Compacted
-	47, // 56: flotilla.v1.Error.future_revision:type_name -> flotilla.v1.FutureRevision
-	48, // 57: flotilla.v1.Error.cross_range:type_name -> flotilla.v1.CrossRange
-	51, // 58: flotilla.v1.NotLeader.leader:type_name -> flotilla.v1.ReplicaDescriptor
-	50, // 59: flotilla.v1.EpochNotMatch.current:type_name -> flotilla.v1.RangeDescriptor
-	50, // 60: flotilla.v1.KeyNotInRange.range:type_name -> flotilla.v1.RangeDescriptor
-	6,  // 61: flotilla.v1.KV.Get:input_type -> flotilla.v1.GetRequest
-	8,  // 62: flotilla.v1.KV.Put:input_type -> flotilla.v1.PutRequest
-	10, // 63: flotilla.v1.KV.Delete:input_type -> flotilla.v1.DeleteRequest
-	12, // 64: flotilla.v1.KV.DeleteRange:input_type -> flotilla.v1.DeleteRangeRequest
-	14, // 65: flotilla.v1.KV.Scan:input_type -> flotilla.v1.ScanRequest
-	16, // 66: flotilla.v1.KV.CompareAndSwap:input_type -> flotilla.v1.CompareAndSwapRequest
-	18, // 67: flotilla.v1.KV.Batch:input_type -> flotilla.v1.BatchRequest
-	24, // 68: flotilla.v1.KV.Txn:input_type -> flotilla.v1.TxnRequest
-	27, // 69: flotilla.v1.KV.Compact:input_type -> flotilla.v1.CompactRequest
-	7,  // 70: flotilla.v1.KV.Get:output_type -> flotilla.v1.GetResponse
-	9,  // 71: flotilla.v1.KV.Put:output_type -> flotilla.v1.PutResponse
-	11, // 72: flotilla.v1.KV.Delete:output_type -> flotilla.v1.DeleteResponse
-	13, // 73: flotilla.v1.KV.DeleteRange:output_type -> flotilla.v1.DeleteRangeResponse
-	15, // 74: flotilla.v1.KV.Scan:output_type -> flotilla.v1.ScanResponse
-	17, // 75: flotilla.v1.KV.CompareAndSwap:output_type -> flotilla.v1.CompareAndSwapResponse
-	19, // 76: flotilla.v1.KV.Batch:output_type -> flotilla.v1.BatchResponse
-	26, // 77: flotilla.v1.KV.Txn:output_type -> flotilla.v1.TxnResponse
-	28, // 78: flotilla.v1.KV.Compact:output_type -> flotilla.v1.CompactResponse
-	70, // [70:79] is the sub-list for method output_type
-	61, // [61:70] is the sub-list for method input_type
-	61, // [61:61] is the sub-list for extension type_name
-	61, // [61:61] is the sub-list for extension extendee
-	0,  // [0:61] is the sub-list for field type_name
+	0,  // 0: flotilla.v1.RequestHeader.read_from:type_name -> flotilla.v1.ReadFrom
+	4,  // 1: flotilla.v1.GetRequest.header:type_name -> flotilla.v1.RequestHeader
+	5,  // 2: flotilla.v1.GetResponse.header:type_name -> flotilla.v1.ResponseHeader
+	4,  // 3: flotilla.v1.PutRequest.header:type_name -> flotilla.v1.RequestHeader
+	5,  // 4: flotilla.v1.PutResponse.header:type_name -> flotilla.v1.ResponseHeader
+	4,  // 5: flotilla.v1.DeleteRequest.header:type_name -> flotilla.v1.RequestHeader
+	5,  // 6: flotilla.v1.DeleteResponse.header:type_name -> flotilla.v1.ResponseHeader
+	4,  // 7: flotilla.v1.DeleteRangeRequest.header:type_name -> flotilla.v1.RequestHeader
+	5,  // 8: flotilla.v1.DeleteRangeResponse.header:type_name -> flotilla.v1.ResponseHeader
+	4,  // 9: flotilla.v1.ScanRequest.header:type_name -> flotilla.v1.RequestHeader
+	5,  // 10: flotilla.v1.ScanResponse.header:type_name -> flotilla.v1.ResponseHeader
+	6,  // 11: flotilla.v1.ScanResponse.kvs:type_name -> flotilla.v1.KeyValue
+	4,  // 12: flotilla.v1.CompareAndSwapRequest.header:type_name -> flotilla.v1.RequestHeader
+	5,  // 13: flotilla.v1.CompareAndSwapResponse.header:type_name -> flotilla.v1.ResponseHeader
+	4,  // 14: flotilla.v1.BatchRequest.header:type_name -> flotilla.v1.RequestHeader
+	30, // 15: flotilla.v1.BatchRequest.ops:type_name -> flotilla.v1.Op
+	5,  // 16: flotilla.v1.BatchResponse.header:type_name -> flotilla.v1.ResponseHeader
+	35, // 17: flotilla.v1.BatchResponse.results:type_name -> flotilla.v1.OpResult
+	2,  // 18: flotilla.v1.Compare.result:type_name -> flotilla.v1.Compare.Result
+	3,  // 19: flotilla.v1.Compare.target:type_name -> flotilla.v1.Compare.Target
+	31, // 20: flotilla.v1.TxnOp.put:type_name -> flotilla.v1.PutOp
+	32, // 21: flotilla.v1.TxnOp.delete:type_name -> flotilla.v1.DeleteOp
+	33, // 22: flotilla.v1.TxnOp.delete_range:type_name -> flotilla.v1.DeleteRangeOp
+	23, // 23: flotilla.v1.TxnOp.get:type_name -> flotilla.v1.GetOp
+	24, // 24: flotilla.v1.TxnOp.scan:type_name -> flotilla.v1.ScanOp
+	4,  // 25: flotilla.v1.TxnRequest.header:type_name -> flotilla.v1.RequestHeader
+	21, // 26: flotilla.v1.TxnRequest.compares:type_name -> flotilla.v1.Compare
+	22, // 27: flotilla.v1.TxnRequest.success:type_name -> flotilla.v1.TxnOp
+	22, // 28: flotilla.v1.TxnRequest.failure:type_name -> flotilla.v1.TxnOp
+	35, // 29: flotilla.v1.TxnOpResult.write:type_name -> flotilla.v1.OpResult
+	8,  // 30: flotilla.v1.TxnOpResult.get:type_name -> flotilla.v1.GetResponse
+	16, // 31: flotilla.v1.TxnOpResult.scan:type_name -> flotilla.v1.ScanResponse
+	5,  // 32: flotilla.v1.TxnResponse.header:type_name -> flotilla.v1.ResponseHeader
+	26, // 33: flotilla.v1.TxnResponse.results:type_name -> flotilla.v1.TxnOpResult
+	4,  // 34: flotilla.v1.CompactRequest.header:type_name -> flotilla.v1.RequestHeader
+	5,  // 35: flotilla.v1.CompactResponse.header:type_name -> flotilla.v1.ResponseHeader
+	31, // 36: flotilla.v1.Op.put:type_name -> flotilla.v1.PutOp
+	32, // 37: flotilla.v1.Op.delete:type_name -> flotilla.v1.DeleteOp
+	33, // 38: flotilla.v1.Op.delete_range:type_name -> flotilla.v1.DeleteRangeOp
+	34, // 39: flotilla.v1.Op.cas:type_name -> flotilla.v1.CompareAndSwapOp
+	30, // 40: flotilla.v1.KVCommand.ops:type_name -> flotilla.v1.Op
+	37, // 41: flotilla.v1.KVCommand.split:type_name -> flotilla.v1.SplitCommand
+	21, // 42: flotilla.v1.KVCommand.compares:type_name -> flotilla.v1.Compare
+	30, // 43: flotilla.v1.KVCommand.failure:type_name -> flotilla.v1.Op
+	35, // 44: flotilla.v1.KVCommandResult.results:type_name -> flotilla.v1.OpResult
+	39, // 45: flotilla.v1.KVCommandResult.error:type_name -> flotilla.v1.Error
+	51, // 46: flotilla.v1.KVCommandResult.split_descriptors:type_name -> flotilla.v1.RangeDescriptor
+	1,  // 47: flotilla.v1.Error.outcome:type_name -> flotilla.v1.Outcome
+	40, // 48: flotilla.v1.Error.not_leader:type_name -> flotilla.v1.NotLeader
+	41, // 49: flotilla.v1.Error.epoch_not_match:type_name -> flotilla.v1.EpochNotMatch
+	42, // 50: flotilla.v1.Error.key_not_in_range:type_name -> flotilla.v1.KeyNotInRange
+	43, // 51: flotilla.v1.Error.range_not_found:type_name -> flotilla.v1.RangeNotFound
+	44, // 52: flotilla.v1.Error.server_busy:type_name -> flotilla.v1.ServerBusy
+	45, // 53: flotilla.v1.Error.invalid_argument:type_name -> flotilla.v1.InvalidArgument
+	50, // 54: flotilla.v1.Error.unavailable:type_name -> flotilla.v1.Unavailable
+	46, // 55: flotilla.v1.Error.no_space:type_name -> flotilla.v1.NoSpace
+	47, // 56: flotilla.v1.Error.compacted:type_name -> flotilla.v1.Compacted
+	48, // 57: flotilla.v1.Error.future_revision:type_name -> flotilla.v1.FutureRevision
+	49, // 58: flotilla.v1.Error.cross_range:type_name -> flotilla.v1.CrossRange
+	52, // 59: flotilla.v1.NotLeader.leader:type_name -> flotilla.v1.ReplicaDescriptor
+	51, // 60: flotilla.v1.EpochNotMatch.current:type_name -> flotilla.v1.RangeDescriptor
+	51, // 61: flotilla.v1.KeyNotInRange.range:type_name -> flotilla.v1.RangeDescriptor
+	7,  // 62: flotilla.v1.KV.Get:input_type -> flotilla.v1.GetRequest
+	9,  // 63: flotilla.v1.KV.Put:input_type -> flotilla.v1.PutRequest
+	11, // 64: flotilla.v1.KV.Delete:input_type -> flotilla.v1.DeleteRequest
+	13, // 65: flotilla.v1.KV.DeleteRange:input_type -> flotilla.v1.DeleteRangeRequest
+	15, // 66: flotilla.v1.KV.Scan:input_type -> flotilla.v1.ScanRequest
+	17, // 67: flotilla.v1.KV.CompareAndSwap:input_type -> flotilla.v1.CompareAndSwapRequest
+	19, // 68: flotilla.v1.KV.Batch:input_type -> flotilla.v1.BatchRequest
+	25, // 69: flotilla.v1.KV.Txn:input_type -> flotilla.v1.TxnRequest
+	28, // 70: flotilla.v1.KV.Compact:input_type -> flotilla.v1.CompactRequest
+	8,  // 71: flotilla.v1.KV.Get:output_type -> flotilla.v1.GetResponse
+	10, // 72: flotilla.v1.KV.Put:output_type -> flotilla.v1.PutResponse
+	12, // 73: flotilla.v1.KV.Delete:output_type -> flotilla.v1.DeleteResponse
+	14, // 74: flotilla.v1.KV.DeleteRange:output_type -> flotilla.v1.DeleteRangeResponse
+	16, // 75: flotilla.v1.KV.Scan:output_type -> flotilla.v1.ScanResponse
+	18, // 76: flotilla.v1.KV.CompareAndSwap:output_type -> flotilla.v1.CompareAndSwapResponse
+	20, // 77: flotilla.v1.KV.Batch:output_type -> flotilla.v1.BatchResponse
+	27, // 78: flotilla.v1.KV.Txn:output_type -> flotilla.v1.TxnResponse
+	29, // 79: flotilla.v1.KV.Compact:output_type -> flotilla.v1.CompactResponse
+	71, // [71:80] is the sub-list for method output_type
+	62, // [62:71] is the sub-list for method input_type
+	62, // [62:62] is the sub-list for extension type_name
+	62, // [62:62] is the sub-list for extension extendee
+	0,  // [0:62] is the sub-list for field type_name
 }
 
 func init() { file_flotillapb_kv_proto_init() }
@@ -3950,7 +4036,7 @@ func file_flotillapb_kv_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flotillapb_kv_proto_rawDesc), len(file_flotillapb_kv_proto_rawDesc)),
-			NumEnums:      3,
+			NumEnums:      4,
 			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   1,

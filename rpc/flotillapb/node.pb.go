@@ -25,6 +25,104 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type CloseRangeRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	RangeId uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	// revision must have been handed out by the revision oracle.
+	Revision      int64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CloseRangeRequest) Reset() {
+	*x = CloseRangeRequest{}
+	mi := &file_flotillapb_node_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CloseRangeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CloseRangeRequest) ProtoMessage() {}
+
+func (x *CloseRangeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flotillapb_node_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CloseRangeRequest.ProtoReflect.Descriptor instead.
+func (*CloseRangeRequest) Descriptor() ([]byte, []int) {
+	return file_flotillapb_node_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *CloseRangeRequest) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
+}
+
+func (x *CloseRangeRequest) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+// CloseRangeResponse: the range is closed at closed >= the revision asked.
+type CloseRangeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Closed        int64                  `protobuf:"varint,1,opt,name=closed,proto3" json:"closed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CloseRangeResponse) Reset() {
+	*x = CloseRangeResponse{}
+	mi := &file_flotillapb_node_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CloseRangeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CloseRangeResponse) ProtoMessage() {}
+
+func (x *CloseRangeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_flotillapb_node_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CloseRangeResponse.ProtoReflect.Descriptor instead.
+func (*CloseRangeResponse) Descriptor() ([]byte, []int) {
+	return file_flotillapb_node_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *CloseRangeResponse) GetClosed() int64 {
+	if x != nil {
+		return x.Closed
+	}
+	return 0
+}
+
 type InitRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// split_keys pre-split the keyspace: the cluster starts with a range
@@ -36,7 +134,7 @@ type InitRequest struct {
 
 func (x *InitRequest) Reset() {
 	*x = InitRequest{}
-	mi := &file_flotillapb_node_proto_msgTypes[0]
+	mi := &file_flotillapb_node_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -48,7 +146,7 @@ func (x *InitRequest) String() string {
 func (*InitRequest) ProtoMessage() {}
 
 func (x *InitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_node_proto_msgTypes[0]
+	mi := &file_flotillapb_node_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -61,7 +159,7 @@ func (x *InitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitRequest.ProtoReflect.Descriptor instead.
 func (*InitRequest) Descriptor() ([]byte, []int) {
-	return file_flotillapb_node_proto_rawDescGZIP(), []int{0}
+	return file_flotillapb_node_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *InitRequest) GetSplitKeys() [][]byte {
@@ -81,7 +179,7 @@ type InitResponse struct {
 
 func (x *InitResponse) Reset() {
 	*x = InitResponse{}
-	mi := &file_flotillapb_node_proto_msgTypes[1]
+	mi := &file_flotillapb_node_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -93,7 +191,7 @@ func (x *InitResponse) String() string {
 func (*InitResponse) ProtoMessage() {}
 
 func (x *InitResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_node_proto_msgTypes[1]
+	mi := &file_flotillapb_node_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -106,7 +204,7 @@ func (x *InitResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitResponse.ProtoReflect.Descriptor instead.
 func (*InitResponse) Descriptor() ([]byte, []int) {
-	return file_flotillapb_node_proto_rawDescGZIP(), []int{1}
+	return file_flotillapb_node_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *InitResponse) GetClusterId() string {
@@ -141,7 +239,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_flotillapb_node_proto_msgTypes[2]
+	mi := &file_flotillapb_node_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -153,7 +251,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_node_proto_msgTypes[2]
+	mi := &file_flotillapb_node_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -166,7 +264,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_flotillapb_node_proto_rawDescGZIP(), []int{2}
+	return file_flotillapb_node_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *JoinRequest) GetAddress() string {
@@ -215,7 +313,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_flotillapb_node_proto_msgTypes[3]
+	mi := &file_flotillapb_node_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -227,7 +325,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_node_proto_msgTypes[3]
+	mi := &file_flotillapb_node_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -240,7 +338,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_flotillapb_node_proto_rawDescGZIP(), []int{3}
+	return file_flotillapb_node_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *JoinResponse) GetClusterId() string {
@@ -274,7 +372,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_flotillapb_node_proto_msgTypes[4]
+	mi := &file_flotillapb_node_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -286,7 +384,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_node_proto_msgTypes[4]
+	mi := &file_flotillapb_node_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -299,7 +397,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_flotillapb_node_proto_rawDescGZIP(), []int{4}
+	return file_flotillapb_node_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *StatusRequest) GetWithHash() bool {
@@ -334,7 +432,7 @@ type NodeStatus struct {
 
 func (x *NodeStatus) Reset() {
 	*x = NodeStatus{}
-	mi := &file_flotillapb_node_proto_msgTypes[5]
+	mi := &file_flotillapb_node_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -346,7 +444,7 @@ func (x *NodeStatus) String() string {
 func (*NodeStatus) ProtoMessage() {}
 
 func (x *NodeStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_node_proto_msgTypes[5]
+	mi := &file_flotillapb_node_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -359,7 +457,7 @@ func (x *NodeStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatus.ProtoReflect.Descriptor instead.
 func (*NodeStatus) Descriptor() ([]byte, []int) {
-	return file_flotillapb_node_proto_rawDescGZIP(), []int{5}
+	return file_flotillapb_node_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *NodeStatus) GetNodeId() uint64 {
@@ -459,7 +557,7 @@ type DiskStatus struct {
 
 func (x *DiskStatus) Reset() {
 	*x = DiskStatus{}
-	mi := &file_flotillapb_node_proto_msgTypes[6]
+	mi := &file_flotillapb_node_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -471,7 +569,7 @@ func (x *DiskStatus) String() string {
 func (*DiskStatus) ProtoMessage() {}
 
 func (x *DiskStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_node_proto_msgTypes[6]
+	mi := &file_flotillapb_node_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -484,7 +582,7 @@ func (x *DiskStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DiskStatus.ProtoReflect.Descriptor instead.
 func (*DiskStatus) Descriptor() ([]byte, []int) {
-	return file_flotillapb_node_proto_rawDescGZIP(), []int{6}
+	return file_flotillapb_node_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DiskStatus) GetTotalBytes() uint64 {
@@ -526,7 +624,7 @@ type PlacementView struct {
 
 func (x *PlacementView) Reset() {
 	*x = PlacementView{}
-	mi := &file_flotillapb_node_proto_msgTypes[7]
+	mi := &file_flotillapb_node_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -538,7 +636,7 @@ func (x *PlacementView) String() string {
 func (*PlacementView) ProtoMessage() {}
 
 func (x *PlacementView) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_node_proto_msgTypes[7]
+	mi := &file_flotillapb_node_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -551,7 +649,7 @@ func (x *PlacementView) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementView.ProtoReflect.Descriptor instead.
 func (*PlacementView) Descriptor() ([]byte, []int) {
-	return file_flotillapb_node_proto_rawDescGZIP(), []int{7}
+	return file_flotillapb_node_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PlacementView) GetStores() []*StoreStatus {
@@ -601,7 +699,7 @@ type ReplicaStatus struct {
 
 func (x *ReplicaStatus) Reset() {
 	*x = ReplicaStatus{}
-	mi := &file_flotillapb_node_proto_msgTypes[8]
+	mi := &file_flotillapb_node_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -613,7 +711,7 @@ func (x *ReplicaStatus) String() string {
 func (*ReplicaStatus) ProtoMessage() {}
 
 func (x *ReplicaStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_node_proto_msgTypes[8]
+	mi := &file_flotillapb_node_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -626,7 +724,7 @@ func (x *ReplicaStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaStatus.ProtoReflect.Descriptor instead.
 func (*ReplicaStatus) Descriptor() ([]byte, []int) {
-	return file_flotillapb_node_proto_rawDescGZIP(), []int{8}
+	return file_flotillapb_node_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ReplicaStatus) GetGroupId() uint64 {
@@ -735,7 +833,7 @@ type ClusterStatusRequest struct {
 
 func (x *ClusterStatusRequest) Reset() {
 	*x = ClusterStatusRequest{}
-	mi := &file_flotillapb_node_proto_msgTypes[9]
+	mi := &file_flotillapb_node_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -747,7 +845,7 @@ func (x *ClusterStatusRequest) String() string {
 func (*ClusterStatusRequest) ProtoMessage() {}
 
 func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_node_proto_msgTypes[9]
+	mi := &file_flotillapb_node_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -760,7 +858,7 @@ func (x *ClusterStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusRequest.ProtoReflect.Descriptor instead.
 func (*ClusterStatusRequest) Descriptor() ([]byte, []int) {
-	return file_flotillapb_node_proto_rawDescGZIP(), []int{9}
+	return file_flotillapb_node_proto_rawDescGZIP(), []int{11}
 }
 
 type ClusterStatusResponse struct {
@@ -773,7 +871,7 @@ type ClusterStatusResponse struct {
 
 func (x *ClusterStatusResponse) Reset() {
 	*x = ClusterStatusResponse{}
-	mi := &file_flotillapb_node_proto_msgTypes[10]
+	mi := &file_flotillapb_node_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -785,7 +883,7 @@ func (x *ClusterStatusResponse) String() string {
 func (*ClusterStatusResponse) ProtoMessage() {}
 
 func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_node_proto_msgTypes[10]
+	mi := &file_flotillapb_node_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -798,7 +896,7 @@ func (x *ClusterStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatusResponse.ProtoReflect.Descriptor instead.
 func (*ClusterStatusResponse) Descriptor() ([]byte, []int) {
-	return file_flotillapb_node_proto_rawDescGZIP(), []int{10}
+	return file_flotillapb_node_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ClusterStatusResponse) GetClusterId() string {
@@ -827,7 +925,7 @@ type NodeEntry struct {
 
 func (x *NodeEntry) Reset() {
 	*x = NodeEntry{}
-	mi := &file_flotillapb_node_proto_msgTypes[11]
+	mi := &file_flotillapb_node_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -839,7 +937,7 @@ func (x *NodeEntry) String() string {
 func (*NodeEntry) ProtoMessage() {}
 
 func (x *NodeEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_node_proto_msgTypes[11]
+	mi := &file_flotillapb_node_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -852,7 +950,7 @@ func (x *NodeEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeEntry.ProtoReflect.Descriptor instead.
 func (*NodeEntry) Descriptor() ([]byte, []int) {
-	return file_flotillapb_node_proto_rawDescGZIP(), []int{11}
+	return file_flotillapb_node_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *NodeEntry) GetNode() *NodeDescriptor {
@@ -887,7 +985,12 @@ var File_flotillapb_node_proto protoreflect.FileDescriptor
 
 const file_flotillapb_node_proto_rawDesc = "" +
 	"\n" +
-	"\x15flotillapb/node.proto\x12\vflotilla.v1\x1a\x15flotillapb/meta.proto\x1a\x1aflotillapb/placement.proto\",\n" +
+	"\x15flotillapb/node.proto\x12\vflotilla.v1\x1a\x15flotillapb/meta.proto\x1a\x1aflotillapb/placement.proto\"J\n" +
+	"\x11CloseRangeRequest\x12\x19\n" +
+	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\",\n" +
+	"\x12CloseRangeResponse\x12\x16\n" +
+	"\x06closed\x18\x01 \x01(\x03R\x06closed\",\n" +
 	"\vInitRequest\x12\x1d\n" +
 	"\n" +
 	"split_keys\x18\x01 \x03(\fR\tsplitKeys\"F\n" +
@@ -964,12 +1067,14 @@ const file_flotillapb_node_proto_rawDesc = "" +
 	"\x04node\x18\x01 \x01(\v2\x1b.flotilla.v1.NodeDescriptorR\x04node\x12\x12\n" +
 	"\x04live\x18\x02 \x01(\bR\x04live\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12/\n" +
-	"\x06status\x18\x04 \x01(\v2\x17.flotilla.v1.NodeStatusR\x06status2\x97\x02\n" +
+	"\x06status\x18\x04 \x01(\v2\x17.flotilla.v1.NodeStatusR\x06status2\xe6\x02\n" +
 	"\x04Node\x12;\n" +
 	"\x04Init\x12\x18.flotilla.v1.InitRequest\x1a\x19.flotilla.v1.InitResponse\x12;\n" +
 	"\x04Join\x12\x18.flotilla.v1.JoinRequest\x1a\x19.flotilla.v1.JoinResponse\x12=\n" +
 	"\x06Status\x12\x1a.flotilla.v1.StatusRequest\x1a\x17.flotilla.v1.NodeStatus\x12V\n" +
-	"\rClusterStatus\x12!.flotilla.v1.ClusterStatusRequest\x1a\".flotilla.v1.ClusterStatusResponseB/Z-github.com/flotilladb/flotilla/rpc/flotillapbb\x06proto3"
+	"\rClusterStatus\x12!.flotilla.v1.ClusterStatusRequest\x1a\".flotilla.v1.ClusterStatusResponse\x12M\n" +
+	"\n" +
+	"CloseRange\x12\x1e.flotilla.v1.CloseRangeRequest\x1a\x1f.flotilla.v1.CloseRangeResponseB/Z-github.com/flotilladb/flotilla/rpc/flotillapbb\x06proto3"
 
 var (
 	file_flotillapb_node_proto_rawDescOnce sync.Once
@@ -983,53 +1088,57 @@ func file_flotillapb_node_proto_rawDescGZIP() []byte {
 	return file_flotillapb_node_proto_rawDescData
 }
 
-var file_flotillapb_node_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_flotillapb_node_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_flotillapb_node_proto_goTypes = []any{
-	(*InitRequest)(nil),           // 0: flotilla.v1.InitRequest
-	(*InitResponse)(nil),          // 1: flotilla.v1.InitResponse
-	(*JoinRequest)(nil),           // 2: flotilla.v1.JoinRequest
-	(*JoinResponse)(nil),          // 3: flotilla.v1.JoinResponse
-	(*StatusRequest)(nil),         // 4: flotilla.v1.StatusRequest
-	(*NodeStatus)(nil),            // 5: flotilla.v1.NodeStatus
-	(*DiskStatus)(nil),            // 6: flotilla.v1.DiskStatus
-	(*PlacementView)(nil),         // 7: flotilla.v1.PlacementView
-	(*ReplicaStatus)(nil),         // 8: flotilla.v1.ReplicaStatus
-	(*ClusterStatusRequest)(nil),  // 9: flotilla.v1.ClusterStatusRequest
-	(*ClusterStatusResponse)(nil), // 10: flotilla.v1.ClusterStatusResponse
-	(*NodeEntry)(nil),             // 11: flotilla.v1.NodeEntry
-	(*StoreLabel)(nil),            // 12: flotilla.v1.StoreLabel
-	(*NodeDescriptor)(nil),        // 13: flotilla.v1.NodeDescriptor
-	(*StoreStatus)(nil),           // 14: flotilla.v1.StoreStatus
-	(*ListOperatorsResponse)(nil), // 15: flotilla.v1.ListOperatorsResponse
-	(*RangeStatus)(nil),           // 16: flotilla.v1.RangeStatus
-	(*RangeDescriptor)(nil),       // 17: flotilla.v1.RangeDescriptor
-	(*RangeStats)(nil),            // 18: flotilla.v1.RangeStats
+	(*CloseRangeRequest)(nil),     // 0: flotilla.v1.CloseRangeRequest
+	(*CloseRangeResponse)(nil),    // 1: flotilla.v1.CloseRangeResponse
+	(*InitRequest)(nil),           // 2: flotilla.v1.InitRequest
+	(*InitResponse)(nil),          // 3: flotilla.v1.InitResponse
+	(*JoinRequest)(nil),           // 4: flotilla.v1.JoinRequest
+	(*JoinResponse)(nil),          // 5: flotilla.v1.JoinResponse
+	(*StatusRequest)(nil),         // 6: flotilla.v1.StatusRequest
+	(*NodeStatus)(nil),            // 7: flotilla.v1.NodeStatus
+	(*DiskStatus)(nil),            // 8: flotilla.v1.DiskStatus
+	(*PlacementView)(nil),         // 9: flotilla.v1.PlacementView
+	(*ReplicaStatus)(nil),         // 10: flotilla.v1.ReplicaStatus
+	(*ClusterStatusRequest)(nil),  // 11: flotilla.v1.ClusterStatusRequest
+	(*ClusterStatusResponse)(nil), // 12: flotilla.v1.ClusterStatusResponse
+	(*NodeEntry)(nil),             // 13: flotilla.v1.NodeEntry
+	(*StoreLabel)(nil),            // 14: flotilla.v1.StoreLabel
+	(*NodeDescriptor)(nil),        // 15: flotilla.v1.NodeDescriptor
+	(*StoreStatus)(nil),           // 16: flotilla.v1.StoreStatus
+	(*ListOperatorsResponse)(nil), // 17: flotilla.v1.ListOperatorsResponse
+	(*RangeStatus)(nil),           // 18: flotilla.v1.RangeStatus
+	(*RangeDescriptor)(nil),       // 19: flotilla.v1.RangeDescriptor
+	(*RangeStats)(nil),            // 20: flotilla.v1.RangeStats
 }
 var file_flotillapb_node_proto_depIdxs = []int32{
-	12, // 0: flotilla.v1.JoinRequest.labels:type_name -> flotilla.v1.StoreLabel
-	13, // 1: flotilla.v1.JoinResponse.nodes:type_name -> flotilla.v1.NodeDescriptor
-	8,  // 2: flotilla.v1.NodeStatus.replicas:type_name -> flotilla.v1.ReplicaStatus
-	13, // 3: flotilla.v1.NodeStatus.nodes:type_name -> flotilla.v1.NodeDescriptor
-	7,  // 4: flotilla.v1.NodeStatus.placement:type_name -> flotilla.v1.PlacementView
-	6,  // 5: flotilla.v1.NodeStatus.disk:type_name -> flotilla.v1.DiskStatus
-	14, // 6: flotilla.v1.PlacementView.stores:type_name -> flotilla.v1.StoreStatus
-	15, // 7: flotilla.v1.PlacementView.operators:type_name -> flotilla.v1.ListOperatorsResponse
-	16, // 8: flotilla.v1.PlacementView.ranges:type_name -> flotilla.v1.RangeStatus
-	17, // 9: flotilla.v1.ReplicaStatus.descriptor:type_name -> flotilla.v1.RangeDescriptor
-	18, // 10: flotilla.v1.ReplicaStatus.stats:type_name -> flotilla.v1.RangeStats
-	11, // 11: flotilla.v1.ClusterStatusResponse.nodes:type_name -> flotilla.v1.NodeEntry
-	13, // 12: flotilla.v1.NodeEntry.node:type_name -> flotilla.v1.NodeDescriptor
-	5,  // 13: flotilla.v1.NodeEntry.status:type_name -> flotilla.v1.NodeStatus
-	0,  // 14: flotilla.v1.Node.Init:input_type -> flotilla.v1.InitRequest
-	2,  // 15: flotilla.v1.Node.Join:input_type -> flotilla.v1.JoinRequest
-	4,  // 16: flotilla.v1.Node.Status:input_type -> flotilla.v1.StatusRequest
-	9,  // 17: flotilla.v1.Node.ClusterStatus:input_type -> flotilla.v1.ClusterStatusRequest
-	1,  // 18: flotilla.v1.Node.Init:output_type -> flotilla.v1.InitResponse
-	3,  // 19: flotilla.v1.Node.Join:output_type -> flotilla.v1.JoinResponse
-	5,  // 20: flotilla.v1.Node.Status:output_type -> flotilla.v1.NodeStatus
-	10, // 21: flotilla.v1.Node.ClusterStatus:output_type -> flotilla.v1.ClusterStatusResponse
-	18, // [18:22] is the sub-list for method output_type
-	14, // [14:18] is the sub-list for method input_type
+	14, // 0: flotilla.v1.JoinRequest.labels:type_name -> flotilla.v1.StoreLabel
+	15, // 1: flotilla.v1.JoinResponse.nodes:type_name -> flotilla.v1.NodeDescriptor
+	10, // 2: flotilla.v1.NodeStatus.replicas:type_name -> flotilla.v1.ReplicaStatus
+	15, // 3: flotilla.v1.NodeStatus.nodes:type_name -> flotilla.v1.NodeDescriptor
+	9,  // 4: flotilla.v1.NodeStatus.placement:type_name -> flotilla.v1.PlacementView
+	8,  // 5: flotilla.v1.NodeStatus.disk:type_name -> flotilla.v1.DiskStatus
+	16, // 6: flotilla.v1.PlacementView.stores:type_name -> flotilla.v1.StoreStatus
+	17, // 7: flotilla.v1.PlacementView.operators:type_name -> flotilla.v1.ListOperatorsResponse
+	18, // 8: flotilla.v1.PlacementView.ranges:type_name -> flotilla.v1.RangeStatus
+	19, // 9: flotilla.v1.ReplicaStatus.descriptor:type_name -> flotilla.v1.RangeDescriptor
+	20, // 10: flotilla.v1.ReplicaStatus.stats:type_name -> flotilla.v1.RangeStats
+	13, // 11: flotilla.v1.ClusterStatusResponse.nodes:type_name -> flotilla.v1.NodeEntry
+	15, // 12: flotilla.v1.NodeEntry.node:type_name -> flotilla.v1.NodeDescriptor
+	7,  // 13: flotilla.v1.NodeEntry.status:type_name -> flotilla.v1.NodeStatus
+	2,  // 14: flotilla.v1.Node.Init:input_type -> flotilla.v1.InitRequest
+	4,  // 15: flotilla.v1.Node.Join:input_type -> flotilla.v1.JoinRequest
+	6,  // 16: flotilla.v1.Node.Status:input_type -> flotilla.v1.StatusRequest
+	11, // 17: flotilla.v1.Node.ClusterStatus:input_type -> flotilla.v1.ClusterStatusRequest
+	0,  // 18: flotilla.v1.Node.CloseRange:input_type -> flotilla.v1.CloseRangeRequest
+	3,  // 19: flotilla.v1.Node.Init:output_type -> flotilla.v1.InitResponse
+	5,  // 20: flotilla.v1.Node.Join:output_type -> flotilla.v1.JoinResponse
+	7,  // 21: flotilla.v1.Node.Status:output_type -> flotilla.v1.NodeStatus
+	12, // 22: flotilla.v1.Node.ClusterStatus:output_type -> flotilla.v1.ClusterStatusResponse
+	1,  // 23: flotilla.v1.Node.CloseRange:output_type -> flotilla.v1.CloseRangeResponse
+	19, // [19:24] is the sub-list for method output_type
+	14, // [14:19] is the sub-list for method input_type
 	14, // [14:14] is the sub-list for extension type_name
 	14, // [14:14] is the sub-list for extension extendee
 	0,  // [0:14] is the sub-list for field type_name
@@ -1048,7 +1157,7 @@ func file_flotillapb_node_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flotillapb_node_proto_rawDesc), len(file_flotillapb_node_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -27,6 +27,7 @@ const (
 	Node_Join_FullMethodName          = "/flotilla.v1.Node/Join"
 	Node_Status_FullMethodName        = "/flotilla.v1.Node/Status"
 	Node_ClusterStatus_FullMethodName = "/flotilla.v1.Node/ClusterStatus"
+	Node_CloseRange_FullMethodName    = "/flotilla.v1.Node/CloseRange"
 )
 
 // NodeClient is the client API for Node service.
@@ -46,6 +47,10 @@ type NodeClient interface {
 	// ClusterStatus reports every node the cluster knows, each as it answers
 	// (or why it did not).
 	ClusterStatus(ctx context.Context, in *ClusterStatusRequest, opts ...grpc.CallOption) (*ClusterStatusResponse, error)
+	// CloseRange (node-only) closes a range at a revision, on the node whose
+	// replica leads it: a follower or observer asks it before serving a read
+	// at that revision from its own data.
+	CloseRange(ctx context.Context, in *CloseRangeRequest, opts ...grpc.CallOption) (*CloseRangeResponse, error)
 }
 
 type nodeClient struct {
@@ -96,6 +101,16 @@ func (c *nodeClient) ClusterStatus(ctx context.Context, in *ClusterStatusRequest
 	return out, nil
 }
 
+func (c *nodeClient) CloseRange(ctx context.Context, in *CloseRangeRequest, opts ...grpc.CallOption) (*CloseRangeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CloseRangeResponse)
+	err := c.cc.Invoke(ctx, Node_CloseRange_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // NodeServer is the server API for Node service.
 // All implementations must embed UnimplementedNodeServer
 // for forward compatibility.
@@ -113,6 +128,10 @@ type NodeServer interface {
 	// ClusterStatus reports every node the cluster knows, each as it answers
 	// (or why it did not).
 	ClusterStatus(context.Context, *ClusterStatusRequest) (*ClusterStatusResponse, error)
+	// CloseRange (node-only) closes a range at a revision, on the node whose
+	// replica leads it: a follower or observer asks it before serving a read
+	// at that revision from its own data.
+	CloseRange(context.Context, *CloseRangeRequest) (*CloseRangeResponse, error)
 	mustEmbedUnimplementedNodeServer()
 }
 
@@ -134,6 +153,9 @@ func (UnimplementedNodeServer) Status(context.Context, *StatusRequest) (*NodeSta
 }
 func (UnimplementedNodeServer) ClusterStatus(context.Context, *ClusterStatusRequest) (*ClusterStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ClusterStatus not implemented")
+}
+func (UnimplementedNodeServer) CloseRange(context.Context, *CloseRangeRequest) (*CloseRangeResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CloseRange not implemented")
 }
 func (UnimplementedNodeServer) mustEmbedUnimplementedNodeServer() {}
 func (UnimplementedNodeServer) testEmbeddedByValue()              {}
@@ -228,6 +250,24 @@ func _Node_ClusterStatus_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Node_CloseRange_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CloseRangeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeServer).CloseRange(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Node_CloseRange_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeServer).CloseRange(ctx, req.(*CloseRangeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Node_ServiceDesc is the grpc.ServiceDesc for Node service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -250,6 +290,10 @@ var Node_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ClusterStatus",
 			Handler:    _Node_ClusterStatus_Handler,
+		},
+		{
+			MethodName: "CloseRange",
+			Handler:    _Node_CloseRange_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
