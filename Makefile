@@ -20,7 +20,7 @@ CORE_PKGS  := . ./engine/... ./multiraft/... ./shard/... ./rpc/... ./router/... 
 OTHER_PKGS  = $(shell $(GO) list ./... | grep -E '/bench(/|$$)')
 PROTO_FILES = $(wildcard rpc/flotillapb/*.proto)
 
-.PHONY: all build test testrace fuzz lint proto proto-check bench run clean help
+.PHONY: all build test testrace fuzz lint proto proto-check bench bench-idle run clean help
 
 all: build
 
@@ -37,6 +37,7 @@ help:
 	@echo "make etcd      bin/etcd, for side-by-side benchmarks (bench/peers/etcd)"
 	@echo "make bench-suite  the standard suite, Flotilla and etcd (bench/suite/run.sh; settings: docs/BENCHMARKS.md)"
 	@echo "make bench-ab BASE=path/to/flotilla  this build against another, interleaved (bench/suite/ab.sh)"
+	@echo "make bench-idle  what many idle ranges cost 3 nodes: up-replication time, CPU, RSS (bench/suite/idle.sh)"
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/flotilla ./cmd/flotilla
@@ -119,6 +120,9 @@ bench-suite: build etcd
 .PHONY: bench-ab
 bench-ab: build
 	BASE=$(BASE) bench/suite/ab.sh
+
+bench-idle: build
+	bench/suite/idle.sh
 
 # A secure 3-node cluster in one process on 127.0.0.1:7400-7402 (HTTPS
 # 7480-7482), data in a temporary directory; Ctrl-C stops it. Its throwaway

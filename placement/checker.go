@@ -94,6 +94,22 @@ type ClusterView struct {
 	// ranges outside them take the default rule, ReplicationFactor voters
 	// anywhere.
 	Rules []Rule
+	// byID indexes Ranges (built with the view; nil in views built by
+	// hand, which are searched).
+	byID map[multiraft.GroupID]*RangeView
+}
+
+// Range returns range id's view, or nil.
+func (c *ClusterView) Range(id multiraft.GroupID) *RangeView {
+	if c.byID != nil {
+		return c.byID[id]
+	}
+	for _, r := range c.Ranges {
+		if multiraft.GroupID(r.Desc.GetRangeId()) == id {
+			return r
+		}
+	}
+	return nil
 }
 
 // StepKind says what an operator step does.

@@ -49,8 +49,13 @@ type DriverConfig struct {
 const (
 	DefaultReplicationFactor    = 3
 	DefaultMaxSnapshotsPerStore = 2
-	DefaultMaxBalanceOperators  = 8
-	DefaultOperatorTimeout      = 2 * time.Minute
+	// SmallSnapshotBytes and SmallSnapshotShare: a move of a range whose
+	// keys and values take less than SmallSnapshotBytes counts as
+	// 1/SmallSnapshotShare of a snapshot towards MaxSnapshotsPerStore.
+	SmallSnapshotBytes         = 1 << 20
+	SmallSnapshotShare         = 16
+	DefaultMaxBalanceOperators = 8
+	DefaultOperatorTimeout     = 2 * time.Minute
 )
 
 // Driver is what the placement group's leader observes: the latest store
@@ -99,8 +104,20 @@ type Driver struct {
 		// scan every range for every pair of stores.
 		idleGen  uint64
 		idleMeta *flotillapb.ClusterMeta
+		idleLive string
 		idleAt   time.Time
+		// scanned records, per node, the view ScheduleLedBy last checked
+		// all of the node's ranges on (scanRecord): it is not done again
+		// until something changed or idleRecheck passed.
+		scanned map[multiraft.NodeID]scanRecord
 	}
+}
+
+type scanRecord struct {
+	gen  uint64
+	meta *flotillapb.ClusterMeta
+	at   time.Time
+	live string
 }
 
 // idleRecheck bounds how long Balance trusts that nothing can move.
@@ -199,9 +216,11 @@ func (d *Driver) ObserveRange(req *flotillapb.RangeHeartbeatRequest) {
 			return
 		}
 	}
-	if id != GroupID {
+	if id != GroupID && (!ok || !proto.Equal(old.hb.GetDescriptor_().GetEpoch(), req.GetDescriptor_().GetEpoch())) {
 		// A range over the same keys at a later version means this report
 		// predates a split; one at an earlier version was split since.
+		// (A report at the epoch already held changes no bounds: the
+		// scan, over every range, is skipped.)
 		desc := req.GetDescriptor_()
 		for oid, o := range d.mu.ranges {
 			od := o.hb.GetDescriptor_()

@@ -163,9 +163,11 @@ func (d *Driver) buildViewLocked(meta *flotillapb.ClusterMeta, now time.Time, in
 	for _, rv := range byID {
 		descs = append(descs, rv.Desc)
 	}
+	cv.byID = make(map[multiraft.GroupID]*RangeView, len(descs))
 	for _, desc := range DropOverlapped(descs) {
 		rv := byID[multiraft.GroupID(desc.GetRangeId())]
 		cv.Ranges = append(cv.Ranges, rv)
+		cv.byID[multiraft.GroupID(desc.GetRangeId())] = rv
 		for _, rep := range rv.Desc.GetReplicas() {
 			if s := cv.Stores[multiraft.NodeID(rep.GetStoreId())]; s != nil {
 				s.Ranges++
@@ -175,15 +177,25 @@ func (d *Driver) buildViewLocked(meta *flotillapb.ClusterMeta, now time.Time, in
 			s.Leaders++
 		}
 	}
-	for _, t := range d.mu.ops {
+	// Moves in flight towards each store: a range smaller than
+	// SmallSnapshotBytes counts 1/SmallSnapshotShare of one (its snapshot
+	// costs little), so that a freshly pre-split cluster's empty ranges
+	// up-replicate many at a time.
+	large, small := map[multiraft.NodeID]int{}, map[multiraft.NodeID]int{}
+	for id, t := range d.mu.ops {
 		for _, s := range t.op.Steps[t.done:] {
 			if s.Kind == StepAddLearner || (s.Kind == StepPromote && s.Replica != 0) {
-				if st := cv.Stores[s.Replica.Node()]; st != nil {
-					st.Snapshots++
+				if rv := byID[id]; rv != nil && rv.Size < SmallSnapshotBytes {
+					small[s.Replica.Node()]++
+				} else {
+					large[s.Replica.Node()]++
 				}
 				break
 			}
 		}
+	}
+	for id, st := range cv.Stores {
+		st.Snapshots = large[id] + small[id]/SmallSnapshotShare
 	}
 	if influence {
 		d.addInfluenceLocked(cv, byID)
@@ -281,10 +293,8 @@ func (d *Driver) rangeView(cv *ClusterView, pg *RangeView, id multiraft.GroupID)
 		pcv.Rules = nil // placement rules are for ranges
 		return pg, &pcv
 	}
-	for _, r := range cv.Ranges {
-		if multiraft.GroupID(r.Desc.GetRangeId()) == id {
-			return r, cv
-		}
+	if r := cv.Range(id); r != nil {
+		return r, cv
 	}
 	return nil, nil
 }
@@ -534,6 +544,122 @@ func (d *Driver) Schedule(meta *flotillapb.ClusterMeta, rangeID multiraft.GroupI
 	now := d.cfg.Clock()
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	return d.scheduleLocked(meta, rangeID, now)
+}
+
+// ScheduleLedBy returns the steps due for the ranges that node leads, by
+// the driver's latest reports, other than those in skip (reported in the
+// same batch, scheduled by Schedule): the steps of their running
+// operators and, with all, of new operators from the replica checker and
+// the split checker. A node reports a range that changed nothing rarely
+// (the heartbeats scale with activity, not with ranges): this is how its
+// ranges get their steps meanwhile. A step decided on an older report is
+// safe: the range's leader and its state machine refuse it at any other
+// configuration version, and a node that no longer leads refuses it.
+func (d *Driver) ScheduleLedBy(meta *flotillapb.ClusterMeta, node multiraft.NodeID, skip map[multiraft.GroupID]bool, all bool) map[multiraft.GroupID]*flotillapb.OperatorStep {
+	now := d.cfg.Clock()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out map[multiraft.GroupID]*flotillapb.OperatorStep
+	add := func(id multiraft.GroupID) {
+		if skip[id] {
+			return
+		}
+		if step := d.scheduleLocked(meta, id, now); step != nil {
+			if out == nil {
+				out = map[multiraft.GroupID]*flotillapb.OperatorStep{}
+			}
+			out[id] = step
+		}
+	}
+	if !all {
+		return d.scheduleRunningLocked(meta, node, skip, now)
+	}
+	// Nothing new to decide if nothing changed since the last scan of the
+	// node's ranges: the view's generation, the placement state, and the
+	// stores' liveness, which moves with time alone (a running operator
+	// still gets its step). During the first liveness window after a reset
+	// the checkers decide nothing, so such a scan is not recorded.
+	cv, pg := d.viewLocked(meta, now, true)
+	live := livenessOf(cv)
+	if rec, ok := d.mu.scanned[node]; ok && (now.Sub(rec.at) < minScanInterval ||
+		rec.gen == d.mu.gen && rec.meta == meta && rec.live == live && now.Sub(rec.at) < idleRecheck) {
+		return d.scheduleRunningLocked(meta, node, skip, now)
+	}
+	warming := now.Sub(d.mu.since) < d.cfg.LivenessWindow
+	// Each operator started changes the view, which the next decision is
+	// built on again (O(ranges)): at most maxScanStarts per scan, the rest
+	// at the next.
+	started := 0
+	for _, r := range cv.Ranges {
+		if started >= maxScanStarts {
+			break
+		}
+		if r.Leader != 0 && r.Leader.Node() == node {
+			ops := len(d.mu.ops)
+			add(multiraft.GroupID(r.Desc.GetRangeId()))
+			if len(d.mu.ops) > ops {
+				started++
+			}
+		}
+	}
+	if pg != nil && pg.Leader != 0 && pg.Leader.Node() == node {
+		add(GroupID)
+	}
+	if d.mu.scanned == nil {
+		d.mu.scanned = map[multiraft.NodeID]scanRecord{}
+	}
+	if !warming {
+		d.mu.scanned[node] = scanRecord{gen: d.mu.gen, meta: meta, at: now, live: live}
+	}
+	return out
+}
+
+// Scans of a node's ranges (ScheduleLedBy): at most one per
+// minScanInterval per node, starting at most maxScanStarts operators.
+const (
+	minScanInterval = 250 * time.Millisecond
+	maxScanStarts   = 32
+)
+
+// livenessOf returns what a view's decisions depend on that moves with
+// time alone, as a string: each store's liveness (ID, live and down
+// flags) and how many replicas are stuck catching up.
+func livenessOf(cv *ClusterView) string {
+	var b []byte
+	for _, st := range cv.sortedStores() {
+		b = fmt.Appendf(b, "%d:%d%d,", st.ID, btoi(st.Live), btoi(st.Down))
+	}
+	stuck := 0
+	for _, r := range cv.Ranges {
+		stuck += len(r.Stuck)
+	}
+	return string(fmt.Appendf(b, "stuck %d", stuck))
+}
+
+// scheduleRunningLocked is ScheduleLedBy without all.
+func (d *Driver) scheduleRunningLocked(meta *flotillapb.ClusterMeta, node multiraft.NodeID, skip map[multiraft.GroupID]bool, now time.Time) map[multiraft.GroupID]*flotillapb.OperatorStep {
+	var out map[multiraft.GroupID]*flotillapb.OperatorStep
+	for id, t := range d.mu.ops {
+		obs, ok := d.mu.ranges[id]
+		if id == GroupID {
+			obs, ok = d.mu.placement, d.mu.placement.hb != nil
+		}
+		if skip[id] || !ok || t.state != OpRunning || multiraft.ReplicaID(obs.hb.GetLeaderReplicaId()).Node() != node {
+			continue
+		}
+		if step := d.scheduleLocked(meta, id, now); step != nil {
+			if out == nil {
+				out = map[multiraft.GroupID]*flotillapb.OperatorStep{}
+			}
+			out[id] = step
+		}
+	}
+	return out
+}
+
+// scheduleLocked is Schedule.
+func (d *Driver) scheduleLocked(meta *flotillapb.ClusterMeta, rangeID multiraft.GroupID, now time.Time) *flotillapb.OperatorStep {
 	cv, pg := d.viewLocked(meta, now, true)
 	r, rcv := d.rangeView(cv, pg, rangeID)
 	if r == nil || r.Leader == 0 {
@@ -563,7 +689,11 @@ func (d *Driver) Schedule(meta *flotillapb.ClusterMeta, rangeID multiraft.GroupI
 		}
 	}
 	// The leader's proposed split, if its report is about this version.
-	hb := d.mu.ranges[rangeID].hb
+	obs, ok := d.mu.ranges[rangeID]
+	if !ok {
+		return nil
+	}
+	hb := obs.hb
 	if key := hb.GetSplitKey(); len(key) > 0 && proto.Equal(hb.GetDescriptor_().GetEpoch(), r.Desc.GetEpoch()) && ValidSplitKey(r.Desc, key) {
 		if t := d.splitLocked(r, key, SourceSplitChecker, "split by "+hb.GetSplitReason(), now); t != nil {
 			return d.advanceLocked(t, r, rcv, now)
@@ -643,14 +773,15 @@ func (d *Driver) Balance(meta *flotillapb.ClusterMeta) (decommissioned []multira
 		busy.Ranges = slices.DeleteFunc(slices.Clone(cv.Ranges), func(r *RangeView) bool {
 			return d.mu.ops[multiraft.GroupID(r.Desc.GetRangeId())] != nil
 		})
-		idle := d.mu.idleGen == d.mu.gen && d.mu.idleMeta == meta && now.Sub(d.mu.idleAt) < idleRecheck
+		live := livenessOf(cv)
+		idle := d.mu.idleGen == d.mu.gen && d.mu.idleMeta == meta && d.mu.idleLive == live && now.Sub(d.mu.idleAt) < idleRecheck
 		var op *Operator
 		if !idle {
 			if op = busy.BalanceReplicas(d.allocLocked); !validOp(op) {
 				op = busy.BalanceSize(d.allocLocked)
 			}
 			if !validOp(op) {
-				d.mu.idleGen, d.mu.idleMeta, d.mu.idleAt = d.mu.gen, meta, now
+				d.mu.idleGen, d.mu.idleMeta, d.mu.idleLive, d.mu.idleAt = d.mu.gen, meta, live, now
 			}
 		}
 		if validOp(op) {

@@ -172,3 +172,51 @@ func TestSplitAtRuleBoundary(t *testing.T) {
 		t.Fatalf("the rule's span: step %v", s)
 	}
 }
+
+// TestScheduleLedBy: a node's batched report gets the steps of the other
+// ranges it leads that have a running operator and, when it asks for all,
+// of new operators from the checker; a scan of all that finds the same
+// view as the last one is not repeated.
+func TestScheduleLedBy(t *testing.T) {
+	clock := &fakeClock{now: time.Unix(1000, 0)}
+	d := NewDriver(DriverConfig{LivenessWindow: time.Second, Clock: clock.Now})
+	meta := &flotillapb.ClusterMeta{ClusterId: "c"}
+	for n := uint64(1); n <= 4; n++ {
+		meta.Nodes = append(meta.Nodes, &flotillapb.NodeDescriptor{NodeId: n, Address: "x"})
+	}
+	d.AddReplicaSeqs(100, 64)
+	d.AddRangeIDs(40, 32)
+	clock.Advance(2 * time.Second)
+	for n := uint64(1); n <= 4; n++ {
+		d.ObserveStore(&flotillapb.StoreHeartbeatRequest{NodeId: n})
+	}
+	// Range 2 is led from store 1 and complete; range 3, led from store
+	// 2, lacks a voter (two replicas).
+	r2, r3 := span(2, "", "m", 1, 1), span(3, "m", "", 1, 1)
+	r3.Replicas = r3.Replicas[:2]
+	d.ObserveRange(&flotillapb.RangeHeartbeatRequest{Descriptor_: r2, LeaderReplicaId: r2.GetReplicas()[0].GetReplicaId(), Term: 5})
+	d.ObserveRange(&flotillapb.RangeHeartbeatRequest{Descriptor_: r3, LeaderReplicaId: r3.GetReplicas()[1].GetReplicaId(), Term: 5})
+	meta.Ranges = []*flotillapb.RangeDescriptor{r2, r3}
+	if steps := d.ScheduleLedBy(meta, 1, nil, true); len(steps) != 0 {
+		t.Fatalf("store 1's complete range got %v", steps)
+	}
+	if steps := d.ScheduleLedBy(meta, 2, nil, false); len(steps) != 0 {
+		t.Fatalf("without all, a range with no operator got %v", steps)
+	}
+	steps := d.ScheduleLedBy(meta, 2, nil, true)
+	if s := steps[3]; len(steps) != 1 || s.GetKind() != flotillapb.OperatorStepKind_ADD_LEARNER {
+		t.Fatalf("store 2's range missing a voter got %v", steps)
+	}
+	// The operator runs: its step comes with or without all, not to the
+	// range's reporter in the same batch (skip), nor to another node.
+	opID := steps[3].GetOperatorId()
+	if steps := d.ScheduleLedBy(meta, 2, nil, false); steps[3] == nil || steps[3].GetOperatorId() != opID {
+		t.Fatalf("the running operator's step: %v, want operator %d's", steps, opID)
+	}
+	if steps := d.ScheduleLedBy(meta, 2, map[multiraft.GroupID]bool{3: true}, true); len(steps) != 0 {
+		t.Fatalf("a range reported in the batch got a second step: %v", steps)
+	}
+	if steps := d.ScheduleLedBy(meta, 1, nil, true); len(steps) != 0 {
+		t.Fatalf("store 1 got store 2's step: %v", steps)
+	}
+}

@@ -162,6 +162,7 @@ func EnsureReady(ctx context.Context, conn *grpc.ClientConn, wait time.Duration)
 type PlacementHandler interface {
 	StoreHeartbeat(context.Context, *flotillapb.StoreHeartbeatRequest) (*flotillapb.StoreHeartbeatResponse, error)
 	RangeHeartbeat(context.Context, *flotillapb.RangeHeartbeatRequest) (*flotillapb.RangeHeartbeatResponse, error)
+	RangeHeartbeats(context.Context, *flotillapb.RangeHeartbeatsRequest) (*flotillapb.RangeHeartbeatsResponse, error)
 	LookupRange(context.Context, *flotillapb.LookupRangeRequest) (*flotillapb.LookupRangeResponse, error)
 	ListStores(context.Context, *flotillapb.ListStoresRequest) (*flotillapb.ListStoresResponse, error)
 	ListRanges(context.Context, *flotillapb.ListRangesRequest) (*flotillapb.ListRangesResponse, error)
@@ -193,6 +194,11 @@ func (s placementService) StoreHeartbeat(ctx context.Context, r *flotillapb.Stor
 
 func (s placementService) RangeHeartbeat(ctx context.Context, r *flotillapb.RangeHeartbeatRequest) (*flotillapb.RangeHeartbeatResponse, error) {
 	resp, err := s.h.RangeHeartbeat(ctx, r)
+	return resp, StatusError(err)
+}
+
+func (s placementService) RangeHeartbeats(ctx context.Context, r *flotillapb.RangeHeartbeatsRequest) (*flotillapb.RangeHeartbeatsResponse, error) {
+	resp, err := s.h.RangeHeartbeats(ctx, r)
 	return resp, StatusError(err)
 }
 

@@ -85,6 +85,13 @@ type Config struct {
 	// ranges it leads to the placement driver. Default 1 s, or a third of
 	// LivenessWindow if that is shorter.
 	HeartbeatInterval time.Duration
+	// RangeReportInterval is how often the leader of a range that serves
+	// no requests and changes nothing reports it to the placement driver
+	// anyway (TiKV's region heartbeats): a range is reported at once when
+	// its leadership, descriptor, catching-up learners or split proposal
+	// changes, and every HeartbeatInterval while it serves requests, so
+	// that idle ranges cost next to nothing. Default 60 s.
+	RangeReportInterval time.Duration
 	// LivenessWindow: the placement driver counts a store live if it
 	// heartbeated within it. Default 5 s, or StoreDownTimeout if that is
 	// shorter.
@@ -260,6 +267,9 @@ func (c *Config) EnsureDefaults() {
 	if c.HeartbeatInterval == 0 {
 		c.HeartbeatInterval = min(time.Second, max(c.LivenessWindow/3, time.Millisecond))
 	}
+	if c.RangeReportInterval == 0 {
+		c.RangeReportInterval = time.Minute
+	}
 	if c.StoreDownTimeout == 0 {
 		c.StoreDownTimeout = max(placement.DefaultStoreDownTimeout, c.LivenessWindow)
 	}
@@ -350,6 +360,9 @@ func (c *Config) Validate() error {
 	}
 	if c.TickInterval < 0 {
 		errs = append(errs, fmt.Errorf("TickInterval %v is negative", c.TickInterval))
+	}
+	if c.RangeReportInterval < 0 {
+		errs = append(errs, fmt.Errorf("RangeReportInterval %v must not be negative", c.RangeReportInterval))
 	}
 	if c.HeartbeatInterval < 0 || c.LivenessWindow < 0 || c.StoreDownTimeout < 0 {
 		errs = append(errs, fmt.Errorf("HeartbeatInterval %v, LivenessWindow %v and StoreDownTimeout %v must not be negative", c.HeartbeatInterval, c.LivenessWindow, c.StoreDownTimeout))

@@ -2,7 +2,13 @@
 
 package server
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/flotilladb/flotilla/rpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
 
 func TestReserveFor(t *testing.T) {
 	const gib = 1 << 30
@@ -32,5 +38,26 @@ func TestReserveFor(t *testing.T) {
 	cfg.EnsureDefaults()
 	if cfg.Validate() == nil {
 		t.Error("DiskReservePercent 100: accepted")
+	}
+}
+
+// TestUnimplementedRangeHeartbeats: a placement leader of an older build
+// is recognized, whether its Unimplemented status comes straight or, on a
+// forwarded request, made an Error (so that the node falls back to
+// per-range reports); other errors are not taken for it.
+func TestUnimplementedRangeHeartbeats(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{status.Error(codes.Unimplemented, "unknown method RangeHeartbeats for service flotilla.v1.Placement"), true},
+		{rpc.ErrorFromStatus(status.Error(codes.Unimplemented, "unknown method RangeHeartbeats for service flotilla.v1.Placement"), false), true},
+		{rpc.ErrorFromStatus(status.Error(codes.Unimplemented, "method RangeHeartbeats not implemented"), false), true},
+		{status.Error(codes.Unavailable, "connection refused"), false},
+		{nil, false},
+	} {
+		if got := unimplemented(tc.err); got != tc.want {
+			t.Errorf("unimplemented(%v) = %v, want %v", tc.err, got, tc.want)
+		}
 	}
 }

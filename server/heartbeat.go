@@ -5,12 +5,15 @@ package server
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/flotilladb/flotilla/multiraft"
 	"github.com/flotilladb/flotilla/placement"
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
 	"github.com/flotilladb/flotilla/shard"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -34,6 +37,27 @@ type reported struct {
 	term, confVer, version uint64
 	pending                int
 	splitKey               string
+	// active says the range served requests (its load was not 0).
+	active bool
+
+	// at is when the report was sent (not compared).
+	at time.Time
+}
+
+// sameAs reports whether r and o report the same change state.
+func (r reported) sameAs(o reported) bool {
+	return r.term == o.term && r.confVer == o.confVer && r.version == o.version && r.pending == o.pending &&
+		r.splitKey == o.splitKey && r.active == o.active
+}
+
+// hasLearner reports whether a descriptor lists a learner.
+func hasLearner(d *flotillapb.RangeDescriptor) bool {
+	for _, r := range d.GetReplicas() {
+		if r.GetType() == flotillapb.ReplicaType_LEARNER {
+			return true
+		}
+	}
+	return false
 }
 
 // splitCandidate is a range's size-based split key, computed at most once
@@ -117,8 +141,9 @@ func (n *Node) sendHeartbeats(last map[multiraft.GroupID]reported, splits map[mu
 	stats := &flotillapb.StoreStats{}
 	var ranges []*flotillapb.RangeHeartbeatRequest
 	leading := map[multiraft.GroupID]bool{}
+	now := time.Now()
 	for _, g := range host.Groups() {
-		gs, ok := host.Status(g)
+		ld, ok := host.Leadership(g)
 		if !ok {
 			continue
 		}
@@ -128,48 +153,73 @@ func (n *Node) sendHeartbeats(last map[multiraft.GroupID]reported, splits map[mu
 		// Only a range's leader reports it: its view of the range (the
 		// descriptor it applied, its learners' progress) is the one the
 		// driver may act on, and steps are run by the leader.
-		if gs.Leader != gs.Replica || gs.Replica == 0 {
+		if !ld.Leading() {
 			continue
 		}
-		var hb *flotillapb.RangeHeartbeatRequest
+		leading[g] = true
+		var desc *flotillapb.RangeDescriptor
+		var r *shard.Replica
 		if g == placement.GroupID {
 			if meta == nil || meta.State().GetPlacementGroup() == nil {
 				continue
 			}
-			hb = &flotillapb.RangeHeartbeatRequest{Descriptor_: meta.State().GetPlacementGroup()}
+			desc = meta.State().GetPlacementGroup()
 		} else {
 			stats.LeaderCount++
-			r, ok := n.store.Replica(g)
-			if !ok || r.Descriptor() == nil {
+			if r, ok = n.store.Replica(g); !ok || r.Descriptor() == nil {
 				continue
 			}
+			desc = r.Descriptor()
+		}
+		prev, known := last[g]
+		// Between full rounds only a change of leadership, descriptor or
+		// catching-up learners is looked for, as cheaply as can be: a
+		// quiet range costs a leadership check and a descriptor load.
+		if !full && known && prev.term == ld.Term && prev.confVer == desc.GetEpoch().GetConfVer() &&
+			prev.version == desc.GetEpoch().GetVersion() && prev.pending == 0 && !hasLearner(desc) {
+			continue
+		}
+		hb := &flotillapb.RangeHeartbeatRequest{Descriptor_: desc, LeaderReplicaId: uint64(ld.Replica), Term: ld.Term}
+		key := reported{term: ld.Term, confVer: desc.GetEpoch().GetConfVer(), version: desc.GetEpoch().GetVersion()}
+		if hasLearner(desc) {
+			// A learner is pending while it is further behind than
+			// PlanStep would promote it at, so the driver asks for the
+			// promotion once the leader would do it.
+			if gs, ok := host.Status(g); ok {
+				for _, l := range gs.Learners {
+					if match := gs.LearnerMatch[l]; match == 0 || match+placement.LearnerCatchUpLag < gs.Commit {
+						hb.PendingReplicas = append(hb.PendingReplicas, uint64(l))
+					}
+				}
+			}
+			key.pending = len(hb.PendingReplicas)
+		}
+		if r != nil {
+			// Each report carries the range's statistics and its split
+			// proposal of the moment: a report after a change must not
+			// carry a split key computed for another descriptor.
 			rs := r.Stats()
-			stats.ReadsPerSecond += rs.ReadsPerSecond
-			stats.WritesPerSecond += rs.WritesPerSecond
-			hb = &flotillapb.RangeHeartbeatRequest{
-				Descriptor_:    r.Descriptor(),
-				Stats:          &flotillapb.RangeStats{Keys: rs.Keys, KeyBytes: rs.KeyBytes, ValueBytes: rs.ValueBytes},
-				ReadsPerSecond: rs.ReadsPerSecond, WritesPerSecond: rs.WritesPerSecond,
-				ApproximateBytes: uint64(max(rs.KeyBytes+rs.ValueBytes, 0)),
+			if full {
+				stats.ReadsPerSecond += rs.ReadsPerSecond
+				stats.WritesPerSecond += rs.WritesPerSecond
 			}
-			hb.SplitKey, hb.SplitReason = n.splitSuggestion(g, hb.GetDescriptor_(), rs, splits)
+			hb.Stats = &flotillapb.RangeStats{Keys: rs.Keys, KeyBytes: rs.KeyBytes, ValueBytes: rs.ValueBytes}
+			hb.ReadsPerSecond, hb.WritesPerSecond = rs.ReadsPerSecond, rs.WritesPerSecond
+			hb.ApproximateBytes = uint64(max(rs.KeyBytes+rs.ValueBytes, 0))
+			hb.SplitKey, hb.SplitReason = n.splitSuggestion(g, desc, rs, splits)
+			key.splitKey, key.active = string(hb.GetSplitKey()), rs.ReadsPerSecond+rs.WritesPerSecond > 0
 		}
-		hb.LeaderReplicaId, hb.Term = uint64(gs.Replica), gs.Term
-		// A learner is pending while it is further behind than PlanStep
-		// would promote it at, so the driver asks for the promotion once
-		// the leader would do it.
-		for _, l := range gs.Learners {
-			if match := gs.LearnerMatch[l]; match == 0 || match+placement.LearnerCatchUpLag < gs.Commit {
-				hb.PendingReplicas = append(hb.PendingReplicas, uint64(l))
-			}
+		// Due: a new or changed range, an active one every full round, a
+		// quiet one every RangeReportInterval (every full round while the
+		// placement leader is an older build).
+		changed := !known || !prev.sameAs(key)
+		legacy := now.Before(n.legacyReportsUntil)
+		if !changed && !(full && (key.active || legacy || now.Sub(prev.at) >= n.cfg.RangeReportInterval)) {
+			continue
 		}
-		leading[g] = true
-		now := reported{term: gs.Term, confVer: hb.GetDescriptor_().GetEpoch().GetConfVer(),
-			version: hb.GetDescriptor_().GetEpoch().GetVersion(), pending: len(hb.PendingReplicas), splitKey: string(hb.GetSplitKey())}
-		if prev, ok := last[g]; full || !ok || prev != now {
-			last[g] = now
-			ranges = append(ranges, hb)
-		}
+		key.at = now
+		last[g] = key
+		ranges = append(ranges, hb)
 	}
 	for g := range last {
 		if !leading[g] {
@@ -192,6 +242,70 @@ func (n *Node) sendHeartbeats(last map[multiraft.GroupID]reported, splits map[mu
 			n.log.Debug("store heartbeat", "err", err)
 		}
 	}
+	if time.Now().Before(n.legacyReportsUntil) {
+		n.sendRangeReportsOneByOne(ctx, ps, last, ranges)
+		return
+	}
+	n.sendRangeReports(ctx, ps, last, ranges, full)
+}
+
+// sendRangeReports sends range reports in batches (RangeHeartbeats), one
+// in a full round even if none is due (its answer carries the steps of
+// every range this node leads), and runs the steps answered. A
+// batch that fails is reported again at the next poll. Against a
+// placement leader that does not know RangeHeartbeats (an older node) the
+// reports go one by one.
+func (n *Node) sendRangeReports(ctx context.Context, ps *placementService, last map[multiraft.GroupID]reported,
+	ranges []*flotillapb.RangeHeartbeatRequest, full bool) {
+	for len(ranges) > 0 || full {
+		batch := ranges[:min(len(ranges), maxRangeReports)]
+		ranges = ranges[len(batch):]
+		last1 := len(ranges) == 0
+		// The last batch asks for every range's steps: the driver runs its
+		// checkers over this node's ranges when anything changed since it
+		// last did, so that a freed snapshot slot is used at once.
+		resp, err := ps.RangeHeartbeats(ctx, &flotillapb.RangeHeartbeatsRequest{NodeId: n.NodeID(), Ranges: batch, All: last1})
+		if unimplemented(err) {
+			// The placement leader is an older build: report one by one,
+			// every range every full round, as it expects, for a while.
+			n.log.Info("the placement leader does not take batched range reports: sending them one by one for a minute")
+			n.legacyReportsUntil = time.Now().Add(time.Minute)
+			clear(last)
+			n.sendRangeReportsOneByOne(ctx, ps, last, append(batch, ranges...))
+			return
+		}
+		if err != nil {
+			for _, hb := range batch {
+				delete(last, multiraft.GroupID(hb.GetDescriptor_().GetRangeId())) // report it again next time
+			}
+			n.log.Debug("range heartbeats", "ranges", len(batch), "err", err)
+		} else {
+			if t := resp.GetDriverTerm(); t != n.reportedDriverTerm {
+				// A new driver knows nothing of this node's ranges:
+				// report them all again.
+				n.reportedDriverTerm = t
+				clear(last)
+			}
+			for _, rs := range resp.GetSteps() {
+				n.executeStep(multiraft.GroupID(rs.GetRangeId()), rs.GetStep())
+			}
+		}
+		if last1 {
+			return
+		}
+	}
+}
+
+// unimplemented reports whether err says the placement leader does not
+// serve RangeHeartbeats (an older build): a gRPC Unimplemented status, or,
+// when the request was forwarded to it, the error that status became.
+func unimplemented(err error) bool {
+	return err != nil && (status.Code(err) == codes.Unimplemented ||
+		strings.Contains(err.Error(), "unknown method RangeHeartbeats") || strings.Contains(err.Error(), "RangeHeartbeats not implemented"))
+}
+
+// sendRangeReportsOneByOne sends range reports as RangeHeartbeat calls.
+func (n *Node) sendRangeReportsOneByOne(ctx context.Context, ps *placementService, last map[multiraft.GroupID]reported, ranges []*flotillapb.RangeHeartbeatRequest) {
 	for _, hb := range ranges {
 		g := multiraft.GroupID(hb.GetDescriptor_().GetRangeId())
 		resp, err := ps.RangeHeartbeat(ctx, hb)

@@ -98,6 +98,12 @@ type Node struct {
 	// per term this node leads, and never with an older term's view.
 	driver     *placement.Driver
 	driverTerm atomic.Uint64
+	// reportedDriverTerm is the driver term the last answer to this
+	// node's range reports came from; until legacyReportsUntil the
+	// placement leader is taken for an older build that does not take
+	// batched reports (heartbeat loop only).
+	reportedDriverTerm uint64
+	legacyReportsUntil time.Time
 	// allocMu serializes the allocation of replica sequence numbers and
 	// range IDs for the driver (ensureAlloc), so that callers racing on
 	// one shortage (range heartbeats, admin requests, the balance round)

@@ -3,8 +3,10 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/flotilladb/flotilla/multiraft"
 	"github.com/flotilladb/flotilla/placement"
@@ -141,43 +143,99 @@ func (s *placementService) RangeHeartbeat(ctx context.Context, req *flotillapb.R
 		func(r *flotillapb.RangeHeartbeatRequest) { r.Forwarded = true },
 		flotillapb.PlacementClient.RangeHeartbeat,
 		func(host *multiraft.Host, meta *placement.Meta) (*flotillapb.RangeHeartbeatResponse, error) {
-			desc := req.GetDescriptor_()
-			if desc.GetRangeId() == 0 || desc.GetEpoch() == nil {
-				return nil, invalidArgument("descriptor", "a range heartbeat needs a descriptor with a range ID and an epoch")
-			}
-			n.driver.ObserveRange(req)
-			id := multiraft.GroupID(desc.GetRangeId())
-			if known := knownDescriptor(meta.State(), desc.GetRangeId()); id != placement.GroupID &&
-				(known == nil || desc.GetEpoch().Newer(known.GetEpoch())) {
-				// The driver's copy is stale: record the newer one.
-				data, err := proto.Marshal(&flotillapb.MetaCommand{Command: &flotillapb.MetaCommand_UpdateRange{
-					UpdateRange: &flotillapb.UpdateRange{Descriptor_: desc}}})
-				if err != nil {
-					return nil, err
-				}
-				res, err := host.ProposeAndWait(ctx, placement.GroupID, data)
-				if err == nil {
-					err = res.Err
-				}
-				if err != nil {
-					// The leader sends the heartbeat again: the driver
-					// must not hand out steps against a descriptor its
-					// replicated state does not hold.
-					return nil, unavailable("recording range " + fmt.Sprint(desc.GetRangeId()) + "'s descriptor: " + err.Error())
-				}
+			if err := n.observeRangeReport(ctx, host, meta, req); err != nil {
+				return nil, err
 			}
 			n.ensureIDs(ctx, host)
-			return &flotillapb.RangeHeartbeatResponse{Step: n.driver.Schedule(meta.State(), id)}, nil
+			return &flotillapb.RangeHeartbeatResponse{Step: n.driver.Schedule(meta.State(), multiraft.GroupID(req.GetDescriptor_().GetRangeId()))}, nil
 		})
 }
 
-func knownDescriptor(st *flotillapb.ClusterMeta, rangeID uint64) *flotillapb.RangeDescriptor {
-	for _, d := range st.GetRanges() {
-		if d.GetRangeId() == rangeID {
-			return d
+// maxRangeReports bounds the reports of one RangeHeartbeats request; a
+// node sends more in several.
+const maxRangeReports = 4096
+
+// RangeHeartbeats takes a node's due range reports in one request and
+// answers with the steps of the reported ranges and of the other ranges
+// the node leads that have a running operator, or, with all, of every one
+// (placement.Driver.ScheduleLedBy).
+func (s *placementService) RangeHeartbeats(ctx context.Context, req *flotillapb.RangeHeartbeatsRequest) (*flotillapb.RangeHeartbeatsResponse, error) {
+	n := s.node()
+	return placementRequest(ctx, n, req, req.GetForwarded(),
+		func(r *flotillapb.RangeHeartbeatsRequest) { r.Forwarded = true },
+		flotillapb.PlacementClient.RangeHeartbeats,
+		func(host *multiraft.Host, meta *placement.Meta) (*flotillapb.RangeHeartbeatsResponse, error) {
+			if len(req.GetRanges()) > maxRangeReports {
+				return nil, invalidArgument("ranges", fmt.Sprintf("%d range reports, more than %d", len(req.GetRanges()), maxRangeReports))
+			}
+			node := multiraft.NodeID(req.GetNodeId())
+			if node == 0 {
+				return nil, invalidArgument("node_id", "a node ID is required")
+			}
+			reported := make(map[multiraft.GroupID]bool, len(req.GetRanges()))
+			for _, hb := range req.GetRanges() {
+				if err := n.observeRangeReport(ctx, host, meta, hb); err != nil {
+					// The node sends the batch again.
+					return nil, err
+				}
+				reported[multiraft.GroupID(hb.GetDescriptor_().GetRangeId())] = true
+			}
+			n.ensureIDs(ctx, host)
+			resp := &flotillapb.RangeHeartbeatsResponse{DriverTerm: n.driverTerm.Load()}
+			st := meta.State()
+			for _, hb := range req.GetRanges() {
+				id := multiraft.GroupID(hb.GetDescriptor_().GetRangeId())
+				if step := n.driver.Schedule(st, id); step != nil {
+					resp.Steps = append(resp.Steps, &flotillapb.RangeStep{RangeId: uint64(id), Step: step})
+				}
+			}
+			for id, step := range n.driver.ScheduleLedBy(st, node, reported, req.GetAll()) {
+				resp.Steps = append(resp.Steps, &flotillapb.RangeStep{RangeId: uint64(id), Step: step})
+			}
+			return resp, nil
+		})
+}
+
+// observeRangeReport gives the driver a range's report and, if its
+// descriptor is newer than the placement state's, records it there first
+// (the driver must not hand out steps against a descriptor its replicated
+// state does not hold).
+func (n *Node) observeRangeReport(ctx context.Context, host *multiraft.Host, meta *placement.Meta, req *flotillapb.RangeHeartbeatRequest) error {
+	desc := req.GetDescriptor_()
+	if desc.GetRangeId() == 0 || desc.GetEpoch() == nil {
+		return invalidArgument("descriptor", "a range heartbeat needs a descriptor with a range ID and an epoch")
+	}
+	n.driver.ObserveRange(req)
+	id := multiraft.GroupID(desc.GetRangeId())
+	if known := knownDescriptor(meta.State(), desc.GetRangeId()); id != placement.GroupID &&
+		(known == nil || desc.GetEpoch().Newer(known.GetEpoch())) {
+		data, err := proto.Marshal(&flotillapb.MetaCommand{Command: &flotillapb.MetaCommand_UpdateRange{
+			UpdateRange: &flotillapb.UpdateRange{Descriptor_: desc}}})
+		if err != nil {
+			return err
+		}
+		res, err := host.ProposeAndWait(ctx, placement.GroupID, data)
+		if err == nil {
+			err = res.Err
+		}
+		if err != nil {
+			return unavailable("recording range " + fmt.Sprint(desc.GetRangeId()) + "'s descriptor: " + err.Error())
 		}
 	}
 	return nil
+}
+
+// knownDescriptor returns range rangeID's descriptor in the placement
+// state (whose ranges are sorted by ID), or nil.
+func knownDescriptor(st *flotillapb.ClusterMeta, rangeID uint64) *flotillapb.RangeDescriptor {
+	ranges := st.GetRanges()
+	i, found := slices.BinarySearchFunc(ranges, rangeID, func(d *flotillapb.RangeDescriptor, id uint64) int {
+		return cmp.Compare(d.GetRangeId(), id)
+	})
+	if !found {
+		return nil
+	}
+	return ranges[i]
 }
 
 // LookupRange answers a router's cache miss: the range holding a key (or,

@@ -548,6 +548,190 @@ func (x *RangeHeartbeatRequest) GetApproximateBytes() uint64 {
 	return 0
 }
 
+type RangeHeartbeatsRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	NodeId uint64                 `protobuf:"varint,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// ranges are the reports due: of ranges whose leadership, descriptor,
+	// catching-up learners, split proposal or load changed, and of the rest
+	// once in a long while.
+	Ranges []*RangeHeartbeatRequest `protobuf:"bytes,2,rep,name=ranges,proto3" json:"ranges,omitempty"`
+	// all asks the driver to run its checkers over every range the node
+	// leads too (it does when anything they decide on changed since its
+	// last scan of the node's ranges, at most every 250 ms); otherwise only
+	// the reported ranges and those with a running operator get steps. A
+	// node sets it on the last batch of a poll.
+	All           bool `protobuf:"varint,3,opt,name=all,proto3" json:"all,omitempty"`
+	Forwarded     bool `protobuf:"varint,4,opt,name=forwarded,proto3" json:"forwarded,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RangeHeartbeatsRequest) Reset() {
+	*x = RangeHeartbeatsRequest{}
+	mi := &file_flotillapb_placement_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RangeHeartbeatsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RangeHeartbeatsRequest) ProtoMessage() {}
+
+func (x *RangeHeartbeatsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_flotillapb_placement_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RangeHeartbeatsRequest.ProtoReflect.Descriptor instead.
+func (*RangeHeartbeatsRequest) Descriptor() ([]byte, []int) {
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *RangeHeartbeatsRequest) GetNodeId() uint64 {
+	if x != nil {
+		return x.NodeId
+	}
+	return 0
+}
+
+func (x *RangeHeartbeatsRequest) GetRanges() []*RangeHeartbeatRequest {
+	if x != nil {
+		return x.Ranges
+	}
+	return nil
+}
+
+func (x *RangeHeartbeatsRequest) GetAll() bool {
+	if x != nil {
+		return x.All
+	}
+	return false
+}
+
+func (x *RangeHeartbeatsRequest) GetForwarded() bool {
+	if x != nil {
+		return x.Forwarded
+	}
+	return false
+}
+
+type RangeHeartbeatsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Steps []*RangeStep           `protobuf:"bytes,1,rep,name=steps,proto3" json:"steps,omitempty"`
+	// driver_term is the placement group's term the answering driver leads
+	// in: when it changes, the new driver knows nothing of the node's
+	// ranges, and the node reports them all again.
+	DriverTerm    uint64 `protobuf:"varint,2,opt,name=driver_term,json=driverTerm,proto3" json:"driver_term,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RangeHeartbeatsResponse) Reset() {
+	*x = RangeHeartbeatsResponse{}
+	mi := &file_flotillapb_placement_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RangeHeartbeatsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RangeHeartbeatsResponse) ProtoMessage() {}
+
+func (x *RangeHeartbeatsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_flotillapb_placement_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RangeHeartbeatsResponse.ProtoReflect.Descriptor instead.
+func (*RangeHeartbeatsResponse) Descriptor() ([]byte, []int) {
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *RangeHeartbeatsResponse) GetSteps() []*RangeStep {
+	if x != nil {
+		return x.Steps
+	}
+	return nil
+}
+
+func (x *RangeHeartbeatsResponse) GetDriverTerm() uint64 {
+	if x != nil {
+		return x.DriverTerm
+	}
+	return 0
+}
+
+// RangeStep is an operator step for a range.
+type RangeStep struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RangeId       uint64                 `protobuf:"varint,1,opt,name=range_id,json=rangeId,proto3" json:"range_id,omitempty"`
+	Step          *OperatorStep          `protobuf:"bytes,2,opt,name=step,proto3" json:"step,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RangeStep) Reset() {
+	*x = RangeStep{}
+	mi := &file_flotillapb_placement_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RangeStep) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RangeStep) ProtoMessage() {}
+
+func (x *RangeStep) ProtoReflect() protoreflect.Message {
+	mi := &file_flotillapb_placement_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RangeStep.ProtoReflect.Descriptor instead.
+func (*RangeStep) Descriptor() ([]byte, []int) {
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *RangeStep) GetRangeId() uint64 {
+	if x != nil {
+		return x.RangeId
+	}
+	return 0
+}
+
+func (x *RangeStep) GetStep() *OperatorStep {
+	if x != nil {
+		return x.Step
+	}
+	return nil
+}
+
 type RangeHeartbeatResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// step is the next step of the range's operator, if it has one.
@@ -558,7 +742,7 @@ type RangeHeartbeatResponse struct {
 
 func (x *RangeHeartbeatResponse) Reset() {
 	*x = RangeHeartbeatResponse{}
-	mi := &file_flotillapb_placement_proto_msgTypes[6]
+	mi := &file_flotillapb_placement_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -570,7 +754,7 @@ func (x *RangeHeartbeatResponse) String() string {
 func (*RangeHeartbeatResponse) ProtoMessage() {}
 
 func (x *RangeHeartbeatResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_placement_proto_msgTypes[6]
+	mi := &file_flotillapb_placement_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -583,7 +767,7 @@ func (x *RangeHeartbeatResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeHeartbeatResponse.ProtoReflect.Descriptor instead.
 func (*RangeHeartbeatResponse) Descriptor() ([]byte, []int) {
-	return file_flotillapb_placement_proto_rawDescGZIP(), []int{6}
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RangeHeartbeatResponse) GetStep() *OperatorStep {
@@ -614,7 +798,7 @@ type OperatorStep struct {
 
 func (x *OperatorStep) Reset() {
 	*x = OperatorStep{}
-	mi := &file_flotillapb_placement_proto_msgTypes[7]
+	mi := &file_flotillapb_placement_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -626,7 +810,7 @@ func (x *OperatorStep) String() string {
 func (*OperatorStep) ProtoMessage() {}
 
 func (x *OperatorStep) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_placement_proto_msgTypes[7]
+	mi := &file_flotillapb_placement_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -639,7 +823,7 @@ func (x *OperatorStep) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OperatorStep.ProtoReflect.Descriptor instead.
 func (*OperatorStep) Descriptor() ([]byte, []int) {
-	return file_flotillapb_placement_proto_rawDescGZIP(), []int{7}
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *OperatorStep) GetOperatorId() uint64 {
@@ -719,7 +903,7 @@ type LookupRangeRequest struct {
 
 func (x *LookupRangeRequest) Reset() {
 	*x = LookupRangeRequest{}
-	mi := &file_flotillapb_placement_proto_msgTypes[8]
+	mi := &file_flotillapb_placement_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -731,7 +915,7 @@ func (x *LookupRangeRequest) String() string {
 func (*LookupRangeRequest) ProtoMessage() {}
 
 func (x *LookupRangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_placement_proto_msgTypes[8]
+	mi := &file_flotillapb_placement_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -744,7 +928,7 @@ func (x *LookupRangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LookupRangeRequest.ProtoReflect.Descriptor instead.
 func (*LookupRangeRequest) Descriptor() ([]byte, []int) {
-	return file_flotillapb_placement_proto_rawDescGZIP(), []int{8}
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *LookupRangeRequest) GetKey() []byte {
@@ -782,7 +966,7 @@ type LookupRangeResponse struct {
 
 func (x *LookupRangeResponse) Reset() {
 	*x = LookupRangeResponse{}
-	mi := &file_flotillapb_placement_proto_msgTypes[9]
+	mi := &file_flotillapb_placement_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -794,7 +978,7 @@ func (x *LookupRangeResponse) String() string {
 func (*LookupRangeResponse) ProtoMessage() {}
 
 func (x *LookupRangeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_placement_proto_msgTypes[9]
+	mi := &file_flotillapb_placement_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -807,7 +991,7 @@ func (x *LookupRangeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LookupRangeResponse.ProtoReflect.Descriptor instead.
 func (*LookupRangeResponse) Descriptor() ([]byte, []int) {
-	return file_flotillapb_placement_proto_rawDescGZIP(), []int{9}
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *LookupRangeResponse) GetDescriptor_() *RangeDescriptor {
@@ -840,7 +1024,7 @@ type ListStoresRequest struct {
 
 func (x *ListStoresRequest) Reset() {
 	*x = ListStoresRequest{}
-	mi := &file_flotillapb_placement_proto_msgTypes[10]
+	mi := &file_flotillapb_placement_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -852,7 +1036,7 @@ func (x *ListStoresRequest) String() string {
 func (*ListStoresRequest) ProtoMessage() {}
 
 func (x *ListStoresRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_placement_proto_msgTypes[10]
+	mi := &file_flotillapb_placement_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -865,7 +1049,7 @@ func (x *ListStoresRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListStoresRequest.ProtoReflect.Descriptor instead.
 func (*ListStoresRequest) Descriptor() ([]byte, []int) {
-	return file_flotillapb_placement_proto_rawDescGZIP(), []int{10}
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ListStoresRequest) GetForwarded() bool {
@@ -899,7 +1083,7 @@ type StoreStatus struct {
 
 func (x *StoreStatus) Reset() {
 	*x = StoreStatus{}
-	mi := &file_flotillapb_placement_proto_msgTypes[11]
+	mi := &file_flotillapb_placement_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -911,7 +1095,7 @@ func (x *StoreStatus) String() string {
 func (*StoreStatus) ProtoMessage() {}
 
 func (x *StoreStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_placement_proto_msgTypes[11]
+	mi := &file_flotillapb_placement_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -924,7 +1108,7 @@ func (x *StoreStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreStatus.ProtoReflect.Descriptor instead.
 func (*StoreStatus) Descriptor() ([]byte, []int) {
-	return file_flotillapb_placement_proto_rawDescGZIP(), []int{11}
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *StoreStatus) GetNode() *NodeDescriptor {
@@ -985,7 +1169,7 @@ type ListStoresResponse struct {
 
 func (x *ListStoresResponse) Reset() {
 	*x = ListStoresResponse{}
-	mi := &file_flotillapb_placement_proto_msgTypes[12]
+	mi := &file_flotillapb_placement_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -997,7 +1181,7 @@ func (x *ListStoresResponse) String() string {
 func (*ListStoresResponse) ProtoMessage() {}
 
 func (x *ListStoresResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_placement_proto_msgTypes[12]
+	mi := &file_flotillapb_placement_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1010,7 +1194,7 @@ func (x *ListStoresResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListStoresResponse.ProtoReflect.Descriptor instead.
 func (*ListStoresResponse) Descriptor() ([]byte, []int) {
-	return file_flotillapb_placement_proto_rawDescGZIP(), []int{12}
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListStoresResponse) GetStores() []*StoreStatus {
@@ -1029,7 +1213,7 @@ type ListRangesRequest struct {
 
 func (x *ListRangesRequest) Reset() {
 	*x = ListRangesRequest{}
-	mi := &file_flotillapb_placement_proto_msgTypes[13]
+	mi := &file_flotillapb_placement_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1041,7 +1225,7 @@ func (x *ListRangesRequest) String() string {
 func (*ListRangesRequest) ProtoMessage() {}
 
 func (x *ListRangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_placement_proto_msgTypes[13]
+	mi := &file_flotillapb_placement_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1054,7 +1238,7 @@ func (x *ListRangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRangesRequest.ProtoReflect.Descriptor instead.
 func (*ListRangesRequest) Descriptor() ([]byte, []int) {
-	return file_flotillapb_placement_proto_rawDescGZIP(), []int{13}
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ListRangesRequest) GetForwarded() bool {
@@ -1079,7 +1263,7 @@ type RangeStatus struct {
 
 func (x *RangeStatus) Reset() {
 	*x = RangeStatus{}
-	mi := &file_flotillapb_placement_proto_msgTypes[14]
+	mi := &file_flotillapb_placement_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1091,7 +1275,7 @@ func (x *RangeStatus) String() string {
 func (*RangeStatus) ProtoMessage() {}
 
 func (x *RangeStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_placement_proto_msgTypes[14]
+	mi := &file_flotillapb_placement_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1104,7 +1288,7 @@ func (x *RangeStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RangeStatus.ProtoReflect.Descriptor instead.
 func (*RangeStatus) Descriptor() ([]byte, []int) {
-	return file_flotillapb_placement_proto_rawDescGZIP(), []int{14}
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RangeStatus) GetDescriptor_() *RangeDescriptor {
@@ -1160,7 +1344,7 @@ type ListRangesResponse struct {
 
 func (x *ListRangesResponse) Reset() {
 	*x = ListRangesResponse{}
-	mi := &file_flotillapb_placement_proto_msgTypes[15]
+	mi := &file_flotillapb_placement_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1172,7 +1356,7 @@ func (x *ListRangesResponse) String() string {
 func (*ListRangesResponse) ProtoMessage() {}
 
 func (x *ListRangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_placement_proto_msgTypes[15]
+	mi := &file_flotillapb_placement_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1185,7 +1369,7 @@ func (x *ListRangesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListRangesResponse.ProtoReflect.Descriptor instead.
 func (*ListRangesResponse) Descriptor() ([]byte, []int) {
-	return file_flotillapb_placement_proto_rawDescGZIP(), []int{15}
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListRangesResponse) GetRanges() []*RangeStatus {
@@ -1211,7 +1395,7 @@ type ListOperatorsRequest struct {
 
 func (x *ListOperatorsRequest) Reset() {
 	*x = ListOperatorsRequest{}
-	mi := &file_flotillapb_placement_proto_msgTypes[16]
+	mi := &file_flotillapb_placement_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1223,7 +1407,7 @@ func (x *ListOperatorsRequest) String() string {
 func (*ListOperatorsRequest) ProtoMessage() {}
 
 func (x *ListOperatorsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_placement_proto_msgTypes[16]
+	mi := &file_flotillapb_placement_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1236,7 +1420,7 @@ func (x *ListOperatorsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOperatorsRequest.ProtoReflect.Descriptor instead.
 func (*ListOperatorsRequest) Descriptor() ([]byte, []int) {
-	return file_flotillapb_placement_proto_rawDescGZIP(), []int{16}
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListOperatorsRequest) GetForwarded() bool {
@@ -1270,7 +1454,7 @@ type OperatorStatus struct {
 
 func (x *OperatorStatus) Reset() {
 	*x = OperatorStatus{}
-	mi := &file_flotillapb_placement_proto_msgTypes[17]
+	mi := &file_flotillapb_placement_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1282,7 +1466,7 @@ func (x *OperatorStatus) String() string {
 func (*OperatorStatus) ProtoMessage() {}
 
 func (x *OperatorStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_placement_proto_msgTypes[17]
+	mi := &file_flotillapb_placement_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1295,7 +1479,7 @@ func (x *OperatorStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OperatorStatus.ProtoReflect.Descriptor instead.
 func (*OperatorStatus) Descriptor() ([]byte, []int) {
-	return file_flotillapb_placement_proto_rawDescGZIP(), []int{17}
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *OperatorStatus) GetId() uint64 {
@@ -1377,7 +1561,7 @@ type ListOperatorsResponse struct {
 
 func (x *ListOperatorsResponse) Reset() {
 	*x = ListOperatorsResponse{}
-	mi := &file_flotillapb_placement_proto_msgTypes[18]
+	mi := &file_flotillapb_placement_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1389,7 +1573,7 @@ func (x *ListOperatorsResponse) String() string {
 func (*ListOperatorsResponse) ProtoMessage() {}
 
 func (x *ListOperatorsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_placement_proto_msgTypes[18]
+	mi := &file_flotillapb_placement_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1402,7 +1586,7 @@ func (x *ListOperatorsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListOperatorsResponse.ProtoReflect.Descriptor instead.
 func (*ListOperatorsResponse) Descriptor() ([]byte, []int) {
-	return file_flotillapb_placement_proto_rawDescGZIP(), []int{18}
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListOperatorsResponse) GetOperators() []*OperatorStatus {
@@ -1444,7 +1628,7 @@ type TransferLeaderRequest struct {
 
 func (x *TransferLeaderRequest) Reset() {
 	*x = TransferLeaderRequest{}
-	mi := &file_flotillapb_placement_proto_msgTypes[19]
+	mi := &file_flotillapb_placement_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1456,7 +1640,7 @@ func (x *TransferLeaderRequest) String() string {
 func (*TransferLeaderRequest) ProtoMessage() {}
 
 func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_placement_proto_msgTypes[19]
+	mi := &file_flotillapb_placement_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1469,7 +1653,7 @@ func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeaderRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeaderRequest) Descriptor() ([]byte, []int) {
-	return file_flotillapb_placement_proto_rawDescGZIP(), []int{19}
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *TransferLeaderRequest) GetRangeId() uint64 {
@@ -1506,7 +1690,7 @@ type AddReplicaRequest struct {
 
 func (x *AddReplicaRequest) Reset() {
 	*x = AddReplicaRequest{}
-	mi := &file_flotillapb_placement_proto_msgTypes[20]
+	mi := &file_flotillapb_placement_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1518,7 +1702,7 @@ func (x *AddReplicaRequest) String() string {
 func (*AddReplicaRequest) ProtoMessage() {}
 
 func (x *AddReplicaRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_placement_proto_msgTypes[20]
+	mi := &file_flotillapb_placement_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1531,7 +1715,7 @@ func (x *AddReplicaRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddReplicaRequest.ProtoReflect.Descriptor instead.
 func (*AddReplicaRequest) Descriptor() ([]byte, []int) {
-	return file_flotillapb_placement_proto_rawDescGZIP(), []int{20}
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *AddReplicaRequest) GetRangeId() uint64 {
@@ -1573,7 +1757,7 @@ type RemoveReplicaRequest struct {
 
 func (x *RemoveReplicaRequest) Reset() {
 	*x = RemoveReplicaRequest{}
-	mi := &file_flotillapb_placement_proto_msgTypes[21]
+	mi := &file_flotillapb_placement_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1585,7 +1769,7 @@ func (x *RemoveReplicaRequest) String() string {
 func (*RemoveReplicaRequest) ProtoMessage() {}
 
 func (x *RemoveReplicaRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_placement_proto_msgTypes[21]
+	mi := &file_flotillapb_placement_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1598,7 +1782,7 @@ func (x *RemoveReplicaRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveReplicaRequest.ProtoReflect.Descriptor instead.
 func (*RemoveReplicaRequest) Descriptor() ([]byte, []int) {
-	return file_flotillapb_placement_proto_rawDescGZIP(), []int{21}
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RemoveReplicaRequest) GetRangeId() uint64 {
@@ -1631,7 +1815,7 @@ type OperatorResponse struct {
 
 func (x *OperatorResponse) Reset() {
 	*x = OperatorResponse{}
-	mi := &file_flotillapb_placement_proto_msgTypes[22]
+	mi := &file_flotillapb_placement_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1643,7 +1827,7 @@ func (x *OperatorResponse) String() string {
 func (*OperatorResponse) ProtoMessage() {}
 
 func (x *OperatorResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_placement_proto_msgTypes[22]
+	mi := &file_flotillapb_placement_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1656,7 +1840,7 @@ func (x *OperatorResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OperatorResponse.ProtoReflect.Descriptor instead.
 func (*OperatorResponse) Descriptor() ([]byte, []int) {
-	return file_flotillapb_placement_proto_rawDescGZIP(), []int{22}
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *OperatorResponse) GetOperator() *OperatorStatus {
@@ -1686,7 +1870,7 @@ type SetStoreStateRequest struct {
 
 func (x *SetStoreStateRequest) Reset() {
 	*x = SetStoreStateRequest{}
-	mi := &file_flotillapb_placement_proto_msgTypes[23]
+	mi := &file_flotillapb_placement_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1698,7 +1882,7 @@ func (x *SetStoreStateRequest) String() string {
 func (*SetStoreStateRequest) ProtoMessage() {}
 
 func (x *SetStoreStateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_placement_proto_msgTypes[23]
+	mi := &file_flotillapb_placement_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1711,7 +1895,7 @@ func (x *SetStoreStateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetStoreStateRequest.ProtoReflect.Descriptor instead.
 func (*SetStoreStateRequest) Descriptor() ([]byte, []int) {
-	return file_flotillapb_placement_proto_rawDescGZIP(), []int{23}
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *SetStoreStateRequest) GetStoreId() uint64 {
@@ -1753,7 +1937,7 @@ type SetStoreStateResponse struct {
 
 func (x *SetStoreStateResponse) Reset() {
 	*x = SetStoreStateResponse{}
-	mi := &file_flotillapb_placement_proto_msgTypes[24]
+	mi := &file_flotillapb_placement_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1765,7 +1949,7 @@ func (x *SetStoreStateResponse) String() string {
 func (*SetStoreStateResponse) ProtoMessage() {}
 
 func (x *SetStoreStateResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_placement_proto_msgTypes[24]
+	mi := &file_flotillapb_placement_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1778,7 +1962,7 @@ func (x *SetStoreStateResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetStoreStateResponse.ProtoReflect.Descriptor instead.
 func (*SetStoreStateResponse) Descriptor() ([]byte, []int) {
-	return file_flotillapb_placement_proto_rawDescGZIP(), []int{24}
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SetStoreStateResponse) GetStore() *StoreStatus {
@@ -1807,7 +1991,7 @@ type SplitRangeRequest struct {
 
 func (x *SplitRangeRequest) Reset() {
 	*x = SplitRangeRequest{}
-	mi := &file_flotillapb_placement_proto_msgTypes[25]
+	mi := &file_flotillapb_placement_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1819,7 +2003,7 @@ func (x *SplitRangeRequest) String() string {
 func (*SplitRangeRequest) ProtoMessage() {}
 
 func (x *SplitRangeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_placement_proto_msgTypes[25]
+	mi := &file_flotillapb_placement_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1832,7 +2016,7 @@ func (x *SplitRangeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SplitRangeRequest.ProtoReflect.Descriptor instead.
 func (*SplitRangeRequest) Descriptor() ([]byte, []int) {
-	return file_flotillapb_placement_proto_rawDescGZIP(), []int{25}
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SplitRangeRequest) GetKey() []byte {
@@ -1858,7 +2042,7 @@ type GetRulesRequest struct {
 
 func (x *GetRulesRequest) Reset() {
 	*x = GetRulesRequest{}
-	mi := &file_flotillapb_placement_proto_msgTypes[26]
+	mi := &file_flotillapb_placement_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1870,7 +2054,7 @@ func (x *GetRulesRequest) String() string {
 func (*GetRulesRequest) ProtoMessage() {}
 
 func (x *GetRulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_placement_proto_msgTypes[26]
+	mi := &file_flotillapb_placement_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1883,7 +2067,7 @@ func (x *GetRulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRulesRequest.ProtoReflect.Descriptor instead.
 func (*GetRulesRequest) Descriptor() ([]byte, []int) {
-	return file_flotillapb_placement_proto_rawDescGZIP(), []int{26}
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GetRulesRequest) GetForwarded() bool {
@@ -1905,7 +2089,7 @@ type SetRulesRequest struct {
 
 func (x *SetRulesRequest) Reset() {
 	*x = SetRulesRequest{}
-	mi := &file_flotillapb_placement_proto_msgTypes[27]
+	mi := &file_flotillapb_placement_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1917,7 +2101,7 @@ func (x *SetRulesRequest) String() string {
 func (*SetRulesRequest) ProtoMessage() {}
 
 func (x *SetRulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_placement_proto_msgTypes[27]
+	mi := &file_flotillapb_placement_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1930,7 +2114,7 @@ func (x *SetRulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetRulesRequest.ProtoReflect.Descriptor instead.
 func (*SetRulesRequest) Descriptor() ([]byte, []int) {
-	return file_flotillapb_placement_proto_rawDescGZIP(), []int{27}
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *SetRulesRequest) GetRules() []*PlacementRule {
@@ -1966,7 +2150,7 @@ type RulesResponse struct {
 
 func (x *RulesResponse) Reset() {
 	*x = RulesResponse{}
-	mi := &file_flotillapb_placement_proto_msgTypes[28]
+	mi := &file_flotillapb_placement_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1978,7 +2162,7 @@ func (x *RulesResponse) String() string {
 func (*RulesResponse) ProtoMessage() {}
 
 func (x *RulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_flotillapb_placement_proto_msgTypes[28]
+	mi := &file_flotillapb_placement_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1991,7 +2175,7 @@ func (x *RulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RulesResponse.ProtoReflect.Descriptor instead.
 func (*RulesResponse) Descriptor() ([]byte, []int) {
-	return file_flotillapb_placement_proto_rawDescGZIP(), []int{28}
+	return file_flotillapb_placement_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RulesResponse) GetRules() []*PlacementRule {
@@ -2053,7 +2237,19 @@ const file_flotillapb_placement_proto_rawDesc = "" +
 	"\tsplit_key\x18\t \x01(\fR\bsplitKey\x12!\n" +
 	"\fsplit_reason\x18\n" +
 	" \x01(\tR\vsplitReason\x12+\n" +
-	"\x11approximate_bytes\x18\v \x01(\x04R\x10approximateBytes\"G\n" +
+	"\x11approximate_bytes\x18\v \x01(\x04R\x10approximateBytes\"\x9d\x01\n" +
+	"\x16RangeHeartbeatsRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\x04R\x06nodeId\x12:\n" +
+	"\x06ranges\x18\x02 \x03(\v2\".flotilla.v1.RangeHeartbeatRequestR\x06ranges\x12\x10\n" +
+	"\x03all\x18\x03 \x01(\bR\x03all\x12\x1c\n" +
+	"\tforwarded\x18\x04 \x01(\bR\tforwarded\"h\n" +
+	"\x17RangeHeartbeatsResponse\x12,\n" +
+	"\x05steps\x18\x01 \x03(\v2\x16.flotilla.v1.RangeStepR\x05steps\x12\x1f\n" +
+	"\vdriver_term\x18\x02 \x01(\x04R\n" +
+	"driverTerm\"U\n" +
+	"\tRangeStep\x12\x19\n" +
+	"\brange_id\x18\x01 \x01(\x04R\arangeId\x12-\n" +
+	"\x04step\x18\x02 \x01(\v2\x19.flotilla.v1.OperatorStepR\x04step\"G\n" +
 	"\x16RangeHeartbeatResponse\x12-\n" +
 	"\x04step\x18\x01 \x01(\v2\x19.flotilla.v1.OperatorStepR\x04step\"\xc9\x02\n" +
 	"\fOperatorStep\x12\x1f\n" +
@@ -2167,10 +2363,11 @@ const file_flotillapb_placement_proto_rawDesc = "" +
 	"\n" +
 	"\x06REMOVE\x10\x02\x12\x13\n" +
 	"\x0fTRANSFER_LEADER\x10\x03\x12\t\n" +
-	"\x05SPLIT\x10\x042\x93\t\n" +
+	"\x05SPLIT\x10\x042\xf1\t\n" +
 	"\tPlacement\x12Y\n" +
 	"\x0eStoreHeartbeat\x12\".flotilla.v1.StoreHeartbeatRequest\x1a#.flotilla.v1.StoreHeartbeatResponse\x12Y\n" +
-	"\x0eRangeHeartbeat\x12\".flotilla.v1.RangeHeartbeatRequest\x1a#.flotilla.v1.RangeHeartbeatResponse\x12P\n" +
+	"\x0eRangeHeartbeat\x12\".flotilla.v1.RangeHeartbeatRequest\x1a#.flotilla.v1.RangeHeartbeatResponse\x12\\\n" +
+	"\x0fRangeHeartbeats\x12#.flotilla.v1.RangeHeartbeatsRequest\x1a$.flotilla.v1.RangeHeartbeatsResponse\x12P\n" +
 	"\vLookupRange\x12\x1f.flotilla.v1.LookupRangeRequest\x1a .flotilla.v1.LookupRangeResponse\x12M\n" +
 	"\n" +
 	"ListStores\x12\x1e.flotilla.v1.ListStoresRequest\x1a\x1f.flotilla.v1.ListStoresResponse\x12M\n" +
@@ -2201,7 +2398,7 @@ func file_flotillapb_placement_proto_rawDescGZIP() []byte {
 }
 
 var file_flotillapb_placement_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_flotillapb_placement_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_flotillapb_placement_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_flotillapb_placement_proto_goTypes = []any{
 	(OperatorStepKind)(0),             // 0: flotilla.v1.OperatorStepKind
 	(*AllocateRevisionsRequest)(nil),  // 1: flotilla.v1.AllocateRevisionsRequest
@@ -2210,94 +2407,102 @@ var file_flotillapb_placement_proto_goTypes = []any{
 	(*StoreHeartbeatRequest)(nil),     // 4: flotilla.v1.StoreHeartbeatRequest
 	(*StoreHeartbeatResponse)(nil),    // 5: flotilla.v1.StoreHeartbeatResponse
 	(*RangeHeartbeatRequest)(nil),     // 6: flotilla.v1.RangeHeartbeatRequest
-	(*RangeHeartbeatResponse)(nil),    // 7: flotilla.v1.RangeHeartbeatResponse
-	(*OperatorStep)(nil),              // 8: flotilla.v1.OperatorStep
-	(*LookupRangeRequest)(nil),        // 9: flotilla.v1.LookupRangeRequest
-	(*LookupRangeResponse)(nil),       // 10: flotilla.v1.LookupRangeResponse
-	(*ListStoresRequest)(nil),         // 11: flotilla.v1.ListStoresRequest
-	(*StoreStatus)(nil),               // 12: flotilla.v1.StoreStatus
-	(*ListStoresResponse)(nil),        // 13: flotilla.v1.ListStoresResponse
-	(*ListRangesRequest)(nil),         // 14: flotilla.v1.ListRangesRequest
-	(*RangeStatus)(nil),               // 15: flotilla.v1.RangeStatus
-	(*ListRangesResponse)(nil),        // 16: flotilla.v1.ListRangesResponse
-	(*ListOperatorsRequest)(nil),      // 17: flotilla.v1.ListOperatorsRequest
-	(*OperatorStatus)(nil),            // 18: flotilla.v1.OperatorStatus
-	(*ListOperatorsResponse)(nil),     // 19: flotilla.v1.ListOperatorsResponse
-	(*TransferLeaderRequest)(nil),     // 20: flotilla.v1.TransferLeaderRequest
-	(*AddReplicaRequest)(nil),         // 21: flotilla.v1.AddReplicaRequest
-	(*RemoveReplicaRequest)(nil),      // 22: flotilla.v1.RemoveReplicaRequest
-	(*OperatorResponse)(nil),          // 23: flotilla.v1.OperatorResponse
-	(*SetStoreStateRequest)(nil),      // 24: flotilla.v1.SetStoreStateRequest
-	(*SetStoreStateResponse)(nil),     // 25: flotilla.v1.SetStoreStateResponse
-	(*SplitRangeRequest)(nil),         // 26: flotilla.v1.SplitRangeRequest
-	(*GetRulesRequest)(nil),           // 27: flotilla.v1.GetRulesRequest
-	(*SetRulesRequest)(nil),           // 28: flotilla.v1.SetRulesRequest
-	(*RulesResponse)(nil),             // 29: flotilla.v1.RulesResponse
-	nil,                               // 30: flotilla.v1.ListOperatorsResponse.CountsEntry
-	(*RangeDescriptor)(nil),           // 31: flotilla.v1.RangeDescriptor
-	(*RangeStats)(nil),                // 32: flotilla.v1.RangeStats
-	(*ReplicaDescriptor)(nil),         // 33: flotilla.v1.ReplicaDescriptor
-	(*NodeDescriptor)(nil),            // 34: flotilla.v1.NodeDescriptor
-	(StoreState)(0),                   // 35: flotilla.v1.StoreState
-	(*PlacementRule)(nil),             // 36: flotilla.v1.PlacementRule
+	(*RangeHeartbeatsRequest)(nil),    // 7: flotilla.v1.RangeHeartbeatsRequest
+	(*RangeHeartbeatsResponse)(nil),   // 8: flotilla.v1.RangeHeartbeatsResponse
+	(*RangeStep)(nil),                 // 9: flotilla.v1.RangeStep
+	(*RangeHeartbeatResponse)(nil),    // 10: flotilla.v1.RangeHeartbeatResponse
+	(*OperatorStep)(nil),              // 11: flotilla.v1.OperatorStep
+	(*LookupRangeRequest)(nil),        // 12: flotilla.v1.LookupRangeRequest
+	(*LookupRangeResponse)(nil),       // 13: flotilla.v1.LookupRangeResponse
+	(*ListStoresRequest)(nil),         // 14: flotilla.v1.ListStoresRequest
+	(*StoreStatus)(nil),               // 15: flotilla.v1.StoreStatus
+	(*ListStoresResponse)(nil),        // 16: flotilla.v1.ListStoresResponse
+	(*ListRangesRequest)(nil),         // 17: flotilla.v1.ListRangesRequest
+	(*RangeStatus)(nil),               // 18: flotilla.v1.RangeStatus
+	(*ListRangesResponse)(nil),        // 19: flotilla.v1.ListRangesResponse
+	(*ListOperatorsRequest)(nil),      // 20: flotilla.v1.ListOperatorsRequest
+	(*OperatorStatus)(nil),            // 21: flotilla.v1.OperatorStatus
+	(*ListOperatorsResponse)(nil),     // 22: flotilla.v1.ListOperatorsResponse
+	(*TransferLeaderRequest)(nil),     // 23: flotilla.v1.TransferLeaderRequest
+	(*AddReplicaRequest)(nil),         // 24: flotilla.v1.AddReplicaRequest
+	(*RemoveReplicaRequest)(nil),      // 25: flotilla.v1.RemoveReplicaRequest
+	(*OperatorResponse)(nil),          // 26: flotilla.v1.OperatorResponse
+	(*SetStoreStateRequest)(nil),      // 27: flotilla.v1.SetStoreStateRequest
+	(*SetStoreStateResponse)(nil),     // 28: flotilla.v1.SetStoreStateResponse
+	(*SplitRangeRequest)(nil),         // 29: flotilla.v1.SplitRangeRequest
+	(*GetRulesRequest)(nil),           // 30: flotilla.v1.GetRulesRequest
+	(*SetRulesRequest)(nil),           // 31: flotilla.v1.SetRulesRequest
+	(*RulesResponse)(nil),             // 32: flotilla.v1.RulesResponse
+	nil,                               // 33: flotilla.v1.ListOperatorsResponse.CountsEntry
+	(*RangeDescriptor)(nil),           // 34: flotilla.v1.RangeDescriptor
+	(*RangeStats)(nil),                // 35: flotilla.v1.RangeStats
+	(*ReplicaDescriptor)(nil),         // 36: flotilla.v1.ReplicaDescriptor
+	(*NodeDescriptor)(nil),            // 37: flotilla.v1.NodeDescriptor
+	(StoreState)(0),                   // 38: flotilla.v1.StoreState
+	(*PlacementRule)(nil),             // 39: flotilla.v1.PlacementRule
 }
 var file_flotillapb_placement_proto_depIdxs = []int32{
 	3,  // 0: flotilla.v1.StoreHeartbeatRequest.stats:type_name -> flotilla.v1.StoreStats
-	31, // 1: flotilla.v1.RangeHeartbeatRequest.descriptor:type_name -> flotilla.v1.RangeDescriptor
-	32, // 2: flotilla.v1.RangeHeartbeatRequest.stats:type_name -> flotilla.v1.RangeStats
-	8,  // 3: flotilla.v1.RangeHeartbeatResponse.step:type_name -> flotilla.v1.OperatorStep
-	0,  // 4: flotilla.v1.OperatorStep.kind:type_name -> flotilla.v1.OperatorStepKind
-	31, // 5: flotilla.v1.LookupRangeResponse.descriptor:type_name -> flotilla.v1.RangeDescriptor
-	33, // 6: flotilla.v1.LookupRangeResponse.leader:type_name -> flotilla.v1.ReplicaDescriptor
-	34, // 7: flotilla.v1.LookupRangeResponse.nodes:type_name -> flotilla.v1.NodeDescriptor
-	34, // 8: flotilla.v1.StoreStatus.node:type_name -> flotilla.v1.NodeDescriptor
-	3,  // 9: flotilla.v1.StoreStatus.stats:type_name -> flotilla.v1.StoreStats
-	12, // 10: flotilla.v1.ListStoresResponse.stores:type_name -> flotilla.v1.StoreStatus
-	31, // 11: flotilla.v1.RangeStatus.descriptor:type_name -> flotilla.v1.RangeDescriptor
-	33, // 12: flotilla.v1.RangeStatus.leader:type_name -> flotilla.v1.ReplicaDescriptor
-	32, // 13: flotilla.v1.RangeStatus.stats:type_name -> flotilla.v1.RangeStats
-	15, // 14: flotilla.v1.ListRangesResponse.ranges:type_name -> flotilla.v1.RangeStatus
-	31, // 15: flotilla.v1.ListRangesResponse.placement_group:type_name -> flotilla.v1.RangeDescriptor
-	18, // 16: flotilla.v1.ListOperatorsResponse.operators:type_name -> flotilla.v1.OperatorStatus
-	30, // 17: flotilla.v1.ListOperatorsResponse.counts:type_name -> flotilla.v1.ListOperatorsResponse.CountsEntry
-	18, // 18: flotilla.v1.OperatorResponse.operator:type_name -> flotilla.v1.OperatorStatus
-	35, // 19: flotilla.v1.SetStoreStateRequest.state:type_name -> flotilla.v1.StoreState
-	12, // 20: flotilla.v1.SetStoreStateResponse.store:type_name -> flotilla.v1.StoreStatus
-	36, // 21: flotilla.v1.SetRulesRequest.rules:type_name -> flotilla.v1.PlacementRule
-	36, // 22: flotilla.v1.RulesResponse.rules:type_name -> flotilla.v1.PlacementRule
-	4,  // 23: flotilla.v1.Placement.StoreHeartbeat:input_type -> flotilla.v1.StoreHeartbeatRequest
-	6,  // 24: flotilla.v1.Placement.RangeHeartbeat:input_type -> flotilla.v1.RangeHeartbeatRequest
-	9,  // 25: flotilla.v1.Placement.LookupRange:input_type -> flotilla.v1.LookupRangeRequest
-	11, // 26: flotilla.v1.Placement.ListStores:input_type -> flotilla.v1.ListStoresRequest
-	14, // 27: flotilla.v1.Placement.ListRanges:input_type -> flotilla.v1.ListRangesRequest
-	17, // 28: flotilla.v1.Placement.ListOperators:input_type -> flotilla.v1.ListOperatorsRequest
-	20, // 29: flotilla.v1.Placement.TransferLeader:input_type -> flotilla.v1.TransferLeaderRequest
-	21, // 30: flotilla.v1.Placement.AddReplica:input_type -> flotilla.v1.AddReplicaRequest
-	22, // 31: flotilla.v1.Placement.RemoveReplica:input_type -> flotilla.v1.RemoveReplicaRequest
-	24, // 32: flotilla.v1.Placement.SetStoreState:input_type -> flotilla.v1.SetStoreStateRequest
-	26, // 33: flotilla.v1.Placement.SplitRange:input_type -> flotilla.v1.SplitRangeRequest
-	27, // 34: flotilla.v1.Placement.GetRules:input_type -> flotilla.v1.GetRulesRequest
-	28, // 35: flotilla.v1.Placement.SetRules:input_type -> flotilla.v1.SetRulesRequest
-	1,  // 36: flotilla.v1.Placement.AllocateRevisions:input_type -> flotilla.v1.AllocateRevisionsRequest
-	5,  // 37: flotilla.v1.Placement.StoreHeartbeat:output_type -> flotilla.v1.StoreHeartbeatResponse
-	7,  // 38: flotilla.v1.Placement.RangeHeartbeat:output_type -> flotilla.v1.RangeHeartbeatResponse
-	10, // 39: flotilla.v1.Placement.LookupRange:output_type -> flotilla.v1.LookupRangeResponse
-	13, // 40: flotilla.v1.Placement.ListStores:output_type -> flotilla.v1.ListStoresResponse
-	16, // 41: flotilla.v1.Placement.ListRanges:output_type -> flotilla.v1.ListRangesResponse
-	19, // 42: flotilla.v1.Placement.ListOperators:output_type -> flotilla.v1.ListOperatorsResponse
-	23, // 43: flotilla.v1.Placement.TransferLeader:output_type -> flotilla.v1.OperatorResponse
-	23, // 44: flotilla.v1.Placement.AddReplica:output_type -> flotilla.v1.OperatorResponse
-	23, // 45: flotilla.v1.Placement.RemoveReplica:output_type -> flotilla.v1.OperatorResponse
-	25, // 46: flotilla.v1.Placement.SetStoreState:output_type -> flotilla.v1.SetStoreStateResponse
-	23, // 47: flotilla.v1.Placement.SplitRange:output_type -> flotilla.v1.OperatorResponse
-	29, // 48: flotilla.v1.Placement.GetRules:output_type -> flotilla.v1.RulesResponse
-	29, // 49: flotilla.v1.Placement.SetRules:output_type -> flotilla.v1.RulesResponse
-	2,  // 50: flotilla.v1.Placement.AllocateRevisions:output_type -> flotilla.v1.AllocateRevisionsResponse
-	37, // [37:51] is the sub-list for method output_type
-	23, // [23:37] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	34, // 1: flotilla.v1.RangeHeartbeatRequest.descriptor:type_name -> flotilla.v1.RangeDescriptor
+	35, // 2: flotilla.v1.RangeHeartbeatRequest.stats:type_name -> flotilla.v1.RangeStats
+	6,  // 3: flotilla.v1.RangeHeartbeatsRequest.ranges:type_name -> flotilla.v1.RangeHeartbeatRequest
+	9,  // 4: flotilla.v1.RangeHeartbeatsResponse.steps:type_name -> flotilla.v1.RangeStep
+	11, // 5: flotilla.v1.RangeStep.step:type_name -> flotilla.v1.OperatorStep
+	11, // 6: flotilla.v1.RangeHeartbeatResponse.step:type_name -> flotilla.v1.OperatorStep
+	0,  // 7: flotilla.v1.OperatorStep.kind:type_name -> flotilla.v1.OperatorStepKind
+	34, // 8: flotilla.v1.LookupRangeResponse.descriptor:type_name -> flotilla.v1.RangeDescriptor
+	36, // 9: flotilla.v1.LookupRangeResponse.leader:type_name -> flotilla.v1.ReplicaDescriptor
+	37, // 10: flotilla.v1.LookupRangeResponse.nodes:type_name -> flotilla.v1.NodeDescriptor
+	37, // 11: flotilla.v1.StoreStatus.node:type_name -> flotilla.v1.NodeDescriptor
+	3,  // 12: flotilla.v1.StoreStatus.stats:type_name -> flotilla.v1.StoreStats
+	15, // 13: flotilla.v1.ListStoresResponse.stores:type_name -> flotilla.v1.StoreStatus
+	34, // 14: flotilla.v1.RangeStatus.descriptor:type_name -> flotilla.v1.RangeDescriptor
+	36, // 15: flotilla.v1.RangeStatus.leader:type_name -> flotilla.v1.ReplicaDescriptor
+	35, // 16: flotilla.v1.RangeStatus.stats:type_name -> flotilla.v1.RangeStats
+	18, // 17: flotilla.v1.ListRangesResponse.ranges:type_name -> flotilla.v1.RangeStatus
+	34, // 18: flotilla.v1.ListRangesResponse.placement_group:type_name -> flotilla.v1.RangeDescriptor
+	21, // 19: flotilla.v1.ListOperatorsResponse.operators:type_name -> flotilla.v1.OperatorStatus
+	33, // 20: flotilla.v1.ListOperatorsResponse.counts:type_name -> flotilla.v1.ListOperatorsResponse.CountsEntry
+	21, // 21: flotilla.v1.OperatorResponse.operator:type_name -> flotilla.v1.OperatorStatus
+	38, // 22: flotilla.v1.SetStoreStateRequest.state:type_name -> flotilla.v1.StoreState
+	15, // 23: flotilla.v1.SetStoreStateResponse.store:type_name -> flotilla.v1.StoreStatus
+	39, // 24: flotilla.v1.SetRulesRequest.rules:type_name -> flotilla.v1.PlacementRule
+	39, // 25: flotilla.v1.RulesResponse.rules:type_name -> flotilla.v1.PlacementRule
+	4,  // 26: flotilla.v1.Placement.StoreHeartbeat:input_type -> flotilla.v1.StoreHeartbeatRequest
+	6,  // 27: flotilla.v1.Placement.RangeHeartbeat:input_type -> flotilla.v1.RangeHeartbeatRequest
+	7,  // 28: flotilla.v1.Placement.RangeHeartbeats:input_type -> flotilla.v1.RangeHeartbeatsRequest
+	12, // 29: flotilla.v1.Placement.LookupRange:input_type -> flotilla.v1.LookupRangeRequest
+	14, // 30: flotilla.v1.Placement.ListStores:input_type -> flotilla.v1.ListStoresRequest
+	17, // 31: flotilla.v1.Placement.ListRanges:input_type -> flotilla.v1.ListRangesRequest
+	20, // 32: flotilla.v1.Placement.ListOperators:input_type -> flotilla.v1.ListOperatorsRequest
+	23, // 33: flotilla.v1.Placement.TransferLeader:input_type -> flotilla.v1.TransferLeaderRequest
+	24, // 34: flotilla.v1.Placement.AddReplica:input_type -> flotilla.v1.AddReplicaRequest
+	25, // 35: flotilla.v1.Placement.RemoveReplica:input_type -> flotilla.v1.RemoveReplicaRequest
+	27, // 36: flotilla.v1.Placement.SetStoreState:input_type -> flotilla.v1.SetStoreStateRequest
+	29, // 37: flotilla.v1.Placement.SplitRange:input_type -> flotilla.v1.SplitRangeRequest
+	30, // 38: flotilla.v1.Placement.GetRules:input_type -> flotilla.v1.GetRulesRequest
+	31, // 39: flotilla.v1.Placement.SetRules:input_type -> flotilla.v1.SetRulesRequest
+	1,  // 40: flotilla.v1.Placement.AllocateRevisions:input_type -> flotilla.v1.AllocateRevisionsRequest
+	5,  // 41: flotilla.v1.Placement.StoreHeartbeat:output_type -> flotilla.v1.StoreHeartbeatResponse
+	10, // 42: flotilla.v1.Placement.RangeHeartbeat:output_type -> flotilla.v1.RangeHeartbeatResponse
+	8,  // 43: flotilla.v1.Placement.RangeHeartbeats:output_type -> flotilla.v1.RangeHeartbeatsResponse
+	13, // 44: flotilla.v1.Placement.LookupRange:output_type -> flotilla.v1.LookupRangeResponse
+	16, // 45: flotilla.v1.Placement.ListStores:output_type -> flotilla.v1.ListStoresResponse
+	19, // 46: flotilla.v1.Placement.ListRanges:output_type -> flotilla.v1.ListRangesResponse
+	22, // 47: flotilla.v1.Placement.ListOperators:output_type -> flotilla.v1.ListOperatorsResponse
+	26, // 48: flotilla.v1.Placement.TransferLeader:output_type -> flotilla.v1.OperatorResponse
+	26, // 49: flotilla.v1.Placement.AddReplica:output_type -> flotilla.v1.OperatorResponse
+	26, // 50: flotilla.v1.Placement.RemoveReplica:output_type -> flotilla.v1.OperatorResponse
+	28, // 51: flotilla.v1.Placement.SetStoreState:output_type -> flotilla.v1.SetStoreStateResponse
+	26, // 52: flotilla.v1.Placement.SplitRange:output_type -> flotilla.v1.OperatorResponse
+	32, // 53: flotilla.v1.Placement.GetRules:output_type -> flotilla.v1.RulesResponse
+	32, // 54: flotilla.v1.Placement.SetRules:output_type -> flotilla.v1.RulesResponse
+	2,  // 55: flotilla.v1.Placement.AllocateRevisions:output_type -> flotilla.v1.AllocateRevisionsResponse
+	41, // [41:56] is the sub-list for method output_type
+	26, // [26:41] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_flotillapb_placement_proto_init() }
@@ -2312,7 +2517,7 @@ func file_flotillapb_placement_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_flotillapb_placement_proto_rawDesc), len(file_flotillapb_placement_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   30,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -26,6 +26,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	Placement_StoreHeartbeat_FullMethodName    = "/flotilla.v1.Placement/StoreHeartbeat"
 	Placement_RangeHeartbeat_FullMethodName    = "/flotilla.v1.Placement/RangeHeartbeat"
+	Placement_RangeHeartbeats_FullMethodName   = "/flotilla.v1.Placement/RangeHeartbeats"
 	Placement_LookupRange_FullMethodName       = "/flotilla.v1.Placement/LookupRange"
 	Placement_ListStores_FullMethodName        = "/flotilla.v1.Placement/ListStores"
 	Placement_ListRanges_FullMethodName        = "/flotilla.v1.Placement/ListRanges"
@@ -49,6 +50,10 @@ const (
 type PlacementClient interface {
 	StoreHeartbeat(ctx context.Context, in *StoreHeartbeatRequest, opts ...grpc.CallOption) (*StoreHeartbeatResponse, error)
 	RangeHeartbeat(ctx context.Context, in *RangeHeartbeatRequest, opts ...grpc.CallOption) (*RangeHeartbeatResponse, error)
+	// RangeHeartbeats (node-only) carries a node's range reports that are
+	// due, in one message, and answers with the steps due for any range the
+	// node leads.
+	RangeHeartbeats(ctx context.Context, in *RangeHeartbeatsRequest, opts ...grpc.CallOption) (*RangeHeartbeatsResponse, error)
 	// LookupRange returns the newest descriptor of the range holding key (or,
 	// with before, the keys just below key).
 	LookupRange(ctx context.Context, in *LookupRangeRequest, opts ...grpc.CallOption) (*LookupRangeResponse, error)
@@ -99,6 +104,16 @@ func (c *placementClient) RangeHeartbeat(ctx context.Context, in *RangeHeartbeat
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RangeHeartbeatResponse)
 	err := c.cc.Invoke(ctx, Placement_RangeHeartbeat_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *placementClient) RangeHeartbeats(ctx context.Context, in *RangeHeartbeatsRequest, opts ...grpc.CallOption) (*RangeHeartbeatsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RangeHeartbeatsResponse)
+	err := c.cc.Invoke(ctx, Placement_RangeHeartbeats_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -234,6 +249,10 @@ func (c *placementClient) AllocateRevisions(ctx context.Context, in *AllocateRev
 type PlacementServer interface {
 	StoreHeartbeat(context.Context, *StoreHeartbeatRequest) (*StoreHeartbeatResponse, error)
 	RangeHeartbeat(context.Context, *RangeHeartbeatRequest) (*RangeHeartbeatResponse, error)
+	// RangeHeartbeats (node-only) carries a node's range reports that are
+	// due, in one message, and answers with the steps due for any range the
+	// node leads.
+	RangeHeartbeats(context.Context, *RangeHeartbeatsRequest) (*RangeHeartbeatsResponse, error)
 	// LookupRange returns the newest descriptor of the range holding key (or,
 	// with before, the keys just below key).
 	LookupRange(context.Context, *LookupRangeRequest) (*LookupRangeResponse, error)
@@ -275,6 +294,9 @@ func (UnimplementedPlacementServer) StoreHeartbeat(context.Context, *StoreHeartb
 }
 func (UnimplementedPlacementServer) RangeHeartbeat(context.Context, *RangeHeartbeatRequest) (*RangeHeartbeatResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RangeHeartbeat not implemented")
+}
+func (UnimplementedPlacementServer) RangeHeartbeats(context.Context, *RangeHeartbeatsRequest) (*RangeHeartbeatsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RangeHeartbeats not implemented")
 }
 func (UnimplementedPlacementServer) LookupRange(context.Context, *LookupRangeRequest) (*LookupRangeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method LookupRange not implemented")
@@ -365,6 +387,24 @@ func _Placement_RangeHeartbeat_Handler(srv interface{}, ctx context.Context, dec
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(PlacementServer).RangeHeartbeat(ctx, req.(*RangeHeartbeatRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Placement_RangeHeartbeats_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RangeHeartbeatsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PlacementServer).RangeHeartbeats(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Placement_RangeHeartbeats_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PlacementServer).RangeHeartbeats(ctx, req.(*RangeHeartbeatsRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -599,6 +639,10 @@ var Placement_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RangeHeartbeat",
 			Handler:    _Placement_RangeHeartbeat_Handler,
+		},
+		{
+			MethodName: "RangeHeartbeats",
+			Handler:    _Placement_RangeHeartbeats_Handler,
 		},
 		{
 			MethodName: "LookupRange",
