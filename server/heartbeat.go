@@ -166,10 +166,12 @@ func (n *Node) sendHeartbeats(last map[multiraft.GroupID]reported, splits map[mu
 			desc = meta.State().GetPlacementGroup()
 		} else {
 			stats.LeaderCount++
-			if r, ok = n.store.Replica(g); !ok || r.Descriptor() == nil {
+			// The shared descriptor: read only, never modified (it goes
+			// into a report, which is cloned or marshalled).
+			if r, ok = n.store.Replica(g); !ok || r.SharedDescriptor() == nil {
 				continue
 			}
-			desc = r.Descriptor()
+			desc = r.SharedDescriptor()
 		}
 		prev, known := last[g]
 		// Between full rounds only a change of leadership, descriptor or

@@ -760,7 +760,7 @@ func (n *Node) startMember(ident *flotillapb.StoreIdent, host *multiraft.Host) e
 }
 
 // maxSplitKeys bounds the ranges a cluster can be created with.
-const maxSplitKeys = 1000
+const maxSplitKeys = 20000
 
 // checkSplitKeys returns the split keys of an init sorted, or an
 // InvalidArgument error: each non-empty, at most flotillapb.MaxKeySize bytes,

@@ -330,6 +330,15 @@ func TestPlacementOperators(t *testing.T) {
 	t.Logf("operators: %v", resp.GetCounts())
 }
 
+// tooManySplitKeys returns one key more than an init takes (20000).
+func tooManySplitKeys() [][]byte {
+	keys := make([][]byte, 20001)
+	for i := range keys {
+		keys[i] = fmt.Appendf(nil, "k%06d", i)
+	}
+	return keys
+}
+
 // TestInitSplitKeys: bad split keys are refused with InvalidArgument and
 // leave the node uninitialized; good ones start the cluster with a range
 // ending at each key, and keys in each range are served.
@@ -341,6 +350,7 @@ func TestInitSplitKeys(t *testing.T) {
 		"empty key": {[]byte("a"), {}},
 		"twice":     {[]byte("b"), []byte("a"), []byte("b")},
 		"too long":  {make([]byte, 5000)},
+		"too many":  tooManySplitKeys(),
 	} {
 		if _, err := n.Init(ctx, keys...); !errors.Is(err, flotilla.ErrInvalidArgument) {
 			t.Errorf("%s: %v, want InvalidArgument", name, err)

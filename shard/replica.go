@@ -159,6 +159,12 @@ func (r *Replica) Descriptor() *flotillapb.RangeDescriptor {
 	return r.descriptor().Clone()
 }
 
+// SharedDescriptor is Descriptor without the copy: the replica's current
+// descriptor (or nil), shared and immutable: the caller must not modify
+// it. For hot read-only paths (the heartbeat loop reads every led range's
+// descriptor ten times a second).
+func (r *Replica) SharedDescriptor() *flotillapb.RangeDescriptor { return r.descriptor() }
+
 // descriptor returns the shared, immutable descriptor (or nil).
 func (r *Replica) descriptor() *flotillapb.RangeDescriptor {
 	r.mu.Lock()

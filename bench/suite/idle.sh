@@ -14,7 +14,7 @@ usage() {
 usage: bench/suite/idle.sh   (or: make bench-idle), settings from the environment:
   BIN        the flotilla binary; default bin/flotilla
   OUT        where the summary and logs go; default bench-results/idle-<date-time>
-  RANGES     ranges the cluster is pre-split into, 1 to 1001; default 1000
+  RANGES     ranges the cluster is pre-split into, 1 to 20001; default 1000
   SETTLE     seconds to wait after up-replication before measuring; default 15
   WINDOW     seconds of idle time measured; default 30
   READY_TIMEOUT  seconds to wait for up-replication; default 600
@@ -46,7 +46,7 @@ die() {
 for v in RANGES SETTLE WINDOW READY_TIMEOUT; do
 	[[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v=${!v}: want a positive whole number"
 done
-((RANGES <= 1001)) || die "RANGES=$RANGES: flotilla init pre-splits into at most 1001 ranges"
+((RANGES <= 20001)) || die "RANGES=$RANGES: flotilla init pre-splits into at most 20001 ranges"
 for tool in jq curl; do
 	command -v "$tool" >/dev/null || die "$tool is required (apt-get install $tool)"
 done
@@ -119,25 +119,26 @@ replicated() {
 }
 split=()
 if ((RANGES > 1)); then
-	split=(--split-at "$("$BIN" bench split-keys --records $((RANGES * 100)) --ranges "$RANGES")")
+	"$BIN" bench split-keys --records $((RANGES * 100)) --ranges "$RANGES" | tr ',' '\n' >"$OUT/split-keys.txt"
+	split=(--split-at-file "$OUT/split-keys.txt")
 fi
 wait_for "nodes listening" listening
 start=$SECONDS
-"$BIN" init --host 127.0.0.1:7600 ${split[@]+"${split[@]}"} >"$OUT/logs/init.log" 2>&1 ||
+"$BIN" init --host 127.0.0.1:7600 --timeout 60s ${split[@]+"${split[@]}"} >"$OUT/logs/init.log" 2>&1 ||
 	die "init failed: $(cat "$OUT/logs/init.log")"
 wait_for "up-replication of $RANGES ranges" replicated
 upreplicated=$((SECONDS - start))
 log "every one of $RANGES ranges has 3 voters after ${upreplicated}s; waiting for the balancers to finish"
-# quiet succeeds once the placement driver runs no operator (the leaders,
-# all on node 1 after init, are spread by then).
+# quiet succeeds once the placement driver runs no operator and the
+# leaders (all on node 1 after init) and replicas are spread.
 quiet() {
 	local ops
 	ops=$("$BIN" cluster operators --host 127.0.0.1:7600 --timeout 10s --format json 2>&1) || {
 		echo "$ops"
 		return 1
 	}
-	jq -e '.counts.running == 0' <<<"$ops" >/dev/null || {
-		jq -r '"\(.counts.running) operators running; leader balance \(.leader_balance)"' <<<"$ops"
+	jq -e '.counts.running == 0 and .leader_balance <= 2 and .replica_balance <= 2' <<<"$ops" >/dev/null || {
+		jq -r '"\(.counts.running) operators running; leader balance \(.leader_balance), replica balance \(.replica_balance)"' <<<"$ops"
 		return 1
 	}
 }

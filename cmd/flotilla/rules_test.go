@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/flotilladb/flotilla/rpc/flotillapb"
@@ -46,5 +48,32 @@ func TestRulesFileRoundTrip(t *testing.T) {
 	var raw []map[string]any
 	if err := json.Unmarshal(buf.Bytes(), &raw); err != nil || raw[0]["start_key"] != "0x30783431" {
 		t.Errorf("a text key that looks like hex prints as %v (%v)", raw[0]["start_key"], err)
+	}
+}
+
+// TestReadSplitKeys: --split-at-file takes one key per line, text or 0x
+// hex, skipping empty lines (and CRs); a bad line is named.
+func TestReadSplitKeys(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "keys")
+	if err := os.WriteFile(good, []byte("b\r\n\nm\n0x00ff\nuser 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := readSplitKeys(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := [][]byte{[]byte("b"), []byte("m"), {0, 0xff}, []byte("user 1")}; !slices.EqualFunc(keys, want, bytes.Equal) {
+		t.Fatalf("keys %q, want %q", keys, want)
+	}
+	bad := filepath.Join(dir, "bad")
+	if err := os.WriteFile(bad, []byte("a\n0xzz\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readSplitKeys(bad); err == nil || !strings.Contains(err.Error(), "line 2") {
+		t.Fatalf("a bad hex key: %v; want an error naming line 2", err)
+	}
+	if _, err := readSplitKeys(filepath.Join(dir, "missing")); err == nil || !strings.Contains(err.Error(), "--split-at-file") {
+		t.Fatalf("a missing file: %v", err)
 	}
 }

@@ -303,10 +303,11 @@ func orOff(addr string) string {
 
 func newInitCmd() *cobra.Command {
 	var (
-		host    string
-		timeout time.Duration
-		splitAt []string
-		tf      tlsFlags
+		host        string
+		timeout     time.Duration
+		splitAt     []string
+		splitAtFile string
+		tf          tlsFlags
 
 		dialTimeout time.Duration
 	)
@@ -317,7 +318,9 @@ func newInitCmd() *cobra.Command {
 nodes join it with --join. Initializing a node that is already part of a cluster
 is refused. --split-at pre-splits the keyspace: the cluster starts with one
 range ending at each key, and the placement driver spreads them over the
-nodes as they join.`,
+nodes as they join. --split-at-file reads more keys from a file, one per line
+(text, or hex with a 0x prefix; empty lines are skipped), for more keys than
+fit on a command line. At most 20000 keys in all.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			tlsConfig, err := tf.config(cmd.Flags())
@@ -335,6 +338,13 @@ nodes as they join.`,
 			for _, k := range splitAt {
 				req.SplitKeys = append(req.SplitKeys, []byte(k))
 			}
+			if splitAtFile != "" {
+				keys, err := readSplitKeys(splitAtFile)
+				if err != nil {
+					return err
+				}
+				req.SplitKeys = append(req.SplitKeys, keys...)
+			}
 			resp, err := flotillapb.NewNodeClient(conn).Init(ctx, req)
 			if err != nil {
 				if status.Code(err) == codes.FailedPrecondition {
@@ -348,10 +358,39 @@ nodes as they join.`,
 	}
 	cmd.Flags().StringVar(&host, "host", server.DefaultListenAddr, "the node to initialize, HOST:PORT")
 	cmd.Flags().StringSliceVar(&splitAt, "split-at", nil, "pre-split the keyspace at these keys, KEY[,KEY...]")
+	cmd.Flags().StringVar(&splitAtFile, "split-at-file", "", "pre-split the keyspace at the keys in this file, one per line (text, or hex with 0x)")
 	cmd.Flags().DurationVar(&timeout, "timeout", 10*time.Second, "give up after this long")
 	cmd.Flags().DurationVar(&dialTimeout, "dial-timeout", flotilla.DefaultDialTimeout, "fail when the node cannot be reached for this long")
 	tf.register(cmd.Flags())
 	return cmd
+}
+
+// maxSplitKeysFile bounds a --split-at-file.
+const maxSplitKeysFile = 64 << 20
+
+// readSplitKeys reads a --split-at-file: one key per line, text or hex
+// with a 0x prefix (as `cluster split` takes them), empty lines skipped.
+func readSplitKeys(name string) ([][]byte, error) {
+	data, err := os.ReadFile(name)
+	if err != nil {
+		return nil, fmt.Errorf("--split-at-file: %v", err)
+	}
+	if len(data) > maxSplitKeysFile {
+		return nil, fmt.Errorf("--split-at-file %s: %d bytes, more than %d", name, len(data), maxSplitKeysFile)
+	}
+	var keys [][]byte
+	for i, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSuffix(line, "\r")
+		if line == "" {
+			continue
+		}
+		k, err := parseKey(line)
+		if err != nil {
+			return nil, fmt.Errorf("--split-at-file %s, line %d: %v", name, i+1, err)
+		}
+		keys = append(keys, k)
+	}
+	return keys, nil
 }
 
 // describe renders an RPC error for people.
