@@ -36,6 +36,10 @@ type FlotillaOptions struct {
 	// NoSync tells Describe that the nodes run with fsync off; the client
 	// cannot see it. Default false: "fsync" is reported true.
 	NoSync bool
+	// ReadFrom is the replica that serves reads (flotilla.Config.ReadFrom):
+	// the leader by default, or a follower, or the nearest one (Zone).
+	ReadFrom flotilla.Replica
+	Zone     string
 }
 
 // EnsureDefaults fills unset fields with their defaults.
@@ -102,7 +106,7 @@ func NewFlotilla(ctx context.Context, endpoints []string, opts FlotillaOptions) 
 		return nil, err
 	}
 	opts.HTTPAddrs = slices.Clone(opts.HTTPAddrs)
-	client, err := flotilla.New(flotilla.Config{Endpoints: endpoints, TLS: opts.TLS})
+	client, err := flotilla.New(flotilla.Config{Endpoints: endpoints, TLS: opts.TLS, ReadFrom: opts.ReadFrom, Zone: opts.Zone})
 	if err != nil {
 		return nil, fmt.Errorf("target: Flotilla: %w", err)
 	}
@@ -198,6 +202,9 @@ func (f *Flotilla) Describe(ctx context.Context) map[string]any {
 		"endpoints": slices.Clone(f.endpoints),
 		"fsync":     !f.opts.NoSync,
 		"tls":       f.opts.TLS != nil,
+	}
+	if rf := f.opts.ReadFrom; rf != flotilla.ReplicaDefault && rf != flotilla.Leader {
+		d["read_from"] = rf.String()
 	}
 	var errs []string
 	if cs, err := f.clusterStatus(ctx); err != nil {

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/flotilladb/flotilla"
 	"github.com/flotilladb/flotilla/bench"
 	"github.com/flotilladb/flotilla/bench/target"
 	"github.com/flotilladb/flotilla/server"
@@ -36,6 +37,8 @@ type benchFlags struct {
 	endpoints []string
 	embedded  string
 	etcd      []string
+	readFrom  string
+	zone      string
 
 	clients   int
 	rate      float64
@@ -103,6 +106,8 @@ coordinated omission).
 	fl.StringSliceVar(&f.endpoints, "endpoints", nil, "a Flotilla cluster's nodes, HOST:PORT[,HOST:PORT...]")
 	fl.StringVar(&f.embedded, "embedded", "", "run one Flotilla node in this process on this data directory")
 	fl.StringSliceVar(&f.etcd, "etcd", nil, "an etcd cluster's client endpoints, HOST:PORT[,HOST:PORT...]")
+	fl.StringVar(&f.readFrom, "read-from", "leader", "with --endpoints: the replica that serves reads: leader, follower or nearest (all linearizable)")
+	fl.StringVar(&f.zone, "zone", "", `with --endpoints and --read-from nearest: the client's zone (the stores' "zone" label)`)
 	fl.IntVar(&f.clients, "clients", bench.DefaultClients, "concurrent clients (closed loop), or the most operations in flight (open loop)")
 	fl.Float64Var(&f.rate, "rate", 0, "open loop: operations per second over all clients (0: closed loop)")
 	fl.DurationVar(&f.duration, "duration", 0, "measured time of the run (default 30s unless --ops is set)")
@@ -270,6 +275,11 @@ func benchConfig(f *benchFlags) (bench.Config, error) {
 	if targets != 1 {
 		errs = append(errs, errors.New("give exactly one target: --endpoints, --embedded or --etcd"))
 	}
+	if _, err := flotilla.ParseReplica(f.readFrom); err != nil {
+		errs = append(errs, fmt.Errorf("--read-from: %v", err))
+	} else if f.readFrom != "leader" && len(f.endpoints) == 0 {
+		errs = append(errs, errors.New("--read-from is for a Flotilla cluster (--endpoints)"))
+	}
 	return cfg, errors.Join(errs...)
 }
 
@@ -280,7 +290,11 @@ func openTarget(ctx context.Context, f *benchFlags) (bench.Target, error) {
 		if err != nil {
 			return nil, err
 		}
-		return target.NewFlotilla(ctx, f.endpoints, target.FlotillaOptions{TLS: tlsConfig})
+		readFrom, err := flotilla.ParseReplica(f.readFrom)
+		if err != nil {
+			return nil, fmt.Errorf("--read-from: %v", err)
+		}
+		return target.NewFlotilla(ctx, f.endpoints, target.FlotillaOptions{TLS: tlsConfig, ReadFrom: readFrom, Zone: f.zone})
 	case f.embedded != "":
 		// The node's own log would drown the report: warnings only.
 		logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))

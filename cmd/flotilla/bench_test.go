@@ -66,6 +66,8 @@ func TestBenchCLI(t *testing.T) {
 		{"bench", "--embedded", dir, "--etcd", "127.0.0.1:1"},
 		{"bench", "--embedded", dir, "--phase", "sideways"},
 		{"bench", "--embedded", dir, "--clients", "0"},
+		{"bench", "--embedded", dir, "--read-from", "follower"},
+		{"bench", "--endpoints", "127.0.0.1:1", "--read-from", "any"},
 		{"bench", "compare", jsonPath},
 		{"bench", "table"},
 		{"bench", "table", "--format", "html", jsonPath},
