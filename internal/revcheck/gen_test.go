@@ -712,6 +712,7 @@ func TestGeneratedWholeModelAgrees(t *testing.T) {
 	cfg := genConfig{clients: 3, ranges: 2, keysPerRange: 2, ops: 40}
 	for _, f := range []fault{noFault, faultStaleRead, faultBelowLast, faultUnknownFlicker} {
 		cfg.fault = f
+		conclusive := 0
 		for i := range uint64(10) {
 			s := seed + i*1000 + uint64(f)*100000
 			h, injected := generate(t, cfg, s)
@@ -721,10 +722,22 @@ func TestGeneratedWholeModelAgrees(t *testing.T) {
 			if f != noFault {
 				want = porcupine.Illegal
 			}
+			if all == porcupine.Unknown && partitioned == want {
+				// The whole model's search ran out of time (it is
+				// exponential in the concurrent operations; a slow
+				// machine under -race gets there): inconclusive, not a
+				// disagreement.
+				t.Logf("seed %d, fault %q: the whole model's check timed out", s, faultNames[f])
+				continue
+			}
 			if partitioned != want || all != want {
 				logHistory(t, h)
 				t.Fatalf("seed %d, fault %q (%s): partitioned %s, whole %s, want %s", s, faultNames[f], injected, partitioned, all, want)
 			}
+			conclusive++
+		}
+		if conclusive < 5 {
+			t.Fatalf("fault %q: only %d of 10 whole-model checks finished in %v", faultNames[f], conclusive, checkTimeout)
 		}
 	}
 }
